@@ -1,0 +1,115 @@
+//! `herald publish` and `herald stats`: a small HTTP client for operators and scripts.
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::{json, Value};
+
+/// Where the hub is and how to authenticate.
+#[derive(Debug, Args)]
+pub(crate) struct ClientArgs {
+    /// Base URL of the hub.
+    #[arg(long, env = "HERALD_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Publisher key, if the hub requires one.
+    #[arg(long, env = "HERALD_PUBLISHER_KEY", hide_env_values = true)]
+    key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PublishArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Event name.
+    #[arg(long, default_value = "notification")]
+    event: String,
+    /// Event data, as JSON (a string needs its quotes: --data '"hi"').
+    #[arg(long)]
+    data: String,
+    /// Target a user's connections (repeatable).
+    #[arg(long = "user")]
+    users: Vec<String>,
+    /// Target a channel's subscribers (repeatable).
+    #[arg(long = "channel")]
+    channels: Vec<String>,
+    /// Target one connection id (repeatable).
+    #[arg(long = "connection")]
+    connections: Vec<String>,
+    /// Target every connection.
+    #[arg(long)]
+    broadcast: bool,
+    /// Broadcast when the targets match nobody.
+    #[arg(long)]
+    fallback_broadcast: bool,
+}
+
+pub(crate) async fn publish(args: PublishArgs) -> anyhow::Result<()> {
+    let data: Value = serde_json::from_str(&args.data).with_context(|| {
+        format!(
+            "--data must be JSON; for a plain string, quote it: --data '\"{}\"'",
+            args.data
+        )
+    })?;
+    let mut body = json!({ "event": args.event, "data": data });
+    if !args.users.is_empty() {
+        body["users"] = json!(args.users);
+    }
+    if !args.channels.is_empty() {
+        body["channels"] = json!(args.channels);
+    }
+    if !args.connections.is_empty() {
+        body["connections"] = json!(args.connections);
+    }
+    if args.broadcast {
+        body["broadcast"] = json!(true);
+    }
+    if args.fallback_broadcast {
+        body["fallback"] = json!("broadcast");
+    }
+    let answer = request(
+        &args.client,
+        reqwest::Method::POST,
+        "/api/sse/message",
+        Some(body),
+    )
+    .await?;
+    println!("{answer}");
+    Ok(())
+}
+
+pub(crate) async fn stats(args: ClientArgs) -> anyhow::Result<()> {
+    let answer = request(&args, reqwest::Method::GET, "/api/sse/stats", None).await?;
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(())
+}
+
+async fn request(
+    args: &ClientArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let url = format!("{}{}", args.url.trim_end_matches('/'), path);
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?;
+    let mut req = client.request(method, &url);
+    if let Some(key) = &args.key {
+        req = req.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let response = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the hub at {url}"))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if !status.is_success() {
+        let message = value["error"]["message"].as_str().unwrap_or("(no message)");
+        let code = value["error"]["code"].as_str().unwrap_or("unknown");
+        bail!("the hub answered {status}: {code}: {message}");
+    }
+    Ok(value)
+}

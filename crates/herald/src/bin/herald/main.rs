@@ -1,0 +1,124 @@
+//! The `herald` binary: `herald serve` runs the hub; `herald publish` and `herald stats` talk to a
+//! running one. All the work is in the library; this file parses configuration, sets up logging
+//! and signals, and calls [`herald::server::serve`].
+
+mod client;
+mod settings;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use herald::http::AppState;
+use herald::Hub;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "Herald: a real-time notification hub over Server-Sent Events",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Without a subcommand, `herald` serves with these settings.
+    #[command(flatten)]
+    serve: Box<settings::ServeArgs>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the hub (the default command).
+    Serve(Box<settings::ServeArgs>),
+    /// Publish one event to a running hub.
+    Publish(client::PublishArgs),
+    /// Print a running hub's stats.
+    Stats(client::ClientArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve(cli.serve));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the Tokio runtime")?;
+    match command {
+        Command::Serve(args) => runtime.block_on(serve(*args)),
+        Command::Publish(args) => runtime.block_on(client::publish(args)),
+        Command::Stats(args) => runtime.block_on(client::stats(args)),
+    }
+}
+
+async fn serve(args: settings::ServeArgs) -> anyhow::Result<()> {
+    let (config, log_format) = settings::load(args)?;
+    init_logging(log_format);
+    config.validate()?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let hub = Hub::new(config.hub.clone());
+    let state = AppState::new(hub, config.http.clone());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    tracing::info!(
+        publisher_key = config.http.publisher_key.is_some(),
+        identity_from_query = config.http.identity_from_query,
+        "herald listening on http://{addr}"
+    );
+    herald::server::serve(listener, state, shutdown, config.shutdown_timeout).await?;
+    tracing::info!("herald stopped");
+    Ok(())
+}
+
+/// Cancels `shutdown` on the first SIGINT or SIGTERM; exits at once on the second.
+async fn watch_signals(shutdown: CancellationToken) {
+    for n in 0.. {
+        wait_for_signal().await;
+        if n == 0 {
+            tracing::info!("shutting down (signal again to exit at once)");
+            shutdown.cancel();
+        } else {
+            tracing::warn!("second signal: exiting now");
+            std::process::exit(130);
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn init_logging(format: settings::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("HERALD_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        settings::LogFormat::Json => builder.json().init(),
+        settings::LogFormat::Text => builder.init(),
+    }
+}

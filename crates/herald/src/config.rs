@@ -1,0 +1,258 @@
+//! Settings of the hub, its HTTP API and its server, with their documented defaults.
+//!
+//! The library never reads files or the environment: the `herald` binary merges flags, env and an
+//! optional TOML file into a [`Config`] and calls [`Config::validate`]. Library users build one
+//! in code, usually from [`Config::default`].
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default interval between heartbeats on every connection.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
+/// Default interval of the sweep that removes stale and timed-out connections.
+pub const DEFAULT_CLEANUP_INTERVAL: Duration = Duration::from_secs(30);
+/// Default `retry:` hint sent at the start of every stream.
+pub const DEFAULT_RETRY: Duration = Duration::from_secs(3);
+/// Default most connections the hub holds at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default most connections one user may hold at once (tabs, devices).
+pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 32;
+/// Default most frames queued for one connection before it counts as a slow consumer.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+/// Default most bytes queued for one connection before it counts as a slow consumer.
+pub const DEFAULT_QUEUE_MAX_BYTES: usize = 1024 * 1024;
+/// Default window over which shutdown spreads clients' reconnects (the `retry:` jitter).
+pub const DEFAULT_SHUTDOWN_RECONNECT_WINDOW: Duration = Duration::from_secs(10);
+/// Default largest publish body, in bytes.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 64 * 1024;
+/// Default largest body of a batch publish (`POST /api/sse/messages`), in bytes.
+pub const DEFAULT_MAX_BATCH_BODY_SIZE: usize = 1024 * 1024;
+/// Default most events in one batch publish.
+pub const DEFAULT_MAX_BATCH_LEN: usize = 1000;
+/// Default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default time graceful shutdown waits for connections to finish before exiting anyway.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How heartbeats look on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeartbeatStyle {
+    /// An event `heartbeat` with `{"ts": <ms since epoch>}`: browser code can see it and use it
+    /// as a liveness signal.
+    #[default]
+    Event,
+    /// A comment line (`: heartbeat`): invisible to `EventSource` listeners, keeps proxies happy.
+    Comment,
+}
+
+/// Behaviour of the hub core.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Interval between heartbeats ([`DEFAULT_HEARTBEAT_INTERVAL`]).
+    pub heartbeat_interval: Duration,
+    /// What a heartbeat looks like.
+    pub heartbeat_style: HeartbeatStyle,
+    /// Interval of the stale-connection sweep ([`DEFAULT_CLEANUP_INTERVAL`]).
+    pub cleanup_interval: Duration,
+    /// Close connections older than this (with reason `timeout`); `None` keeps them open.
+    pub connection_timeout: Option<Duration>,
+    /// The `retry:` hint at the start of every stream ([`DEFAULT_RETRY`]).
+    pub retry: Duration,
+    /// Most connections at once ([`DEFAULT_MAX_CONNECTIONS`]); more get `503`.
+    pub max_connections: usize,
+    /// Most connections of one user ([`DEFAULT_MAX_CONNECTIONS_PER_USER`]); more get `429`.
+    pub max_connections_per_user: usize,
+    /// Most frames queued per connection ([`DEFAULT_QUEUE_CAPACITY`]).
+    pub queue_capacity: usize,
+    /// Most bytes queued per connection ([`DEFAULT_QUEUE_MAX_BYTES`]).
+    pub queue_max_bytes: usize,
+    /// On shutdown, clients are told to reconnect after a random delay of up to this much
+    /// ([`DEFAULT_SHUTDOWN_RECONNECT_WINDOW`]), so that a deploy does not bring them all back in
+    /// the same instant.
+    pub shutdown_reconnect_window: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            heartbeat_style: HeartbeatStyle::Event,
+            cleanup_interval: DEFAULT_CLEANUP_INTERVAL,
+            connection_timeout: None,
+            retry: DEFAULT_RETRY,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
+            shutdown_reconnect_window: DEFAULT_SHUTDOWN_RECONNECT_WINDOW,
+        }
+    }
+}
+
+/// A secret (publisher key) whose `Debug` output never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself; handle with care.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Behaviour of the HTTP API.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// When set, publish and admin endpoints require `Authorization: Bearer <key>`.
+    pub publisher_key: Option<Secret>,
+    /// Whether subscribers may name themselves with `?userId=` and `?username=`. Defaults to
+    /// true when the server listens on loopback only (see [`Config::validate`]).
+    pub identity_from_query: bool,
+    /// Largest publish body ([`DEFAULT_MAX_BODY_SIZE`]); larger gets `413`.
+    pub max_body_size: usize,
+    /// Largest batch publish body ([`DEFAULT_MAX_BATCH_BODY_SIZE`]).
+    pub max_batch_body_size: usize,
+    /// Most events in one batch ([`DEFAULT_MAX_BATCH_LEN`]).
+    pub max_batch_len: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            publisher_key: None,
+            identity_from_query: true,
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            max_batch_body_size: DEFAULT_MAX_BATCH_BODY_SIZE,
+            max_batch_len: DEFAULT_MAX_BATCH_LEN,
+        }
+    }
+}
+
+/// Everything `herald serve` needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on ([`DEFAULT_LISTEN`]).
+    pub listen: SocketAddr,
+    /// How long graceful shutdown waits for connections ([`DEFAULT_SHUTDOWN_TIMEOUT`]).
+    pub shutdown_timeout: Duration,
+    /// Hub behaviour.
+    pub hub: HubConfig,
+    /// HTTP API behaviour.
+    pub http: HttpConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            // The constant is a valid address literal.
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            hub: HubConfig::default(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+/// A configuration that cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Checks the settings against each other.
+    ///
+    /// # Errors
+    /// - listening on a non-loopback address without a publisher key (anyone on the network
+    ///   could publish to your users);
+    /// - zero intervals, capacities or limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.listen.ip().is_loopback() && self.http.publisher_key.is_none() {
+            return Err(ConfigError(format!(
+                "refusing to listen on {} without a publisher key: anyone who can reach it could \
+                 publish to your users. Set HERALD_PUBLISHER_KEY (or --publisher-key), or listen \
+                 on 127.0.0.1",
+                self.listen
+            )));
+        }
+        if let Some(key) = &self.http.publisher_key {
+            if key.expose().len() < 16 {
+                return Err(ConfigError(
+                    "the publisher key must be at least 16 characters long".into(),
+                ));
+            }
+        }
+        let hub = &self.hub;
+        for (name, d) in [
+            ("heartbeat_interval", hub.heartbeat_interval),
+            ("cleanup_interval", hub.cleanup_interval),
+        ] {
+            if d < Duration::from_millis(10) {
+                return Err(ConfigError(format!("{name} must be at least 10ms")));
+            }
+        }
+        if hub.connection_timeout.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError(
+                "connection_timeout must be positive (leave it unset to keep connections)".into(),
+            ));
+        }
+        for (name, v) in [
+            ("max_connections", hub.max_connections),
+            ("max_connections_per_user", hub.max_connections_per_user),
+            ("queue_capacity", hub.queue_capacity),
+            ("queue_max_bytes", hub.queue_max_bytes),
+            ("max_body_size", self.http.max_body_size),
+            ("max_batch_body_size", self.http.max_batch_body_size),
+            ("max_batch_len", self.http.max_batch_len),
+        ] {
+            if v == 0 {
+                return Err(ConfigError(format!("{name} must be at least 1")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn public_listen_needs_a_key() {
+        let mut c = Config {
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            ..Config::default()
+        };
+        let err = c.validate().unwrap_err();
+        assert!(err.0.contains("publisher key"), "{err}");
+        c.http.publisher_key = Some(Secret::new("0123456789abcdef"));
+        c.validate().unwrap();
+        c.http.publisher_key = Some(Secret::new("short"));
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("hunter2hunter2hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,118 @@
+//! Engines: how events travel between the nodes of a hub, and (later) where their history lives.
+//!
+//! An [`Engine`] takes every publication of this node, gives it its id, and hands it, on every
+//! node, to that node's [`Delivery`] (its registry of live connections). The in-memory engine
+//! ([`MemoryEngine`]) does this within one process; a Redis engine does it across processes with
+//! the same trait, so the hub core never knows which one runs. Both send events back through
+//! the same `Delivery` path, so there is one delivery path for one node or many.
+
+mod memory;
+
+pub use memory::MemoryEngine;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::event::{Event, EventId, EventName, Payload};
+use crate::metrics::DisconnectReason;
+use crate::target::{ConnectionId, Targets, UserId};
+
+/// An event on its way in: everything but its id, which the engine assigns.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    /// The event name.
+    pub name: EventName,
+    /// The payload.
+    pub payload: Payload,
+    /// Who gets it.
+    pub targets: Targets,
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The id the event got.
+    pub id: EventId,
+    /// How many connections it was queued to.
+    pub delivered: usize,
+}
+
+/// A command every node carries out on its own connections.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Close the connections of these users and these connection ids.
+    Disconnect {
+        /// Users whose connections end.
+        users: Vec<UserId>,
+        /// Connections that end.
+        connections: Vec<ConnectionId>,
+        /// Reason given to the clients.
+        reason: DisconnectReason,
+    },
+    /// Close every connection.
+    DisconnectAll {
+        /// Reason given to the clients.
+        reason: DisconnectReason,
+    },
+}
+
+/// The receiving end of an engine on one node: its live connections.
+pub trait Delivery: Send + Sync + fmt::Debug {
+    /// Routes `event` to the local connections `targets` selects; returns how many.
+    fn deliver(&self, event: &Event, targets: &Targets) -> usize;
+    /// Carries out `command` on local connections; returns how many it affected.
+    fn apply(&self, command: &Command) -> usize;
+}
+
+/// Failures of an engine.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    /// The engine cannot reach its backend (Redis down, say): nothing was published.
+    #[error("the engine is unavailable: {0}")]
+    Unavailable(String),
+    /// The engine was used before [`Engine::attach`] or after shutdown.
+    #[error("the engine is not running")]
+    NotRunning,
+}
+
+/// Whether the engine can do its work right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineHealth {
+    /// Working.
+    Ok,
+    /// Not able to publish or receive (for example, Redis is unreachable); the text says why.
+    Degraded(String),
+}
+
+/// Carries events and commands between the nodes of a hub.
+///
+/// Implementations must deliver the events of one publisher in the order they were published,
+/// and give every event an id that orders it after every event published before it.
+#[async_trait]
+pub trait Engine: Send + Sync + fmt::Debug {
+    /// Connects the engine to this node's connections. Called once, by the hub, before any
+    /// publish.
+    fn attach(&self, delivery: Arc<dyn Delivery>);
+
+    /// Assigns `publication` its id and delivers it to the targeted connections of every node.
+    ///
+    /// # Errors
+    /// [`EngineError::Unavailable`] when the event could not be published at all; the caller
+    /// must report it rather than pretend it was sent.
+    async fn publish(&self, publication: Publication) -> Result<Published, EngineError>;
+
+    /// Runs `command` on every node; returns how many connections it affected on this node and
+    /// (where the engine knows) the others.
+    ///
+    /// # Errors
+    /// [`EngineError::Unavailable`] when the command could not reach the other nodes.
+    async fn command(&self, command: Command) -> Result<usize, EngineError>;
+
+    /// Whether the engine works right now (for `/readyz`).
+    fn health(&self) -> EngineHealth;
+
+    /// Stops background work. Called once, by the hub, at shutdown.
+    async fn shutdown(&self);
+}

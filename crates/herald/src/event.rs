@@ -1,0 +1,275 @@
+//! Events: their names, ids and payloads.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Serialize, Serializer};
+
+use crate::error::InvalidInput;
+
+/// Longest accepted event name.
+pub const MAX_EVENT_NAME_LEN: usize = 64;
+
+/// Event names the hub itself sends; publishers cannot use them, so that a client can trust
+/// that a `disconnected` or `reset` really comes from the hub.
+pub const RESERVED_EVENT_NAMES: &[&str] = &[
+    "connected",
+    "heartbeat",
+    "disconnected",
+    "reset",
+    "presence:join",
+    "presence:leave",
+];
+
+/// The name of an event (the SSE `event:` field): 1 to [`MAX_EVENT_NAME_LEN`] characters of
+/// `[A-Za-z0-9_.:-]`. The character set makes line injection impossible by construction.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct EventName(Arc<str>);
+
+impl EventName {
+    /// The name SSE gives an event without an `event:` field; the default of a publish.
+    pub const DEFAULT: &'static str = "message";
+
+    /// Validates a publisher's event name.
+    ///
+    /// # Errors
+    /// When the name is empty, too long, has a character outside the set, or is reserved
+    /// ([`RESERVED_EVENT_NAMES`]).
+    pub fn new(s: &str) -> Result<Self, InvalidInput> {
+        Self::validate_chars(s)?;
+        if RESERVED_EVENT_NAMES.contains(&s) {
+            return Err(InvalidInput::with_code(
+                "reserved_event",
+                "event",
+                format!("event name {s:?} is reserved for the hub's own events"),
+            ));
+        }
+        Ok(EventName(s.into()))
+    }
+
+    /// A name of the hub's own events; panics in debug builds if the name is not well formed.
+    pub(crate) fn system(s: &'static str) -> Self {
+        debug_assert!(Self::validate_chars(s).is_ok());
+        EventName(s.into())
+    }
+
+    fn validate_chars(s: &str) -> Result<(), InvalidInput> {
+        if s.is_empty() || s.len() > MAX_EVENT_NAME_LEN {
+            return Err(InvalidInput::new(
+                "event",
+                format!("an event name is 1 to {MAX_EVENT_NAME_LEN} characters"),
+            ));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')))
+        {
+            return Err(InvalidInput::new(
+                "event",
+                format!("event name has the character {c:?}; allowed are A-Z a-z 0-9 and _ . : -"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for EventName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventName({:?})", &*self.0)
+    }
+}
+
+/// The history epoch of a hub: a random 48-bit number chosen when its history starts. An event
+/// id from another epoch cannot be resumed from, and the hub says so instead of guessing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Epoch(u64);
+
+impl Epoch {
+    /// A fresh random epoch.
+    pub fn random() -> Self {
+        Epoch(rand::random::<u64>() & 0xffff_ffff_ffff)
+    }
+
+    /// The epoch with this value (as stored by a durable history).
+    pub fn from_u64(v: u64) -> Self {
+        Epoch(v & 0xffff_ffff_ffff)
+    }
+
+    /// The raw value.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:012x}", self.0)
+    }
+}
+
+/// The id of a published event, `<epoch>-<sequence>` (e.g. `5f3a9c01b2d4-17`). Sequence numbers
+/// grow by one per event within an epoch, so ids totally order the events of a hub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EventId {
+    /// The history epoch the id belongs to.
+    pub epoch: Epoch,
+    /// The position in that epoch, from 1.
+    pub seq: u64,
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.epoch, self.seq)
+    }
+}
+
+impl FromStr for EventId {
+    type Err = InvalidInput;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || InvalidInput::new("lastEventId", "an event id looks like 5f3a9c01b2d4-17");
+        let (epoch, seq) = s.split_once('-').ok_or_else(bad)?;
+        if epoch.len() != 12 || !epoch.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        if seq.is_empty() || seq.len() > 20 || !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        Ok(EventId {
+            epoch: Epoch(u64::from_str_radix(epoch, 16).map_err(|_| bad())?),
+            seq: seq.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl Serialize for EventId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// The payload of an event: text that goes on the `data:` lines. For published events it is the
+/// compact JSON encoding of the published value, so `JSON.parse(e.data)` gives the value back.
+/// Cheap to clone (shared).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Payload(Arc<str>);
+
+impl Payload {
+    /// The compact JSON encoding of `value`.
+    ///
+    /// # Errors
+    /// When `value` cannot be serialized to JSON (a map with non-string keys, say).
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, InvalidInput> {
+        serde_json::to_string(value)
+            .map(|s| Payload(s.into()))
+            .map_err(|e| InvalidInput::new("data", format!("cannot encode data as JSON: {e}")))
+    }
+
+    /// Raw text, sent as it is (line breaks become several `data:` lines).
+    pub fn text(text: impl Into<Arc<str>>) -> Self {
+        Payload(text.into())
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &*self.0;
+        if s.len() > 80 {
+            let mut end = 80;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            write!(f, "Payload({:?}… {} bytes)", &s[..end], s.len())
+        } else {
+            write!(f, "Payload({s:?})")
+        }
+    }
+}
+
+/// A published event with its id.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Its id.
+    pub id: EventId,
+    /// Its name.
+    pub name: EventName,
+    /// Its payload.
+    pub payload: Payload,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names() {
+        assert!(EventName::new("notification").is_ok());
+        assert!(EventName::new("order:shipped.v2-x_y").is_ok());
+        assert!(EventName::new(&"a".repeat(64)).is_ok());
+        assert!(EventName::new(&"a".repeat(65)).is_err());
+        assert!(EventName::new("").is_err());
+        assert!(EventName::new("a\nevent: evil").is_err());
+        assert!(EventName::new("a\r").is_err());
+        assert!(EventName::new("a b").is_err());
+        assert_eq!(
+            EventName::new("disconnected").unwrap_err().code,
+            "reserved_event"
+        );
+    }
+
+    #[test]
+    fn event_ids_round_trip() {
+        let id = EventId {
+            epoch: Epoch::random(),
+            seq: 42,
+        };
+        let text = id.to_string();
+        assert_eq!(text.parse::<EventId>().unwrap(), id);
+        for bad in [
+            "",
+            "42",
+            "abc-1",
+            "5f3a9c01b2d4-",
+            "5f3a9c01b2d4-x",
+            "5f3a9c01b2d4-1-2",
+        ] {
+            assert!(bad.parse::<EventId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_payload_is_compact() {
+        let v = serde_json::json!({"a": [1, 2], "b": "x\ny"});
+        assert_eq!(
+            Payload::json(&v).unwrap().as_str(),
+            r#"{"a":[1,2],"b":"x\ny"}"#
+        );
+    }
+}

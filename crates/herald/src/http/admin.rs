@@ -1,0 +1,95 @@
+//! Admin and operations endpoints: stats, disconnects, health, readiness, metrics.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::{body_rejection, json_error};
+use super::{ApiError, AppState};
+use crate::engine::EngineHealth;
+use crate::hub::Stats;
+use crate::target::{ConnectionId, UserId};
+
+/// `GET /api/sse/stats`.
+pub async fn stats(State(state): State<AppState>) -> Json<Stats> {
+    Json(state.hub.stats())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DisconnectBody {
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    connections: Vec<String>,
+}
+
+/// `POST /api/sse/disconnect` with `{"users": [...]}` and/or `{"connections": [...]}`: those
+/// connections get a `disconnected` event and their streams end. Answers `{"disconnected": n}`.
+pub async fn disconnect(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|r| body_rejection(r, state.config.max_body_size))?;
+    let body: DisconnectBody = serde_json::from_slice(&body).map_err(|e| json_error(&e))?;
+    if body.users.is_empty() && body.connections.is_empty() {
+        return Err(ApiError::bad_request(
+            "missing_target",
+            "name the users and/or connections to disconnect",
+        ));
+    }
+    let users = body
+        .users
+        .iter()
+        .map(|u| UserId::new(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let connections = body
+        .connections
+        .iter()
+        .map(|c| c.parse::<ConnectionId>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let n = state.hub.disconnect(users, connections).await?;
+    Ok(Json(json!({ "disconnected": n })))
+}
+
+/// `POST /api/sse/disconnect-all`: every client gets a `disconnected` event (reason
+/// `server_disconnect`) and its stream ends. Answers `{"disconnected": n}`.
+pub async fn disconnect_all(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let n = state.hub.disconnect_all().await?;
+    Ok(Json(json!({ "disconnected": n })))
+}
+
+/// `GET /healthz`: the process is alive.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: `200` when the hub can serve, `503` with the reason when its engine is degraded
+/// or it is shutting down.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.hub.health() {
+        EngineHealth::Ok => Json(json!({ "status": "ready" })).into_response(),
+        EngineHealth::Degraded(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "degraded", "reason": reason })),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.hub.metrics().encode(),
+    )
+        .into_response()
+}

@@ -1,0 +1,114 @@
+//! The HTTP API: a thin layer that parses requests into the hub's types, calls the [`Hub`], and
+//! turns results and errors into responses.
+//!
+//! | Route | Handler |
+//! |---|---|
+//! | `GET /api/sse` | [`subscribe`] |
+//! | `POST /api/sse/message` (and `/api/sse/send`, `/api/sse`) | [`publish`] |
+//! | `POST /api/sse/messages` | [`publish`] (batch) |
+//! | `GET /api/sse/stats`, `POST /api/sse/disconnect`, `POST /api/sse/disconnect-all` | [`admin`] |
+//! | `GET /healthz`, `GET /readyz`, `GET /metrics` | [`admin`] |
+
+pub mod admin;
+mod auth;
+pub mod error;
+pub mod publish;
+pub mod subscribe;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::config::HttpConfig;
+use crate::hub::Hub;
+
+pub use error::ApiError;
+
+/// What every handler gets: the hub and the HTTP settings. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The hub.
+    pub hub: Hub,
+    /// HTTP settings.
+    pub config: Arc<HttpConfig>,
+}
+
+impl AppState {
+    /// State for `hub` with these settings.
+    pub fn new(hub: Hub, config: HttpConfig) -> Self {
+        AppState {
+            hub,
+            config: Arc::new(config),
+        }
+    }
+}
+
+/// The whole HTTP API as an axum [`Router`], ready to serve or to merge into an application's
+/// own router.
+pub fn router(state: AppState) -> Router {
+    let single_limit = state.config.max_body_size;
+    let batch_limit = state.config.max_batch_body_size;
+    let protected = Router::new()
+        .route(
+            "/api/sse/message",
+            post(publish::publish).layer(DefaultBodyLimit::max(single_limit)),
+        )
+        .route(
+            "/api/sse/send",
+            post(publish::publish).layer(DefaultBodyLimit::max(single_limit)),
+        )
+        .route(
+            "/api/sse/messages",
+            post(publish::publish_batch).layer(DefaultBodyLimit::max(batch_limit)),
+        )
+        .route("/api/sse/stats", get(admin::stats))
+        .route(
+            "/api/sse/disconnect",
+            post(admin::disconnect).layer(DefaultBodyLimit::max(single_limit)),
+        )
+        .route("/api/sse/disconnect-all", post(admin::disconnect_all))
+        .route("/metrics", get(admin::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_publisher_key,
+        ));
+    // `/api/sse` is both the subscribe endpoint (GET, open) and a publish alias (POST, keyed).
+    let sse_root = Router::new().route(
+        "/api/sse",
+        get(subscribe::subscribe).merge(
+            post(publish::publish)
+                .layer(DefaultBodyLimit::max(single_limit))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    auth::require_publisher_key,
+                )),
+        ),
+    );
+    Router::new()
+        .merge(protected)
+        .merge(sse_root)
+        .route("/healthz", get(admin::healthz))
+        .route("/readyz", get(admin::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no such endpoint: {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", method, uri.path()),
+    )
+}

@@ -1,0 +1,277 @@
+//! `POST /api/sse/message` (and its aliases) and `POST /api/sse/messages`: publish events.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::error::{body_rejection, json_error};
+use super::{ApiError, AppState};
+use crate::engine::{Publication, Published};
+use crate::error::InvalidInput;
+use crate::event::{EventName, Payload};
+use crate::target::{ChannelName, ConnectionId, Fallback, Target, Targets, UserId};
+
+/// Fields a publish body may have.
+const FIELDS: &[&str] = &[
+    "event",
+    "data",
+    "users",
+    "connections",
+    "channels",
+    "broadcast",
+    "fallback",
+];
+
+/// The answer to a publish.
+#[derive(Debug, Serialize)]
+pub struct PublishResponse {
+    /// The event's id.
+    pub id: String,
+    /// How many connections it was queued to; `0` means nobody targeted is online.
+    pub delivered: usize,
+}
+
+impl From<Published> for PublishResponse {
+    fn from(p: Published) -> Self {
+        PublishResponse {
+            id: p.id.to_string(),
+            delivered: p.delivered,
+        }
+    }
+}
+
+/// Parses one publish body (an already-decoded JSON value) into a [`Publication`].
+///
+/// # Errors
+/// An [`InvalidInput`] naming the first bad field.
+pub fn parse_publication(value: Value) -> Result<Publication, InvalidInput> {
+    let Value::Object(mut body) = value else {
+        return Err(InvalidInput::with_code(
+            "invalid_json",
+            "body",
+            "the body must be a JSON object",
+        ));
+    };
+    if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(InvalidInput::new(
+            unknown.clone(),
+            format!("unknown field; expected one of {}", FIELDS.join(", ")),
+        ));
+    }
+    let name = match body.remove("event") {
+        None => EventName::new(EventName::DEFAULT)?,
+        Some(Value::String(s)) => EventName::new(&s)?,
+        Some(_) => return Err(InvalidInput::new("event", "must be a string")),
+    };
+    let data = body
+        .remove("data")
+        .ok_or_else(|| InvalidInput::new("data", "data is required (any JSON value)"))?;
+    let payload = Payload::json(&data)?;
+
+    let mut list = Vec::new();
+    for user in strings(&mut body, "users", true)? {
+        list.push(Target::User(
+            UserId::new(&user).map_err(|e| rename(e, "users"))?,
+        ));
+    }
+    for id in strings(&mut body, "connections", false)? {
+        list.push(Target::Connection(
+            id.parse::<ConnectionId>()
+                .map_err(|e| rename(e, "connections"))?,
+        ));
+    }
+    for channel in strings(&mut body, "channels", false)? {
+        list.push(Target::Channel(ChannelName::new(&channel)?));
+    }
+    match body.remove("broadcast") {
+        None | Some(Value::Bool(false)) => {}
+        Some(Value::Bool(true)) => list.push(Target::Broadcast),
+        Some(_) => return Err(InvalidInput::new("broadcast", "must be true or false")),
+    }
+    let fallback = match body.remove("fallback") {
+        None => Fallback::None,
+        Some(Value::String(s)) if s == "none" => Fallback::None,
+        Some(Value::String(s)) if s == "broadcast" => Fallback::Broadcast,
+        Some(_) => {
+            return Err(InvalidInput::new(
+                "fallback",
+                "must be \"none\" or \"broadcast\"",
+            ))
+        }
+    };
+    Ok(Publication {
+        name,
+        payload,
+        targets: Targets::new(list, fallback)?,
+    })
+}
+
+fn rename(mut e: InvalidInput, field: &'static str) -> InvalidInput {
+    e.field = field.into();
+    e
+}
+
+/// Takes an optional array of strings (numbers too when `numbers` is set, as user ids often are).
+fn strings(
+    body: &mut Map<String, Value>,
+    field: &'static str,
+    numbers: bool,
+) -> Result<Vec<String>, InvalidInput> {
+    let items = match body.remove(field) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(InvalidInput::new(field, "must be an array of strings")),
+    };
+    items
+        .into_iter()
+        .map(|v| match v {
+            Value::String(s) => Ok(s),
+            Value::Number(n) if numbers => Ok(n.to_string()),
+            _ => Err(InvalidInput::new(field, "must be an array of strings")),
+        })
+        .collect()
+}
+
+/// Publishes one event. Body: `{"event", "data", "users", "connections", "channels",
+/// "broadcast", "fallback"}`; answer `200 {"id", "delivered"}`.
+pub async fn publish(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PublishResponse>, ApiError> {
+    let body = body.map_err(|r| body_rejection(r, state.config.max_body_size))?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| json_error(&e))?;
+    let publication = parse_publication(value)?;
+    let published = state.hub.publish(publication).await?;
+    Ok(Json(published.into()))
+}
+
+/// Publishes a JSON array of events, in order. Answers `200 {"results": [...]}` with, for each
+/// item, either `{"id", "delivered"}` or `{"error": {"code", "message"}}`: one bad item does not
+/// stop the others.
+pub async fn publish_batch(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|r| body_rejection(r, state.config.max_batch_body_size))?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| json_error(&e))?;
+    let Value::Array(items) = value else {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the body must be a JSON array of publish objects",
+        ));
+    };
+    if items.len() > state.config.max_batch_len {
+        return Err(ApiError::bad_request(
+            "batch_too_large",
+            format!(
+                "a batch holds at most {} events; this one has {}",
+                state.config.max_batch_len,
+                items.len()
+            ),
+        ));
+    }
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        let outcome = match parse_publication(item) {
+            Ok(p) => state.hub.publish(p).await.map_err(ApiError::from),
+            Err(e) => Err(e.into()),
+        };
+        results.push(match outcome {
+            Ok(published) => {
+                serde_json::to_value(PublishResponse::from(published)).unwrap_or(Value::Null)
+            }
+            Err(e) => e.body(),
+        });
+    }
+    Ok(Json(serde_json::json!({ "results": results })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn full_body() {
+        let p = parse_publication(json!({
+            "event": "order:shipped",
+            "data": {"id": 7},
+            "users": ["alice", 42],
+            "channels": ["orders"],
+            "fallback": "broadcast"
+        }))
+        .unwrap();
+        assert_eq!(p.name.as_str(), "order:shipped");
+        assert_eq!(p.payload.as_str(), r#"{"id":7}"#);
+        assert_eq!(p.targets.list().len(), 3);
+        assert_eq!(p.targets.fallback(), Fallback::Broadcast);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (json!({"data": 1}), "missing_target", "targets"),
+            (json!({"broadcast": true}), "invalid_field", "data"),
+            (
+                json!({"data": 1, "broadcast": true, "users": ["a"]}),
+                "conflicting_targets",
+                "broadcast",
+            ),
+            (
+                json!({"data": 1, "broadcast": true, "user": "a"}),
+                "invalid_field",
+                "user",
+            ),
+            (
+                json!({"event": "a\nb", "data": 1, "broadcast": true}),
+                "invalid_field",
+                "event",
+            ),
+            (
+                json!({"event": "connected", "data": 1, "broadcast": true}),
+                "reserved_event",
+                "event",
+            ),
+            (
+                json!({"data": 1, "users": "alice"}),
+                "invalid_field",
+                "users",
+            ),
+            (
+                json!({"data": 1, "connections": ["nope"]}),
+                "invalid_field",
+                "connections",
+            ),
+            (
+                json!({"data": 1, "channels": ["a b"]}),
+                "invalid_field",
+                "channels",
+            ),
+            (
+                json!({"data": 1, "broadcast": "yes"}),
+                "invalid_field",
+                "broadcast",
+            ),
+            (
+                json!({"data": 1, "broadcast": true, "fallback": "all"}),
+                "invalid_field",
+                "fallback",
+            ),
+            (json!([1]), "invalid_json", "body"),
+        ];
+        for (body, code, field) in cases {
+            let e = parse_publication(body.clone()).unwrap_err();
+            assert_eq!((e.code, &*e.field), (code, field), "{body}");
+        }
+    }
+
+    #[test]
+    fn null_data_is_data() {
+        let p = parse_publication(json!({"data": null, "broadcast": true})).unwrap();
+        assert_eq!(p.payload.as_str(), "null");
+        assert_eq!(p.name.as_str(), "message");
+    }
+}

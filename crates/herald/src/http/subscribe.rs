@@ -1,0 +1,104 @@
+//! `GET /api/sse`: open an event stream.
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::Extension;
+
+use super::{ApiError, AppState};
+use crate::hub::ConnectRequest;
+use crate::registry::TransportCloser;
+use crate::target::{validate_username, ChannelName, UserId};
+
+/// The query of a subscribe request, parsed and validated.
+#[derive(Debug, Default)]
+pub(crate) struct SubscribeQuery {
+    pub(crate) user: Option<UserId>,
+    pub(crate) username: Option<std::sync::Arc<str>>,
+    pub(crate) channels: Vec<ChannelName>,
+}
+
+/// Parses `userId`, `username` and `channels` (comma-separated and/or repeated). Other
+/// parameters are ignored (cache busters, `lastEventId` until replay exists).
+pub(crate) fn parse_query(query: Option<&str>) -> Result<SubscribeQuery, ApiError> {
+    let mut q = SubscribeQuery::default();
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*key {
+            "userId" => {
+                if q.user.is_some() {
+                    return Err(ApiError::bad_request(
+                        "invalid_field",
+                        "userId: give it at most once",
+                    ));
+                }
+                q.user = Some(UserId::new(&value)?);
+            }
+            "username" => q.username = Some(validate_username(&value)?),
+            "channels" | "channel" => {
+                for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    q.channels.push(ChannelName::new(name)?);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(q)
+}
+
+/// Opens an SSE stream. The answer is `200 text/event-stream` starting with a `retry:` line and
+/// the `connected` event; then every event targeted at this connection, and heartbeats.
+///
+/// Errors: `400` for a bad parameter, `403` when identity from the query is not allowed, `429`
+/// when the user holds too many connections, `503` when the hub is full or shutting down.
+pub async fn subscribe(
+    State(state): State<AppState>,
+    closer: Option<Extension<TransportCloser>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = parse_query(query.as_deref())?;
+    if (q.user.is_some() || q.username.is_some()) && !state.config.identity_from_query {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "identity_not_allowed",
+            "this hub does not accept userId/username from the query string",
+        ));
+    }
+    let request = ConnectRequest {
+        user: q.user,
+        username: q.username,
+        channels: q.channels,
+        closer: closer.map(|Extension(c)| c),
+    };
+    let stream = state.hub.connect(request)?;
+    let mut response = Response::new(Body::new(stream));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_comma_separated_and_repeated() {
+        let q = parse_query(Some("userId=alice&channels=a,b&channels=c&channels=")).unwrap();
+        assert_eq!(q.user.unwrap().as_str(), "alice");
+        let names: Vec<_> = q.channels.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(parse_query(Some("userId=a%0Ab")).is_err());
+        assert!(parse_query(Some("channels=a%20b")).is_err());
+        assert!(parse_query(Some("userId=a&userId=b")).is_err());
+        assert!(parse_query(Some("unknown=1&_=123")).is_ok());
+    }
+}

@@ -1,0 +1,610 @@
+//! [`Hub`]: the facade a transport or an application talks to. It knows nothing of HTTP.
+//!
+//! The hub holds the registry of live connections, the engine that carries events between
+//! nodes, the metrics, and two background tasks (heartbeat, sweep). Everything else is in those
+//! parts; the hub only wires them together.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use rand::Rng;
+use serde::Serialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock;
+use crate::config::{HeartbeatStyle, HubConfig};
+use crate::engine::{
+    Command, Delivery, Engine, EngineHealth, MemoryEngine, Publication, Published,
+};
+use crate::error::{Error, Result};
+use crate::event::{Event, EventName, Payload};
+use crate::metrics::{DisconnectReason, Metrics};
+use crate::registry::{Connection, Limits, Registry, TransportCloser};
+use crate::sse::frame;
+use crate::sse::outbox::Outbox;
+use crate::sse::EventStream;
+use crate::target::{ChannelName, ConnectionId, Target, Targets, UserId};
+
+/// Most channels one connection may subscribe to.
+pub const MAX_CHANNELS_PER_CONNECTION: usize = 64;
+
+/// Who is connecting and what they listen to.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectRequest {
+    /// The user, or `None` for an anonymous connection.
+    pub user: Option<UserId>,
+    /// A display name, echoed in the `connected` event.
+    pub username: Option<Arc<str>>,
+    /// Channels to subscribe to (duplicates are ignored).
+    pub channels: Vec<ChannelName>,
+    /// Closes the transport when the hub evicts the connection (set by the server).
+    pub closer: Option<TransportCloser>,
+}
+
+impl ConnectRequest {
+    /// An anonymous connection with no channels.
+    pub fn anonymous() -> Self {
+        Self::default()
+    }
+
+    /// A connection of `user`.
+    pub fn user(user: UserId) -> Self {
+        ConnectRequest {
+            user: Some(user),
+            ..Self::default()
+        }
+    }
+
+    /// Adds channels.
+    pub fn with_channels(mut self, channels: impl IntoIterator<Item = ChannelName>) -> Self {
+        self.channels.extend(channels);
+        self
+    }
+
+    /// Sets the display name.
+    pub fn with_username(mut self, username: impl Into<Arc<str>>) -> Self {
+        self.username = Some(username.into());
+        self
+    }
+}
+
+/// Figures of `GET /api/sse/stats`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// Open connections.
+    pub connections: usize,
+    /// Distinct connected users.
+    pub users: usize,
+    /// Connections without a user.
+    pub anonymous_connections: usize,
+    /// Subscribers per channel.
+    pub channels: BTreeMap<String, usize>,
+    /// Events published since start.
+    pub events_published: u64,
+    /// Event copies queued to connections since start.
+    pub events_delivered: u64,
+    /// Connections evicted for reading too slowly since start.
+    pub evicted_slow_consumers: u64,
+    /// Seconds since the hub started.
+    pub uptime_seconds: u64,
+}
+
+/// A cheap-to-clone handle to one hub.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+#[derive(Debug)]
+struct HubInner {
+    config: HubConfig,
+    registry: Arc<Registry>,
+    engine: Arc<dyn Engine>,
+    metrics: Arc<Metrics>,
+    started_at: Instant,
+    /// Cancels the background tasks; cancelled by [`Hub::shutdown`] or when the last handle
+    /// goes away.
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Drop for HubInner {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// The hub's side of the engine: routes events and commands to this node's connections.
+#[derive(Debug)]
+struct LocalDelivery {
+    registry: Arc<Registry>,
+}
+
+impl Delivery for LocalDelivery {
+    fn deliver(&self, event: &Event, targets: &Targets) -> usize {
+        let bytes = frame::encode_event(Some(&event.id), &event.name, event.payload.as_str());
+        self.registry.deliver(&bytes, targets)
+    }
+
+    fn apply(&self, command: &Command) -> usize {
+        match command {
+            Command::Disconnect {
+                users,
+                connections,
+                reason,
+            } => {
+                let ids = self.registry.select(users, connections);
+                close_all(&self.registry, ids, *reason)
+            }
+            Command::DisconnectAll { reason } => {
+                close_all(&self.registry, self.registry.all_ids(), *reason)
+            }
+        }
+    }
+}
+
+fn disconnected_frame(reason: DisconnectReason) -> Bytes {
+    let message = match reason {
+        DisconnectReason::ServerDisconnect => "Disconnected by the server",
+        DisconnectReason::ServerShutdown => "The server is shutting down; reconnect later",
+        DisconnectReason::Timeout => "The connection reached its maximum age; reconnect",
+        DisconnectReason::SlowConsumer => "The client did not keep up; reconnect",
+        DisconnectReason::ClientClosed | DisconnectReason::Stale => "Connection closed",
+    };
+    let data = json!({
+        "reason": reason.as_str(),
+        "message": message,
+        "timestamp": clock::rfc3339(SystemTime::now()),
+    });
+    frame::encode_event(None, &EventName::system("disconnected"), &data.to_string())
+}
+
+fn close_all(registry: &Registry, ids: Vec<ConnectionId>, reason: DisconnectReason) -> usize {
+    let last = disconnected_frame(reason);
+    ids.into_iter()
+        .filter(|id| registry.close(*id, reason, Some(last.clone())))
+        .count()
+}
+
+impl Hub {
+    /// A hub on the in-memory engine.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime (the hub starts its heartbeat and sweep tasks).
+    pub fn new(config: HubConfig) -> Self {
+        Self::with_engine(config, Arc::new(MemoryEngine::new()))
+    }
+
+    /// A hub on the given engine.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime (the hub starts its heartbeat and sweep tasks).
+    pub fn with_engine(config: HubConfig, engine: Arc<dyn Engine>) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let registry = Arc::new(Registry::new(
+            Limits {
+                max_connections: config.max_connections,
+                max_connections_per_user: config.max_connections_per_user,
+            },
+            metrics.clone(),
+        ));
+        engine.attach(Arc::new(LocalDelivery {
+            registry: registry.clone(),
+        }));
+        let inner = Arc::new(HubInner {
+            config,
+            registry,
+            engine,
+            metrics,
+            started_at: Instant::now(),
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        inner
+            .tasks
+            .spawn(heartbeat_loop(Arc::downgrade(&inner), inner.cancel.clone()));
+        inner
+            .tasks
+            .spawn(sweep_loop(Arc::downgrade(&inner), inner.cancel.clone()));
+        Hub { inner }
+    }
+
+    /// The hub's settings.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// Opens a connection: registers it and returns its stream, which starts with the `retry:`
+    /// hint and the `connected` event.
+    ///
+    /// # Errors
+    /// [`Error::TooManyConnections`], [`Error::UserConnectionLimit`], [`Error::ShuttingDown`],
+    /// or [`Error::Invalid`] with more than [`MAX_CHANNELS_PER_CONNECTION`] channels.
+    pub fn connect(&self, request: ConnectRequest) -> Result<EventStream> {
+        let inner = &self.inner;
+        let mut channels = request.channels;
+        channels.sort_unstable();
+        channels.dedup();
+        if channels.len() > MAX_CHANNELS_PER_CONNECTION {
+            return Err(crate::error::InvalidInput::new(
+                "channels",
+                format!("at most {MAX_CHANNELS_PER_CONNECTION} channels per connection"),
+            )
+            .into());
+        }
+        let now = SystemTime::now();
+        let conn = Arc::new(Connection {
+            id: ConnectionId::random(),
+            user: request.user,
+            username: request.username,
+            channels: channels.into_boxed_slice(),
+            opened_at: Instant::now(),
+            opened_at_wall: now,
+            outbox: Outbox::new(inner.config.queue_capacity, inner.config.queue_max_bytes),
+            closer: request.closer,
+        });
+        let connected = json!({
+            "connectionId": conn.id,
+            "userId": conn.user,
+            "username": conn.username.as_deref(),
+            "channels": &*conn.channels,
+            "serverTime": clock::rfc3339(now),
+        });
+        let mut opening = BytesMut::new();
+        opening.put(frame::encode_retry(inner.config.retry));
+        opening.put(frame::encode_event(
+            None,
+            &EventName::system("connected"),
+            &connected.to_string(),
+        ));
+        inner.registry.register(conn.clone())?;
+        tracing::debug!(connection = %conn.id, user = ?conn.user, "connected");
+        Ok(EventStream::new(
+            conn,
+            inner.registry.clone(),
+            opening.freeze(),
+        ))
+    }
+
+    /// Publishes an event: the engine gives it an id and queues it to every targeted connection.
+    /// Returns once it is queued (not once clients have read it).
+    ///
+    /// # Errors
+    /// [`Error::ShuttingDown`] during shutdown, [`Error::Engine`] when the engine cannot publish.
+    pub async fn publish(&self, publication: Publication) -> Result<Published> {
+        let inner = &self.inner;
+        if inner.registry.is_closing() {
+            return Err(Error::ShuttingDown);
+        }
+        let started = Instant::now();
+        let published = inner.engine.publish(publication).await?;
+        inner.metrics.events_published.inc();
+        inner
+            .metrics
+            .publish_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(published)
+    }
+
+    async fn send(
+        &self,
+        name: &str,
+        data: &(impl Serialize + ?Sized),
+        targets: Targets,
+    ) -> Result<Published> {
+        self.publish(Publication {
+            name: EventName::new(name)?,
+            payload: Payload::json(data)?,
+            targets,
+        })
+        .await
+    }
+
+    /// Sends `data` as event `event` to one connection.
+    ///
+    /// # Errors
+    /// As [`Hub::publish`], and [`Error::Invalid`] for a bad event name or unencodable data.
+    pub async fn send_to_connection(
+        &self,
+        connection: ConnectionId,
+        event: &str,
+        data: &(impl Serialize + ?Sized),
+    ) -> Result<Published> {
+        self.send(event, data, Targets::one(Target::Connection(connection)))
+            .await
+    }
+
+    /// Sends to every connection of a user.
+    ///
+    /// # Errors
+    /// As [`Hub::send_to_connection`].
+    pub async fn send_to_user(
+        &self,
+        user: &UserId,
+        event: &str,
+        data: &(impl Serialize + ?Sized),
+    ) -> Result<Published> {
+        self.send(event, data, Targets::one(Target::User(user.clone())))
+            .await
+    }
+
+    /// Sends to every connection of these users, each once.
+    ///
+    /// # Errors
+    /// As [`Hub::send_to_connection`], and [`Error::Invalid`] for an empty list.
+    pub async fn send_to_users(
+        &self,
+        users: &[UserId],
+        event: &str,
+        data: &(impl Serialize + ?Sized),
+    ) -> Result<Published> {
+        let targets = Targets::new(
+            users.iter().cloned().map(Target::User).collect(),
+            Default::default(),
+        )?;
+        self.send(event, data, targets).await
+    }
+
+    /// Sends to every subscriber of a channel.
+    ///
+    /// # Errors
+    /// As [`Hub::send_to_connection`].
+    pub async fn send_to_channel(
+        &self,
+        channel: &ChannelName,
+        event: &str,
+        data: &(impl Serialize + ?Sized),
+    ) -> Result<Published> {
+        self.send(event, data, Targets::one(Target::Channel(channel.clone())))
+            .await
+    }
+
+    /// Sends to every connection.
+    ///
+    /// # Errors
+    /// As [`Hub::send_to_connection`].
+    pub async fn broadcast(
+        &self,
+        event: &str,
+        data: &(impl Serialize + ?Sized),
+    ) -> Result<Published> {
+        self.send(event, data, Targets::broadcast()).await
+    }
+
+    /// Sends event `notification` with `{"message": message}` to a user.
+    ///
+    /// # Errors
+    /// As [`Hub::send_to_connection`].
+    pub async fn notify_user(&self, user: &UserId, message: &str) -> Result<Published> {
+        self.send_to_user(user, "notification", &json!({ "message": message }))
+            .await
+    }
+
+    /// Sends event `notification` with `{"message": message}` to everyone.
+    ///
+    /// # Errors
+    /// As [`Hub::send_to_connection`].
+    pub async fn notify_all(&self, message: &str) -> Result<Published> {
+        self.broadcast("notification", &json!({ "message": message }))
+            .await
+    }
+
+    /// Sends event `alert` with `{"message", "severity"}` to a user.
+    ///
+    /// # Errors
+    /// As [`Hub::send_to_connection`].
+    pub async fn send_alert(
+        &self,
+        user: &UserId,
+        message: &str,
+        severity: Severity,
+    ) -> Result<Published> {
+        self.send_to_user(
+            user,
+            "alert",
+            &json!({ "message": message, "severity": severity }),
+        )
+        .await
+    }
+
+    /// Sends event `update` with `{"type": update_type, "payload": payload}` to a user.
+    ///
+    /// # Errors
+    /// As [`Hub::send_to_connection`].
+    pub async fn send_update(
+        &self,
+        user: &UserId,
+        update_type: &str,
+        payload: &(impl Serialize + ?Sized),
+    ) -> Result<Published> {
+        self.send_to_user(
+            user,
+            "update",
+            &json!({ "type": update_type, "payload": payload }),
+        )
+        .await
+    }
+
+    /// Ends the connections of these users and these connection ids, each with a
+    /// `disconnected` event (reason `server_disconnect`). Returns how many ended.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when the command cannot reach the other nodes.
+    pub async fn disconnect(
+        &self,
+        users: Vec<UserId>,
+        connections: Vec<ConnectionId>,
+    ) -> Result<usize> {
+        Ok(self
+            .inner
+            .engine
+            .command(Command::Disconnect {
+                users,
+                connections,
+                reason: DisconnectReason::ServerDisconnect,
+            })
+            .await?)
+    }
+
+    /// Ends every connection with a `disconnected` event (reason `server_disconnect`).
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when the command cannot reach the other nodes.
+    pub async fn disconnect_all(&self) -> Result<usize> {
+        Ok(self
+            .inner
+            .engine
+            .command(Command::DisconnectAll {
+                reason: DisconnectReason::ServerDisconnect,
+            })
+            .await?)
+    }
+
+    /// Current figures.
+    pub fn stats(&self) -> Stats {
+        let counts = self.inner.registry.counts();
+        let m = &self.inner.metrics;
+        Stats {
+            connections: counts.connections,
+            users: counts.users,
+            anonymous_connections: counts.anonymous_connections,
+            channels: counts.channels.into_iter().collect(),
+            events_published: m.events_published(),
+            events_delivered: m.events_delivered(),
+            evicted_slow_consumers: m.evicted_slow_consumers(),
+            uptime_seconds: self.inner.started_at.elapsed().as_secs(),
+        }
+    }
+
+    /// Number of open connections.
+    pub fn connection_count(&self) -> usize {
+        self.inner.registry.len()
+    }
+
+    /// The hub's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Whether the hub can serve: its engine works and it is not shutting down.
+    pub fn health(&self) -> EngineHealth {
+        if self.inner.registry.is_closing() {
+            return EngineHealth::Degraded("shutting down".into());
+        }
+        self.inner.engine.health()
+    }
+
+    /// True once [`Hub::shutdown`] has started.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.registry.is_closing()
+    }
+
+    /// Shuts the hub down: refuses new connections and events, ends every stream with a
+    /// `disconnected` event (reason `server_shutdown`) preceded by a `retry:` hint chosen at
+    /// random within `shutdown_reconnect_window` (so clients come back spread out), stops the
+    /// background tasks and the engine. Returns the number of connections it closed. Calling it
+    /// again does nothing more.
+    pub async fn shutdown(&self) -> usize {
+        let inner = &self.inner;
+        if inner.registry.is_closing() {
+            return 0;
+        }
+        inner.registry.set_closing();
+        let reason = DisconnectReason::ServerShutdown;
+        let last = disconnected_frame(reason);
+        let window = inner.config.shutdown_reconnect_window;
+        let mut closed = 0;
+        for id in inner.registry.all_ids() {
+            let jitter = if window.is_zero() {
+                Duration::ZERO
+            } else {
+                rand::rng().random_range(Duration::ZERO..=window)
+            };
+            let mut frame = BytesMut::new();
+            frame.put(frame::encode_retry(inner.config.retry + jitter));
+            frame.put(last.clone());
+            if inner.registry.close(id, reason, Some(frame.freeze())) {
+                closed += 1;
+            }
+        }
+        inner.cancel.cancel();
+        inner.tasks.close();
+        inner.tasks.wait().await;
+        inner.engine.shutdown().await;
+        tracing::info!(closed, "hub shut down");
+        closed
+    }
+}
+
+/// Severity of an alert sent with [`Hub::send_alert`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Informational.
+    Info,
+    /// Success.
+    Success,
+    /// Needs attention.
+    Warning,
+    /// Something failed.
+    Error,
+}
+
+/// One shared timer for every connection: each tick encodes a heartbeat once and queues the same
+/// bytes to every outbox. No per-connection timers.
+async fn heartbeat_loop(hub: Weak<HubInner>, cancel: CancellationToken) {
+    let Some(period) = hub.upgrade().map(|h| h.config.heartbeat_interval) else {
+        return;
+    };
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let comment = frame::encode_comment("heartbeat");
+    let name = EventName::system("heartbeat");
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let Some(hub) = hub.upgrade() else { return };
+        let bytes = match hub.config.heartbeat_style {
+            HeartbeatStyle::Comment => comment.clone(),
+            HeartbeatStyle::Event => {
+                let data = format!("{{\"ts\":{}}}", clock::now_ms());
+                frame::encode_event(None, &name, &data)
+            }
+        };
+        hub.registry.push_all(&bytes);
+    }
+}
+
+/// Removes connections whose stream already ended (stale) and closes those older than
+/// `connection_timeout`.
+async fn sweep_loop(hub: Weak<HubInner>, cancel: CancellationToken) {
+    let Some(period) = hub.upgrade().map(|h| h.config.cleanup_interval) else {
+        return;
+    };
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let Some(hub) = hub.upgrade() else { return };
+        let (stale, expired) = hub
+            .registry
+            .sweep_candidates(Instant::now(), hub.config.connection_timeout);
+        for id in &stale {
+            hub.registry.remove(*id, DisconnectReason::Stale);
+        }
+        let closed = close_all(&hub.registry, expired, DisconnectReason::Timeout);
+        if !stale.is_empty() || closed > 0 {
+            tracing::debug!(stale = stale.len(), timed_out = closed, "sweep");
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! # Herald
+//!
+//! A real-time notification hub: browsers hold a Server-Sent Events connection, backends publish
+//! events over HTTP (or call this library directly), and the hub delivers each event to exactly
+//! the connections it targets.
+//!
+//! ## Layout
+//!
+//! | Module | What it is |
+//! |---|---|
+//! | [`hub`] | [`Hub`], the facade: connect, publish, disconnect, stats, shutdown |
+//! | [`registry`] (private) | live connections indexed by id, user and channel; fan-out |
+//! | [`engine`] | the [`Engine`](engine::Engine) trait between nodes, and [`MemoryEngine`](engine::MemoryEngine) |
+//! | [`sse`] | the wire format ([`sse::frame`]), the per-connection outbox and response body |
+//! | [`event`], [`target`] | newtypes: event names, ids, payloads; user, channel and connection ids; [`Target`] |
+//! | [`http`] | the HTTP API: [`http::router`] and its handlers |
+//! | [`server`] | [`server::serve`]: accept loop, graceful shutdown |
+//! | [`config`], [`error`], [`metrics`] | settings with defaults, errors, Prometheus metrics |
+//!
+//! The hub core (`hub`, `registry`, `engine`) knows nothing of HTTP; `http` and `server` are a
+//! thin layer around it. The `herald` binary only parses configuration and calls `serve`.
+//!
+//! ## The life of one event
+//!
+//! 1. `POST /api/sse/message` reaches [`http::publish::publish`], which parses the body into a
+//!    [`Publication`](engine::Publication): a validated [`EventName`], a [`Payload`] (the
+//!    compact JSON of `data`) and [`Targets`].
+//! 2. [`Hub::publish`] hands it to the engine. The engine assigns the next [`EventId`] and,
+//!    under one lock so that ids and delivery order agree, passes it to this node's delivery.
+//! 3. Delivery encodes the SSE frame once ([`sse::frame::encode_event`]) and the registry pushes
+//!    the same bytes into the outbox of every targeted connection, each at most once. A full
+//!    outbox means a slow client: it is evicted, never waited for.
+//! 4. Each connection's response body ([`sse::EventStream`]) drains its outbox, coalescing
+//!    whatever is queued into one write, on whichever runtime thread serves that connection.
+//! 5. The publisher gets `{"id", "delivered"}` as soon as the event is queued.
+//!
+//! ## Concurrency
+//!
+//! The registry is behind one `RwLock`; fan-out holds it for reading and never awaits. Each
+//! outbox has its own small mutex. No lock is held across an `.await`.
+//!
+//! ## Embedding
+//!
+//! ```no_run
+//! use herald::{config::{HubConfig, HttpConfig}, http, Hub, UserId};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let hub = Hub::new(HubConfig::default());
+//! let app = axum::Router::new().merge(http::router(http::AppState::new(hub.clone(), HttpConfig::default())));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! tokio::spawn(async move { axum::serve(listener, app).await });
+//! hub.notify_user(&UserId::new("alice")?, "Your order shipped").await?;
+//! # Ok(()) }
+//! ```
+
+mod clock;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod event;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+mod registry;
+pub mod server;
+pub mod sse;
+pub mod target;
+
+pub use error::{Error, InvalidInput, Result};
+pub use event::{Event, EventId, EventName, Payload};
+pub use hub::{ConnectRequest, Hub, Severity, Stats};
+pub use registry::{RegistryCounts, TransportCloser};
+pub use target::{ChannelName, ConnectionId, Fallback, Target, Targets, UserId};

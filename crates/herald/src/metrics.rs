@@ -1,0 +1,227 @@
+//! Prometheus metrics of one hub, in a registry the hub owns (no global recorder, so several hubs
+//! in one process, as in tests, keep separate figures).
+//!
+//! Labels stay low-cardinality: disconnect reasons and rejection kinds are small enums; user ids,
+//! channel names and connection ids never become labels.
+
+use std::fmt::{self, Write as _};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DisconnectReason {
+    /// The client went away (closed the socket, or a write failed).
+    ClientClosed,
+    /// The client read too slowly and its outbox filled up; it was evicted. It should reconnect
+    /// with its last event id.
+    SlowConsumer,
+    /// An operator or backend disconnected it (`/api/sse/disconnect`, `/api/sse/disconnect-all`).
+    ServerDisconnect,
+    /// The hub is shutting down; reconnect after the `retry:` delay.
+    ServerShutdown,
+    /// The connection reached `connection_timeout`; reconnecting is fine.
+    Timeout,
+    /// The periodic sweep found the connection already dead.
+    Stale,
+}
+
+impl DisconnectReason {
+    /// The reason as it appears in `disconnected` events and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::ClientClosed => "client_closed",
+            DisconnectReason::SlowConsumer => "slow_consumer",
+            DisconnectReason::ServerDisconnect => "server_disconnect",
+            DisconnectReason::ServerShutdown => "server_shutdown",
+            DisconnectReason::Timeout => "timeout",
+            DisconnectReason::Stale => "stale",
+        }
+    }
+}
+
+impl EncodeLabelValue for DisconnectReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> fmt::Result {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// Why a new connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// `max_connections` reached.
+    MaxConnections,
+    /// `max_connections_per_user` reached.
+    MaxConnectionsPerUser,
+    /// Shutting down.
+    ShuttingDown,
+}
+
+impl RejectReason {
+    /// The reason as it appears in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::MaxConnections => "max_connections",
+            RejectReason::MaxConnectionsPerUser => "max_connections_per_user",
+            RejectReason::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+impl EncodeLabelValue for RejectReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> fmt::Result {
+        encoder.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: DisconnectReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RejectLabel {
+    reason: RejectReason,
+}
+
+/// The hub's counters and gauges. Cheap to update from any thread (atomics).
+pub struct Metrics {
+    registry: Registry,
+    pub(crate) connections: Gauge,
+    pub(crate) users: Gauge,
+    pub(crate) channels: Gauge,
+    pub(crate) events_published: Counter,
+    pub(crate) events_delivered: Counter,
+    pub(crate) evicted_slow_consumers: Counter,
+    disconnects: Family<ReasonLabel, Counter>,
+    rejected: Family<RejectLabel, Counter>,
+    pub(crate) publish_seconds: Histogram,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics")
+            .field("connections", &self.connections.get())
+            .field("events_published", &self.events_published.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Fresh metrics in a fresh registry.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("herald");
+        let connections = Gauge::default();
+        let users = Gauge::default();
+        let channels = Gauge::default();
+        let events_published = Counter::default();
+        let events_delivered = Counter::default();
+        let evicted_slow_consumers = Counter::default();
+        let disconnects = Family::<ReasonLabel, Counter>::default();
+        let rejected = Family::<RejectLabel, Counter>::default();
+        // 50µs .. ~1.6s: publishes are usually well under a millisecond.
+        let publish_seconds = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 16),
+        );
+        registry.register("connections", "Open SSE connections", connections.clone());
+        registry.register(
+            "users",
+            "Distinct users with at least one connection",
+            users.clone(),
+        );
+        registry.register(
+            "channels",
+            "Channels with at least one subscriber",
+            channels.clone(),
+        );
+        registry.register(
+            "events_published",
+            "Events accepted for publishing",
+            events_published.clone(),
+        );
+        registry.register(
+            "events_delivered",
+            "Event copies queued to connections",
+            events_delivered.clone(),
+        );
+        registry.register(
+            "evicted_slow_consumers",
+            "Connections disconnected because they read too slowly",
+            evicted_slow_consumers.clone(),
+        );
+        registry.register(
+            "disconnects",
+            "Connections ended, by reason",
+            disconnects.clone(),
+        );
+        registry.register(
+            "connections_rejected",
+            "New connections refused, by reason",
+            rejected.clone(),
+        );
+        registry.register(
+            "publish_duration_seconds",
+            "Time to accept and route one published event",
+            publish_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            connections,
+            users,
+            channels,
+            events_published,
+            events_delivered,
+            evicted_slow_consumers,
+            disconnects,
+            rejected,
+            publish_seconds,
+        }
+    }
+
+    pub(crate) fn disconnected(&self, reason: DisconnectReason) {
+        self.disconnects
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+        if reason == DisconnectReason::SlowConsumer {
+            self.evicted_slow_consumers.inc();
+        }
+    }
+
+    pub(crate) fn rejected(&self, reason: RejectReason) {
+        self.rejected.get_or_create(&RejectLabel { reason }).inc();
+    }
+
+    /// Events accepted for publishing since start.
+    pub fn events_published(&self) -> u64 {
+        self.events_published.get()
+    }
+
+    /// Event copies queued to connections since start.
+    pub fn events_delivered(&self) -> u64 {
+        self.events_delivered.get()
+    }
+
+    /// Connections evicted as slow consumers since start.
+    pub fn evicted_slow_consumers(&self) -> u64 {
+        self.evicted_slow_consumers.get()
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

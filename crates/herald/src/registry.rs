@@ -1,0 +1,506 @@
+//! The live connections of this node, indexed by id, by user and by channel, and the fan-out of
+//! an encoded frame to the connections a [`Targets`] selects.
+//!
+//! One `RwLock` guards the three indices. Fan-out takes the read lock and only pushes into
+//! outboxes (never waits on a client), so several publishes and heartbeats can fan out at once;
+//! registering and removing take the write lock briefly. Connections found full during a fan-out
+//! are evicted after the read lock is released.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::metrics::{DisconnectReason, Metrics, RejectReason};
+use crate::sse::outbox::{Outbox, PushError};
+use crate::target::{ChannelName, ConnectionId, Fallback, Target, Targets, UserId};
+
+/// A handle that closes the transport under a connection (its TCP connection), for when ending
+/// the response body is not enough: a client that stopped reading leaves the server blocked on a
+/// full socket, and only dropping the socket frees it. The server passes one to every request.
+#[derive(Debug, Clone)]
+pub struct TransportCloser(CancellationToken);
+
+impl TransportCloser {
+    /// Wraps the token the server's connection task watches.
+    pub fn new(token: CancellationToken) -> Self {
+        TransportCloser(token)
+    }
+
+    fn close(&self) {
+        self.0.cancel();
+    }
+}
+
+/// One live connection: who it is, what it listens to, and its outbox.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) id: ConnectionId,
+    pub(crate) user: Option<UserId>,
+    pub(crate) username: Option<Arc<str>>,
+    pub(crate) channels: Box<[ChannelName]>,
+    pub(crate) opened_at: Instant,
+    #[allow(dead_code)] // read by presence (next step of the roadmap)
+    pub(crate) opened_at_wall: SystemTime,
+    pub(crate) outbox: Outbox,
+    pub(crate) closer: Option<TransportCloser>,
+}
+
+#[derive(Debug, Default)]
+struct Indices {
+    by_id: HashMap<ConnectionId, Arc<Connection>>,
+    by_user: HashMap<UserId, Vec<Arc<Connection>>>,
+    by_channel: HashMap<ChannelName, HashMap<ConnectionId, Arc<Connection>>>,
+    anonymous: usize,
+}
+
+/// Limits checked when a connection registers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_user: usize,
+}
+
+/// Counts of the registry at one instant.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryCounts {
+    /// Open connections.
+    pub connections: usize,
+    /// Distinct users with a connection.
+    pub users: usize,
+    /// Connections without a user id.
+    pub anonymous_connections: usize,
+    /// Subscribers per channel.
+    pub channels: HashMap<String, usize>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Registry {
+    indices: RwLock<Indices>,
+    limits: Limits,
+    closing: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+impl Registry {
+    pub(crate) fn new(limits: Limits, metrics: Arc<Metrics>) -> Self {
+        Registry {
+            indices: RwLock::new(Indices::default()),
+            limits,
+            closing: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
+    /// Adds a connection, unless a limit forbids it.
+    pub(crate) fn register(&self, conn: Arc<Connection>) -> Result<()> {
+        if self.closing.load(Ordering::Acquire) {
+            self.metrics.rejected(RejectReason::ShuttingDown);
+            return Err(Error::ShuttingDown);
+        }
+        let mut ix = self.indices.write();
+        if ix.by_id.len() >= self.limits.max_connections {
+            drop(ix);
+            self.metrics.rejected(RejectReason::MaxConnections);
+            return Err(Error::TooManyConnections {
+                max: self.limits.max_connections,
+            });
+        }
+        if let Some(user) = &conn.user {
+            let held = ix.by_user.get(user).map_or(0, Vec::len);
+            if held >= self.limits.max_connections_per_user {
+                drop(ix);
+                self.metrics.rejected(RejectReason::MaxConnectionsPerUser);
+                return Err(Error::UserConnectionLimit {
+                    max: self.limits.max_connections_per_user,
+                });
+            }
+            ix.by_user
+                .entry(user.clone())
+                .or_default()
+                .push(conn.clone());
+        } else {
+            ix.anonymous += 1;
+        }
+        for channel in conn.channels.iter() {
+            ix.by_channel
+                .entry(channel.clone())
+                .or_default()
+                .insert(conn.id, conn.clone());
+        }
+        ix.by_id.insert(conn.id, conn);
+        self.update_gauges(&ix);
+        Ok(())
+    }
+
+    /// Removes a connection from every index. Returns it if it was still registered (the caller
+    /// then closes its outbox); `None` means someone else removed it first.
+    pub(crate) fn remove(
+        &self,
+        id: ConnectionId,
+        reason: DisconnectReason,
+    ) -> Option<Arc<Connection>> {
+        let mut ix = self.indices.write();
+        let conn = ix.by_id.remove(&id)?;
+        match &conn.user {
+            Some(user) => {
+                if let Some(list) = ix.by_user.get_mut(user) {
+                    list.retain(|c| c.id != id);
+                    if list.is_empty() {
+                        ix.by_user.remove(user);
+                    }
+                }
+            }
+            None => ix.anonymous -= 1,
+        }
+        for channel in conn.channels.iter() {
+            if let Some(members) = ix.by_channel.get_mut(channel) {
+                members.remove(&id);
+                if members.is_empty() {
+                    ix.by_channel.remove(channel);
+                }
+            }
+        }
+        self.update_gauges(&ix);
+        drop(ix);
+        self.metrics.disconnected(reason);
+        Some(conn)
+    }
+
+    fn update_gauges(&self, ix: &Indices) {
+        self.metrics.connections.set(ix.by_id.len() as i64);
+        self.metrics.users.set(ix.by_user.len() as i64);
+        self.metrics.channels.set(ix.by_channel.len() as i64);
+    }
+
+    /// Removes a connection and ends its stream after `last` (a `disconnected` frame).
+    pub(crate) fn close(
+        &self,
+        id: ConnectionId,
+        reason: DisconnectReason,
+        last: Option<Bytes>,
+    ) -> bool {
+        match self.remove(id, reason) {
+            Some(conn) => {
+                conn.outbox.close(last);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes a slow connection and drops its transport at once.
+    fn evict(&self, conn: &Connection) {
+        if self
+            .remove(conn.id, DisconnectReason::SlowConsumer)
+            .is_some()
+        {
+            tracing::info!(connection = %conn.id, "evicted slow consumer");
+        }
+        conn.outbox.abort();
+        if let Some(closer) = &conn.closer {
+            closer.close();
+        }
+    }
+
+    /// Queues `frame` to every connection `targets` selects, each at most once. Returns how many
+    /// connections it was queued to.
+    pub(crate) fn deliver(&self, frame: &Bytes, targets: &Targets) -> usize {
+        let mut slow = Vec::new();
+        let mut delivered = 0usize;
+        {
+            let ix = self.indices.read();
+            let mut push = |conn: &Arc<Connection>| match conn.outbox.push(frame.clone()) {
+                Ok(()) => delivered += 1,
+                Err(PushError::Full) => slow.push(conn.clone()),
+                Err(PushError::Closed) => {}
+            };
+            if targets.is_broadcast() {
+                ix.by_id.values().for_each(&mut push);
+            } else {
+                let matched = visit_targets(&ix, targets.list(), &mut push);
+                if matched == 0 && targets.fallback() == Fallback::Broadcast {
+                    ix.by_id.values().for_each(&mut push);
+                }
+            }
+        }
+        for conn in &slow {
+            self.evict(conn);
+        }
+        self.metrics.events_delivered.inc_by(delivered as u64);
+        delivered
+    }
+
+    /// Queues `frame` to every connection (heartbeats). Full outboxes are evicted.
+    pub(crate) fn push_all(&self, frame: &Bytes) {
+        let mut slow = Vec::new();
+        {
+            let ix = self.indices.read();
+            for conn in ix.by_id.values() {
+                if conn.outbox.push(frame.clone()) == Err(PushError::Full) {
+                    slow.push(conn.clone());
+                }
+            }
+        }
+        for conn in &slow {
+            self.evict(conn);
+        }
+    }
+
+    /// The ids of the connections of `users` and of the listed `connections` that exist.
+    pub(crate) fn select(
+        &self,
+        users: &[UserId],
+        connections: &[ConnectionId],
+    ) -> Vec<ConnectionId> {
+        let ix = self.indices.read();
+        let mut ids: Vec<ConnectionId> = users
+            .iter()
+            .filter_map(|u| ix.by_user.get(u))
+            .flatten()
+            .map(|c| c.id)
+            .chain(
+                connections
+                    .iter()
+                    .copied()
+                    .filter(|id| ix.by_id.contains_key(id)),
+            )
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Every connection id.
+    pub(crate) fn all_ids(&self) -> Vec<ConnectionId> {
+        self.indices.read().by_id.keys().copied().collect()
+    }
+
+    /// Connections whose outbox is already closed (stale) and, when `timeout` is set, those
+    /// open for longer than it.
+    pub(crate) fn sweep_candidates(
+        &self,
+        now: Instant,
+        timeout: Option<Duration>,
+    ) -> (Vec<ConnectionId>, Vec<ConnectionId>) {
+        let ix = self.indices.read();
+        let mut stale = Vec::new();
+        let mut expired = Vec::new();
+        for conn in ix.by_id.values() {
+            if conn.outbox.is_closed() {
+                stale.push(conn.id);
+            } else if timeout.is_some_and(|t| now.duration_since(conn.opened_at) >= t) {
+                expired.push(conn.id);
+            }
+        }
+        (stale, expired)
+    }
+
+    /// Stops accepting new connections.
+    pub(crate) fn set_closing(&self) {
+        self.closing.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn counts(&self) -> RegistryCounts {
+        let ix = self.indices.read();
+        RegistryCounts {
+            connections: ix.by_id.len(),
+            users: ix.by_user.len(),
+            anonymous_connections: ix.anonymous,
+            channels: ix
+                .by_channel
+                .iter()
+                .map(|(name, members)| (name.as_str().to_owned(), members.len()))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.indices.read().by_id.len()
+    }
+}
+
+/// Calls `f` once for every connection the targets select and returns how many that was.
+fn visit_targets(ix: &Indices, list: &[Target], f: &mut impl FnMut(&Arc<Connection>)) -> usize {
+    let mut count = 0;
+    if let [single] = list {
+        // One target never selects a connection twice: no need to remember what was visited.
+        let mut visit = |c: &Arc<Connection>| {
+            count += 1;
+            f(c);
+        };
+        match single {
+            Target::User(u) => ix.by_user.get(u).into_iter().flatten().for_each(&mut visit),
+            Target::Connection(id) => ix.by_id.get(id).into_iter().for_each(&mut visit),
+            Target::Channel(c) => ix
+                .by_channel
+                .get(c)
+                .into_iter()
+                .flat_map(HashMap::values)
+                .for_each(&mut visit),
+            Target::Broadcast => ix.by_id.values().for_each(&mut visit),
+        }
+        return count;
+    }
+    let mut seen = HashSet::new();
+    let mut visit = |c: &Arc<Connection>| {
+        if seen.insert(c.id) {
+            count += 1;
+            f(c);
+        }
+    };
+    for target in list {
+        match target {
+            Target::User(u) => ix.by_user.get(u).into_iter().flatten().for_each(&mut visit),
+            Target::Connection(id) => ix.by_id.get(id).into_iter().for_each(&mut visit),
+            Target::Channel(c) => ix
+                .by_channel
+                .get(c)
+                .into_iter()
+                .flat_map(HashMap::values)
+                .for_each(&mut visit),
+            Target::Broadcast => ix.by_id.values().for_each(&mut visit),
+        }
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::{Context, Poll, Waker};
+
+    use crate::sse::outbox::Drained;
+
+    fn registry(max: usize, per_user: usize) -> Registry {
+        Registry::new(
+            Limits {
+                max_connections: max,
+                max_connections_per_user: per_user,
+            },
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    fn conn(user: Option<&str>, channels: &[&str]) -> Arc<Connection> {
+        Arc::new(Connection {
+            id: ConnectionId::random(),
+            user: user.map(|u| UserId::new(u).unwrap()),
+            username: None,
+            channels: channels
+                .iter()
+                .map(|c| ChannelName::new(c).unwrap())
+                .collect(),
+            opened_at: Instant::now(),
+            opened_at_wall: SystemTime::now(),
+            outbox: Outbox::new(4, 1 << 20),
+            closer: None,
+        })
+    }
+
+    fn received(c: &Connection) -> usize {
+        let mut cx = Context::from_waker(Waker::noop());
+        match c.outbox.poll_drain(&mut cx) {
+            Poll::Ready(Drained::Data(d)) => d.iter().filter(|b| **b == b'!').count(),
+            _ => 0,
+        }
+    }
+
+    fn user(u: &str) -> Target {
+        Target::User(UserId::new(u).unwrap())
+    }
+
+    fn chan(c: &str) -> Target {
+        Target::Channel(ChannelName::new(c).unwrap())
+    }
+
+    #[test]
+    fn union_of_targets_is_delivered_once_per_connection() {
+        let r = registry(100, 10);
+        let a1 = conn(Some("alice"), &["news"]);
+        let a2 = conn(Some("alice"), &[]);
+        let b = conn(Some("bob"), &["news"]);
+        let anon = conn(None, &[]);
+        for c in [&a1, &a2, &b, &anon] {
+            r.register(c.clone()).unwrap();
+        }
+        let frame = Bytes::from_static(b"!");
+        let t = Targets::new(
+            vec![user("alice"), chan("news"), Target::Connection(a1.id)],
+            Fallback::None,
+        )
+        .unwrap();
+        assert_eq!(r.deliver(&frame, &t), 3);
+        assert_eq!([&a1, &a2, &b, &anon].map(|c| received(c)), [1, 1, 1, 0]);
+        assert_eq!(r.deliver(&frame, &Targets::broadcast()), 4);
+    }
+
+    #[test]
+    fn fallback_broadcasts_only_when_nothing_matched() {
+        let r = registry(100, 10);
+        let a = conn(Some("alice"), &[]);
+        r.register(a.clone()).unwrap();
+        let frame = Bytes::from_static(b"!");
+        let nobody = Targets::new(vec![user("carol")], Fallback::None).unwrap();
+        assert_eq!(r.deliver(&frame, &nobody), 0);
+        let nobody = Targets::new(vec![user("carol")], Fallback::Broadcast).unwrap();
+        assert_eq!(r.deliver(&frame, &nobody), 1);
+        assert_eq!(received(&a), 1);
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let r = registry(3, 2);
+        r.register(conn(Some("alice"), &[])).unwrap();
+        r.register(conn(Some("alice"), &[])).unwrap();
+        assert!(matches!(
+            r.register(conn(Some("alice"), &[])),
+            Err(Error::UserConnectionLimit { max: 2 })
+        ));
+        r.register(conn(None, &[])).unwrap();
+        assert!(matches!(
+            r.register(conn(None, &[])),
+            Err(Error::TooManyConnections { max: 3 })
+        ));
+    }
+
+    #[test]
+    fn removal_cleans_every_index() {
+        let r = registry(10, 10);
+        let a = conn(Some("alice"), &["x", "y"]);
+        r.register(a.clone()).unwrap();
+        assert_eq!(r.counts().channels.len(), 2);
+        assert!(r.close(a.id, DisconnectReason::ServerDisconnect, None));
+        assert!(!r.close(a.id, DisconnectReason::ServerDisconnect, None));
+        let c = r.counts();
+        assert_eq!((c.connections, c.users, c.channels.len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn full_outbox_is_evicted_and_others_still_receive() {
+        let r = registry(10, 10);
+        let slow = conn(Some("slow"), &["news"]);
+        let fast = conn(Some("fast"), &["news"]);
+        r.register(slow.clone()).unwrap();
+        r.register(fast.clone()).unwrap();
+        let t = Targets::one(chan("news"));
+        for _ in 0..4 {
+            assert_eq!(r.deliver(&Bytes::from_static(b"!"), &t), 2);
+            assert_eq!(received(&fast), 1);
+        }
+        // slow's outbox (capacity 4) is now full: the next event evicts it.
+        assert_eq!(r.deliver(&Bytes::from_static(b"!"), &t), 1);
+        assert_eq!(received(&fast), 1);
+        assert_eq!(r.counts().connections, 1);
+        assert!(slow.outbox.is_closed());
+    }
+}

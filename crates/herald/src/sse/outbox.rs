@@ -1,0 +1,284 @@
+//! The bounded queue of frames waiting to be written to one connection.
+//!
+//! Fan-out pushes into it without ever waiting: when a client reads too slowly and its outbox is
+//! full, [`Outbox::push`] says so at once and the hub evicts that client, so one slow reader can
+//! neither delay the others nor make the hub's memory grow. The response body drains the outbox,
+//! taking everything queued in one go so that a burst of events becomes one write.
+//!
+//! A `parking_lot` mutex guards the state: every critical section is a few pointer moves with no
+//! `.await`, and the lock is one byte, which matters at tens of thousands of connections.
+
+use std::collections::VecDeque;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+
+/// Why a push was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PushError {
+    /// The outbox holds its maximum of frames or bytes: the client is not keeping up.
+    Full,
+    /// The connection is closing or closed.
+    Closed,
+}
+
+/// What the body gets when it polls the outbox.
+#[derive(Debug)]
+pub(crate) enum Drained {
+    /// Bytes to write.
+    Data(Bytes),
+    /// The stream ends normally (after its last frame was written).
+    End,
+    /// The connection was aborted (slow consumer): end it without writing anything more.
+    Aborted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    Closing,
+    Aborted,
+}
+
+#[derive(Debug)]
+struct Inner {
+    frames: VecDeque<Bytes>,
+    queued_bytes: usize,
+    state: State,
+    waker: Option<Waker>,
+}
+
+/// A bounded, single-consumer queue of encoded frames.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    inner: Mutex<Inner>,
+    max_frames: usize,
+    max_bytes: usize,
+}
+
+/// Most bytes handed to the body in one piece; larger backlogs go out over several writes.
+const MAX_COALESCED_BYTES: usize = 64 * 1024;
+
+impl Outbox {
+    /// An empty outbox that accepts up to `max_frames` frames and `max_bytes` bytes. A single
+    /// frame larger than `max_bytes` is still accepted into an empty outbox, so that no event is
+    /// undeliverable by size alone.
+    pub(crate) fn new(max_frames: usize, max_bytes: usize) -> Self {
+        Outbox {
+            inner: Mutex::new(Inner {
+                frames: VecDeque::new(),
+                queued_bytes: 0,
+                state: State::Open,
+                waker: None,
+            }),
+            max_frames: max_frames.max(1),
+            max_bytes,
+        }
+    }
+
+    /// Queues a frame without waiting.
+    ///
+    /// # Errors
+    /// [`PushError::Full`] when the client is too far behind, [`PushError::Closed`] when the
+    /// connection is closing.
+    pub(crate) fn push(&self, frame: Bytes) -> Result<(), PushError> {
+        let waker = {
+            let mut inner = self.inner.lock();
+            if inner.state != State::Open {
+                return Err(PushError::Closed);
+            }
+            let over_bytes =
+                !inner.frames.is_empty() && inner.queued_bytes + frame.len() > self.max_bytes;
+            if inner.frames.len() >= self.max_frames || over_bytes {
+                return Err(PushError::Full);
+            }
+            inner.queued_bytes += frame.len();
+            inner.frames.push_back(frame);
+            inner.waker.take()
+        };
+        // Wake outside the lock: the woken task may run at once on another thread.
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// Closes the stream gracefully: `last` (if any) is queued after everything already queued,
+    /// even when the outbox is full, and the stream ends once it is written. Returns false if the
+    /// outbox was already closing or aborted.
+    pub(crate) fn close(&self, last: Option<Bytes>) -> bool {
+        let waker = {
+            let mut inner = self.inner.lock();
+            if inner.state != State::Open {
+                return false;
+            }
+            inner.state = State::Closing;
+            if let Some(frame) = last {
+                inner.queued_bytes += frame.len();
+                inner.frames.push_back(frame);
+            }
+            inner.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
+    /// Aborts the stream: drops everything queued and ends the body with an error, which makes
+    /// the HTTP server drop the connection.
+    pub(crate) fn abort(&self) {
+        let waker = {
+            let mut inner = self.inner.lock();
+            inner.state = State::Aborted;
+            inner.frames = VecDeque::new();
+            inner.queued_bytes = 0;
+            inner.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// True once [`close`](Self::close) or [`abort`](Self::abort) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.inner.lock().state != State::Open
+    }
+
+    /// Takes everything queued (up to a coalescing limit) as one buffer, or registers the
+    /// caller's waker when there is nothing.
+    pub(crate) fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<Drained> {
+        let mut inner = self.inner.lock();
+        if inner.state == State::Aborted {
+            return Poll::Ready(Drained::Aborted);
+        }
+        let Some(first) = inner.frames.pop_front() else {
+            if inner.state == State::Closing {
+                return Poll::Ready(Drained::End);
+            }
+            match &inner.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => inner.waker = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        };
+        let next_fits = |inner: &Inner, len: usize| {
+            inner
+                .frames
+                .front()
+                .is_some_and(|f| len + f.len() <= MAX_COALESCED_BYTES)
+        };
+        if !next_fits(&inner, first.len()) {
+            inner.queued_bytes -= first.len();
+            return Poll::Ready(Drained::Data(first));
+        }
+        let mut buf = BytesMut::with_capacity(first.len() * 2);
+        buf.extend_from_slice(&first);
+        while next_fits(&inner, buf.len()) {
+            // `next_fits` just saw a front frame.
+            let f = inner.frames.pop_front().expect("front frame exists");
+            buf.extend_from_slice(&f);
+        }
+        inner.queued_bytes -= buf.len();
+        if inner.frames.is_empty() {
+            // Give back the memory of a burst instead of keeping it per connection.
+            inner.frames.shrink_to(4);
+        }
+        Poll::Ready(Drained::Data(buf.freeze()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Flag(std::sync::atomic::AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn drain(o: &Outbox) -> Poll<Drained> {
+        let flag = Arc::new(Flag(false.into()));
+        let waker = Waker::from(flag);
+        o.poll_drain(&mut Context::from_waker(&waker))
+    }
+
+    #[test]
+    fn coalesces_queued_frames_in_order() {
+        let o = Outbox::new(8, 1 << 20);
+        o.push(Bytes::from_static(b"a")).unwrap();
+        o.push(Bytes::from_static(b"b")).unwrap();
+        o.push(Bytes::from_static(b"c")).unwrap();
+        match drain(&o) {
+            Poll::Ready(Drained::Data(d)) => assert_eq!(&d[..], b"abc"),
+            other => panic!("{other:?}"),
+        }
+        assert!(drain(&o).is_pending());
+    }
+
+    #[test]
+    fn full_by_frames_and_by_bytes() {
+        let o = Outbox::new(2, 10);
+        o.push(Bytes::from_static(b"12345")).unwrap();
+        o.push(Bytes::from_static(b"12345")).unwrap();
+        assert_eq!(o.push(Bytes::from_static(b"1")), Err(PushError::Full));
+        let o = Outbox::new(100, 10);
+        o.push(Bytes::from_static(b"123456")).unwrap();
+        assert_eq!(o.push(Bytes::from_static(b"123456")), Err(PushError::Full));
+        // A single oversized frame still fits an empty outbox.
+        let o = Outbox::new(100, 10);
+        o.push(Bytes::from(vec![0u8; 100])).unwrap();
+    }
+
+    #[test]
+    fn push_wakes_the_waiting_body() {
+        let o = Outbox::new(4, 1024);
+        let flag = Arc::new(Flag(false.into()));
+        let waker = Waker::from(flag.clone());
+        assert!(o.poll_drain(&mut Context::from_waker(&waker)).is_pending());
+        o.push(Bytes::from_static(b"x")).unwrap();
+        assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[test]
+    fn close_delivers_the_last_frame_then_ends() {
+        let o = Outbox::new(1, 1024);
+        o.push(Bytes::from_static(b"a")).unwrap();
+        assert!(o.close(Some(Bytes::from_static(b"bye"))));
+        assert_eq!(o.push(Bytes::from_static(b"late")), Err(PushError::Closed));
+        match drain(&o) {
+            Poll::Ready(Drained::Data(d)) => assert_eq!(&d[..], b"abye"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(drain(&o), Poll::Ready(Drained::End)));
+        assert!(!o.close(None));
+    }
+
+    #[test]
+    fn abort_drops_the_backlog() {
+        let o = Outbox::new(4, 1024);
+        o.push(Bytes::from_static(b"a")).unwrap();
+        o.abort();
+        assert!(matches!(drain(&o), Poll::Ready(Drained::Aborted)));
+        assert!(o.is_closed());
+    }
+
+    #[test]
+    fn large_backlogs_are_split() {
+        let o = Outbox::new(100, usize::MAX);
+        for _ in 0..3 {
+            o.push(Bytes::from(vec![1u8; 40 * 1024])).unwrap();
+        }
+        for _ in 0..3 {
+            match drain(&o) {
+                Poll::Ready(Drained::Data(d)) => assert_eq!(d.len(), 40 * 1024),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The body of one SSE response: the stream's opening frames, then whatever the hub queues in the
+//! connection's outbox, until the hub closes it or the client goes away.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use http_body::{Body, Frame, SizeHint};
+
+use super::outbox::Drained;
+use crate::metrics::DisconnectReason;
+use crate::registry::{Connection, Registry};
+use crate::target::ConnectionId;
+
+/// The stream of one connection, as an HTTP response body (and as a [`Stream`] of bytes for
+/// in-process use).
+///
+/// Dropping it unregisters the connection: this is the one path shared by a client that hangs
+/// up, a write error and the server ending the response, so nothing is left behind.
+#[derive(Debug)]
+pub struct EventStream {
+    conn: Arc<Connection>,
+    registry: Arc<Registry>,
+    opening: Option<Bytes>,
+}
+
+/// The stream was cut by the hub because the client read too slowly. The HTTP server drops the
+/// connection when a body fails, which is the intent.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the stream was aborted: the client did not keep up")]
+pub struct StreamAborted;
+
+impl EventStream {
+    pub(crate) fn new(conn: Arc<Connection>, registry: Arc<Registry>, opening: Bytes) -> Self {
+        EventStream {
+            conn,
+            registry,
+            opening: Some(opening),
+        }
+    }
+
+    /// The id of this stream's connection.
+    pub fn connection_id(&self) -> ConnectionId {
+        self.conn.id
+    }
+
+    fn poll_bytes(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, StreamAborted>>> {
+        if let Some(opening) = self.opening.take() {
+            return Poll::Ready(Some(Ok(opening)));
+        }
+        match self.conn.outbox.poll_drain(cx) {
+            Poll::Ready(Drained::Data(bytes)) => Poll::Ready(Some(Ok(bytes))),
+            Poll::Ready(Drained::End) => Poll::Ready(None),
+            Poll::Ready(Drained::Aborted) => Poll::Ready(Some(Err(StreamAborted))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Body for EventStream {
+    type Data = Bytes;
+    type Error = StreamAborted;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StreamAborted>>> {
+        self.get_mut()
+            .poll_bytes(cx)
+            .map(|o| o.map(|r| r.map(Frame::data)))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+impl Stream for EventStream {
+    type Item = Result<Bytes, StreamAborted>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_bytes(cx)
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        if self
+            .registry
+            .remove(self.conn.id, DisconnectReason::ClientClosed)
+            .is_some()
+        {
+            self.conn.outbox.abort();
+            tracing::debug!(connection = %self.conn.id, "client went away");
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! Who an event is for: identifier newtypes and the [`Target`] enum.
+//!
+//! Strings from the outside world are parsed into these types once, at the edge (HTTP handlers,
+//! library callers); everything inside the hub works with values that are already valid.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use rand::RngCore;
+use serde::{Serialize, Serializer};
+
+use crate::error::InvalidInput;
+
+/// Longest accepted user id, in bytes.
+pub const MAX_USER_ID_LEN: usize = 256;
+/// Longest accepted channel name, in bytes.
+pub const MAX_CHANNEL_NAME_LEN: usize = 128;
+/// Longest accepted username, in characters.
+pub const MAX_USERNAME_LEN: usize = 256;
+
+/// The id of one SSE connection: 128 random bits from the operating system's CSPRNG, written as
+/// 32 lowercase hex digits. Unguessable, so knowing one user's connection id tells nothing about
+/// another's.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(u128);
+
+impl ConnectionId {
+    /// A fresh random id.
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 16];
+        rand::rng().fill_bytes(&mut bytes);
+        ConnectionId(u128::from_be_bytes(bytes))
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnectionId({self})")
+    }
+}
+
+impl FromStr for ConnectionId {
+    type Err = InvalidInput;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let valid = s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        match valid.then(|| u128::from_str_radix(s, 16)) {
+            Some(Ok(v)) => Ok(ConnectionId(v)),
+            _ => Err(InvalidInput::new(
+                "connection",
+                "a connection id is 32 hexadecimal digits",
+            )),
+        }
+    }
+}
+
+impl Serialize for ConnectionId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A user id as given by the application (from the query string on loopback, from a token's
+/// `sub` claim later): 1 to [`MAX_USER_ID_LEN`] bytes without control characters.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(Arc<str>);
+
+impl UserId {
+    /// Validates and wraps a user id.
+    ///
+    /// # Errors
+    /// When the id is empty, too long or holds a control character.
+    pub fn new(s: &str) -> Result<Self, InvalidInput> {
+        if s.is_empty() || s.len() > MAX_USER_ID_LEN {
+            return Err(InvalidInput::new(
+                "userId",
+                format!("a user id is 1 to {MAX_USER_ID_LEN} bytes"),
+            ));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(InvalidInput::new(
+                "userId",
+                "a user id cannot contain control characters",
+            ));
+        }
+        Ok(UserId(s.into()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserId({:?})", &*self.0)
+    }
+}
+
+impl Serialize for UserId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// A channel name: 1 to [`MAX_CHANNEL_NAME_LEN`] characters of `[A-Za-z0-9_.:@/=-]`.
+/// The set leaves out `*` and `,` on purpose: `*` is reserved for channel patterns in token
+/// claims and `,` separates channels in the `channels` query parameter.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelName(Arc<str>);
+
+impl ChannelName {
+    /// Validates and wraps a channel name.
+    ///
+    /// # Errors
+    /// When the name is empty, too long or holds a character outside the allowed set.
+    pub fn new(s: &str) -> Result<Self, InvalidInput> {
+        if s.is_empty() || s.len() > MAX_CHANNEL_NAME_LEN {
+            return Err(InvalidInput::new(
+                "channels",
+                format!("a channel name is 1 to {MAX_CHANNEL_NAME_LEN} characters"),
+            ));
+        }
+        if let Some(c) = s.chars().find(|c| !is_channel_char(*c)) {
+            return Err(InvalidInput::new(
+                "channels",
+                format!(
+                    "channel name {:?} has the character {c:?}; allowed are A-Z a-z 0-9 and _ . : @ / = -",
+                    s.escape_debug().to_string()
+                ),
+            ));
+        }
+        Ok(ChannelName(s.into()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn is_channel_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '@' | '/' | '=' | '-')
+}
+
+impl fmt::Display for ChannelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ChannelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChannelName({:?})", &*self.0)
+    }
+}
+
+impl Serialize for ChannelName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// Validates a display name: up to [`MAX_USERNAME_LEN`] characters without control characters.
+/// It only ever travels inside JSON, so no other character is dangerous.
+///
+/// # Errors
+/// When the name is too long or holds a control character.
+pub fn validate_username(s: &str) -> Result<Arc<str>, InvalidInput> {
+    if s.chars().count() > MAX_USERNAME_LEN || s.chars().any(char::is_control) {
+        return Err(InvalidInput::new(
+            "username",
+            format!(
+                "a username is at most {MAX_USERNAME_LEN} characters without control characters"
+            ),
+        ));
+    }
+    Ok(s.into())
+}
+
+/// One routing target of a published event.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// Every connection of this user.
+    User(UserId),
+    /// This one connection.
+    Connection(ConnectionId),
+    /// Every connection subscribed to this channel.
+    Channel(ChannelName),
+    /// Every connection of the hub.
+    Broadcast,
+}
+
+/// What to do when the explicit targets of an event match no connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fallback {
+    /// Deliver to nobody and answer `delivered: 0` (the default: never leak an event).
+    #[default]
+    None,
+    /// Broadcast the event instead. Opt-in only.
+    Broadcast,
+}
+
+/// The full routing of one event: a non-empty union of targets, and the fallback.
+///
+/// Invariant (kept by [`Targets::new`]): not empty, and [`Target::Broadcast`] only ever appears
+/// alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Targets {
+    list: Vec<Target>,
+    fallback: Fallback,
+}
+
+impl Targets {
+    /// Builds a routing from a list of targets.
+    ///
+    /// # Errors
+    /// When the list is empty, or when it mixes [`Target::Broadcast`] with other targets.
+    pub fn new(mut list: Vec<Target>, fallback: Fallback) -> Result<Self, InvalidInput> {
+        if list.is_empty() {
+            return Err(InvalidInput::with_code(
+                "missing_target",
+                "targets",
+                "name at least one target: users, connections, channels, or broadcast: true",
+            ));
+        }
+        let broadcasts = list.iter().filter(|t| **t == Target::Broadcast).count();
+        if broadcasts > 0 && list.len() > broadcasts {
+            return Err(InvalidInput::with_code(
+                "conflicting_targets",
+                "broadcast",
+                "broadcast: true cannot be combined with users, connections or channels",
+            ));
+        }
+        list.dedup();
+        Ok(Targets { list, fallback })
+    }
+
+    /// Every connection of the hub.
+    pub fn broadcast() -> Self {
+        Targets {
+            list: vec![Target::Broadcast],
+            fallback: Fallback::None,
+        }
+    }
+
+    /// A single target.
+    pub fn one(target: Target) -> Self {
+        Targets {
+            list: vec![target],
+            fallback: Fallback::None,
+        }
+    }
+
+    /// The targets, in the order given.
+    pub fn list(&self) -> &[Target] {
+        &self.list
+    }
+
+    /// The fallback policy.
+    pub fn fallback(&self) -> Fallback {
+        self.fallback
+    }
+
+    /// True when the event goes to every connection.
+    pub fn is_broadcast(&self) -> bool {
+        self.list.first() == Some(&Target::Broadcast)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_ids_are_random_and_round_trip() {
+        let a = ConnectionId::random();
+        let b = ConnectionId::random();
+        assert_ne!(a, b);
+        let text = a.to_string();
+        assert_eq!(text.len(), 32);
+        assert_eq!(text.parse::<ConnectionId>().unwrap(), a);
+        assert!("xyz".parse::<ConnectionId>().is_err());
+        assert!("+0000000000000000000000000000001"
+            .parse::<ConnectionId>()
+            .is_err());
+    }
+
+    #[test]
+    fn user_ids_reject_control_characters() {
+        assert!(UserId::new("alice").is_ok());
+        assert!(UserId::new("Zoë 42").is_ok());
+        assert!(UserId::new("").is_err());
+        assert!(UserId::new("a\nb").is_err());
+        assert!(UserId::new("a\rb").is_err());
+        assert!(UserId::new("a\0b").is_err());
+        assert!(UserId::new(&"x".repeat(MAX_USER_ID_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn channel_names_allow_only_the_documented_set() {
+        for ok in [
+            "orders",
+            "orders:42",
+            "team/eng",
+            "a.b-c_d",
+            "user@x",
+            "k=v",
+        ] {
+            assert!(ChannelName::new(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a b", "a,b", "orders:*", "a\nb", "é"] {
+            assert!(ChannelName::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn targets_reject_empty_and_mixed_broadcast() {
+        assert_eq!(
+            Targets::new(vec![], Fallback::None).unwrap_err().code,
+            "missing_target"
+        );
+        let alice = Target::User(UserId::new("alice").unwrap());
+        assert_eq!(
+            Targets::new(vec![Target::Broadcast, alice.clone()], Fallback::None)
+                .unwrap_err()
+                .code,
+            "conflicting_targets"
+        );
+        assert!(Targets::new(vec![alice], Fallback::Broadcast).is_ok());
+        assert!(Targets::broadcast().is_broadcast());
+    }
+}
