@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::http::{self, AppState};
+use crate::hub::Hub;
 use crate::registry::TransportCloser;
 
 /// Serves the HTTP API of `state` on `listener` until `shutdown` is cancelled, then shuts down
@@ -39,6 +40,23 @@ pub async fn serve(
     shutdown_timeout: Duration,
 ) -> io::Result<()> {
     let router = http::router(state.clone());
+    serve_router(listener, router, state.hub, shutdown, shutdown_timeout).await
+}
+
+/// Like [`serve`], for an application that merged Herald's router ([`http::router`]) into its
+/// own: serves `router`, and at shutdown shuts `hub` down before waiting for connections.
+/// Prefer it to `axum::serve` for apps that embed Herald: it also drops the socket of a slow
+/// consumer at once, where `axum::serve` can only end its response.
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_router(
+    listener: TcpListener,
+    router: axum::Router,
+    hub: Hub,
+    shutdown: CancellationToken,
+    shutdown_timeout: Duration,
+) -> io::Result<()> {
     let tracker = TaskTracker::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Request headers must arrive promptly; an SSE response streams for as long as it likes.
@@ -87,7 +105,7 @@ pub async fn serve(
         });
     }
     drop(listener);
-    state.hub.shutdown().await;
+    hub.shutdown().await;
     tracker.close();
     if tokio::time::timeout(shutdown_timeout, tracker.wait())
         .await

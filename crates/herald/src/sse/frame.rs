@@ -67,9 +67,11 @@ fn put_data_line(buf: &mut BytesMut, line: &[u8]) {
     buf.put_u8(b'\n');
 }
 
-/// Encodes a `retry:` line: the reconnection delay a client's EventSource should use.
+/// Encodes a `retry:` line: the reconnection delay a client's EventSource should use. It takes
+/// effect as soon as it is parsed; written without a blank line, it rides along with the next
+/// event, which also suits parsers that report `retry` as a property of an event.
 pub fn encode_retry(delay: Duration) -> Bytes {
-    Bytes::from(format!("retry: {}\n\n", delay.as_millis()))
+    Bytes::from(format!("retry: {}\n", delay.as_millis()))
 }
 
 /// Encodes a comment line (`: text`). Clients ignore it; proxies see traffic. `text` must be a
