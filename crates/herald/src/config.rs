@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::history::HistoryLimits;
+use crate::target::ChannelPattern;
+
 /// Default interval between heartbeats on every connection.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
 /// Default interval of the sweep that removes stale and timed-out connections.
@@ -26,6 +29,12 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 pub const DEFAULT_QUEUE_MAX_BYTES: usize = 1024 * 1024;
 /// Default window over which shutdown spreads clients' reconnects (the `retry:` jitter).
 pub const DEFAULT_SHUTDOWN_RECONNECT_WINDOW: Duration = Duration::from_secs(10);
+/// Default most events in the replay window.
+pub const DEFAULT_HISTORY_SIZE: usize = 10_000;
+/// Default oldest event in the replay window: a laptop that slept for less than this resumes.
+pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(3600);
+/// Default most bytes of encoded events in the replay window.
+pub const DEFAULT_HISTORY_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// Default largest publish body, in bytes.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 64 * 1024;
 /// Default largest body of a batch publish (`POST /api/sse/messages`), in bytes.
@@ -74,6 +83,12 @@ pub struct HubConfig {
     /// ([`DEFAULT_SHUTDOWN_RECONNECT_WINDOW`]), so that a deploy does not bring them all back in
     /// the same instant.
     pub shutdown_reconnect_window: Duration,
+    /// The replay window for `Last-Event-ID` resumes ([`DEFAULT_HISTORY_SIZE`] events,
+    /// [`DEFAULT_HISTORY_TTL`], [`DEFAULT_HISTORY_MAX_BYTES`]); `max_events: 0` turns it off.
+    pub history: HistoryLimits,
+    /// Channels whose subscribers get `presence:join` and `presence:leave` events (none by
+    /// default).
+    pub presence_channels: Vec<ChannelPattern>,
 }
 
 impl Default for HubConfig {
@@ -89,6 +104,12 @@ impl Default for HubConfig {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
             shutdown_reconnect_window: DEFAULT_SHUTDOWN_RECONNECT_WINDOW,
+            history: HistoryLimits {
+                max_events: DEFAULT_HISTORY_SIZE,
+                max_age: DEFAULT_HISTORY_TTL,
+                max_bytes: DEFAULT_HISTORY_MAX_BYTES,
+            },
+            presence_channels: Vec::new(),
         }
     }
 }
@@ -150,6 +171,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// How long graceful shutdown waits for connections ([`DEFAULT_SHUTDOWN_TIMEOUT`]).
     pub shutdown_timeout: Duration,
+    /// Keep the replay window on disk in this directory, so that a restarted hub still resumes
+    /// its clients. `None` (the default) keeps it in memory only.
+    pub data_dir: Option<std::path::PathBuf>,
     /// Hub behaviour.
     pub hub: HubConfig,
     /// HTTP API behaviour.
@@ -162,6 +186,7 @@ impl Default for Config {
             // The constant is a valid address literal.
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            data_dir: None,
             hub: HubConfig::default(),
             http: HttpConfig::default(),
         }

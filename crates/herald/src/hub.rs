@@ -18,12 +18,16 @@ use tokio_util::task::TaskTracker;
 use crate::clock;
 use crate::config::{HeartbeatStyle, HubConfig};
 use crate::engine::{
-    Command, Delivery, Engine, EngineHealth, MemoryEngine, Publication, Published,
+    Command, Delivery, DeliveryReport, DurableHistory, Engine, EngineHealth, MemoryEngine,
+    Publication, Published,
 };
 use crate::error::{Error, Result};
-use crate::event::{Event, EventName, Payload};
+use crate::event::{EventId, EventName, Payload};
+use crate::history::{HistoryStats, Replay, ReplayFilter};
 use crate::metrics::{DisconnectReason, Metrics};
-use crate::registry::{Connection, Limits, Registry, TransportCloser};
+use crate::registry::{
+    Connection, ConnectionInfo, Limits, PresenceChange, Registry, TransportCloser, UserPresence,
+};
 use crate::sse::frame;
 use crate::sse::outbox::Outbox;
 use crate::sse::EventStream;
@@ -43,6 +47,10 @@ pub struct ConnectRequest {
     pub channels: Vec<ChannelName>,
     /// Closes the transport when the hub evicts the connection (set by the server).
     pub closer: Option<TransportCloser>,
+    /// Where the client left off (`Last-Event-ID`): it first gets every retained event after
+    /// this that it would have received, or a `reset` event if that is impossible. The text is
+    /// parsed leniently: an id the hub cannot read is treated as an unknown epoch.
+    pub last_event_id: Option<String>,
 }
 
 impl ConnectRequest {
@@ -70,6 +78,12 @@ impl ConnectRequest {
         self.username = Some(username.into());
         self
     }
+
+    /// Resumes after this event id.
+    pub fn resuming_after(mut self, last_event_id: impl Into<String>) -> Self {
+        self.last_event_id = Some(last_event_id.into());
+        self
+    }
 }
 
 /// Figures of `GET /api/sse/stats`.
@@ -92,6 +106,9 @@ pub struct Stats {
     pub evicted_slow_consumers: u64,
     /// Seconds since the hub started.
     pub uptime_seconds: u64,
+    /// The replay window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryStats>,
 }
 
 /// A cheap-to-clone handle to one hub.
@@ -126,9 +143,8 @@ struct LocalDelivery {
 }
 
 impl Delivery for LocalDelivery {
-    fn deliver(&self, event: &Event, targets: &Targets) -> usize {
-        let bytes = frame::encode_event(Some(&event.id), &event.name, event.payload.as_str());
-        self.registry.deliver(&bytes, targets)
+    fn deliver(&self, id: EventId, frame: &Bytes, targets: &Targets) -> DeliveryReport {
+        self.registry.deliver(id.seq, frame, targets)
     }
 
     fn apply(&self, command: &Command) -> usize {
@@ -172,12 +188,30 @@ fn close_all(registry: &Registry, ids: Vec<ConnectionId>, reason: DisconnectReas
 }
 
 impl Hub {
-    /// A hub on the in-memory engine.
+    /// A hub on the in-memory engine, with its replay window in memory.
     ///
     /// # Panics
     /// Outside a Tokio runtime (the hub starts its heartbeat and sweep tasks).
     pub fn new(config: HubConfig) -> Self {
-        Self::with_engine(config, Arc::new(MemoryEngine::new()))
+        let engine = MemoryEngine::new(config.history);
+        Self::with_engine(config, Arc::new(engine))
+    }
+
+    /// A hub on the in-memory engine whose replay window is also kept on disk in `data_dir`
+    /// (and restored from it), so that clients resume across a restart.
+    ///
+    /// # Errors
+    /// When the directory or its database cannot be opened.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn with_durable_history(
+        config: HubConfig,
+        data_dir: &std::path::Path,
+    ) -> std::result::Result<Self, crate::engine::durable::DurableError> {
+        let (window, durable) = DurableHistory::open(data_dir, config.history)?;
+        let engine = MemoryEngine::with_durable_history(window, durable);
+        Ok(Self::with_engine(config, Arc::new(engine)))
     }
 
     /// A hub on the given engine.
@@ -186,13 +220,17 @@ impl Hub {
     /// Outside a Tokio runtime (the hub starts its heartbeat and sweep tasks).
     pub fn with_engine(config: HubConfig, engine: Arc<dyn Engine>) -> Self {
         let metrics = Arc::new(Metrics::new());
-        let registry = Arc::new(Registry::new(
-            Limits {
-                max_connections: config.max_connections,
-                max_connections_per_user: config.max_connections_per_user,
-            },
-            metrics.clone(),
-        ));
+        let (presence_tx, presence_rx) = tokio::sync::mpsc::channel(PRESENCE_QUEUE);
+        let registry = Arc::new(
+            Registry::new(
+                Limits {
+                    max_connections: config.max_connections,
+                    max_connections_per_user: config.max_connections_per_user,
+                },
+                metrics.clone(),
+            )
+            .with_presence(config.presence_channels.clone(), presence_tx),
+        );
         engine.attach(Arc::new(LocalDelivery {
             registry: registry.clone(),
         }));
@@ -211,6 +249,11 @@ impl Hub {
         inner
             .tasks
             .spawn(sweep_loop(Arc::downgrade(&inner), inner.cancel.clone()));
+        inner.tasks.spawn(presence_loop(
+            Arc::downgrade(&inner),
+            presence_rx,
+            inner.cancel.clone(),
+        ));
         Hub { inner }
     }
 
@@ -220,12 +263,15 @@ impl Hub {
     }
 
     /// Opens a connection: registers it and returns its stream, which starts with the `retry:`
-    /// hint and the `connected` event.
+    /// hint and the `connected` event. With [`ConnectRequest::last_event_id`] the stream then
+    /// replays what the client missed (or sends `reset`), then continues live, with no gap and
+    /// no duplicate between the two.
     ///
     /// # Errors
     /// [`Error::TooManyConnections`], [`Error::UserConnectionLimit`], [`Error::ShuttingDown`],
-    /// or [`Error::Invalid`] with more than [`MAX_CHANNELS_PER_CONNECTION`] channels.
-    pub fn connect(&self, request: ConnectRequest) -> Result<EventStream> {
+    /// [`Error::Engine`] when the engine cannot be read, or [`Error::Invalid`] with more than
+    /// [`MAX_CHANNELS_PER_CONNECTION`] channels.
+    pub async fn connect(&self, request: ConnectRequest) -> Result<EventStream> {
         let inner = &self.inner;
         let mut channels = request.channels;
         channels.sort_unstable();
@@ -242,12 +288,67 @@ impl Hub {
             id: ConnectionId::random(),
             user: request.user,
             username: request.username,
-            channels: channels.into_boxed_slice(),
+            channels: channels.into(),
             opened_at: Instant::now(),
             opened_at_wall: now,
             outbox: Outbox::new(inner.config.queue_capacity, inner.config.queue_max_bytes),
             closer: request.closer,
         });
+        let resume_from = request.last_event_id.filter(|s| !s.is_empty());
+        if resume_from.is_some() {
+            // Live events wait until the replay is queued; see `Outbox::release`.
+            conn.outbox.hold();
+        }
+        inner.registry.register(conn.clone())?;
+        // From here on, dropping `stream` (an error below, or the client leaving) unregisters.
+        let mut stream = EventStream::new(conn.clone(), inner.registry.clone());
+        let connected_id = match resume_from {
+            None => {
+                // A fresh client starts at the current head, read after registering: an event
+                // published in between is delivered, never skipped. Its `connected` event
+                // carries that id, so even a client that has received nothing yet resumes from
+                // the right place after a blip.
+                Some(inner.engine.head().await?)
+            }
+            Some(text) => {
+                let filter = ReplayFilter {
+                    user: conn.user.clone(),
+                    channels: conn.channels.clone(),
+                };
+                let replay = match text.parse::<EventId>() {
+                    Ok(after) => inner.engine.replay(after, &filter).await?,
+                    Err(_) => Replay::Reset {
+                        reason: crate::history::ResetReason::UnknownEpoch,
+                        head: inner.engine.head().await?,
+                    },
+                };
+                match replay {
+                    Replay::Events { frames, head } => {
+                        inner.metrics.resumed(frames.len());
+                        conn.outbox
+                            .release(frames.into_iter().map(|(_, f)| f), head.seq);
+                    }
+                    Replay::Reset { reason, head } => {
+                        inner.metrics.reset();
+                        // The reset carries the head id: the client's next resume starts there.
+                        // It is queued before any held live event (floor 0 keeps them all).
+                        let data = json!({
+                            "reason": reason.as_str(),
+                            "lastEventId": text,
+                            "message": "Events may have been missed; refetch your state",
+                        });
+                        let reset = frame::encode_event(
+                            Some(&head),
+                            &EventName::system("reset"),
+                            &data.to_string(),
+                        );
+                        conn.outbox.release([reset], 0);
+                    }
+                }
+                // A resuming client keeps its own last id until the replay or reset moves it.
+                None
+            }
+        };
         let connected = json!({
             "connectionId": conn.id,
             "userId": conn.user,
@@ -258,17 +359,13 @@ impl Hub {
         let mut opening = BytesMut::new();
         opening.put(frame::encode_retry(inner.config.retry));
         opening.put(frame::encode_event(
-            None,
+            connected_id.as_ref(),
             &EventName::system("connected"),
             &connected.to_string(),
         ));
-        inner.registry.register(conn.clone())?;
+        stream.set_opening(opening.freeze());
         tracing::debug!(connection = %conn.id, user = ?conn.user, "connected");
-        Ok(EventStream::new(
-            conn,
-            inner.registry.clone(),
-            opening.freeze(),
-        ))
+        Ok(stream)
     }
 
     /// Publishes an event: the engine gives it an id and queues it to every targeted connection.
@@ -478,7 +575,19 @@ impl Hub {
             events_delivered: m.events_delivered(),
             evicted_slow_consumers: m.evicted_slow_consumers(),
             uptime_seconds: self.inner.started_at.elapsed().as_secs(),
+            history: self.inner.engine.history_stats(),
         }
+    }
+
+    /// The users connected to `channel` on this node (with their connection counts and when
+    /// they first connected), and the number of anonymous connections to it.
+    pub fn channel_presence(&self, channel: &ChannelName) -> (Vec<UserPresence>, usize) {
+        self.inner.registry.channel_presence(channel)
+    }
+
+    /// The connections of `user` on this node, oldest first; empty when offline.
+    pub fn user_connections(&self, user: &UserId) -> Vec<ConnectionInfo> {
+        self.inner.registry.user_connections(user)
     }
 
     /// Number of open connections.
@@ -553,6 +662,47 @@ pub enum Severity {
     Warning,
     /// Something failed.
     Error,
+}
+
+/// Most presence changes waiting to be published.
+const PRESENCE_QUEUE: usize = 4096;
+
+/// Publishes `presence:join` / `presence:leave` to the channel, in the order the registry saw
+/// the changes, through the engine like any event (so other nodes' subscribers get them too).
+async fn presence_loop(
+    hub: Weak<HubInner>,
+    mut changes: tokio::sync::mpsc::Receiver<PresenceChange>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let change = tokio::select! {
+            _ = cancel.cancelled() => return,
+            change = changes.recv() => match change {
+                Some(c) => c,
+                None => return,
+            },
+        };
+        let Some(hub) = hub.upgrade() else { return };
+        let name = if change.joined {
+            "presence:join"
+        } else {
+            "presence:leave"
+        };
+        let data = json!({
+            "channel": change.channel,
+            "userId": change.user,
+            "username": change.username.as_deref(),
+            "timestamp": clock::rfc3339(SystemTime::now()),
+        });
+        let publication = Publication {
+            name: EventName::system(name),
+            payload: Payload::text(data.to_string()),
+            targets: Targets::one(Target::Channel(change.channel)),
+        };
+        if let Err(e) = hub.engine.publish(publication).await {
+            tracing::warn!(error = %e, "could not publish a presence event");
+        }
+    }
 }
 
 /// One shared timer for every connection: each tick encodes a heartbeat once and queues the same

@@ -58,6 +58,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod history;
 pub mod http;
 pub mod hub;
 pub mod metrics;

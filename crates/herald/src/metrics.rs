@@ -101,6 +101,9 @@ pub struct Metrics {
     disconnects: Family<ReasonLabel, Counter>,
     rejected: Family<RejectLabel, Counter>,
     pub(crate) publish_seconds: Histogram,
+    resumes: Counter,
+    replayed_events: Counter,
+    resets: Counter,
 }
 
 impl fmt::Debug for Metrics {
@@ -170,6 +173,24 @@ impl Metrics {
             "New connections refused, by reason",
             rejected.clone(),
         );
+        let resumes = Counter::default();
+        let replayed_events = Counter::default();
+        let resets = Counter::default();
+        registry.register(
+            "resumes",
+            "Connections that resumed from a Last-Event-ID",
+            resumes.clone(),
+        );
+        registry.register(
+            "replayed_events",
+            "Events replayed to resuming connections",
+            replayed_events.clone(),
+        );
+        registry.register(
+            "resets",
+            "Resumes refused with a reset event (gap or unknown epoch)",
+            resets.clone(),
+        );
         registry.register(
             "publish_duration_seconds",
             "Time to accept and route one published event",
@@ -186,7 +207,19 @@ impl Metrics {
             disconnects,
             rejected,
             publish_seconds,
+            resumes,
+            replayed_events,
+            resets,
         }
+    }
+
+    pub(crate) fn resumed(&self, replayed: usize) {
+        self.resumes.inc();
+        self.replayed_events.inc_by(replayed as u64);
+    }
+
+    pub(crate) fn reset(&self) {
+        self.resets.inc();
     }
 
     pub(crate) fn disconnected(&self, reason: DisconnectReason) {

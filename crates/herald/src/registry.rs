@@ -15,10 +15,13 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
+use tokio::sync::mpsc;
+
+use crate::engine::DeliveryReport;
 use crate::error::{Error, Result};
 use crate::metrics::{DisconnectReason, Metrics, RejectReason};
 use crate::sse::outbox::{Outbox, PushError};
-use crate::target::{ChannelName, ConnectionId, Fallback, Target, Targets, UserId};
+use crate::target::{ChannelName, ChannelPattern, ConnectionId, Fallback, Target, Targets, UserId};
 
 /// A handle that closes the transport under a connection (its TCP connection), for when ending
 /// the response body is not enough: a client that stopped reading leaves the server blocked on a
@@ -43,9 +46,9 @@ pub(crate) struct Connection {
     pub(crate) id: ConnectionId,
     pub(crate) user: Option<UserId>,
     pub(crate) username: Option<Arc<str>>,
-    pub(crate) channels: Box<[ChannelName]>,
+    /// Sorted and free of duplicates.
+    pub(crate) channels: Arc<[ChannelName]>,
     pub(crate) opened_at: Instant,
-    #[allow(dead_code)] // read by presence (next step of the roadmap)
     pub(crate) opened_at_wall: SystemTime,
     pub(crate) outbox: Outbox,
     pub(crate) closer: Option<TransportCloser>,
@@ -57,6 +60,17 @@ struct Indices {
     by_user: HashMap<UserId, Vec<Arc<Connection>>>,
     by_channel: HashMap<ChannelName, HashMap<ConnectionId, Arc<Connection>>>,
     anonymous: usize,
+    /// For channels with presence events: how many connections each user has in it.
+    presence: HashMap<ChannelName, HashMap<UserId, usize>>,
+}
+
+/// A user's first connection to a presence channel opened, or their last one closed.
+#[derive(Debug, Clone)]
+pub(crate) struct PresenceChange {
+    pub(crate) joined: bool,
+    pub(crate) channel: ChannelName,
+    pub(crate) user: UserId,
+    pub(crate) username: Option<Arc<str>>,
 }
 
 /// Limits checked when a connection registers.
@@ -85,6 +99,10 @@ pub(crate) struct Registry {
     limits: Limits,
     closing: AtomicBool,
     metrics: Arc<Metrics>,
+    /// Channels whose subscribers get `presence:join` / `presence:leave`.
+    presence_channels: Vec<ChannelPattern>,
+    /// Where presence changes go (the hub's presence task publishes them).
+    presence_tx: Option<mpsc::Sender<PresenceChange>>,
 }
 
 impl Registry {
@@ -94,6 +112,32 @@ impl Registry {
             limits,
             closing: AtomicBool::new(false),
             metrics,
+            presence_channels: Vec::new(),
+            presence_tx: None,
+        }
+    }
+
+    /// Emits presence changes for the channels `patterns` match into `tx`.
+    pub(crate) fn with_presence(
+        mut self,
+        patterns: Vec<ChannelPattern>,
+        tx: mpsc::Sender<PresenceChange>,
+    ) -> Self {
+        self.presence_channels = patterns;
+        self.presence_tx = Some(tx);
+        self
+    }
+
+    fn has_presence_events(&self, channel: &ChannelName) -> bool {
+        self.presence_channels.iter().any(|p| p.matches(channel))
+    }
+
+    fn emit(&self, changes: Vec<PresenceChange>) {
+        let Some(tx) = &self.presence_tx else { return };
+        for change in changes {
+            if tx.try_send(change).is_err() {
+                tracing::warn!("presence queue full; a presence event was dropped");
+            }
         }
     }
 
@@ -127,14 +171,34 @@ impl Registry {
         } else {
             ix.anonymous += 1;
         }
+        let mut changes = Vec::new();
         for channel in conn.channels.iter() {
             ix.by_channel
                 .entry(channel.clone())
                 .or_default()
                 .insert(conn.id, conn.clone());
+            if let (Some(user), true) = (&conn.user, self.has_presence_events(channel)) {
+                let count = ix
+                    .presence
+                    .entry(channel.clone())
+                    .or_default()
+                    .entry(user.clone())
+                    .or_default();
+                *count += 1;
+                if *count == 1 {
+                    changes.push(PresenceChange {
+                        joined: true,
+                        channel: channel.clone(),
+                        user: user.clone(),
+                        username: conn.username.clone(),
+                    });
+                }
+            }
         }
         ix.by_id.insert(conn.id, conn);
         self.update_gauges(&ix);
+        drop(ix);
+        self.emit(changes);
         Ok(())
     }
 
@@ -158,6 +222,7 @@ impl Registry {
             }
             None => ix.anonymous -= 1,
         }
+        let mut changes = Vec::new();
         for channel in conn.channels.iter() {
             if let Some(members) = ix.by_channel.get_mut(channel) {
                 members.remove(&id);
@@ -165,10 +230,30 @@ impl Registry {
                     ix.by_channel.remove(channel);
                 }
             }
+            let Some(user) = &conn.user else { continue };
+            let Some(users) = ix.presence.get_mut(channel) else {
+                continue;
+            };
+            if let Some(count) = users.get_mut(user) {
+                *count -= 1;
+                if *count == 0 {
+                    users.remove(user);
+                    changes.push(PresenceChange {
+                        joined: false,
+                        channel: channel.clone(),
+                        user: user.clone(),
+                        username: conn.username.clone(),
+                    });
+                }
+            }
+            if users.is_empty() {
+                ix.presence.remove(channel);
+            }
         }
         self.update_gauges(&ix);
         drop(ix);
         self.metrics.disconnected(reason);
+        self.emit(changes);
         Some(conn)
     }
 
@@ -208,15 +293,16 @@ impl Registry {
         }
     }
 
-    /// Queues `frame` to every connection `targets` selects, each at most once. Returns how many
-    /// connections it was queued to.
-    pub(crate) fn deliver(&self, frame: &Bytes, targets: &Targets) -> usize {
+    /// Queues `frame` (the event with sequence number `seq`) to every connection `targets`
+    /// selects, each at most once.
+    pub(crate) fn deliver(&self, seq: u64, frame: &Bytes, targets: &Targets) -> DeliveryReport {
         let mut slow = Vec::new();
-        let mut delivered = 0usize;
+        let mut report = DeliveryReport::default();
         {
             let ix = self.indices.read();
-            let mut push = |conn: &Arc<Connection>| match conn.outbox.push(frame.clone()) {
-                Ok(()) => delivered += 1,
+            let mut push = |conn: &Arc<Connection>| match conn.outbox.push_event(seq, frame.clone())
+            {
+                Ok(()) => report.delivered += 1,
                 Err(PushError::Full) => slow.push(conn.clone()),
                 Err(PushError::Closed) => {}
             };
@@ -226,14 +312,17 @@ impl Registry {
                 let matched = visit_targets(&ix, targets.list(), &mut push);
                 if matched == 0 && targets.fallback() == Fallback::Broadcast {
                     ix.by_id.values().for_each(&mut push);
+                    report.fell_back = true;
                 }
             }
         }
         for conn in &slow {
             self.evict(conn);
         }
-        self.metrics.events_delivered.inc_by(delivered as u64);
-        delivered
+        self.metrics
+            .events_delivered
+            .inc_by(report.delivered as u64);
+        report
     }
 
     /// Queues `frame` to every connection (heartbeats). Full outboxes are evicted.
@@ -327,6 +416,88 @@ impl Registry {
     pub(crate) fn len(&self) -> usize {
         self.indices.read().by_id.len()
     }
+
+    /// The users connected to `channel`, with their connection counts, and how many anonymous
+    /// connections it has.
+    pub(crate) fn channel_presence(&self, channel: &ChannelName) -> (Vec<UserPresence>, usize) {
+        let ix = self.indices.read();
+        let mut users: HashMap<&UserId, UserPresence> = HashMap::new();
+        let mut anonymous = 0;
+        for conn in ix
+            .by_channel
+            .get(channel)
+            .into_iter()
+            .flat_map(HashMap::values)
+        {
+            let Some(user) = &conn.user else {
+                anonymous += 1;
+                continue;
+            };
+            let p = users.entry(user).or_insert_with(|| UserPresence {
+                user: user.clone(),
+                username: None,
+                connections: 0,
+                first_connected_at: conn.opened_at_wall,
+            });
+            p.connections += 1;
+            p.first_connected_at = p.first_connected_at.min(conn.opened_at_wall);
+            if p.username.is_none() {
+                p.username = conn.username.clone();
+            }
+        }
+        let mut list: Vec<UserPresence> = users.into_values().collect();
+        list.sort_by(|a, b| {
+            a.first_connected_at
+                .cmp(&b.first_connected_at)
+                .then(a.user.cmp(&b.user))
+        });
+        (list, anonymous)
+    }
+
+    /// The connections of `user`, oldest first.
+    pub(crate) fn user_connections(&self, user: &UserId) -> Vec<ConnectionInfo> {
+        let ix = self.indices.read();
+        let mut list: Vec<ConnectionInfo> = ix
+            .by_user
+            .get(user)
+            .into_iter()
+            .flatten()
+            .map(|c| ConnectionInfo {
+                id: c.id,
+                username: c.username.clone(),
+                channels: c.channels.clone(),
+                connected_at: c.opened_at_wall,
+            })
+            .collect();
+        list.sort_by_key(|c| c.connected_at);
+        list
+    }
+}
+
+/// One user in a channel's presence list.
+#[derive(Debug, Clone)]
+pub struct UserPresence {
+    /// The user.
+    pub user: UserId,
+    /// Their display name, if a connection gave one.
+    pub username: Option<Arc<str>>,
+    /// Their connections to the channel.
+    pub connections: usize,
+    /// When their oldest connection to the channel opened.
+    pub first_connected_at: SystemTime,
+}
+
+/// One connection of a user.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// Its id.
+    pub id: ConnectionId,
+    /// The display name it gave.
+    pub username: Option<Arc<str>>,
+    /// Its channels.
+    pub channels: Arc<[ChannelName]>,
+    /// When it opened.
+    pub connected_at: SystemTime,
 }
 
 /// Calls `f` once for every connection the targets select and returns how many that was.
@@ -439,9 +610,9 @@ mod tests {
             Fallback::None,
         )
         .unwrap();
-        assert_eq!(r.deliver(&frame, &t), 3);
+        assert_eq!(r.deliver(1, &frame, &t).delivered, 3);
         assert_eq!([&a1, &a2, &b, &anon].map(|c| received(c)), [1, 1, 1, 0]);
-        assert_eq!(r.deliver(&frame, &Targets::broadcast()), 4);
+        assert_eq!(r.deliver(2, &frame, &Targets::broadcast()).delivered, 4);
     }
 
     #[test]
@@ -451,9 +622,15 @@ mod tests {
         r.register(a.clone()).unwrap();
         let frame = Bytes::from_static(b"!");
         let nobody = Targets::new(vec![user("carol")], Fallback::None).unwrap();
-        assert_eq!(r.deliver(&frame, &nobody), 0);
+        assert_eq!(r.deliver(1, &frame, &nobody), DeliveryReport::default());
         let nobody = Targets::new(vec![user("carol")], Fallback::Broadcast).unwrap();
-        assert_eq!(r.deliver(&frame, &nobody), 1);
+        assert_eq!(
+            r.deliver(2, &frame, &nobody),
+            DeliveryReport {
+                delivered: 1,
+                fell_back: true
+            }
+        );
         assert_eq!(received(&a), 1);
     }
 
@@ -486,6 +663,30 @@ mod tests {
     }
 
     #[test]
+    fn presence_changes_only_on_first_and_last_connection() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let r = registry(10, 10).with_presence(vec!["room:*".parse().unwrap()], tx);
+        let tab1 = conn(Some("alice"), &["room:1", "other"]);
+        let tab2 = conn(Some("alice"), &["room:1"]);
+        r.register(tab1.clone()).unwrap();
+        r.register(tab2.clone()).unwrap();
+        r.register(conn(None, &["room:1"])).unwrap();
+        let c = rx.try_recv().unwrap();
+        assert!(c.joined && c.channel.as_str() == "room:1" && c.user.as_str() == "alice");
+        assert!(
+            rx.try_recv().is_err(),
+            "one join for two tabs, none for anonymous or 'other'"
+        );
+        let (users, anonymous) = r.channel_presence(&ChannelName::new("room:1").unwrap());
+        assert_eq!((users.len(), users[0].connections, anonymous), (1, 2, 1));
+        r.remove(tab1.id, DisconnectReason::ClientClosed);
+        assert!(rx.try_recv().is_err(), "alice still has a tab open");
+        r.remove(tab2.id, DisconnectReason::ClientClosed);
+        let c = rx.try_recv().unwrap();
+        assert!(!c.joined && c.user.as_str() == "alice");
+    }
+
+    #[test]
     fn full_outbox_is_evicted_and_others_still_receive() {
         let r = registry(10, 10);
         let slow = conn(Some("slow"), &["news"]);
@@ -493,12 +694,12 @@ mod tests {
         r.register(slow.clone()).unwrap();
         r.register(fast.clone()).unwrap();
         let t = Targets::one(chan("news"));
-        for _ in 0..4 {
-            assert_eq!(r.deliver(&Bytes::from_static(b"!"), &t), 2);
+        for seq in 1..=4 {
+            assert_eq!(r.deliver(seq, &Bytes::from_static(b"!"), &t).delivered, 2);
             assert_eq!(received(&fast), 1);
         }
         // slow's outbox (capacity 4) is now full: the next event evicts it.
-        assert_eq!(r.deliver(&Bytes::from_static(b"!"), &t), 1);
+        assert_eq!(r.deliver(5, &Bytes::from_static(b"!"), &t).delivered, 1);
         assert_eq!(received(&fast), 1);
         assert_eq!(r.counts().connections, 1);
         assert!(slow.outbox.is_closed());

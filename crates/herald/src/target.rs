@@ -175,6 +175,55 @@ impl Serialize for ChannelName {
     }
 }
 
+/// A channel name or a prefix pattern: `orders` (exactly that channel), `orders:*` (every channel
+/// starting with `orders:`), `*` (every channel). Used to opt channels into presence events and,
+/// in tokens, to say which channels a subscriber may join.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChannelPattern {
+    /// One channel.
+    Exact(ChannelName),
+    /// Every channel starting with this prefix.
+    Prefix(String),
+}
+
+impl ChannelPattern {
+    /// True if `channel` matches.
+    pub fn matches(&self, channel: &ChannelName) -> bool {
+        match self {
+            ChannelPattern::Exact(c) => c == channel,
+            ChannelPattern::Prefix(p) => channel.as_str().starts_with(p.as_str()),
+        }
+    }
+}
+
+impl FromStr for ChannelPattern {
+    type Err = InvalidInput;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.strip_suffix('*') {
+            Some(prefix) => {
+                if !prefix.chars().all(is_channel_char) {
+                    return Err(InvalidInput::new(
+                        "channels",
+                        format!("channel pattern {s:?}: only a trailing * is allowed"),
+                    ));
+                }
+                Ok(ChannelPattern::Prefix(prefix.to_owned()))
+            }
+            None => ChannelName::new(s).map(ChannelPattern::Exact),
+        }
+    }
+}
+
+impl fmt::Display for ChannelPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChannelPattern::Exact(c) => write!(f, "{c}"),
+            ChannelPattern::Prefix(p) => write!(f, "{p}*"),
+        }
+    }
+}
+
 /// Validates a display name: up to [`MAX_USERNAME_LEN`] characters without control characters.
 /// It only ever travels inside JSON, so no other character is dangerous.
 ///
@@ -326,6 +375,19 @@ mod tests {
         for bad in ["", "a b", "a,b", "orders:*", "a\nb", "é"] {
             assert!(ChannelName::new(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn channel_patterns() {
+        let c = |s| ChannelName::new(s).unwrap();
+        let p: ChannelPattern = "room:*".parse().unwrap();
+        assert!(p.matches(&c("room:1")) && !p.matches(&c("rooms")));
+        let all: ChannelPattern = "*".parse().unwrap();
+        assert!(all.matches(&c("anything")));
+        let exact: ChannelPattern = "lobby".parse().unwrap();
+        assert!(exact.matches(&c("lobby")) && !exact.matches(&c("lobby2")));
+        assert!("a*b".parse::<ChannelPattern>().is_err());
+        assert!("a b*".parse::<ChannelPattern>().is_err());
     }
 
     #[test]

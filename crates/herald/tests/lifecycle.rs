@@ -33,7 +33,7 @@ async fn heartbeat_event_carries_a_timestamp() {
         let e = client.next_any().await;
         assert_eq!(e.event, "heartbeat");
         assert_eq!(
-            e.id, "",
+            e.id, client.start_id,
             "heartbeats carry no id, so they never move Last-Event-ID"
         );
         let ts = serde_json::from_str::<Value>(&e.data).unwrap()["ts"]

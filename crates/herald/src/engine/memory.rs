@@ -1,43 +1,54 @@
-//! The in-memory engine: one process, no setup; the default.
+//! The in-memory engine: one process, no setup; the default. Optionally keeps its replay window
+//! on disk ([`DurableHistory`]) so that a restarted hub can still resume its clients.
 
 use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
+use super::durable::DurableHistory;
 use super::{Command, Delivery, Engine, EngineError, EngineHealth, Publication, Published};
-use crate::event::{Epoch, Event, EventId};
+use crate::event::{Epoch, EventId};
+use crate::history::{
+    HistoryEntry, HistoryLimits, HistoryStats, Replay, ReplayBuffer, ReplayFilter,
+};
+use crate::sse::frame;
 
 /// Publishes within this process: ids are `<epoch>-<n>` with `n` counting up from 1.
 ///
-/// A mutex covers "assign the id, then deliver", so events reach every connection in id order
-/// even when several publishers race; the section never waits (delivery only queues frames).
+/// One mutex covers "assign the id, deliver, retain": events reach every connection in id order
+/// even when several publishers race, and a resume reads a window consistent with live delivery.
+/// The section never waits (delivery only queues frames; the durable store writes behind).
 #[derive(Debug)]
 pub struct MemoryEngine {
-    epoch: Epoch,
-    next_seq: Mutex<u64>,
+    window: Mutex<ReplayBuffer>,
+    durable: Option<DurableHistory>,
     delivery: OnceLock<Arc<dyn Delivery>>,
 }
 
-impl Default for MemoryEngine {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl MemoryEngine {
-    /// A fresh engine with a random epoch.
-    pub fn new() -> Self {
+    /// A fresh engine with a random epoch and an in-memory window with these limits.
+    pub fn new(limits: HistoryLimits) -> Self {
         MemoryEngine {
-            epoch: Epoch::random(),
-            next_seq: Mutex::new(1),
+            window: Mutex::new(ReplayBuffer::new(Epoch::random(), limits, 0)),
+            durable: None,
+            delivery: OnceLock::new(),
+        }
+    }
+
+    /// An engine whose window is also written to `durable` and was restored from it.
+    pub fn with_durable_history(window: ReplayBuffer, durable: DurableHistory) -> Self {
+        MemoryEngine {
+            window: Mutex::new(window),
+            durable: Some(durable),
             delivery: OnceLock::new(),
         }
     }
 
     /// The epoch of this engine's event ids.
     pub fn epoch(&self) -> Epoch {
-        self.epoch
+        self.window.lock().epoch()
     }
 }
 
@@ -50,20 +61,26 @@ impl Engine for MemoryEngine {
 
     async fn publish(&self, publication: Publication) -> Result<Published, EngineError> {
         let delivery = self.delivery.get().ok_or(EngineError::NotRunning)?;
-        let mut next = self.next_seq.lock();
-        let id = EventId {
-            epoch: self.epoch,
-            seq: *next,
+        let mut window = self.window.lock();
+        let id = window.next_id();
+        let bytes = frame::encode_event(Some(&id), &publication.name, publication.payload.as_str());
+        let report = delivery.deliver(id, &bytes, &publication.targets);
+        let entry = HistoryEntry {
+            seq: id.seq,
+            published_at: SystemTime::now(),
+            targets: publication.targets,
+            fell_back: report.fell_back,
+            frame: bytes,
         };
-        *next += 1;
-        let event = Event {
+        if let Some(durable) = &self.durable {
+            durable.append(&entry);
+        }
+        window.push(entry);
+        drop(window);
+        Ok(Published {
             id,
-            name: publication.name,
-            payload: publication.payload,
-        };
-        let delivered = delivery.deliver(&event, &publication.targets);
-        drop(next);
-        Ok(Published { id, delivered })
+            delivered: report.delivered,
+        })
     }
 
     async fn command(&self, command: Command) -> Result<usize, EngineError> {
@@ -71,9 +88,34 @@ impl Engine for MemoryEngine {
         Ok(delivery.apply(&command))
     }
 
-    fn health(&self) -> EngineHealth {
-        EngineHealth::Ok
+    async fn head(&self) -> Result<EventId, EngineError> {
+        Ok(self.window.lock().head())
     }
 
-    async fn shutdown(&self) {}
+    async fn replay(&self, after: EventId, filter: &ReplayFilter) -> Result<Replay, EngineError> {
+        let mut window = self.window.lock();
+        window.evict(SystemTime::now());
+        Ok(window.replay(after, filter))
+    }
+
+    fn history_stats(&self) -> Option<HistoryStats> {
+        let mut window = self.window.lock();
+        window.evict(SystemTime::now());
+        let mut stats = window.stats();
+        stats.durable = self.durable.is_some();
+        Some(stats)
+    }
+
+    fn health(&self) -> EngineHealth {
+        match &self.durable {
+            Some(d) => d.health(),
+            None => EngineHealth::Ok,
+        }
+    }
+
+    async fn shutdown(&self) {
+        if let Some(durable) = &self.durable {
+            durable.close().await;
+        }
+    }
 }

@@ -6,8 +6,10 @@
 //! the same trait, so the hub core never knows which one runs. Both send events back through
 //! the same `Delivery` path, so there is one delivery path for one node or many.
 
+pub mod durable;
 mod memory;
 
+pub use durable::DurableHistory;
 pub use memory::MemoryEngine;
 
 use std::fmt;
@@ -15,7 +17,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::event::{Event, EventId, EventName, Payload};
+use bytes::Bytes;
+
+use crate::event::{EventId, EventName, Payload};
+use crate::history::{HistoryStats, Replay, ReplayFilter};
 use crate::metrics::DisconnectReason;
 use crate::target::{ConnectionId, Targets, UserId};
 
@@ -58,10 +63,19 @@ pub enum Command {
     },
 }
 
+/// What delivering one event on one node did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// Connections the event was queued to.
+    pub delivered: usize,
+    /// True when the targets matched nobody and `fallback: broadcast` sent it to everyone.
+    pub fell_back: bool,
+}
+
 /// The receiving end of an engine on one node: its live connections.
 pub trait Delivery: Send + Sync + fmt::Debug {
-    /// Routes `event` to the local connections `targets` selects; returns how many.
-    fn deliver(&self, event: &Event, targets: &Targets) -> usize;
+    /// Queues the encoded event `frame` (id `id`) to the local connections `targets` selects.
+    fn deliver(&self, id: EventId, frame: &Bytes, targets: &Targets) -> DeliveryReport;
     /// Carries out `command` on local connections; returns how many it affected.
     fn apply(&self, command: &Command) -> usize;
 }
@@ -109,6 +123,26 @@ pub trait Engine: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`EngineError::Unavailable`] when the command could not reach the other nodes.
     async fn command(&self, command: Command) -> Result<usize, EngineError>;
+
+    /// The newest event id: where a client that connects now starts from.
+    ///
+    /// # Errors
+    /// [`EngineError::Unavailable`] when the engine cannot tell.
+    async fn head(&self) -> Result<EventId, EngineError>;
+
+    /// The retained events after `after` that a connection described by `filter` would have
+    /// received live, oldest first, or why it cannot resume.
+    ///
+    /// For a resume without gaps or duplicates, an engine must retain an event before it hands
+    /// it to any node's [`Delivery`]: the hub registers a resuming connection (holding its live
+    /// events) before it calls `replay`, then drops held events the replay already covered.
+    ///
+    /// # Errors
+    /// [`EngineError::Unavailable`] when the history cannot be read.
+    async fn replay(&self, after: EventId, filter: &ReplayFilter) -> Result<Replay, EngineError>;
+
+    /// Figures of the replay window, if the engine keeps one.
+    fn history_stats(&self) -> Option<HistoryStats>;
 
     /// Whether the engine works right now (for `/readyz`).
     fn health(&self) -> EngineHealth;

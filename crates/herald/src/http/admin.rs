@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,7 +13,7 @@ use super::error::{body_rejection, json_error};
 use super::{ApiError, AppState};
 use crate::engine::EngineHealth;
 use crate::hub::Stats;
-use crate::target::{ConnectionId, UserId};
+use crate::target::{ChannelName, ConnectionId, UserId};
 
 /// `GET /api/sse/stats`.
 pub async fn stats(State(state): State<AppState>) -> Json<Stats> {
@@ -92,4 +92,67 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         state.hub.metrics().encode(),
     )
         .into_response()
+}
+
+/// `GET /api/sse/presence?channel=NAME`: the users connected to a channel.
+///
+/// Answers `{"channel", "users": [{"userId", "username", "connections", "firstConnectedAt"}],
+/// "anonymousConnections"}`, users ordered by when they first connected.
+pub async fn channel_presence(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let channel = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "channel")
+        .map(|(_, v)| v.into_owned())
+        .ok_or_else(|| ApiError::bad_request("invalid_field", "channel: give ?channel=NAME"))?;
+    let channel = ChannelName::new(&channel)?;
+    let (users, anonymous) = state.hub.channel_presence(&channel);
+    let users: Vec<Value> = users
+        .into_iter()
+        .map(|u| {
+            json!({
+                "userId": u.user,
+                "username": u.username.as_deref(),
+                "connections": u.connections,
+                "firstConnectedAt": humantime::format_rfc3339_millis(u.first_connected_at).to_string(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "channel": channel,
+        "users": users,
+        "anonymousConnections": anonymous,
+    })))
+}
+
+/// `GET /api/sse/presence/users/{id}`: whether a user is online, their connections and the
+/// union of their channels.
+pub async fn user_presence(
+    State(state): State<AppState>,
+    Path(user): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = UserId::new(&user)?;
+    let connections = state.hub.user_connections(&user);
+    let mut channels: Vec<&ChannelName> =
+        connections.iter().flat_map(|c| c.channels.iter()).collect();
+    channels.sort();
+    channels.dedup();
+    let list: Vec<Value> = connections
+        .iter()
+        .map(|c| {
+            json!({
+                "connectionId": c.id,
+                "username": c.username.as_deref(),
+                "channels": &*c.channels,
+                "connectedAt": humantime::format_rfc3339_millis(c.connected_at).to_string(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "userId": user,
+        "online": !connections.is_empty(),
+        "connections": list,
+        "channels": channels,
+    })))
 }

@@ -7,6 +7,7 @@
 //! | `POST /api/sse/message` (and `/api/sse/send`, `/api/sse`) | [`publish`] |
 //! | `POST /api/sse/messages` | [`publish`] (batch) |
 //! | `GET /api/sse/stats`, `POST /api/sse/disconnect`, `POST /api/sse/disconnect-all` | [`admin`] |
+//! | `GET /api/sse/presence?channel=`, `GET /api/sse/presence/users/{id}` | [`admin`] |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | [`admin`] |
 
 pub mod admin;
@@ -65,6 +66,8 @@ pub fn router(state: AppState) -> Router {
             post(publish::publish_batch).layer(DefaultBodyLimit::max(batch_limit)),
         )
         .route("/api/sse/stats", get(admin::stats))
+        .route("/api/sse/presence", get(admin::channel_presence))
+        .route("/api/sse/presence/users/{id}", get(admin::user_presence))
         .route(
             "/api/sse/disconnect",
             post(admin::disconnect).layer(DefaultBodyLimit::max(single_limit)),

@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Extension;
 
@@ -17,10 +17,14 @@ pub(crate) struct SubscribeQuery {
     pub(crate) user: Option<UserId>,
     pub(crate) username: Option<std::sync::Arc<str>>,
     pub(crate) channels: Vec<ChannelName>,
+    pub(crate) last_event_id: Option<String>,
 }
 
-/// Parses `userId`, `username` and `channels` (comma-separated and/or repeated). Other
-/// parameters are ignored (cache busters, `lastEventId` until replay exists).
+/// Longest `Last-Event-ID` accepted; ids of this hub are far shorter.
+const MAX_LAST_EVENT_ID_LEN: usize = 128;
+
+/// Parses `userId`, `username`, `channels` (comma-separated and/or repeated) and `lastEventId`.
+/// Other parameters are ignored (cache busters).
 pub(crate) fn parse_query(query: Option<&str>) -> Result<SubscribeQuery, ApiError> {
     let mut q = SubscribeQuery::default();
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -35,6 +39,7 @@ pub(crate) fn parse_query(query: Option<&str>) -> Result<SubscribeQuery, ApiErro
                 q.user = Some(UserId::new(&value)?);
             }
             "username" => q.username = Some(validate_username(&value)?),
+            "lastEventId" => q.last_event_id = Some(last_event_id(&value)?),
             "channels" | "channel" => {
                 for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     q.channels.push(ChannelName::new(name)?);
@@ -46,6 +51,16 @@ pub(crate) fn parse_query(query: Option<&str>) -> Result<SubscribeQuery, ApiErro
     Ok(q)
 }
 
+fn last_event_id(value: &str) -> Result<String, ApiError> {
+    if value.len() > MAX_LAST_EVENT_ID_LEN || value.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "lastEventId: at most 128 characters without control characters",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
 /// Opens an SSE stream. The answer is `200 text/event-stream` starting with a `retry:` line and
 /// the `connected` event; then every event targeted at this connection, and heartbeats.
 ///
@@ -55,8 +70,17 @@ pub async fn subscribe(
     State(state): State<AppState>,
     closer: Option<Extension<TransportCloser>>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let q = parse_query(query.as_deref())?;
+    let mut q = parse_query(query.as_deref())?;
+    // The header (sent by browsers on their own reconnects) wins over the query parameter (for
+    // clients that cannot set headers).
+    if let Some(value) = headers.get("last-event-id") {
+        let text = value.to_str().map_err(|_| {
+            ApiError::bad_request("invalid_field", "Last-Event-ID: must be visible ASCII")
+        })?;
+        q.last_event_id = Some(last_event_id(text)?);
+    }
     if (q.user.is_some() || q.username.is_some()) && !state.config.identity_from_query {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -69,8 +93,9 @@ pub async fn subscribe(
         username: q.username,
         channels: q.channels,
         closer: closer.map(|Extension(c)| c),
+        last_event_id: q.last_event_id,
     };
-    let stream = state.hub.connect(request)?;
+    let stream = state.hub.connect(request).await?;
     let mut response = Response::new(Body::new(stream));
     let headers = response.headers_mut();
     headers.insert(

@@ -47,6 +47,9 @@ struct Inner {
     queued_bytes: usize,
     state: State,
     waker: Option<Waker>,
+    /// While a resuming connection replays history, live events wait here with their sequence
+    /// numbers; [`Outbox::release`] then drops the ones the replay already covered.
+    held: Option<VecDeque<(u64, Bytes)>>,
 }
 
 /// A bounded, single-consumer queue of encoded frames.
@@ -71,6 +74,7 @@ impl Outbox {
                 queued_bytes: 0,
                 state: State::Open,
                 waker: None,
+                held: None,
             }),
             max_frames: max_frames.max(1),
             max_bytes,
@@ -104,6 +108,61 @@ impl Outbox {
         Ok(())
     }
 
+    /// Queues the frame of the published event `seq`. While the outbox is held (a resume in
+    /// progress) the frame waits with its seq; otherwise it is queued as [`push`](Self::push) does.
+    ///
+    /// # Errors
+    /// As [`push`](Self::push); a held outbox is full at `max_frames` held events.
+    pub(crate) fn push_event(&self, seq: u64, frame: Bytes) -> Result<(), PushError> {
+        {
+            let mut inner = self.inner.lock();
+            if inner.state != State::Open {
+                return Err(PushError::Closed);
+            }
+            let max = self.max_frames;
+            if let Some(held) = &mut inner.held {
+                if held.len() >= max {
+                    return Err(PushError::Full);
+                }
+                held.push_back((seq, frame));
+                return Ok(());
+            }
+        }
+        self.push(frame)
+    }
+
+    /// Starts holding live events (before a replay).
+    pub(crate) fn hold(&self) {
+        self.inner.lock().held = Some(VecDeque::new());
+    }
+
+    /// Queues replayed frames, then the held live events whose seq is above `floor` (the
+    /// others were part of the replay), and stops holding. Replayed frames are not counted
+    /// against the limits: the replay window bounds them.
+    pub(crate) fn release(&self, replayed: impl IntoIterator<Item = Bytes>, floor: u64) {
+        let waker = {
+            let mut inner = self.inner.lock();
+            let held = inner.held.take().unwrap_or_default();
+            if inner.state != State::Open {
+                return;
+            }
+            for frame in replayed {
+                inner.queued_bytes += frame.len();
+                inner.frames.push_back(frame);
+            }
+            for (seq, frame) in held {
+                if seq > floor {
+                    inner.queued_bytes += frame.len();
+                    inner.frames.push_back(frame);
+                }
+            }
+            inner.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
     /// Closes the stream gracefully: `last` (if any) is queued after everything already queued,
     /// even when the outbox is full, and the stream ends once it is written. Returns false if the
     /// outbox was already closing or aborted.
@@ -133,6 +192,7 @@ impl Outbox {
             let mut inner = self.inner.lock();
             inner.state = State::Aborted;
             inner.frames = VecDeque::new();
+            inner.held = None;
             inner.queued_bytes = 0;
             inner.waker.take()
         };
@@ -266,6 +326,23 @@ mod tests {
         o.abort();
         assert!(matches!(drain(&o), Poll::Ready(Drained::Aborted)));
         assert!(o.is_closed());
+    }
+
+    #[test]
+    fn held_events_are_released_after_the_replay_without_duplicates() {
+        let o = Outbox::new(8, 1 << 20);
+        o.hold();
+        // Live events 5 and 6 arrive while the replay (3, 4, 5) is being read.
+        o.push_event(5, Bytes::from_static(b"5")).unwrap();
+        o.push_event(6, Bytes::from_static(b"6")).unwrap();
+        // Heartbeats are not held.
+        o.push(Bytes::from_static(b"h")).unwrap();
+        o.release([b"3", b"4", b"5"].map(|b| Bytes::from_static(b)), 5);
+        o.push_event(7, Bytes::from_static(b"7")).unwrap();
+        match drain(&o) {
+            Poll::Ready(Drained::Data(d)) => assert_eq!(&d[..], b"h34567"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -33,12 +33,17 @@ pub struct EventStream {
 pub struct StreamAborted;
 
 impl EventStream {
-    pub(crate) fn new(conn: Arc<Connection>, registry: Arc<Registry>, opening: Bytes) -> Self {
+    pub(crate) fn new(conn: Arc<Connection>, registry: Arc<Registry>) -> Self {
         EventStream {
             conn,
             registry,
-            opening: Some(opening),
+            opening: None,
         }
+    }
+
+    /// Sets the bytes the stream starts with (before anything queued).
+    pub(crate) fn set_opening(&mut self, opening: Bytes) {
+        self.opening = Some(opening);
     }
 
     /// The id of this stream's connection.

@@ -178,6 +178,9 @@ pub struct SseClient {
     pub connected: Value,
     pub connection_id: String,
     pub retry: Option<Duration>,
+    /// The id the `connected` event carried (the hub's head for a fresh connection; empty for a
+    /// resume).
+    pub start_id: String,
 }
 
 impl SseClient {
@@ -193,10 +196,12 @@ impl SseClient {
             connected: Value::Null,
             connection_id: String::new(),
             retry: None,
+            start_id: String::new(),
         };
         let first = client.next_any().await;
         assert_eq!(first.event, "connected", "first event: {first:?}");
         client.retry = first.retry;
+        client.start_id = first.id.clone();
         client.connected = serde_json::from_str(&first.data).unwrap();
         client.connection_id = client.connected["connectionId"]
             .as_str()

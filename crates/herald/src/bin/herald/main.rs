@@ -59,7 +59,10 @@ async fn serve(args: settings::ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let hub = Hub::new(config.hub.clone());
+    let hub = match &config.data_dir {
+        Some(dir) => Hub::with_durable_history(config.hub.clone(), dir)?,
+        None => Hub::new(config.hub.clone()),
+    };
     let state = AppState::new(hub, config.http.clone());
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));

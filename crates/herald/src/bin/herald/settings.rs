@@ -96,6 +96,23 @@ pub(crate) struct ServeArgs {
     /// they do not all come back at once. [default: 10s]
     #[arg(long, env = "HERALD_SHUTDOWN_RECONNECT_WINDOW", value_parser = parse_duration)]
     shutdown_reconnect_window: Option<Duration>,
+    /// Most events kept for Last-Event-ID replay; 0 turns replay off. [default: 10000]
+    #[arg(long, env = "HERALD_HISTORY_SIZE")]
+    history_size: Option<usize>,
+    /// Oldest event kept for replay. [default: 1h]
+    #[arg(long, env = "HERALD_HISTORY_TTL", value_parser = parse_duration)]
+    history_ttl: Option<Duration>,
+    /// Most bytes of events kept for replay. [default: 64MiB]
+    #[arg(long, env = "HERALD_HISTORY_MAX_BYTES", value_parser = parse_size)]
+    history_max_bytes: Option<usize>,
+    /// Keep the replay window on disk in this directory (an embedded database), so that clients
+    /// resume across a restart. [default: memory only]
+    #[arg(long, env = "HERALD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Channels whose subscribers get presence:join / presence:leave events: comma-separated
+    /// names or prefix patterns (`room:*`; `*` for all). [default: none]
+    #[arg(long, env = "HERALD_PRESENCE_CHANNELS", value_delimiter = ',')]
+    presence_channels: Option<Vec<String>>,
     /// Log format. Log levels come from HERALD_LOG or RUST_LOG (e.g. `info,herald=debug`).
     /// [default: text]
     #[arg(long, env = "HERALD_LOG_FORMAT")]
@@ -123,6 +140,11 @@ struct FileSettings {
     identity_from_query: Option<bool>,
     shutdown_timeout: Option<DurationValue>,
     shutdown_reconnect_window: Option<DurationValue>,
+    history_size: Option<usize>,
+    history_ttl: Option<DurationValue>,
+    history_max_bytes: Option<SizeValue>,
+    data_dir: Option<PathBuf>,
+    presence_channels: Option<Vec<String>>,
     log_format: Option<LogFormat>,
 }
 
@@ -277,6 +299,30 @@ pub(crate) fn load(args: ServeArgs) -> anyhow::Result<(Config, LogFormat)> {
     if let Some(d) = dur(args.shutdown_timeout, file.shutdown_timeout)? {
         c.shutdown_timeout = d;
     }
+    let history = &mut c.hub.history;
+    if let Some(n) = args.history_size.or(file.history_size) {
+        history.max_events = n;
+    }
+    if let Some(d) = dur(args.history_ttl, file.history_ttl)? {
+        history.max_age = d;
+    }
+    if let Some(n) = size(args.history_max_bytes, file.history_max_bytes)? {
+        history.max_bytes = n;
+    }
+    c.data_dir = args.data_dir.or(file.data_dir);
+    c.hub.presence_channels = args
+        .presence_channels
+        .or(file.presence_channels)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse().map_err(|e: herald::InvalidInput| {
+                anyhow::anyhow!("presence_channels: {}", e.message)
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
     let log_format = args.log_format.or(file.log_format).unwrap_or_default();
     Ok((c, log_format))
 }
