@@ -243,3 +243,48 @@ async fn cli_publish_and_stats() {
     assert_eq!(stats["connections"], 1);
     assert_eq!(stats["eventsPublished"], 2);
 }
+
+#[tokio::test]
+async fn data_dir_keeps_the_replay_window_across_a_restart() {
+    let dir = std::env::temp_dir().join(format!("herald-bin-data-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_arg = dir.to_str().unwrap().to_owned();
+    let publish = |p: &HeraldProcess, n: u64| {
+        let url = p.url("/api/sse/message");
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .json(&json!({"event": "n", "data": n, "users": ["alice"]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    };
+    let mut p = HeraldProcess::start(&["--data-dir", &dir_arg], &[]).await;
+    let mut a = subscribe(&p, "userId=alice").await;
+    publish(&p, 1).await;
+    let last = a.next_event().await.id;
+    drop(a);
+    publish(&p, 2).await;
+    signal(&p, "-TERM");
+    assert!(tokio::time::timeout(WAIT, p.child.wait())
+        .await
+        .unwrap()
+        .unwrap()
+        .success());
+
+    let p = HeraldProcess::start(&["--data-dir", &dir_arg], &[]).await;
+    publish(&p, 3).await;
+    let r = reqwest::Client::new()
+        .get(p.url("/api/sse?userId=alice"))
+        .header("last-event-id", &last)
+        .send()
+        .await
+        .unwrap();
+    let mut a = SseClient::open(r).await;
+    assert_eq!(a.expect("n").await, 2);
+    assert_eq!(a.expect("n").await, 3);
+    drop(p);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -40,7 +40,10 @@ impl TestServer {
         config.validate().expect("test configuration is valid");
         let listener = TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let hub = Hub::new(config.hub.clone());
+        let hub = match &config.data_dir {
+            Some(dir) => Hub::with_durable_history(config.hub.clone(), dir).unwrap(),
+            None => Hub::new(config.hub.clone()),
+        };
         let key = config
             .http
             .publisher_key
@@ -66,6 +69,22 @@ impl TestServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// Opens `GET /api/sse?<query>` with `Last-Event-ID: last_id` and reads up to `connected`.
+    pub async fn resume(&self, query: &str, last_id: &str) -> SseClient {
+        let response = tokio::time::timeout(
+            WAIT,
+            self.http
+                .get(self.url(&format!("/api/sse?{query}")))
+                .header("last-event-id", last_id)
+                .send(),
+        )
+        .await
+        .expect("subscribe timed out")
+        .expect("subscribe request failed");
+        assert_eq!(response.status(), StatusCode::OK, "resume {query}");
+        SseClient::open(response).await
     }
 
     /// Opens `GET /api/sse?<query>` and reads up to the `connected` event.
@@ -208,6 +227,15 @@ impl SseClient {
             .unwrap()
             .to_owned();
         client
+    }
+
+    /// The next event, or `None` if the stream ends (or fails) first.
+    pub async fn try_next(&mut self) -> Option<Event> {
+        match tokio::time::timeout(WAIT, self.events.next()).await {
+            Ok(Some(Ok(event))) => Some(event),
+            Ok(Some(Err(_))) | Ok(None) => None,
+            Err(_) => panic!("no event and no end within {WAIT:?}"),
+        }
     }
 
     /// The next event of any kind, heartbeats included.
