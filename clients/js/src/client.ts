@@ -1,0 +1,290 @@
+/**
+ * HeraldClient: the public, framework-free subscriber.
+ *
+ * ```ts
+ * const client = new HeraldClient<{ notification: { title: string } }>({
+ *   url: 'https://herald.example.com', userId: 'alice', channels: ['orders'],
+ * });
+ * client.on('notification', (data, ev) => console.log(data.title, ev.id));
+ * client.onStatusChange((s) => console.log('status', s));
+ * // later
+ * client.close();
+ * ```
+ */
+import { Backoff, type BackoffOptions } from './backoff.js';
+import { SseConnection, type TokenSource, type Transport, type TransportSink } from './connection.js';
+import { Emitter, ListenerSet } from './emitter.js';
+import { EventIdTracker } from './event-id.js';
+import type { EventSourceConstructor } from './eventsource.js';
+import type { DisconnectPolicy } from './policy.js';
+import {
+  defaultShareConnection,
+  deriveShareKey,
+  detectSharingSupport,
+  SharedTransport,
+  type BroadcastChannelConstructor,
+  type LockManagerLike,
+} from './sharing.js';
+import {
+  SYSTEM_EVENTS,
+  type AllEvents,
+  type AnyHeraldEvent,
+  type ClientState,
+  type ConnectionStatus,
+  type EventMap,
+  type HeraldEvent,
+  type HeraldHandler,
+} from './types.js';
+import { DEFAULT_SSE_PATH, normalizeChannels } from './url.js';
+
+export const DEFAULT_LIVENESS_TIMEOUT = 45_000;
+
+export interface HeraldClientOptions {
+  /** Base URL of the Herald server, e.g. `https://herald.example.com` (relative works in browsers). */
+  url: string;
+  /** Endpoint path appended to `url`. Default `/api/sse`. */
+  path?: string;
+  userId?: string;
+  username?: string;
+  /** Channels to subscribe to (array or comma-separated string). */
+  channels?: string | readonly string[];
+  /**
+   * JWT sent as the `token` query parameter. A function is called before every
+   * (re)connect and makes `token_expired` recoverable (see the reconnect policy).
+   */
+  token?: TokenSource;
+  /** Resume after this event id on the first connect. */
+  lastEventId?: string;
+  /** Extra query parameters. */
+  params?: Record<string, string | number | boolean | null | undefined>;
+  /** Reconnect backoff: `{initialDelay: 1000, maxDelay: 30000, multiplier: 2, jitter: 1}` (ms; jitter 1 = full jitter). */
+  backoff?: BackoffOptions;
+  /**
+   * Reconnect when no event (heartbeats included) arrived for this many ms.
+   * Default 45000 (three default 15 s heartbeats). Set it above the server's
+   * heartbeat interval. 0 disables.
+   */
+  livenessTimeout?: number;
+  /**
+   * Share one connection between same-origin tabs (Web Locks + BroadcastChannel).
+   * Default: true in browser windows that support both, false elsewhere. Falls
+   * back to one connection per tab when unsupported.
+   */
+  shareConnection?: boolean;
+  /** Override the derived tab-sharing key (lock/channel names). */
+  shareKey?: string;
+  /** Event names to listen for from the start (useful with the `'*'` wildcard). */
+  events?: readonly string[];
+  /** EventSource constructor to use (tests, Node polyfills). Default: global, else the `eventsource` package. */
+  EventSource?: EventSourceConstructor;
+  /** Second argument of the EventSource constructor (e.g. `{withCredentials: true}`, or `{fetch}` for the `eventsource` package). */
+  eventSourceInit?: Record<string, unknown>;
+  /** Override the reconnect policy per trigger (return undefined for the default). */
+  disconnectPolicy?: DisconnectPolicy;
+  /** Reconnect at once on the browser `online` event. Default true. */
+  reconnectOnOnline?: boolean;
+  /** Web Locks manager for tab sharing (default `navigator.locks`). */
+  locks?: LockManagerLike;
+  /** BroadcastChannel constructor for tab sharing (default global). */
+  BroadcastChannel?: BroadcastChannelConstructor;
+}
+
+const SYSTEM_SET: ReadonlySet<string> = new Set(SYSTEM_EVENTS);
+const WILDCARD = '*';
+
+type AnyHandler = (data: unknown, event: HeraldEvent) => void;
+
+export class HeraldClient<E extends EventMap = EventMap> {
+  readonly options: Readonly<HeraldClientOptions>;
+  private readonly handlers = new Emitter<[unknown, HeraldEvent]>();
+  private readonly stateListeners = new ListenerSet<[ClientState, ClientState]>();
+  private readonly errorListeners = new ListenerSet<[Error]>();
+  private readonly tracker: EventIdTracker;
+  private readonly transport: Transport;
+  private currentState: ClientState;
+  /** The tab-sharing key when sharing is active. */
+  readonly shareKey: string | undefined;
+
+  constructor(options: HeraldClientOptions) {
+    if (!options || typeof options.url !== 'string') throw new TypeError('HeraldClient: `url` is required');
+    this.options = Object.freeze({ ...options });
+    this.tracker = new EventIdTracker(options.lastEventId);
+
+    const channels = normalizeChannels(options.channels);
+    const path = options.path ?? DEFAULT_SSE_PATH;
+    const backoff = new Backoff(options.backoff);
+    const sink: TransportSink = {
+      event: (ev) => this.dispatch(ev),
+      state: (patch) => this.patchState(patch),
+      lastEventId: () => this.tracker.current,
+      observeLastEventId: (id) => void this.tracker.observe(id),
+    };
+    const createConnection = (s: TransportSink) =>
+      new SseConnection(
+        {
+          url: options.url,
+          path,
+          userId: options.userId,
+          username: options.username,
+          channels,
+          params: options.params,
+          token: options.token,
+          backoff,
+          livenessTimeout: options.livenessTimeout ?? DEFAULT_LIVENESS_TIMEOUT,
+          EventSource: options.EventSource,
+          eventSourceInit: options.eventSourceInit,
+          disconnectPolicy: options.disconnectPolicy,
+          reconnectOnOnline: options.reconnectOnOnline,
+        },
+        s,
+      );
+
+    const wantShare = options.shareConnection ?? defaultShareConnection();
+    const support = wantShare
+      ? detectSharingSupport({ locks: options.locks, BroadcastChannel: options.BroadcastChannel })
+      : undefined;
+
+    this.currentState = {
+      status: 'connecting',
+      connectionId: undefined,
+      error: undefined,
+      closeReason: undefined,
+      role: support ? 'follower' : 'none',
+    };
+
+    if (support) {
+      this.shareKey =
+        options.shareKey ??
+        deriveShareKey({ url: options.url, path, userId: options.userId, username: options.username, channels, params: options.params });
+      this.transport = new SharedTransport({ key: this.shareKey, support, createConnection }, sink);
+    } else {
+      this.shareKey = undefined;
+      this.transport = createConnection(sink);
+    }
+    for (const name of options.events ?? []) this.listenFor(name);
+    this.transport.start();
+  }
+
+  // ------------------------------------------------------------ state
+
+  get status(): ConnectionStatus {
+    return this.currentState.status;
+  }
+
+  /** Id of the current server connection (from the `connected` event). */
+  get connectionId(): string | undefined {
+    return this.currentState.connectionId;
+  }
+
+  /** The last event id seen (sent as `lastEventId` on every reconnect). */
+  get lastEventId(): string | undefined {
+    return this.tracker.current;
+  }
+
+  /** Snapshot of status, connectionId, error, closeReason and sharing role. */
+  get state(): ClientState {
+    return this.currentState;
+  }
+
+  /** `leader` / `follower` when sharing a connection between tabs, `none` otherwise. */
+  get role(): ClientState['role'] {
+    return this.currentState.role;
+  }
+
+  get closed(): boolean {
+    return this.currentState.status === 'closed';
+  }
+
+  // ------------------------------------------------------------ handlers
+
+  /**
+   * Handle an event by name. The handler gets the parsed JSON data and the full
+   * event (`id`, `event`, `raw`). `'*'` receives every event this client
+   * receives (named events only arrive for names someone listens to: use
+   * `on(name)` or the `events` option). Returns an unsubscribe function.
+   */
+  on(event: '*', handler: (data: unknown, event: AnyHeraldEvent<E>) => void): () => void;
+  on<K extends keyof AllEvents<E> & string>(event: K, handler: HeraldHandler<AllEvents<E>[K], K>): () => void;
+  /** Untyped event maps only: any name, with the payload type taken from the handler. */
+  on<T>(event: string extends keyof E ? string : never, handler: HeraldHandler<T>): () => void;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  on(event: string, handler: (data: any, event: any) => void): () => void {
+    if (typeof handler !== 'function') throw new TypeError('HeraldClient.on: handler must be a function');
+    if (this.closed) return () => {};
+    if (event !== WILDCARD) this.listenFor(event);
+    return this.handlers.on(event, handler as AnyHandler);
+  }
+
+  /** Remove a handler added with {@link on}. */
+  off(event: '*', handler: (data: unknown, event: AnyHeraldEvent<E>) => void): void;
+  off<K extends keyof AllEvents<E> & string>(event: K, handler: HeraldHandler<AllEvents<E>[K], K>): void;
+  off<T>(event: string extends keyof E ? string : never, handler: HeraldHandler<T>): void;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  off(event: string, handler: (data: any, event: any) => void): void {
+    this.handlers.off(event, handler as AnyHandler);
+  }
+
+  /** Called with (status, previous) on every status change. Returns an unsubscribe function. */
+  onStatusChange(listener: (status: ConnectionStatus, previous: ConnectionStatus) => void): () => void {
+    return this.stateListeners.add((s, prev) => {
+      if (s.status !== prev.status) listener(s.status, prev.status);
+    });
+  }
+
+  /** Called with (state, previous) whenever status, connectionId, error, closeReason or role change. */
+  onStateChange(listener: (state: ClientState, previous: ClientState) => void): () => void {
+    return this.stateListeners.add(listener);
+  }
+
+  /** Called with every connection error (the client keeps reconnecting unless the policy says stop). */
+  onError(listener: (error: Error) => void): () => void {
+    return this.errorListeners.add(listener);
+  }
+
+  // ------------------------------------------------------------ control
+
+  /** Drop the current stream and reconnect now (followers ask the leader). No-op once closed. */
+  reconnect(): void {
+    if (!this.closed) this.transport.reconnect();
+  }
+
+  /** Stop everything: EventSource, timers, tab-sharing lock and channel, and all listeners. Final. */
+  close(): void {
+    if (this.closed) return;
+    this.transport.close();
+    this.patchState({ status: 'closed', closeReason: this.currentState.closeReason ?? 'client_close', connectionId: undefined });
+    this.handlers.clear();
+    this.stateListeners.clear();
+    this.errorListeners.clear();
+  }
+
+  // ------------------------------------------------------------ internals
+
+  private listenFor(name: string): void {
+    if (name === WILDCARD || name === 'message' || SYSTEM_SET.has(name)) return;
+    this.transport.listen(name);
+  }
+
+  private dispatch(ev: HeraldEvent): void {
+    if (this.closed) return;
+    if (ev.id) {
+      // Replays after a reconnect or a leader hand-over may repeat an event: deliver once.
+      if (this.tracker.seen(ev.id)) return;
+      this.tracker.observe(ev.id);
+    }
+    this.handlers.emit(ev.event, ev.data, ev);
+    this.handlers.emit(WILDCARD, ev.data, ev);
+  }
+
+  private patchState(patch: Partial<ClientState>): void {
+    const prev = this.currentState;
+    if (prev.status === 'closed') return;
+    const next: ClientState = { ...prev, ...patch };
+    if (next.status !== 'closed') next.closeReason = undefined;
+    const changed = (Object.keys(next) as (keyof ClientState)[]).some((k) => next[k] !== prev[k]);
+    if (!changed) return;
+    this.currentState = next;
+    if (patch.error && patch.error !== prev.error) this.errorListeners.emit(patch.error);
+    this.stateListeners.emit(next, prev);
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * @herald/client: framework-free core.
+ *
+ * - {@link HeraldClient}: subscribe to a Herald SSE stream (browser and Node).
+ * - Pure building blocks, exported for reuse and tests: backoff, URL building,
+ *   the status machine, event-id tracking, the reconnect policy and tab-sharing keys.
+ */
+export { HeraldClient, DEFAULT_LIVENESS_TIMEOUT, type HeraldClientOptions } from './client.js';
+export {
+  Backoff,
+  backoffCeiling,
+  computeBackoff,
+  resolveBackoffOptions,
+  DEFAULT_BACKOFF,
+  type BackoffOptions,
+  type ResolvedBackoffOptions,
+} from './backoff.js';
+export { buildSubscribeUrl, joinUrl, normalizeChannels, DEFAULT_SSE_PATH, type SubscribeUrlParams } from './url.js';
+export { nextStatus, StatusMachine, type StatusInput } from './status.js';
+export { EventIdTracker } from './event-id.js';
+export {
+  decideOnDisconnected,
+  decideOnHttpStatus,
+  STOP_REASONS,
+  TOKEN_REASONS,
+  type DisconnectPolicy,
+  type PolicyAction,
+  type PolicyContext,
+} from './policy.js';
+export { SseConnection, parseData, type TokenSource, type Transport, type TransportSink, type ConnectionConfig } from './connection.js';
+export {
+  SharedTransport,
+  deriveShareKey,
+  detectSharingSupport,
+  defaultShareConnection,
+  type BroadcastChannelConstructor,
+  type BroadcastChannelLike,
+  type LockManagerLike,
+  type ShareKeyInput,
+  type ShareMessage,
+  type SharingSupport,
+} from './sharing.js';
+export {
+  getGlobalEventSource,
+  loadEventSourcePackage,
+  type EventSourceConstructor,
+  type EventSourceLike,
+  type EventSourceMessageLike,
+} from './eventsource.js';
+export { HeraldError, HeraldConnectionError, type ConnectionErrorKind, type HeraldErrorBody } from './errors.js';
+export {
+  SYSTEM_EVENTS,
+  type AllEvents,
+  type AnyHeraldEvent,
+  type ClientState,
+  type ConnectedData,
+  type ConnectionStatus,
+  type DisconnectedData,
+  type DisconnectReason,
+  type EventMap,
+  type HeartbeatData,
+  type HeraldEvent,
+  type HeraldHandler,
+  type HeraldSystemEvents,
+  type PresenceData,
+  type ResetData,
+} from './types.js';

@@ -1,0 +1,208 @@
+// @vitest-environment happy-dom
+import { BroadcastChannel as NodeBroadcastChannel } from 'node:worker_threads';
+import { act, StrictMode, useEffect, useState, type ReactNode } from 'react';
+import { createRoot, type Root } from 'react-dom/client';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { BroadcastChannelConstructor } from '../src/sharing.js';
+import { useEventSource, useSSE, type UseEventSourceResult, type UseSSEResult } from '../src/react.js';
+import { createFakeEventSource, type FakeEventSourceClass } from './helpers/fake-eventsource.js';
+import { FakeLockManager } from './helpers/fake-locks.js';
+
+(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
+
+let ES: FakeEventSourceClass;
+let root: Root | undefined;
+
+beforeEach(() => {
+  ES = createFakeEventSource();
+});
+
+afterEach(() => {
+  if (root) act(() => root!.unmount());
+  root = undefined;
+});
+
+function render(node: ReactNode, strict = true) {
+  const container = document.createElement('div');
+  document.body.appendChild(container);
+  root = createRoot(container);
+  act(() => root!.render(strict ? <StrictMode>{node}</StrictMode> : node));
+}
+
+describe('useSSE', () => {
+  it('strict mode double mount leaves exactly one open client; unmount closes it', () => {
+    let result!: UseSSEResult;
+    function App() {
+      result = useSSE({ url: 'http://h', userId: 'alice', EventSource: ES, shareConnection: false });
+      return null;
+    }
+    render(<App />);
+    expect(ES.instances).toHaveLength(2); // mount, strict-mode unmount, mount again
+    expect(ES.instances[0]!.closed).toBe(true);
+    expect(ES.open).toHaveLength(1);
+    expect(result.client).not.toBeNull();
+    expect(result.client!.closed).toBe(false);
+    expect(result.status).toBe('connecting');
+
+    act(() => {
+      ES.open[0]!.open();
+      ES.open[0]!.emit('connected', { connectionId: 'conn-1' });
+    });
+    expect(result.status).toBe('open');
+    expect(result.connectionId).toBe('conn-1');
+
+    const client = result.client!;
+    act(() => root!.unmount());
+    root = undefined;
+    expect(ES.open).toHaveLength(0);
+    expect(client.closed).toBe(true);
+  });
+
+  it('collects events, bounded by maxEvents, skipping heartbeats', () => {
+    let result!: UseSSEResult<{ notification: { n: number } }>;
+    const onEvent = vi.fn();
+    function App() {
+      result = useSSE<{ notification: { n: number } }>({
+        url: 'http://h',
+        EventSource: ES,
+        shareConnection: false,
+        maxEvents: 2,
+        onEvent,
+      });
+      return null;
+    }
+    render(<App />);
+    const es = ES.open[0]!;
+    act(() => {
+      es.open();
+      es.emit('connected', { connectionId: 'c' });
+      es.emit('notification', { n: 1 }, 'ep-1');
+      es.emit('heartbeat', { ts: 1 });
+      es.emit('notification', { n: 2 }, 'ep-2');
+      es.emit('notification', { n: 3 }, 'ep-3');
+    });
+    expect(result.events.map((e) => e.data)).toEqual([{ n: 2 }, { n: 3 }]);
+    expect(result.lastEvent).toMatchObject({ event: 'notification', id: 'ep-3', data: { n: 3 } });
+    expect(onEvent).toHaveBeenCalledTimes(3);
+  });
+
+  it('re-creates the client only when connection options change', () => {
+    let setUser!: (u: string) => void;
+    let renders = 0;
+    function App() {
+      const [user, set] = useState('alice');
+      setUser = set;
+      renders++;
+      useSSE({ url: 'http://h', userId: user, channels: ['a', 'b'], EventSource: ES, shareConnection: false, onEvent: () => {} });
+      return null;
+    }
+    render(<App />, false);
+    expect(ES.instances).toHaveLength(1);
+    act(() => setUser('alice')); // same value
+    act(() => ES.last!.open()); // re-render from state change
+    expect(renders).toBeGreaterThan(1);
+    expect(ES.instances).toHaveLength(1);
+    act(() => setUser('bob'));
+    expect(ES.instances).toHaveLength(2);
+    expect(ES.instances[0]!.closed).toBe(true);
+    expect(ES.open).toHaveLength(1);
+    expect(ES.last!.query.get('userId')).toBe('bob');
+  });
+
+  it('close() closes; reconnect() after close opens a new client', () => {
+    let result!: UseSSEResult;
+    function App() {
+      result = useSSE({ url: 'http://h', EventSource: ES, shareConnection: false });
+      return null;
+    }
+    render(<App />, false);
+    act(() => result.close());
+    expect(result.status).toBe('closed');
+    expect(ES.open).toHaveLength(0);
+    act(() => result.reconnect());
+    expect(ES.open).toHaveLength(1);
+    expect(result.status).toBe('connecting');
+  });
+
+  it('enabled: false does not connect', () => {
+    let result!: UseSSEResult;
+    function App() {
+      result = useSSE({ url: 'http://h', EventSource: ES, enabled: false });
+      return null;
+    }
+    render(<App />);
+    expect(ES.instances).toHaveLength(0);
+    expect(result.status).toBe('closed');
+  });
+
+  it('with tab sharing, strict mode still ends with one leader and one EventSource', async () => {
+    const locks = new FakeLockManager();
+    let result!: UseSSEResult;
+    function App() {
+      result = useSSE({
+        url: 'http://h',
+        userId: 'alice',
+        EventSource: ES,
+        shareConnection: true,
+        locks: locks.forTab('T'),
+        BroadcastChannel: NodeBroadcastChannel as unknown as BroadcastChannelConstructor,
+      });
+      return null;
+    }
+    render(<App />);
+    await act(async () => {
+      await vi.waitFor(() => expect(result.client?.role).toBe('leader'));
+    });
+    expect(ES.open).toHaveLength(1);
+    expect(locks.heldNames()).toHaveLength(1);
+    act(() => root!.unmount());
+    root = undefined;
+    expect(ES.open).toHaveLength(0);
+    await vi.waitFor(() => expect(locks.heldNames()).toHaveLength(0));
+  });
+});
+
+describe('useEventSource', () => {
+  it('matches the hand-written hook: connected, addHandler, removeHandler', () => {
+    let hook!: UseEventSourceResult;
+    const handler = vi.fn();
+    function Child({ api }: { api: UseEventSourceResult }) {
+      // Child effects run before the parent's: the handler is registered before the client exists.
+      useEffect(() => {
+        api.addHandler('notification', handler);
+        return () => api.removeHandler('notification', handler);
+      }, [api.addHandler, api.removeHandler]);
+      return null;
+    }
+    function App() {
+      hook = useEventSource({ url: 'http://h', userId: 'alice', username: 'Alice', EventSource: ES, shareConnection: false });
+      return <Child api={hook} />;
+    }
+    render(<App />);
+    expect(ES.open).toHaveLength(1);
+    expect(hook.connected).toBe(false);
+    const es = ES.open[0]!;
+    expect(es.query.get('username')).toBe('Alice');
+    expect(es.listenerCount('notification')).toBe(1);
+    act(() => es.open());
+    expect(hook.connected).toBe(true);
+    act(() => es.emit('notification', { title: 'hi' }, 'ep-1'));
+    expect(handler).toHaveBeenCalledTimes(1);
+    expect(handler).toHaveBeenCalledWith({ title: 'hi' }, expect.objectContaining({ id: 'ep-1' }));
+
+    // Handlers added later attach to the live client; removed ones stop firing.
+    const late = vi.fn();
+    act(() => hook.addHandler('alert', late));
+    act(() => es.emit('alert', { message: 'm' }, 'ep-2'));
+    expect(late).toHaveBeenCalledTimes(1);
+    act(() => hook.removeHandler('alert', late));
+    act(() => es.emit('alert', { message: 'm' }, 'ep-3'));
+    expect(late).toHaveBeenCalledTimes(1);
+
+    act(() => es.fail());
+    expect(hook.connected).toBe(false);
+    act(() => root!.unmount());
+    root = undefined;
+    expect(ES.open).toHaveLength(0);
+  });
+});
