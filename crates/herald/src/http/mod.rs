@@ -9,9 +9,11 @@
 //! | `GET /api/sse/stats`, `POST /api/sse/disconnect`, `POST /api/sse/disconnect-all` | [`admin`] |
 //! | `GET /api/sse/presence?channel=`, `GET /api/sse/presence/users/{id}` | [`admin`] |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | [`admin`] |
+//! | `GET /sse-test` | [`console`]: the browser test console |
 
 pub mod admin;
 mod auth;
+pub mod console;
 pub mod error;
 pub mod publish;
 pub mod subscribe;
@@ -93,6 +95,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(protected)
         .merge(sse_root)
+        .route("/sse-test", get(console::page))
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .fallback(not_found)

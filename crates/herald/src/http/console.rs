@@ -1,0 +1,21 @@
+//! `GET /sse-test`: a test console for trying Herald in a browser, embedded in the binary (plain
+//! HTML and JavaScript, no build step). It connects, shows the live event log, publishes, and
+//! watches stats, all through the public API.
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+/// The page, compiled into the binary.
+const PAGE: &str = include_str!("../../assets/sse-test.html");
+
+/// Serves the console page.
+pub async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PAGE,
+    )
+        .into_response()
+}
