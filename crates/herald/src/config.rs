@@ -150,6 +150,13 @@ pub struct HttpConfig {
     pub max_batch_body_size: usize,
     /// Most events in one batch ([`DEFAULT_MAX_BATCH_LEN`]).
     pub max_batch_len: usize,
+    /// Origins allowed to call Herald from a browser on another origin (CORS), e.g.
+    /// `https://app.example.com`; `*` allows any origin (without credentials). Empty (the
+    /// default) sends no CORS headers: only same-origin pages can read the streams.
+    pub cors_origins: Vec<String>,
+    /// Let allowed origins send credentials (cookies) with their requests. Needs an explicit
+    /// origin list, not `*`.
+    pub cors_credentials: bool,
 }
 
 impl Default for HttpConfig {
@@ -160,6 +167,8 @@ impl Default for HttpConfig {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             max_batch_body_size: DEFAULT_MAX_BATCH_BODY_SIZE,
             max_batch_len: DEFAULT_MAX_BATCH_LEN,
+            cors_origins: Vec::new(),
+            cors_credentials: false,
         }
     }
 }
@@ -219,6 +228,25 @@ impl Config {
                 return Err(ConfigError(
                     "the publisher key must be at least 16 characters long".into(),
                 ));
+            }
+        }
+        for origin in &self.http.cors_origins {
+            if origin == "*" {
+                if self.http.cors_credentials {
+                    return Err(ConfigError(
+                        "cors_credentials needs an explicit list of origins, not *".into(),
+                    ));
+                }
+                continue;
+            }
+            let valid = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.ends_with('/')
+                && origin.is_ascii()
+                && !origin.contains(char::is_whitespace);
+            if !valid {
+                return Err(ConfigError(format!(
+                    "cors_origins: {origin:?} is not an origin like https://app.example.com"
+                )));
             }
         }
         let hub = &self.hub;

@@ -488,3 +488,58 @@ async fn graceful_shutdown_tells_clients_and_spreads_their_return() {
     assert!(hub.is_shutting_down());
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn cors_allows_listed_origins_only_and_security_headers_are_set() {
+    let srv = TestServer::with_config(config(|c| {
+        c.http.cors_origins = vec!["https://app.example.com".into()];
+    }))
+    .await;
+    let preflight = srv
+        .http
+        .request(reqwest::Method::OPTIONS, srv.url("/api/sse/message"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success());
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let allowed = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(allowed.contains("authorization") && allowed.contains("last-event-id"));
+
+    let r = srv
+        .http
+        .get(srv.url("/api/sse?userId=alice"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    drop(r);
+
+    let r = srv
+        .http
+        .get(srv.url("/healthz"))
+        .header("origin", "https://evil.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+}

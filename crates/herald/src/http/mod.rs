@@ -21,9 +21,11 @@ pub mod subscribe;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::config::HttpConfig;
 use crate::hub::Hub;
@@ -92,7 +94,8 @@ pub fn router(state: AppState) -> Router {
                 )),
         ),
     );
-    Router::new()
+    let cors = cors_layer(&state.config);
+    let router = Router::new()
         .merge(protected)
         .merge(sse_root)
         .route("/sse-test", get(console::page))
@@ -101,6 +104,54 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ));
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// CORS for the configured origins: simple GET/POST with the headers Herald reads
+/// (`Authorization`, `Content-Type`, `Last-Event-ID`), preflights cached for an hour.
+fn cors_layer(config: &HttpConfig) -> Option<CorsLayer> {
+    if config.cors_origins.is_empty() {
+        return None;
+    }
+    let origins = if config.cors_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            config
+                .cors_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("last-event-id"),
+                header::CACHE_CONTROL,
+            ])
+            .expose_headers([header::RETRY_AFTER])
+            .allow_credentials(config.cors_credentials)
+            .max_age(std::time::Duration::from_secs(3600)),
+    )
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

@@ -113,6 +113,14 @@ pub(crate) struct ServeArgs {
     /// names or prefix patterns (`room:*`; `*` for all). [default: none]
     #[arg(long, env = "HERALD_PRESENCE_CHANNELS", value_delimiter = ',')]
     presence_channels: Option<Vec<String>>,
+    /// Origins allowed to use Herald from browser pages on other origins (CORS), comma-separated
+    /// (`https://app.example.com`), or `*` for any. [default: none, same-origin only]
+    #[arg(long, env = "HERALD_CORS_ORIGINS", value_delimiter = ',')]
+    cors_origins: Option<Vec<String>>,
+    /// Allow credentials (cookies) on cross-origin requests; needs explicit origins.
+    /// [default: false]
+    #[arg(long, env = "HERALD_CORS_CREDENTIALS")]
+    cors_credentials: Option<bool>,
     /// Log format. Log levels come from HERALD_LOG or RUST_LOG (e.g. `info,herald=debug`).
     /// [default: text]
     #[arg(long, env = "HERALD_LOG_FORMAT")]
@@ -145,6 +153,8 @@ struct FileSettings {
     history_max_bytes: Option<SizeValue>,
     data_dir: Option<PathBuf>,
     presence_channels: Option<Vec<String>>,
+    cors_origins: Option<Vec<String>>,
+    cors_credentials: Option<bool>,
     log_format: Option<LogFormat>,
 }
 
@@ -310,6 +320,18 @@ pub(crate) fn load(args: ServeArgs) -> anyhow::Result<(Config, LogFormat)> {
         history.max_bytes = n;
     }
     c.data_dir = args.data_dir.or(file.data_dir);
+    c.http.cors_origins = args
+        .cors_origins
+        .or(file.cors_origins)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|o| o.trim().to_owned())
+        .filter(|o| !o.is_empty())
+        .collect();
+    c.http.cors_credentials = args
+        .cors_credentials
+        .or(file.cors_credentials)
+        .unwrap_or(false);
     c.hub.presence_channels = args
         .presence_channels
         .or(file.presence_channels)
