@@ -14,6 +14,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use herald::config::{HttpConfig, HubConfig};
 use herald::http::{self, AppState};
+use herald::server::ServerOptions;
 use herald::{Hub, Severity, UserId};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -66,5 +67,5 @@ async fn main() -> std::io::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
         on_ctrl_c.cancel();
     });
-    herald::server::serve_router(listener, app, hub, shutdown, Duration::from_secs(10)).await
+    herald::server::serve_router(listener, app, hub, shutdown, ServerOptions::default()).await
 }

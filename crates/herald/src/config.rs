@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::{JwtVerifier, PublisherKey};
 use crate::history::HistoryLimits;
 use crate::target::ChannelPattern;
 
@@ -43,6 +44,22 @@ pub const DEFAULT_MAX_BATCH_BODY_SIZE: usize = 1024 * 1024;
 pub const DEFAULT_MAX_BATCH_LEN: usize = 1000;
 /// Default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default longest time to receive request headers.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default longest time to receive a request body.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default largest request head in bytes.
+pub const DEFAULT_MAX_HEADER_SIZE: usize = 16 * 1024;
+
+/// Certificate chain and private key files for HTTPS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: std::path::PathBuf,
+    /// PEM private key.
+    pub key: std::path::PathBuf,
+}
+
 /// Default time graceful shutdown waits for connections to finish before exiting anyway.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -75,6 +92,8 @@ pub struct HubConfig {
     pub max_connections: usize,
     /// Most connections of one user ([`DEFAULT_MAX_CONNECTIONS_PER_USER`]); more get `429`.
     pub max_connections_per_user: usize,
+    /// Most connections from one IP address; more get `429`. `None` (the default): no limit.
+    pub max_connections_per_ip: Option<usize>,
     /// Most frames queued per connection ([`DEFAULT_QUEUE_CAPACITY`]).
     pub queue_capacity: usize,
     /// Most bytes queued per connection ([`DEFAULT_QUEUE_MAX_BYTES`]).
@@ -101,6 +120,7 @@ impl Default for HubConfig {
             retry: DEFAULT_RETRY,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
+            max_connections_per_ip: None,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
             shutdown_reconnect_window: DEFAULT_SHUTDOWN_RECONNECT_WINDOW,
@@ -136,11 +156,80 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A rate: `per_second` on average, with bursts of up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Sustained requests per second.
+    pub per_second: u32,
+    /// Requests allowed at once after a quiet period.
+    pub burst: u32,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    /// `20/s` (burst = 2 × rate), or `20/s:100` (burst 100).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a rate like 20/s or 20/s:100");
+        let (rate, burst) = match s.split_once(':') {
+            Some((r, b)) => (r, Some(b)),
+            None => (s, None),
+        };
+        let per_second: u32 = rate
+            .trim()
+            .strip_suffix("/s")
+            .ok_or_else(bad)?
+            .trim()
+            .parse()
+            .map_err(|_| bad())?;
+        let burst = match burst {
+            Some(b) => b.trim().parse().map_err(|_| bad())?,
+            None => per_second.saturating_mul(2),
+        };
+        if per_second == 0 || burst == 0 {
+            return Err(format!("{s:?}: a rate must be positive"));
+        }
+        Ok(Rate { per_second, burst })
+    }
+}
+
+/// What happens when a subscriber's token expires while it is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenExpiry {
+    /// Close the stream with `disconnected` (reason `token_expired`); the client reconnects
+    /// with a fresh token.
+    #[default]
+    Close,
+    /// Keep the stream open: the token was checked when it connected.
+    Tolerate,
+}
+
 /// Behaviour of the HTTP API.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
-    /// When set, publish and admin endpoints require `Authorization: Bearer <key>`.
-    pub publisher_key: Option<Secret>,
+    /// Keys that publish and admin endpoints accept as `Authorization: Bearer <key>`. With none
+    /// (and no JWT keys) those endpoints are open, which [`Config::validate`] allows on loopback
+    /// only.
+    pub publisher_keys: Vec<PublisherKey>,
+    /// Verifies subscribers' JWTs (and publishers' tokens with a `publish` claim). When set,
+    /// identity comes from tokens only.
+    pub jwt: Option<std::sync::Arc<JwtVerifier>>,
+    /// Cookie that may carry a subscriber's token ([`crate::auth::DEFAULT_TOKEN_COOKIE`]).
+    pub token_cookie: String,
+    /// With JWTs on: accept subscribers without a token, as anonymous connections.
+    pub allow_anonymous: bool,
+    /// Channels anonymous connections may join (patterns); none by default.
+    pub anonymous_channels: Vec<ChannelPattern>,
+    /// What to do when a token expires mid-stream.
+    pub token_expiry: TokenExpiry,
+    /// Longest time a client may take to send a request body ([`DEFAULT_BODY_READ_TIMEOUT`]);
+    /// slower gets `408`.
+    pub body_read_timeout: Duration,
+    /// New SSE connections per second per client IP; `None`: unlimited.
+    pub connect_rate_per_ip: Option<Rate>,
+    /// Publish requests per second per publisher (key or token); `None`: unlimited.
+    pub publish_rate_per_key: Option<Rate>,
     /// Whether subscribers may name themselves with `?userId=` and `?username=`. Defaults to
     /// true when the server listens on loopback only (see [`Config::validate`]).
     pub identity_from_query: bool,
@@ -162,7 +251,15 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
-            publisher_key: None,
+            publisher_keys: Vec::new(),
+            jwt: None,
+            token_cookie: crate::auth::DEFAULT_TOKEN_COOKIE.into(),
+            allow_anonymous: false,
+            anonymous_channels: Vec::new(),
+            token_expiry: TokenExpiry::Close,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            connect_rate_per_ip: None,
+            publish_rate_per_key: None,
             identity_from_query: true,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             max_batch_body_size: DEFAULT_MAX_BATCH_BODY_SIZE,
@@ -180,6 +277,12 @@ pub struct Config {
     pub listen: SocketAddr,
     /// How long graceful shutdown waits for connections ([`DEFAULT_SHUTDOWN_TIMEOUT`]).
     pub shutdown_timeout: Duration,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
+    /// Longest time a client may take to send its request headers ([`DEFAULT_HEADER_READ_TIMEOUT`]).
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers), in bytes ([`DEFAULT_MAX_HEADER_SIZE`]).
+    pub max_header_size: usize,
     /// Keep the replay window on disk in this directory, so that a restarted hub still resumes
     /// its clients. `None` (the default) keeps it in memory only.
     pub data_dir: Option<std::path::PathBuf>,
@@ -195,6 +298,9 @@ impl Default for Config {
             // The constant is a valid address literal.
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            tls: None,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_header_size: DEFAULT_MAX_HEADER_SIZE,
             data_dir: None,
             hub: HubConfig::default(),
             http: HttpConfig::default(),
@@ -215,7 +321,8 @@ impl Config {
     ///   could publish to your users);
     /// - zero intervals, capacities or limits.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.listen.ip().is_loopback() && self.http.publisher_key.is_none() {
+        let publishing_secured = !self.http.publisher_keys.is_empty() || self.http.jwt.is_some();
+        if !self.listen.ip().is_loopback() && !publishing_secured {
             return Err(ConfigError(format!(
                 "refusing to listen on {} without a publisher key: anyone who can reach it could \
                  publish to your users. Set HERALD_PUBLISHER_KEY (or --publisher-key), or listen \
@@ -223,12 +330,33 @@ impl Config {
                 self.listen
             )));
         }
-        if let Some(key) = &self.http.publisher_key {
-            if key.expose().len() < 16 {
-                return Err(ConfigError(
-                    "the publisher key must be at least 16 characters long".into(),
-                ));
+        for key in &self.http.publisher_keys {
+            if key.key.expose().len() < 16 {
+                return Err(ConfigError(format!(
+                    "publisher key {:?} must be at least 16 characters long",
+                    key.name
+                )));
             }
+        }
+        let mut names: Vec<&str> = self
+            .http
+            .publisher_keys
+            .iter()
+            .map(|k| k.name.as_str())
+            .collect();
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err(ConfigError("publisher key names must be unique".into()));
+        }
+        if self.http.jwt.as_ref().is_some_and(|j| !j.has_keys()) {
+            return Err(ConfigError(
+                "JWT authentication is on but has no key".into(),
+            ));
+        }
+        if self.max_header_size < 1024 {
+            return Err(ConfigError(
+                "max_header_size must be at least 1024 bytes".into(),
+            ));
         }
         for origin in &self.http.cors_origins {
             if origin == "*" {
@@ -297,10 +425,39 @@ mod tests {
         };
         let err = c.validate().unwrap_err();
         assert!(err.0.contains("publisher key"), "{err}");
-        c.http.publisher_key = Some(Secret::new("0123456789abcdef"));
+        c.http.publisher_keys = vec![key("0123456789abcdef")];
         c.validate().unwrap();
-        c.http.publisher_key = Some(Secret::new("short"));
+        c.http.publisher_keys = vec![key("short")];
         assert!(c.validate().is_err());
+    }
+
+    fn key(k: &str) -> PublisherKey {
+        PublisherKey {
+            name: "k".into(),
+            key: Secret::new(k),
+            publish: crate::auth::PublishScope::Any,
+            admin: true,
+        }
+    }
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(
+            "20/s".parse::<Rate>().unwrap(),
+            Rate {
+                per_second: 20,
+                burst: 40
+            }
+        );
+        assert_eq!(
+            "5/s:100".parse::<Rate>().unwrap(),
+            Rate {
+                per_second: 5,
+                burst: 100
+            }
+        );
+        assert!("0/s".parse::<Rate>().is_err());
+        assert!("20".parse::<Rate>().is_err());
     }
 
     #[test]

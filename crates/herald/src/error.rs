@@ -60,6 +60,12 @@ pub enum Error {
         /// The configured limit.
         max: usize,
     },
+    /// This client address already holds `max_connections_per_ip` connections.
+    #[error("this address already holds the maximum of {max} connections")]
+    IpConnectionLimit {
+        /// The configured limit.
+        max: usize,
+    },
     /// The hub is shutting down and accepts no new connections or events.
     #[error("the hub is shutting down")]
     ShuttingDown,

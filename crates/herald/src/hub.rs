@@ -51,6 +51,11 @@ pub struct ConnectRequest {
     /// this that it would have received, or a `reset` event if that is impossible. The text is
     /// parsed leniently: an id the hub cannot read is treated as an unknown epoch.
     pub last_event_id: Option<String>,
+    /// The client's address, for `max_connections_per_ip`.
+    pub peer_ip: Option<std::net::IpAddr>,
+    /// When the credentials behind this connection expire: the hub then closes it with
+    /// `disconnected` (reason `token_expired`).
+    pub expires_at: Option<SystemTime>,
 }
 
 impl ConnectRequest {
@@ -128,6 +133,8 @@ struct HubInner {
     /// goes away.
     cancel: CancellationToken,
     tasks: TaskTracker,
+    /// Connections to close when their credentials expire (see `expiry_loop`).
+    expiries: tokio::sync::mpsc::Sender<(ConnectionId, Duration)>,
 }
 
 impl Drop for HubInner {
@@ -170,6 +177,7 @@ fn disconnected_frame(reason: DisconnectReason) -> Bytes {
         DisconnectReason::ServerShutdown => "The server is shutting down; reconnect later",
         DisconnectReason::Timeout => "The connection reached its maximum age; reconnect",
         DisconnectReason::SlowConsumer => "The client did not keep up; reconnect",
+        DisconnectReason::TokenExpired => "The token expired; reconnect with a fresh one",
         DisconnectReason::ClientClosed | DisconnectReason::Stale => "Connection closed",
     };
     let data = json!({
@@ -226,6 +234,7 @@ impl Hub {
                 Limits {
                     max_connections: config.max_connections,
                     max_connections_per_user: config.max_connections_per_user,
+                    max_connections_per_ip: config.max_connections_per_ip,
                 },
                 metrics.clone(),
             )
@@ -234,7 +243,9 @@ impl Hub {
         engine.attach(Arc::new(LocalDelivery {
             registry: registry.clone(),
         }));
+        let (expiries, expiry_rx) = tokio::sync::mpsc::channel(EXPIRY_QUEUE);
         let inner = Arc::new(HubInner {
+            expiries,
             config,
             registry,
             engine,
@@ -249,6 +260,11 @@ impl Hub {
         inner
             .tasks
             .spawn(sweep_loop(Arc::downgrade(&inner), inner.cancel.clone()));
+        inner.tasks.spawn(expiry_loop(
+            Arc::downgrade(&inner),
+            expiry_rx,
+            inner.cancel.clone(),
+        ));
         inner.tasks.spawn(presence_loop(
             Arc::downgrade(&inner),
             presence_rx,
@@ -293,6 +309,7 @@ impl Hub {
             opened_at_wall: now,
             outbox: Outbox::new(inner.config.queue_capacity, inner.config.queue_max_bytes),
             closer: request.closer,
+            peer_ip: request.peer_ip,
         });
         let resume_from = request.last_event_id.filter(|s| !s.is_empty());
         if resume_from.is_some() {
@@ -300,6 +317,16 @@ impl Hub {
             conn.outbox.hold();
         }
         inner.registry.register(conn.clone())?;
+        if let Some(at) = request.expires_at {
+            let delay = at.duration_since(now).unwrap_or(Duration::ZERO);
+            if inner.expiries.try_send((conn.id, delay)).is_err() {
+                tracing::warn!("expiry queue full; closing the connection now");
+                inner
+                    .registry
+                    .remove(conn.id, DisconnectReason::TokenExpired);
+                return Err(Error::ShuttingDown);
+            }
+        }
         // From here on, dropping `stream` (an error below, or the client leaving) unregisters.
         let mut stream = EventStream::new(conn.clone(), inner.registry.clone());
         let connected_id = match resume_from {
@@ -662,6 +689,37 @@ pub enum Severity {
     Warning,
     /// Something failed.
     Error,
+}
+
+/// Most expiry registrations waiting for the expiry task.
+const EXPIRY_QUEUE: usize = 65_536;
+
+/// Closes connections whose credentials expired, with one timer wheel for all of them
+/// (`DelayQueue`), not a timer per connection. A connection that already went away is skipped.
+async fn expiry_loop(
+    hub: Weak<HubInner>,
+    mut incoming: tokio::sync::mpsc::Receiver<(ConnectionId, Duration)>,
+    cancel: CancellationToken,
+) {
+    use futures_util::StreamExt;
+    let mut queue = tokio_util::time::DelayQueue::new();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            next = incoming.recv() => match next {
+                Some((id, delay)) => { queue.insert(id, delay); }
+                None => return,
+            },
+            Some(expired) = queue.next(), if !queue.is_empty() => {
+                let Some(hub) = hub.upgrade() else { return };
+                let id = expired.into_inner();
+                let reason = DisconnectReason::TokenExpired;
+                if hub.registry.close(id, reason, Some(disconnected_frame(reason))) {
+                    tracing::debug!(connection = %id, "token expired");
+                }
+            }
+        }
+    }
 }
 
 /// Most presence changes waiting to be published.

@@ -53,6 +53,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth;
 mod clock;
 pub mod config;
 pub mod engine;

@@ -29,6 +29,8 @@ pub enum DisconnectReason {
     Timeout,
     /// The periodic sweep found the connection already dead.
     Stale,
+    /// The subscriber's token expired; reconnect with a fresh one.
+    TokenExpired,
 }
 
 impl DisconnectReason {
@@ -41,6 +43,7 @@ impl DisconnectReason {
             DisconnectReason::ServerShutdown => "server_shutdown",
             DisconnectReason::Timeout => "timeout",
             DisconnectReason::Stale => "stale",
+            DisconnectReason::TokenExpired => "token_expired",
         }
     }
 }
@@ -58,6 +61,8 @@ pub enum RejectReason {
     MaxConnections,
     /// `max_connections_per_user` reached.
     MaxConnectionsPerUser,
+    /// `max_connections_per_ip` reached.
+    MaxConnectionsPerIp,
     /// Shutting down.
     ShuttingDown,
 }
@@ -68,6 +73,7 @@ impl RejectReason {
         match self {
             RejectReason::MaxConnections => "max_connections",
             RejectReason::MaxConnectionsPerUser => "max_connections_per_user",
+            RejectReason::MaxConnectionsPerIp => "max_connections_per_ip",
             RejectReason::ShuttingDown => "shutting_down",
         }
     }
@@ -104,6 +110,7 @@ pub struct Metrics {
     resumes: Counter,
     replayed_events: Counter,
     resets: Counter,
+    pub(crate) transport_connections: Counter,
 }
 
 impl fmt::Debug for Metrics {
@@ -173,6 +180,12 @@ impl Metrics {
             "New connections refused, by reason",
             rejected.clone(),
         );
+        let transport_connections = Counter::default();
+        registry.register(
+            "transport_connections_accepted",
+            "TCP connections accepted by the server (several requests or HTTP/2 streams may share one)",
+            transport_connections.clone(),
+        );
         let resumes = Counter::default();
         let replayed_events = Counter::default();
         let resets = Counter::default();
@@ -210,12 +223,18 @@ impl Metrics {
             resumes,
             replayed_events,
             resets,
+            transport_connections,
         }
     }
 
     pub(crate) fn resumed(&self, replayed: usize) {
         self.resumes.inc();
         self.replayed_events.inc_by(replayed as u64);
+    }
+
+    /// Counts a TCP connection accepted by the server.
+    pub fn transport_connection_accepted(&self) {
+        self.transport_connections.inc();
     }
 
     pub(crate) fn reset(&self) {

@@ -7,6 +7,7 @@
 //! are evicted after the read lock is released.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -52,6 +53,8 @@ pub(crate) struct Connection {
     pub(crate) opened_at_wall: SystemTime,
     pub(crate) outbox: Outbox,
     pub(crate) closer: Option<TransportCloser>,
+    /// The client's address, for the per-address limit.
+    pub(crate) peer_ip: Option<IpAddr>,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +63,8 @@ struct Indices {
     by_user: HashMap<UserId, Vec<Arc<Connection>>>,
     by_channel: HashMap<ChannelName, HashMap<ConnectionId, Arc<Connection>>>,
     anonymous: usize,
+    /// Connections per client address (only when a per-address limit is set).
+    by_ip: HashMap<IpAddr, usize>,
     /// For channels with presence events: how many connections each user has in it.
     presence: HashMap<ChannelName, HashMap<UserId, usize>>,
 }
@@ -78,6 +83,7 @@ pub(crate) struct PresenceChange {
 pub(crate) struct Limits {
     pub(crate) max_connections: usize,
     pub(crate) max_connections_per_user: usize,
+    pub(crate) max_connections_per_ip: Option<usize>,
 }
 
 /// Counts of the registry at one instant.
@@ -155,6 +161,17 @@ impl Registry {
                 max: self.limits.max_connections,
             });
         }
+        if let (Some(max), Some(ip)) = (self.limits.max_connections_per_ip, conn.peer_ip) {
+            let held = ix.by_ip.entry(ip).or_default();
+            if *held >= max {
+                if *held == 0 {
+                    ix.by_ip.remove(&ip);
+                }
+                drop(ix);
+                self.metrics.rejected(RejectReason::MaxConnectionsPerIp);
+                return Err(Error::IpConnectionLimit { max });
+            }
+        }
         if let Some(user) = &conn.user {
             let held = ix.by_user.get(user).map_or(0, Vec::len);
             if held >= self.limits.max_connections_per_user {
@@ -221,6 +238,14 @@ impl Registry {
                 }
             }
             None => ix.anonymous -= 1,
+        }
+        if let Some(ip) = conn.peer_ip {
+            if let Some(n) = ix.by_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    ix.by_ip.remove(&ip);
+                }
+            }
         }
         let mut changes = Vec::new();
         for channel in conn.channels.iter() {
@@ -557,6 +582,7 @@ mod tests {
             Limits {
                 max_connections: max,
                 max_connections_per_user: per_user,
+                max_connections_per_ip: None,
             },
             Arc::new(Metrics::new()),
         )
@@ -575,6 +601,7 @@ mod tests {
             opened_at_wall: SystemTime::now(),
             outbox: Outbox::new(4, 1 << 20),
             closer: None,
+            peer_ip: None,
         })
     }
 

@@ -1,22 +1,112 @@
-//! `serve`: accept TCP connections and serve the HTTP API on them until told to stop. The one
-//! place that spawns connection tasks.
+//! `serve`: accept TCP (or TLS) connections and serve the HTTP API on them until told to stop.
+//! The one place that spawns connection tasks.
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::config::{Config, TlsFiles};
 use crate::http::{self, AppState};
 use crate::hub::Hub;
 use crate::registry::TransportCloser;
+
+/// Longest time a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Interval of HTTP/2 keep-alive pings, which find dead connections.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// How the server runs: everything about connections rather than about the hub.
+#[derive(Clone)]
+pub struct ServerOptions {
+    /// How long graceful shutdown waits for connections.
+    pub shutdown_timeout: Duration,
+    /// Longest time to receive request headers.
+    pub header_read_timeout: Duration,
+    /// Largest request head, in bytes.
+    pub max_header_size: usize,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this acceptor.
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("max_header_size", &self.max_header_size)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            shutdown_timeout: crate::config::DEFAULT_SHUTDOWN_TIMEOUT,
+            header_read_timeout: crate::config::DEFAULT_HEADER_READ_TIMEOUT,
+            max_header_size: crate::config::DEFAULT_MAX_HEADER_SIZE,
+            tls: None,
+        }
+    }
+}
+
+impl ServerOptions {
+    /// The server options of a configuration, loading its TLS certificate and key.
+    ///
+    /// # Errors
+    /// When the TLS files cannot be read or used.
+    pub fn from_config(config: &Config) -> io::Result<Self> {
+        Ok(ServerOptions {
+            shutdown_timeout: config.shutdown_timeout,
+            header_read_timeout: config.header_read_timeout,
+            max_header_size: config.max_header_size,
+            tls: config.tls.as_ref().map(tls_acceptor).transpose()?,
+        })
+    }
+}
+
+/// Builds a TLS acceptor that offers HTTP/2 and HTTP/1.1 (ALPN).
+///
+/// # Errors
+/// When a file cannot be read, holds no certificate or key, or they do not match.
+pub fn tls_acceptor(files: &TlsFiles) -> io::Result<TlsAcceptor> {
+    let invalid = |what: &str, e: &dyn std::fmt::Display| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}"))
+    };
+    let certs = rustls_pemfile::certs(&mut io::BufReader::new(std::fs::File::open(&files.cert)?))
+        .collect::<Result<Vec<_>, _>>()?;
+    if certs.is_empty() {
+        return Err(invalid(
+            "TLS certificate",
+            &"no certificate in the PEM file",
+        ));
+    }
+    let key =
+        rustls_pemfile::private_key(&mut io::BufReader::new(std::fs::File::open(&files.key)?))?
+            .ok_or_else(|| invalid("TLS key", &"no private key in the PEM file"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| invalid("TLS", &e))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| invalid("TLS certificate and key", &e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
 
 /// Serves the HTTP API of `state` on `listener` until `shutdown` is cancelled, then shuts down
 /// gracefully:
@@ -37,10 +127,10 @@ pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
-    shutdown_timeout: Duration,
+    options: ServerOptions,
 ) -> io::Result<()> {
     let router = http::router(state.clone());
-    serve_router(listener, router, state.hub, shutdown, shutdown_timeout).await
+    serve_router(listener, router, state.hub, shutdown, options).await
 }
 
 /// Like [`serve`], for an application that merged Herald's router ([`http::router`]) into its
@@ -55,15 +145,21 @@ pub async fn serve_router(
     router: axum::Router,
     hub: Hub,
     shutdown: CancellationToken,
-    shutdown_timeout: Duration,
+    options: ServerOptions,
 ) -> io::Result<()> {
     let tracker = TaskTracker::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // Request headers must arrive promptly; an SSE response streams for as long as it likes.
     builder
         .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
+        // The read buffer bounds the request head; hyper answers 431 beyond it.
+        .max_buf_size(options.max_header_size.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(options.max_header_size as u32)
+        .keep_alive_interval(H2_KEEP_ALIVE);
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -77,37 +173,34 @@ pub async fn serve_router(
                 }
             },
         };
+        hub.metrics().transport_connection_accepted();
         let _ = stream.set_nodelay(true);
-        let closer = CancellationToken::new();
-        let service = router
-            .clone()
-            .map_request(with_connection_extensions(peer, closer.clone()));
-        let builder = builder.clone();
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            let conn = builder.serve_connection_with_upgrades(
-                TokioIo::new(stream),
-                TowerToHyperService::new(service),
-            );
-            tokio::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => log_connection_end(result),
-                // The hub evicted a slow consumer: drop the socket now.
-                _ = closer.cancelled() => {}
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    tokio::select! {
-                        result = conn.as_mut() => log_connection_end(result),
-                        _ = closer.cancelled() => {}
-                    }
-                }
+        let connection = Connection {
+            builder: builder.clone(),
+            router: router.clone(),
+            peer,
+            shutdown: shutdown.clone(),
+        };
+        match options.tls.clone() {
+            None => {
+                tracker.spawn(connection.run(stream));
             }
-        });
+            Some(acceptor) => {
+                tracker.spawn(async move {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls)) => connection.run(tls).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     hub.shutdown().await;
     tracker.close();
-    if tokio::time::timeout(shutdown_timeout, tracker.wait())
+    if tokio::time::timeout(options.shutdown_timeout, tracker.wait())
         .await
         .is_err()
     {
@@ -119,18 +212,46 @@ pub async fn serve_router(
     Ok(())
 }
 
-fn with_connection_extensions(
+/// One accepted connection, ready to be served.
+struct Connection {
+    builder: auto::Builder<TokioExecutor>,
+    router: axum::Router,
     peer: SocketAddr,
-    closer: CancellationToken,
-) -> impl Fn(
-    axum::extract::Request<hyper::body::Incoming>,
-) -> axum::extract::Request<hyper::body::Incoming>
-       + Clone {
-    move |mut request| {
-        let ext = request.extensions_mut();
-        ext.insert(ConnectInfo(peer));
-        ext.insert(TransportCloser::new(closer.clone()));
-        request
+    shutdown: CancellationToken,
+}
+
+impl Connection {
+    async fn run<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let closer = CancellationToken::new();
+        let peer = self.peer;
+        let extension_closer = closer.clone();
+        let service = self.router.map_request(
+            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                let ext = request.extensions_mut();
+                ext.insert(ConnectInfo(peer));
+                ext.insert(TransportCloser::new(extension_closer.clone()));
+                request
+            },
+        );
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+        tokio::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => log_connection_end(result),
+            // The hub evicted a slow consumer: drop the socket now.
+            _ = closer.cancelled() => {}
+            _ = self.shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                tokio::select! {
+                    result = conn.as_mut() => log_connection_end(result),
+                    _ = closer.cancelled() => {}
+                }
+            }
+        }
     }
 }
 

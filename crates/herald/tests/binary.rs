@@ -73,7 +73,7 @@ async fn refuses_a_public_address_without_a_key() {
         &[("HERALD_PUBLISHER_KEY", "0123456789abcdef-key")],
     )
     .await;
-    assert!(p.log().contains("publisher_key=true"), "{}", p.log());
+    assert!(p.log().contains("publisher_keys=1"), "{}", p.log());
 }
 
 #[tokio::test]

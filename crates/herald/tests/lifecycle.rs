@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use herald::config::{Config, HeartbeatStyle, Secret};
+use herald::config::{Config, HeartbeatStyle};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::{TestServer, WAIT};
@@ -317,7 +317,7 @@ async fn old_connections_time_out() {
 async fn publisher_key_protects_publish_and_admin_but_not_subscribe() {
     let key = "a-very-secret-publisher-key";
     let srv = TestServer::with_config(config(|c| {
-        c.http.publisher_key = Some(Secret::new(key));
+        c.http.publisher_keys = vec![support::full_key(key)];
     }))
     .await;
     let mut a = srv.subscribe("userId=alice").await;

@@ -157,7 +157,7 @@ async fn presence_survives_multi_tab_churn() {
 #[tokio::test]
 async fn presence_endpoints_validate_and_need_the_key() {
     let mut c = Config::default();
-    c.http.publisher_key = Some(herald::config::Secret::new("presence-key-0123456789"));
+    c.http.publisher_keys = vec![support::full_key("presence-key-0123456789")];
     let srv = TestServer::with_config(c).await;
     let (status, body) = srv.get_json("/api/sse/presence").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

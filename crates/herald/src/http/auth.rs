@@ -1,45 +1,278 @@
-//! The publisher key check of publish and admin endpoints.
+//! Authentication at the HTTP edge: which publisher sent a request (publisher keys, or JWTs with
+//! a `publish` claim), whether it may use admin endpoints, who a subscriber is (JWT from the
+//! `Authorization` header, a cookie or `?token=`), and the rate limits on both.
 
-use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use subtle::ConstantTimeEq;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
 
 use super::{ApiError, AppState};
+use crate::auth::{self, PublishScope, Publisher};
+use crate::config::{HttpConfig, Rate, TokenExpiry};
+use crate::target::{ChannelName, UserId};
 
-/// Lets the request through when no key is configured, or when it carries
-/// `Authorization: Bearer <key>`. The comparison takes the same time wherever the first wrong
-/// byte is, and the key never reaches a log.
-pub(crate) async fn require_publisher_key(
+/// Keyed token buckets: new connections per client address, publishes per publisher.
+#[derive(Debug, Default)]
+pub(crate) struct RateLimits {
+    connects: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    publishes: Option<DefaultKeyedRateLimiter<String>>,
+}
+
+fn limiter<K: std::hash::Hash + Eq + Clone>(rate: Rate) -> DefaultKeyedRateLimiter<K> {
+    // `Rate` values are validated positive when parsed; `max(1)` keeps that true for values
+    // built in code.
+    let per_second = NonZeroU32::new(rate.per_second.max(1)).expect("positive");
+    let burst = NonZeroU32::new(rate.burst.max(1)).expect("positive");
+    governor::RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))
+}
+
+/// Keyed limiters keep a bucket per key; forget idle ones once there are many.
+const MAX_TRACKED_KEYS: usize = 100_000;
+
+impl RateLimits {
+    pub(crate) fn new(config: &HttpConfig) -> Self {
+        RateLimits {
+            connects: config.connect_rate_per_ip.map(limiter),
+            publishes: config.publish_rate_per_key.map(limiter),
+        }
+    }
+
+    fn check<K: std::hash::Hash + Eq + Clone>(
+        limiter: &Option<DefaultKeyedRateLimiter<K>>,
+        key: &K,
+        what: &str,
+    ) -> Result<(), ApiError> {
+        let Some(limiter) = limiter else {
+            return Ok(());
+        };
+        if limiter.len() > MAX_TRACKED_KEYS {
+            limiter.retain_recent();
+        }
+        limiter.check_key(key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many {what}; slow down"),
+            )
+            .with_retry_after(wait.as_secs().max(1))
+        })
+    }
+
+    pub(crate) fn check_connect(&self, ip: IpAddr) -> Result<(), ApiError> {
+        Self::check(&self.connects, &ip, "new connections from this address")
+    }
+
+    fn check_publish(&self, publisher: &str) -> Result<(), ApiError> {
+        Self::check(
+            &self.publishes,
+            &publisher.to_owned(),
+            "requests from this publisher",
+        )
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+/// Who is publishing: with neither keys nor JWT configured, anyone (the hub then listens on
+/// loopback only); otherwise the holder of a configured key or of a token with a `publish` or
+/// `admin` claim.
+fn authenticate_publisher(state: &AppState, headers: &HeaderMap) -> Result<Publisher, ApiError> {
+    let config = &state.config;
+    if config.publisher_keys.is_empty() && config.jwt.is_none() {
+        return Ok(Publisher::unrestricted());
+    }
+    let Some(given) = bearer(headers) else {
+        return Err(unauthorized(
+            "this endpoint needs a publisher key: send Authorization: Bearer <key>",
+        ));
+    };
+    if let Some(key) = auth::match_key(&config.publisher_keys, given) {
+        return Ok(Publisher {
+            name: key.name.clone(),
+            publish: key.publish.clone(),
+            admin: key.admin,
+        });
+    }
+    if let Some(jwt) = &config.jwt {
+        if given.split('.').count() == 3 {
+            let claims = jwt.verify(given)?;
+            if claims.publish == PublishScope::None && !claims.admin {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "this token has no publish or admin claim",
+                ));
+            }
+            let name = match &claims.user {
+                Some(u) => format!("jwt:{u}"),
+                None => "jwt".to_owned(),
+            };
+            return Ok(Publisher {
+                name,
+                publish: claims.publish,
+                admin: claims.admin,
+            });
+        }
+    }
+    Err(unauthorized("the publisher key is not valid"))
+}
+
+/// Middleware of the publish endpoints: authenticates the publisher, applies its rate limit and
+/// hands it to the handler (which checks its scope against the event's targets).
+pub(crate) async fn require_publisher(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let publisher = authenticate_publisher(&state, request.headers())?;
+    state.limits.check_publish(&publisher.name)?;
+    request.extensions_mut().insert(publisher);
+    Ok(next.run(request).await)
+}
+
+/// Middleware of the admin endpoints (stats, disconnect, presence, metrics): the publisher must
+/// have the admin scope.
+pub(crate) async fn require_admin(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let Some(key) = &state.config.publisher_key else {
-        return Ok(next.run(request).await);
+    let publisher = authenticate_publisher(&state, request.headers())?;
+    if !publisher.admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("publisher {:?} may not use admin endpoints", publisher.name),
+        ));
+    }
+    Ok(next.run(request).await)
+}
+
+/// Who a subscriber is and what it may join.
+#[derive(Debug, Default)]
+pub(crate) struct Identity {
+    pub(crate) user: Option<UserId>,
+    pub(crate) username: Option<Arc<str>>,
+    pub(crate) expires_at: Option<SystemTime>,
+}
+
+/// Finds a subscriber's token: `Authorization: Bearer`, then the token cookie, then `?token=`.
+fn subscriber_token<'a>(
+    headers: &'a HeaderMap,
+    query_token: Option<&'a str>,
+    cookie_name: &str,
+) -> Option<&'a str> {
+    if let Some(t) = bearer(headers) {
+        return Some(t);
+    }
+    for value in headers.get_all(header::COOKIE) {
+        let Ok(value) = value.to_str() else { continue };
+        for pair in value.split(';') {
+            if let Some((name, v)) = pair.trim().split_once('=') {
+                if name == cookie_name && !v.is_empty() {
+                    return Some(v);
+                }
+            }
+        }
+    }
+    query_token.filter(|t| !t.is_empty())
+}
+
+/// Decides a subscriber's identity. With JWT on, only a valid token names a user; the
+/// `userId`/`username` query parameters are refused, and every requested channel must be
+/// allowed by the token's `channels` claim (or by `anonymous_channels` without a token, when
+/// `allow_anonymous` is on). Without JWT, the query names the user where the configuration
+/// allows it.
+pub(crate) fn subscriber_identity(
+    config: &HttpConfig,
+    headers: &HeaderMap,
+    query: &super::subscribe::SubscribeQuery,
+) -> Result<Identity, ApiError> {
+    let forbidden_channel = |c: &ChannelName, why: &str| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "channel_forbidden",
+            format!("channel {c} is not allowed {why}"),
+        )
     };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
+    let Some(jwt) = &config.jwt else {
+        if (query.user.is_some() || query.username.is_some()) && !config.identity_from_query {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "identity_not_allowed",
+                "this hub does not accept userId/username from the query string",
+            ));
+        }
+        return Ok(Identity {
+            user: query.user.clone(),
+            username: query.username.clone(),
+            expires_at: None,
         });
-    match given {
+    };
+    if query.user.is_some() || query.username.is_some() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "identity_not_allowed",
+            "userId/username cannot be given in the query: the identity comes from the token",
+        ));
+    }
+    match subscriber_token(headers, query.token.as_deref(), &config.token_cookie) {
+        Some(token) => {
+            let claims = jwt.verify(token)?;
+            let Some(user) = claims.user.clone() else {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_claims",
+                    "the token has no sub (user id)",
+                ));
+            };
+            if let Some(c) = claims.forbidden_channel(&query.channels) {
+                return Err(forbidden_channel(c, "by this token"));
+            }
+            Ok(Identity {
+                user: Some(user),
+                username: claims.username.map(Arc::from),
+                expires_at: match config.token_expiry {
+                    TokenExpiry::Close => Some(claims.expires_at),
+                    TokenExpiry::Tolerate => None,
+                },
+            })
+        }
+        None if config.allow_anonymous => {
+            if let Some(c) = auth::first_unmatched(&config.anonymous_channels, &query.channels) {
+                return Err(forbidden_channel(c, "without a token"));
+            }
+            Ok(Identity::default())
+        }
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this endpoint needs a publisher key: send Authorization: Bearer <key>",
-        )),
-        Some(given) if bool::from(given.trim().as_bytes().ct_eq(key.expose().as_bytes())) => {
-            Ok(next.run(request).await)
-        }
-        Some(_) => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the publisher key is not valid",
+            "missing_token",
+            "this hub needs a token: Authorization: Bearer <jwt>, the token cookie, or ?token=",
         )),
     }
+}
+
+/// The client's address as the server saw it.
+pub(crate) fn peer_ip(request_ext: Option<&ConnectInfo<SocketAddr>>) -> Option<IpAddr> {
+    request_ext.map(|ConnectInfo(addr)| addr.ip())
 }

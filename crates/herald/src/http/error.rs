@@ -71,6 +71,12 @@ impl From<Error> for ApiError {
                 e.to_string(),
             )
             .with_retry_after(5),
+            Error::IpConnectionLimit { .. } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "ip_connection_limit",
+                e.to_string(),
+            )
+            .with_retry_after(5),
             Error::ShuttingDown => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",
@@ -92,6 +98,12 @@ impl From<Error> for ApiError {
                 "the hub's engine is not running",
             ),
         }
+    }
+}
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string())
     }
 }
 

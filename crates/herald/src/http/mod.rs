@@ -26,6 +26,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::config::HttpConfig;
 use crate::hub::Hub;
@@ -39,6 +40,7 @@ pub struct AppState {
     pub hub: Hub,
     /// HTTP settings.
     pub config: Arc<HttpConfig>,
+    pub(crate) limits: Arc<auth::RateLimits>,
 }
 
 impl AppState {
@@ -46,6 +48,7 @@ impl AppState {
     pub fn new(hub: Hub, config: HttpConfig) -> Self {
         AppState {
             hub,
+            limits: Arc::new(auth::RateLimits::new(&config)),
             config: Arc::new(config),
         }
     }
@@ -56,7 +59,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let single_limit = state.config.max_body_size;
     let batch_limit = state.config.max_batch_body_size;
-    let protected = Router::new()
+    let publish = Router::new()
         .route(
             "/api/sse/message",
             post(publish::publish).layer(DefaultBodyLimit::max(single_limit)),
@@ -69,6 +72,11 @@ pub fn router(state: AppState) -> Router {
             "/api/sse/messages",
             post(publish::publish_batch).layer(DefaultBodyLimit::max(batch_limit)),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_publisher,
+        ));
+    let admin = Router::new()
         .route("/api/sse/stats", get(admin::stats))
         .route("/api/sse/presence", get(admin::channel_presence))
         .route("/api/sse/presence/users/{id}", get(admin::user_presence))
@@ -80,7 +88,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(admin::metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::require_publisher_key,
+            auth::require_admin,
         ));
     // `/api/sse` is both the subscribe endpoint (GET, open) and a publish alias (POST, keyed).
     let sse_root = Router::new().route(
@@ -90,13 +98,19 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(single_limit))
                 .route_layer(axum::middleware::from_fn_with_state(
                     state.clone(),
-                    auth::require_publisher_key,
+                    auth::require_publisher,
                 )),
         ),
     );
     let cors = cors_layer(&state.config);
+    // A client that trickles its body in cannot hold a request open for long. (The SSE stream is
+    // a response body, which this does not limit.)
+    let body_timeout = RequestBodyTimeoutLayer::new(state.config.body_read_timeout);
+    let publish = publish.layer(body_timeout.clone());
+    let admin = admin.layer(body_timeout);
     let router = Router::new()
-        .merge(protected)
+        .merge(publish)
+        .merge(admin)
         .merge(sse_root)
         .route("/sse-test", get(console::page))
         .route("/healthz", get(admin::healthz))

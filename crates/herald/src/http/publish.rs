@@ -3,12 +3,14 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::Json;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::error::{body_rejection, json_error};
 use super::{ApiError, AppState};
+use crate::auth::Publisher;
 use crate::engine::{Publication, Published};
 use crate::error::InvalidInput;
 use crate::event::{EventName, Payload};
@@ -135,15 +137,25 @@ fn strings(
         .collect()
 }
 
+/// Refuses an event whose targets the publisher's scope does not cover.
+fn check_scope(publisher: &Publisher, publication: &Publication) -> Result<(), ApiError> {
+    publisher
+        .publish
+        .check(&publication.targets)
+        .map_err(|message| ApiError::new(StatusCode::FORBIDDEN, "forbidden", message))
+}
+
 /// Publishes one event. Body: `{"event", "data", "users", "connections", "channels",
 /// "broadcast", "fallback"}`; answer `200 {"id", "delivered"}`.
 pub async fn publish(
     State(state): State<AppState>,
+    Extension(publisher): Extension<Publisher>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PublishResponse>, ApiError> {
     let body = body.map_err(|r| body_rejection(r, state.config.max_body_size))?;
     let value: Value = serde_json::from_slice(&body).map_err(|e| json_error(&e))?;
     let publication = parse_publication(value)?;
+    check_scope(&publisher, &publication)?;
     let published = state.hub.publish(publication).await?;
     Ok(Json(published.into()))
 }
@@ -153,6 +165,7 @@ pub async fn publish(
 /// stop the others.
 pub async fn publish_batch(
     State(state): State<AppState>,
+    Extension(publisher): Extension<Publisher>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body.map_err(|r| body_rejection(r, state.config.max_batch_body_size))?;
@@ -176,7 +189,10 @@ pub async fn publish_batch(
     let mut results = Vec::with_capacity(items.len());
     for item in items {
         let outcome = match parse_publication(item) {
-            Ok(p) => state.hub.publish(p).await.map_err(ApiError::from),
+            Ok(p) => match check_scope(&publisher, &p) {
+                Ok(()) => state.hub.publish(p).await.map_err(ApiError::from),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e.into()),
         };
         results.push(match outcome {

@@ -1,8 +1,10 @@
 //! `GET /api/sse`: open an event stream.
 
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Version};
 use axum::response::Response;
 use axum::Extension;
 
@@ -18,6 +20,7 @@ pub(crate) struct SubscribeQuery {
     pub(crate) username: Option<std::sync::Arc<str>>,
     pub(crate) channels: Vec<ChannelName>,
     pub(crate) last_event_id: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 /// Longest `Last-Event-ID` accepted; ids of this hub are far shorter.
@@ -40,6 +43,7 @@ pub(crate) fn parse_query(query: Option<&str>) -> Result<SubscribeQuery, ApiErro
             }
             "username" => q.username = Some(validate_username(&value)?),
             "lastEventId" => q.last_event_id = Some(last_event_id(&value)?),
+            "token" => q.token = Some(value.into_owned()),
             "channels" | "channel" => {
                 for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     q.channels.push(ChannelName::new(name)?);
@@ -69,9 +73,15 @@ fn last_event_id(value: &str) -> Result<String, ApiError> {
 pub async fn subscribe(
     State(state): State<AppState>,
     closer: Option<Extension<TransportCloser>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    version: Version,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let peer_ip = super::auth::peer_ip(peer.as_ref().map(|Extension(c)| c));
+    if let Some(ip) = peer_ip {
+        state.limits.check_connect(ip)?;
+    }
     let mut q = parse_query(query.as_deref())?;
     // The header (sent by browsers on their own reconnects) wins over the query parameter (for
     // clients that cannot set headers).
@@ -81,19 +91,19 @@ pub async fn subscribe(
         })?;
         q.last_event_id = Some(last_event_id(text)?);
     }
-    if (q.user.is_some() || q.username.is_some()) && !state.config.identity_from_query {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "identity_not_allowed",
-            "this hub does not accept userId/username from the query string",
-        ));
-    }
+    let identity = super::auth::subscriber_identity(&state.config, &headers, &q)?;
     let request = ConnectRequest {
-        user: q.user,
-        username: q.username,
+        user: identity.user,
+        username: identity.username,
         channels: q.channels,
-        closer: closer.map(|Extension(c)| c),
+        // Closing the transport is right for HTTP/1.1 (one stream per connection); an HTTP/2
+        // connection carries other streams, so there only the stream ends.
+        closer: closer
+            .filter(|_| version < Version::HTTP_2)
+            .map(|Extension(c)| c),
         last_event_id: q.last_event_id,
+        peer_ip,
+        expires_at: identity.expires_at,
     };
     let stream = state.hub.connect(request).await?;
     let mut response = Response::new(Body::new(stream));

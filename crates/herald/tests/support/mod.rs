@@ -17,6 +17,16 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// A publisher key with every scope, for tests.
+pub fn full_key(key: &str) -> herald::auth::PublisherKey {
+    herald::auth::PublisherKey {
+        name: "test".into(),
+        key: herald::config::Secret::new(key),
+        publish: herald::auth::PublishScope::Any,
+        admin: true,
+    }
+}
+
 /// How long any single awaited thing may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -46,16 +56,17 @@ impl TestServer {
         };
         let key = config
             .http
-            .publisher_key
-            .as_ref()
-            .map(|k| k.expose().to_owned());
+            .publisher_keys
+            .first()
+            .map(|k| k.key.expose().to_owned());
         let state = AppState::new(hub.clone(), config.http.clone());
         let cancel = CancellationToken::new();
+        let options = herald::server::ServerOptions::from_config(&config).unwrap();
         let task = tokio::spawn(herald::server::serve(
             listener,
             state,
             cancel.clone(),
-            config.shutdown_timeout,
+            options,
         ));
         TestServer {
             addr,
@@ -314,13 +325,10 @@ impl HeraldProcess {
             let mut lines = BufReader::new(stderr).lines();
             let mut tx = Some(tx);
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(pos) = line.find("listening on http://") {
-                    let addr: SocketAddr = line[pos + 20..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap()
-                        .parse()
-                        .unwrap();
+                if let Some(pos) = line.find("listening on http") {
+                    let rest = &line[pos + 17..];
+                    let rest = rest.trim_start_matches('s').trim_start_matches("://");
+                    let addr: SocketAddr = rest.split_whitespace().next().unwrap().parse().unwrap();
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(addr);
                     }

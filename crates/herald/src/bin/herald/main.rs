@@ -55,6 +55,11 @@ async fn serve(args: settings::ServeArgs) -> anyhow::Result<()> {
     let (config, log_format) = settings::load(args)?;
     init_logging(log_format);
     config.validate()?;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -67,11 +72,15 @@ async fn serve(args: settings::ServeArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     tracing::info!(
-        publisher_key = config.http.publisher_key.is_some(),
+        publisher_keys = config.http.publisher_keys.len(),
+        jwt = config.http.jwt.is_some(),
+        tls = config.tls.is_some(),
         identity_from_query = config.http.identity_from_query,
-        "herald listening on http://{addr}"
+        "herald listening on {scheme}://{addr}"
     );
-    herald::server::serve(listener, state, shutdown, config.shutdown_timeout).await?;
+    let options = herald::server::ServerOptions::from_config(&config)
+        .context("setting up the server (TLS files?)")?;
+    herald::server::serve(listener, state, shutdown, options).await?;
     tracing::info!("herald stopped");
     Ok(())
 }

@@ -9,7 +9,9 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
-use herald::config::{self, Config, HeartbeatStyle, Secret};
+use herald::auth::{JwtVerifier, PublishScope, PublisherKey};
+use herald::config::{self, Config, HeartbeatStyle, Rate, Secret, TokenExpiry};
+use herald::target::ChannelPattern;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
@@ -20,6 +22,33 @@ pub(crate) enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum TokenExpiryArg {
+    Close,
+    Tolerate,
+}
+
+/// A `[[publisher_keys]]` entry of the TOML file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyEntry {
+    name: String,
+    key: String,
+    /// May publish (to any target, or only to `channels`). Default true.
+    #[serde(default = "yes")]
+    publish: bool,
+    /// Restricts publishing to these channels (names or `prefix*`).
+    channels: Option<Vec<String>>,
+    /// May use admin endpoints. Default false.
+    #[serde(default)]
+    admin: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -48,6 +77,73 @@ pub(crate) struct ServeArgs {
     /// 16 characters). Required to listen on a non-loopback address.
     #[arg(long, env = "HERALD_PUBLISHER_KEY", hide_env_values = true)]
     publisher_key: Option<String>,
+    /// More publisher keys, comma-separated `name=key` pairs (each may publish and use admin
+    /// endpoints). Several keys let you rotate one without downtime. Finer scopes: the TOML
+    /// file's [[publisher_keys]].
+    #[arg(
+        long,
+        env = "HERALD_PUBLISHER_KEYS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    publisher_keys: Option<Vec<String>>,
+    /// HS256 secret for subscriber JWTs (at least 32 bytes). Turns token authentication on.
+    #[arg(long, env = "HERALD_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// PEM public key (RSA for RS256, P-256 EC for ES256) for subscriber JWTs.
+    #[arg(long, env = "HERALD_JWT_PUBLIC_KEY")]
+    jwt_public_key: Option<PathBuf>,
+    /// JWKS file ({"keys": [...]}) for subscriber JWTs; a token's kid picks the key.
+    #[arg(long, env = "HERALD_JWKS_FILE")]
+    jwks_file: Option<PathBuf>,
+    /// Required `iss` of tokens.
+    #[arg(long, env = "HERALD_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// Required `aud` of tokens.
+    #[arg(long, env = "HERALD_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// Clock leeway for `exp`/`nbf`. [default: 5s]
+    #[arg(long, env = "HERALD_JWT_LEEWAY", value_parser = parse_duration)]
+    jwt_leeway: Option<Duration>,
+    /// Cookie that may carry the subscriber token. [default: herald_token]
+    #[arg(long, env = "HERALD_TOKEN_COOKIE")]
+    token_cookie: Option<String>,
+    /// With tokens on, accept subscribers without a token as anonymous connections. [default:
+    /// false]
+    #[arg(long, env = "HERALD_ALLOW_ANONYMOUS")]
+    allow_anonymous: Option<bool>,
+    /// Channels (names or `prefix*`) anonymous connections may join. [default: none]
+    #[arg(long, env = "HERALD_ANONYMOUS_CHANNELS", value_delimiter = ',')]
+    anonymous_channels: Option<Vec<String>>,
+    /// When a token expires mid-stream: `close` (disconnected, reason token_expired) or
+    /// `tolerate`. [default: close]
+    #[arg(long, env = "HERALD_TOKEN_EXPIRY")]
+    token_expiry: Option<TokenExpiryArg>,
+    /// New connections per second per client IP, e.g. `20/s` or `20/s:100` (burst). [default:
+    /// unlimited]
+    #[arg(long, env = "HERALD_CONNECT_RATE_PER_IP")]
+    connect_rate_per_ip: Option<Rate>,
+    /// Publish requests per second per publisher key, e.g. `1000/s`. [default: unlimited]
+    #[arg(long, env = "HERALD_PUBLISH_RATE_PER_KEY")]
+    publish_rate_per_key: Option<Rate>,
+    /// Most open connections per client IP. [default: unlimited]
+    #[arg(long, env = "SSE_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<usize>,
+    /// PEM certificate chain: serve HTTPS with HTTP/2 and HTTP/1.1 (needs --tls-key).
+    #[arg(long, env = "HERALD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "HERALD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Longest time to receive request headers. [default: 10s]
+    #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT", value_parser = parse_duration)]
+    header_read_timeout: Option<Duration>,
+    /// Longest time to receive a request body. [default: 10s]
+    #[arg(long, env = "HERALD_BODY_READ_TIMEOUT", value_parser = parse_duration)]
+    body_read_timeout: Option<Duration>,
+    /// Largest request head (request line + headers). [default: 16KiB]
+    #[arg(long, env = "HERALD_MAX_HEADER_SIZE", value_parser = parse_size)]
+    max_header_size: Option<usize>,
     /// Interval between heartbeats. [default: 15s]
     #[arg(long, env = "SSE_HEARTBEAT_INTERVAL", value_parser = parse_duration)]
     heartbeat_interval: Option<Duration>,
@@ -133,6 +229,25 @@ pub(crate) struct ServeArgs {
 struct FileSettings {
     listen: Option<SocketAddr>,
     publisher_key: Option<String>,
+    publisher_keys: Option<Vec<KeyEntry>>,
+    jwt_secret: Option<String>,
+    jwt_public_key: Option<PathBuf>,
+    jwks_file: Option<PathBuf>,
+    jwt_issuer: Option<String>,
+    jwt_audience: Option<String>,
+    jwt_leeway: Option<DurationValue>,
+    token_cookie: Option<String>,
+    allow_anonymous: Option<bool>,
+    anonymous_channels: Option<Vec<String>>,
+    token_expiry: Option<TokenExpiryArg>,
+    connect_rate_per_ip: Option<String>,
+    publish_rate_per_key: Option<String>,
+    max_connections_per_ip: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    header_read_timeout: Option<DurationValue>,
+    body_read_timeout: Option<DurationValue>,
+    max_header_size: Option<SizeValue>,
     heartbeat_interval: Option<DurationValue>,
     heartbeat_style: Option<HeartbeatStyle>,
     cleanup_interval: Option<DurationValue>,
@@ -221,6 +336,62 @@ pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+fn patterns(setting: &str, list: Option<Vec<String>>) -> anyhow::Result<Vec<ChannelPattern>> {
+    list.unwrap_or_default()
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse()
+                .map_err(|e: herald::InvalidInput| anyhow::anyhow!("{setting}: {}", e.message))
+        })
+        .collect()
+}
+
+/// The single key (`default`), `name=key` pairs, and the file's scoped entries.
+fn publisher_keys(
+    single: Option<String>,
+    pairs: Option<Vec<String>>,
+    entries: Option<Vec<KeyEntry>>,
+) -> anyhow::Result<Vec<PublisherKey>> {
+    let mut keys = Vec::new();
+    if let Some(key) = single.filter(|k| !k.is_empty()) {
+        keys.push(PublisherKey {
+            name: "default".into(),
+            key: Secret::new(key),
+            publish: PublishScope::Any,
+            admin: true,
+        });
+    }
+    for pair in pairs.unwrap_or_default() {
+        let Some((name, key)) = pair.split_once('=') else {
+            anyhow::bail!("publisher_keys: expected name=key pairs");
+        };
+        keys.push(PublisherKey {
+            name: name.trim().into(),
+            key: Secret::new(key.trim()),
+            publish: PublishScope::Any,
+            admin: true,
+        });
+    }
+    for e in entries.unwrap_or_default() {
+        let publish = match (e.publish, e.channels) {
+            (false, _) => PublishScope::None,
+            (true, None) => PublishScope::Any,
+            (true, Some(list)) => {
+                PublishScope::Channels(patterns("publisher_keys.channels", Some(list))?)
+            }
+        };
+        keys.push(PublisherKey {
+            name: e.name,
+            key: Secret::new(e.key),
+            publish,
+            admin: e.admin,
+        });
+    }
+    Ok(keys)
+}
+
 /// Merges flags/env (already merged by clap), the file and the defaults.
 pub(crate) fn load(args: ServeArgs) -> anyhow::Result<(Config, LogFormat)> {
     let file = match &args.config {
@@ -250,11 +421,94 @@ pub(crate) fn load(args: ServeArgs) -> anyhow::Result<(Config, LogFormat)> {
     if let Some(listen) = args.listen.or(file.listen) {
         c.listen = listen;
     }
-    c.http.publisher_key = args
-        .publisher_key
-        .or(file.publisher_key)
-        .filter(|k| !k.is_empty())
-        .map(Secret::new);
+    c.http.publisher_keys = publisher_keys(
+        args.publisher_key.or(file.publisher_key),
+        args.publisher_keys,
+        file.publisher_keys,
+    )?;
+    let jwt_secret = args
+        .jwt_secret
+        .or(file.jwt_secret)
+        .filter(|s| !s.is_empty());
+    let jwt_public_key = args.jwt_public_key.or(file.jwt_public_key);
+    let jwks_file = args.jwks_file.or(file.jwks_file);
+    if jwt_secret.is_some() || jwt_public_key.is_some() || jwks_file.is_some() {
+        let mut v = JwtVerifier::new();
+        if let Some(secret) = jwt_secret {
+            v = v.with_hs256_secret(&Secret::new(secret))?;
+        }
+        if let Some(path) = jwt_public_key {
+            let pem = std::fs::read(&path)
+                .with_context(|| format!("cannot read the JWT public key {}", path.display()))?;
+            v = v
+                .with_public_key_pem(&pem)
+                .with_context(|| format!("JWT public key {}", path.display()))?;
+        }
+        if let Some(path) = jwks_file {
+            let json = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read the JWKS file {}", path.display()))?;
+            v = v
+                .with_jwks(&json)
+                .with_context(|| format!("JWKS file {}", path.display()))?;
+        }
+        if let Some(iss) = args.jwt_issuer.or(file.jwt_issuer) {
+            v = v.with_issuer(iss);
+        }
+        if let Some(aud) = args.jwt_audience.or(file.jwt_audience) {
+            v = v.with_audience(aud);
+        }
+        if let Some(leeway) = dur(args.jwt_leeway, file.jwt_leeway)? {
+            v = v.with_leeway(leeway);
+        }
+        c.http.jwt = Some(std::sync::Arc::new(v));
+    }
+    if let Some(cookie) = args.token_cookie.or(file.token_cookie) {
+        c.http.token_cookie = cookie;
+    }
+    c.http.allow_anonymous = args
+        .allow_anonymous
+        .or(file.allow_anonymous)
+        .unwrap_or(false);
+    c.http.anonymous_channels = patterns(
+        "anonymous_channels",
+        args.anonymous_channels.or(file.anonymous_channels),
+    )?;
+    c.http.token_expiry = match args.token_expiry.or(file.token_expiry) {
+        Some(TokenExpiryArg::Tolerate) => TokenExpiry::Tolerate,
+        _ => TokenExpiry::Close,
+    };
+    c.http.connect_rate_per_ip = match args.connect_rate_per_ip {
+        Some(r) => Some(r),
+        None => file
+            .connect_rate_per_ip
+            .map(|s| s.parse::<Rate>().map_err(anyhow::Error::msg))
+            .transpose()?,
+    };
+    c.http.publish_rate_per_key = match args.publish_rate_per_key {
+        Some(r) => Some(r),
+        None => file
+            .publish_rate_per_key
+            .map(|s| s.parse::<Rate>().map_err(anyhow::Error::msg))
+            .transpose()?,
+    };
+    c.hub.max_connections_per_ip = args.max_connections_per_ip.or(file.max_connections_per_ip);
+    c.tls = match (
+        args.tls_cert.or(file.tls_cert),
+        args.tls_key.or(file.tls_key),
+    ) {
+        (Some(cert), Some(key)) => Some(config::TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => anyhow::bail!("TLS needs both tls_cert and tls_key"),
+    };
+    if let Some(d) = dur(args.header_read_timeout, file.header_read_timeout)? {
+        c.header_read_timeout = d;
+    }
+    if let Some(d) = dur(args.body_read_timeout, file.body_read_timeout)? {
+        c.http.body_read_timeout = d;
+    }
+    if let Some(n) = size(args.max_header_size, file.max_header_size)? {
+        c.max_header_size = n;
+    }
     let hub = &mut c.hub;
     if let Some(d) = dur(args.heartbeat_interval, file.heartbeat_interval)? {
         hub.heartbeat_interval = d;
