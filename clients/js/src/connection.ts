@@ -72,7 +72,8 @@ export interface ConnectionConfig {
 }
 
 const ALWAYS_LISTENED = ['message', ...SYSTEM_EVENTS];
-const SYSTEM_SET: ReadonlySet<string> = new Set(SYSTEM_EVENTS);
+/** Events whose `lastEventId` is only the stream's position, never an id of their own. */
+const NO_OWN_ID: ReadonlySet<string> = new Set(['connected', 'heartbeat', 'disconnected']);
 
 function isPromiseLike<T>(v: unknown): v is PromiseLike<T> {
   return !!v && typeof (v as { then?: unknown }).then === 'function';
@@ -263,13 +264,15 @@ export class SseConnection implements Transport {
     const raw = typeof ev.data === 'string' ? ev.data : ev.data == null ? '' : String(ev.data);
     const data = parseData(raw);
     // EventSource's lastEventId persists across events without an id, and is
-    // also updated by events nobody listens to (the browser skips those). So:
-    // system events (which never carry an id) report no id, but the stream's
-    // last id they show is still recorded as the resume point.
+    // also updated by events nobody listens to (the browser skips those). So
+    // events that never carry an id of their own (heartbeat, disconnected) and
+    // `connected` (whose id, when present, is a resume position, not an event)
+    // report no id; the stream's last id they show is still recorded as the
+    // resume point. Published events, `reset` and presence events carry ids.
     const streamId = ev.lastEventId || undefined;
-    const system = SYSTEM_SET.has(name);
-    const id = system ? undefined : streamId;
-    if (system && streamId) this.sink.observeLastEventId?.(streamId);
+    const positionOnly = NO_OWN_ID.has(name);
+    const id = positionOnly ? undefined : streamId;
+    if (positionOnly && streamId) this.sink.observeLastEventId?.(streamId);
 
     if (name === 'connected') {
       const cid = (data as Partial<ConnectedData> | null)?.connectionId;

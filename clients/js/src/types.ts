@@ -63,7 +63,9 @@ export interface HeraldSystemEvents {
   'presence:leave': PresenceData;
 }
 
-/** Names of the system events (they never carry an id). */
+/** Names of the system events. `reset` and presence events carry ids (they are replayed like
+ * published events); `connected` carries the stream's resume position; `heartbeat` and
+ * `disconnected` carry none. */
 export const SYSTEM_EVENTS: readonly (keyof HeraldSystemEvents)[] = [
   'connected',
   'heartbeat',

@@ -181,7 +181,7 @@ describe('HeraldClient: events', () => {
 });
 
 describe('HeraldClient: lastEventId', () => {
-  it('tracks ids of published events; system events have no id', () => {
+  it('tracks ids of published events and resets; heartbeats and connected have none', () => {
     const c = make();
     const ids: (string | undefined)[] = [];
     c.on('*', (_d, ev) => ids.push(ev.id));
@@ -192,9 +192,9 @@ describe('HeraldClient: lastEventId', () => {
     es().emit('orders', { a: 1 }, 'ep-1');
     es().emit('heartbeat', { ts: 1 }); // EventSource still reports lastEventId 'ep-1' here
     es().emit('orders', { a: 2 }, 'ep-2');
-    es().emit('reset', { reason: 'history_gap' });
-    expect(ids).toEqual([undefined, 'ep-1', undefined, 'ep-2', undefined]);
-    expect(c.lastEventId).toBe('ep-2');
+    es().emit('reset', { reason: 'history_gap' }, 'ep-9'); // the hub's reset carries the head id
+    expect(ids).toEqual([undefined, 'ep-1', undefined, 'ep-2', 'ep-9']);
+    expect(c.lastEventId).toBe('ep-9');
   });
 
   it('passes lastEventId on every reconnect', () => {

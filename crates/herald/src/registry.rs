@@ -162,11 +162,7 @@ impl Registry {
             });
         }
         if let (Some(max), Some(ip)) = (self.limits.max_connections_per_ip, conn.peer_ip) {
-            let held = ix.by_ip.entry(ip).or_default();
-            if *held >= max {
-                if *held == 0 {
-                    ix.by_ip.remove(&ip);
-                }
+            if ix.by_ip.get(&ip).copied().unwrap_or(0) >= max {
                 drop(ix);
                 self.metrics.rejected(RejectReason::MaxConnectionsPerIp);
                 return Err(Error::IpConnectionLimit { max });
@@ -187,6 +183,9 @@ impl Registry {
                 .push(conn.clone());
         } else {
             ix.anonymous += 1;
+        }
+        if let (Some(_), Some(ip)) = (self.limits.max_connections_per_ip, conn.peer_ip) {
+            *ix.by_ip.entry(ip).or_default() += 1;
         }
         let mut changes = Vec::new();
         for channel in conn.channels.iter() {

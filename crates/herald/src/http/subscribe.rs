@@ -45,7 +45,12 @@ pub(crate) fn parse_query(query: Option<&str>) -> Result<SubscribeQuery, ApiErro
             "lastEventId" => q.last_event_id = Some(last_event_id(&value)?),
             "token" => q.token = Some(value.into_owned()),
             "channels" | "channel" => {
-                for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                // Spaces around names are forgiven; any other character is judged by the name.
+                for name in value
+                    .split(',')
+                    .map(|s| s.trim_matches(' '))
+                    .filter(|s| !s.is_empty())
+                {
                     q.channels.push(ChannelName::new(name)?);
                 }
             }

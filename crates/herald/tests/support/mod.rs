@@ -193,7 +193,10 @@ impl Drop for TestServer {
 
 pub async fn read_json(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();
-    let text = response.text().await.unwrap();
+    let text = tokio::time::timeout(WAIT, response.text())
+        .await
+        .unwrap_or_else(|_| panic!("a {status} answer did not finish within {WAIT:?}"))
+        .unwrap();
     let value = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("answer is not JSON ({e}): {text:?}"));
     (status, value)
