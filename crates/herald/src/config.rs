@@ -223,6 +223,10 @@ pub struct HttpConfig {
     pub anonymous_channels: Vec<ChannelPattern>,
     /// What to do when a token expires mid-stream.
     pub token_expiry: TokenExpiry,
+    /// Proxies whose `X-Forwarded-For` is believed: for requests from these addresses, the
+    /// client address (for per-IP limits) is the last forwarded address that is not itself a
+    /// trusted proxy. Empty by default: the peer address is the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Longest time a client may take to send a request body ([`DEFAULT_BODY_READ_TIMEOUT`]);
     /// slower gets `408`.
     pub body_read_timeout: Duration,
@@ -257,6 +261,7 @@ impl Default for HttpConfig {
             allow_anonymous: false,
             anonymous_channels: Vec::new(),
             token_expiry: TokenExpiry::Close,
+            trusted_proxies: Vec::new(),
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             connect_rate_per_ip: None,
             publish_rate_per_key: None,
@@ -277,6 +282,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// How long graceful shutdown waits for connections ([`DEFAULT_SHUTDOWN_TIMEOUT`]).
     pub shutdown_timeout: Duration,
+    /// Bind with `SO_REUSEPORT`, so that several processes share the port.
+    pub reuse_port: bool,
     /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this certificate chain and key (PEM files).
     pub tls: Option<TlsFiles>,
     /// Longest time a client may take to send its request headers ([`DEFAULT_HEADER_READ_TIMEOUT`]).
@@ -298,6 +305,7 @@ impl Default for Config {
             // The constant is a valid address literal.
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            reuse_port: false,
             tls: None,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_header_size: DEFAULT_MAX_HEADER_SIZE,

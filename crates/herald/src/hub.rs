@@ -757,8 +757,11 @@ async fn presence_loop(
             payload: Payload::text(data.to_string()),
             targets: Targets::one(Target::Channel(change.channel)),
         };
-        if let Err(e) = hub.engine.publish(publication).await {
-            tracing::warn!(error = %e, "could not publish a presence event");
+        match hub.engine.publish(publication).await {
+            Ok(_) => {
+                hub.metrics.events_published.inc();
+            }
+            Err(e) => tracing::warn!(error = %e, "could not publish a presence event"),
         }
     }
 }

@@ -77,6 +77,30 @@ impl ServerOptions {
     }
 }
 
+/// Most connections waiting in the kernel to be accepted. The default of 128 drops connections
+/// (and costs clients a second each to retry) when thousands of clients come back at once.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listener for `config.listen` with a deep accept backlog, `SO_REUSEADDR`, and
+/// `SO_REUSEPORT` when `config.reuse_port` is set.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub fn bind(config: &Config) -> io::Result<TcpListener> {
+    let socket = if config.listen.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    if config.reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(config.listen)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Builds a TLS acceptor that offers HTTP/2 and HTTP/1.1 (ALPN).
 ///
 /// # Errors

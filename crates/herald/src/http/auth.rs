@@ -272,7 +272,48 @@ pub(crate) fn subscriber_identity(
     }
 }
 
-/// The client's address as the server saw it.
-pub(crate) fn peer_ip(request_ext: Option<&ConnectInfo<SocketAddr>>) -> Option<IpAddr> {
-    request_ext.map(|ConnectInfo(addr)| addr.ip())
+/// The client's address: the peer's, or, when the peer is a trusted proxy, the last address in
+/// `X-Forwarded-For` that is not a trusted proxy itself (addresses further left were written by
+/// the client and cannot be believed).
+pub(crate) fn client_ip(
+    peer: Option<&ConnectInfo<SocketAddr>>,
+    headers: &HeaderMap,
+    trusted: &[IpAddr],
+) -> Option<IpAddr> {
+    let peer = peer.map(|ConnectInfo(addr)| addr.ip())?;
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !trusted.contains(ip))
+            .unwrap_or(peer),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let peer = |ip: IpAddr| Some(ConnectInfo(SocketAddr::new(ip, 1234)));
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.7".parse().unwrap());
+        let ip = |p: IpAddr, trusted: &[IpAddr]| client_ip(peer(p).as_ref(), &headers, trusted);
+        assert_eq!(ip(proxy, &[proxy]), Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(ip(proxy, &[]), Some(proxy));
+        let stranger: IpAddr = "198.51.100.2".parse().unwrap();
+        assert_eq!(ip(stranger, &[proxy]), Some(stranger));
+    }
 }

@@ -1,4 +1,4 @@
-//! `GET /sse-test`: a test console for trying Herald in a browser, embedded in the binary (plain
+//! Static documents: `GET /sse-test`, a test console for trying Herald in a browser, embedded in the binary (plain
 //! HTML and JavaScript, no build step). It connects, shows the live event log, publishes, and
 //! watches stats, all through the public API.
 
@@ -18,4 +18,12 @@ pub async fn page() -> Response {
         PAGE,
     )
         .into_response()
+}
+
+/// The OpenAPI description of the HTTP API, compiled into the binary.
+const OPENAPI: &str = include_str!("../../assets/openapi.json");
+
+/// `GET /api/openapi.json`: the OpenAPI 3.1 description of this API (kept true by a test).
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }

@@ -9,7 +9,7 @@
 //! | `GET /api/sse/stats`, `POST /api/sse/disconnect`, `POST /api/sse/disconnect-all` | [`admin`] |
 //! | `GET /api/sse/presence?channel=`, `GET /api/sse/presence/users/{id}` | [`admin`] |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | [`admin`] |
-//! | `GET /sse-test` | [`console`]: the browser test console |
+//! | `GET /sse-test`, `GET /api/openapi.json` | [`console`]: the browser test console, the OpenAPI description |
 
 pub mod admin;
 mod auth;
@@ -113,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin)
         .merge(sse_root)
         .route("/sse-test", get(console::page))
+        .route("/api/openapi.json", get(console::openapi))
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .fallback(not_found)

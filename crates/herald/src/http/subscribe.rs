@@ -83,7 +83,11 @@ pub async fn subscribe(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let peer_ip = super::auth::peer_ip(peer.as_ref().map(|Extension(c)| c));
+    let peer_ip = super::auth::client_ip(
+        peer.as_ref().map(|Extension(c)| c),
+        &headers,
+        &state.config.trusted_proxies,
+    );
     if let Some(ip) = peer_ip {
         state.limits.check_connect(ip)?;
     }

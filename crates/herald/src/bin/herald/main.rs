@@ -60,8 +60,7 @@ async fn serve(args: settings::ServeArgs) -> anyhow::Result<()> {
     } else {
         "http"
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = herald::server::bind(&config)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let hub = match &config.data_dir {

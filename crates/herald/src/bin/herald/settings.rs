@@ -126,6 +126,14 @@ pub(crate) struct ServeArgs {
     /// Publish requests per second per publisher key, e.g. `1000/s`. [default: unlimited]
     #[arg(long, env = "HERALD_PUBLISH_RATE_PER_KEY")]
     publish_rate_per_key: Option<Rate>,
+    /// Proxies (IP addresses, comma-separated) whose X-Forwarded-For header gives the client
+    /// address for per-IP limits. [default: none]
+    #[arg(long, env = "HERALD_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Option<Vec<std::net::IpAddr>>,
+    /// Let several herald processes listen on the same port (SO_REUSEPORT); the kernel spreads
+    /// connections over them. [default: false]
+    #[arg(long, env = "HERALD_REUSE_PORT")]
+    reuse_port: bool,
     /// Most open connections per client IP. [default: unlimited]
     #[arg(long, env = "SSE_MAX_CONNECTIONS_PER_IP")]
     max_connections_per_ip: Option<usize>,
@@ -243,6 +251,8 @@ struct FileSettings {
     connect_rate_per_ip: Option<String>,
     publish_rate_per_key: Option<String>,
     max_connections_per_ip: Option<usize>,
+    trusted_proxies: Option<Vec<std::net::IpAddr>>,
+    reuse_port: Option<bool>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     header_read_timeout: Option<DurationValue>,
@@ -492,6 +502,11 @@ pub(crate) fn load(args: ServeArgs) -> anyhow::Result<(Config, LogFormat)> {
             .transpose()?,
     };
     c.hub.max_connections_per_ip = args.max_connections_per_ip.or(file.max_connections_per_ip);
+    c.http.trusted_proxies = args
+        .trusted_proxies
+        .or(file.trusted_proxies)
+        .unwrap_or_default();
+    c.reuse_port = args.reuse_port || file.reuse_port.unwrap_or(false);
     c.tls = match (
         args.tls_cert.or(file.tls_cert),
         args.tls_key.or(file.tls_key),
