@@ -154,6 +154,10 @@ impl Delivery for LocalDelivery {
         self.registry.deliver(id.seq, frame, targets)
     }
 
+    fn is_overloaded(&self) -> bool {
+        self.registry.is_overloaded()
+    }
+
     fn apply(&self, command: &Command) -> usize {
         match command {
             Command::Disconnect {
@@ -260,6 +264,14 @@ impl Hub {
         inner
             .tasks
             .spawn(sweep_loop(Arc::downgrade(&inner), inner.cancel.clone()));
+        for shard in 0..inner.registry.shard_count() {
+            inner.tasks.spawn(
+                inner
+                    .registry
+                    .clone()
+                    .run_shard(shard, inner.cancel.clone()),
+            );
+        }
         inner.tasks.spawn(expiry_loop(
             Arc::downgrade(&inner),
             expiry_rx,
@@ -312,10 +324,9 @@ impl Hub {
             peer_ip: request.peer_ip,
         });
         let resume_from = request.last_event_id.filter(|s| !s.is_empty());
-        if resume_from.is_some() {
-            // Live events wait until the replay is queued; see `Outbox::release`.
-            conn.outbox.hold();
-        }
+        // Live events wait until the stream's start position is known (and, for a resume, the
+        // replay is queued); see `Outbox::release`.
+        conn.outbox.hold();
         inner.registry.register(conn.clone())?;
         if let Some(at) = request.expires_at {
             let delay = at.duration_since(now).unwrap_or(Duration::ZERO);
@@ -331,11 +342,13 @@ impl Hub {
         let mut stream = EventStream::new(conn.clone(), inner.registry.clone());
         let connected_id = match resume_from {
             None => {
-                // A fresh client starts at the current head, read after registering: an event
-                // published in between is delivered, never skipped. Its `connected` event
-                // carries that id, so even a client that has received nothing yet resumes from
-                // the right place after a blip.
-                Some(inner.engine.head().await?)
+                // A fresh client starts at the current head, read after registering: every
+                // later event reaches it live, and earlier ones still being fanned out are
+                // dropped. Its `connected` event carries that id, so even a client that has
+                // received nothing yet resumes from the right place after a blip.
+                let head = inner.engine.head().await?;
+                conn.outbox.release([], head.seq);
+                Some(head)
             }
             Some(text) => {
                 let filter = ReplayFilter {

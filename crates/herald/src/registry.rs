@@ -1,10 +1,17 @@
 //! The live connections of this node, indexed by id, by user and by channel, and the fan-out of
 //! an encoded frame to the connections a [`Targets`] selects.
 //!
-//! One `RwLock` guards the three indices. Fan-out takes the read lock and only pushes into
-//! outboxes (never waits on a client), so several publishes and heartbeats can fan out at once;
-//! registering and removing take the write lock briefly. Connections found full during a fan-out
-//! are evicted after the read lock is released.
+//! Connections are spread over shards (one per core by default), each with its own indices
+//! under its own `RwLock` and its own fan-out task. Publishing only counts the targeted
+//! connections and appends the event to every shard's queue, so it returns in microseconds
+//! whatever the audience; the shards' tasks then push the shared frame into their connections'
+//! outboxes in parallel, in queue order (so every connection sees events in id order). Fan-out
+//! never waits on a client: a connection whose outbox is full is evicted.
+//!
+//! A small global mutex keeps what must be counted across shards: the limits (total, per user,
+//! per IP) and the per-channel presence counts. Register takes it, then the shard's write lock;
+//! remove takes the shard's, then the global one; nothing takes them the other way round while
+//! holding both.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -12,8 +19,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use tokio::sync::mpsc;
@@ -57,17 +67,46 @@ pub(crate) struct Connection {
     pub(crate) peer_ip: Option<IpAddr>,
 }
 
+/// The indices of one shard.
 #[derive(Debug, Default)]
 struct Indices {
     by_id: HashMap<ConnectionId, Arc<Connection>>,
     by_user: HashMap<UserId, Vec<Arc<Connection>>>,
     by_channel: HashMap<ChannelName, HashMap<ConnectionId, Arc<Connection>>>,
+}
+
+/// Counts kept across shards.
+#[derive(Debug, Default)]
+struct Global {
+    connections: usize,
     anonymous: usize,
+    by_user: HashMap<UserId, usize>,
     /// Connections per client address (only when a per-address limit is set).
     by_ip: HashMap<IpAddr, usize>,
     /// For channels with presence events: how many connections each user has in it.
     presence: HashMap<ChannelName, HashMap<UserId, usize>>,
 }
+
+/// An event waiting for a shard's fan-out.
+#[derive(Debug)]
+struct Dispatch {
+    seq: u64,
+    frame: Bytes,
+    targets: Arc<Targets>,
+    /// Everyone gets it (a broadcast, or a fallback that fired).
+    everyone: bool,
+}
+
+/// One shard: its connections and its queue of events to fan out.
+#[derive(Debug, Default)]
+struct Shard {
+    indices: RwLock<Indices>,
+    queue: Mutex<VecDeque<Dispatch>>,
+    queued: Notify,
+}
+
+/// Most events waiting in one shard's queue; beyond, publishing answers "overloaded".
+const MAX_QUEUED_EVENTS: usize = 65_536;
 
 /// A user's first connection to a presence channel opened, or their last one closed.
 #[derive(Debug, Clone)]
@@ -101,7 +140,8 @@ pub struct RegistryCounts {
 
 #[derive(Debug)]
 pub(crate) struct Registry {
-    indices: RwLock<Indices>,
+    global: Mutex<Global>,
+    shards: Box<[Shard]>,
     limits: Limits,
     closing: AtomicBool,
     metrics: Arc<Metrics>,
@@ -112,9 +152,16 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
+    /// A registry with one shard per available core.
     pub(crate) fn new(limits: Limits, metrics: Arc<Metrics>) -> Self {
+        let shards = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
+        Self::with_shards(limits, metrics, shards)
+    }
+
+    pub(crate) fn with_shards(limits: Limits, metrics: Arc<Metrics>, shards: usize) -> Self {
         Registry {
-            indices: RwLock::new(Indices::default()),
+            global: Mutex::new(Global::default()),
+            shards: (0..shards.max(1)).map(|_| Shard::default()).collect(),
             limits,
             closing: AtomicBool::new(false),
             metrics,
@@ -132,6 +179,15 @@ impl Registry {
         self.presence_channels = patterns;
         self.presence_tx = Some(tx);
         self
+    }
+
+    /// How many fan-out shards there are (the hub runs one [`Registry::run_shard`] task each).
+    pub(crate) fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn shard(&self, id: ConnectionId) -> &Shard {
+        &self.shards[id.shard_index(self.shards.len())]
     }
 
     fn has_presence_events(&self, channel: &ChannelName) -> bool {
@@ -153,48 +209,43 @@ impl Registry {
             self.metrics.rejected(RejectReason::ShuttingDown);
             return Err(Error::ShuttingDown);
         }
-        let mut ix = self.indices.write();
-        if ix.by_id.len() >= self.limits.max_connections {
-            drop(ix);
+        let mut global = self.global.lock();
+        if global.connections >= self.limits.max_connections {
+            drop(global);
             self.metrics.rejected(RejectReason::MaxConnections);
             return Err(Error::TooManyConnections {
                 max: self.limits.max_connections,
             });
         }
         if let (Some(max), Some(ip)) = (self.limits.max_connections_per_ip, conn.peer_ip) {
-            if ix.by_ip.get(&ip).copied().unwrap_or(0) >= max {
-                drop(ix);
+            if global.by_ip.get(&ip).copied().unwrap_or(0) >= max {
+                drop(global);
                 self.metrics.rejected(RejectReason::MaxConnectionsPerIp);
                 return Err(Error::IpConnectionLimit { max });
             }
         }
-        if let Some(user) = &conn.user {
-            let held = ix.by_user.get(user).map_or(0, Vec::len);
-            if held >= self.limits.max_connections_per_user {
-                drop(ix);
-                self.metrics.rejected(RejectReason::MaxConnectionsPerUser);
-                return Err(Error::UserConnectionLimit {
-                    max: self.limits.max_connections_per_user,
-                });
+        match &conn.user {
+            Some(user) => {
+                let held = global.by_user.get(user).copied().unwrap_or(0);
+                if held >= self.limits.max_connections_per_user {
+                    drop(global);
+                    self.metrics.rejected(RejectReason::MaxConnectionsPerUser);
+                    return Err(Error::UserConnectionLimit {
+                        max: self.limits.max_connections_per_user,
+                    });
+                }
+                *global.by_user.entry(user.clone()).or_default() += 1;
             }
-            ix.by_user
-                .entry(user.clone())
-                .or_default()
-                .push(conn.clone());
-        } else {
-            ix.anonymous += 1;
+            None => global.anonymous += 1,
         }
         if let (Some(_), Some(ip)) = (self.limits.max_connections_per_ip, conn.peer_ip) {
-            *ix.by_ip.entry(ip).or_default() += 1;
+            *global.by_ip.entry(ip).or_default() += 1;
         }
+        global.connections += 1;
         let mut changes = Vec::new();
-        for channel in conn.channels.iter() {
-            ix.by_channel
-                .entry(channel.clone())
-                .or_default()
-                .insert(conn.id, conn.clone());
-            if let (Some(user), true) = (&conn.user, self.has_presence_events(channel)) {
-                let count = ix
+        if let Some(user) = &conn.user {
+            for channel in conn.channels.iter().filter(|c| self.has_presence_events(c)) {
+                let count = global
                     .presence
                     .entry(channel.clone())
                     .or_default()
@@ -211,9 +262,27 @@ impl Registry {
                 }
             }
         }
-        ix.by_id.insert(conn.id, conn);
-        self.update_gauges(&ix);
-        drop(ix);
+        // Insert into the shard while still holding the global lock, so that a concurrent
+        // remove of the same connection (impossible before this returns, but cheap to rule out)
+        // and the counts never disagree.
+        {
+            let mut ix = self.shard(conn.id).indices.write();
+            if let Some(user) = &conn.user {
+                ix.by_user
+                    .entry(user.clone())
+                    .or_default()
+                    .push(conn.clone());
+            }
+            for channel in conn.channels.iter() {
+                ix.by_channel
+                    .entry(channel.clone())
+                    .or_default()
+                    .insert(conn.id, conn.clone());
+            }
+            ix.by_id.insert(conn.id, conn);
+        }
+        self.update_gauges(&global);
+        drop(global);
         self.emit(changes);
         Ok(())
     }
@@ -225,10 +294,11 @@ impl Registry {
         id: ConnectionId,
         reason: DisconnectReason,
     ) -> Option<Arc<Connection>> {
-        let mut ix = self.indices.write();
-        let conn = ix.by_id.remove(&id)?;
-        match &conn.user {
-            Some(user) => {
+        let mut global = self.global.lock();
+        let conn = {
+            let mut ix = self.shard(id).indices.write();
+            let conn = ix.by_id.remove(&id)?;
+            if let Some(user) = &conn.user {
                 if let Some(list) = ix.by_user.get_mut(user) {
                     list.retain(|c| c.id != id);
                     if list.is_empty() {
@@ -236,55 +306,69 @@ impl Registry {
                     }
                 }
             }
-            None => ix.anonymous -= 1,
+            for channel in conn.channels.iter() {
+                if let Some(members) = ix.by_channel.get_mut(channel) {
+                    members.remove(&id);
+                    if members.is_empty() {
+                        ix.by_channel.remove(channel);
+                    }
+                }
+            }
+            conn
+        };
+        global.connections -= 1;
+        match &conn.user {
+            Some(user) => {
+                if let Some(n) = global.by_user.get_mut(user) {
+                    *n -= 1;
+                    if *n == 0 {
+                        global.by_user.remove(user);
+                    }
+                }
+            }
+            None => global.anonymous -= 1,
         }
         if let Some(ip) = conn.peer_ip {
-            if let Some(n) = ix.by_ip.get_mut(&ip) {
+            if let Some(n) = global.by_ip.get_mut(&ip) {
                 *n -= 1;
                 if *n == 0 {
-                    ix.by_ip.remove(&ip);
+                    global.by_ip.remove(&ip);
                 }
             }
         }
         let mut changes = Vec::new();
-        for channel in conn.channels.iter() {
-            if let Some(members) = ix.by_channel.get_mut(channel) {
-                members.remove(&id);
-                if members.is_empty() {
-                    ix.by_channel.remove(channel);
+        if let Some(user) = &conn.user {
+            for channel in conn.channels.iter() {
+                let Some(users) = global.presence.get_mut(channel) else {
+                    continue;
+                };
+                if let Some(count) = users.get_mut(user) {
+                    *count -= 1;
+                    if *count == 0 {
+                        users.remove(user);
+                        changes.push(PresenceChange {
+                            joined: false,
+                            channel: channel.clone(),
+                            user: user.clone(),
+                            username: conn.username.clone(),
+                        });
+                    }
                 }
-            }
-            let Some(user) = &conn.user else { continue };
-            let Some(users) = ix.presence.get_mut(channel) else {
-                continue;
-            };
-            if let Some(count) = users.get_mut(user) {
-                *count -= 1;
-                if *count == 0 {
-                    users.remove(user);
-                    changes.push(PresenceChange {
-                        joined: false,
-                        channel: channel.clone(),
-                        user: user.clone(),
-                        username: conn.username.clone(),
-                    });
+                if users.is_empty() {
+                    global.presence.remove(channel);
                 }
-            }
-            if users.is_empty() {
-                ix.presence.remove(channel);
             }
         }
-        self.update_gauges(&ix);
-        drop(ix);
+        self.update_gauges(&global);
+        drop(global);
         self.metrics.disconnected(reason);
         self.emit(changes);
         Some(conn)
     }
 
-    fn update_gauges(&self, ix: &Indices) {
-        self.metrics.connections.set(ix.by_id.len() as i64);
-        self.metrics.users.set(ix.by_user.len() as i64);
-        self.metrics.channels.set(ix.by_channel.len() as i64);
+    fn update_gauges(&self, global: &Global) {
+        self.metrics.connections.set(global.connections as i64);
+        self.metrics.users.set(global.by_user.len() as i64);
     }
 
     /// Removes a connection and ends its stream after `last` (a `disconnected` frame).
@@ -317,51 +401,115 @@ impl Registry {
         }
     }
 
-    /// Queues `frame` (the event with sequence number `seq`) to every connection `targets`
-    /// selects, each at most once.
+    /// True when a shard's fan-out queue is so long that publishing should pause.
+    pub(crate) fn is_overloaded(&self) -> bool {
+        self.shards
+            .iter()
+            .any(|s| s.queue.lock().len() >= MAX_QUEUED_EVENTS)
+    }
+
+    /// Counts the connections `targets` selects (each once) and queues the event (encoded as
+    /// `frame`, sequence `seq`) for every shard's fan-out. Returns at once; the shards' tasks
+    /// do the pushing. Callers queue events in id order.
     pub(crate) fn deliver(&self, seq: u64, frame: &Bytes, targets: &Targets) -> DeliveryReport {
-        let mut slow = Vec::new();
-        let mut report = DeliveryReport::default();
-        {
-            let ix = self.indices.read();
-            let mut push = |conn: &Arc<Connection>| match conn.outbox.push_event(seq, frame.clone())
-            {
-                Ok(()) => report.delivered += 1,
-                Err(PushError::Full) => slow.push(conn.clone()),
-                Err(PushError::Closed) => {}
-            };
-            if targets.is_broadcast() {
-                ix.by_id.values().for_each(&mut push);
+        let everyone_targeted = targets.is_broadcast();
+        let matched: usize = if everyone_targeted {
+            self.global.lock().connections
+        } else {
+            self.shards
+                .iter()
+                .map(|s| visit_targets(&s.indices.read(), targets.list(), &mut |_| {}))
+                .sum()
+        };
+        let fell_back =
+            !everyone_targeted && matched == 0 && targets.fallback() == Fallback::Broadcast;
+        let report = DeliveryReport {
+            delivered: if fell_back {
+                self.global.lock().connections
             } else {
-                let matched = visit_targets(&ix, targets.list(), &mut push);
-                if matched == 0 && targets.fallback() == Fallback::Broadcast {
-                    ix.by_id.values().for_each(&mut push);
-                    report.fell_back = true;
+                matched
+            },
+            fell_back,
+        };
+        if report.delivered == 0 {
+            return report;
+        }
+        let targets = Arc::new(targets.clone());
+        for shard in self.shards.iter() {
+            shard.queue.lock().push_back(Dispatch {
+                seq,
+                frame: frame.clone(),
+                targets: targets.clone(),
+                everyone: everyone_targeted || fell_back,
+            });
+            shard.queued.notify_one();
+        }
+        report
+    }
+
+    /// The fan-out task of shard `index`: pushes queued events into its connections' outboxes,
+    /// in queue order, until `cancel`.
+    pub(crate) async fn run_shard(self: Arc<Self>, index: usize, cancel: CancellationToken) {
+        loop {
+            let shard = &self.shards[index];
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = shard.queued.notified() => {}
+            }
+            self.fan_out(index);
+        }
+    }
+
+    /// Pushes everything queued in shard `index` (also used directly by tests).
+    pub(crate) fn fan_out(&self, index: usize) {
+        let shard = &self.shards[index];
+        loop {
+            let batch = std::mem::take(&mut *shard.queue.lock());
+            if batch.is_empty() {
+                return;
+            }
+            let mut slow = Vec::new();
+            let mut pushed = 0u64;
+            {
+                let ix = shard.indices.read();
+                for d in &batch {
+                    let mut push = |conn: &Arc<Connection>| match conn
+                        .outbox
+                        .push_event(d.seq, d.frame.clone())
+                    {
+                        Ok(true) => pushed += 1,
+                        Ok(false) | Err(PushError::Closed) => {}
+                        Err(PushError::Full) => slow.push(conn.clone()),
+                    };
+                    if d.everyone {
+                        ix.by_id.values().for_each(&mut push);
+                    } else {
+                        visit_targets(&ix, d.targets.list(), &mut push);
+                    }
                 }
             }
+            for conn in &slow {
+                self.evict(conn);
+            }
+            self.metrics.events_delivered.inc_by(pushed);
         }
-        for conn in &slow {
-            self.evict(conn);
-        }
-        self.metrics
-            .events_delivered
-            .inc_by(report.delivered as u64);
-        report
     }
 
     /// Queues `frame` to every connection (heartbeats). Full outboxes are evicted.
     pub(crate) fn push_all(&self, frame: &Bytes) {
-        let mut slow = Vec::new();
-        {
-            let ix = self.indices.read();
-            for conn in ix.by_id.values() {
-                if conn.outbox.push(frame.clone()) == Err(PushError::Full) {
-                    slow.push(conn.clone());
+        for shard in self.shards.iter() {
+            let mut slow = Vec::new();
+            {
+                let ix = shard.indices.read();
+                for conn in ix.by_id.values() {
+                    if conn.outbox.push(frame.clone()) == Err(PushError::Full) {
+                        slow.push(conn.clone());
+                    }
                 }
             }
-        }
-        for conn in &slow {
-            self.evict(conn);
+            for conn in &slow {
+                self.evict(conn);
+            }
         }
     }
 
@@ -371,19 +519,23 @@ impl Registry {
         users: &[UserId],
         connections: &[ConnectionId],
     ) -> Vec<ConnectionId> {
-        let ix = self.indices.read();
-        let mut ids: Vec<ConnectionId> = users
-            .iter()
-            .filter_map(|u| ix.by_user.get(u))
-            .flatten()
-            .map(|c| c.id)
-            .chain(
+        let mut ids = Vec::new();
+        for shard in self.shards.iter() {
+            let ix = shard.indices.read();
+            ids.extend(
+                users
+                    .iter()
+                    .filter_map(|u| ix.by_user.get(u))
+                    .flatten()
+                    .map(|c| c.id),
+            );
+            ids.extend(
                 connections
                     .iter()
                     .copied()
                     .filter(|id| ix.by_id.contains_key(id)),
-            )
-            .collect();
+            );
+        }
         ids.sort_unstable();
         ids.dedup();
         ids
@@ -391,7 +543,10 @@ impl Registry {
 
     /// Every connection id.
     pub(crate) fn all_ids(&self) -> Vec<ConnectionId> {
-        self.indices.read().by_id.keys().copied().collect()
+        self.shards
+            .iter()
+            .flat_map(|s| s.indices.read().by_id.keys().copied().collect::<Vec<_>>())
+            .collect()
     }
 
     /// Connections whose outbox is already closed (stale) and, when `timeout` is set, those
@@ -401,14 +556,16 @@ impl Registry {
         now: Instant,
         timeout: Option<Duration>,
     ) -> (Vec<ConnectionId>, Vec<ConnectionId>) {
-        let ix = self.indices.read();
         let mut stale = Vec::new();
         let mut expired = Vec::new();
-        for conn in ix.by_id.values() {
-            if conn.outbox.is_closed() {
-                stale.push(conn.id);
-            } else if timeout.is_some_and(|t| now.duration_since(conn.opened_at) >= t) {
-                expired.push(conn.id);
+        for shard in self.shards.iter() {
+            let ix = shard.indices.read();
+            for conn in ix.by_id.values() {
+                if conn.outbox.is_closed() {
+                    stale.push(conn.id);
+                } else if timeout.is_some_and(|t| now.duration_since(conn.opened_at) >= t) {
+                    expired.push(conn.id);
+                }
             }
         }
         (stale, expired)
@@ -424,49 +581,54 @@ impl Registry {
     }
 
     pub(crate) fn counts(&self) -> RegistryCounts {
-        let ix = self.indices.read();
+        let mut channels: HashMap<String, usize> = HashMap::new();
+        for shard in self.shards.iter() {
+            for (name, members) in &shard.indices.read().by_channel {
+                *channels.entry(name.as_str().to_owned()).or_default() += members.len();
+            }
+        }
+        self.metrics.channels.set(channels.len() as i64);
+        let global = self.global.lock();
         RegistryCounts {
-            connections: ix.by_id.len(),
-            users: ix.by_user.len(),
-            anonymous_connections: ix.anonymous,
-            channels: ix
-                .by_channel
-                .iter()
-                .map(|(name, members)| (name.as_str().to_owned(), members.len()))
-                .collect(),
+            connections: global.connections,
+            users: global.by_user.len(),
+            anonymous_connections: global.anonymous,
+            channels,
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.indices.read().by_id.len()
+        self.global.lock().connections
     }
 
     /// The users connected to `channel`, with their connection counts, and how many anonymous
     /// connections it has.
     pub(crate) fn channel_presence(&self, channel: &ChannelName) -> (Vec<UserPresence>, usize) {
-        let ix = self.indices.read();
-        let mut users: HashMap<&UserId, UserPresence> = HashMap::new();
+        let mut users: HashMap<UserId, UserPresence> = HashMap::new();
         let mut anonymous = 0;
-        for conn in ix
-            .by_channel
-            .get(channel)
-            .into_iter()
-            .flat_map(HashMap::values)
-        {
-            let Some(user) = &conn.user else {
-                anonymous += 1;
-                continue;
-            };
-            let p = users.entry(user).or_insert_with(|| UserPresence {
-                user: user.clone(),
-                username: None,
-                connections: 0,
-                first_connected_at: conn.opened_at_wall,
-            });
-            p.connections += 1;
-            p.first_connected_at = p.first_connected_at.min(conn.opened_at_wall);
-            if p.username.is_none() {
-                p.username = conn.username.clone();
+        for shard in self.shards.iter() {
+            let ix = shard.indices.read();
+            for conn in ix
+                .by_channel
+                .get(channel)
+                .into_iter()
+                .flat_map(HashMap::values)
+            {
+                let Some(user) = &conn.user else {
+                    anonymous += 1;
+                    continue;
+                };
+                let p = users.entry(user.clone()).or_insert_with(|| UserPresence {
+                    user: user.clone(),
+                    username: None,
+                    connections: 0,
+                    first_connected_at: conn.opened_at_wall,
+                });
+                p.connections += 1;
+                p.first_connected_at = p.first_connected_at.min(conn.opened_at_wall);
+                if p.username.is_none() {
+                    p.username = conn.username.clone();
+                }
             }
         }
         let mut list: Vec<UserPresence> = users.into_values().collect();
@@ -480,19 +642,22 @@ impl Registry {
 
     /// The connections of `user`, oldest first.
     pub(crate) fn user_connections(&self, user: &UserId) -> Vec<ConnectionInfo> {
-        let ix = self.indices.read();
-        let mut list: Vec<ConnectionInfo> = ix
-            .by_user
-            .get(user)
-            .into_iter()
-            .flatten()
-            .map(|c| ConnectionInfo {
-                id: c.id,
-                username: c.username.clone(),
-                channels: c.channels.clone(),
-                connected_at: c.opened_at_wall,
-            })
-            .collect();
+        let mut list: Vec<ConnectionInfo> = Vec::new();
+        for shard in self.shards.iter() {
+            let ix = shard.indices.read();
+            list.extend(
+                ix.by_user
+                    .get(user)
+                    .into_iter()
+                    .flatten()
+                    .map(|c| ConnectionInfo {
+                        id: c.id,
+                        username: c.username.clone(),
+                        channels: c.channels.clone(),
+                        connected_at: c.opened_at_wall,
+                    }),
+            );
+        }
         list.sort_by_key(|c| c.connected_at);
         list
     }
@@ -577,14 +742,22 @@ mod tests {
     use crate::sse::outbox::Drained;
 
     fn registry(max: usize, per_user: usize) -> Registry {
-        Registry::new(
+        Registry::with_shards(
             Limits {
                 max_connections: max,
                 max_connections_per_user: per_user,
                 max_connections_per_ip: None,
             },
             Arc::new(Metrics::new()),
+            3,
         )
+    }
+
+    /// Runs every shard's fan-out now (the hub runs them as tasks).
+    fn fan_out(r: &Registry) {
+        for i in 0..r.shard_count() {
+            r.fan_out(i);
+        }
     }
 
     fn conn(user: Option<&str>, channels: &[&str]) -> Arc<Connection> {
@@ -637,8 +810,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.deliver(1, &frame, &t).delivered, 3);
+        fan_out(&r);
         assert_eq!([&a1, &a2, &b, &anon].map(|c| received(c)), [1, 1, 1, 0]);
         assert_eq!(r.deliver(2, &frame, &Targets::broadcast()).delivered, 4);
+        fan_out(&r);
+        assert_eq!([&a1, &a2, &b, &anon].map(|c| received(c)), [1, 1, 1, 1]);
     }
 
     #[test]
@@ -657,6 +833,7 @@ mod tests {
                 fell_back: true
             }
         );
+        fan_out(&r);
         assert_eq!(received(&a), 1);
     }
 
@@ -722,10 +899,12 @@ mod tests {
         let t = Targets::one(chan("news"));
         for seq in 1..=4 {
             assert_eq!(r.deliver(seq, &Bytes::from_static(b"!"), &t).delivered, 2);
+            fan_out(&r);
             assert_eq!(received(&fast), 1);
         }
         // slow's outbox (capacity 4) is now full: the next event evicts it.
-        assert_eq!(r.deliver(5, &Bytes::from_static(b"!"), &t).delivered, 1);
+        assert_eq!(r.deliver(5, &Bytes::from_static(b"!"), &t).delivered, 2);
+        fan_out(&r);
         assert_eq!(received(&fast), 1);
         assert_eq!(r.counts().connections, 1);
         assert!(slow.outbox.is_closed());

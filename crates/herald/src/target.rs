@@ -32,6 +32,12 @@ impl ConnectionId {
         rand::rng().fill_bytes(&mut bytes);
         ConnectionId(u128::from_be_bytes(bytes))
     }
+
+    /// Which of `shards` shards this connection lives in.
+    pub(crate) fn shard_index(self, shards: usize) -> usize {
+        // The low bits are as random as the rest.
+        (self.0 % shards.max(1) as u128) as usize
+    }
 }
 
 impl fmt::Display for ConnectionId {

@@ -409,10 +409,11 @@ async fn unknown_routes_and_methods_answer_json() {
 async fn stats_health_and_metrics() {
     let srv = TestServer::start().await;
     let mut a = srv.subscribe("userId=alice&channels=news").await;
-    let _anon = srv.subscribe("channels=news,sport").await;
+    let mut anon = srv.subscribe("channels=news,sport").await;
     srv.publish_ok(json!({"event": "m", "data": 1, "channels": ["news"]}))
         .await;
     a.expect("m").await;
+    anon.expect("m").await;
     let stats = srv.stats().await;
     assert_eq!(stats["connections"], 2);
     assert_eq!(stats["users"], 1);

@@ -61,6 +61,9 @@ impl Engine for MemoryEngine {
 
     async fn publish(&self, publication: Publication) -> Result<Published, EngineError> {
         let delivery = self.delivery.get().ok_or(EngineError::NotRunning)?;
+        if delivery.is_overloaded() {
+            return Err(EngineError::Overloaded);
+        }
         let mut window = self.window.lock();
         let id = window.next_id();
         let bytes = frame::encode_event(Some(&id), &publication.name, publication.payload.as_str());

@@ -78,6 +78,13 @@ pub trait Delivery: Send + Sync + fmt::Debug {
     fn deliver(&self, id: EventId, frame: &Bytes, targets: &Targets) -> DeliveryReport;
     /// Carries out `command` on local connections; returns how many it affected.
     fn apply(&self, command: &Command) -> usize;
+
+    /// True when this node cannot take more events right now (its fan-out is far behind);
+    /// engines then refuse publishes with [`EngineError::Overloaded`] instead of queueing
+    /// without bound.
+    fn is_overloaded(&self) -> bool {
+        false
+    }
 }
 
 /// Failures of an engine.
@@ -86,6 +93,9 @@ pub enum EngineError {
     /// The engine cannot reach its backend (Redis down, say): nothing was published.
     #[error("the engine is unavailable: {0}")]
     Unavailable(String),
+    /// This node's fan-out is too far behind to accept more events now; retry shortly.
+    #[error("the hub is overloaded; retry shortly")]
+    Overloaded,
     /// The engine was used before [`Engine::attach`] or after shutdown.
     #[error("the engine is not running")]
     NotRunning,

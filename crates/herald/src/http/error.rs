@@ -92,6 +92,12 @@ impl From<Error> for ApiError {
                 )
                 .with_retry_after(1)
             }
+            Error::Engine(EngineError::Overloaded) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "the hub is delivering a backlog of events; nothing was sent, retry shortly",
+            )
+            .with_retry_after(1),
             Error::Engine(EngineError::NotRunning) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "engine_unavailable",

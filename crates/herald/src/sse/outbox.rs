@@ -47,9 +47,13 @@ struct Inner {
     queued_bytes: usize,
     state: State,
     waker: Option<Waker>,
-    /// While a resuming connection replays history, live events wait here with their sequence
-    /// numbers; [`Outbox::release`] then drops the ones the replay already covered.
+    /// While a connection starts (and replays history when it resumes), live events wait here
+    /// with their sequence numbers; [`Outbox::release`] then drops the ones at or below the
+    /// stream's start position.
     held: Option<VecDeque<(u64, Bytes)>>,
+    /// The stream's start position: events with a seq at or below it were replayed or predate
+    /// the stream, and are dropped if they still arrive (fan-out runs behind publishing).
+    floor: u64,
 }
 
 /// A bounded, single-consumer queue of encoded frames.
@@ -75,6 +79,7 @@ impl Outbox {
                 state: State::Open,
                 waker: None,
                 held: None,
+                floor: 0,
             }),
             max_frames: max_frames.max(1),
             max_bytes,
@@ -108,12 +113,14 @@ impl Outbox {
         Ok(())
     }
 
-    /// Queues the frame of the published event `seq`. While the outbox is held (a resume in
-    /// progress) the frame waits with its seq; otherwise it is queued as [`push`](Self::push) does.
+    /// Queues the frame of the published event `seq`. While the outbox is held (the stream is
+    /// starting) the frame waits with its seq; an event at or below the stream's start position
+    /// is dropped; otherwise it is queued as [`push`](Self::push) does. Returns whether it was
+    /// queued (or held).
     ///
     /// # Errors
     /// As [`push`](Self::push); a held outbox is full at `max_frames` held events.
-    pub(crate) fn push_event(&self, seq: u64, frame: Bytes) -> Result<(), PushError> {
+    pub(crate) fn push_event(&self, seq: u64, frame: Bytes) -> Result<bool, PushError> {
         {
             let mut inner = self.inner.lock();
             if inner.state != State::Open {
@@ -125,10 +132,13 @@ impl Outbox {
                     return Err(PushError::Full);
                 }
                 held.push_back((seq, frame));
-                return Ok(());
+                return Ok(true);
+            }
+            if seq <= inner.floor {
+                return Ok(false);
             }
         }
-        self.push(frame)
+        self.push(frame).map(|()| true)
     }
 
     /// Starts holding live events (before a replay).
@@ -137,8 +147,9 @@ impl Outbox {
     }
 
     /// Queues replayed frames, then the held live events whose seq is above `floor` (the
-    /// others were part of the replay), and stops holding. Replayed frames are not counted
-    /// against the limits: the replay window bounds them.
+    /// others were part of the replay, or predate the stream), and stops holding; later events
+    /// at or below `floor` are dropped too. Replayed frames are not counted against the limits:
+    /// the replay window bounds them.
     pub(crate) fn release(&self, replayed: impl IntoIterator<Item = Bytes>, floor: u64) {
         let waker = {
             let mut inner = self.inner.lock();
@@ -146,6 +157,7 @@ impl Outbox {
             if inner.state != State::Open {
                 return;
             }
+            inner.floor = floor;
             for frame in replayed {
                 inner.queued_bytes += frame.len();
                 inner.frames.push_back(frame);
@@ -339,6 +351,8 @@ mod tests {
         o.push(Bytes::from_static(b"h")).unwrap();
         o.release([b"3", b"4", b"5"].map(|b| Bytes::from_static(b)), 5);
         o.push_event(7, Bytes::from_static(b"7")).unwrap();
+        // An event at or below the floor arriving late (fan-out runs behind) is dropped.
+        assert_eq!(o.push_event(4, Bytes::from_static(b"4")), Ok(false));
         match drain(&o) {
             Poll::Ready(Drained::Data(d)) => assert_eq!(&d[..], b"h34567"),
             other => panic!("{other:?}"),
