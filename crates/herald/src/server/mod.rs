@@ -1,5 +1,10 @@
 //! `serve`: accept TCP (or TLS) connections and serve the HTTP API on them until told to stop.
 //! The one place that spawns connection tasks.
+//!
+//! Plain-TCP connections whose first request opens an event stream are served by
+//! [`event_stream`] (small per-connection footprint); everything else by hyper.
+
+mod event_stream;
 
 use std::io;
 use std::net::SocketAddr;
@@ -38,6 +43,9 @@ pub struct ServerOptions {
     pub max_header_size: usize,
     /// Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this acceptor.
     pub tls: Option<TlsAcceptor>,
+    /// Serve plain-HTTP/1.1 event streams without hyper (see [`event_stream`]); on by default.
+    /// Off only to compare the two in benchmarks (`HERALD_STREAMS_VIA_HYPER=1`).
+    pub lean_event_streams: bool,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -47,6 +55,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("header_read_timeout", &self.header_read_timeout)
             .field("max_header_size", &self.max_header_size)
             .field("tls", &self.tls.is_some())
+            .field("lean_event_streams", &self.lean_event_streams)
             .finish()
     }
 }
@@ -58,6 +67,7 @@ impl Default for ServerOptions {
             header_read_timeout: crate::config::DEFAULT_HEADER_READ_TIMEOUT,
             max_header_size: crate::config::DEFAULT_MAX_HEADER_SIZE,
             tls: None,
+            lean_event_streams: true,
         }
     }
 }
@@ -73,6 +83,7 @@ impl ServerOptions {
             header_read_timeout: config.header_read_timeout,
             max_header_size: config.max_header_size,
             tls: config.tls.as_ref().map(tls_acceptor).transpose()?,
+            lean_event_streams: std::env::var_os("HERALD_STREAMS_VIA_HYPER").is_none(),
         })
     }
 }
@@ -206,8 +217,29 @@ pub async fn serve_router(
             shutdown: shutdown.clone(),
         };
         match options.tls.clone() {
-            None => {
+            None if !options.lean_event_streams => {
                 tracker.spawn(connection.run(stream));
+            }
+            None => {
+                let max_head = options.max_header_size;
+                let head_timeout = options.header_read_timeout;
+                tracker.spawn(async move {
+                    let mut stream = stream;
+                    use event_stream::FirstRequest;
+                    match event_stream::read_first_request(&mut stream, max_head, head_timeout)
+                        .await
+                    {
+                        FirstRequest::EventStream(request) => {
+                            connection.run_event_stream(stream, request).await
+                        }
+                        FirstRequest::Other(prefix) => {
+                            connection
+                                .run(event_stream::Prefixed::new(prefix, stream))
+                                .await
+                        }
+                        FirstRequest::Gone => {}
+                    }
+                });
             }
             Some(acceptor) => {
                 tracker.spawn(async move {
@@ -245,6 +277,23 @@ struct Connection {
 }
 
 impl Connection {
+    /// Serves an event-stream request without hyper (see [`event_stream`]).
+    async fn run_event_stream(
+        self,
+        stream: tokio::net::TcpStream,
+        mut request: axum::http::Request<axum::body::Body>,
+    ) {
+        let closer = CancellationToken::new();
+        let ext = request.extensions_mut();
+        ext.insert(ConnectInfo(self.peer));
+        ext.insert(TransportCloser::new(closer.clone()));
+        tokio::select! {
+            _ = event_stream::serve(stream, self.router, request) => {}
+            // The hub evicted a slow consumer: drop the socket now.
+            _ = closer.cancelled() => {}
+        }
+    }
+
     async fn run<I>(self, io: I)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,

@@ -1,0 +1,292 @@
+//! HTTP/1.1 connections that open an event stream, served without hyper.
+//!
+//! An idle SSE connection is most of what Herald holds, so its footprint decides how many fit in
+//! a GiB. hyper keeps an 8 KiB read buffer and an 8 KiB write buffer per HTTP/1.1 connection for
+//! its whole life; an event stream needs neither. So the server reads the first request head of
+//! every plain-TCP connection itself, into a small buffer:
+//!
+//! - `GET /api/sse…`: the request still goes through the same axum router (authentication,
+//!   limits, errors and all), but the response is written here: the head once, then the body as
+//!   chunks straight to the socket, while a 1-byte read notices the client hanging up. Nothing
+//!   is kept between writes. The connection closes when the response ends.
+//! - anything else: the bytes already read are handed back, and hyper serves the connection as
+//!   usual (keep-alive, pipelining, HTTP/2 prior knowledge).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tower::ServiceExt;
+
+/// Most headers in a request head read here.
+const MAX_HEADERS: usize = 64;
+/// First size of the head buffer; it grows (up to the configured maximum) for larger heads.
+const INITIAL_HEAD_BUFFER: usize = 1024;
+
+/// What reading the first request head found.
+pub(crate) enum FirstRequest {
+    /// A `GET /api/sse` request, parsed, ready for the router.
+    EventStream(axum::http::Request<Body>),
+    /// Anything else: the bytes read so far, for hyper to parse again.
+    Other(Bytes),
+    /// The client closed the connection, or sent garbage, or took too long.
+    Gone,
+}
+
+/// Reads the first request head of a connection.
+pub(crate) async fn read_first_request(
+    stream: &mut TcpStream,
+    max_head: usize,
+    timeout: Duration,
+) -> FirstRequest {
+    let mut buf = BytesMut::with_capacity(INITIAL_HEAD_BUFFER);
+    let read = tokio::time::timeout(timeout, async {
+        loop {
+            if buf.len() >= max_head {
+                // Too large for us: let hyper answer it (with 431).
+                return Ok(false);
+            }
+            if buf.capacity() == buf.len() {
+                buf.reserve(buf.len().min(max_head - buf.len()).max(512));
+            }
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+            }
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut request = httparse::Request::new(&mut headers);
+            match request.parse(&buf) {
+                Ok(httparse::Status::Complete(_)) => return Ok(true),
+                Ok(httparse::Status::Partial) => continue,
+                // Malformed, or more headers than we parse: hyper decides what to answer.
+                Err(_) => return Ok(false),
+            }
+        }
+    })
+    .await;
+    match read {
+        Ok(Ok(true)) => match build_request(&buf) {
+            Some(request) => FirstRequest::EventStream(request),
+            None => FirstRequest::Other(buf.freeze()),
+        },
+        Ok(Ok(false)) => FirstRequest::Other(buf.freeze()),
+        Ok(Err(_)) | Err(_) => {
+            if buf.is_empty() {
+                FirstRequest::Gone
+            } else {
+                // A partial head: hyper answers (or times out) as it would have.
+                FirstRequest::Other(buf.freeze())
+            }
+        }
+    }
+}
+
+/// Builds the request when it is a bodiless `GET /api/sse` over HTTP/1.x; `None` otherwise.
+fn build_request(head: &[u8]) -> Option<axum::http::Request<Body>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(len) = parsed.parse(head).ok()? else {
+        return None;
+    };
+    if len != head.len() {
+        // Pipelined bytes after the head: leave the connection to hyper.
+        return None;
+    }
+    let path = parsed.path?;
+    let path_only = path.split('?').next().unwrap_or(path);
+    if parsed.method? != "GET" || path_only != "/api/sse" {
+        return None;
+    }
+    let version = match parsed.version? {
+        0 => axum::http::Version::HTTP_10,
+        _ => axum::http::Version::HTTP_11,
+    };
+    let mut builder = axum::http::Request::builder()
+        .method(axum::http::Method::GET)
+        .uri(path)
+        .version(version);
+    for h in parsed.headers.iter() {
+        let name = axum::http::HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        // A request with a body is not an event-stream request.
+        if name == axum::http::header::CONTENT_LENGTH && h.value != b"0"
+            || name == axum::http::header::TRANSFER_ENCODING
+        {
+            return None;
+        }
+        let value = axum::http::HeaderValue::from_bytes(h.value).ok()?;
+        builder = builder.header(name, value);
+    }
+    builder.body(Body::empty()).ok()
+}
+
+/// Writes `response` to the client: the head, then the body as HTTP/1.1 chunks (close-delimited
+/// for an HTTP/1.0 client) as frames become available, until the body ends, the client goes
+/// away, or a write fails. The connection is not reused afterwards.
+pub(crate) async fn write_response(
+    stream: &mut TcpStream,
+    response: axum::http::Response<Body>,
+    http10: bool,
+) {
+    let (parts, mut body) = response.into_parts();
+    let mut head = BytesMut::with_capacity(256);
+    let status = parts.status;
+    head.put_slice(b"HTTP/1.1 ");
+    head.put_slice(status.as_str().as_bytes());
+    head.put_u8(b' ');
+    head.put_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    head.put_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        if name == axum::http::header::CONTENT_LENGTH
+            || name == axum::http::header::TRANSFER_ENCODING
+            || name == axum::http::header::CONNECTION
+        {
+            continue;
+        }
+        head.put_slice(name.as_str().as_bytes());
+        head.put_slice(b": ");
+        head.put_slice(value.as_bytes());
+        head.put_slice(b"\r\n");
+    }
+    if !http10 {
+        head.put_slice(b"transfer-encoding: chunked\r\n");
+    }
+    head.put_slice(b"connection: close\r\n\r\n");
+    if stream.write_all(&head).await.is_err() {
+        return;
+    }
+    drop(head);
+    let mut probe = [0u8; 1];
+    loop {
+        let frame = tokio::select! {
+            frame = body.frame() => frame,
+            // Clients send nothing after the request; a read completing means they closed
+            // (or misbehave): either way the stream is over.
+            _ = stream.read(&mut probe) => return,
+        };
+        let data = match frame {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue, // trailers: none on event streams
+            },
+            // The hub aborted the stream (slow consumer): drop the connection.
+            Some(Err(_)) => return,
+            None => break,
+        };
+        if data.is_empty() {
+            continue;
+        }
+        let written = if http10 {
+            stream.write_all(&data).await
+        } else {
+            let mut chunk = BytesMut::with_capacity(data.len() + 12);
+            chunk.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            chunk.put_slice(&data);
+            chunk.put_slice(b"\r\n");
+            stream.write_all(&chunk).await
+        };
+        if written.is_err() {
+            return;
+        }
+    }
+    if !http10 {
+        let _ = stream.write_all(b"0\r\n\r\n").await;
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// Serves a parsed event-stream request on `stream` through `router`.
+pub(crate) async fn serve(
+    mut stream: TcpStream,
+    router: axum::Router,
+    request: axum::http::Request<Body>,
+) {
+    let http10 = request.version() == axum::http::Version::HTTP_10;
+    let Ok(response) = router.oneshot(request).await;
+    write_response(&mut stream, response, http10).await;
+}
+
+/// A stream that first yields bytes already read from it, then reads on: lets hyper parse a
+/// request head that was read here first.
+pub(crate) struct Prefixed<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    pub(crate) fn new(prefix: Bytes, inner: S) -> Self {
+        Prefixed { prefix, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let chunk = self.prefix.split_to(n);
+            buf.put_slice(&chunk);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_bodiless_gets_of_the_stream_path_are_taken() {
+        let ok = b"GET /api/sse?userId=a HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 1\r\n\r\n";
+        let r = build_request(ok).unwrap();
+        assert_eq!(r.uri(), "/api/sse?userId=a");
+        assert_eq!(r.headers()["last-event-id"], "1");
+        for other in [
+            &b"POST /api/sse HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n"[..],
+            b"GET /api/sse/stats HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /api/ssex HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /api/sse HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET /api/sse HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(build_request(other).is_none(), "{}", String::from_utf8_lossy(other));
+        }
+    }
+}
