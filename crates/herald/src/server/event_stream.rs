@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use axum::body::Body;
 use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tower::ServiceExt;
 
 /// Most headers in a request head read here.
 const MAX_HEADERS: usize = 64;
@@ -156,6 +156,7 @@ pub(crate) async fn write_response(
         head.put_slice(b"transfer-encoding: chunked\r\n");
     }
     head.put_slice(b"connection: close\r\n\r\n");
+    drop(parts);
     if stream.write_all(&head).await.is_err() {
         return;
     }
@@ -168,46 +169,59 @@ pub(crate) async fn write_response(
             // (or misbehave): either way the stream is over.
             _ = stream.read(&mut probe) => return,
         };
-        let data = match frame {
+        let mut ended = false;
+        let mut pieces: Vec<Bytes> = match frame {
             Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => data,
+                Ok(data) => vec![data],
                 Err(_) => continue, // trailers: none on event streams
             },
             // The hub aborted the stream (slow consumer): drop the connection.
             Some(Err(_)) => return,
             None => break,
         };
-        if data.is_empty() {
-            continue;
+        // Under load, let the other connections' tasks run once before writing: events
+        // published meanwhile join this write instead of costing a write (and a client wake-up)
+        // each. Idle, this costs one trip through the scheduler.
+        tokio::task::yield_now().await;
+        while let Some(more) = body.frame().now_or_never() {
+            match more {
+                Some(Ok(frame)) => {
+                    if let Ok(more) = frame.into_data() {
+                        pieces.push(more);
+                    }
+                }
+                Some(Err(_)) => return,
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
         }
-        let written = if http10 {
-            stream.write_all(&data).await
-        } else {
-            let mut chunk = BytesMut::with_capacity(data.len() + 12);
-            chunk.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
-            chunk.put_slice(&data);
-            chunk.put_slice(b"\r\n");
-            stream.write_all(&chunk).await
-        };
-        if written.is_err() {
-            return;
+        let len: usize = pieces.iter().map(Bytes::len).sum();
+        if len > 0 {
+            let mut out = BytesMut::with_capacity(len + 12);
+            if !http10 {
+                out.put_slice(format!("{len:x}\r\n").as_bytes());
+            }
+            for piece in &pieces {
+                out.put_slice(piece);
+            }
+            if !http10 {
+                out.put_slice(b"\r\n");
+            }
+            drop(pieces);
+            if stream.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+        if ended {
+            break;
         }
     }
     if !http10 {
         let _ = stream.write_all(b"0\r\n\r\n").await;
     }
     let _ = stream.shutdown().await;
-}
-
-/// Serves a parsed event-stream request on `stream` through `router`.
-pub(crate) async fn serve(
-    mut stream: TcpStream,
-    router: axum::Router,
-    request: axum::http::Request<Body>,
-) {
-    let http10 = request.version() == axum::http::Version::HTTP_10;
-    let Ok(response) = router.oneshot(request).await;
-    write_response(&mut stream, response, http10).await;
 }
 
 /// A stream that first yields bytes already read from it, then reads on: lets hyper parse a
@@ -286,7 +300,11 @@ mod tests {
             b"GET /api/sse HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"GET /api/sse HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n\r\n",
         ] {
-            assert!(build_request(other).is_none(), "{}", String::from_utf8_lossy(other));
+            assert!(
+                build_request(other).is_none(),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
         }
     }
 }

@@ -195,6 +195,12 @@ pub async fn serve_router(
         .timer(TokioTimer::new())
         .max_header_list_size(options.max_header_size as u32)
         .keep_alive_interval(H2_KEEP_ALIVE);
+    // Shared by every connection task, so that each task holds one pointer, not copies.
+    let context = Arc::new(ConnectionContext {
+        builder,
+        router,
+        shutdown: shutdown.clone(),
+    });
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -211,10 +217,8 @@ pub async fn serve_router(
         hub.metrics().transport_connection_accepted();
         let _ = stream.set_nodelay(true);
         let connection = Connection {
-            builder: builder.clone(),
-            router: router.clone(),
+            context: context.clone(),
             peer,
-            shutdown: shutdown.clone(),
         };
         match options.tls.clone() {
             None if !options.lean_event_streams => {
@@ -233,8 +237,9 @@ pub async fn serve_router(
                             connection.run_event_stream(stream, request).await
                         }
                         FirstRequest::Other(prefix) => {
-                            connection
-                                .run(event_stream::Prefixed::new(prefix, stream))
+                            // Boxed: hyper's connection future is large, and keeping it inline
+                            // would make every event-stream task as big as it.
+                            Box::pin(connection.run(event_stream::Prefixed::new(prefix, stream)))
                                 .await
                         }
                         FirstRequest::Gone => {}
@@ -269,26 +274,38 @@ pub async fn serve_router(
 }
 
 /// One accepted connection, ready to be served.
-struct Connection {
+/// What every connection task needs, shared.
+struct ConnectionContext {
     builder: auto::Builder<TokioExecutor>,
     router: axum::Router,
-    peer: SocketAddr,
     shutdown: CancellationToken,
+}
+
+/// One accepted connection, ready to be served. Kept small: it lives as long as the connection.
+struct Connection {
+    context: Arc<ConnectionContext>,
+    peer: SocketAddr,
 }
 
 impl Connection {
     /// Serves an event-stream request without hyper (see [`event_stream`]).
     async fn run_event_stream(
         self,
-        stream: tokio::net::TcpStream,
+        mut stream: tokio::net::TcpStream,
         mut request: axum::http::Request<axum::body::Body>,
     ) {
         let closer = CancellationToken::new();
         let ext = request.extensions_mut();
         ext.insert(ConnectInfo(self.peer));
         ext.insert(TransportCloser::new(closer.clone()));
+        let http10 = request.version() == axum::http::Version::HTTP_10;
+        let router = self.context.router.clone();
+        drop(self);
+        // Boxed: the router's future is large and needed only until the response exists; the
+        // long-lived rest of this task then holds little more than the socket and the body.
+        let Ok(response) = Box::pin(router.oneshot(request)).await;
         tokio::select! {
-            _ = event_stream::serve(stream, self.router, request) => {}
+            _ = event_stream::write_response(&mut stream, response, http10) => {}
             // The hub evicted a slow consumer: drop the socket now.
             _ = closer.cancelled() => {}
         }
@@ -301,7 +318,8 @@ impl Connection {
         let closer = CancellationToken::new();
         let peer = self.peer;
         let extension_closer = closer.clone();
-        let service = self.router.map_request(
+        let context = self.context;
+        let service = context.router.clone().map_request(
             move |mut request: axum::extract::Request<hyper::body::Incoming>| {
                 let ext = request.extensions_mut();
                 ext.insert(ConnectInfo(peer));
@@ -309,7 +327,7 @@ impl Connection {
                 request
             },
         );
-        let conn = self
+        let conn = context
             .builder
             .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
         tokio::pin!(conn);
@@ -317,7 +335,7 @@ impl Connection {
             result = conn.as_mut() => log_connection_end(result),
             // The hub evicted a slow consumer: drop the socket now.
             _ = closer.cancelled() => {}
-            _ = self.shutdown.cancelled() => {
+            _ = context.shutdown.cancelled() => {
                 conn.as_mut().graceful_shutdown();
                 tokio::select! {
                     result = conn.as_mut() => log_connection_end(result),
