@@ -32,7 +32,7 @@ const INITIAL_HEAD_BUFFER: usize = 1024;
 /// What reading the first request head found.
 pub(crate) enum FirstRequest {
     /// A `GET /api/sse` request, parsed, ready for the router.
-    EventStream(axum::http::Request<Body>),
+    EventStream(Box<axum::http::Request<Body>>),
     /// Anything else: the bytes read so far, for hyper to parse again.
     Other(Bytes),
     /// The client closed the connection, or sent garbage, or took too long.
@@ -71,7 +71,7 @@ pub(crate) async fn read_first_request(
     .await;
     match read {
         Ok(Ok(true)) => match build_request(&buf) {
-            Some(request) => FirstRequest::EventStream(request),
+            Some(request) => FirstRequest::EventStream(Box::new(request)),
             None => FirstRequest::Other(buf.freeze()),
         },
         Ok(Ok(false)) => FirstRequest::Other(buf.freeze()),

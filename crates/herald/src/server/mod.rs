@@ -234,7 +234,7 @@ pub async fn serve_router(
                         .await
                     {
                         FirstRequest::EventStream(request) => {
-                            connection.run_event_stream(stream, request).await
+                            connection.run_event_stream(stream, *request).await
                         }
                         FirstRequest::Other(prefix) => {
                             // Boxed: hyper's connection future is large, and keeping it inline
