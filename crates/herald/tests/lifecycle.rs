@@ -544,3 +544,72 @@ async fn cors_allows_listed_origins_only_and_security_headers_are_set() {
     assert_eq!(r.headers()["x-frame-options"], "DENY");
     assert_eq!(r.headers()["referrer-policy"], "no-referrer");
 }
+
+/// Sends a raw request and reads the response until `needle` shows up (or the stream ends).
+async fn raw_until(srv: &TestServer, request: &[u8], needle: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+            .await
+            .expect("no answer")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test]
+async fn event_streams_over_raw_http_1_0_and_1_1() {
+    let srv = TestServer::start().await;
+    // HTTP/1.1: chunked framing around the event stream.
+    let text = raw_until(
+        &srv,
+        b"GET /api/sse?userId=raw HTTP/1.1\r\nHost: x\r\n\r\n",
+        "event: connected",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{text}"
+    );
+    assert!(text
+        .to_ascii_lowercase()
+        .contains("content-type: text/event-stream"));
+    // HTTP/1.0 has no chunked encoding: the body runs until the connection closes.
+    let text = raw_until(
+        &srv,
+        b"GET /api/sse?userId=raw10 HTTP/1.0\r\n\r\n",
+        "event: connected",
+    )
+    .await;
+    assert!(
+        !text.to_ascii_lowercase().contains("transfer-encoding"),
+        "{text}"
+    );
+    assert!(text.contains("\r\n\r\nretry: 3000\n"), "{text}");
+    // Errors on the stream path are complete JSON answers.
+    let text = raw_until(
+        &srv,
+        b"GET /api/sse?channels=a%20b HTTP/1.1\r\nHost: x\r\n\r\n",
+        "}}",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
+    assert!(text.contains("invalid_field"), "{text}");
+    // Other requests on a fresh connection still go to the full HTTP server, keep-alive and all.
+    let text = raw_until(
+        &srv,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        "ok\"}",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+}
