@@ -127,10 +127,14 @@ fn build_request(head: &[u8]) -> Option<axum::http::Request<Body>> {
 /// Writes `response` to the client: the head, then the body as HTTP/1.1 chunks (close-delimited
 /// for an HTTP/1.0 client) as frames become available, until the body ends, the client goes
 /// away, or a write fails. The connection is not reused afterwards.
+///
+/// `abort` cancels a write that the client's full socket holds up (the hub evicted it); while
+/// waiting for events, the body's own error does that.
 pub(crate) async fn write_response(
     stream: &mut TcpStream,
     response: axum::http::Response<Body>,
     http10: bool,
+    abort: &tokio_util::sync::CancellationToken,
 ) {
     let (parts, mut body) = response.into_parts();
     let mut head = BytesMut::with_capacity(256);
@@ -210,7 +214,14 @@ pub(crate) async fn write_response(
                 out.put_slice(b"\r\n");
             }
             drop(pieces);
-            if stream.write_all(&out).await.is_err() {
+            // Checked only when the write does not complete at once: the common case polls
+            // the write alone.
+            let written = tokio::select! {
+                biased;
+                w = stream.write_all(&out) => w,
+                _ = abort.cancelled() => return,
+            };
+            if written.is_err() {
                 return;
             }
         }

@@ -304,11 +304,9 @@ impl Connection {
         // Boxed: the router's future is large and needed only until the response exists; the
         // long-lived rest of this task then holds little more than the socket and the body.
         let Ok(response) = Box::pin(router.oneshot(request)).await;
-        tokio::select! {
-            _ = event_stream::write_response(&mut stream, response, http10) => {}
-            // The hub evicted a slow consumer: drop the socket now.
-            _ = closer.cancelled() => {}
-        }
+        // Ends when the response does, the client leaves, or the hub evicts the client (then
+        // the socket is dropped at once).
+        event_stream::write_response(&mut stream, response, http10, &closer).await;
     }
 
     async fn run<I>(self, io: I)
