@@ -12,7 +12,7 @@ use serde::{Serialize, Serializer};
 
 use crate::error::InvalidInput;
 
-/// Longest accepted user id, in bytes.
+/// Longest accepted user id, in characters.
 pub const MAX_USER_ID_LEN: usize = 256;
 /// Longest accepted channel name, in bytes.
 pub const MAX_CHANNEL_NAME_LEN: usize = 128;
@@ -74,7 +74,7 @@ impl Serialize for ConnectionId {
 }
 
 /// A user id as given by the application (from the query string on loopback, from a token's
-/// `sub` claim later): 1 to [`MAX_USER_ID_LEN`] bytes without control characters.
+/// `sub` claim): 1 to [`MAX_USER_ID_LEN`] characters without control characters.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserId(Arc<str>);
 
@@ -84,10 +84,10 @@ impl UserId {
     /// # Errors
     /// When the id is empty, too long or holds a control character.
     pub fn new(s: &str) -> Result<Self, InvalidInput> {
-        if s.is_empty() || s.len() > MAX_USER_ID_LEN {
+        if s.is_empty() || s.chars().count() > MAX_USER_ID_LEN {
             return Err(InvalidInput::new(
                 "userId",
-                format!("a user id is 1 to {MAX_USER_ID_LEN} bytes"),
+                format!("a user id is 1 to {MAX_USER_ID_LEN} characters"),
             ));
         }
         if s.chars().any(char::is_control) {

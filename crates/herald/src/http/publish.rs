@@ -131,7 +131,8 @@ fn strings(
         .into_iter()
         .map(|v| match v {
             Value::String(s) => Ok(s),
-            Value::Number(n) if numbers => Ok(n.to_string()),
+            // Integer ids (as many databases hand them out) become their decimal text.
+            Value::Number(n) if numbers && (n.is_i64() || n.is_u64()) => Ok(n.to_string()),
             _ => Err(InvalidInput::new(field, "must be an array of strings")),
         })
         .collect()
