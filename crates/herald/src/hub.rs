@@ -114,6 +114,9 @@ pub struct Stats {
     /// The replay window.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<HistoryStats>,
+    /// Every node of the cluster (cluster engines only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::engine::ClusterStats>,
 }
 
 /// A cheap-to-clone handle to one hub.
@@ -156,6 +159,10 @@ impl Delivery for LocalDelivery {
 
     fn is_overloaded(&self) -> bool {
         self.registry.is_overloaded()
+    }
+
+    fn connections(&self) -> Option<Vec<crate::engine::ConnectionSnapshot>> {
+        Some(self.registry.snapshot())
     }
 
     fn apply(&self, command: &Command) -> usize {
@@ -602,6 +609,36 @@ impl Hub {
             .await?)
     }
 
+    /// Figures of every node, for a cluster engine (`None` on one node).
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when the other nodes' figures cannot be read.
+    pub async fn cluster_stats(&self) -> Result<Option<crate::engine::ClusterStats>> {
+        Ok(self.inner.engine.cluster_stats().await?)
+    }
+
+    /// The users in `channel` on every node, for a cluster engine (`None` on one node).
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when the other nodes cannot be asked.
+    pub async fn cluster_channel_presence(
+        &self,
+        channel: &ChannelName,
+    ) -> Result<Option<crate::engine::ChannelPresence>> {
+        Ok(self.inner.engine.channel_presence(channel).await?)
+    }
+
+    /// The connections of `user` on every node, for a cluster engine (`None` on one node).
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when the other nodes cannot be asked.
+    pub async fn cluster_user_connections(
+        &self,
+        user: &UserId,
+    ) -> Result<Option<Vec<crate::engine::NodeConnection>>> {
+        Ok(self.inner.engine.user_connections(user).await?)
+    }
+
     /// Current figures.
     pub fn stats(&self) -> Stats {
         let counts = self.inner.registry.counts();
@@ -616,6 +653,7 @@ impl Hub {
             evicted_slow_consumers: m.evicted_slow_consumers(),
             uptime_seconds: self.inner.started_at.elapsed().as_secs(),
             history: self.inner.engine.history_stats(),
+            cluster: None,
         }
     }
 

@@ -9,8 +9,8 @@
 //! | Module | What it is |
 //! |---|---|
 //! | [`hub`] | [`Hub`], the facade: connect, publish, disconnect, stats, shutdown |
-//! | [`registry`] (private) | live connections indexed by id, user and channel; fan-out |
-//! | [`engine`] | the [`Engine`](engine::Engine) trait between nodes, and [`MemoryEngine`](engine::MemoryEngine) |
+//! | `registry` (private) | live connections indexed by id, user and channel; fan-out |
+//! | [`engine`] | the [`Engine`](engine::Engine) trait between nodes; [`MemoryEngine`](engine::MemoryEngine) (one process, optional durable window) and [`RedisEngine`](engine::RedisEngine) (a cluster on Redis) |
 //! | [`sse`] | the wire format ([`sse::frame`]), the per-connection outbox and response body |
 //! | [`event`], [`target`] | newtypes: event names, ids, payloads; user, channel and connection ids; [`Target`] |
 //! | [`http`] | the HTTP API: [`http::router`] and its handlers |
@@ -25,19 +25,24 @@
 //! 1. `POST /api/sse/message` reaches [`http::publish::publish`], which parses the body into a
 //!    [`Publication`](engine::Publication): a validated [`EventName`], a [`Payload`] (the
 //!    compact JSON of `data`) and [`Targets`].
-//! 2. [`Hub::publish`] hands it to the engine. The engine assigns the next [`EventId`] and,
-//!    under one lock so that ids and delivery order agree, passes it to this node's delivery.
-//! 3. Delivery encodes the SSE frame once ([`sse::frame::encode_event`]) and the registry pushes
-//!    the same bytes into the outbox of every targeted connection, each at most once. A full
-//!    outbox means a slow client: it is evicted, never waited for.
-//! 4. Each connection's response body ([`sse::EventStream`]) drains its outbox, coalescing
-//!    whatever is queued into one write, on whichever runtime thread serves that connection.
-//! 5. The publisher gets `{"id", "delivered"}` as soon as the event is queued.
+//! 2. [`Hub::publish`] hands it to the engine. The engine assigns the next [`EventId`], encodes
+//!    the SSE frame once ([`sse::frame::encode_event`]), retains it in the replay window
+//!    ([`history`]; on Redis, a stream) and hands it to each node's delivery, in id order.
+//! 3. On each node the registry counts the targeted connections (that count is `delivered`)
+//!    and appends the event to the queue of each of its shards. Publishing returns here, in
+//!    microseconds, whatever the audience.
+//! 4. Each shard's task pushes the same shared bytes into the outbox of every targeted
+//!    connection it holds, each at most once. A full outbox means a slow client: it is evicted,
+//!    never waited for.
+//! 5. Each connection's task drains its outbox, coalescing whatever is queued into one write
+//!    (`server::event_stream` writes plain HTTP/1.1 streams itself; hyper serves the rest).
 //!
 //! ## Concurrency
 //!
-//! The registry is behind one `RwLock`; fan-out holds it for reading and never awaits. Each
-//! outbox has its own small mutex. No lock is held across an `.await`.
+//! Connections are spread over shards (one per core); each shard's indices sit behind their own
+//! `RwLock`, which fan-out holds for reading without ever awaiting. A small global mutex keeps
+//! the cross-shard counts (limits, presence). Each outbox has its own small mutex. No lock is held
+//! across an `.await`.
 //!
 //! ## Embedding
 //!

@@ -640,6 +640,26 @@ impl Registry {
         (list, anonymous)
     }
 
+    /// Every connection, for engines that share presence between nodes.
+    pub(crate) fn snapshot(&self) -> Vec<crate::engine::ConnectionSnapshot> {
+        let mut list = Vec::with_capacity(self.len());
+        for shard in self.shards.iter() {
+            let ix = shard.indices.read();
+            list.extend(
+                ix.by_id
+                    .values()
+                    .map(|c| crate::engine::ConnectionSnapshot {
+                        id: c.id,
+                        user: c.user.clone(),
+                        username: c.username.clone(),
+                        channels: c.channels.clone(),
+                        connected_at: c.opened_at_wall,
+                    }),
+            );
+        }
+        list
+    }
+
     /// The connections of `user`, oldest first.
     pub(crate) fn user_connections(&self, user: &UserId) -> Vec<ConnectionInfo> {
         let mut list: Vec<ConnectionInfo> = Vec::new();

@@ -232,7 +232,7 @@ impl DurableHistory {
         ))
     }
 
-    /// Queues an event for the disk. Returns at once unless the writer is [`QUEUE`] events
+    /// Queues an event for the disk. Returns at once unless the writer is `QUEUE` (65,536) events
     /// behind, in which case it waits for room (backpressure rather than silent loss).
     pub fn append(&self, entry: &HistoryEntry) {
         if let Some(sender) = &*self.sender.lock() {

@@ -8,21 +8,26 @@
 
 pub mod durable;
 mod memory;
+mod redis;
 
+pub use self::redis::{RedisEngine, RedisOptions};
 pub use durable::DurableHistory;
 pub use memory::MemoryEngine;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
+use serde::Serialize;
 
 use bytes::Bytes;
 
 use crate::event::{EventId, EventName, Payload};
 use crate::history::{HistoryStats, Replay, ReplayFilter};
 use crate::metrics::DisconnectReason;
-use crate::target::{ConnectionId, Targets, UserId};
+use crate::target::{ChannelName, ConnectionId, Targets, UserId};
 
 /// An event on its way in: everything but its id, which the engine assigns.
 #[derive(Debug, Clone)]
@@ -84,6 +89,14 @@ pub trait Delivery: Send + Sync + fmt::Debug {
     /// without bound.
     fn is_overloaded(&self) -> bool {
         false
+    }
+
+    /// Every live connection of this node, for engines that share presence and routing between
+    /// nodes (the Redis engine reads it every `presence_interval`). `None` (the default): this
+    /// delivery does not tell, and such an engine can then neither count other nodes'
+    /// connections nor decide `fallback: broadcast` across nodes.
+    fn connections(&self) -> Option<Vec<ConnectionSnapshot>> {
+        None
     }
 }
 
@@ -159,4 +172,129 @@ pub trait Engine: Send + Sync + fmt::Debug {
 
     /// Stops background work. Called once, by the hub, at shutdown.
     async fn shutdown(&self);
+
+    /// This node's id within a cluster; `None` for a single-node engine.
+    fn node_id(&self) -> Option<&str> {
+        None
+    }
+
+    /// Figures of every live node and their totals; `None` for a single-node engine (the hub's
+    /// own figures are the whole story).
+    ///
+    /// # Errors
+    /// [`EngineError::Unavailable`] when the other nodes' figures cannot be read.
+    async fn cluster_stats(&self) -> Result<Option<ClusterStats>, EngineError> {
+        Ok(None)
+    }
+
+    /// The users connected to `channel` on every node; `None` for a single-node engine (ask
+    /// the local registry).
+    ///
+    /// # Errors
+    /// [`EngineError::Unavailable`] when the other nodes cannot be asked.
+    async fn channel_presence(
+        &self,
+        _channel: &ChannelName,
+    ) -> Result<Option<ChannelPresence>, EngineError> {
+        Ok(None)
+    }
+
+    /// The connections of `user` on every node, oldest first; `None` for a single-node engine
+    /// (ask the local registry).
+    ///
+    /// # Errors
+    /// [`EngineError::Unavailable`] when the other nodes cannot be asked.
+    async fn user_connections(
+        &self,
+        _user: &UserId,
+    ) -> Result<Option<Vec<NodeConnection>>, EngineError> {
+        Ok(None)
+    }
+}
+
+/// One live connection, as a cluster engine shares it between nodes.
+#[derive(Debug, Clone)]
+pub struct ConnectionSnapshot {
+    /// Its id.
+    pub id: ConnectionId,
+    /// Its user, if any.
+    pub user: Option<UserId>,
+    /// The display name it gave.
+    pub username: Option<Arc<str>>,
+    /// Its channels, sorted.
+    pub channels: Arc<[ChannelName]>,
+    /// When it opened.
+    pub connected_at: SystemTime,
+}
+
+/// A connection and the node that holds it.
+#[derive(Debug, Clone)]
+pub struct NodeConnection {
+    /// The node's id.
+    pub node_id: String,
+    /// The connection.
+    pub connection: ConnectionSnapshot,
+}
+
+/// The users in one channel across every node.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelPresence {
+    /// One entry per user, ordered by when they first connected.
+    pub users: Vec<PresenceUser>,
+    /// Connections to the channel without a user.
+    pub anonymous_connections: usize,
+}
+
+/// One user in a channel, across every node.
+#[derive(Debug, Clone)]
+pub struct PresenceUser {
+    /// The user.
+    pub user: UserId,
+    /// Their display name, if a connection gave one.
+    pub username: Option<Arc<str>>,
+    /// Their connections to the channel, on all nodes.
+    pub connections: usize,
+    /// When their oldest connection to the channel opened.
+    pub first_connected_at: SystemTime,
+}
+
+/// Figures of a cluster for `GET /api/sse/stats`: totals and one entry per live node.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStats {
+    /// The node that answered.
+    pub node_id: String,
+    /// Open connections on all nodes.
+    pub connections: usize,
+    /// Users with a connection, summed over nodes (a user connected to two nodes counts twice).
+    pub users: usize,
+    /// Connections without a user, on all nodes.
+    pub anonymous_connections: usize,
+    /// Subscribers per channel, on all nodes.
+    pub channels: BTreeMap<String, usize>,
+    /// Each live node, by id.
+    pub nodes: Vec<NodeStats>,
+}
+
+/// Figures one node last reported.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStats {
+    /// The node's id.
+    pub node_id: String,
+    /// Its open connections.
+    pub connections: usize,
+    /// Its distinct users.
+    pub users: usize,
+    /// Its connections without a user.
+    pub anonymous_connections: usize,
+    /// Channels with at least one subscriber on it.
+    pub channels: usize,
+    /// Whether its hub reports its connections (without, the cluster cannot route
+    /// `fallback: broadcast` or count its connections).
+    pub reports_connections: bool,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// When it last reported (RFC 3339).
+    pub updated_at: String,
 }

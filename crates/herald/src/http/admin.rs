@@ -11,13 +11,19 @@ use serde_json::{json, Value};
 
 use super::error::{body_rejection, json_error};
 use super::{ApiError, AppState};
-use crate::engine::EngineHealth;
+use crate::engine::{ConnectionSnapshot, EngineHealth};
 use crate::hub::Stats;
 use crate::target::{ChannelName, ConnectionId, UserId};
 
 /// `GET /api/sse/stats`.
 pub async fn stats(State(state): State<AppState>) -> Json<Stats> {
-    Json(state.hub.stats())
+    let mut stats = state.hub.stats();
+    // On a cluster: every node's figures too (left out, not an error, while Redis is down).
+    stats.cluster = state.hub.cluster_stats().await.unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "cluster stats unavailable");
+        None
+    });
+    Json(stats)
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,18 +113,48 @@ pub async fn channel_presence(
         .map(|(_, v)| v.into_owned())
         .ok_or_else(|| ApiError::bad_request("invalid_field", "channel: give ?channel=NAME"))?;
     let channel = ChannelName::new(&channel)?;
-    let (users, anonymous) = state.hub.channel_presence(&channel);
-    let users: Vec<Value> = users
-        .into_iter()
-        .map(|u| {
-            json!({
-                "userId": u.user,
-                "username": u.username.as_deref(),
-                "connections": u.connections,
-                "firstConnectedAt": humantime::format_rfc3339_millis(u.first_connected_at).to_string(),
-            })
+    let user_json = |user: &UserId, username: Option<&str>, connections: usize, first| {
+        json!({
+            "userId": user,
+            "username": username,
+            "connections": connections,
+            "firstConnectedAt": humantime::format_rfc3339_millis(first).to_string(),
         })
-        .collect();
+    };
+    let (users, anonymous): (Vec<Value>, usize) =
+        match state.hub.cluster_channel_presence(&channel).await? {
+            Some(p) => (
+                p.users
+                    .iter()
+                    .map(|u| {
+                        user_json(
+                            &u.user,
+                            u.username.as_deref(),
+                            u.connections,
+                            u.first_connected_at,
+                        )
+                    })
+                    .collect(),
+                p.anonymous_connections,
+            ),
+            None => {
+                let (users, anonymous) = state.hub.channel_presence(&channel);
+                (
+                    users
+                        .iter()
+                        .map(|u| {
+                            user_json(
+                                &u.user,
+                                u.username.as_deref(),
+                                u.connections,
+                                u.first_connected_at,
+                            )
+                        })
+                        .collect(),
+                    anonymous,
+                )
+            }
+        };
     Ok(Json(json!({
         "channel": channel,
         "users": users,
@@ -133,20 +169,48 @@ pub async fn user_presence(
     Path(user): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let user = UserId::new(&user)?;
-    let connections = state.hub.user_connections(&user);
-    let mut channels: Vec<&ChannelName> =
-        connections.iter().flat_map(|c| c.channels.iter()).collect();
+    // On a cluster, every node's connections (with the node's id); on one node, the registry's.
+    let connections: Vec<(Option<String>, ConnectionSnapshot)> =
+        match state.hub.cluster_user_connections(&user).await? {
+            Some(list) => list
+                .into_iter()
+                .map(|n| (Some(n.node_id), n.connection))
+                .collect(),
+            None => state
+                .hub
+                .user_connections(&user)
+                .into_iter()
+                .map(|c| {
+                    let snapshot = ConnectionSnapshot {
+                        id: c.id,
+                        user: Some(user.clone()),
+                        username: c.username,
+                        channels: c.channels,
+                        connected_at: c.connected_at,
+                    };
+                    (None, snapshot)
+                })
+                .collect(),
+        };
+    let mut channels: Vec<&ChannelName> = connections
+        .iter()
+        .flat_map(|(_, c)| c.channels.iter())
+        .collect();
     channels.sort();
     channels.dedup();
     let list: Vec<Value> = connections
         .iter()
-        .map(|c| {
-            json!({
+        .map(|(node, c)| {
+            let mut entry = json!({
                 "connectionId": c.id,
                 "username": c.username.as_deref(),
                 "channels": &*c.channels,
                 "connectedAt": humantime::format_rfc3339_millis(c.connected_at).to_string(),
-            })
+            });
+            if let Some(node) = node {
+                entry["nodeId"] = json!(node);
+            }
+            entry
         })
         .collect();
     Ok(Json(json!({

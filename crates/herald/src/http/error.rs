@@ -84,7 +84,8 @@ impl From<Error> for ApiError {
             )
             .with_retry_after(5),
             Error::Engine(EngineError::Unavailable(detail)) => {
-                tracing::error!(%detail, "engine unavailable");
+                // The engine logs an outage once; one line per refused publish would flood.
+                tracing::debug!(%detail, "publish refused: engine unavailable");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "engine_unavailable",

@@ -2,7 +2,7 @@
 //! The one place that spawns connection tasks.
 //!
 //! Plain-TCP connections whose first request opens an event stream are served by
-//! [`event_stream`] (small per-connection footprint); everything else by hyper.
+//! `event_stream` (small per-connection footprint); everything else by hyper.
 
 mod event_stream;
 
@@ -43,7 +43,8 @@ pub struct ServerOptions {
     pub max_header_size: usize,
     /// Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this acceptor.
     pub tls: Option<TlsAcceptor>,
-    /// Serve plain-HTTP/1.1 event streams without hyper (see [`event_stream`]); on by default.
+    /// Serve plain-HTTP/1.1 event streams without hyper (see the `event_stream` module); on by
+    /// default.
     /// Off only to compare the two in benchmarks (`HERALD_STREAMS_VIA_HYPER=1`).
     pub lean_event_streams: bool,
 }
@@ -288,7 +289,7 @@ struct Connection {
 }
 
 impl Connection {
-    /// Serves an event-stream request without hyper (see [`event_stream`]).
+    /// Serves an event-stream request without hyper (see the `event_stream` module).
     async fn run_event_stream(
         self,
         mut stream: tokio::net::TcpStream,

@@ -5,10 +5,13 @@
 mod client;
 mod settings;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use herald::engine::{RedisEngine, RedisOptions};
 use herald::http::AppState;
 use herald::Hub;
 
@@ -52,7 +55,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: settings::ServeArgs) -> anyhow::Result<()> {
-    let (config, log_format) = settings::load(args)?;
+    let (config, log_format, engine) = settings::load(args)?;
     init_logging(log_format);
     config.validate()?;
     let scheme = if config.tls.is_some() {
@@ -63,14 +66,38 @@ async fn serve(args: settings::ServeArgs) -> anyhow::Result<()> {
     let listener = herald::server::bind(&config)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let hub = match &config.data_dir {
-        Some(dir) => Hub::with_durable_history(config.hub.clone(), dir)?,
-        None => Hub::new(config.hub.clone()),
+    let engine_name = match &engine {
+        settings::EngineSetting::Memory => "memory",
+        settings::EngineSetting::Redis { .. } => "redis",
+    };
+    let hub = match engine {
+        settings::EngineSetting::Memory => match &config.data_dir {
+            Some(dir) => Hub::with_durable_history(config.hub.clone(), dir)?,
+            None => Hub::new(config.hub.clone()),
+        },
+        settings::EngineSetting::Redis {
+            url,
+            prefix,
+            node_id,
+        } => {
+            let mut options = RedisOptions::new(url, config.hub.history);
+            if let Some(prefix) = prefix {
+                options.prefix = prefix;
+            }
+            if let Some(id) = node_id {
+                options.node_id = id;
+            }
+            let engine = RedisEngine::connect(options)
+                .await
+                .context("starting the Redis engine")?;
+            Hub::with_engine(config.hub.clone(), Arc::new(engine))
+        }
     };
     let state = AppState::new(hub, config.http.clone());
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     tracing::info!(
+        engine = engine_name,
         publisher_keys = config.http.publisher_keys.len(),
         jwt = config.http.jwt.is_some(),
         tls = config.tls.is_some(),

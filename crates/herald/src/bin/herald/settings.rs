@@ -217,6 +217,20 @@ pub(crate) struct ServeArgs {
     /// names or prefix patterns (`room:*`; `*` for all). [default: none]
     #[arg(long, env = "HERALD_PRESENCE_CHANNELS", value_delimiter = ',')]
     presence_channels: Option<Vec<String>>,
+    /// Where events travel: `memory` (this process only) or
+    /// `redis://[:PASSWORD@]HOST[:PORT][/DB]` to run several nodes as one hub, sharing events,
+    /// replay window, presence and commands through Redis (see docs/deploy.md). [default:
+    /// memory]
+    #[arg(long, env = "HERALD_REDIS_URL", hide_env_values = true)]
+    engine: Option<String>,
+    /// Prefix of Herald's Redis keys and channels; every node of one cluster uses the same.
+    /// [default: herald]
+    #[arg(long, env = "HERALD_REDIS_PREFIX")]
+    redis_prefix: Option<String>,
+    /// This node's id in the cluster (1 to 64 of A-Z a-z 0-9 _ . -), unique per process.
+    /// [default: <hostname>-<pid>-<random>]
+    #[arg(long, env = "HERALD_NODE_ID")]
+    node_id: Option<String>,
     /// Origins allowed to use Herald from browser pages on other origins (CORS), comma-separated
     /// (`https://app.example.com`), or `*` for any. [default: none, same-origin only]
     #[arg(long, env = "HERALD_CORS_ORIGINS", value_delimiter = ',')]
@@ -278,6 +292,9 @@ struct FileSettings {
     history_max_bytes: Option<SizeValue>,
     data_dir: Option<PathBuf>,
     presence_channels: Option<Vec<String>>,
+    engine: Option<String>,
+    redis_prefix: Option<String>,
+    node_id: Option<String>,
     cors_origins: Option<Vec<String>>,
     cors_credentials: Option<bool>,
     log_format: Option<LogFormat>,
@@ -402,8 +419,56 @@ fn publisher_keys(
     Ok(keys)
 }
 
+/// Which engine carries events between nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EngineSetting {
+    /// One process (the default).
+    Memory,
+    /// A cluster of nodes sharing one Redis.
+    Redis {
+        /// `redis://...`.
+        url: String,
+        /// Key prefix, if not the default.
+        prefix: Option<String>,
+        /// Node id, if not the default.
+        node_id: Option<String>,
+    },
+}
+
+/// The engine from `--engine`, `--redis-prefix` and `--node-id`.
+fn engine_setting(
+    engine: Option<String>,
+    prefix: Option<String>,
+    node_id: Option<String>,
+) -> anyhow::Result<EngineSetting> {
+    let engine = engine.map(|e| e.trim().to_owned()).unwrap_or_default();
+    if engine.is_empty() || engine == "memory" {
+        if prefix.is_some() || node_id.is_some() {
+            anyhow::bail!("redis_prefix and node_id need engine = redis://HOST:PORT/DB");
+        }
+        return Ok(EngineSetting::Memory);
+    }
+    if engine.starts_with("rediss://") {
+        anyhow::bail!(
+            "engine: TLS to Redis (rediss://) is not built in; reach Redis over a private network \
+             or a TLS tunnel and use redis://"
+        );
+    }
+    if !["redis://", "redis+unix://", "unix://"]
+        .iter()
+        .any(|scheme| engine.starts_with(scheme))
+    {
+        anyhow::bail!("engine: expected `memory` or a URL like redis://127.0.0.1:6379/0");
+    }
+    Ok(EngineSetting::Redis {
+        url: engine,
+        prefix,
+        node_id,
+    })
+}
+
 /// Merges flags/env (already merged by clap), the file and the defaults.
-pub(crate) fn load(args: ServeArgs) -> anyhow::Result<(Config, LogFormat)> {
+pub(crate) fn load(args: ServeArgs) -> anyhow::Result<(Config, LogFormat, EngineSetting)> {
     let file = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| {
@@ -614,8 +679,19 @@ pub(crate) fn load(args: ServeArgs) -> anyhow::Result<(Config, LogFormat)> {
             })
         })
         .collect::<anyhow::Result<_>>()?;
+    let engine = engine_setting(
+        args.engine.or(file.engine),
+        args.redis_prefix.or(file.redis_prefix),
+        args.node_id.or(file.node_id),
+    )?;
+    if engine != EngineSetting::Memory && c.data_dir.is_some() {
+        anyhow::bail!(
+            "data_dir keeps the memory engine's replay window on disk; with a Redis engine the \
+             window lives in Redis: leave data_dir out"
+        );
+    }
     let log_format = args.log_format.or(file.log_format).unwrap_or_default();
-    Ok((c, log_format))
+    Ok((c, log_format, engine))
 }
 
 #[cfg(test)]
@@ -637,6 +713,33 @@ mod tests {
         assert_eq!(parse_size("1 MiB").unwrap(), 1 << 20);
         assert!(parse_size("1GB").is_err());
         assert!(parse_size("x").is_err());
+    }
+
+    #[test]
+    fn engines() {
+        let url = "redis://127.0.0.1:6379/0".to_owned();
+        assert_eq!(
+            engine_setting(None, None, None).unwrap(),
+            EngineSetting::Memory
+        );
+        assert_eq!(
+            engine_setting(Some("memory".into()), None, None).unwrap(),
+            EngineSetting::Memory
+        );
+        assert_eq!(
+            engine_setting(Some(url.clone()), Some("p".into()), Some("n1".into())).unwrap(),
+            EngineSetting::Redis {
+                url,
+                prefix: Some("p".into()),
+                node_id: Some("n1".into())
+            }
+        );
+        assert!(engine_setting(Some("rediss://h/0".into()), None, None).is_err());
+        assert!(engine_setting(Some("mysql://h".into()), None, None).is_err());
+        assert!(engine_setting(None, None, Some("n1".into())).is_err());
+        let f: FileSettings =
+            toml::from_str("engine = \"redis://h:6379/1\"\nnode_id = \"n2\"").unwrap();
+        assert_eq!(f.node_id.as_deref(), Some("n2"));
     }
 
     #[test]

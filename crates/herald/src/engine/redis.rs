@@ -1,0 +1,1215 @@
+//! The Redis engine: several Herald nodes behave as one hub.
+//!
+//! ## Design
+//!
+//! - **One stream carries every event.** A publish on any node runs one Lua script
+//!   ([`scripts`]) that gives the event the next sequence of the epoch, appends it to the
+//!   stream `<prefix>:events` with entry id `<seq>-0` (its frame, targets and whether it went to
+//!   everyone), trims the stream to the replay window, and decides `fallback: broadcast` for
+//!   the whole cluster from the nodes' presence. The event is retained before any node sees it.
+//! - **Each node reads the stream** with one blocking `XREAD` loop on its own connection and
+//!   hands every event, in order, to its [`Delivery`]: one delivery path for one node or many,
+//!   and one total order that every connection on every node sees. After a Redis blip the loop
+//!   picks up where it stopped, so nothing published meanwhile is skipped.
+//! - **Ids stay `<epoch>-<seq>`.** The epoch lives in Redis (created once by whichever node
+//!   needs it first); a Redis that lost its data gets a new epoch, so clients' old ids become
+//!   `unknown_epoch`. A new epoch's sequences start at the Redis clock (ms × 1000), above those
+//!   of any epoch before, because connections drop events at or below their start position.
+//! - **Replay** reads the stream (`XRANGE` after the client's id) in one script that also reads
+//!   the head, so replay and live delivery meet without gap or duplicate.
+//! - **Commands and presence queries** go to every node over one pub/sub channel
+//!   (`<prefix>:control`); each node answers on the asker's reply channel. `PUBLISH` says how
+//!   many nodes listen, so the asker knows how many answers to wait for.
+//! - **Presence**: every `presence_interval` each node writes what changed in its connections
+//!   (users, channels, connection ids, with counts; see [`presence`]) to keys whose TTL it
+//!   renews, so a dead node drops out within `node_ttl`.
+//! - **Connections to Redis**: per node, one multiplexed connection for commands (shared by every
+//!   publish), one for the blocking reader and one pub/sub subscription; never one per client.
+//! - **Failures**: a supervisor task owns those connections. When Redis goes away it logs once,
+//!   reports [`EngineHealth::Degraded`], makes publishes fail with
+//!   [`EngineError::Unavailable`], and reconnects with capped exponential backoff; SSE
+//!   connections and their heartbeats are untouched. Everything stops on the engine's
+//!   cancellation token ([`Engine::shutdown`]).
+
+mod keys;
+mod link;
+mod presence;
+mod scripts;
+mod wire;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use ::redis::aio::{MultiplexedConnection, PubSub};
+use ::redis::{AsyncConnectionConfig, Client, RedisError, Value};
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use self::keys::Keys;
+use self::presence::{Index, Snapshot};
+use self::scripts::Scripts;
+use self::wire::{Op, Reply, Request};
+use super::{
+    ChannelPresence, ClusterStats, Command, ConnectionSnapshot, Delivery, Engine, EngineError,
+    EngineHealth, NodeConnection, NodeStats, PresenceUser, Publication, Published,
+};
+use crate::clock;
+use crate::event::{Epoch, EventId};
+use crate::history::{HistoryLimits, HistoryStats, Replay, ReplayFilter, ResetReason};
+use crate::metrics::DisconnectReason;
+use crate::sse::frame;
+use crate::target::{ChannelName, Fallback, Targets, UserId};
+
+/// Events one `XREAD` returns at most.
+const READ_BATCH: usize = 512;
+/// How long one `XREAD` blocks; on timeout the reader checks the epoch and the stream's start.
+const READ_BLOCK: Duration = Duration::from_secs(1);
+/// The stream keeps at least this many events (even with a smaller or no replay window), so that
+/// a node that reads a little late still finds them.
+const TRANSPORT_MIN_EVENTS: usize = 1000;
+/// ... and at least this many bytes of them ...
+const TRANSPORT_MIN_BYTES: usize = 1 << 20;
+/// ... and every event younger than this.
+const TRANSPORT_MIN_AGE: Duration = Duration::from_secs(10);
+/// Most events one maintenance pass trims.
+const TRIM_BUDGET: usize = 1000;
+
+/// Settings of a [`RedisEngine`]. [`RedisOptions::new`] fills in the defaults.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// `redis://[[user]:password@]host[:port][/db]`.
+    pub url: String,
+    /// Prefix of every key and channel (default `herald`). The nodes of one cluster share it;
+    /// separate clusters on one Redis need separate prefixes.
+    pub prefix: String,
+    /// This node's id, unique within the cluster: letters, digits, `_`, `.`, `-`, at most 64.
+    /// Default: `<hostname>-<pid>-<random>`.
+    pub node_id: String,
+    /// The replay window (the same limits as the memory engine's).
+    pub history: HistoryLimits,
+    /// How often the node reports its connections to Redis (presence, stats, and the routing
+    /// data that counts `delivered` and decides `fallback: broadcast`). Default 1 s.
+    pub presence_interval: Duration,
+    /// How long a node's report lives: a node that stops reporting drops out of presence and
+    /// routing after this. Default 5 s.
+    pub node_ttl: Duration,
+    /// Longest wait for one Redis command (a publish, a replay). Default 2 s.
+    pub command_timeout: Duration,
+    /// Longest wait for the other nodes' answers to a disconnect or a presence query.
+    /// Default 2 s.
+    pub request_timeout: Duration,
+    /// Longest pause between reconnection attempts; the pause doubles from 100 ms up to this.
+    /// Default 5 s.
+    pub max_backoff: Duration,
+}
+
+impl RedisOptions {
+    /// Defaults for Redis at `url` with this replay window.
+    pub fn new(url: impl Into<String>, history: HistoryLimits) -> Self {
+        RedisOptions {
+            url: url.into(),
+            prefix: "herald".into(),
+            node_id: default_node_id(),
+            history,
+            presence_interval: Duration::from_secs(1),
+            node_ttl: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let prefix_ok = !self.prefix.is_empty()
+            && self.prefix.len() <= 64
+            && !self
+                .prefix
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control());
+        if !prefix_ok {
+            return Err(format!(
+                "Redis key prefix {:?}: 1 to 64 characters without spaces",
+                self.prefix
+            ));
+        }
+        if !valid_node_id(&self.node_id) {
+            return Err(format!(
+                "node id {:?}: 1 to 64 of A-Z a-z 0-9 _ . -",
+                self.node_id
+            ));
+        }
+        if self.presence_interval.is_zero() || self.node_ttl <= self.presence_interval {
+            return Err("the node TTL must be longer than the presence interval".into());
+        }
+        Ok(())
+    }
+}
+
+fn valid_node_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// `<hostname>-<pid>-<4 hex digits>`: unique per process, readable in stats.
+fn default_node_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        .take(40)
+        .collect();
+    let host = if host.is_empty() {
+        "herald".into()
+    } else {
+        host
+    };
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+/// The URL with any password replaced by `***`, for logs and errors.
+pub(crate) fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// Runs several Herald nodes as one hub through Redis: one stream carries every event to every
+/// node in one order and keeps the replay window; commands and presence queries reach every
+/// node; each node reports its connections. How it works, what it costs and how it fails:
+/// `docs/deploy.md`.
+pub struct RedisEngine {
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl fmt::Debug for RedisEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisEngine")
+            .field("url", &redacted_url(&self.shared.options.url))
+            .field("prefix", &self.shared.options.prefix)
+            .field("node_id", &self.shared.options.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RedisEngine {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Whether Redis is reachable.
+#[derive(Debug)]
+enum Health {
+    Up,
+    Down { reason: String, since: Instant },
+}
+
+/// What the engine's handle and its background tasks share.
+struct Shared {
+    options: RedisOptions,
+    keys: Keys,
+    client: Client,
+    scripts: Scripts,
+    started_ms: u64,
+    delivery: OnceLock<Arc<dyn Delivery>>,
+    /// The connection for commands; `None` while Redis is unreachable.
+    commands: RwLock<Option<Commands>>,
+    /// Numbers the supervisor's sessions (see [`Commands::session`]).
+    sessions: AtomicU64,
+    health: Mutex<Health>,
+    /// The newest event this node handed to its delivery (set before handing it over): where
+    /// a connection that registers now starts.
+    position: Mutex<EventId>,
+    history: Mutex<Option<HistoryStats>>,
+    /// The connections of the last report, for presence queries.
+    snapshot: Mutex<Snapshot>,
+    /// Queries this node is waiting on, by request id.
+    pending: Mutex<HashMap<String, mpsc::UnboundedSender<Reply>>>,
+    /// Wakes the supervisor when a command found the connection broken.
+    broken: Notify,
+    stopped: AtomicBool,
+    warned_no_presence: AtomicBool,
+}
+
+/// The command connection of one session.
+#[derive(Clone)]
+struct Commands {
+    conn: MultiplexedConnection,
+    /// Which session opened it: a failure on the connection of an earlier session (a command
+    /// still in flight when Redis came back) must not take the new one down.
+    session: u64,
+}
+
+/// Where the stream stands (the `INFO` script's answer).
+#[derive(Debug, Clone, Copy)]
+struct StreamInfo {
+    epoch: Epoch,
+    head: u64,
+    base: u64,
+    len: usize,
+    bytes: usize,
+    first: Option<u64>,
+    next: Option<u64>,
+}
+
+/// One event read from the stream.
+#[derive(Debug)]
+struct Entry {
+    seq: u64,
+    epoch: Option<Epoch>,
+    frame: Bytes,
+    targets: String,
+    everyone: bool,
+}
+
+impl RedisEngine {
+    /// Connects to Redis (once, to fail fast on a wrong URL or an unreachable server), reads or
+    /// creates the epoch, and returns the engine. Its background tasks start when a hub attaches
+    /// it ([`crate::Hub::with_engine`]).
+    ///
+    /// # Errors
+    /// [`EngineError::Unavailable`] when the options are invalid or Redis cannot be reached.
+    pub async fn connect(options: RedisOptions) -> Result<Self, EngineError> {
+        options.validate().map_err(EngineError::Unavailable)?;
+        let client = Client::open(options.url.as_str()).map_err(|e| {
+            EngineError::Unavailable(format!(
+                "invalid Redis URL {}: {e}",
+                redacted_url(&options.url)
+            ))
+        })?;
+        let shared = Arc::new(Shared {
+            keys: Keys::new(&options.prefix, &options.node_id),
+            client,
+            scripts: Scripts::new(),
+            started_ms: clock::now_ms(),
+            delivery: OnceLock::new(),
+            commands: RwLock::new(None),
+            sessions: AtomicU64::new(0),
+            health: Mutex::new(Health::Up),
+            position: Mutex::new(EventId {
+                epoch: Epoch::from_u64(0),
+                seq: 0,
+            }),
+            history: Mutex::new(None),
+            snapshot: Mutex::new(Arc::new(Vec::new())),
+            pending: Mutex::new(HashMap::new()),
+            broken: Notify::new(),
+            stopped: AtomicBool::new(false),
+            warned_no_presence: AtomicBool::new(false),
+            options,
+        });
+        let url = redacted_url(&shared.options.url);
+        let unreachable = |e: String| EngineError::Unavailable(format!("Redis at {url}: {e}"));
+        let mut conn = shared
+            .open_connection(shared.options.command_timeout)
+            .await
+            .map_err(unreachable)?;
+        let info = shared
+            .info(&mut conn, None)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        *shared.position.lock() = EventId {
+            epoch: info.epoch,
+            seq: info.head,
+        };
+        shared.update_history(&info);
+        *shared.commands.write() = Some(Commands { conn, session: 0 });
+        tracing::info!(
+            redis = %url,
+            prefix = %shared.options.prefix,
+            node = %shared.options.node_id,
+            epoch = %info.epoch,
+            "Redis engine connected"
+        );
+        Ok(RedisEngine {
+            shared,
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.shared.options.node_id
+    }
+}
+
+#[async_trait]
+impl Engine for RedisEngine {
+    fn attach(&self, delivery: Arc<dyn Delivery>) {
+        if self.shared.delivery.set(delivery).is_err() {
+            return; // One engine serves one hub.
+        }
+        self.tasks
+            .spawn(link::supervise(self.shared.clone(), self.cancel.clone()));
+    }
+
+    async fn publish(&self, publication: Publication) -> Result<Published, EngineError> {
+        let shared = &self.shared;
+        let delivery = shared.running()?;
+        if delivery.is_overloaded() {
+            return Err(EngineError::Overloaded);
+        }
+        let mut link = shared.commands()?;
+        let keys = &shared.keys;
+        let body = frame::encode_event(None, &publication.name, publication.payload.as_str());
+        let everyone = publication.targets.is_broadcast();
+        let fallback = publication.targets.fallback() == Fallback::Broadcast;
+        let kept = shared.transport_limits();
+        let mut call = shared.scripts.publish.prepare_invoke();
+        call.key(keys.meta())
+            .key(keys.events())
+            .key(keys.nodes())
+            .arg(Epoch::random().to_string())
+            .arg(body.as_ref())
+            .arg(wire::encode_targets(&publication.targets))
+            .arg(flag(everyone))
+            .arg(flag(fallback))
+            .arg(kept.max_events)
+            .arg(kept.max_bytes)
+            .arg(millis(kept.max_age))
+            .arg(millis(shared.options.node_ttl))
+            .arg(keys.node_prefix())
+            .arg(&shared.options.node_id)
+            .arg(keys::USERS)
+            .arg(keys::CHANNELS)
+            .arg(keys::CONNECTIONS);
+        let reply: Vec<Value> = shared
+            .run(link.session, call.invoke_async(&mut link.conn))
+            .await?;
+        let bad = || EngineError::Unavailable("unexpected answer from the publish script".into());
+        let epoch = reply.first().and_then(epoch_of).ok_or_else(bad)?;
+        let seq = reply.get(1).and_then(number).ok_or_else(bad)?;
+        let delivered = reply.get(3).and_then(number).unwrap_or(0);
+        let without_presence = reply.get(4).and_then(number).unwrap_or(0);
+        if without_presence > 0
+            && fallback
+            && !everyone
+            && !shared.warned_no_presence.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                nodes = without_presence,
+                "some nodes do not report their connections, so `fallback: broadcast` cannot be \
+                 decided for the cluster and is not applied; `delivered` leaves those nodes out"
+            );
+        }
+        Ok(Published {
+            id: EventId { epoch, seq },
+            delivered: delivered as usize,
+        })
+    }
+
+    /// Runs `command` on every node that listens to the control channel; returns the
+    /// connections it closed on the nodes that answered within `request_timeout`.
+    async fn command(&self, command: Command) -> Result<usize, EngineError> {
+        self.shared.running()?;
+        let op = match command {
+            Command::Disconnect {
+                users,
+                connections,
+                reason,
+            } => Op::Disconnect {
+                users: users.iter().map(|u| u.as_str().to_owned()).collect(),
+                connections: connections.iter().map(ToString::to_string).collect(),
+                reason: wire::reason_text(reason),
+            },
+            Command::DisconnectAll { reason } => Op::DisconnectAll {
+                reason: wire::reason_text(reason),
+            },
+        };
+        let replies = self.shared.request(op).await?;
+        Ok(replies.iter().map(|r| r.count).sum())
+    }
+
+    /// The newest event this node's reader has handed to its connections: a connection that
+    /// registers now receives every later event live. Answered without Redis, so new clients
+    /// can connect during an outage (they get the events published after it).
+    async fn head(&self) -> Result<EventId, EngineError> {
+        Ok(*self.shared.position.lock())
+    }
+
+    async fn replay(&self, after: EventId, filter: &ReplayFilter) -> Result<Replay, EngineError> {
+        let shared = &self.shared;
+        let position = *shared.position.lock();
+        if after == position {
+            // Up to date with this node: nothing to read (common when a node's clients all come
+            // back at once).
+            return Ok(Replay::Events {
+                frames: Vec::new(),
+                head: position,
+            });
+        }
+        let mut link = shared.commands()?;
+        let keys = &shared.keys;
+        let limits = shared.options.history;
+        let kept = shared.transport_limits();
+        let mut call = shared.scripts.replay.prepare_invoke();
+        call.key(keys.meta())
+            .key(keys.events())
+            .arg(Epoch::random().to_string())
+            .arg(after.epoch.to_string())
+            .arg(after.seq.to_string())
+            .arg(filter.user.as_ref().map_or("", UserId::as_str))
+            .arg(wire::encode_channels(&filter.channels))
+            .arg(limits.max_events)
+            .arg(millis(limits.max_age))
+            .arg(kept.max_events)
+            .arg(kept.max_bytes)
+            .arg(millis(kept.max_age));
+        let reply: Vec<Value> = shared
+            .run(link.session, call.invoke_async(&mut link.conn))
+            .await?;
+        let bad = || EngineError::Unavailable("unexpected answer from the replay script".into());
+        let epoch = reply.first().and_then(epoch_of).ok_or_else(bad)?;
+        let head = EventId {
+            epoch,
+            seq: reply.get(1).and_then(number).ok_or_else(bad)?,
+        };
+        let reason = match reply.get(2).and_then(text).as_deref() {
+            Some("ok") => None,
+            Some("unknown_epoch") => Some(ResetReason::UnknownEpoch),
+            Some("history_gap") => Some(ResetReason::HistoryGap),
+            _ => return Err(bad()),
+        };
+        if let Some(reason) = reason {
+            return Ok(Replay::Reset { reason, head });
+        }
+        let mut frames = Vec::with_capacity((reply.len() - 3) / 2);
+        for pair in reply[3..].chunks_exact(2) {
+            let seq = number(&pair[0]).ok_or_else(bad)?;
+            frames.push((seq, bytes_of(&pair[1]).ok_or_else(bad)?));
+        }
+        Ok(Replay::Events { frames, head })
+    }
+
+    fn history_stats(&self) -> Option<HistoryStats> {
+        self.shared.history.lock().clone()
+    }
+
+    fn health(&self) -> EngineHealth {
+        match &*self.shared.health.lock() {
+            Health::Up => EngineHealth::Ok,
+            Health::Down { reason, .. } => {
+                EngineHealth::Degraded(format!("Redis is unreachable: {reason}"))
+            }
+        }
+    }
+
+    async fn shutdown(&self) {
+        let shared = &self.shared;
+        if shared.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.cancel.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the Redis engine's tasks did not stop within 5s");
+        }
+        // Leave the cluster now rather than when the TTL runs out.
+        let link = shared.commands.write().take();
+        if let Some(Commands { mut conn, .. }) = link {
+            let keys = &shared.keys;
+            let mut pipe = ::redis::pipe();
+            pipe.del(&[
+                keys.this_node(),
+                keys.this_users(),
+                keys.this_channels(),
+                keys.this_connections(),
+            ])
+            .ignore()
+            .zrem(keys.nodes(), &shared.options.node_id)
+            .ignore();
+            let left = tokio::time::timeout(
+                shared.options.command_timeout,
+                pipe.query_async::<()>(&mut conn),
+            )
+            .await;
+            if !matches!(left, Ok(Ok(()))) {
+                tracing::debug!("could not remove this node's presence from Redis; it expires");
+            }
+        }
+        tracing::info!(node = %shared.options.node_id, "Redis engine stopped");
+    }
+
+    fn node_id(&self) -> Option<&str> {
+        Some(&self.shared.options.node_id)
+    }
+
+    async fn cluster_stats(&self) -> Result<Option<ClusterStats>, EngineError> {
+        let shared = &self.shared;
+        let mut link = shared.commands()?;
+        let keys = &shared.keys;
+        let mut call = shared.scripts.nodes.prepare_invoke();
+        call.key(keys.nodes())
+            .arg(millis(shared.options.node_ttl))
+            .arg(keys.node_prefix())
+            .arg(keys::CHANNELS);
+        let reply: Vec<Value> = shared
+            .run(link.session, call.invoke_async(&mut link.conn))
+            .await?;
+        let mut stats = ClusterStats {
+            node_id: shared.options.node_id.clone(),
+            connections: 0,
+            users: 0,
+            anonymous_connections: 0,
+            channels: BTreeMap::new(),
+            nodes: Vec::new(),
+        };
+        for node in reply.chunks_exact(3) {
+            let Some(id) = text(&node[0]) else { continue };
+            let summary = pairs(&node[1]);
+            let get = |name: &str| {
+                summary
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .and_then(|(_, v)| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let channels = pairs(&node[2]);
+            let entry = NodeStats {
+                node_id: id,
+                connections: get("connections") as usize,
+                users: get("users") as usize,
+                anonymous_connections: get("anonymous") as usize,
+                channels: get("channels") as usize,
+                reports_connections: get("presence") == 1,
+                started_at: clock::rfc3339(wire::from_ms(get("started"))),
+                updated_at: clock::rfc3339(wire::from_ms(get("updated"))),
+            };
+            stats.connections += entry.connections;
+            stats.users += entry.users;
+            stats.anonymous_connections += entry.anonymous_connections;
+            for (channel, count) in channels {
+                *stats.channels.entry(channel).or_default() += count.parse().unwrap_or(0);
+            }
+            stats.nodes.push(entry);
+        }
+        stats.nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        Ok(Some(stats))
+    }
+
+    async fn channel_presence(
+        &self,
+        channel: &ChannelName,
+    ) -> Result<Option<ChannelPresence>, EngineError> {
+        self.shared.running()?;
+        let replies = self
+            .shared
+            .request(Op::ChannelPresence {
+                channel: channel.as_str().to_owned(),
+            })
+            .await?;
+        let mut users: HashMap<String, PresenceUser> = HashMap::new();
+        let mut anonymous = 0;
+        for reply in replies {
+            anonymous += reply.anonymous;
+            for u in reply.users {
+                let Ok(user) = UserId::new(&u.user) else {
+                    continue;
+                };
+                let at = wire::from_ms(u.first_ms);
+                let entry = users.entry(u.user).or_insert_with(|| PresenceUser {
+                    user,
+                    username: None,
+                    connections: 0,
+                    first_connected_at: at,
+                });
+                entry.connections += u.connections;
+                if at <= entry.first_connected_at || entry.username.is_none() {
+                    entry.first_connected_at = entry.first_connected_at.min(at);
+                    if let Some(name) = u.username {
+                        entry.username = Some(name.into());
+                    }
+                }
+            }
+        }
+        let mut users: Vec<PresenceUser> = users.into_values().collect();
+        users.sort_by(|a, b| {
+            a.first_connected_at
+                .cmp(&b.first_connected_at)
+                .then_with(|| a.user.cmp(&b.user))
+        });
+        Ok(Some(ChannelPresence {
+            users,
+            anonymous_connections: anonymous,
+        }))
+    }
+
+    async fn user_connections(
+        &self,
+        user: &UserId,
+    ) -> Result<Option<Vec<NodeConnection>>, EngineError> {
+        self.shared.running()?;
+        let replies = self
+            .shared
+            .request(Op::UserConnections {
+                user: user.as_str().to_owned(),
+            })
+            .await?;
+        let mut list: Vec<NodeConnection> = replies
+            .into_iter()
+            .flat_map(|reply| {
+                let node = reply.node;
+                reply
+                    .connections
+                    .into_iter()
+                    .filter_map(|c| c.to_snapshot())
+                    .map(move |connection| NodeConnection {
+                        node_id: node.clone(),
+                        connection,
+                    })
+            })
+            .collect();
+        list.sort_by_key(|c| (c.connection.connected_at, c.connection.id));
+        Ok(Some(list))
+    }
+}
+
+impl Shared {
+    /// The delivery, or [`EngineError::NotRunning`] before attach or after shutdown.
+    fn running(&self) -> Result<&Arc<dyn Delivery>, EngineError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(EngineError::NotRunning);
+        }
+        self.delivery.get().ok_or(EngineError::NotRunning)
+    }
+
+    /// The command connection, or why there is none.
+    fn commands(&self) -> Result<Commands, EngineError> {
+        if let Some(link) = self.commands.read().as_ref() {
+            return Ok(link.clone());
+        }
+        Err(EngineError::Unavailable(match &*self.health.lock() {
+            Health::Down { reason, .. } => format!("Redis is unreachable: {reason}"),
+            Health::Up => "not connected to Redis".into(),
+        }))
+    }
+
+    /// What the stream physically keeps: the replay window, plus a margin for nodes that read
+    /// late (the replay script still answers by the window's own limits).
+    fn transport_limits(&self) -> HistoryLimits {
+        let h = self.options.history;
+        HistoryLimits {
+            max_events: h.max_events.max(TRANSPORT_MIN_EVENTS),
+            max_bytes: h.max_bytes.max(TRANSPORT_MIN_BYTES),
+            max_age: h.max_age.max(TRANSPORT_MIN_AGE),
+        }
+    }
+
+    /// Awaits one Redis call on the command connection of `session` within `command_timeout`,
+    /// turning failures into [`EngineError::Unavailable`] (and a broken connection into a
+    /// reconnect).
+    async fn run<T>(
+        &self,
+        session: u64,
+        call: impl std::future::Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, EngineError> {
+        let reason = match tokio::time::timeout(self.options.command_timeout, call).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(e)) if !is_connection_error(&e) => {
+                return Err(EngineError::Unavailable(e.to_string()))
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!(
+                "Redis did not answer within {:?}",
+                self.options.command_timeout
+            ),
+        };
+        let current = self.commands.read().as_ref().map(|c| c.session);
+        if current == Some(session) {
+            self.down(&reason);
+            self.broken.notify_waiters();
+        }
+        Err(EngineError::Unavailable(reason))
+    }
+
+    /// Redis is reachable (again): commands go through `conn`.
+    fn up(&self, conn: MultiplexedConnection) {
+        let session = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
+        *self.commands.write() = Some(Commands { conn, session });
+        let mut health = self.health.lock();
+        if let Health::Down { since, .. } = &*health {
+            tracing::info!(
+                node = %self.options.node_id,
+                after = ?since.elapsed(),
+                "Redis is reachable again: publishing, delivery and resume work again"
+            );
+        }
+        *health = Health::Up;
+    }
+
+    /// Redis is unreachable: logged once per outage, then quietly retried.
+    fn down(&self, reason: &str) {
+        *self.commands.write() = None;
+        let mut health = self.health.lock();
+        match &mut *health {
+            Health::Up => {
+                tracing::error!(
+                    node = %self.options.node_id,
+                    redis = %redacted_url(&self.options.url),
+                    %reason,
+                    "lost Redis: SSE connections stay open with their heartbeats, publishes get \
+                     503 until it is back; reconnecting with backoff"
+                );
+                *health = Health::Down {
+                    reason: reason.to_owned(),
+                    since: Instant::now(),
+                };
+            }
+            Health::Down { reason: r, .. } => {
+                tracing::debug!(%reason, "Redis still unreachable");
+                reason.clone_into(r);
+            }
+        }
+    }
+
+    async fn open_connection(
+        &self,
+        response_timeout: Duration,
+    ) -> Result<MultiplexedConnection, String> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.options.command_timeout))
+            .set_response_timeout(Some(response_timeout));
+        let connect = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config);
+        match tokio::time::timeout(self.options.command_timeout * 2, connect).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("connecting timed out".into()),
+        }
+    }
+
+    async fn open_pubsub(&self) -> Result<PubSub, String> {
+        let timeout = self.options.command_timeout;
+        let mut pubsub = match tokio::time::timeout(timeout, self.client.get_async_pubsub()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("connecting timed out".into()),
+        };
+        for channel in [self.keys.control(), self.keys.this_reply()] {
+            match tokio::time::timeout(timeout, pubsub.subscribe(&channel)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => return Err("subscribing timed out".into()),
+            }
+        }
+        Ok(pubsub)
+    }
+
+    /// Runs the `INFO` script: epoch (created if missing), head, and a trimming pass.
+    async fn info(
+        &self,
+        conn: &mut MultiplexedConnection,
+        after: Option<EventId>,
+    ) -> Result<StreamInfo, RedisError> {
+        let kept = self.transport_limits();
+        let mut call = self.scripts.info.prepare_invoke();
+        call.key(self.keys.meta())
+            .key(self.keys.events())
+            .arg(Epoch::random().to_string())
+            .arg(kept.max_events)
+            .arg(kept.max_bytes)
+            .arg(millis(kept.max_age))
+            .arg(TRIM_BUDGET)
+            .arg(after.map_or(-1, |id| id.seq as i64))
+            .arg(after.map_or(String::new(), |id| id.epoch.to_string()));
+        let reply: Vec<Value> = call.invoke_async(conn).await?;
+        let get = |i: usize| reply.get(i).and_then(signed);
+        let parsed = (|| {
+            Some(StreamInfo {
+                epoch: reply.first().and_then(epoch_of)?,
+                head: u64::try_from(get(1)?).ok()?,
+                base: u64::try_from(get(2)?).ok()?,
+                len: usize::try_from(get(3)?).ok()?,
+                bytes: usize::try_from(get(4)?).ok()?,
+                first: u64::try_from(get(5)?).ok(),
+                next: u64::try_from(get(6)?).ok(),
+            })
+        })();
+        parsed.ok_or_else(|| {
+            RedisError::from((
+                ::redis::ErrorKind::Parse,
+                "unexpected answer from the info script",
+            ))
+        })
+    }
+
+    fn update_history(&self, info: &StreamInfo) {
+        let limits = self.options.history;
+        let id = |seq| {
+            EventId {
+                epoch: info.epoch,
+                seq,
+            }
+            .to_string()
+        };
+        let events = info.len.min(limits.max_events);
+        let oldest = info.first.filter(|_| events > 0).map(|first| {
+            let window_start = (info.head + 1).saturating_sub(limits.max_events as u64);
+            first.max(window_start)
+        });
+        *self.history.lock() = Some(HistoryStats {
+            events,
+            bytes: info.bytes,
+            oldest_id: oldest.map(id),
+            newest_id: (info.head > info.base).then(|| id(info.head)),
+            max_events: limits.max_events,
+            max_bytes: limits.max_bytes,
+            max_age_seconds: limits.max_age.as_secs(),
+            durable: false,
+        });
+    }
+
+    /// Checks the reader's position against Redis: a new epoch (Redis lost its data) moves it
+    /// to the new epoch's start; events trimmed before this node read them are a gap.
+    async fn check_position(&self, conn: &mut MultiplexedConnection) -> Result<(), RedisError> {
+        let position = *self.position.lock();
+        let info = self.info(conn, Some(position)).await?;
+        self.update_history(&info);
+        if info.epoch != position.epoch {
+            tracing::warn!(
+                old = %position.epoch,
+                new = %info.epoch,
+                "Redis has a new epoch (it lost its data, or events this node had delivered): \
+                 delivery continues in the new epoch; clients resuming from older ids get a reset"
+            );
+            *self.position.lock() = EventId {
+                epoch: info.epoch,
+                seq: info.base,
+            };
+            return Ok(());
+        }
+        if info.head > position.seq && info.next.is_none() {
+            self.gap(position.seq, info.head + 1);
+            *self.position.lock() = EventId {
+                epoch: info.epoch,
+                seq: info.head,
+            };
+        }
+        Ok(())
+    }
+
+    /// Events after `last` up to `next` were trimmed before this node read them: its clients
+    /// missed them. They are closed, so that they resume (and get what is left, or a reset).
+    fn gap(&self, last: u64, next: u64) {
+        tracing::warn!(
+            last,
+            next,
+            "this node fell behind the event stream and missed events Redis no longer keeps; \
+             closing its connections so that clients resume and learn what they missed"
+        );
+        if let Some(delivery) = self.delivery.get() {
+            delivery.apply(&Command::DisconnectAll {
+                reason: DisconnectReason::ServerDisconnect,
+            });
+        }
+    }
+
+    /// Moves the reader past `seq` without delivering it.
+    fn step_over(&self, seq: u64) {
+        let mut position = self.position.lock();
+        position.seq = position.seq.max(seq);
+    }
+
+    /// Hands one event from the stream to this node's connections. Returns false when the
+    /// event belongs to another epoch (the reader must check where Redis stands).
+    fn take(&self, entry: Entry) -> bool {
+        let position = *self.position.lock();
+        if entry.epoch != Some(position.epoch) {
+            return false;
+        }
+        if entry.seq <= position.seq {
+            return true;
+        }
+        if entry.seq > position.seq + 1 {
+            self.gap(position.seq, entry.seq);
+        }
+        let id = EventId {
+            epoch: position.epoch,
+            seq: entry.seq,
+        };
+        // Before delivering: `head()` must never be below an event already handed over.
+        *self.position.lock() = id;
+        let targets = if entry.everyone {
+            Some(Targets::broadcast())
+        } else {
+            wire::decode_targets(&entry.targets)
+        };
+        match (targets, self.delivery.get()) {
+            (Some(targets), Some(delivery)) => {
+                delivery.deliver(id, &entry.frame, &targets);
+            }
+            (None, _) => tracing::warn!(%id, "skipping an event whose targets cannot be read"),
+            (_, None) => {}
+        }
+        true
+    }
+
+    /// Sends `op` to every node and collects the answers that arrive within
+    /// `request_timeout`.
+    async fn request(&self, op: Op) -> Result<Vec<Reply>, EngineError> {
+        let mut link = self.commands()?;
+        let req = format!("{:016x}", rand::random::<u64>());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.pending.lock().insert(req.clone(), tx);
+        let _pending = PendingGuard {
+            shared: self,
+            req: &req,
+        };
+        let message = Request {
+            from: self.options.node_id.clone(),
+            req: req.clone(),
+            op,
+        };
+        let text = serde_json::to_string(&message)
+            .map_err(|e| EngineError::Unavailable(format!("cannot encode a request: {e}")))?;
+        let mut publish = ::redis::cmd("PUBLISH");
+        publish.arg(self.keys.control()).arg(text);
+        let listeners: usize = self
+            .run(link.session, publish.query_async(&mut link.conn))
+            .await?;
+        let deadline = tokio::time::Instant::now() + self.options.request_timeout;
+        let mut replies = Vec::with_capacity(listeners);
+        while replies.len() < listeners {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(reply)) => replies.push(reply),
+                _ => break,
+            }
+        }
+        if replies.len() < listeners {
+            tracing::warn!(
+                answered = replies.len(),
+                nodes = listeners,
+                "not every node answered within {:?}",
+                self.options.request_timeout
+            );
+        }
+        Ok(replies)
+    }
+
+    /// This node's answer to a control message.
+    fn answer(&self, request: &Request) -> Reply {
+        let mut reply = Reply::new(&request.req, &self.options.node_id);
+        let Some(delivery) = self.delivery.get() else {
+            return reply;
+        };
+        match &request.op {
+            Op::Disconnect {
+                users,
+                connections,
+                reason,
+            } => {
+                let command = Command::Disconnect {
+                    users: users.iter().filter_map(|u| UserId::new(u).ok()).collect(),
+                    connections: connections.iter().filter_map(|c| c.parse().ok()).collect(),
+                    reason: wire::reason_from(reason),
+                };
+                reply.count = delivery.apply(&command);
+            }
+            Op::DisconnectAll { reason } => {
+                reply.count = delivery.apply(&Command::DisconnectAll {
+                    reason: wire::reason_from(reason),
+                });
+            }
+            Op::ChannelPresence { channel } => {
+                let snapshot = self.snapshot.lock().clone();
+                (reply.users, reply.anonymous) = presence::channel_users(&snapshot, channel);
+            }
+            Op::UserConnections { user } => {
+                let snapshot = self.snapshot.lock().clone();
+                reply.connections = presence::user_connections(&snapshot, user);
+            }
+        }
+        reply
+    }
+
+    /// Writes this node's report: figures, TTLs, and what changed in its connections.
+    async fn report(
+        &self,
+        conn: &mut MultiplexedConnection,
+        written: &mut Option<Index>,
+    ) -> Result<(), RedisError> {
+        let snapshot: Option<Vec<ConnectionSnapshot>> =
+            self.delivery.get().and_then(|d| d.connections());
+        let reports = snapshot.is_some();
+        let snapshot = Arc::new(snapshot.unwrap_or_default());
+        let index = Index::of(&snapshot);
+        *self.snapshot.lock() = snapshot;
+        let keys = &self.keys;
+        let ttl = millis(self.options.node_ttl);
+        let mut touch = self.scripts.touch.prepare_invoke();
+        touch
+            .key(keys.nodes())
+            .key(keys.this_node())
+            .key(keys.this_users())
+            .key(keys.this_channels())
+            .key(keys.this_connections())
+            .arg(&self.options.node_id)
+            .arg(ttl)
+            .arg(index.connections.len())
+            .arg(index.users.len())
+            .arg(index.anonymous)
+            .arg(index.channels.len())
+            .arg(flag(reports))
+            .arg(self.started_ms);
+        let existed: i64 = touch.invoke_async(conn).await?;
+        let old = if existed == 1 { written.as_ref() } else { None };
+        if old != Some(&index) {
+            let mut pipe = ::redis::pipe();
+            presence::write(&mut pipe, keys, old, &index);
+            for key in [
+                keys.this_users(),
+                keys.this_channels(),
+                keys.this_connections(),
+            ] {
+                pipe.pexpire(key, ttl as i64).ignore();
+            }
+            presence::run(&pipe, conn).await?;
+        }
+        *written = Some(index);
+        // Maintenance: trim by age while nobody publishes, and refresh the window's figures.
+        let info = self.info(conn, None).await?;
+        self.update_history(&info);
+        Ok(())
+    }
+}
+
+/// Removes a request from the pending map when its caller is done (or gave up).
+struct PendingGuard<'a> {
+    shared: &'a Shared,
+    req: &'a str,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.shared.pending.lock().remove(self.req);
+    }
+}
+
+fn flag(on: bool) -> &'static str {
+    if on {
+        "1"
+    } else {
+        "0"
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+fn is_connection_error(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+        || matches!(e.code(), Some("READONLY" | "LOADING" | "MASTERDOWN"))
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        _ => None,
+    }
+}
+
+fn signed(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(n) => Some(*n),
+        other => text(other)?.parse().ok(),
+    }
+}
+
+fn number(v: &Value) -> Option<u64> {
+    signed(v).and_then(|n| u64::try_from(n).ok())
+}
+
+fn bytes_of(v: &Value) -> Option<Bytes> {
+    match v {
+        Value::BulkString(b) => Some(Bytes::copy_from_slice(b)),
+        Value::SimpleString(s) => Some(Bytes::copy_from_slice(s.as_bytes())),
+        _ => None,
+    }
+}
+
+fn epoch_of(v: &Value) -> Option<Epoch> {
+    let t = text(v)?;
+    (t.len() == 12)
+        .then(|| u64::from_str_radix(&t, 16).ok())
+        .flatten()
+        .map(Epoch::from_u64)
+}
+
+/// A flat `[k, v, k, v...]` answer as pairs of text.
+fn pairs(v: &Value) -> Vec<(String, String)> {
+    let Value::Array(list) = v else {
+        return Vec::new();
+    };
+    list.chunks_exact(2)
+        .filter_map(|p| Some((text(&p[0])?, text(&p[1])?)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redacted_url("redis://:secret@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(redacted_url("redis://host:6379/0"), "redis://host:6379/0");
+        assert_eq!(redacted_url("redis://u:p@ss@h/1"), "redis://***@h/1");
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let limits = crate::config::HubConfig::default().history;
+        let ok = RedisOptions::new("redis://127.0.0.1/", limits);
+        assert!(ok.validate().is_ok(), "{:?}", ok.node_id);
+        assert!(valid_node_id(&default_node_id()));
+        let mut bad = ok.clone();
+        bad.node_id = "a b".into();
+        assert!(bad.validate().is_err());
+        let mut bad = ok.clone();
+        bad.prefix = String::new();
+        assert!(bad.validate().is_err());
+        let mut bad = ok;
+        bad.node_ttl = bad.presence_interval;
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,120 @@
+//! Every Redis key and pub/sub channel name the engine uses, built here and nowhere else.
+//!
+//! | Name | Type | What it holds |
+//! |---|---|---|
+//! | `<prefix>:meta` | hash | `epoch` (12 hex digits), `seq` (the newest id's sequence), `base` (the epoch's first sequence minus one), `bytes` (frame bytes in the stream) |
+//! | `<prefix>:events` | stream | one entry per event, id `<seq>-0`: `f` frame, `e` epoch, `t` targets, `b` "1" when it went to everyone, `ms` publish time, `o` origin node |
+//! | `<prefix>:nodes` | sorted set | node id → time of its last report (ms, Redis clock) |
+//! | `<prefix>:node:<id>` | hash, TTL | the node's figures: `connections`, `users`, `anonymous`, `channels`, `presence`, `started`, `updated` |
+//! | `<prefix>:node:<id>:users` | hash, TTL | user → the node's connections of that user |
+//! | `<prefix>:node:<id>:channels` | hash, TTL | channel → the node's subscribers of that channel |
+//! | `<prefix>:node:<id>:connections` | set, TTL | the node's connection ids |
+//! | `<prefix>:control` | channel | commands and presence queries to every node |
+//! | `<prefix>:reply:<id>` | channel | answers to the queries node `<id>` sent |
+//!
+//! The Lua scripts reach other nodes' keys by `<node prefix><id><suffix>`, with the prefix and
+//! suffixes passed in from here.
+
+/// Suffix of a node's users hash.
+pub(super) const USERS: &str = ":users";
+/// Suffix of a node's channels hash.
+pub(super) const CHANNELS: &str = ":channels";
+/// Suffix of a node's connections set.
+pub(super) const CONNECTIONS: &str = ":connections";
+
+/// The names of one engine (a key prefix) as seen from one node.
+#[derive(Debug, Clone)]
+pub(super) struct Keys {
+    prefix: String,
+    node: String,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: &str, node: &str) -> Self {
+        Keys {
+            prefix: prefix.to_owned(),
+            node: node.to_owned(),
+        }
+    }
+
+    /// Epoch, sequence and size of the stream.
+    pub(super) fn meta(&self) -> String {
+        format!("{}:meta", self.prefix)
+    }
+
+    /// The event stream.
+    pub(super) fn events(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+
+    /// Live nodes by last report.
+    pub(super) fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+
+    /// What precedes a node id in its keys.
+    pub(super) fn node_prefix(&self) -> String {
+        format!("{}:node:", self.prefix)
+    }
+
+    /// A node's figures.
+    pub(super) fn node(&self, id: &str) -> String {
+        format!("{}{id}", self.node_prefix())
+    }
+
+    /// This node's figures.
+    pub(super) fn this_node(&self) -> String {
+        self.node(&self.node)
+    }
+
+    /// This node's users hash.
+    pub(super) fn this_users(&self) -> String {
+        format!("{}{USERS}", self.this_node())
+    }
+
+    /// This node's channels hash.
+    pub(super) fn this_channels(&self) -> String {
+        format!("{}{CHANNELS}", self.this_node())
+    }
+
+    /// This node's connections set.
+    pub(super) fn this_connections(&self) -> String {
+        format!("{}{CONNECTIONS}", self.this_node())
+    }
+
+    /// The channel every node listens to for commands and queries.
+    pub(super) fn control(&self) -> String {
+        format!("{}:control", self.prefix)
+    }
+
+    /// The channel answers to node `id`'s queries go to.
+    pub(super) fn reply(&self, id: &str) -> String {
+        format!("{}:reply:{id}", self.prefix)
+    }
+
+    /// This node's reply channel.
+    pub(super) fn this_reply(&self) -> String {
+        self.reply(&self.node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let k = Keys::new("herald", "n1");
+        assert_eq!(k.meta(), "herald:meta");
+        assert_eq!(k.events(), "herald:events");
+        assert_eq!(k.this_node(), "herald:node:n1");
+        assert_eq!(
+            format!("{}{}{USERS}", k.node_prefix(), "n1"),
+            k.this_users()
+        );
+        assert_eq!(k.this_channels(), "herald:node:n1:channels");
+        assert_eq!(k.this_connections(), "herald:node:n1:connections");
+        assert_eq!(k.this_reply(), "herald:reply:n1");
+        assert_eq!(k.control(), "herald:control");
+    }
+}

@@ -1,0 +1,300 @@
+//! The Lua scripts. Each runs atomically in Redis, so "give the event its id, retain it, decide
+//! its fallback" is one step that no other publisher can interleave with, on any node.
+//!
+//! Sequences can exceed 2^31 (a new epoch starts at the Redis clock in milliseconds × 1000, see
+//! `ensure_meta`), so the scripts write integers with `int()`: Lua would print `1.7e+15`.
+
+use ::redis::Script;
+
+/// Helpers shared by every script (prepended to each).
+const PRELUDE: &str = r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function int(n)
+  return string.format('%.0f', n)
+end
+
+local function field(fields, name)
+  for i = 1, #fields, 2 do
+    if fields[i] == name then return fields[i + 1] end
+  end
+  return nil
+end
+
+local function seq_of(id)
+  return tonumber(string.match(id, '^(%d+)'))
+end
+
+-- The epoch, head and base, creating them (and dropping any stream left over) when Redis has
+-- none. A new epoch's sequence starts at the Redis clock in ms x 1000: above every sequence of
+-- an epoch before it, which would have needed a million events a second to get there. Nodes
+-- compare sequences across an epoch change (a connection drops events at or below its start),
+-- so they must keep growing.
+local function ensure_meta(meta, events, candidate, now)
+  local v = redis.call('HMGET', meta, 'epoch', 'seq', 'base')
+  if not v[1] or not v[2] or not v[3] then
+    local base = int(now * 1000)
+    redis.call('DEL', meta, events)
+    redis.call('HSET', meta, 'epoch', candidate, 'seq', base, 'base', base, 'bytes', 0)
+    return candidate, tonumber(base), tonumber(base)
+  end
+  return v[1], tonumber(v[2]), tonumber(v[3])
+end
+
+-- Drops the oldest events beyond the limits, at most `budget` of them.
+local function trim(meta, events, max_count, max_bytes, cutoff, budget)
+  local removed = 0
+  while removed < budget do
+    local first = redis.call('XRANGE', events, '-', '+', 'COUNT', 1)[1]
+    if first == nil then break end
+    local len = redis.call('XLEN', events)
+    local bytes = tonumber(redis.call('HGET', meta, 'bytes') or '0')
+    local too_many = len > max_count
+    local too_big = bytes > max_bytes and len > 1
+    local too_old = tonumber(field(first[2], 'ms') or '0') < cutoff
+    if not (too_many or too_big or too_old) then break end
+    redis.call('XDEL', events, first[1])
+    redis.call('HINCRBY', meta, 'bytes', -string.len(field(first[2], 'f') or ''))
+    removed = removed + 1
+  end
+  return removed
+end
+"#;
+
+/// Publishes one event.
+///
+/// KEYS: meta, events, nodes.
+/// ARGV: 1 epoch candidate, 2 frame without its `id:` line, 3 targets, 4 "1" for a broadcast,
+/// 5 "1" for `fallback: broadcast`, 6 most events, 7 most bytes, 8 oldest age kept (ms),
+/// 9 node TTL (ms), 10 node key prefix, 11 this node, 12-14 users/channels/connections suffixes.
+///
+/// Returns `{epoch, seq, fell_back, delivered, nodes_without_presence}`.
+const PUBLISH: &str = r#"
+local meta, events, nodes = KEYS[1], KEYS[2], KEYS[3]
+local now = now_ms()
+local epoch = ensure_meta(meta, events, ARGV[1], now)
+local everyone = ARGV[4] == '1'
+local prefix = ARGV[10]
+local live = redis.call('ZRANGEBYSCORE', nodes, now - tonumber(ARGV[9]), '+inf')
+local function everybody()
+  local n = 0
+  for _, node in ipairs(live) do
+    n = n + tonumber(redis.call('HGET', prefix .. node, 'connections') or '0')
+  end
+  return n
+end
+local delivered, unknown, fell_back = 0, 0, 0
+if everyone then
+  delivered = everybody()
+else
+  for _, node in ipairs(live) do
+    local base = prefix .. node
+    if redis.call('HGET', base, 'presence') ~= '1' then
+      unknown = unknown + 1
+    else
+      for item in string.gmatch(ARGV[3], '[^\n]+') do
+        local kind, name = string.sub(item, 1, 1), string.sub(item, 3)
+        if kind == 'u' then
+          delivered = delivered + tonumber(redis.call('HGET', base .. ARGV[12], name) or '0')
+        elseif kind == 'c' then
+          delivered = delivered + tonumber(redis.call('HGET', base .. ARGV[13], name) or '0')
+        elseif kind == 'k' then
+          delivered = delivered + redis.call('SISMEMBER', base .. ARGV[14], name)
+        end
+      end
+    end
+  end
+  if delivered == 0 and unknown == 0 and ARGV[5] == '1' then
+    everyone = true
+    fell_back = 1
+    delivered = everybody()
+  end
+end
+local seq = int(redis.call('HINCRBY', meta, 'seq', 1))
+local frame = 'id: ' .. epoch .. '-' .. seq .. '\n' .. ARGV[2]
+redis.call('XADD', events, seq .. '-0', 'f', frame, 'e', epoch, 't', ARGV[3],
+  'b', everyone and '1' or '0', 'ms', int(now), 'o', ARGV[11])
+redis.call('HINCRBY', meta, 'bytes', string.len(frame))
+trim(meta, events, tonumber(ARGV[6]), tonumber(ARGV[7]), now - tonumber(ARGV[8]), 4)
+return {epoch, seq, fell_back, delivered, unknown}
+"#;
+
+/// The retained events after an id that a connection would have received.
+///
+/// KEYS: meta, events.
+/// ARGV: 1 epoch candidate, 2 epoch of the id, 3 seq of the id, 4 user ("" for none),
+/// 5 channels joined by "\n", 6 window's most events, 7 window's oldest age (ms), 8 most events
+/// kept, 9 most bytes kept, 10 oldest age kept (ms).
+///
+/// Returns `{epoch, head, "ok", seq, frame, seq, frame...}`, or `{epoch, head, reason}` with
+/// reason `unknown_epoch` or `history_gap`.
+const REPLAY: &str = r#"
+local meta, events = KEYS[1], KEYS[2]
+local now = now_ms()
+local epoch, head = ensure_meta(meta, events, ARGV[1], now)
+local after = tonumber(ARGV[3])
+if ARGV[2] ~= epoch or after > head then
+  return {epoch, int(head), 'unknown_epoch'}
+end
+trim(meta, events, tonumber(ARGV[8]), tonumber(ARGV[9]), now - tonumber(ARGV[10]), 1000)
+local max_events = tonumber(ARGV[6])
+local oldest = head + 1
+if max_events > 0 then
+  -- The stream keeps a little more than the window (for nodes that read late); the window is
+  -- the newest `max_events` events younger than the oldest age.
+  local cutoff = now - tonumber(ARGV[7])
+  local start = '-'
+  while true do
+    local batch = redis.call('XRANGE', events, start, '+', 'COUNT', 100)
+    if #batch == 0 then break end
+    local found = nil
+    for _, e in ipairs(batch) do
+      if tonumber(field(e[2], 'ms') or '0') >= cutoff then
+        found = seq_of(e[1])
+        break
+      end
+    end
+    if found then
+      oldest = found
+      break
+    end
+    start = '(' .. batch[#batch][1]
+  end
+  oldest = math.max(oldest, head - max_events + 1)
+end
+if after + 1 < oldest then
+  return {epoch, int(head), 'history_gap'}
+end
+local out = {epoch, int(head), 'ok'}
+local from = math.max(after + 1, oldest)
+if from <= head then
+  local mine = nil
+  if ARGV[4] ~= '' then mine = '\nu:' .. ARGV[4] .. '\n' end
+  local channels = {}
+  for c in string.gmatch(ARGV[5], '[^\n]+') do
+    channels[#channels + 1] = '\nc:' .. c .. '\n'
+  end
+  for _, e in ipairs(redis.call('XRANGE', events, int(from) .. '-0', int(head) .. '-0')) do
+    local f = e[2]
+    local hit = field(f, 'b') == '1'
+    if not hit then
+      local t = field(f, 't') or ''
+      if mine and string.find(t, mine, 1, true) then hit = true end
+      if not hit then
+        for _, c in ipairs(channels) do
+          if string.find(t, c, 1, true) then
+            hit = true
+            break
+          end
+        end
+      end
+    end
+    if hit then
+      out[#out + 1] = int(seq_of(e[1]))
+      out[#out + 1] = field(f, 'f')
+    end
+  end
+end
+return out
+"#;
+
+/// Reads (and creates) the epoch, trims the stream, and tells where it stands.
+///
+/// KEYS: meta, events.
+/// ARGV: 1 epoch candidate, 2 most events kept, 3 most bytes kept, 4 oldest age kept (ms),
+/// 5 most events to trim now, 6 the caller's position (or -1): the first retained seq above it
+/// is returned, 7 the epoch of that position.
+///
+/// A position above the head of its own epoch means Redis lost events that were already
+/// delivered (a failover to a replica that lagged, a restore from an old snapshot): the script
+/// then starts a new epoch, rather than give new events ids that clients already saw.
+///
+/// Returns `{epoch, head, base, length, bytes, first seq or -1, next seq or -1}`.
+const INFO: &str = r#"
+local meta, events = KEYS[1], KEYS[2]
+local now = now_ms()
+local epoch, head, base = ensure_meta(meta, events, ARGV[1], now)
+local after = tonumber(ARGV[6])
+if ARGV[7] == epoch and after > head then
+  redis.call('DEL', meta)
+  epoch, head, base = ensure_meta(meta, events, ARGV[1], now)
+end
+trim(meta, events, tonumber(ARGV[2]), tonumber(ARGV[3]), now - tonumber(ARGV[4]), tonumber(ARGV[5]))
+local first = redis.call('XRANGE', events, '-', '+', 'COUNT', 1)[1]
+local next_seq = '-1'
+if after >= 0 then
+  local n = redis.call('XRANGE', events, int(after + 1) .. '-0', '+', 'COUNT', 1)[1]
+  if n then next_seq = int(seq_of(n[1])) end
+end
+local first_seq = '-1'
+if first then first_seq = int(seq_of(first[1])) end
+return {epoch, int(head), int(base), redis.call('XLEN', events),
+  redis.call('HGET', meta, 'bytes') or '0', first_seq, next_seq}
+"#;
+
+/// A node's periodic report: its figures, the TTL of its keys, its place among live nodes.
+///
+/// KEYS: nodes, node, users, channels, connections.
+/// ARGV: 1 node id, 2 TTL (ms), 3 connections, 4 users, 5 anonymous connections, 6 channels,
+/// 7 "1" when it reports its connections, 8 start time (ms).
+///
+/// Returns 1 if the node's figures were still there (0: they expired or Redis lost them, and
+/// the node must write its presence again in full).
+const TOUCH: &str = r#"
+local now = now_ms()
+local existed = redis.call('EXISTS', KEYS[2])
+redis.call('HSET', KEYS[2], 'connections', ARGV[3], 'users', ARGV[4], 'anonymous', ARGV[5],
+  'channels', ARGV[6], 'presence', ARGV[7], 'started', ARGV[8], 'updated', int(now))
+for i = 2, 5 do
+  redis.call('PEXPIRE', KEYS[i], ARGV[2])
+end
+redis.call('ZADD', KEYS[1], int(now), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. int(now - tonumber(ARGV[2])))
+return existed
+"#;
+
+/// Every live node's figures and channels.
+///
+/// KEYS: nodes. ARGV: 1 node TTL (ms), 2 node key prefix, 3 channels suffix.
+///
+/// Returns `{node, {field, value...}, {channel, count...}, node, ...}`.
+const NODES: &str = r#"
+local now = now_ms()
+local out = {}
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf')) do
+  local base = ARGV[2] .. node
+  local summary = redis.call('HGETALL', base)
+  if #summary > 0 then
+    out[#out + 1] = node
+    out[#out + 1] = summary
+    out[#out + 1] = redis.call('HGETALL', base .. ARGV[3])
+  end
+end
+return out
+"#;
+
+/// The compiled scripts (each knows its SHA1 and reloads itself after a Redis restart).
+#[derive(Debug)]
+pub(super) struct Scripts {
+    pub(super) publish: Script,
+    pub(super) replay: Script,
+    pub(super) info: Script,
+    pub(super) touch: Script,
+    pub(super) nodes: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
+        Scripts {
+            publish: with_prelude(PUBLISH),
+            replay: with_prelude(REPLAY),
+            info: with_prelude(INFO),
+            touch: with_prelude(TOUCH),
+            nodes: with_prelude(NODES),
+        }
+    }
+}

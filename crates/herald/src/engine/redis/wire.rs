@@ -1,0 +1,262 @@
+//! What travels through Redis besides frames: the targets stored with each event, and the
+//! messages of the control channel.
+//!
+//! Targets are one line each (`u:<user>`, `c:<channel>`, `k:<connection>`, or `*` for a
+//! broadcast) between newlines, so that a Lua script can test "is user X a target" with a plain
+//! substring search. No user id or channel name can hold a newline (both exclude control
+//! characters), so the framing is unambiguous.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::ConnectionSnapshot;
+use crate::metrics::DisconnectReason;
+use crate::target::{ChannelName, ConnectionId, Fallback, Target, Targets, UserId};
+
+/// Encodes the targets of an event as `\n`-framed lines.
+pub(super) fn encode_targets(targets: &Targets) -> String {
+    let mut out = String::from("\n");
+    for target in targets.list() {
+        match target {
+            Target::User(u) => {
+                out.push_str("u:");
+                out.push_str(u.as_str());
+            }
+            Target::Channel(c) => {
+                out.push_str("c:");
+                out.push_str(c.as_str());
+            }
+            Target::Connection(id) => {
+                out.push_str("k:");
+                out.push_str(&id.to_string());
+            }
+            Target::Broadcast => out.push('*'),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Decodes what [`encode_targets`] wrote, without fallback (the publisher decided it for the
+/// whole cluster). `None` for text no Herald node wrote.
+pub(super) fn decode_targets(text: &str) -> Option<Targets> {
+    let mut list = Vec::new();
+    for line in text.split('\n').filter(|l| !l.is_empty()) {
+        let target = match line.split_at_checked(2) {
+            _ if line == "*" => Target::Broadcast,
+            Some(("u:", user)) => Target::User(UserId::new(user).ok()?),
+            Some(("c:", channel)) => Target::Channel(ChannelName::new(channel).ok()?),
+            Some(("k:", id)) => Target::Connection(id.parse::<ConnectionId>().ok()?),
+            _ => return None,
+        };
+        list.push(target);
+    }
+    Targets::new(list, Fallback::None).ok()
+}
+
+/// Channels as the replay script wants them: joined by newlines.
+pub(super) fn encode_channels(channels: &[ChannelName]) -> String {
+    channels
+        .iter()
+        .map(ChannelName::as_str)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A message on the control channel, to every node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Request {
+    /// The asking node.
+    pub(super) from: String,
+    /// The id its answers carry.
+    pub(super) req: String,
+    /// What to do.
+    #[serde(flatten)]
+    pub(super) op: Op,
+}
+
+/// What a control message asks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(super) enum Op {
+    /// Close these users' connections and these connections.
+    Disconnect {
+        users: Vec<String>,
+        connections: Vec<String>,
+        reason: String,
+    },
+    /// Close every connection.
+    DisconnectAll { reason: String },
+    /// Who is in this channel.
+    ChannelPresence { channel: String },
+    /// Which connections this user has.
+    UserConnections { user: String },
+}
+
+/// A node's answer to a [`Request`], on the asker's reply channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Reply {
+    /// The request it answers.
+    pub(super) req: String,
+    /// The answering node.
+    pub(super) node: String,
+    /// Connections a command affected.
+    #[serde(default)]
+    pub(super) count: usize,
+    /// Users of a channel (channel presence).
+    #[serde(default)]
+    pub(super) users: Vec<UserEntry>,
+    /// Anonymous connections to a channel (channel presence).
+    #[serde(default)]
+    pub(super) anonymous: usize,
+    /// A user's connections (user presence).
+    #[serde(default)]
+    pub(super) connections: Vec<ConnectionEntry>,
+}
+
+impl Reply {
+    pub(super) fn new(req: &str, node: &str) -> Self {
+        Reply {
+            req: req.to_owned(),
+            node: node.to_owned(),
+            count: 0,
+            users: Vec::new(),
+            anonymous: 0,
+            connections: Vec::new(),
+        }
+    }
+}
+
+/// One user in a channel, on one node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct UserEntry {
+    pub(super) user: String,
+    pub(super) username: Option<String>,
+    pub(super) connections: usize,
+    /// Milliseconds since the Unix epoch.
+    pub(super) first_ms: u64,
+}
+
+/// One connection, on one node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct ConnectionEntry {
+    pub(super) id: String,
+    pub(super) user: Option<String>,
+    pub(super) username: Option<String>,
+    pub(super) channels: Vec<String>,
+    /// Milliseconds since the Unix epoch.
+    pub(super) connected_ms: u64,
+}
+
+impl ConnectionEntry {
+    pub(super) fn from_snapshot(c: &ConnectionSnapshot) -> Self {
+        ConnectionEntry {
+            id: c.id.to_string(),
+            user: c.user.as_ref().map(|u| u.as_str().to_owned()),
+            username: c.username.as_deref().map(str::to_owned),
+            channels: c.channels.iter().map(|c| c.as_str().to_owned()).collect(),
+            connected_ms: to_ms(c.connected_at),
+        }
+    }
+
+    /// Back to a snapshot; `None` if a field is not valid (another version wrote it).
+    pub(super) fn to_snapshot(&self) -> Option<ConnectionSnapshot> {
+        Some(ConnectionSnapshot {
+            id: self.id.parse().ok()?,
+            user: self.user.as_deref().map(UserId::new).transpose().ok()?,
+            username: self.username.as_deref().map(Into::into),
+            channels: self
+                .channels
+                .iter()
+                .map(|c| ChannelName::new(c))
+                .collect::<Result<Vec<_>, _>>()
+                .ok()?
+                .into(),
+            connected_at: from_ms(self.connected_ms),
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(super) fn to_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The instant `ms` milliseconds after the Unix epoch.
+pub(super) fn from_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// The reason as text, for a control message.
+pub(super) fn reason_text(reason: DisconnectReason) -> String {
+    reason.as_str().to_owned()
+}
+
+/// The reason a control message names (`server_disconnect` for one this version does not know).
+pub(super) fn reason_from(text: &str) -> DisconnectReason {
+    [
+        DisconnectReason::ClientClosed,
+        DisconnectReason::SlowConsumer,
+        DisconnectReason::ServerDisconnect,
+        DisconnectReason::ServerShutdown,
+        DisconnectReason::Timeout,
+        DisconnectReason::Stale,
+        DisconnectReason::TokenExpired,
+    ]
+    .into_iter()
+    .find(|r| r.as_str() == text)
+    .unwrap_or(DisconnectReason::ServerDisconnect)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_round_trip() {
+        let id = ConnectionId::random();
+        let targets = Targets::new(
+            vec![
+                Target::User(UserId::new("Zoë: 42 *").unwrap()),
+                Target::Channel(ChannelName::new("orders:7").unwrap()),
+                Target::Connection(id),
+            ],
+            Fallback::Broadcast,
+        )
+        .unwrap();
+        let text = encode_targets(&targets);
+        assert_eq!(text, format!("\nu:Zoë: 42 *\nc:orders:7\nk:{id}\n"));
+        let back = decode_targets(&text).unwrap();
+        assert_eq!(back.list(), targets.list());
+        assert_eq!(back.fallback(), Fallback::None);
+        assert!(decode_targets(&encode_targets(&Targets::broadcast()))
+            .unwrap()
+            .is_broadcast());
+        assert!(decode_targets("\nx:what\n").is_none());
+        assert!(decode_targets("").is_none());
+    }
+
+    #[test]
+    fn control_messages_round_trip() {
+        let request = Request {
+            from: "a".into(),
+            req: "1".into(),
+            op: Op::Disconnect {
+                users: vec!["alice".into()],
+                connections: vec![],
+                reason: reason_text(DisconnectReason::ServerDisconnect),
+            },
+        };
+        let text = serde_json::to_string(&request).unwrap();
+        assert!(text.contains("\"op\":\"disconnect\""), "{text}");
+        let back: Request = serde_json::from_str(&text).unwrap();
+        assert!(matches!(back.op, Op::Disconnect { .. }));
+        assert_eq!(
+            reason_from("server_shutdown"),
+            DisconnectReason::ServerShutdown
+        );
+        assert_eq!(reason_from("??"), DisconnectReason::ServerDisconnect);
+    }
+}

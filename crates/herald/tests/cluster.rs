@@ -1,0 +1,781 @@
+//! Cluster mode: several Herald nodes (in this process, each with its own HTTP server) share one
+//! real `redis-server`, started by the test on a free loopback port, through the Redis engine.
+//! Every test has its own Redis and its own key prefix.
+
+#[path = "support/redis.rs"]
+mod redis_support;
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald::config::Config;
+use herald::engine::{Engine, RedisEngine, RedisOptions};
+use herald::http::AppState;
+use herald::{ConnectRequest, Hub, UserId};
+use redis_support::RedisServer;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::{read_json, SseClient, WAIT};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A key prefix no other test uses.
+fn prefix(test: &str) -> String {
+    format!("t-{test}-{:08x}", rand::random::<u32>())
+}
+
+/// Engine settings for tests: quick reports, quick expiry, quick reconnects.
+fn options(redis: &RedisServer, prefix: &str, node: &str, config: &Config) -> RedisOptions {
+    let mut o = RedisOptions::new(redis.url(), config.hub.history);
+    o.prefix = prefix.into();
+    o.node_id = node.into();
+    o.presence_interval = Duration::from_millis(100);
+    o.node_ttl = Duration::from_secs(1);
+    o.max_backoff = Duration::from_millis(300);
+    o
+}
+
+/// The HTTP side of a node, cheap to clone into a publishing task.
+#[derive(Clone)]
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let response = tokio::time::timeout(WAIT, self.http.post(self.url(path)).json(body).send())
+            .await
+            .expect("POST timed out")
+            .expect("POST failed");
+        read_json(response).await
+    }
+
+    async fn publish(&self, body: Value) -> (StatusCode, Value) {
+        self.post("/api/sse/message", &body).await
+    }
+
+    /// `GET path` as JSON, asserting 200.
+    async fn get(&self, path: &str) -> Value {
+        let response = tokio::time::timeout(WAIT, self.http.get(self.url(path)).send())
+            .await
+            .expect("GET timed out")
+            .expect("GET failed");
+        let (status, body) = read_json(response).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
+    /// Publishes and asserts success; returns `(id, delivered)`.
+    async fn publish_ok(&self, body: Value) -> (String, u64) {
+        let (status, answer) = self.publish(body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "publish {body}: {answer}");
+        (
+            answer["id"].as_str().unwrap().to_owned(),
+            answer["delivered"].as_u64().unwrap(),
+        )
+    }
+}
+
+/// One Herald node on the Redis engine.
+struct Node {
+    api: Api,
+    engine: Arc<RedisEngine>,
+    cancel: CancellationToken,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Node {
+    async fn start(redis: &RedisServer, prefix: &str, name: &str) -> Node {
+        Self::with_config(redis, prefix, name, Config::default()).await
+    }
+
+    async fn with_config(
+        redis: &RedisServer,
+        prefix: &str,
+        name: &str,
+        mut config: Config,
+    ) -> Node {
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.validate().expect("test configuration is valid");
+        let listener = TcpListener::bind(config.listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let engine = Arc::new(
+            RedisEngine::connect(options(redis, prefix, name, &config))
+                .await
+                .expect("connect to the test's Redis"),
+        );
+        let hub = Hub::with_engine(config.hub.clone(), engine.clone());
+        let state = AppState::new(hub, config.http.clone());
+        let cancel = CancellationToken::new();
+        let server_options = herald::server::ServerOptions::from_config(&config).unwrap();
+        let task = tokio::spawn(herald::server::serve(
+            listener,
+            state,
+            cancel.clone(),
+            server_options,
+        ));
+        Node {
+            api: Api {
+                base: format!("http://{addr}"),
+                http: reqwest::Client::new(),
+            },
+            engine,
+            cancel,
+            task: Some(task),
+        }
+    }
+
+    async fn subscribe(&self, query: &str) -> SseClient {
+        self.open(query, None).await
+    }
+
+    async fn resume(&self, query: &str, last_id: &str) -> SseClient {
+        self.open(query, Some(last_id)).await
+    }
+
+    async fn open(&self, query: &str, last_id: Option<&str>) -> SseClient {
+        let mut request = self
+            .api
+            .http
+            .get(self.api.url(&format!("/api/sse?{query}")));
+        if let Some(id) = last_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = tokio::time::timeout(WAIT, request.send())
+            .await
+            .expect("subscribe timed out")
+            .expect("subscribe failed");
+        assert_eq!(response.status(), StatusCode::OK, "subscribe {query}");
+        SseClient::open(response).await
+    }
+
+    async fn publish_ok(&self, body: Value) -> (String, u64) {
+        self.api.publish_ok(body).await
+    }
+
+    /// Polls `GET /readyz` until it answers `want`; fails after [`WAIT`].
+    async fn wait_ready(&self, want: StatusCode) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let response = self.api.http.get(self.api.url("/readyz")).send().await;
+            if let Ok(response) = response {
+                let (status, body) = read_json(response).await;
+                if status == want {
+                    return body;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "/readyz did not answer {want} within {WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Shuts the node down as SIGTERM would, without waiting for its connections.
+    fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Waits for the server to return after [`Node::cancel`].
+    async fn stopped(&mut self) {
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("serve did not return after shutdown")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Nodes `a`, `b` and `c` of a new cluster; and its key prefix.
+async fn three_nodes(redis: &RedisServer, test: &str) -> (String, [Node; 3]) {
+    let prefix = prefix(test);
+    let nodes = [
+        Node::start(redis, &prefix, "a").await,
+        Node::start(redis, &prefix, "b").await,
+        Node::start(redis, &prefix, "c").await,
+    ];
+    (prefix, nodes)
+}
+
+/// The sequence of an event id (`<epoch>-<seq>`).
+fn seq(id: &str) -> u64 {
+    id.rsplit_once('-').unwrap().1.parse().unwrap()
+}
+
+fn epoch(id: &str) -> &str {
+    id.split_once('-').unwrap().0
+}
+
+/// Reads the next events (heartbeats skipped) and checks their names, in order, with growing
+/// ids.
+async fn expect_events(client: &mut SseClient, names: &[&str]) {
+    let mut last = 0;
+    for name in names {
+        let event = client.next_event().await;
+        assert_eq!(
+            event.event, *name,
+            "connection {} expected {names:?}, got {event:?}",
+            client.connection_id
+        );
+        let s = seq(&event.id);
+        assert!(s > last, "ids must grow: {event:?}");
+        last = s;
+    }
+}
+
+/// Every target kind, published on one node, reaches the targeted connections on every node,
+/// each exactly once (the closing `marker` broadcast proves nothing else arrived).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_target_kind_reaches_every_node_exactly_once() {
+    let redis = RedisServer::start().await;
+    let (_, [a, b, c]) = three_nodes(&redis, "kinds").await;
+    let mut alice_a = a.subscribe("userId=alice").await;
+    let mut alice_c = c.subscribe("userId=alice").await;
+    let mut bob_b = b.subscribe("userId=bob").await;
+    let mut carol_c = c.subscribe("userId=carol&channels=news").await;
+    let mut dave_a = a.subscribe("userId=dave&channels=news,sport").await;
+    let mut anon_b = b.subscribe("channels=news").await;
+    let mut frank_b = b.subscribe("userId=frank").await;
+
+    b.publish_ok(json!({"event": "to-user", "data": 1, "users": ["alice"]}))
+        .await;
+    c.publish_ok(json!({"event": "to-users", "data": 2, "users": ["alice", "bob"]}))
+        .await;
+    a.publish_ok(json!({"event": "to-channel", "data": 3, "channels": ["news"]}))
+        .await;
+    a.publish_ok(json!({
+        "event": "to-connection", "data": 4, "connections": [bob_b.connection_id]
+    }))
+    .await;
+    // Dave is both a target user and in a target channel: he still gets it once.
+    b.publish_ok(json!({
+        "event": "union", "data": 5, "users": ["alice", "dave"], "channels": ["news", "sport"]
+    }))
+    .await;
+    c.publish_ok(json!({"event": "to-all", "data": 6, "broadcast": true}))
+        .await;
+    a.publish_ok(json!({"event": "marker", "data": 7, "broadcast": true}))
+        .await;
+
+    for alice in [&mut alice_a, &mut alice_c] {
+        expect_events(alice, &["to-user", "to-users", "union", "to-all", "marker"]).await;
+    }
+    expect_events(
+        &mut bob_b,
+        &["to-users", "to-connection", "to-all", "marker"],
+    )
+    .await;
+    for news in [&mut carol_c, &mut anon_b] {
+        expect_events(news, &["to-channel", "union", "to-all", "marker"]).await;
+    }
+    expect_events(&mut dave_a, &["to-channel", "union", "to-all", "marker"]).await;
+    expect_events(&mut frank_b, &["to-all", "marker"]).await;
+}
+
+/// The same ids and order on every node: two publishers on two nodes, subscribers on all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_total_order_across_nodes() {
+    const EACH: u64 = 60;
+    let redis = RedisServer::start().await;
+    let (_, [a, b, c]) = three_nodes(&redis, "order").await;
+    let mut subscribers = vec![
+        c.subscribe("channels=o").await,
+        c.subscribe("userId=sam&channels=o").await,
+        a.subscribe("channels=o").await,
+        b.subscribe("channels=o").await,
+    ];
+    let publishers: Vec<JoinHandle<()>> = [("a", a.api.clone()), ("b", b.api.clone())]
+        .into_iter()
+        .map(|(tag, api)| {
+            tokio::spawn(async move {
+                for n in 0..EACH {
+                    api.publish_ok(json!({
+                        "event": "o", "data": {"from": tag, "n": n}, "channels": ["o"]
+                    }))
+                    .await;
+                }
+            })
+        })
+        .collect();
+    let mut seen: Vec<Vec<(String, String, u64)>> = Vec::new();
+    for s in &mut subscribers {
+        let mut list = Vec::new();
+        while list.len() < 2 * EACH as usize {
+            let event = s.next_event().await;
+            assert_eq!(event.event, "o", "{event:?}");
+            let data: Value = serde_json::from_str(&event.data).unwrap();
+            list.push((
+                event.id.clone(),
+                data["from"].as_str().unwrap().to_owned(),
+                data["n"].as_u64().unwrap(),
+            ));
+        }
+        seen.push(list);
+    }
+    for p in publishers {
+        p.await.unwrap();
+    }
+    let first = &seen[0];
+    for list in &seen {
+        assert_eq!(
+            list, first,
+            "every subscriber sees the same events in the same order"
+        );
+    }
+    assert!(
+        first.windows(2).all(|w| seq(&w[0].0) < seq(&w[1].0)),
+        "ids grow along the stream"
+    );
+    for tag in ["a", "b"] {
+        let ns: Vec<u64> = first
+            .iter()
+            .filter(|(_, t, _)| t == tag)
+            .map(|e| e.2)
+            .collect();
+        assert_eq!(
+            ns,
+            (0..EACH).collect::<Vec<_>>(),
+            "publisher {tag} in its own order"
+        );
+    }
+}
+
+/// A node shuts down mid-stream while another keeps publishing: its clients resume on a third
+/// node with their last id and get every event exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_a_stopped_node_resume_on_another_without_loss() {
+    const TOTAL: u64 = 150;
+    let redis = RedisServer::start().await;
+    let (_, [a, mut b, c]) = three_nodes(&redis, "failover").await;
+    let queries = ["userId=u1&channels=feed", "channels=feed"];
+    let mut clients = Vec::new();
+    for q in queries {
+        clients.push(b.subscribe(q).await);
+    }
+    let api = a.api.clone();
+    let publisher = tokio::spawn(async move {
+        for n in 0..TOTAL {
+            api.publish_ok(json!({"event": "tick", "data": {"n": n}, "channels": ["feed"]}))
+                .await;
+        }
+    });
+
+    // Each client reads a few events, then its node goes away.
+    let mut received: Vec<Vec<u64>> = vec![Vec::new(); clients.len()];
+    let mut last_ids = vec![String::new(); clients.len()];
+    for (i, client) in clients.iter_mut().enumerate() {
+        while received[i].len() < 20 {
+            let event = client.next_event().await;
+            assert_eq!(event.event, "tick");
+            let data: Value = serde_json::from_str(&event.data).unwrap();
+            received[i].push(data["n"].as_u64().unwrap());
+            last_ids[i] = event.id.clone();
+        }
+    }
+    b.cancel();
+    for (i, client) in clients.iter_mut().enumerate() {
+        for event in client.until_end().await {
+            match event.event.as_str() {
+                "tick" => {
+                    let data: Value = serde_json::from_str(&event.data).unwrap();
+                    received[i].push(data["n"].as_u64().unwrap());
+                    last_ids[i] = event.id.clone();
+                }
+                "disconnected" | "heartbeat" => {}
+                other => panic!("unexpected {other} while node b shut down"),
+            }
+        }
+    }
+    b.stopped().await;
+
+    // They come back on node c with their last ids.
+    for (i, query) in queries.iter().enumerate() {
+        let mut client = c.resume(query, &last_ids[i]).await;
+        while received[i].last() != Some(&(TOTAL - 1)) {
+            let event = client.next_event().await;
+            assert_eq!(event.event, "tick", "{event:?}");
+            let data: Value = serde_json::from_str(&event.data).unwrap();
+            received[i].push(data["n"].as_u64().unwrap());
+        }
+        assert_eq!(
+            received[i],
+            (0..TOTAL).collect::<Vec<_>>(),
+            "client {query}: every event once, in order"
+        );
+    }
+    publisher.await.unwrap();
+}
+
+/// Disconnect and disconnect-all reach the connections of every node, and count them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnects_reach_every_node() {
+    let redis = RedisServer::start().await;
+    let (_, [a, b, c]) = three_nodes(&redis, "disconnect").await;
+    let mut alice_a = a.subscribe("userId=alice").await;
+    let mut alice_c = c.subscribe("userId=alice").await;
+    let mut bob_b = b.subscribe("userId=bob").await;
+    let mut carol_c = c.subscribe("userId=carol").await;
+    let mut dan_a = a.subscribe("userId=dan").await;
+
+    let (status, body) = b
+        .api
+        .post("/api/sse/disconnect", &json!({"users": ["alice"]}))
+        .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"disconnected": 2})));
+    for alice in [&mut alice_a, &mut alice_c] {
+        let rest = alice.until_end().await;
+        let last = rest.last().expect("a disconnected event");
+        assert_eq!(last.event, "disconnected");
+        assert!(last.data.contains("server_disconnect"), "{last:?}");
+    }
+
+    let (status, body) = a
+        .api
+        .post(
+            "/api/sse/disconnect",
+            &json!({"connections": [bob_b.connection_id]}),
+        )
+        .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"disconnected": 1})));
+    assert_eq!(
+        bob_b.until_end().await.last().unwrap().event,
+        "disconnected"
+    );
+
+    // Carol and Dan were left alone so far.
+    a.publish_ok(json!({"event": "still-here", "data": 1, "broadcast": true}))
+        .await;
+    expect_events(&mut carol_c, &["still-here"]).await;
+    expect_events(&mut dan_a, &["still-here"]).await;
+
+    let (status, body) = c.api.post("/api/sse/disconnect-all", &json!({})).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"disconnected": 2})));
+    for client in [&mut carol_c, &mut dan_a] {
+        assert_eq!(
+            client.until_end().await.last().unwrap().event,
+            "disconnected"
+        );
+    }
+}
+
+/// Redis dies and comes back (empty): nodes keep their SSE connections and heartbeats, say
+/// they are degraded, refuse publishes with 503, then deliver and resume again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_survive_a_redis_restart() {
+    let mut redis = RedisServer::start().await;
+    let prefix = prefix("restart");
+    let mut config = Config::default();
+    config.hub.heartbeat_interval = Duration::from_millis(200);
+    let a = Node::with_config(&redis, &prefix, "a", config.clone()).await;
+    let b = Node::with_config(&redis, &prefix, "b", config).await;
+    let mut on_a = a.subscribe("userId=alice").await;
+    let mut on_b = b.subscribe("userId=alice").await;
+    let (before, _) = a
+        .publish_ok(json!({"event": "before", "data": 1, "users": ["alice"]}))
+        .await;
+    expect_events(&mut on_a, &["before"]).await;
+    expect_events(&mut on_b, &["before"]).await;
+
+    redis.kill();
+    for node in [&a, &b] {
+        let body = node.wait_ready(StatusCode::SERVICE_UNAVAILABLE).await;
+        assert_eq!(body["status"], "degraded", "{body}");
+        assert!(body["reason"].as_str().unwrap().contains("Redis"), "{body}");
+    }
+    let (status, body) = b
+        .api
+        .publish(json!({"event": "lost", "data": 2, "users": ["alice"]}))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "engine_unavailable", "{body}");
+    // The streams stay open and keep beating.
+    for client in [&mut on_a, &mut on_b] {
+        for _ in 0..2 {
+            assert_eq!(client.next_any().await.event, "heartbeat");
+        }
+    }
+
+    redis.restart().await;
+    for node in [&a, &b] {
+        node.wait_ready(StatusCode::OK).await;
+    }
+    let (after, _) = b
+        .publish_ok(json!({"event": "after", "data": 3, "users": ["alice"]}))
+        .await;
+    assert_ne!(
+        epoch(&after),
+        epoch(&before),
+        "Redis lost its data: a new epoch"
+    );
+    expect_events(&mut on_a, &["after"]).await;
+    expect_events(&mut on_b, &["after"]).await;
+
+    // An id from before the loss cannot be resumed from: reset.
+    let mut old = b.resume("userId=alice", &before).await;
+    let reset = old.next_event().await;
+    assert_eq!(reset.event, "reset", "{reset:?}");
+    let data: Value = serde_json::from_str(&reset.data).unwrap();
+    assert_eq!(data["reason"], "unknown_epoch");
+    // An id from after it resumes with what followed.
+    a.publish_ok(json!({"event": "later", "data": 4, "users": ["alice"]}))
+        .await;
+    let mut resumed = a.resume("userId=alice", &after).await;
+    expect_events(&mut resumed, &["later"]).await;
+    for client in [&mut on_a, &mut on_b, &mut old] {
+        expect_events(client, &["later"]).await;
+    }
+}
+
+/// Presence is shared: `delivered` counts every node's connections, `fallback: broadcast` fires
+/// only when nobody on any node matched, stats and presence queries see the whole cluster, and
+/// a node that dies without a goodbye drops out after its TTL.
+///
+/// Needs the hub to report its connections to the engine (`Delivery::connections`); until
+/// hub.rs does, it fails with a message saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_fallback_and_stats_span_the_cluster() {
+    let redis = RedisServer::start().await;
+    let (prefix, [a, b, c]) = three_nodes(&redis, "presence").await;
+    let mut alice_b = b
+        .subscribe("userId=alice&username=Alice&channels=room")
+        .await;
+    let mut anon_a = a.subscribe("channels=room").await;
+    let mut yves_c = c.subscribe("userId=yves").await;
+
+    let stats = wait_for_cluster(&a, "3 connections on 3 nodes", |s| {
+        s.connections == 3 && s.nodes.len() == 3
+    })
+    .await;
+    assert_eq!(stats.anonymous_connections, 1);
+    assert_eq!(stats.channels.get("room"), Some(&2));
+    assert!(stats.nodes.iter().all(|n| n.connections == 1));
+
+    // Nobody is "ghost": the fallback fires, for everyone on every node.
+    let (_, delivered) = a
+        .publish_ok(json!({
+            "event": "fb-ghost", "data": 1, "users": ["ghost"], "fallback": "broadcast"
+        }))
+        .await;
+    assert_eq!(delivered, 3);
+    // Alice is on node b only: nodes a and c must not fall back.
+    let (_, delivered) = a
+        .publish_ok(json!({
+            "event": "fb-alice", "data": 2, "users": ["alice"], "fallback": "broadcast"
+        }))
+        .await;
+    assert_eq!(delivered, 1);
+    let (_, delivered) = c
+        .publish_ok(json!({"event": "room", "data": 3, "channels": ["room"]}))
+        .await;
+    assert_eq!(delivered, 2);
+    a.publish_ok(json!({"event": "marker", "data": 4, "broadcast": true}))
+        .await;
+    expect_events(&mut alice_b, &["fb-ghost", "fb-alice", "room", "marker"]).await;
+    expect_events(&mut anon_a, &["fb-ghost", "room", "marker"]).await;
+    expect_events(&mut yves_c, &["fb-ghost", "marker"]).await;
+
+    let room = herald::ChannelName::new("room").unwrap();
+    let presence = c.engine.channel_presence(&room).await.unwrap().unwrap();
+    assert_eq!(presence.anonymous_connections, 1);
+    assert_eq!(presence.users.len(), 1);
+    assert_eq!(presence.users[0].user.as_str(), "alice");
+    assert_eq!(presence.users[0].username.as_deref(), Some("Alice"));
+    let alice = UserId::new("alice").unwrap();
+    let connections = a.engine.user_connections(&alice).await.unwrap().unwrap();
+    assert_eq!(connections.len(), 1);
+    assert_eq!(connections[0].node_id, "b");
+    assert_eq!(
+        connections[0].connection.id.to_string(),
+        alice_b.connection_id
+    );
+
+    // The same over HTTP, from any node.
+    let stats = a.api.get("/api/sse/stats").await;
+    assert_eq!(stats["connections"], 1, "this node's own figures: {stats}");
+    assert_eq!(stats["cluster"]["connections"], 3, "{stats}");
+    assert_eq!(
+        stats["cluster"]["nodes"].as_array().unwrap().len(),
+        3,
+        "{stats}"
+    );
+    assert_eq!(stats["cluster"]["channels"]["room"], 2, "{stats}");
+    let room = c.api.get("/api/sse/presence?channel=room").await;
+    assert_eq!(room["users"][0]["userId"], "alice", "{room}");
+    assert_eq!(room["anonymousConnections"], 1, "{room}");
+    let alice = a.api.get("/api/sse/presence/users/alice").await;
+    assert_eq!(alice["online"], true, "{alice}");
+    assert_eq!(alice["connections"][0]["nodeId"], "b", "{alice}");
+
+    // A fourth node dies without leaving: its connection disappears once its TTL runs out.
+    {
+        let config = Config::default();
+        let engine = Arc::new(
+            RedisEngine::connect(options(&redis, &prefix, "d", &config))
+                .await
+                .unwrap(),
+        );
+        let hub = Hub::with_engine(config.hub.clone(), engine.clone());
+        let _stream = hub
+            .connect(ConnectRequest::user(UserId::new("dora").unwrap()))
+            .await
+            .unwrap();
+        wait_for_cluster(&a, "node d", |s| {
+            s.connections == 4 && s.nodes.iter().any(|n| n.node_id == "d")
+        })
+        .await;
+        // Dropped without `shutdown`: like a crash, nothing tells Redis.
+    }
+    wait_for_cluster(&a, "node d gone", |s| {
+        s.connections == 3 && s.nodes.iter().all(|n| n.node_id != "d")
+    })
+    .await;
+}
+
+/// Polls the cluster stats of `node` until `check` holds; fails after [`WAIT`] (with a hint when
+/// the hub does not report its connections to the engine).
+async fn wait_for_cluster(
+    node: &Node,
+    what: &str,
+    check: impl Fn(&herald::engine::ClusterStats) -> bool,
+) -> herald::engine::ClusterStats {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = node
+            .engine
+            .cluster_stats()
+            .await
+            .expect("cluster stats")
+            .expect("the Redis engine has cluster stats");
+        if check(&stats) {
+            return stats;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let silent: BTreeSet<&str> = stats
+                .nodes
+                .iter()
+                .filter(|n| !n.reports_connections)
+                .map(|n| n.node_id.as_str())
+                .collect();
+            panic!(
+                "timed out waiting for {what}; cluster stats: {stats:?}{}",
+                if silent.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "\nnodes {silent:?} do not report their connections: the hub's Delivery \
+                         must implement `connections()`"
+                    )
+                }
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The `herald` binary in cluster mode: `--engine redis://...`, `--redis-prefix`, `--node-id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_processes_form_a_cluster() {
+    let redis = RedisServer::start().await;
+    let prefix = prefix("binary");
+    let url = redis.url();
+    let start = |node: &'static str| {
+        let (url, prefix) = (url.clone(), prefix.clone());
+        async move {
+            support::HeraldProcess::start(
+                &["--redis-prefix", &prefix, "--node-id", node],
+                &[("HERALD_REDIS_URL", &url)],
+            )
+            .await
+        }
+    };
+    let one = start("one").await;
+    let two = start("two").await;
+    let http = reqwest::Client::new();
+    let response = http
+        .get(one.url("/api/sse?userId=alice"))
+        .send()
+        .await
+        .unwrap();
+    let mut alice = SseClient::open(response).await;
+    let response = http
+        .post(two.url("/api/sse/message"))
+        .json(&json!({"event": "hello", "data": {"from": "two"}, "users": ["alice"]}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read_json(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let event = alice.next_event().await;
+    assert_eq!(event.event, "hello");
+    assert_eq!(event.id, body["id"].as_str().unwrap());
+    assert!(one.log().contains("engine=\"redis\"") || one.log().contains("engine=redis"));
+}
+
+/// Redis loses an event it had already handed out (as after a failover to a replica that
+/// lagged): the nodes move to a new epoch instead of giving new events ids clients have seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_losing_delivered_events_starts_a_new_epoch() {
+    let redis = RedisServer::start().await;
+    let prefix = prefix("rewind");
+    let a = Node::start(&redis, &prefix, "a").await;
+    let mut alice = a.subscribe("userId=alice").await;
+    let (first, _) = a
+        .publish_ok(json!({"event": "one", "data": 1, "users": ["alice"]}))
+        .await;
+    let (second, _) = a
+        .publish_ok(json!({"event": "two", "data": 2, "users": ["alice"]}))
+        .await;
+    expect_events(&mut alice, &["one", "two"]).await;
+
+    // Redis forgets the second event.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("HSET")
+        .arg(format!("{prefix}:meta"))
+        .arg("seq")
+        .arg(seq(&first))
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    redis::cmd("XDEL")
+        .arg(format!("{prefix}:events"))
+        .arg(format!("{}-0", seq(&second)))
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+
+    // The node notices while idle (it checks once a second without events).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while a.engine.head().await.unwrap().epoch.to_string() == epoch(&first) {
+        assert!(tokio::time::Instant::now() < deadline, "no new epoch");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (third, _) = a
+        .publish_ok(json!({"event": "three", "data": 3, "users": ["alice"]}))
+        .await;
+    assert_ne!(epoch(&third), epoch(&first));
+    assert!(
+        seq(&third) > seq(&second),
+        "sequences keep growing across epochs"
+    );
+    expect_events(&mut alice, &["three"]).await;
+    let mut resumed = a.resume("userId=alice", &second).await;
+    assert_eq!(resumed.next_event().await.event, "reset");
+}
