@@ -43,6 +43,10 @@ pub struct ServerOptions {
     pub max_header_size: usize,
     /// Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this acceptor.
     pub tls: Option<TlsAcceptor>,
+    /// Runtime for everything but event streams (publishes, admin, health, TLS and HTTP/2
+    /// connections). Under a heavy fan-out the main runtime's queues hold thousands of stream
+    /// tasks; a publish served there would wait its turn behind them. `None`: one runtime.
+    pub api_runtime: Option<tokio::runtime::Handle>,
     /// Serve plain-HTTP/1.1 event streams without hyper (see the `event_stream` module); on by
     /// default.
     /// Off only to compare the two in benchmarks (`HERALD_STREAMS_VIA_HYPER=1`).
@@ -57,6 +61,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("max_header_size", &self.max_header_size)
             .field("tls", &self.tls.is_some())
             .field("lean_event_streams", &self.lean_event_streams)
+            .field("api_runtime", &self.api_runtime.is_some())
             .finish()
     }
 }
@@ -68,6 +73,7 @@ impl Default for ServerOptions {
             header_read_timeout: crate::config::DEFAULT_HEADER_READ_TIMEOUT,
             max_header_size: crate::config::DEFAULT_MAX_HEADER_SIZE,
             tls: None,
+            api_runtime: None,
             lean_event_streams: true,
         }
     }
@@ -85,6 +91,7 @@ impl ServerOptions {
             max_header_size: config.max_header_size,
             tls: config.tls.as_ref().map(tls_acceptor).transpose()?,
             lean_event_streams: std::env::var_os("HERALD_STREAMS_VIA_HYPER").is_none(),
+            api_runtime: None,
         })
     }
 }
@@ -221,13 +228,17 @@ pub async fn serve_router(
             context: context.clone(),
             peer,
         };
+        let api = options.api_runtime.clone();
         match options.tls.clone() {
             None if !options.lean_event_streams => {
-                tracker.spawn(connection.run(stream));
+                spawn_api(&tracker, api.as_ref(), stream, move |stream| async move {
+                    connection.run(stream).await
+                });
             }
             None => {
                 let max_head = options.max_header_size;
                 let head_timeout = options.header_read_timeout;
+                let tracker2 = tracker.clone();
                 tracker.spawn(async move {
                     let mut stream = stream;
                     use event_stream::FirstRequest;
@@ -240,15 +251,18 @@ pub async fn serve_router(
                         FirstRequest::Other(prefix) => {
                             // Boxed: hyper's connection future is large, and keeping it inline
                             // would make every event-stream task as big as it.
-                            Box::pin(connection.run(event_stream::Prefixed::new(prefix, stream)))
-                                .await
+                            spawn_api(&tracker2, api.as_ref(), stream, move |stream| {
+                                Box::pin(
+                                    connection.run(event_stream::Prefixed::new(prefix, stream)),
+                                )
+                            });
                         }
                         FirstRequest::Gone => {}
                     }
                 });
             }
             Some(acceptor) => {
-                tracker.spawn(async move {
+                spawn_api(&tracker, api.as_ref(), stream, move |stream| async move {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
                         Ok(Ok(tls)) => connection.run(tls).await,
@@ -274,7 +288,39 @@ pub async fn serve_router(
     Ok(())
 }
 
-/// One accepted connection, ready to be served.
+/// Runs `serve(stream)` on the API runtime when there is one (moving the socket's registration
+/// to that runtime's reactor), else here.
+fn spawn_api<F, Fut>(
+    tracker: &TaskTracker,
+    api: Option<&tokio::runtime::Handle>,
+    stream: tokio::net::TcpStream,
+    serve: F,
+) where
+    F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let Some(api) = api else {
+        tracker.spawn(serve(stream));
+        return;
+    };
+    let std_stream = match stream.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not hand a connection over");
+            return;
+        }
+    };
+    tracker.spawn_on(
+        async move {
+            match tokio::net::TcpStream::from_std(std_stream) {
+                Ok(stream) => serve(stream).await,
+                Err(e) => tracing::debug!(error = %e, "could not hand a connection over"),
+            }
+        },
+        api,
+    );
+}
+
 /// What every connection task needs, shared.
 struct ConnectionContext {
     builder: auto::Builder<TokioExecutor>,

@@ -48,13 +48,25 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the Tokio runtime")?;
     match command {
-        Command::Serve(args) => runtime.block_on(serve(*args)),
+        Command::Serve(args) => {
+            // A second runtime for API requests (publish, admin, health): they stay prompt
+            // while the main runtime is busy writing to thousands of event streams.
+            let api = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .thread_name("herald-api")
+                .enable_all()
+                .build()
+                .context("starting the API runtime")?;
+            let result = runtime.block_on(serve(*args, api.handle().clone()));
+            api.shutdown_timeout(std::time::Duration::from_secs(1));
+            result
+        }
         Command::Publish(args) => runtime.block_on(client::publish(args)),
         Command::Stats(args) => runtime.block_on(client::stats(args)),
     }
 }
 
-async fn serve(args: settings::ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: settings::ServeArgs, api: tokio::runtime::Handle) -> anyhow::Result<()> {
     let (config, log_format, engine) = settings::load(args)?;
     init_logging(log_format);
     config.validate()?;
@@ -104,8 +116,9 @@ async fn serve(args: settings::ServeArgs) -> anyhow::Result<()> {
         identity_from_query = config.http.identity_from_query,
         "herald listening on {scheme}://{addr}"
     );
-    let options = herald::server::ServerOptions::from_config(&config)
+    let mut options = herald::server::ServerOptions::from_config(&config)
         .context("setting up the server (TLS files?)")?;
+    options.api_runtime = Some(api);
     herald::server::serve(listener, state, shutdown, options).await?;
     tracing::info!("herald stopped");
     Ok(())
