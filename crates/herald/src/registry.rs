@@ -101,9 +101,21 @@ struct Dispatch {
 #[derive(Debug, Default)]
 struct Shard {
     indices: RwLock<Indices>,
-    queue: Mutex<VecDeque<Dispatch>>,
+    queue: Mutex<ShardQueue>,
     queued: Notify,
 }
+
+/// A shard's pending events, and whether its task is pushing a batch right now.
+#[derive(Debug, Default)]
+struct ShardQueue {
+    events: VecDeque<Dispatch>,
+    busy: bool,
+}
+
+/// Events for at most this many connections of a shard are pushed by the publisher itself when
+/// the shard is idle, saving a task wake-up per targeted publish; larger audiences go through
+/// the shard's task.
+const INLINE_FAN_OUT: usize = 16;
 
 /// Most events waiting in one shard's queue; beyond, publishing answers "overloaded".
 const MAX_QUEUED_EVENTS: usize = 65_536;
@@ -405,7 +417,7 @@ impl Registry {
     pub(crate) fn is_overloaded(&self) -> bool {
         self.shards
             .iter()
-            .any(|s| s.queue.lock().len() >= MAX_QUEUED_EVENTS)
+            .any(|s| s.queue.lock().events.len() >= MAX_QUEUED_EVENTS)
     }
 
     /// Counts the connections `targets` selects (each once) and queues the event (encoded as
@@ -413,16 +425,24 @@ impl Registry {
     /// do the pushing. Callers queue events in id order.
     pub(crate) fn deliver(&self, seq: u64, frame: &Bytes, targets: &Targets) -> DeliveryReport {
         let everyone_targeted = targets.is_broadcast();
-        let matched: usize = if everyone_targeted {
-            self.global.lock().connections
+        // Per shard, so that only shards holding a targeted connection are woken: a publish to
+        // one user wakes one shard task, not all of them.
+        let per_shard: Vec<usize> = if everyone_targeted {
+            Vec::new()
         } else {
             self.shards
                 .iter()
                 .map(|s| visit_targets(&s.indices.read(), targets.list(), &mut |_| {}))
-                .sum()
+                .collect()
+        };
+        let matched: usize = if everyone_targeted {
+            self.global.lock().connections
+        } else {
+            per_shard.iter().sum()
         };
         let fell_back =
             !everyone_targeted && matched == 0 && targets.fallback() == Fallback::Broadcast;
+        let everyone = everyone_targeted || fell_back;
         let report = DeliveryReport {
             delivered: if fell_back {
                 self.global.lock().connections
@@ -434,14 +454,38 @@ impl Registry {
         if report.delivered == 0 {
             return report;
         }
-        let targets = Arc::new(targets.clone());
-        for shard in self.shards.iter() {
-            shard.queue.lock().push_back(Dispatch {
+        let mut shared_targets: Option<Arc<Targets>> = None;
+        for (i, shard) in self.shards.iter().enumerate() {
+            if !everyone && per_shard[i] == 0 {
+                continue;
+            }
+            let mut queue = shard.queue.lock();
+            if !everyone && per_shard[i] <= INLINE_FAN_OUT && !queue.busy && queue.events.is_empty()
+            {
+                // Nothing older is pending or being pushed in this shard (checked under its
+                // queue lock, which its task needs to start a batch): pushing now keeps order.
+                let mut slow = Vec::new();
+                let pushed = {
+                    let ix = shard.indices.read();
+                    push_to_targets(&ix, seq, frame, targets, false, &mut slow)
+                };
+                drop(queue);
+                for conn in &slow {
+                    self.evict(conn);
+                }
+                self.metrics.events_delivered.inc_by(pushed);
+                continue;
+            }
+            let targets = shared_targets
+                .get_or_insert_with(|| Arc::new(targets.clone()))
+                .clone();
+            queue.events.push_back(Dispatch {
                 seq,
                 frame: frame.clone(),
-                targets: targets.clone(),
-                everyone: everyone_targeted || fell_back,
+                targets,
+                everyone,
             });
+            drop(queue);
             shard.queued.notify_one();
         }
         report
@@ -464,28 +508,22 @@ impl Registry {
     pub(crate) fn fan_out(&self, index: usize) {
         let shard = &self.shards[index];
         loop {
-            let batch = std::mem::take(&mut *shard.queue.lock());
-            if batch.is_empty() {
-                return;
-            }
+            let batch = {
+                let mut queue = shard.queue.lock();
+                if queue.events.is_empty() {
+                    queue.busy = false;
+                    return;
+                }
+                queue.busy = true;
+                std::mem::take(&mut queue.events)
+            };
             let mut slow = Vec::new();
             let mut pushed = 0u64;
             {
                 let ix = shard.indices.read();
                 for d in &batch {
-                    let mut push = |conn: &Arc<Connection>| match conn
-                        .outbox
-                        .push_event(d.seq, d.frame.clone())
-                    {
-                        Ok(true) => pushed += 1,
-                        Ok(false) | Err(PushError::Closed) => {}
-                        Err(PushError::Full) => slow.push(conn.clone()),
-                    };
-                    if d.everyone {
-                        ix.by_id.values().for_each(&mut push);
-                    } else {
-                        visit_targets(&ix, d.targets.list(), &mut push);
-                    }
+                    pushed +=
+                        push_to_targets(&ix, d.seq, &d.frame, &d.targets, d.everyone, &mut slow);
                 }
             }
             for conn in &slow {
@@ -707,6 +745,30 @@ pub struct ConnectionInfo {
     pub channels: Arc<[ChannelName]>,
     /// When it opened.
     pub connected_at: SystemTime,
+}
+
+/// Pushes event `seq` into the outbox of every connection of `ix` that `targets` selects (or
+/// all of them when `everyone`); collects the full ones in `slow`. Returns how many took it.
+fn push_to_targets(
+    ix: &Indices,
+    seq: u64,
+    frame: &Bytes,
+    targets: &Targets,
+    everyone: bool,
+    slow: &mut Vec<Arc<Connection>>,
+) -> u64 {
+    let mut pushed = 0u64;
+    let mut push = |conn: &Arc<Connection>| match conn.outbox.push_event(seq, frame.clone()) {
+        Ok(true) => pushed += 1,
+        Ok(false) | Err(PushError::Closed) => {}
+        Err(PushError::Full) => slow.push(conn.clone()),
+    };
+    if everyone {
+        ix.by_id.values().for_each(&mut push);
+    } else {
+        visit_targets(ix, targets.list(), &mut push);
+    }
+    pushed
 }
 
 /// Calls `f` once for every connection the targets select and returns how many that was.
