@@ -260,7 +260,7 @@ async fn redis_node(redis: &RedisServer, prefix: &str, name: &str, timeout: Dura
 async fn subscribe(base: &str, query: &str) -> SseClient {
     let response = tokio::time::timeout(
         WAIT,
-        reqwest::Client::new()
+        support::http_client()
             .get(format!("{base}/api/sse?{query}"))
             .send(),
     )
@@ -299,7 +299,7 @@ async fn a_key_publishes_once_across_a_redis_cluster() {
     let mut on_a = subscribe(&a.base, "userId=alice").await;
     let mut on_b = subscribe(&b.base, "userId=alice").await;
     wait_for_cluster(&[&a, &b], 2).await;
-    let http = reqwest::Client::new();
+    let http = support::http_client();
     let body = json!({"event": "tick", "data": {"n": 1}, "users": ["alice"]});
     let (status, first, _) = publish_with_key(&http, &a.base, &body, Some("cluster-1")).await;
     assert_eq!(status, StatusCode::OK, "{first}");
@@ -332,7 +332,7 @@ async fn an_unanswered_publish_is_outcome_unknown_and_a_keyed_retry_delivers_onc
     let node = redis_node(&redis, &prefix, "a", Duration::from_millis(500)).await;
     let mut alice = subscribe(&node.base, "userId=alice").await;
     wait_for_cluster(&[&node], 1).await;
-    let http = reqwest::Client::new();
+    let http = support::http_client();
     let body = json!({"event": "tick", "data": {"n": 1}, "users": ["alice"]});
     // One publish first, as on any running hub (it also loads the script into Redis).
     let warm = json!({"event": "tick", "data": {"n": 0}, "users": ["alice"]});
