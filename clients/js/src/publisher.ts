@@ -363,9 +363,14 @@ export class HeraldPublisher {
       );
       const got = (data as { results?: unknown } | undefined)?.results;
       if (!Array.isArray(got) || got.length !== sent.length) {
-        throw new HeraldError(200, 'invalid_response', `batch answer has ${Array.isArray(got) ? got.length : 'no'} results for ${sent.length} events`, {
-          body: data,
-        });
+        const err = new OutcomeUnknownError(
+          200,
+          'invalid_response',
+          `batch answer has ${Array.isArray(got) ? got.length : 'no'} results for ${sent.length} events`,
+          { body: data },
+        );
+        err.attempts = budget.attempts;
+        throw err;
       }
       const retry: number[] = [];
       got.forEach((r: BatchItemResult, j) => {
