@@ -286,6 +286,8 @@ describe('HeraldPublisher against the real hub: retries where nothing was sent',
       // handler waits for its body, then publishes into a closing hub.
       let open!: () => void;
       const gate = new Promise<void>((r) => (open = r));
+      let headSent!: () => void;
+      const onWire = new Promise<void>((r) => (headSent = r));
       const rec = recorder((init) => {
         const bytes = new TextEncoder().encode(String(init.body));
         let sentHead = false;
@@ -298,6 +300,7 @@ describe('HeraldPublisher against the real hub: retries where nothing was sent',
               c.enqueue(bytes.slice(0, -1));
               return;
             }
+            headSent(); // fetch took the first chunk: head and chunk are written
             await gate;
             c.enqueue(bytes.slice(-1));
             c.close();
@@ -308,8 +311,10 @@ describe('HeraldPublisher against the real hub: retries where nothing was sent',
       const p = new HeraldPublisher({ url: h.url, retries, retryBackoff: fast, fetch: rec.fetch, idempotencyKeys: false });
       const publishing = rejection(p.sendToChannel('bye', 'tick', { n: 1 }));
       await rec.started(1);
-      // The head must reach the hub before SIGTERM (it closes its listener at once).
-      await new Promise((r) => setTimeout(r, 300));
+      await within(5_000, 'the request head on the wire', onWire);
+      // The hub must have parsed the head before SIGTERM (it stops accepting at once, and
+      // closes connections without a request): nothing observable tells when, so a short pause.
+      await new Promise((r) => setTimeout(r, 200));
       h.proc.kill('SIGTERM');
       await s.waitFor('disconnected (server_shutdown)', (e) => e.event === 'disconnected');
       open();
@@ -489,7 +494,7 @@ describe.runIf(HUB_HAS_IDEMPOTENCY)('HeraldPublisher against the real hub: idemp
     for (const keyed of [false, true]) {
       const n = keyed ? 2 : 1;
       const rec = recorder();
-      const p = new HeraldPublisher({ url: h.url, retries: 4, retryBackoff: fast, fetch: rec.fetch, idempotencyKeys: keyed });
+      const p = new HeraldPublisher({ url: h.url, retries: 10, retryBackoff: fast, fetch: rec.fetch, idempotencyKeys: keyed });
       redis.pause();
       let outcome: { ok: true } | { ok: false; err: HeraldError };
       try {
