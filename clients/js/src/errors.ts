@@ -67,6 +67,11 @@ export class HeraldError extends Error {
    * published at most once.
    */
   readonly idempotencyKey: string | undefined;
+  /**
+   * For a failed `publishMany()` call: the idempotency key of each item, in order (undefined
+   * for items without one). Resend the same items with these keys to publish each at most once.
+   */
+  idempotencyKeys: readonly (string | undefined)[] | undefined = undefined;
   /** How many attempts were made before giving up (1 = no retry). */
   attempts: number = 1;
 

@@ -356,11 +356,28 @@ export class HeraldPublisher {
     for (;;) {
       const sent = pending.map((i) => items[i]!);
       const idempotent = sent.every((b) => typeof b.idempotencyKey === 'string');
-      const { data } = await this.call<BatchResult>(
-        { method: 'POST', path: '/api/sse/messages', body: sent, idempotent, publish: true },
-        options,
-        budget,
-      );
+      let data: BatchResult;
+      try {
+        ({ data } = await this.call<BatchResult>(
+          { method: 'POST', path: '/api/sse/messages', body: sent, idempotent, publish: true },
+          options,
+          budget,
+        ));
+      } catch (e) {
+        const err = e as HeraldError;
+        if (pending.length === items.length) {
+          // Nothing came back yet: the whole call failed. The keys let the caller resend as is.
+          err.idempotencyKeys = items.map((b) => b.idempotencyKey);
+          throw err;
+        }
+        // A resend failed: the earlier items' results stand; the resent ones get this error.
+        for (const i of pending) {
+          const key = items[i]!.idempotencyKey;
+          const r: PublishItemError = { error: { code: err.code, message: err.message } };
+          results[i] = key === undefined ? r : { ...r, idempotencyKey: key };
+        }
+        return { results };
+      }
       const got = (data as { results?: unknown } | undefined)?.results;
       if (!Array.isArray(got) || got.length !== sent.length) {
         const err = new OutcomeUnknownError(
@@ -370,6 +387,7 @@ export class HeraldPublisher {
           { body: data },
         );
         err.attempts = budget.attempts;
+        err.idempotencyKeys = items.map((b) => b.idempotencyKey);
         throw err;
       }
       const retry: number[] = [];
@@ -497,7 +515,12 @@ export class HeraldPublisher {
           delay = Math.max(delay, err.retryAfterMs);
         }
         budget.left--;
-        await this.pause(delay, options.signal);
+        try {
+          await this.pause(delay, options.signal);
+        } catch (abort) {
+          (abort as HeraldError).attempts = budget.attempts;
+          throw abort;
+        }
       }
     }
   }

@@ -251,6 +251,18 @@ describe('HeraldPublisher: idempotency keys (request shape)', () => {
     expect(await publisher().notifyAll('e', 1)).not.toHaveProperty('replayed');
   });
 
+  it('a failed publishMany() call exposes the item keys, to resend without duplicates', async () => {
+    reply = (_r, res) => json(res, 400, { error: { code: 'invalid_json', message: 'm' } });
+    const err = await rejection(
+      publisher().publishMany([
+        { event: 'a', data: 1, broadcast: true, idempotencyKey: 'k1' },
+        { event: 'b', data: 2, broadcast: true },
+      ]),
+    );
+    const sent = requests[0]!.body as { idempotencyKey: string }[];
+    expect(err.idempotencyKeys).toEqual(['k1', sent[1]!.idempotencyKey]);
+  });
+
   it('a batch answer with the wrong number of results is an invalid_response', async () => {
     reply = (_r, res) => json(res, 200, { results: [] });
     const err = await rejection(publisher().publishMany([{ event: 'a', data: 1, broadcast: true }]));
