@@ -37,10 +37,13 @@ pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(3600);
 /// Default most bytes of encoded events in the replay window.
 pub const DEFAULT_HISTORY_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// Default most events one resume may replay; a client that missed more gets `reset`
-/// (`replay_too_large`) and refetches its state.
-pub const DEFAULT_MAX_REPLAY_EVENTS: usize = 5000;
-/// Default most bytes of events one resume may replay.
-pub const DEFAULT_MAX_REPLAY_BYTES: usize = 4 * 1024 * 1024;
+/// (`replay_too_large`) and refetches its state. The same as the outbox's frame limit
+/// ([`DEFAULT_QUEUE_CAPACITY`], rounded): the replay is queued on top of the outbox limits, so a
+/// resuming connection holds at most about twice its outbox while it catches up.
+pub const DEFAULT_MAX_REPLAY_EVENTS: usize = 1000;
+/// Default most bytes of events one resume may replay: the outbox's byte limit
+/// ([`DEFAULT_QUEUE_MAX_BYTES`]).
+pub const DEFAULT_MAX_REPLAY_BYTES: usize = 1024 * 1024;
 /// Default largest publish body, in bytes.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 64 * 1024;
 /// Default largest body of a batch publish (`POST /api/sse/messages`), in bytes.

@@ -133,7 +133,10 @@ impl Engine for MemoryEngine {
                     head,
                 });
             };
-            for entry in chunk.iter().filter(|e| filter.matches(&e.targets, e.fell_back)) {
+            for entry in chunk
+                .iter()
+                .filter(|e| filter.matches(&e.targets, e.fell_back))
+            {
                 if !collected.push(entry.seq, entry.frame.clone()) {
                     return Ok(Replay::Reset {
                         reason: ResetReason::ReplayTooLarge,

@@ -214,10 +214,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "HERALD_HISTORY_MAX_BYTES", value_parser = parse_size)]
     history_max_bytes: Option<usize>,
     /// Most events one resume may replay; a client that missed more gets `reset`
-    /// (replay_too_large). [default: 5000]
+    /// (replay_too_large). [default: 1000]
     #[arg(long, env = "HERALD_MAX_REPLAY_EVENTS")]
     max_replay_events: Option<usize>,
-    /// Most bytes of events one resume may replay. [default: 4MiB]
+    /// Most bytes of events one resume may replay. [default: 1MiB]
     #[arg(long, env = "HERALD_MAX_REPLAY_BYTES", value_parser = parse_size)]
     max_replay_bytes: Option<usize>,
     /// Keep the replay window on disk in this directory (an embedded database), so that clients
