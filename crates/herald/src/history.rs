@@ -41,6 +41,19 @@ pub fn is_retained(name: &EventName) -> bool {
     !matches!(name.as_str(), "presence:join" | "presence:leave")
 }
 
+/// [`is_retained`] for an encoded frame (`id: …\nevent: <name>\n…`), as read back from disk.
+fn frame_is_retained(frame: &[u8]) -> bool {
+    let after_id = match frame.strip_prefix(b"id: ") {
+        Some(rest) => rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(&[][..], |i| &rest[i + 1..]),
+        None => frame,
+    };
+    !(after_id.starts_with(b"event: presence:join\n")
+        || after_id.starts_with(b"event: presence:leave\n"))
+}
+
 /// The most one resume may replay: beyond either limit the client gets `reset`
 /// (`replay_too_large`) instead of the events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,8 +321,13 @@ impl ReplayBuffer {
         self.evict(SystemTime::now());
     }
 
-    /// Restores an entry read back from durable storage (oldest first).
+    /// Restores an entry read back from durable storage (oldest first). Presence events (which
+    /// the durable store keeps so that their ids are accounted for) only move the head.
     pub fn restore(&mut self, entry: HistoryEntry) {
+        if !frame_is_retained(&entry.frame) {
+            self.head = self.head.max(entry.seq);
+            return;
+        }
         if self.entries.is_empty() {
             // Whatever came before the first restored event is not on disk any more.
             self.lost = self.lost.max(entry.seq.saturating_sub(1));
@@ -700,5 +718,46 @@ mod tests {
         assert!(!is_retained(&EventName::system("presence:join")));
         assert!(!is_retained(&EventName::system("presence:leave")));
         assert!(is_retained(&EventName::new("message").unwrap()));
+        let id = EventId {
+            epoch: Epoch::random(),
+            seq: 7,
+        };
+        let frame = |name: EventName| crate::sse::frame::encode_event(Some(&id), &name, "{}");
+        assert!(!frame_is_retained(&frame(EventName::system(
+            "presence:join"
+        ))));
+        assert!(!frame_is_retained(&frame(EventName::system(
+            "presence:leave"
+        ))));
+        assert!(frame_is_retained(&frame(
+            EventName::new("presence").unwrap()
+        )));
+        assert!(frame_is_retained(&frame(EventName::new("n").unwrap())));
+    }
+
+    #[test]
+    fn restored_presence_events_only_move_the_head() {
+        let epoch = Epoch::random();
+        let mut buf = ReplayBuffer::new(epoch, limits(100), 0);
+        let entry = |seq: u64, name: EventName| {
+            let id = EventId { epoch, seq };
+            HistoryEntry {
+                seq,
+                published_at: SystemTime::now(),
+                targets: user("alice"),
+                fell_back: false,
+                frame: crate::sse::frame::encode_event(Some(&id), &name, "{}"),
+            }
+        };
+        buf.restore(entry(1, EventName::new("n").unwrap()));
+        buf.restore(entry(2, EventName::system("presence:join")));
+        buf.restore(entry(3, EventName::system("presence:leave")));
+        assert_eq!(buf.head().seq, 3);
+        assert_eq!(buf.stats().events, 1);
+        assert_eq!(seqs(buf.replay(EventId { epoch, seq: 0 }, &alice())), [1]);
+        assert_eq!(
+            seqs(buf.replay(EventId { epoch, seq: 2 }, &alice())),
+            Vec::<u64>::new()
+        );
     }
 }
