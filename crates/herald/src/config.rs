@@ -37,6 +37,14 @@ pub const DEFAULT_HISTORY_SIZE: usize = 10_000;
 pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(3600);
 /// Default most bytes of encoded events in the replay window.
 pub const DEFAULT_HISTORY_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Default most events one resume may replay; a client that missed more gets `reset`
+/// (`replay_too_large`) and refetches its state. The same as the outbox's frame limit
+/// ([`DEFAULT_QUEUE_CAPACITY`], rounded): the replay is queued on top of the outbox limits, so a
+/// resuming connection holds at most about twice its outbox while it catches up.
+pub const DEFAULT_MAX_REPLAY_EVENTS: usize = 1000;
+/// Default most bytes of events one resume may replay: the outbox's byte limit
+/// ([`DEFAULT_QUEUE_MAX_BYTES`]).
+pub const DEFAULT_MAX_REPLAY_BYTES: usize = 1024 * 1024;
 /// Default largest publish body, in bytes.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 64 * 1024;
 /// Default largest body of a batch publish (`POST /api/sse/messages`), in bytes.
@@ -106,6 +114,11 @@ pub struct HubConfig {
     /// The replay window for `Last-Event-ID` resumes ([`DEFAULT_HISTORY_SIZE`] events,
     /// [`DEFAULT_HISTORY_TTL`], [`DEFAULT_HISTORY_MAX_BYTES`]); `max_events: 0` turns it off.
     pub history: HistoryLimits,
+    /// Most events one resume may replay ([`DEFAULT_MAX_REPLAY_EVENTS`]); a client that missed
+    /// more gets `reset` (`replay_too_large`).
+    pub max_replay_events: usize,
+    /// Most bytes of events one resume may replay ([`DEFAULT_MAX_REPLAY_BYTES`]).
+    pub max_replay_bytes: usize,
     /// Channels whose subscribers get `presence:join` and `presence:leave` events (none by
     /// default).
     pub presence_channels: Vec<ChannelPattern>,
@@ -133,6 +146,8 @@ impl Default for HubConfig {
                 max_age: DEFAULT_HISTORY_TTL,
                 max_bytes: DEFAULT_HISTORY_MAX_BYTES,
             },
+            max_replay_events: DEFAULT_MAX_REPLAY_EVENTS,
+            max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
             presence_channels: Vec::new(),
             idempotency: IdempotencyLimits::default(),
         }
@@ -239,6 +254,9 @@ pub struct HttpConfig {
     pub connect_rate_per_ip: Option<Rate>,
     /// Publish requests per second per publisher (key or token); `None`: unlimited.
     pub publish_rate_per_key: Option<Rate>,
+    /// Resumes (subscribes with a `Last-Event-ID`) per second per client IP; more get `429`.
+    /// `None` (the default): unlimited.
+    pub resume_rate_per_ip: Option<Rate>,
     /// Whether subscribers may name themselves with `?userId=` and `?username=`. Defaults to
     /// true when the server listens on loopback only (see [`Config::validate`]).
     pub identity_from_query: bool,
@@ -270,6 +288,7 @@ impl Default for HttpConfig {
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             connect_rate_per_ip: None,
             publish_rate_per_key: None,
+            resume_rate_per_ip: None,
             identity_from_query: true,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             max_batch_body_size: DEFAULT_MAX_BATCH_BODY_SIZE,
@@ -409,6 +428,8 @@ impl Config {
             ("max_connections_per_user", hub.max_connections_per_user),
             ("queue_capacity", hub.queue_capacity),
             ("queue_max_bytes", hub.queue_max_bytes),
+            ("max_replay_events", hub.max_replay_events),
+            ("max_replay_bytes", hub.max_replay_bytes),
             ("max_body_size", self.http.max_body_size),
             ("max_batch_body_size", self.http.max_batch_body_size),
             ("max_batch_len", self.http.max_batch_len),

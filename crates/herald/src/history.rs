@@ -3,6 +3,14 @@
 //!
 //! Bounded three ways (count, age, bytes); whichever bites first evicts the oldest events. Entries
 //! hold the encoded frame (the same shared bytes live delivery used), so a replay copies nothing.
+//!
+//! Presence events (`presence:join` / `presence:leave`) are not retained (see [`is_retained`]):
+//! presence is state that a reconnecting client reads again, and a churn of joins and leaves
+//! must not push real events out of the window.
+//!
+//! A resume reads the window in chunks ([`ReplayBuffer::replay_start`],
+//! [`ReplayBuffer::replay_chunk`]) so that its engine never holds its lock across a long scan,
+//! and stops at a [`ReplayCap`]: beyond it the client gets `reset` (`replay_too_large`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -11,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::event::{Epoch, EventId};
+use crate::event::{Epoch, EventId, EventName};
 use crate::target::{ChannelName, Target, Targets, UserId};
 
 /// Limits of the replay window.
@@ -23,6 +31,100 @@ pub struct HistoryLimits {
     pub max_age: Duration,
     /// Most bytes of frames kept.
     pub max_bytes: usize,
+}
+
+/// Whether an event with this name is kept in the replay window. Presence events are not: they
+/// describe state (who is in a channel) that a reconnecting client reads again, and a churn of
+/// joins and leaves would otherwise push real events out of the window. Users cannot publish
+/// these names (they are reserved), so only the hub's own presence events are skipped.
+pub fn is_retained(name: &EventName) -> bool {
+    !matches!(name.as_str(), "presence:join" | "presence:leave")
+}
+
+/// [`is_retained`] for an encoded frame (`id: …\nevent: <name>\n…`), as read back from disk.
+fn frame_is_retained(frame: &[u8]) -> bool {
+    let after_id = match frame.strip_prefix(b"id: ") {
+        Some(rest) => rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(&[][..], |i| &rest[i + 1..]),
+        None => frame,
+    };
+    !(after_id.starts_with(b"event: presence:join\n")
+        || after_id.starts_with(b"event: presence:leave\n"))
+}
+
+/// The most one resume may replay: beyond either limit the client gets `reset`
+/// (`replay_too_large`) instead of the events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayCap {
+    /// Most events replayed.
+    pub max_events: usize,
+    /// Most bytes of frames replayed.
+    pub max_bytes: usize,
+}
+
+impl ReplayCap {
+    /// No cap (tests and library users that bound the window instead).
+    pub const UNLIMITED: ReplayCap = ReplayCap {
+        max_events: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+}
+
+/// Collects replayed frames up to a [`ReplayCap`].
+#[derive(Debug)]
+pub struct ReplayCollector {
+    cap: ReplayCap,
+    frames: Vec<(u64, Bytes)>,
+    bytes: usize,
+}
+
+impl ReplayCollector {
+    /// An empty collection bounded by `cap`.
+    pub fn new(cap: ReplayCap) -> Self {
+        ReplayCollector {
+            cap,
+            frames: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Adds a frame; returns false (and keeps nothing more) once the cap is exceeded.
+    pub fn push(&mut self, seq: u64, frame: Bytes) -> bool {
+        if self.frames.len() >= self.cap.max_events
+            || self.bytes.saturating_add(frame.len()) > self.cap.max_bytes
+        {
+            return false;
+        }
+        self.bytes += frame.len();
+        self.frames.push((seq, frame));
+        true
+    }
+
+    /// Events the cap still allows.
+    pub fn events_left(&self) -> usize {
+        self.cap.max_events - self.frames.len()
+    }
+
+    /// Bytes the cap still allows.
+    pub fn bytes_left(&self) -> usize {
+        self.cap.max_bytes - self.bytes
+    }
+
+    /// The frames collected, oldest first.
+    pub fn into_frames(self) -> Vec<(u64, Bytes)> {
+        self.frames
+    }
+}
+
+/// Where a chunked replay of a [`ReplayBuffer`] stands.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayCursor {
+    /// The hub's newest id when the replay started: the replay ends there.
+    pub head: EventId,
+    /// The next seq to read.
+    next: u64,
 }
 
 /// One retained event.
@@ -72,6 +174,9 @@ pub enum ResetReason {
     HistoryGap,
     /// The id comes from another epoch (a hub restarted without its history, or another hub).
     UnknownEpoch,
+    /// More events (or bytes) were missed than one resume may replay (`max_replay_events`,
+    /// `max_replay_bytes`).
+    ReplayTooLarge,
 }
 
 impl ResetReason {
@@ -80,6 +185,7 @@ impl ResetReason {
         match self {
             ResetReason::HistoryGap => "history_gap",
             ResetReason::UnknownEpoch => "unknown_epoch",
+            ResetReason::ReplayTooLarge => "replay_too_large",
         }
     }
 }
@@ -131,10 +237,16 @@ pub struct HistoryStats {
 pub struct ReplayBuffer {
     epoch: Epoch,
     limits: HistoryLimits,
-    entries: VecDeque<HistoryEntry>,
+    /// Shared so that a replay copies a chunk of them (pointer copies) and scans it without the
+    /// engine's lock.
+    entries: VecDeque<Arc<HistoryEntry>>,
     bytes: usize,
     /// The newest seq ever assigned (whether or not still retained).
     head: u64,
+    /// Every event at or below this seq that is not retained is lost: the seq of the newest
+    /// event dropped from the window (evicted, or not kept because history is off). Events
+    /// that are never retained by design (presence) do not move it.
+    lost: u64,
     /// Ids in `(gap_after, gap_until]` were assigned but lost (not persisted before a crash):
     /// a resume from inside the hole cannot be served.
     hole: Option<(u64, u64)>,
@@ -149,6 +261,7 @@ impl ReplayBuffer {
             entries: VecDeque::new(),
             bytes: 0,
             head,
+            lost: head,
             hole: None,
         }
     }
@@ -173,12 +286,16 @@ impl ReplayBuffer {
 
     /// The retained entries, oldest first.
     pub fn entries(&self) -> impl Iterator<Item = &HistoryEntry> {
-        self.entries.iter()
+        self.entries.iter().map(|e| &**e)
     }
 
     /// Sets the newest id assigned (after restoring from disk).
     pub fn set_head(&mut self, head: u64) {
         self.head = self.head.max(head);
+        if self.entries.is_empty() {
+            // Nothing retained: whatever was assigned up to here is gone.
+            self.lost = self.lost.max(self.head);
+        }
     }
 
     /// Marks ids in `(after, until]` as lost.
@@ -196,18 +313,28 @@ impl ReplayBuffer {
     /// window.
     pub fn push(&mut self, entry: HistoryEntry) {
         if self.limits.max_events == 0 {
+            self.lost = self.lost.max(entry.seq);
             return;
         }
         self.bytes += entry.frame.len();
-        self.entries.push_back(entry);
+        self.entries.push_back(Arc::new(entry));
         self.evict(SystemTime::now());
     }
 
-    /// Restores an entry read back from durable storage (oldest first).
+    /// Restores an entry read back from durable storage (oldest first). Presence events (which
+    /// the durable store keeps so that their ids are accounted for) only move the head.
     pub fn restore(&mut self, entry: HistoryEntry) {
+        if !frame_is_retained(&entry.frame) {
+            self.head = self.head.max(entry.seq);
+            return;
+        }
+        if self.entries.is_empty() {
+            // Whatever came before the first restored event is not on disk any more.
+            self.lost = self.lost.max(entry.seq.saturating_sub(1));
+        }
         self.head = self.head.max(entry.seq);
         self.bytes += entry.frame.len();
-        self.entries.push_back(entry);
+        self.entries.push_back(Arc::new(entry));
     }
 
     /// Drops events beyond the limits; returns the lowest seq still retained.
@@ -222,48 +349,112 @@ impl ReplayBuffer {
                 break;
             }
             self.bytes -= first.frame.len();
+            self.lost = self.lost.max(first.seq);
             self.entries.pop_front();
         }
         self.entries.front().map_or(self.head + 1, |e| e.seq)
     }
 
-    /// What a client that last saw `after` should get.
+    /// What a client that last saw `after` should get, uncapped, in one go (for tests and
+    /// small windows; engines use [`replay_start`](Self::replay_start) and
+    /// [`replay_chunk`](Self::replay_chunk)).
     pub fn replay(&self, after: EventId, filter: &ReplayFilter) -> Replay {
-        let head = self.head();
-        if after.epoch != self.epoch || after.seq > self.head {
-            return Replay::Reset {
-                reason: ResetReason::UnknownEpoch,
-                head,
-            };
-        }
-        if let Some((lost_after, lost_until)) = self.hole {
-            if after.seq > lost_after && after.seq <= lost_until {
+        let mut cursor = match self.replay_start(after) {
+            Ok(cursor) => cursor,
+            Err(reset) => return reset,
+        };
+        let mut chunk = Vec::new();
+        let mut frames = Vec::new();
+        loop {
+            chunk.clear();
+            let Some(done) = self.replay_chunk(&mut cursor, usize::MAX, &mut chunk) else {
                 return Replay::Reset {
                     reason: ResetReason::HistoryGap,
-                    head,
+                    head: cursor.head,
+                };
+            };
+            frames.extend(
+                chunk
+                    .iter()
+                    .filter(|e| filter.matches(&e.targets, e.fell_back))
+                    .map(|e| (e.seq, e.frame.clone())),
+            );
+            if done {
+                return Replay::Events {
+                    frames,
+                    head: cursor.head,
                 };
             }
         }
-        // The first event the client lacks is `after.seq + 1`; it must still be retained (or
-        // not exist yet).
-        let oldest = self.entries.front().map_or(self.head + 1, |e| e.seq);
-        if after.seq + 1 < oldest {
-            return Replay::Reset {
-                reason: ResetReason::HistoryGap,
-                head,
-            };
-        }
-        // Seqs are contiguous within the window, except where a hole was skipped over.
-        let start = self.entries.partition_point(|e| e.seq <= after.seq);
-        let frames = self
-            .entries
-            .range(start..)
-            .filter(|e| filter.matches(&e.targets, e.fell_back))
-            .map(|e| (e.seq, e.frame.clone()))
-            .collect();
-        Replay::Events { frames, head }
     }
 
+    /// Starts a replay for a client that last saw `after`: the `reset` it gets instead, or a
+    /// cursor for [`replay_chunk`](Self::replay_chunk) that ends at the current head.
+    ///
+    /// # Errors
+    /// The [`Replay::Reset`] to send when the client cannot resume.
+    pub fn replay_start(&self, after: EventId) -> Result<ReplayCursor, Replay> {
+        let head = self.head();
+        if after.epoch != self.epoch || after.seq > self.head {
+            return Err(Replay::Reset {
+                reason: ResetReason::UnknownEpoch,
+                head,
+            });
+        }
+        if let Some((lost_after, lost_until)) = self.hole {
+            if after.seq > lost_after && after.seq <= lost_until {
+                return Err(Replay::Reset {
+                    reason: ResetReason::HistoryGap,
+                    head,
+                });
+            }
+        }
+        // The first event the client lacks is `after.seq + 1`: nothing from there on may have
+        // been dropped.
+        if after.seq < self.lost {
+            return Err(Replay::Reset {
+                reason: ResetReason::HistoryGap,
+                head,
+            });
+        }
+        Ok(ReplayCursor {
+            head,
+            next: after.seq + 1,
+        })
+    }
+
+    /// Copies (pointers to) up to `max` retained entries of the replay at `cursor` into `out`
+    /// and moves the cursor past them. Returns `Some(true)` when the replay reached its head,
+    /// `Some(false)` when there is more, and `None` when events the replay had not read yet were
+    /// dropped from the window since it started (the client then gets `history_gap`).
+    pub fn replay_chunk(
+        &self,
+        cursor: &mut ReplayCursor,
+        max: usize,
+        out: &mut Vec<Arc<HistoryEntry>>,
+    ) -> Option<bool> {
+        if cursor.next > cursor.head.seq {
+            return Some(true);
+        }
+        if cursor.head.epoch != self.epoch || self.lost >= cursor.next {
+            return None;
+        }
+        // Seqs grow along the window (with holes where events were not retained).
+        let start = self.entries.partition_point(|e| e.seq < cursor.next);
+        for entry in self.entries.range(start..) {
+            if entry.seq > cursor.head.seq {
+                cursor.next = cursor.head.seq + 1;
+                return Some(true);
+            }
+            if out.len() >= max {
+                cursor.next = entry.seq;
+                return Some(false);
+            }
+            out.push(entry.clone());
+        }
+        cursor.next = cursor.head.seq + 1;
+        Some(true)
+    }
     /// Figures for stats.
     pub fn stats(&self) -> HistoryStats {
         HistoryStats {
@@ -432,7 +623,7 @@ mod tests {
         let epoch = Epoch::random();
         let mut buf = ReplayBuffer::new(epoch, limits(100), 10);
         buf.set_hole(10, 20);
-        buf.head = 20;
+        buf.set_head(20);
         fill(&mut buf, &[user("alice")]);
         for lost in [10, 15] {
             assert!(matches!(
@@ -445,5 +636,128 @@ mod tests {
         }
         fill(&mut buf, &[user("alice")]);
         assert_eq!(seqs(buf.replay(EventId { epoch, seq: 21 }, &alice())), [22]);
+    }
+
+    #[test]
+    fn events_not_retained_do_not_count_as_lost() {
+        // Presence events get ids but are not retained: a client whose last id is just before
+        // one of them, or is one of them, resumes without a gap.
+        let epoch = Epoch::random();
+        let mut buf = ReplayBuffer::new(epoch, limits(3), 0);
+        fill(&mut buf, &[user("alice")]); // 1
+        for _ in 0..10 {
+            buf.next_id(); // 2..=11: not retained (presence)
+        }
+        fill(&mut buf, &[user("alice"), user("alice")]); // 12, 13
+        let after = |seq| EventId { epoch, seq };
+        assert_eq!(seqs(buf.replay(after(0), &alice())), [1, 12, 13]);
+        assert_eq!(seqs(buf.replay(after(5), &alice())), [12, 13]);
+        fill(&mut buf, &[user("alice"), user("alice")]); // 14, 15: 1 and 12 are evicted
+        assert_eq!(seqs(buf.replay(after(12), &alice())), [13, 14, 15]);
+        assert!(matches!(
+            buf.replay(after(11), &alice()),
+            Replay::Reset {
+                reason: ResetReason::HistoryGap,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn chunks_cover_the_range_once_and_notice_eviction() {
+        let epoch = Epoch::random();
+        let mut buf = ReplayBuffer::new(epoch, limits(100), 0);
+        fill(&mut buf, &vec![user("alice"); 10]);
+        let mut cursor = buf.replay_start(EventId { epoch, seq: 2 }).unwrap();
+        // Published after the start: not part of this replay.
+        fill(&mut buf, &[user("alice")]);
+        let mut got = Vec::new();
+        let mut chunk = Vec::new();
+        loop {
+            chunk.clear();
+            let done = buf.replay_chunk(&mut cursor, 3, &mut chunk).unwrap();
+            assert!(chunk.len() <= 3);
+            got.extend(chunk.iter().map(|e| e.seq));
+            if done {
+                break;
+            }
+        }
+        assert_eq!(got, (3..=10).collect::<Vec<_>>());
+
+        // Events the replay has not read yet fall out of the window: it cannot go on.
+        let mut buf = ReplayBuffer::new(epoch, limits(5), 0);
+        fill(&mut buf, &vec![user("alice"); 5]);
+        let mut cursor = buf.replay_start(EventId { epoch, seq: 0 }).unwrap();
+        chunk.clear();
+        assert_eq!(buf.replay_chunk(&mut cursor, 2, &mut chunk), Some(false));
+        fill(&mut buf, &vec![user("alice"); 3]); // evicts 1..=3; 3 was not read yet
+        chunk.clear();
+        assert_eq!(buf.replay_chunk(&mut cursor, 2, &mut chunk), None);
+    }
+
+    #[test]
+    fn the_collector_stops_at_its_cap() {
+        let mut c = ReplayCollector::new(ReplayCap {
+            max_events: 2,
+            max_bytes: 100,
+        });
+        assert!(c.push(1, Bytes::from_static(b"a")));
+        assert!(c.push(2, Bytes::from_static(b"b")));
+        assert!(!c.push(3, Bytes::from_static(b"c")));
+        let mut c = ReplayCollector::new(ReplayCap {
+            max_events: 100,
+            max_bytes: 3,
+        });
+        assert!(c.push(1, Bytes::from_static(b"ab")));
+        assert!(!c.push(2, Bytes::from_static(b"cd")));
+        assert_eq!(c.into_frames().len(), 1);
+    }
+
+    #[test]
+    fn presence_events_are_not_retained() {
+        assert!(!is_retained(&EventName::system("presence:join")));
+        assert!(!is_retained(&EventName::system("presence:leave")));
+        assert!(is_retained(&EventName::new("message").unwrap()));
+        let id = EventId {
+            epoch: Epoch::random(),
+            seq: 7,
+        };
+        let frame = |name: EventName| crate::sse::frame::encode_event(Some(&id), &name, "{}");
+        assert!(!frame_is_retained(&frame(EventName::system(
+            "presence:join"
+        ))));
+        assert!(!frame_is_retained(&frame(EventName::system(
+            "presence:leave"
+        ))));
+        assert!(frame_is_retained(&frame(
+            EventName::new("presence").unwrap()
+        )));
+        assert!(frame_is_retained(&frame(EventName::new("n").unwrap())));
+    }
+
+    #[test]
+    fn restored_presence_events_only_move_the_head() {
+        let epoch = Epoch::random();
+        let mut buf = ReplayBuffer::new(epoch, limits(100), 0);
+        let entry = |seq: u64, name: EventName| {
+            let id = EventId { epoch, seq };
+            HistoryEntry {
+                seq,
+                published_at: SystemTime::now(),
+                targets: user("alice"),
+                fell_back: false,
+                frame: crate::sse::frame::encode_event(Some(&id), &name, "{}"),
+            }
+        };
+        buf.restore(entry(1, EventName::new("n").unwrap()));
+        buf.restore(entry(2, EventName::system("presence:join")));
+        buf.restore(entry(3, EventName::system("presence:leave")));
+        assert_eq!(buf.head().seq, 3);
+        assert_eq!(buf.stats().events, 1);
+        assert_eq!(seqs(buf.replay(EventId { epoch, seq: 0 }, &alice())), [1]);
+        assert_eq!(
+            seqs(buf.replay(EventId { epoch, seq: 2 }, &alice())),
+            Vec::<u64>::new()
+        );
     }
 }

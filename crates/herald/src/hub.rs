@@ -23,7 +23,7 @@ use crate::engine::{
 };
 use crate::error::{Error, Result};
 use crate::event::{EventId, EventName, Payload};
-use crate::history::{HistoryStats, Replay, ReplayFilter};
+use crate::history::{HistoryStats, Replay, ReplayCap, ReplayFilter};
 use crate::metrics::{DisconnectReason, Metrics};
 use crate::registry::{
     Connection, ConnectionInfo, Limits, PresenceChange, Registry, TransportCloser, UserPresence,
@@ -369,8 +369,14 @@ impl Hub {
                     user: conn.user.clone(),
                     channels: conn.channels.clone(),
                 };
+                // The engine pages through its history and stops at the cap, so a resume costs
+                // at most that much, whatever id it names.
+                let cap = ReplayCap {
+                    max_events: inner.config.max_replay_events,
+                    max_bytes: inner.config.max_replay_bytes,
+                };
                 let replay = match text.parse::<EventId>() {
-                    Ok(after) => inner.engine.replay(after, &filter).await?,
+                    Ok(after) => inner.engine.replay(after, &filter, cap).await?,
                     Err(_) => Replay::Reset {
                         reason: crate::history::ResetReason::UnknownEpoch,
                         head: inner.engine.head().await?,

@@ -16,7 +16,7 @@ use herald::engine::{
     Delivery, Engine, EngineError, EngineHealth, MemoryEngine, Publication, Published, RedisEngine,
     RedisOptions,
 };
-use herald::history::{HistoryLimits, HistoryStats, Replay, ReplayFilter};
+use herald::history::{HistoryLimits, HistoryStats, Replay, ReplayCap, ReplayFilter};
 use herald::http::AppState;
 use herald::{ConnectRequest, EventId, Hub, UserId};
 use redis_support::RedisServer;
@@ -406,8 +406,13 @@ impl Engine for SlowHead {
         self.release.notified().await;
         self.inner.head().await
     }
-    async fn replay(&self, after: EventId, filter: &ReplayFilter) -> Result<Replay, EngineError> {
-        self.inner.replay(after, filter).await
+    async fn replay(
+        &self,
+        after: EventId,
+        filter: &ReplayFilter,
+        cap: ReplayCap,
+    ) -> Result<Replay, EngineError> {
+        self.inner.replay(after, filter, cap).await
     }
     fn history_stats(&self) -> Option<HistoryStats> {
         self.inner.history_stats()

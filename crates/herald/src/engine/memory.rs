@@ -11,7 +11,8 @@ use super::durable::DurableHistory;
 use super::{Command, Delivery, Engine, EngineError, EngineHealth, Publication, Published};
 use crate::event::{Epoch, EventId};
 use crate::history::{
-    HistoryEntry, HistoryLimits, HistoryStats, Replay, ReplayBuffer, ReplayFilter,
+    HistoryEntry, HistoryLimits, HistoryStats, Replay, ReplayBuffer, ReplayCap, ReplayCollector,
+    ReplayFilter, ResetReason,
 };
 use crate::idempotency::{self, IdempotencyCache, IdempotencyLimits, Seen};
 use crate::sse::frame;
@@ -21,6 +22,8 @@ use crate::sse::frame;
 /// One mutex covers "assign the id, deliver, retain": events reach every connection in id order
 /// even when several publishers race, and a resume reads a window consistent with live delivery.
 /// The section never waits (delivery only queues frames; the durable store writes behind).
+/// A resume holds the lock only to copy a chunk of [`REPLAY_CHUNK`] entry pointers at a time,
+/// and filters them outside it, so a long replay never stalls publishers.
 #[derive(Debug)]
 pub struct MemoryEngine {
     window: Mutex<ReplayBuffer>,
@@ -65,6 +68,9 @@ impl MemoryEngine {
     }
 }
 
+/// Most window entries a resume copies (as pointers) per hold of the engine's lock.
+const REPLAY_CHUNK: usize = 256;
+
 #[async_trait]
 impl Engine for MemoryEngine {
     fn attach(&self, delivery: Arc<dyn Delivery>) {
@@ -107,7 +113,9 @@ impl Engine for MemoryEngine {
         if let Some(durable) = &self.durable {
             durable.append(&entry);
         }
-        window.push(entry);
+        if crate::history::is_retained(&publication.name) {
+            window.push(entry);
+        }
         let published = Published {
             id,
             delivered: report.delivered,
@@ -129,10 +137,56 @@ impl Engine for MemoryEngine {
         Ok(self.window.lock().head())
     }
 
-    async fn replay(&self, after: EventId, filter: &ReplayFilter) -> Result<Replay, EngineError> {
-        let mut window = self.window.lock();
-        window.evict(SystemTime::now());
-        Ok(window.replay(after, filter))
+    async fn replay(
+        &self,
+        after: EventId,
+        filter: &ReplayFilter,
+        cap: ReplayCap,
+    ) -> Result<Replay, EngineError> {
+        let mut cursor = {
+            let mut window = self.window.lock();
+            window.evict(SystemTime::now());
+            match window.replay_start(after) {
+                Ok(cursor) => cursor,
+                Err(reset) => return Ok(reset),
+            }
+        };
+        let head = cursor.head;
+        let mut collected = ReplayCollector::new(cap);
+        let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
+        loop {
+            chunk.clear();
+            let done = self
+                .window
+                .lock()
+                .replay_chunk(&mut cursor, REPLAY_CHUNK, &mut chunk);
+            let Some(done) = done else {
+                // The window moved past events this replay had not read yet.
+                return Ok(Replay::Reset {
+                    reason: ResetReason::HistoryGap,
+                    head,
+                });
+            };
+            for entry in chunk
+                .iter()
+                .filter(|e| filter.matches(&e.targets, e.fell_back))
+            {
+                if !collected.push(entry.seq, entry.frame.clone()) {
+                    return Ok(Replay::Reset {
+                        reason: ResetReason::ReplayTooLarge,
+                        head,
+                    });
+                }
+            }
+            if done {
+                return Ok(Replay::Events {
+                    frames: collected.into_frames(),
+                    head,
+                });
+            }
+            // Let publishers and other tasks of this runtime thread run between chunks.
+            tokio::task::yield_now().await;
+        }
     }
 
     fn history_stats(&self) -> Option<HistoryStats> {

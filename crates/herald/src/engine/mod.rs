@@ -25,7 +25,7 @@ use serde::Serialize;
 use bytes::Bytes;
 
 use crate::event::{EventId, EventName, Payload};
-use crate::history::{HistoryStats, Replay, ReplayFilter};
+use crate::history::{HistoryStats, Replay, ReplayCap, ReplayFilter};
 use crate::idempotency::IdempotencyKey;
 use crate::metrics::DisconnectReason;
 use crate::target::{ChannelName, ConnectionId, Targets, UserId};
@@ -170,7 +170,10 @@ pub trait Engine: Send + Sync + fmt::Debug {
     async fn head(&self) -> Result<EventId, EngineError>;
 
     /// The retained events after `after` that a connection described by `filter` would have
-    /// received live, oldest first, or why it cannot resume.
+    /// received live, oldest first, or why it cannot resume. More than `cap` allows is
+    /// [`Replay::Reset`] with [`ResetReason::ReplayTooLarge`](crate::history::ResetReason::ReplayTooLarge).
+    /// Engines read their history in bounded pages (never the whole window in one step), so a
+    /// resume neither stalls publishers nor copies more than `cap` plus one page.
     ///
     /// For a resume without gaps or duplicates, an engine must retain an event before it hands
     /// it to any node's [`Delivery`]: the hub registers a resuming connection (holding its live
@@ -178,7 +181,12 @@ pub trait Engine: Send + Sync + fmt::Debug {
     ///
     /// # Errors
     /// [`EngineError::Unavailable`] when the history cannot be read.
-    async fn replay(&self, after: EventId, filter: &ReplayFilter) -> Result<Replay, EngineError>;
+    async fn replay(
+        &self,
+        after: EventId,
+        filter: &ReplayFilter,
+        cap: ReplayCap,
+    ) -> Result<Replay, EngineError>;
 
     /// Figures of the replay window, if the engine keeps one.
     fn history_stats(&self) -> Option<HistoryStats>;

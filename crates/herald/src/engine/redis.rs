@@ -15,8 +15,10 @@
 //!   needs it first); a Redis that lost its data gets a new epoch, so clients' old ids become
 //!   `unknown_epoch`. A new epoch's sequences start at the Redis clock (ms × 1000), above those
 //!   of any epoch before, because connections drop events at or below their start position.
-//! - **Replay** reads the stream (`XRANGE` after the client's id) in one script that also reads
-//!   the head, so replay and live delivery meet without gap or duplicate.
+//! - **Replay** first reads the head and where the replay starts in one small script (so replay
+//!   and live delivery meet without gap or duplicate), then pages through the stream
+//!   (`XRANGE … COUNT`), one short script per page that returns only the matching events; a
+//!   resume beyond its cap stops early with `reset` (`replay_too_large`).
 //! - **Commands and presence queries** go to every node over one pub/sub channel
 //!   (`<prefix>:control`); each node answers on the asker's reply channel. `PUBLISH` says how
 //!   many nodes listen, so the asker knows how many answers to wait for.
@@ -62,7 +64,9 @@ use super::{
 };
 use crate::clock;
 use crate::event::{Epoch, EventId};
-use crate::history::{HistoryLimits, HistoryStats, Replay, ReplayFilter, ResetReason};
+use crate::history::{
+    HistoryLimits, HistoryStats, Replay, ReplayCap, ReplayCollector, ReplayFilter, ResetReason,
+};
 use crate::metrics::DisconnectReason;
 use crate::sse::frame;
 use crate::target::{ChannelName, Fallback, Targets, UserId};
@@ -78,6 +82,8 @@ const TRANSPORT_MIN_EVENTS: usize = 1000;
 const TRANSPORT_MIN_BYTES: usize = 1 << 20;
 /// ... and every event younger than this.
 const TRANSPORT_MIN_AGE: Duration = Duration::from_secs(10);
+/// Stream entries one replay page reads by default.
+const DEFAULT_REPLAY_PAGE_SIZE: usize = 256;
 /// Most events one maintenance pass trims.
 const TRIM_BUDGET: usize = 1000;
 
@@ -110,6 +116,8 @@ pub struct RedisOptions {
     pub max_backoff: Duration,
     /// How long an idempotency key is remembered, for the whole cluster. Default 10 minutes.
     pub idempotency_window: Duration,
+    /// Stream entries one replay page reads (one short script per page). Default 256.
+    pub replay_page_size: usize,
 }
 
 impl RedisOptions {
@@ -126,6 +134,7 @@ impl RedisOptions {
             request_timeout: Duration::from_secs(2),
             max_backoff: Duration::from_secs(5),
             idempotency_window: crate::idempotency::DEFAULT_WINDOW,
+            replay_page_size: DEFAULT_REPLAY_PAGE_SIZE,
         }
     }
 
@@ -479,7 +488,17 @@ impl Engine for RedisEngine {
         Ok(*self.shared.position.lock())
     }
 
-    async fn replay(&self, after: EventId, filter: &ReplayFilter) -> Result<Replay, EngineError> {
+    /// Pages through the stream: one small script finds where the replay starts (and reads
+    /// the head, so replay and live delivery meet without gap or duplicate), then one script
+    /// per page of `replay_page_size` entries returns the matching events of that page only.
+    /// No script copies the window, Redis serves other commands between pages, and the replay
+    /// stops (with `reset`, `replay_too_large`) as soon as it would exceed `cap`.
+    async fn replay(
+        &self,
+        after: EventId,
+        filter: &ReplayFilter,
+        cap: ReplayCap,
+    ) -> Result<Replay, EngineError> {
         let shared = &self.shared;
         let position = *shared.position.lock();
         if after == position {
@@ -490,18 +509,16 @@ impl Engine for RedisEngine {
                 head: position,
             });
         }
-        let mut link = shared.commands()?;
         let keys = &shared.keys;
         let limits = shared.options.history;
         let kept = shared.transport_limits();
+        let mut link = shared.commands()?;
         let mut call = shared.scripts.replay.prepare_invoke();
         call.key(keys.meta())
             .key(keys.events())
             .arg(Epoch::random().to_string())
             .arg(after.epoch.to_string())
             .arg(after.seq.to_string())
-            .arg(filter.user.as_ref().map_or("", UserId::as_str))
-            .arg(wire::encode_channels(&filter.channels))
             .arg(limits.max_events)
             .arg(millis(limits.max_age))
             .arg(kept.max_events)
@@ -525,12 +542,54 @@ impl Engine for RedisEngine {
         if let Some(reason) = reason {
             return Ok(Replay::Reset { reason, head });
         }
-        let mut frames = Vec::with_capacity((reply.len() - 3) / 2);
-        for pair in reply[3..].chunks_exact(2) {
-            let seq = number(&pair[0]).ok_or_else(bad)?;
-            frames.push((seq, bytes_of(&pair[1]).ok_or_else(bad)?));
+        let mut from = reply.get(3).and_then(number).ok_or_else(bad)?;
+        let user = filter.user.as_ref().map_or("", UserId::as_str);
+        let channels = wire::encode_channels(&filter.channels);
+        let page = shared.options.replay_page_size.max(1);
+        let mut collected = ReplayCollector::new(cap);
+        while from <= head.seq {
+            let mut call = shared.scripts.replay_page.prepare_invoke();
+            call.key(keys.events())
+                .arg(from.to_string())
+                .arg(head.seq.to_string())
+                .arg(page)
+                .arg(user)
+                .arg(&channels)
+                .arg(collected.events_left())
+                .arg(collected.bytes_left());
+            let reply: Vec<Value> = shared
+                .run(link.session, call.invoke_async(&mut link.conn))
+                .await?;
+            let reason = match reply.first().and_then(text).as_deref() {
+                Some("ok") => None,
+                Some("history_gap") => Some(ResetReason::HistoryGap),
+                Some("replay_too_large") => Some(ResetReason::ReplayTooLarge),
+                _ => return Err(bad()),
+            };
+            if let Some(reason) = reason {
+                return Ok(Replay::Reset { reason, head });
+            }
+            let next = reply.get(1).and_then(number).ok_or_else(bad)?;
+            if next <= from {
+                return Err(bad());
+            }
+            for pair in reply[2..].chunks_exact(2) {
+                let seq = number(&pair[0]).ok_or_else(bad)?;
+                if !collected.push(seq, bytes_of(&pair[1]).ok_or_else(bad)?) {
+                    return Ok(Replay::Reset {
+                        reason: ResetReason::ReplayTooLarge,
+                        head,
+                    });
+                }
+            }
+            from = next;
+            // A broken connection was replaced meanwhile: go on with the current one.
+            link = shared.commands()?;
         }
-        Ok(Replay::Events { frames, head })
+        Ok(Replay::Events {
+            frames: collected.into_frames(),
+            head,
+        })
     }
 
     fn history_stats(&self) -> Option<HistoryStats> {

@@ -19,10 +19,12 @@ use crate::auth::{self, PublishScope, Publisher};
 use crate::config::{HttpConfig, Rate, TokenExpiry};
 use crate::target::{ChannelName, UserId};
 
-/// Keyed token buckets: new connections per client address, publishes per publisher.
+/// Keyed token buckets: new connections and resumes per client address, publishes per
+/// publisher.
 #[derive(Debug, Default)]
 pub(crate) struct RateLimits {
     connects: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    resumes: Option<DefaultKeyedRateLimiter<IpAddr>>,
     publishes: Option<DefaultKeyedRateLimiter<String>>,
 }
 
@@ -41,6 +43,7 @@ impl RateLimits {
     pub(crate) fn new(config: &HttpConfig) -> Self {
         RateLimits {
             connects: config.connect_rate_per_ip.map(limiter),
+            resumes: config.resume_rate_per_ip.map(limiter),
             publishes: config.publish_rate_per_key.map(limiter),
         }
     }
@@ -69,6 +72,12 @@ impl RateLimits {
 
     pub(crate) fn check_connect(&self, ip: IpAddr) -> Result<(), ApiError> {
         Self::check(&self.connects, &ip, "new connections from this address")
+    }
+
+    /// A subscribe with a `Last-Event-ID` replays history: that costs more than a plain
+    /// connect, so it has its own budget.
+    pub(crate) fn check_resume(&self, ip: IpAddr) -> Result<(), ApiError> {
+        Self::check(&self.resumes, &ip, "resumes from this address")
     }
 
     fn check_publish(&self, publisher: &str) -> Result<(), ApiError> {

@@ -4,7 +4,7 @@ use axum::body::Body;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, Version};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Version};
 use axum::response::Response;
 use axum::Extension;
 
@@ -73,12 +73,17 @@ fn last_event_id(value: &str) -> Result<String, ApiError> {
 /// Opens an SSE stream. The answer is `200 text/event-stream` starting with a `retry:` line and
 /// the `connected` event; then every event targeted at this connection, and heartbeats.
 ///
+/// `HEAD /api/sse` checks the request the same way and answers with the same headers, but opens
+/// no connection and replays nothing.
+///
 /// Errors: `400` for a bad parameter, `403` when identity from the query is not allowed, `429`
-/// when the user holds too many connections, `503` when the hub is full or shutting down.
+/// when the user holds too many connections or the address resumes too often
+/// (`resume_rate_per_ip`), `503` when the hub is full or shutting down.
 pub async fn subscribe(
     State(state): State<AppState>,
     closer: Option<Extension<TransportCloser>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    method: Method,
     version: Version,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -101,6 +106,16 @@ pub async fn subscribe(
         q.last_event_id = Some(last_event_id(text)?);
     }
     let identity = super::auth::subscriber_identity(&state.config, &headers, &q)?;
+    if method == Method::HEAD {
+        // Nothing to stream: no connection, no replay.
+        return Ok(stream_response(Body::empty()));
+    }
+    // A resume replays history; its own budget per address keeps one client from repeating
+    // that work in a loop.
+    if let Some(ip) = peer_ip.filter(|_| q.last_event_id.as_deref().is_some_and(|s| !s.is_empty()))
+    {
+        state.limits.check_resume(ip)?;
+    }
     let request = ConnectRequest {
         user: identity.user,
         username: identity.username,
@@ -115,7 +130,11 @@ pub async fn subscribe(
         expires_at: identity.expires_at,
     };
     let stream = state.hub.connect(request).await?;
-    let mut response = Response::new(Body::new(stream));
+    Ok(stream_response(Body::new(stream)))
+}
+
+fn stream_response(body: Body) -> Response {
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -123,7 +142,7 @@ pub async fn subscribe(
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    response
 }
 
 #[cfg(test)]

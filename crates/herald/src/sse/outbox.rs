@@ -54,6 +54,35 @@ struct Inner {
     /// The stream's start position: events with a seq at or below it were replayed or predate
     /// the stream, and are dropped if they still arrive (fan-out runs behind publishing).
     floor: u64,
+    /// Replayed frames still queued, which do not count against the limits (the replay cap
+    /// bounds them): `replay_after` frames queued before them (heartbeats sent while the
+    /// stream started), then `replay_frames` frames of `replay_bytes` bytes.
+    replay_after: usize,
+    replay_frames: usize,
+    replay_bytes: usize,
+}
+
+impl Inner {
+    /// Frames and bytes queued that count against the limits (everything but the replay).
+    fn counted(&self) -> (usize, usize) {
+        (
+            self.frames.len() - self.replay_frames,
+            self.queued_bytes - self.replay_bytes,
+        )
+    }
+
+    /// Takes the front frame, keeping the replay's share in step.
+    fn pop_front(&mut self) -> Option<Bytes> {
+        let frame = self.frames.pop_front()?;
+        if self.replay_after > 0 {
+            self.replay_after -= 1;
+        } else if self.replay_frames > 0 {
+            self.replay_frames -= 1;
+            self.replay_bytes -= frame.len();
+        }
+        self.queued_bytes -= frame.len();
+        Some(frame)
+    }
 }
 
 /// A bounded, single-consumer queue of encoded frames.
@@ -80,6 +109,9 @@ impl Outbox {
                 waker: None,
                 held: None,
                 floor: 0,
+                replay_after: 0,
+                replay_frames: 0,
+                replay_bytes: 0,
             }),
             max_frames: max_frames.max(1),
             max_bytes,
@@ -97,9 +129,12 @@ impl Outbox {
             if inner.state != State::Open {
                 return Err(PushError::Closed);
             }
-            let over_bytes =
-                !inner.frames.is_empty() && inner.queued_bytes + frame.len() > self.max_bytes;
-            if inner.frames.len() >= self.max_frames || over_bytes {
+            // A replay queued ahead does not count: a client that resumes across a large gap
+            // keeps the full limits for the live events behind it, so it is not evicted for
+            // the replay alone (it would reconnect and replay again, forever).
+            let (frames, bytes) = inner.counted();
+            let over_bytes = frames > 0 && bytes + frame.len() > self.max_bytes;
+            if frames >= self.max_frames || over_bytes {
                 return Err(PushError::Full);
             }
             inner.queued_bytes += frame.len();
@@ -148,8 +183,8 @@ impl Outbox {
 
     /// Queues replayed frames, then the held live events whose seq is above `floor` (the
     /// others were part of the replay, or predate the stream), and stops holding; later events
-    /// at or below `floor` are dropped too. Replayed frames are not counted against the limits:
-    /// the replay window bounds them.
+    /// at or below `floor` are dropped too. Replayed frames are not counted against the limits
+    /// (the hub's replay cap bounds them) while they wait to be written.
     pub(crate) fn release(&self, replayed: impl IntoIterator<Item = Bytes>, floor: u64) {
         let waker = {
             let mut inner = self.inner.lock();
@@ -158,8 +193,11 @@ impl Outbox {
                 return;
             }
             inner.floor = floor;
+            inner.replay_after = inner.frames.len();
             for frame in replayed {
                 inner.queued_bytes += frame.len();
+                inner.replay_frames += 1;
+                inner.replay_bytes += frame.len();
                 inner.frames.push_back(frame);
             }
             for (seq, frame) in held {
@@ -206,6 +244,9 @@ impl Outbox {
             inner.frames = VecDeque::new();
             inner.held = None;
             inner.queued_bytes = 0;
+            inner.replay_after = 0;
+            inner.replay_frames = 0;
+            inner.replay_bytes = 0;
             inner.waker.take()
         };
         if let Some(w) = waker {
@@ -225,7 +266,7 @@ impl Outbox {
         if inner.state == State::Aborted {
             return Poll::Ready(Drained::Aborted);
         }
-        let Some(first) = inner.frames.pop_front() else {
+        let Some(first) = inner.pop_front() else {
             if inner.state == State::Closing {
                 return Poll::Ready(Drained::End);
             }
@@ -242,17 +283,15 @@ impl Outbox {
                 .is_some_and(|f| len + f.len() <= MAX_COALESCED_BYTES)
         };
         if !next_fits(&inner, first.len()) {
-            inner.queued_bytes -= first.len();
             return Poll::Ready(Drained::Data(first));
         }
         let mut buf = BytesMut::with_capacity(first.len() * 2);
         buf.extend_from_slice(&first);
         while next_fits(&inner, buf.len()) {
             // `next_fits` just saw a front frame.
-            let f = inner.frames.pop_front().expect("front frame exists");
+            let f = inner.pop_front().expect("front frame exists");
             buf.extend_from_slice(&f);
         }
-        inner.queued_bytes -= buf.len();
         if inner.frames.is_empty() {
             // Give back the memory of a burst instead of keeping it per connection.
             inner.frames.shrink_to(4);
@@ -357,6 +396,35 @@ mod tests {
             Poll::Ready(Drained::Data(d)) => assert_eq!(&d[..], b"h34567"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_replay_does_not_count_against_the_limits() {
+        let o = Outbox::new(4, 1 << 20);
+        o.hold();
+        o.push(Bytes::from_static(b"h")).unwrap();
+        // A replay of 10 frames into an outbox of 4: live events still have room for 4
+        // (with the heartbeat queued before the replay counted as one of them).
+        o.release((0..10).map(|_| Bytes::from_static(b"r")), 10);
+        for seq in 11..14 {
+            assert_eq!(o.push_event(seq, Bytes::from_static(b"l")), Ok(true));
+        }
+        assert_eq!(
+            o.push_event(14, Bytes::from_static(b"l")),
+            Err(PushError::Full)
+        );
+        // Once the client has read it all, the limits are whole again.
+        match drain(&o) {
+            Poll::Ready(Drained::Data(d)) => assert_eq!(&d[..], b"hrrrrrrrrrrlll"),
+            other => panic!("{other:?}"),
+        }
+        for seq in 14..18 {
+            assert_eq!(o.push_event(seq, Bytes::from_static(b"l")), Ok(true));
+        }
+        assert_eq!(
+            o.push_event(18, Bytes::from_static(b"l")),
+            Err(PushError::Full)
+        );
     }
 
     #[test]

@@ -126,6 +126,10 @@ pub(crate) struct ServeArgs {
     /// Publish requests per second per publisher key, e.g. `1000/s`. [default: unlimited]
     #[arg(long, env = "HERALD_PUBLISH_RATE_PER_KEY")]
     publish_rate_per_key: Option<Rate>,
+    /// Resumes (subscribes with a Last-Event-ID) per second per client IP, e.g. `10/s`; more
+    /// get 429. [default: unlimited]
+    #[arg(long, env = "HERALD_RESUME_RATE_PER_IP")]
+    resume_rate_per_ip: Option<Rate>,
     /// Proxies (IP addresses, comma-separated) whose X-Forwarded-For header gives the client
     /// address for per-IP limits. [default: none]
     #[arg(long, env = "HERALD_TRUSTED_PROXIES", value_delimiter = ',')]
@@ -209,6 +213,13 @@ pub(crate) struct ServeArgs {
     /// Most bytes of events kept for replay. [default: 64MiB]
     #[arg(long, env = "HERALD_HISTORY_MAX_BYTES", value_parser = parse_size)]
     history_max_bytes: Option<usize>,
+    /// Most events one resume may replay; a client that missed more gets `reset`
+    /// (replay_too_large). [default: 1000]
+    #[arg(long, env = "HERALD_MAX_REPLAY_EVENTS")]
+    max_replay_events: Option<usize>,
+    /// Most bytes of events one resume may replay. [default: 1MiB]
+    #[arg(long, env = "HERALD_MAX_REPLAY_BYTES", value_parser = parse_size)]
+    max_replay_bytes: Option<usize>,
     /// Keep the replay window on disk in this directory (an embedded database), so that clients
     /// resume across a restart. [default: memory only]
     #[arg(long, env = "HERALD_DATA_DIR")]
@@ -273,6 +284,7 @@ struct FileSettings {
     token_expiry: Option<TokenExpiryArg>,
     connect_rate_per_ip: Option<String>,
     publish_rate_per_key: Option<String>,
+    resume_rate_per_ip: Option<String>,
     max_connections_per_ip: Option<usize>,
     trusted_proxies: Option<Vec<std::net::IpAddr>>,
     reuse_port: Option<bool>,
@@ -299,6 +311,8 @@ struct FileSettings {
     history_size: Option<usize>,
     history_ttl: Option<DurationValue>,
     history_max_bytes: Option<SizeValue>,
+    max_replay_events: Option<usize>,
+    max_replay_bytes: Option<SizeValue>,
     data_dir: Option<PathBuf>,
     idempotency_window: Option<DurationValue>,
     idempotency_max_keys: Option<usize>,
@@ -577,6 +591,13 @@ pub(crate) fn load(args: ServeArgs) -> anyhow::Result<(Config, LogFormat, Engine
             .map(|s| s.parse::<Rate>().map_err(anyhow::Error::msg))
             .transpose()?,
     };
+    c.http.resume_rate_per_ip = match args.resume_rate_per_ip {
+        Some(r) => Some(r),
+        None => file
+            .resume_rate_per_ip
+            .map(|s| s.parse::<Rate>().map_err(anyhow::Error::msg))
+            .transpose()?,
+    };
     c.hub.max_connections_per_ip = args.max_connections_per_ip.or(file.max_connections_per_ip);
     c.http.trusted_proxies = args
         .trusted_proxies
@@ -663,6 +684,12 @@ pub(crate) fn load(args: ServeArgs) -> anyhow::Result<(Config, LogFormat, Engine
     }
     if let Some(n) = size(args.history_max_bytes, file.history_max_bytes)? {
         history.max_bytes = n;
+    }
+    if let Some(n) = args.max_replay_events.or(file.max_replay_events) {
+        c.hub.max_replay_events = n;
+    }
+    if let Some(n) = size(args.max_replay_bytes, file.max_replay_bytes)? {
+        c.hub.max_replay_bytes = n;
     }
     c.data_dir = args.data_dir.or(file.data_dir);
     if let Some(d) = dur(args.idempotency_window, file.idempotency_window)? {

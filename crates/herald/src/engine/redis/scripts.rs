@@ -140,15 +140,15 @@ end
 return {epoch, seq, fell_back, delivered, unknown, 'new'}
 "#;
 
-/// The retained events after an id that a connection would have received.
+/// Where a resume after an id starts, or why it cannot. Reads no events: the replay then pages
+/// through them with [`REPLAY_PAGE`], so no single script copies the window.
 ///
 /// KEYS: meta, events.
-/// ARGV: 1 epoch candidate, 2 epoch of the id, 3 seq of the id, 4 user ("" for none),
-/// 5 channels joined by "\n", 6 window's most events, 7 window's oldest age (ms), 8 most events
-/// kept, 9 most bytes kept, 10 oldest age kept (ms).
+/// ARGV: 1 epoch candidate, 2 epoch of the id, 3 seq of the id, 4 window's most events,
+/// 5 window's oldest age (ms), 6 most events kept, 7 most bytes kept, 8 oldest age kept (ms).
 ///
-/// Returns `{epoch, head, "ok", seq, frame, seq, frame...}`, or `{epoch, head, reason}` with
-/// reason `unknown_epoch` or `history_gap`.
+/// Returns `{epoch, head, "ok", first seq to replay}`, or `{epoch, head, reason}` with reason
+/// `unknown_epoch` or `history_gap`.
 const REPLAY: &str = r#"
 local meta, events = KEYS[1], KEYS[2]
 local now = now_ms()
@@ -157,13 +157,13 @@ local after = tonumber(ARGV[3])
 if ARGV[2] ~= epoch or after > head then
   return {epoch, int(head), 'unknown_epoch'}
 end
-trim(meta, events, tonumber(ARGV[8]), tonumber(ARGV[9]), now - tonumber(ARGV[10]), 1000)
-local max_events = tonumber(ARGV[6])
+trim(meta, events, tonumber(ARGV[6]), tonumber(ARGV[7]), now - tonumber(ARGV[8]), 1000)
+local max_events = tonumber(ARGV[4])
 local oldest = head + 1
 if max_events > 0 then
   -- The stream keeps a little more than the window (for nodes that read late); the window is
   -- the newest `max_events` events younger than the oldest age.
-  local cutoff = now - tonumber(ARGV[7])
+  local cutoff = now - tonumber(ARGV[5])
   local start = '-'
   while true do
     local batch = redis.call('XRANGE', events, start, '+', 'COUNT', 100)
@@ -186,35 +186,66 @@ end
 if after + 1 < oldest then
   return {epoch, int(head), 'history_gap'}
 end
-local out = {epoch, int(head), 'ok'}
-local from = math.max(after + 1, oldest)
-if from <= head then
-  local mine = nil
-  if ARGV[4] ~= '' then mine = '\nu:' .. ARGV[4] .. '\n' end
-  local channels = {}
-  for c in string.gmatch(ARGV[5], '[^\n]+') do
-    channels[#channels + 1] = '\nc:' .. c .. '\n'
-  end
-  for _, e in ipairs(redis.call('XRANGE', events, int(from) .. '-0', int(head) .. '-0')) do
-    local f = e[2]
-    local hit = field(f, 'b') == '1'
+return {epoch, int(head), 'ok', int(math.max(after + 1, oldest))}
+"#;
+
+/// One page of a replay: the events from one seq up to the replay's head (at most a page of
+/// them) that a connection would have received, filtered here so that only those travel.
+///
+/// KEYS: events.
+/// ARGV: 1 first seq of the page, 2 the replay's head, 3 most stream entries to read, 4 user
+/// ("" for none), 5 channels joined by "\n", 6 events the replay may still add, 7 bytes it may
+/// still add.
+///
+/// Returns `{"ok", next seq, seq, frame, seq, frame...}` (next seq is above the head when the
+/// replay is complete), `{"history_gap"}` when events from the first seq on were trimmed since
+/// the replay started, or `{"replay_too_large"}` past the replay's cap.
+const REPLAY_PAGE: &str = r#"
+local events = KEYS[1]
+local from, head, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+-- Trimming only ever removes the oldest entries: if the oldest one left is at or before
+-- `from`, nothing this replay still needs is gone.
+local first = redis.call('XRANGE', events, '-', '+', 'COUNT', 1)[1]
+if first == nil or seq_of(first[1]) > from then
+  return {'history_gap'}
+end
+local mine = nil
+if ARGV[4] ~= '' then mine = '\nu:' .. ARGV[4] .. '\n' end
+local channels = {}
+for c in string.gmatch(ARGV[5], '[^\n]+') do
+  channels[#channels + 1] = '\nc:' .. c .. '\n'
+end
+local events_left, bytes_left = tonumber(ARGV[6]), tonumber(ARGV[7])
+local batch = redis.call('XRANGE', events, int(from) .. '-0', int(head) .. '-0', 'COUNT', count)
+local out = {'ok', int(head + 1)}
+for _, e in ipairs(batch) do
+  local f = e[2]
+  local hit = field(f, 'b') == '1'
+  if not hit then
+    local t = field(f, 't') or ''
+    if mine and string.find(t, mine, 1, true) then hit = true end
     if not hit then
-      local t = field(f, 't') or ''
-      if mine and string.find(t, mine, 1, true) then hit = true end
-      if not hit then
-        for _, c in ipairs(channels) do
-          if string.find(t, c, 1, true) then
-            hit = true
-            break
-          end
+      for _, c in ipairs(channels) do
+        if string.find(t, c, 1, true) then
+          hit = true
+          break
         end
       end
     end
-    if hit then
-      out[#out + 1] = int(seq_of(e[1]))
-      out[#out + 1] = field(f, 'f')
-    end
   end
+  if hit then
+    local frame = field(f, 'f') or ''
+    events_left = events_left - 1
+    bytes_left = bytes_left - string.len(frame)
+    if events_left < 0 or bytes_left < 0 then
+      return {'replay_too_large'}
+    end
+    out[#out + 1] = int(seq_of(e[1]))
+    out[#out + 1] = frame
+  end
+end
+if #batch >= count then
+  out[2] = int(seq_of(batch[#batch][1]) + 1)
 end
 return out
 "#;
@@ -299,6 +330,7 @@ return out
 pub(super) struct Scripts {
     pub(super) publish: Script,
     pub(super) replay: Script,
+    pub(super) replay_page: Script,
     pub(super) info: Script,
     pub(super) touch: Script,
     pub(super) nodes: Script,
@@ -310,6 +342,7 @@ impl Scripts {
         Scripts {
             publish: with_prelude(PUBLISH),
             replay: with_prelude(REPLAY),
+            replay_page: with_prelude(REPLAY_PAGE),
             info: with_prelude(INFO),
             touch: with_prelude(TOUCH),
             nodes: with_prelude(NODES),
