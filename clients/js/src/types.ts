@@ -40,7 +40,7 @@ export interface DisconnectedData {
 
 /** Data of the `reset` system event: "you may have missed events, refetch state". */
 export interface ResetData {
-  reason: 'history_gap' | 'unknown_epoch' | (string & {});
+  reason: 'history_gap' | 'unknown_epoch' | 'replay_too_large' | (string & {});
   [key: string]: unknown;
 }
 

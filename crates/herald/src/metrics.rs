@@ -201,7 +201,7 @@ impl Metrics {
         );
         registry.register(
             "resets",
-            "Resumes refused with a reset event (gap or unknown epoch)",
+            "Resumes answered with a reset event (gap, unknown epoch, or a replay over the cap)",
             resets.clone(),
         );
         registry.register(
