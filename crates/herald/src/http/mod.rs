@@ -15,6 +15,7 @@ pub mod admin;
 mod auth;
 pub mod console;
 pub mod error;
+pub(crate) mod origin;
 pub mod publish;
 pub mod subscribe;
 
@@ -32,6 +33,7 @@ use crate::config::HttpConfig;
 use crate::hub::Hub;
 
 pub use error::ApiError;
+pub use origin::TlsConnection;
 
 /// What every handler gets: the hub and the HTTP settings. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -108,6 +110,9 @@ pub fn router(state: AppState) -> Router {
     let body_timeout = RequestBodyTimeoutLayer::new(state.config.body_read_timeout);
     let publish = publish.layer(body_timeout.clone());
     let admin = admin.layer(body_timeout);
+    // An open hub answers loopback names only (DNS rebinding): every endpoint, streams included.
+    let host_rule =
+        axum::middleware::from_fn_with_state(state.clone(), origin::require_allowed_host);
     let router = Router::new()
         .merge(publish)
         .merge(admin)
@@ -119,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(host_rule)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
