@@ -466,6 +466,23 @@ mod tests {
     }
 
     #[test]
+    fn publish_origins_must_be_origins() {
+        let mut c = Config::default();
+        c.http.publish_origins = vec!["https://admin.example.com".into()];
+        c.validate().unwrap();
+        for bad in [
+            "*",
+            "https://admin.example.com/",
+            "admin.example.com",
+            "null",
+        ] {
+            c.http.publish_origins = vec![bad.into()];
+            let err = c.validate().unwrap_err();
+            assert!(err.0.contains("publish_origins"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn rates_parse() {
         assert_eq!(
             "20/s".parse::<Rate>().unwrap(),
