@@ -160,7 +160,11 @@ async fn help_documents_every_setting() {
 #[tokio::test]
 async fn cli_publish_and_stats() {
     let key = "cli-test-publisher-key";
-    let p = HeraldProcess::start(&["--publisher-key", key], &[]).await;
+    let p = HeraldProcess::start(
+        &["--publisher-key", key, "--identity-from-query", "true"],
+        &[],
+    )
+    .await;
     let mut a = subscribe(&p, "userId=alice&channels=news").await;
     let url = p.url("");
     let out = tokio::process::Command::new(BIN)
