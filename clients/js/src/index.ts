@@ -47,7 +47,15 @@ export {
   type EventSourceLike,
   type EventSourceMessageLike,
 } from './eventsource.js';
-export { HeraldError, HeraldConnectionError, type ConnectionErrorKind, type HeraldErrorBody } from './errors.js';
+export {
+  HeraldError,
+  HeraldErrorCodes,
+  OutcomeUnknownError,
+  HeraldConnectionError,
+  type ConnectionErrorKind,
+  type HeraldErrorBody,
+  type HeraldErrorCode,
+} from './errors.js';
 export {
   SYSTEM_EVENTS,
   type AllEvents,

@@ -1,10 +1,22 @@
 /**
- * HeraldPublisher against a tiny loopback server that answers like Herald.
+ * HeraldPublisher's request shapes and pure retry logic, against a tiny loopback server that
+ * records what it receives. What the hub answers (error codes and statuses, 429/503, timeouts,
+ * refused connections) and how the publisher retries it is tested against the real hub in
+ * publisher.hub.test.ts, never against this fake.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { HeraldError, HeraldPublisher, isPublishItemError, isRetryable, parseRetryAfter } from '../src/publisher.js';
+import {
+  HeraldError,
+  HeraldPublisher,
+  OutcomeUnknownError,
+  isConnectFailure,
+  isNotApplied,
+  isPublishItemError,
+  isRetryable,
+  parseRetryAfter,
+} from '../src/publisher.js';
 
 interface Recorded {
   method: string;
@@ -182,123 +194,99 @@ describe('HeraldPublisher: requests', () => {
   });
 });
 
-describe('HeraldPublisher: errors', () => {
-  it('maps the JSON error body to HeraldError and does not retry 4xx', async () => {
-    reply = (_r, res) => json(res, 400, { error: { code: 'invalid_field', message: 'no target' } });
-    const err = await rejection(publisher({ retries: 3 }).publish({ event: 'e', data: 1 }));
-    expect(err).toMatchObject({ name: 'HeraldError', status: 400, code: 'invalid_field', message: 'no target' });
-    expect(requests).toHaveLength(1);
+describe('HeraldPublisher: idempotency keys (request shape)', () => {
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+  it('every publish carries a fresh Idempotency-Key header by default', async () => {
+    const p = publisher();
+    await p.notifyAll('e', 1);
+    await p.notifyAll('e', 1);
+    const keys = requests.map((r) => r.headers['idempotency-key']);
+    expect(keys[0]).toMatch(UUID);
+    expect(keys[1]).toMatch(UUID);
+    expect(keys[0]).not.toBe(keys[1]);
+    expect(requests[0]!.body).toEqual({ event: 'e', data: 1, broadcast: true });
   });
 
-  it.each([
-    [401, 'unauthorized'],
-    [403, 'forbidden'],
-    [404, 'not_found'],
-    [413, 'payload_too_large'],
-    [500, 'internal'],
-    [504, 'gateway_timeout'],
-  ])('HTTP %i is not retried', async (status, code) => {
-    reply = (_r, res) => json(res, status, { error: { code, message: 'm' } });
-    const err = await rejection(publisher({ retries: 3 }).notifyAll('e', 1));
-    expect(err.status).toBe(status);
-    expect(err.code).toBe(code);
-    expect(requests).toHaveLength(1);
+  it('a caller key (per call, else in the body) is sent as the header, not in the body', async () => {
+    const p = publisher();
+    await p.notifyAll('e', 1, { idempotencyKey: 'call-key' });
+    await p.publish({ event: 'e', data: 2, broadcast: true, idempotencyKey: 'body-key' });
+    await p.publish({ event: 'e', data: 3, broadcast: true, idempotencyKey: 'body-key' }, { idempotencyKey: 'wins' });
+    expect(requests.map((r) => r.headers['idempotency-key'])).toEqual(['call-key', 'body-key', 'wins']);
+    expect(requests.map((r) => r.body)).toEqual([
+      { event: 'e', data: 1, broadcast: true },
+      { event: 'e', data: 2, broadcast: true },
+      { event: 'e', data: 3, broadcast: true },
+    ]);
   });
 
-  it('handles a non-JSON error body', async () => {
+  it('idempotencyKeys: false sends no key unless the caller gives one', async () => {
+    const p = publisher({ idempotencyKeys: false });
+    await p.notifyAll('e', 1);
+    await p.notifyAll('e', 1, { idempotencyKey: 'mine' });
+    expect(requests.map((r) => r.headers['idempotency-key'])).toEqual([undefined, 'mine']);
+  });
+
+  it('publishMany gives each item its own idempotencyKey field, keeping the caller\'s', async () => {
+    await publisher().publishMany([
+      { event: 'a', data: 1, broadcast: true },
+      { event: 'b', data: 2, broadcast: true, idempotencyKey: 'mine' },
+      { event: 'c', data: 3, broadcast: true },
+    ]);
+    const items = requests[0]!.body as { idempotencyKey?: string }[];
+    expect(items[0]!.idempotencyKey).toMatch(UUID);
+    expect(items[1]!.idempotencyKey).toBe('mine');
+    expect(items[2]!.idempotencyKey).toMatch(UUID);
+    expect(items[0]!.idempotencyKey).not.toBe(items[2]!.idempotencyKey);
+    expect(requests[0]!.headers['idempotency-key']).toBeUndefined();
+    await publisher({ idempotencyKeys: false }).publishMany([{ event: 'a', data: 1, broadcast: true }]);
+    expect(requests[1]!.body).toEqual([{ event: 'a', data: 1, broadcast: true }]);
+  });
+
+  it('Idempotent-Replayed: true sets `replayed` on the result', async () => {
+    reply = (_r, res) => json(res, 200, { id: 'ep-9', delivered: 1 }, { 'idempotent-replayed': 'true' });
+    expect(await publisher().notifyAll('e', 1)).toEqual({ id: 'ep-9', delivered: 1, replayed: true });
+    reply = herald;
+    expect(await publisher().notifyAll('e', 1)).not.toHaveProperty('replayed');
+  });
+
+  it('a failed publishMany() call exposes the item keys, to resend without duplicates', async () => {
+    reply = (_r, res) => json(res, 400, { error: { code: 'invalid_json', message: 'm' } });
+    const err = await rejection(
+      publisher().publishMany([
+        { event: 'a', data: 1, broadcast: true, idempotencyKey: 'k1' },
+        { event: 'b', data: 2, broadcast: true },
+      ]),
+    );
+    const sent = requests[0]!.body as { idempotencyKey: string }[];
+    expect(err.idempotencyKeys).toEqual(['k1', sent[1]!.idempotencyKey]);
+  });
+
+  it('a batch answer with the wrong number of results is an invalid_response', async () => {
+    reply = (_r, res) => json(res, 200, { results: [] });
+    const err = await rejection(publisher().publishMany([{ event: 'a', data: 1, broadcast: true }]));
+    expect(err).toBeInstanceOf(OutcomeUnknownError);
+    expect(err.code).toBe('invalid_response');
+  });
+});
+
+describe('HeraldPublisher: transport edge cases (not about what the hub answers)', () => {
+  it('handles a non-JSON error body (e.g. from a proxy)', async () => {
     reply = (_r, res) => {
       res.writeHead(500, { 'content-type': 'text/plain' });
       res.end('upstream exploded');
     };
     const err = await rejection(publisher().notifyAll('e', 1));
     expect(err).toMatchObject({ status: 500, code: 'http_500', message: 'upstream exploded' });
-  });
-});
-
-describe('HeraldPublisher: retries', () => {
-  it.each([502, 503])('retries HTTP %i and then succeeds', async (status) => {
-    reply = (r, res, n) => (n < 2 ? json(res, status, { error: { code: 'unavailable', message: 'later' } }) : herald(r, res, n));
-    const res = await publisher({ retries: 2 }).notifyAll('e', 1);
-    expect(res.delivered).toBe(2);
-    expect(requests).toHaveLength(3);
-    expect(requests.map((r) => r.body)).toEqual(Array(3).fill({ event: 'e', data: 1, broadcast: true }));
-  });
-
-  it('gives up after `retries` and throws the last error', async () => {
-    reply = (_r, res) => json(res, 503, { error: { code: 'unavailable', message: 'down' } });
-    const err = await rejection(publisher({ retries: 2 }).notifyAll('e', 1));
-    expect(err).toMatchObject({ status: 503, code: 'unavailable' });
-    expect(requests).toHaveLength(3);
-  });
-
-  it('retries: 0 means a single attempt', async () => {
-    reply = (_r, res) => json(res, 503, { error: { code: 'unavailable', message: 'down' } });
-    await rejection(publisher({ retries: 0 }).notifyAll('e', 1));
+    // A 500 may have happened after the publish: outcome unknown, not retried.
+    expect(err).toBeInstanceOf(OutcomeUnknownError);
     expect(requests).toHaveLength(1);
-  });
-
-  it('honours Retry-After on 429', async () => {
-    const times: number[] = [];
-    reply = (r, res, n) => {
-      times.push(Date.now());
-      if (n === 0) return json(res, 429, { error: { code: 'rate_limited', message: 'slow down' } }, { 'retry-after': '1' });
-      herald(r, res, n);
-    };
-    const res = await publisher({ retries: 1 }).notifyAll('e', 1);
-    expect(res.id).toBeDefined();
-    expect(requests).toHaveLength(2);
-    expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(900);
-  });
-
-  it('fails at once when Retry-After exceeds maxRetryAfterMs', async () => {
-    reply = (_r, res) => json(res, 429, { error: { code: 'too_many_connections', message: 'x' } }, { 'retry-after': '120' });
-    const err = await rejection(publisher({ retries: 3, maxRetryAfterMs: 5000 }).notifyAll('e', 1));
-    expect(err).toMatchObject({ status: 429, code: 'too_many_connections', retryAfterMs: 120_000 });
-    expect(requests).toHaveLength(1);
-  });
-
-  it('retries network errors (no response) and reports network_error', async () => {
-    // A port with nothing listening: take one from a server we close at once.
-    const tmp = createServer();
-    await new Promise<void>((r) => tmp.listen(0, '127.0.0.1', r));
-    const port = (tmp.address() as AddressInfo).port;
-    await new Promise<void>((r) => tmp.close(() => r()));
-    let calls = 0;
-    const counting: typeof fetch = (input, init) => {
-      calls++;
-      return fetch(input, init);
-    };
-    const err = await rejection(
-      new HeraldPublisher({ url: `http://127.0.0.1:${port}`, retries: 2, retryBackoff: fast, fetch: counting }).notifyAll('e', 1),
-    );
-    expect(err).toMatchObject({ status: 0, code: 'network_error' });
-    expect(calls).toBe(3);
-  });
-
-  it('times out, and does NOT retry a timeout by default (publish is not idempotent)', async () => {
-    reply = () => {
-      /* never answer */
-    };
-    const started = Date.now();
-    const err = await rejection(publisher({ timeoutMs: 100, retries: 3 }).notifyAll('e', 1));
-    expect(err).toMatchObject({ status: 0, code: 'timeout' });
-    expect(Date.now() - started).toBeLessThan(2000);
-    expect(requests).toHaveLength(1);
-  });
-
-  it('retries timeouts only with retryOnTimeout', async () => {
-    reply = (r, res, n) => {
-      if (n < 1) return; // first attempt hangs
-      herald(r, res, n);
-    };
-    const res = await publisher({ timeoutMs: 100, retries: 2, retryOnTimeout: true }).notifyAll('e', 1);
-    expect(res.delivered).toBe(2);
-    expect(requests).toHaveLength(2);
   });
 
   it('a per-call timeout overrides the default', async () => {
     reply = () => {};
-    const err = await rejection(publisher({ timeoutMs: 60_000 }).notifyAll('e', 1, { timeoutMs: 50 }));
+    const err = await rejection(publisher({ timeoutMs: 60_000, retries: 0 }).notifyAll('e', 1, { timeoutMs: 50 }));
     expect(err.code).toBe('timeout');
   });
 
@@ -306,8 +294,8 @@ describe('HeraldPublisher: retries', () => {
     reply = () => {};
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 50);
-    const err = await rejection(publisher({ retries: 3, retryOnTimeout: true }).notifyAll('e', 1, { signal: ac.signal }));
-    expect(err).toMatchObject({ status: 0, code: 'aborted' });
+    const err = await rejection(publisher({ retries: 3 }).notifyAll('e', 1, { signal: ac.signal }));
+    expect(err).toMatchObject({ status: 0, code: 'aborted', attempts: 1 });
     expect(requests).toHaveLength(1);
   });
 });
@@ -323,14 +311,44 @@ describe('publisher helpers', () => {
     expect(parseRetryAfter('Mon, 01 Jan 2023 00:00:05 GMT', now)).toBe(0);
   });
 
-  it('isRetryable', () => {
-    const e = (status: number, code = 'x') => new HeraldError(status, code, 'm');
-    expect(isRetryable(e(0, 'network_error'))).toBe(true);
-    expect(isRetryable(e(0, 'timeout'))).toBe(false);
-    expect(isRetryable(e(0, 'timeout'), { retryOnTimeout: true })).toBe(true);
-    expect(isRetryable(e(0, 'aborted'), { retryOnTimeout: true })).toBe(false);
-    for (const s of [429, 502, 503]) expect(isRetryable(e(s))).toBe(true);
-    for (const s of [400, 401, 403, 404, 409, 413, 422, 500, 501, 504]) expect(isRetryable(e(s))).toBe(false);
+  it('isRetryable: with a key (idempotent) any transient failure, without one only "nothing was sent"', () => {
+    const e = (status: number, code = 'x', cause?: unknown) => new HeraldError(status, code, 'm', { cause });
+    const refused = Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error('refused'), { code: 'ECONNREFUSED' }) });
+    const reset = Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error('reset'), { code: 'ECONNRESET' }) });
+    const both = { idempotent: true };
+    // Nothing was sent: retried with or without a key.
+    for (const err of [
+      e(0, 'network_error', refused),
+      e(429, 'rate_limited'),
+      e(503, 'engine_unavailable'),
+      e(503, 'overloaded'),
+      e(503, 'shutting_down'),
+    ]) {
+      expect([err.code, isRetryable(err), isRetryable(err, both)]).toEqual([err.code, true, true]);
+      expect(isNotApplied(err)).toBe(true);
+    }
+    // May have been published: retried only with a key.
+    for (const err of [e(0, 'network_error', reset), e(0, 'timeout'), e(503, 'outcome_unknown'), e(503, 'http_503'), e(502), e(504)]) {
+      expect([err.code, isRetryable(err), isRetryable(err, both)]).toEqual([err.code, false, true]);
+      expect(isNotApplied(err)).toBe(false);
+    }
+    // Never.
+    for (const s of [400, 401, 403, 404, 409, 413, 422, 500, 501]) {
+      expect(isRetryable(e(s), both)).toBe(false);
+    }
+    expect(isRetryable(e(0, 'aborted'), both)).toBe(false);
+    expect(isRetryable(e(200, 'invalid_response'), both)).toBe(false);
+    expect(isRetryable(e(0, 'timeout'), { retryOnTimeout: true })).toBe(false); // deprecated, ignored
+  });
+
+  it('isConnectFailure looks through causes and AggregateErrors', () => {
+    const code = (c: string) => Object.assign(new Error(c), { code: c });
+    expect(isConnectFailure(new TypeError('fetch failed', { cause: code('ECONNREFUSED') }))).toBe(true);
+    expect(isConnectFailure(new TypeError('fetch failed', { cause: new AggregateError([code('ECONNREFUSED'), code('ECONNREFUSED')]) }))).toBe(
+      true,
+    );
+    expect(isConnectFailure(new TypeError('fetch failed', { cause: code('UND_ERR_SOCKET') }))).toBe(false);
+    expect(isConnectFailure(undefined)).toBe(false);
   });
 
   it('requires a url', () => {

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::auth::{JwtVerifier, PublisherKey};
 use crate::history::HistoryLimits;
+use crate::idempotency::IdempotencyLimits;
 use crate::target::ChannelPattern;
 
 /// Default interval between heartbeats on every connection.
@@ -108,6 +109,9 @@ pub struct HubConfig {
     /// Channels whose subscribers get `presence:join` and `presence:leave` events (none by
     /// default).
     pub presence_channels: Vec<ChannelPattern>,
+    /// How long, and how many, publish idempotency keys are remembered (10 minutes, 100,000
+    /// keys on the memory engine).
+    pub idempotency: IdempotencyLimits,
 }
 
 impl Default for HubConfig {
@@ -130,6 +134,7 @@ impl Default for HubConfig {
                 max_bytes: DEFAULT_HISTORY_MAX_BYTES,
             },
             presence_channels: Vec::new(),
+            idempotency: IdempotencyLimits::default(),
         }
     }
 }

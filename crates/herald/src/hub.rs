@@ -154,7 +154,7 @@ struct LocalDelivery {
 
 impl Delivery for LocalDelivery {
     fn deliver(&self, id: EventId, frame: &Bytes, targets: &Targets) -> DeliveryReport {
-        self.registry.deliver(id.seq, frame, targets)
+        self.registry.deliver(id, frame, targets)
     }
 
     fn is_overloaded(&self) -> bool {
@@ -212,7 +212,7 @@ impl Hub {
     /// # Panics
     /// Outside a Tokio runtime (the hub starts its heartbeat and sweep tasks).
     pub fn new(config: HubConfig) -> Self {
-        let engine = MemoryEngine::new(config.history);
+        let engine = MemoryEngine::new(config.history).with_idempotency(config.idempotency);
         Self::with_engine(config, Arc::new(engine))
     }
 
@@ -229,7 +229,8 @@ impl Hub {
         data_dir: &std::path::Path,
     ) -> std::result::Result<Self, crate::engine::durable::DurableError> {
         let (window, durable) = DurableHistory::open(data_dir, config.history)?;
-        let engine = MemoryEngine::with_durable_history(window, durable);
+        let engine = MemoryEngine::with_durable_history(window, durable)
+            .with_idempotency(config.idempotency);
         Ok(Self::with_engine(config, Arc::new(engine)))
     }
 
@@ -334,7 +335,7 @@ impl Hub {
         // Live events wait until the stream's start position is known (and, for a resume, the
         // replay is queued); see `Outbox::release`.
         conn.outbox.hold();
-        inner.registry.register(conn.clone())?;
+        let position = inner.registry.register(conn.clone())?;
         if let Some(at) = request.expires_at {
             let delay = at.duration_since(now).unwrap_or(Duration::ZERO);
             if inner.expiries.try_send((conn.id, delay)).is_err() {
@@ -349,13 +350,19 @@ impl Hub {
         let mut stream = EventStream::new(conn.clone(), inner.registry.clone());
         let connected_id = match resume_from {
             None => {
-                // A fresh client starts at the current head, read after registering: every
-                // later event reaches it live, and earlier ones still being fanned out are
-                // dropped. Its `connected` event carries that id, so even a client that has
-                // received nothing yet resumes from the right place after a blip.
-                let head = inner.engine.head().await?;
-                conn.outbox.release([], head.seq);
-                Some(head)
+                // A fresh client starts right after the last event counted for delivery before
+                // it registered: every later event was counted for it (`delivered`) and reaches
+                // it live; earlier ones still being fanned out are dropped (they did not count
+                // it). Its `connected` event carries that id, so even a client that has
+                // received nothing yet resumes from the right place after a blip. Before this
+                // node delivered its first event, nothing can be dropped: it starts at the
+                // engine's head and keeps everything that arrives.
+                let (start, floor) = match position {
+                    Some(position) => (position, position.seq),
+                    None => (inner.engine.head().await?, 0),
+                };
+                conn.outbox.release([], floor);
+                Some(start)
             }
             Some(text) => {
                 let filter = ReplayFilter {
@@ -445,6 +452,7 @@ impl Hub {
             name: EventName::new(name)?,
             payload: Payload::json(data)?,
             targets,
+            idempotency: None,
         })
         .await
     }
@@ -807,6 +815,7 @@ async fn presence_loop(
             name: EventName::system(name),
             payload: Payload::text(data.to_string()),
             targets: Targets::one(Target::Channel(change.channel)),
+            idempotency: None,
         };
         match hub.engine.publish(publication).await {
             Ok(_) => {

@@ -67,6 +67,7 @@ pub mod event;
 pub mod history;
 pub mod http;
 pub mod hub;
+pub mod idempotency;
 pub mod metrics;
 mod registry;
 pub mod server;

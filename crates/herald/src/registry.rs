@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::engine::DeliveryReport;
 use crate::error::{Error, Result};
+use crate::event::EventId;
 use crate::metrics::{DisconnectReason, Metrics, RejectReason};
 use crate::sse::outbox::{Outbox, PushError};
 use crate::target::{ChannelName, ChannelPattern, ConnectionId, Fallback, Target, Targets, UserId};
@@ -85,6 +86,10 @@ struct Global {
     by_ip: HashMap<IpAddr, usize>,
     /// For channels with presence events: how many connections each user has in it.
     presence: HashMap<ChannelName, HashMap<UserId, usize>>,
+    /// The newest event counted for delivery (`None` before the first). Set under this lock
+    /// while the event's audience is counted, and read under it when a connection registers:
+    /// every event after it counts the new connection, none before it does.
+    position: Option<EventId>,
 }
 
 /// An event waiting for a shard's fan-out.
@@ -216,7 +221,11 @@ impl Registry {
     }
 
     /// Adds a connection, unless a limit forbids it.
-    pub(crate) fn register(&self, conn: Arc<Connection>) -> Result<()> {
+    ///
+    /// Returns the newest event counted for delivery before this connection joined (`None`
+    /// before the first event): every later event that targets it counts it in `delivered` and
+    /// reaches its outbox; no earlier one does. That is where its stream starts.
+    pub(crate) fn register(&self, conn: Arc<Connection>) -> Result<Option<EventId>> {
         if self.closing.load(Ordering::Acquire) {
             self.metrics.rejected(RejectReason::ShuttingDown);
             return Err(Error::ShuttingDown);
@@ -294,9 +303,10 @@ impl Registry {
             ix.by_id.insert(conn.id, conn);
         }
         self.update_gauges(&global);
+        let position = global.position;
         drop(global);
         self.emit(changes);
-        Ok(())
+        Ok(position)
     }
 
     /// Removes a connection from every index. Returns it if it was still registered (the caller
@@ -423,8 +433,14 @@ impl Registry {
     /// Counts the connections `targets` selects (each once) and queues the event (encoded as
     /// `frame`, sequence `seq`) for every shard's fan-out. Returns at once; the shards' tasks
     /// do the pushing. Callers queue events in id order.
-    pub(crate) fn deliver(&self, seq: u64, frame: &Bytes, targets: &Targets) -> DeliveryReport {
+    pub(crate) fn deliver(&self, id: EventId, frame: &Bytes, targets: &Targets) -> DeliveryReport {
+        let seq = id.seq;
         let everyone_targeted = targets.is_broadcast();
+        // Counted under the global lock, which `register` also holds: a connection is either
+        // counted for this event (and gets it: it registered before, so its start position is
+        // older) or not (and drops it: its start position is this event or newer).
+        let mut global = self.global.lock();
+        global.position = Some(id);
         // Per shard, so that only shards holding a targeted connection are woken: a publish to
         // one user wakes one shard task, not all of them.
         let per_shard: Vec<usize> = if everyone_targeted {
@@ -436,7 +452,7 @@ impl Registry {
                 .collect()
         };
         let matched: usize = if everyone_targeted {
-            self.global.lock().connections
+            global.connections
         } else {
             per_shard.iter().sum()
         };
@@ -445,12 +461,13 @@ impl Registry {
         let everyone = everyone_targeted || fell_back;
         let report = DeliveryReport {
             delivered: if fell_back {
-                self.global.lock().connections
+                global.connections
             } else {
                 matched
             },
             fell_back,
         };
+        drop(global);
         if report.delivered == 0 {
             return report;
         }
@@ -823,6 +840,13 @@ mod tests {
 
     use crate::sse::outbox::Drained;
 
+    fn eid(seq: u64) -> EventId {
+        EventId {
+            epoch: crate::event::Epoch::random(),
+            seq,
+        }
+    }
+
     fn registry(max: usize, per_user: usize) -> Registry {
         Registry::with_shards(
             Limits {
@@ -891,10 +915,13 @@ mod tests {
             Fallback::None,
         )
         .unwrap();
-        assert_eq!(r.deliver(1, &frame, &t).delivered, 3);
+        assert_eq!(r.deliver(eid(1), &frame, &t).delivered, 3);
         fan_out(&r);
         assert_eq!([&a1, &a2, &b, &anon].map(|c| received(c)), [1, 1, 1, 0]);
-        assert_eq!(r.deliver(2, &frame, &Targets::broadcast()).delivered, 4);
+        assert_eq!(
+            r.deliver(eid(2), &frame, &Targets::broadcast()).delivered,
+            4
+        );
         fan_out(&r);
         assert_eq!([&a1, &a2, &b, &anon].map(|c| received(c)), [1, 1, 1, 1]);
     }
@@ -906,10 +933,13 @@ mod tests {
         r.register(a.clone()).unwrap();
         let frame = Bytes::from_static(b"!");
         let nobody = Targets::new(vec![user("carol")], Fallback::None).unwrap();
-        assert_eq!(r.deliver(1, &frame, &nobody), DeliveryReport::default());
+        assert_eq!(
+            r.deliver(eid(1), &frame, &nobody),
+            DeliveryReport::default()
+        );
         let nobody = Targets::new(vec![user("carol")], Fallback::Broadcast).unwrap();
         assert_eq!(
-            r.deliver(2, &frame, &nobody),
+            r.deliver(eid(2), &frame, &nobody),
             DeliveryReport {
                 delivered: 1,
                 fell_back: true
@@ -980,12 +1010,18 @@ mod tests {
         r.register(fast.clone()).unwrap();
         let t = Targets::one(chan("news"));
         for seq in 1..=4 {
-            assert_eq!(r.deliver(seq, &Bytes::from_static(b"!"), &t).delivered, 2);
+            assert_eq!(
+                r.deliver(eid(seq), &Bytes::from_static(b"!"), &t).delivered,
+                2
+            );
             fan_out(&r);
             assert_eq!(received(&fast), 1);
         }
         // slow's outbox (capacity 4) is now full: the next event evicts it.
-        assert_eq!(r.deliver(5, &Bytes::from_static(b"!"), &t).delivered, 2);
+        assert_eq!(
+            r.deliver(eid(5), &Bytes::from_static(b"!"), &t).delivered,
+            2
+        );
         fan_out(&r);
         assert_eq!(received(&fast), 1);
         assert_eq!(r.counts().connections, 1);

@@ -2,7 +2,7 @@
 //! on disk ([`DurableHistory`]) so that a restarted hub can still resume its clients.
 
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -13,6 +13,7 @@ use crate::event::{Epoch, EventId};
 use crate::history::{
     HistoryEntry, HistoryLimits, HistoryStats, Replay, ReplayBuffer, ReplayFilter,
 };
+use crate::idempotency::{self, IdempotencyCache, IdempotencyLimits, Seen};
 use crate::sse::frame;
 
 /// Publishes within this process: ids are `<epoch>-<n>` with `n` counting up from 1.
@@ -25,6 +26,9 @@ pub struct MemoryEngine {
     window: Mutex<ReplayBuffer>,
     durable: Option<DurableHistory>,
     delivery: OnceLock<Arc<dyn Delivery>>,
+    /// Idempotency keys seen within their window; locked inside `window`'s lock, so that
+    /// "seen?" and "assign the id" are one step.
+    idempotency: Mutex<IdempotencyCache>,
 }
 
 impl MemoryEngine {
@@ -34,6 +38,7 @@ impl MemoryEngine {
             window: Mutex::new(ReplayBuffer::new(Epoch::random(), limits, 0)),
             durable: None,
             delivery: OnceLock::new(),
+            idempotency: Mutex::new(IdempotencyCache::new(IdempotencyLimits::default())),
         }
     }
 
@@ -43,7 +48,15 @@ impl MemoryEngine {
             window: Mutex::new(window),
             durable: Some(durable),
             delivery: OnceLock::new(),
+            idempotency: Mutex::new(IdempotencyCache::new(IdempotencyLimits::default())),
         }
+    }
+
+    /// Remembers idempotency keys within `limits` (default: 10 minutes, 100,000 keys).
+    #[must_use]
+    pub fn with_idempotency(self, limits: IdempotencyLimits) -> Self {
+        *self.idempotency.lock() = IdempotencyCache::new(limits);
+        self
     }
 
     /// The epoch of this engine's event ids.
@@ -64,7 +77,23 @@ impl Engine for MemoryEngine {
         if delivery.is_overloaded() {
             return Err(EngineError::Overloaded);
         }
+        // Hashed before taking the lock: the body can be 64 KiB.
+        let fingerprint = publication
+            .idempotency
+            .as_ref()
+            .map(|_| idempotency::fingerprint(&publication));
         let mut window = self.window.lock();
+        let mut seen = publication.idempotency.as_ref().map(|key| {
+            let fp = fingerprint.unwrap_or_default();
+            let mut cache = self.idempotency.lock();
+            let found = cache.check(key, &fp, Instant::now());
+            (cache, key.clone(), fp, found)
+        });
+        match seen.as_ref().map(|(_, _, _, found)| found) {
+            Some(Seen::Published(first)) => return Ok(*first),
+            Some(Seen::Reused) => return Err(EngineError::IdempotencyKeyReused),
+            Some(Seen::New) | None => {}
+        }
         let id = window.next_id();
         let bytes = frame::encode_event(Some(&id), &publication.name, publication.payload.as_str());
         let report = delivery.deliver(id, &bytes, &publication.targets);
@@ -79,11 +108,16 @@ impl Engine for MemoryEngine {
             durable.append(&entry);
         }
         window.push(entry);
-        drop(window);
-        Ok(Published {
+        let published = Published {
             id,
             delivered: report.delivered,
-        })
+            replayed: false,
+        };
+        if let Some((mut cache, key, fp, _)) = seen.take() {
+            cache.remember(key, fp, published, Instant::now());
+        }
+        drop(window);
+        Ok(published)
     }
 
     async fn command(&self, command: Command) -> Result<usize, EngineError> {

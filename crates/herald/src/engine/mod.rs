@@ -26,6 +26,7 @@ use bytes::Bytes;
 
 use crate::event::{EventId, EventName, Payload};
 use crate::history::{HistoryStats, Replay, ReplayFilter};
+use crate::idempotency::IdempotencyKey;
 use crate::metrics::DisconnectReason;
 use crate::target::{ChannelName, ConnectionId, Targets, UserId};
 
@@ -38,6 +39,9 @@ pub struct Publication {
     pub payload: Payload,
     /// Who gets it.
     pub targets: Targets,
+    /// Publish at most once per key within the engine's idempotency window (a retry with the
+    /// same key answers the first result again).
+    pub idempotency: Option<IdempotencyKey>,
 }
 
 /// What a publish did.
@@ -47,6 +51,9 @@ pub struct Published {
     pub id: EventId,
     /// How many connections it was queued to.
     pub delivered: usize,
+    /// True when this is the remembered answer of an earlier publish with the same
+    /// idempotency key: nothing was published this time.
+    pub replayed: bool,
 }
 
 /// A command every node carries out on its own connections.
@@ -103,9 +110,18 @@ pub trait Delivery: Send + Sync + fmt::Debug {
 /// Failures of an engine.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EngineError {
-    /// The engine cannot reach its backend (Redis down, say): nothing was published.
+    /// The engine cannot reach its backend (Redis down, say): nothing was published, for
+    /// certain. Safe to retry.
     #[error("the engine is unavailable: {0}")]
     Unavailable(String),
+    /// The request reached the backend but its answer did not come back (a timeout or a
+    /// connection lost after sending): the event may or may not have been published. Retry
+    /// only with the same idempotency key.
+    #[error("the outcome of the publish is unknown: {0}")]
+    OutcomeUnknown(String),
+    /// The idempotency key was already used, within the window, for a different event.
+    #[error("the idempotency key was already used for a different event")]
+    IdempotencyKeyReused,
     /// This node's fan-out is too far behind to accept more events now; retry shortly.
     #[error("the hub is overloaded; retry shortly")]
     Overloaded,

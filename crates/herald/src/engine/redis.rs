@@ -108,6 +108,8 @@ pub struct RedisOptions {
     /// Longest pause between reconnection attempts; the pause doubles from 100 ms up to this.
     /// Default 5 s.
     pub max_backoff: Duration,
+    /// How long an idempotency key is remembered, for the whole cluster. Default 10 minutes.
+    pub idempotency_window: Duration,
 }
 
 impl RedisOptions {
@@ -123,6 +125,7 @@ impl RedisOptions {
             command_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(2),
             max_backoff: Duration::from_secs(5),
+            idempotency_window: crate::idempotency::DEFAULT_WINDOW,
         }
     }
 
@@ -377,6 +380,14 @@ impl Engine for RedisEngine {
         }
         let mut link = shared.commands()?;
         let keys = &shared.keys;
+        let (idempotency_key, fingerprint) = match &publication.idempotency {
+            Some(key) => (
+                keys.idempotency(key.as_str()),
+                crate::idempotency::fingerprint(&publication),
+            ),
+            // Unused by the script without a fingerprint; any key of ours will do.
+            None => (keys.meta(), String::new()),
+        };
         let body = frame::encode_event(None, &publication.name, publication.payload.as_str());
         let everyone = publication.targets.is_broadcast();
         let fallback = publication.targets.fallback() == Fallback::Broadcast;
@@ -385,6 +396,7 @@ impl Engine for RedisEngine {
         call.key(keys.meta())
             .key(keys.events())
             .key(keys.nodes())
+            .key(idempotency_key)
             .arg(Epoch::random().to_string())
             .arg(body.as_ref())
             .arg(wire::encode_targets(&publication.targets))
@@ -398,11 +410,24 @@ impl Engine for RedisEngine {
             .arg(&shared.options.node_id)
             .arg(keys::USERS)
             .arg(keys::CHANNELS)
-            .arg(keys::CONNECTIONS);
+            .arg(keys::CONNECTIONS)
+            .arg(&fingerprint)
+            .arg(millis(shared.options.idempotency_window).max(1));
+        // Once the script has been sent, a timeout or a lost connection leaves its outcome
+        // unknown: it may have run. Only a failure before sending is "nothing was sent".
         let reply: Vec<Value> = shared
             .run(link.session, call.invoke_async(&mut link.conn))
-            .await?;
-        let bad = || EngineError::Unavailable("unexpected answer from the publish script".into());
+            .await
+            .map_err(|e| match e {
+                EngineError::Unavailable(reason) => EngineError::OutcomeUnknown(reason),
+                other => other,
+            })?;
+        let bad =
+            || EngineError::OutcomeUnknown("unexpected answer from the publish script".into());
+        if reply.get(5).and_then(text).as_deref() == Some("reused") {
+            return Err(EngineError::IdempotencyKeyReused);
+        }
+        let replayed = reply.get(5).and_then(text).as_deref() == Some("replayed");
         let epoch = reply.first().and_then(epoch_of).ok_or_else(bad)?;
         let seq = reply.get(1).and_then(number).ok_or_else(bad)?;
         let delivered = reply.get(3).and_then(number).unwrap_or(0);
@@ -421,6 +446,7 @@ impl Engine for RedisEngine {
         Ok(Published {
             id: EventId { epoch, seq },
             delivered: delivered as usize,
+            replayed,
         })
     }
 

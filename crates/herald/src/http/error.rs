@@ -93,6 +93,22 @@ impl From<Error> for ApiError {
                 )
                 .with_retry_after(1)
             }
+            Error::Engine(EngineError::OutcomeUnknown(detail)) => {
+                tracing::warn!(%detail, "publish outcome unknown");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "outcome_unknown",
+                    "the hub's engine did not confirm the publish: the event may or may not have \
+                     been sent; retry with the same Idempotency-Key to publish it at most once",
+                )
+                .with_retry_after(1)
+            }
+            Error::Engine(EngineError::IdempotencyKeyReused) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this idempotency key was already used, within the idempotency window, for a \
+                 different event; use a new key for a new event",
+            ),
             Error::Engine(EngineError::Overloaded) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "overloaded",

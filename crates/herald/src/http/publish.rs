@@ -3,7 +3,8 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -14,6 +15,7 @@ use crate::auth::Publisher;
 use crate::engine::{Publication, Published};
 use crate::error::InvalidInput;
 use crate::event::{EventName, Payload};
+use crate::idempotency::IdempotencyKey;
 use crate::target::{ChannelName, ConnectionId, Fallback, Target, Targets, UserId};
 
 /// Fields a publish body may have.
@@ -25,7 +27,13 @@ const FIELDS: &[&str] = &[
     "channels",
     "broadcast",
     "fallback",
+    "idempotencyKey",
 ];
+
+/// The request header that carries a single publish's idempotency key.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The response header set on the remembered answer of a repeated idempotency key.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 /// The answer to a publish.
 #[derive(Debug, Serialize)]
@@ -34,6 +42,10 @@ pub struct PublishResponse {
     pub id: String,
     /// How many connections it was queued to; `0` means nobody targeted is online.
     pub delivered: usize,
+    /// Present (and true) when this is the remembered answer of an earlier publish with the
+    /// same idempotency key: nothing was published this time.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
 }
 
 impl From<Published> for PublishResponse {
@@ -41,6 +53,7 @@ impl From<Published> for PublishResponse {
         PublishResponse {
             id: p.id.to_string(),
             delivered: p.delivered,
+            replayed: p.replayed,
         }
     }
 }
@@ -72,6 +85,11 @@ pub fn parse_publication(value: Value) -> Result<Publication, InvalidInput> {
         .remove("data")
         .ok_or_else(|| InvalidInput::new("data", "data is required (any JSON value)"))?;
     let payload = Payload::json(&data)?;
+    let idempotency = match body.remove("idempotencyKey") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(key)) => Some(IdempotencyKey::new(&key)?),
+        Some(_) => return Err(InvalidInput::new("idempotencyKey", "must be a string")),
+    };
 
     let mut list = Vec::new();
     for user in strings(&mut body, "users", true)? {
@@ -108,6 +126,7 @@ pub fn parse_publication(value: Value) -> Result<Publication, InvalidInput> {
         name,
         payload,
         targets: Targets::new(list, fallback)?,
+        idempotency,
     })
 }
 
@@ -148,17 +167,44 @@ fn check_scope(publisher: &Publisher, publication: &Publication) -> Result<(), A
 
 /// Publishes one event. Body: `{"event", "data", "users", "connections", "channels",
 /// "broadcast", "fallback"}`; answer `200 {"id", "delivered"}`.
+///
+/// An `Idempotency-Key` header (or an `idempotencyKey` field) makes it safe to retry: the same
+/// key within the idempotency window publishes once and answers the first result again, with
+/// `Idempotent-Replayed: true`.
 pub async fn publish(
     State(state): State<AppState>,
     Extension(publisher): Extension<Publisher>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<PublishResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let body = body.map_err(|r| body_rejection(r, state.config.max_body_size))?;
     let value: Value = serde_json::from_slice(&body).map_err(|e| json_error(&e))?;
-    let publication = parse_publication(value)?;
+    let mut publication = parse_publication(value)?;
+    if let Some(header) = headers.get(IDEMPOTENCY_KEY) {
+        let key = header
+            .to_str()
+            .map_err(|_| InvalidInput::new("Idempotency-Key", "must be printable ASCII"))
+            .and_then(|text| IdempotencyKey::new(text).map_err(|e| rename(e, "Idempotency-Key")))?;
+        match &publication.idempotency {
+            Some(field) if *field != key => {
+                return Err(InvalidInput::new(
+                    "idempotencyKey",
+                    "the Idempotency-Key header and the idempotencyKey field differ",
+                )
+                .into())
+            }
+            _ => publication.idempotency = Some(key),
+        }
+    }
     check_scope(&publisher, &publication)?;
     let published = state.hub.publish(publication).await?;
-    Ok(Json(published.into()))
+    let mut response = Json(PublishResponse::from(published)).into_response();
+    if published.replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 /// Publishes a JSON array of events, in order. Answers `200 {"results": [...]}` with, for each

@@ -71,7 +71,7 @@ impl TestServer {
         TestServer {
             addr,
             hub,
-            http: reqwest::Client::new(),
+            http: http_client(),
             key,
             cancel,
             task: Some(task),
@@ -117,7 +117,7 @@ impl TestServer {
         if let Some(key) = &self.key {
             req = req.bearer_auth(key);
         }
-        read_json(req.send().await.expect("POST failed")).await
+        read_json(send(req).await).await
     }
 
     /// `POST /api/sse/message`.
@@ -141,7 +141,7 @@ impl TestServer {
         if let Some(key) = &self.key {
             req = req.bearer_auth(key);
         }
-        read_json(req.send().await.expect("GET failed")).await
+        read_json(send(req).await).await
     }
 
     pub async fn stats(&self) -> Value {
@@ -189,6 +189,24 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.cancel.cancel();
     }
+}
+
+/// An HTTP client whose every call is bounded: connecting, and each read of an answer (an
+/// event stream that stays silent for [`WAIT`] fails instead of hanging the test).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(WAIT)
+        .read_timeout(WAIT)
+        .build()
+        .expect("build the test HTTP client")
+}
+
+/// Sends `req`, failing the test if no answer (head) arrives within [`WAIT`].
+pub async fn send(req: reqwest::RequestBuilder) -> reqwest::Response {
+    tokio::time::timeout(WAIT, req.send())
+        .await
+        .unwrap_or_else(|_| panic!("no answer within {WAIT:?}"))
+        .expect("request failed")
 }
 
 pub async fn read_json(response: reqwest::Response) -> (StatusCode, Value) {

@@ -40,6 +40,11 @@ pub(crate) struct PublishArgs {
     /// Broadcast when the targets match nobody.
     #[arg(long)]
     fallback_broadcast: bool,
+    /// Idempotency key (sent as the `Idempotency-Key` header): running the same command again
+    /// with the same key within the hub's idempotency window publishes nothing and prints the
+    /// first answer, so a script may safely retry after a timeout or `outcome_unknown`.
+    #[arg(long)]
+    idempotency_key: Option<String>,
 }
 
 pub(crate) async fn publish(args: PublishArgs) -> anyhow::Result<()> {
@@ -70,6 +75,7 @@ pub(crate) async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         reqwest::Method::POST,
         "/api/sse/message",
         Some(body),
+        args.idempotency_key.as_deref(),
     )
     .await?;
     println!("{answer}");
@@ -77,7 +83,7 @@ pub(crate) async fn publish(args: PublishArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn stats(args: ClientArgs) -> anyhow::Result<()> {
-    let answer = request(&args, reqwest::Method::GET, "/api/sse/stats", None).await?;
+    let answer = request(&args, reqwest::Method::GET, "/api/sse/stats", None, None).await?;
     println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())
 }
@@ -87,6 +93,7 @@ async fn request(
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,
+    idempotency_key: Option<&str>,
 ) -> anyhow::Result<Value> {
     let url = format!("{}{}", args.url.trim_end_matches('/'), path);
     let client = reqwest::Client::builder()
@@ -95,6 +102,9 @@ async fn request(
     let mut req = client.request(method, &url);
     if let Some(key) = &args.key {
         req = req.bearer_auth(key);
+    }
+    if let Some(key) = idempotency_key {
+        req = req.header("idempotency-key", key);
     }
     if let Some(body) = body {
         req = req.json(&body);

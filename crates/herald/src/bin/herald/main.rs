@@ -93,6 +93,7 @@ async fn serve(args: settings::ServeArgs, api: tokio::runtime::Handle) -> anyhow
             node_id,
         } => {
             let mut options = RedisOptions::new(url, config.hub.history);
+            options.idempotency_window = config.hub.idempotency.window;
             if let Some(prefix) = prefix {
                 options.prefix = prefix;
             }

@@ -214,6 +214,15 @@ pub(crate) struct ServeArgs {
     /// resume across a restart. [default: memory only]
     #[arg(long, env = "HERALD_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// How long a publish's idempotency key (`Idempotency-Key` header or `idempotencyKey`
+    /// field) is remembered: a retry with the same key within it publishes nothing and gets the
+    /// first answer again. `0s` turns the check off. [default: 10m]
+    #[arg(long, env = "HERALD_IDEMPOTENCY_WINDOW", value_parser = parse_duration)]
+    idempotency_window: Option<Duration>,
+    /// Most idempotency keys the memory engine remembers at once; beyond, the oldest are
+    /// forgotten early. [default: 100000]
+    #[arg(long, env = "HERALD_IDEMPOTENCY_MAX_KEYS")]
+    idempotency_max_keys: Option<usize>,
     /// Channels whose subscribers get presence:join / presence:leave events: comma-separated
     /// names or prefix patterns (`room:*`; `*` for all). [default: none]
     #[arg(long, env = "HERALD_PRESENCE_CHANNELS", value_delimiter = ',')]
@@ -298,6 +307,8 @@ struct FileSettings {
     history_ttl: Option<DurationValue>,
     history_max_bytes: Option<SizeValue>,
     data_dir: Option<PathBuf>,
+    idempotency_window: Option<DurationValue>,
+    idempotency_max_keys: Option<usize>,
     presence_channels: Option<Vec<String>>,
     engine: Option<String>,
     redis_prefix: Option<String>,
@@ -685,6 +696,12 @@ pub(crate) fn load(args: ServeArgs) -> anyhow::Result<(Config, LogFormat, Engine
         history.max_bytes = n;
     }
     c.data_dir = args.data_dir.or(file.data_dir);
+    if let Some(d) = dur(args.idempotency_window, file.idempotency_window)? {
+        c.hub.idempotency.window = d;
+    }
+    if let Some(n) = args.idempotency_max_keys.or(file.idempotency_max_keys) {
+        c.hub.idempotency.max_keys = n;
+    }
     c.http.cors_origins = args
         .cors_origins
         .or(file.cors_origins)

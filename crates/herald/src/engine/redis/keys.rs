@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `<prefix>:meta` | hash | `epoch` (12 hex digits), `seq` (the newest id's sequence), `base` (the epoch's first sequence minus one), `bytes` (frame bytes in the stream) |
 //! | `<prefix>:events` | stream | one entry per event, id `<seq>-0`: `f` frame, `e` epoch, `t` targets, `b` "1" when it went to everyone, `ms` publish time, `o` origin node |
+//! | `<prefix>:idem:<key>` | string, TTL | what a publish with idempotency key `<key>` published: `<fingerprint> <epoch> <seq> <delivered>` |
 //! | `<prefix>:nodes` | sorted set | node id → time of its last report (ms, Redis clock) |
 //! | `<prefix>:node:<id>` | hash, TTL | the node's figures: `connections`, `users`, `anonymous`, `channels`, `presence`, `started`, `updated` |
 //! | `<prefix>:node:<id>:users` | hash, TTL | user → the node's connections of that user |
@@ -45,6 +46,12 @@ impl Keys {
     /// The event stream.
     pub(super) fn events(&self) -> String {
         format!("{}:events", self.prefix)
+    }
+
+    /// What an idempotency key published (`<fingerprint> <epoch> <seq> <delivered>`), kept
+    /// for the idempotency window.
+    pub(super) fn idempotency(&self, key: &str) -> String {
+        format!("{}:idem:{key}", self.prefix)
     }
 
     /// Live nodes by last report.

@@ -66,14 +66,28 @@ end
 
 /// Publishes one event.
 ///
-/// KEYS: meta, events, nodes.
+/// KEYS: meta, events, nodes, idempotency key (meta when there is none).
 /// ARGV: 1 epoch candidate, 2 frame without its `id:` line, 3 targets, 4 "1" for a broadcast,
 /// 5 "1" for `fallback: broadcast`, 6 most events, 7 most bytes, 8 oldest age kept (ms),
-/// 9 node TTL (ms), 10 node key prefix, 11 this node, 12-14 users/channels/connections suffixes.
+/// 9 node TTL (ms), 10 node key prefix, 11 this node, 12-14 users/channels/connections suffixes,
+/// 15 fingerprint of the publication ("" without an idempotency key), 16 idempotency window (ms).
 ///
-/// Returns `{epoch, seq, fell_back, delivered, nodes_without_presence}`.
+/// Returns `{epoch, seq, fell_back, delivered, nodes_without_presence, outcome}` where outcome
+/// is "new", "replayed" (the key's first answer, nothing published) or "reused" (the key was
+/// used for another event; nothing published).
 const PUBLISH: &str = r#"
 local meta, events, nodes = KEYS[1], KEYS[2], KEYS[3]
+local fingerprint = ARGV[15]
+if fingerprint ~= '' then
+  local seen = redis.call('GET', KEYS[4])
+  if seen then
+    local fp, e, s, d = string.match(seen, '^(%S+) (%S+) (%S+) (%S+)$')
+    if fp ~= fingerprint then
+      return {'', 0, 0, 0, 0, 'reused'}
+    end
+    return {e, s, 0, tonumber(d), 0, 'replayed'}
+  end
+end
 local now = now_ms()
 local epoch = ensure_meta(meta, events, ARGV[1], now)
 local everyone = ARGV[4] == '1'
@@ -119,7 +133,11 @@ redis.call('XADD', events, seq .. '-0', 'f', frame, 'e', epoch, 't', ARGV[3],
   'b', everyone and '1' or '0', 'ms', int(now), 'o', ARGV[11])
 redis.call('HINCRBY', meta, 'bytes', string.len(frame))
 trim(meta, events, tonumber(ARGV[6]), tonumber(ARGV[7]), now - tonumber(ARGV[8]), 4)
-return {epoch, seq, fell_back, delivered, unknown}
+if fingerprint ~= '' then
+  redis.call('SET', KEYS[4], fingerprint .. ' ' .. epoch .. ' ' .. seq .. ' ' .. int(delivered),
+    'PX', ARGV[16])
+end
+return {epoch, seq, fell_back, delivered, unknown, 'new'}
 "#;
 
 /// The retained events after an id that a connection would have received.
