@@ -151,6 +151,7 @@ async fn help_documents_every_setting() {
         "HERALD_MAX_BODY_SIZE",
         "HERALD_SHUTDOWN_RECONNECT_WINDOW",
         "HERALD_LOG_FORMAT",
+        "HERALD_PUBLISH_ORIGINS",
         "--config",
     ] {
         assert!(help.contains(name), "--help lacks {name}:\n{help}");

@@ -10,6 +10,12 @@
 //! | `GET /api/sse/presence?channel=`, `GET /api/sse/presence/users/{id}` | [`admin`] |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | [`admin`] |
 //! | `GET /sse-test`, `GET /api/openapi.json` | [`console`]: the browser test console, the OpenAPI description |
+//!
+//! Browser pages: every publish and admin route sits behind `auth::require_publisher` or
+//! `auth::require_admin`, which first apply the Origin rule (`origin::check_origin`: `403
+//! origin_not_allowed`); a new publish endpoint gets the rule by using one of them. The whole
+//! router, the stream included, applies the Host rule of an open hub
+//! (`origin::require_allowed_host`: `403 host_not_allowed`).
 
 pub mod admin;
 mod auth;
