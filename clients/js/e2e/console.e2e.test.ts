@@ -18,8 +18,11 @@ let browser: Browser;
 
 beforeAll(async () => {
   // A publisher key, so that the console's key field is exercised; a short retry hint so the
-  // browser's own reconnect after disconnect-all is quick; frequent heartbeats.
-  hub = await startHerald({ args: ['--publisher-key', KEY, '--retry', '300ms', '--heartbeat-interval', '1s', '--presence-channels', 'news'] });
+  // browser's own reconnect after disconnect-all is quick; frequent heartbeats. With a key,
+  // `userId` from the query is off by default: the console's user field needs it on.
+  hub = await startHerald({
+    args: ['--publisher-key', KEY, '--identity-from-query', 'true', '--retry', '300ms', '--heartbeat-interval', '1s', '--presence-channels', 'news'],
+  });
   browser = await launchBrowser();
 });
 

@@ -252,13 +252,16 @@ pub struct HttpConfig {
     pub body_read_timeout: Duration,
     /// New SSE connections per second per client IP; `None`: unlimited.
     pub connect_rate_per_ip: Option<Rate>,
-    /// Publish requests per second per publisher (key or token); `None`: unlimited.
+    /// Events published per second per publisher (key or token); a batch costs one per event.
+    /// `None`: unlimited.
     pub publish_rate_per_key: Option<Rate>,
     /// Resumes (subscribes with a `Last-Event-ID`) per second per client IP; more get `429`.
     /// `None` (the default): unlimited.
     pub resume_rate_per_ip: Option<Rate>,
-    /// Whether subscribers may name themselves with `?userId=` and `?username=`. Defaults to
-    /// true when the server listens on loopback only (see [`Config::validate`]).
+    /// Whether subscribers may name themselves with `?userId=` and `?username=`. True in
+    /// [`HttpConfig::default`]; the `herald` binary turns it on by default only when it listens
+    /// on loopback with neither publisher keys nor trusted proxies (behind a proxy, or once
+    /// publishing is keyed, anyone who can reach the hub could claim any user id).
     pub identity_from_query: bool,
     /// Largest publish body ([`DEFAULT_MAX_BODY_SIZE`]); larger gets `413`.
     pub max_body_size: usize,
@@ -273,6 +276,11 @@ pub struct HttpConfig {
     /// Let allowed origins send credentials (cookies) with their requests. Needs an explicit
     /// origin list, not `*`.
     pub cors_credentials: bool,
+    /// Origins of browser pages that may call publish and admin endpoints, besides the hub's
+    /// own (e.g. `https://admin.example.com`). A request carrying any other `Origin` gets `403
+    /// origin_not_allowed`; requests without `Origin` (servers, curl) are not affected. Empty
+    /// by default. [`cors_origins`](Self::cors_origins) never grants publishing, not even `*`.
+    pub publish_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -295,6 +303,7 @@ impl Default for HttpConfig {
             max_batch_len: DEFAULT_MAX_BATCH_LEN,
             cors_origins: Vec::new(),
             cors_credentials: false,
+            publish_origins: Vec::new(),
         }
     }
 }
@@ -409,6 +418,14 @@ impl Config {
                 )));
             }
         }
+        for origin in &self.http.publish_origins {
+            if !crate::http::origin::is_valid_origin(origin) {
+                return Err(ConfigError(format!(
+                    "publish_origins: {origin:?} is not an origin like https://admin.example.com \
+                     (`*` is not allowed: list the pages that may publish)"
+                )));
+            }
+        }
         let hub = &self.hub;
         for (name, d) in [
             ("heartbeat_interval", hub.heartbeat_interval),
@@ -471,6 +488,23 @@ mod tests {
             key: Secret::new(k),
             publish: crate::auth::PublishScope::Any,
             admin: true,
+        }
+    }
+
+    #[test]
+    fn publish_origins_must_be_origins() {
+        let mut c = Config::default();
+        c.http.publish_origins = vec!["https://admin.example.com".into()];
+        c.validate().unwrap();
+        for bad in [
+            "*",
+            "https://admin.example.com/",
+            "admin.example.com",
+            "null",
+        ] {
+            c.http.publish_origins = vec![bad.into()];
+            let err = c.validate().unwrap_err();
+            assert!(err.0.contains("publish_origins"), "{bad}: {err}");
         }
     }
 

@@ -151,6 +151,7 @@ async fn help_documents_every_setting() {
         "HERALD_MAX_BODY_SIZE",
         "HERALD_SHUTDOWN_RECONNECT_WINDOW",
         "HERALD_LOG_FORMAT",
+        "HERALD_PUBLISH_ORIGINS",
         "--config",
     ] {
         assert!(help.contains(name), "--help lacks {name}:\n{help}");
@@ -160,7 +161,11 @@ async fn help_documents_every_setting() {
 #[tokio::test]
 async fn cli_publish_and_stats() {
     let key = "cli-test-publisher-key";
-    let p = HeraldProcess::start(&["--publisher-key", key], &[]).await;
+    let p = HeraldProcess::start(
+        &["--publisher-key", key, "--identity-from-query", "true"],
+        &[],
+    )
+    .await;
     let mut a = subscribe(&p, "userId=alice&channels=news").await;
     let url = p.url("");
     let out = tokio::process::Command::new(BIN)

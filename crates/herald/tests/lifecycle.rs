@@ -109,7 +109,7 @@ async fn a_client_that_never_reads_is_evicted_and_others_receive_everything() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut slow = socket.connect(srv.addr).await.unwrap();
-    slow.write_all(b"GET /api/sse?userId=slow&channels=feed HTTP/1.1\r\nHost: x\r\n\r\n")
+    slow.write_all(b"GET /api/sse?userId=slow&channels=feed HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     srv.wait_for_stats("the slow client to connect", |s| s["connections"] == 1)
@@ -570,7 +570,7 @@ async fn event_streams_over_raw_http_1_0_and_1_1() {
     // HTTP/1.1: chunked framing around the event stream.
     let text = raw_until(
         &srv,
-        b"GET /api/sse?userId=raw HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /api/sse?userId=raw HTTP/1.1\r\nHost: localhost\r\n\r\n",
         "event: connected",
     )
     .await;
@@ -598,7 +598,7 @@ async fn event_streams_over_raw_http_1_0_and_1_1() {
     // Errors on the stream path are complete JSON answers.
     let text = raw_until(
         &srv,
-        b"GET /api/sse?channels=a%20b HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /api/sse?channels=a%20b HTTP/1.1\r\nHost: localhost\r\n\r\n",
         "}}",
     )
     .await;
@@ -607,7 +607,7 @@ async fn event_streams_over_raw_http_1_0_and_1_1() {
     // Other requests on a fresh connection still go to the full HTTP server, keep-alive and all.
     let text = raw_until(
         &srv,
-        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\nGET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
         "ok\"}",
     )
     .await;

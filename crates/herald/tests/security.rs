@@ -660,7 +660,7 @@ async fn slow_requests_are_cut_off() {
     let srv = TestServer::with_config(c).await;
     // Headers that never finish: the server closes the connection.
     let mut slow = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
-    slow.write_all(b"GET /api/sse HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    slow.write_all(b"GET /api/sse HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
         .await
         .unwrap();
     let mut buf = Vec::new();
@@ -671,7 +671,7 @@ async fn slow_requests_are_cut_off() {
     );
     // A body that never finishes: 408.
     let mut slow = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
-    slow.write_all(b"POST /api/sse/message HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"event\"")
+    slow.write_all(b"POST /api/sse/message HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"event\"")
         .await
         .unwrap();
     let mut buf = Vec::new();

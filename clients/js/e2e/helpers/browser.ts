@@ -29,7 +29,8 @@ export interface Browser {
   close(): Promise<void>;
 }
 
-export async function launchBrowser(): Promise<Browser> {
+/** `extraArgs`: more Chromium flags, e.g. `--host-resolver-rules=MAP evil.test 127.0.0.1`. */
+export async function launchBrowser(extraArgs: string[] = []): Promise<Browser> {
   checkPrerequisites();
   const profile = await mkdtemp(join(tmpdir(), 'herald-e2e-chromium-'));
   let context: BrowserContext;
@@ -37,7 +38,7 @@ export async function launchBrowser(): Promise<Browser> {
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: [...CHROMIUM_ARGS, ...extraArgs],
       viewport: { width: 1280, height: 800 },
       timeout: 30_000,
     });

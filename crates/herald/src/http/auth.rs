@@ -26,6 +26,8 @@ pub(crate) struct RateLimits {
     connects: Option<DefaultKeyedRateLimiter<IpAddr>>,
     resumes: Option<DefaultKeyedRateLimiter<IpAddr>>,
     publishes: Option<DefaultKeyedRateLimiter<String>>,
+    /// The burst of `publishes`: the most events one batch may hold.
+    publish_burst: u32,
 }
 
 fn limiter<K: std::hash::Hash + Eq + Clone>(rate: Rate) -> DefaultKeyedRateLimiter<K> {
@@ -45,6 +47,9 @@ impl RateLimits {
             connects: config.connect_rate_per_ip.map(limiter),
             resumes: config.resume_rate_per_ip.map(limiter),
             publishes: config.publish_rate_per_key.map(limiter),
+            publish_burst: config
+                .publish_rate_per_key
+                .map_or(u32::MAX, |r| r.burst.max(1)),
         }
     }
 
@@ -86,6 +91,54 @@ impl RateLimits {
             &publisher.to_owned(),
             "requests from this publisher",
         )
+    }
+
+    /// Charges a batch of `events` to its publisher: one token per event. The request itself
+    /// already paid one ([`require_publisher`]); this takes the rest. A batch larger than the
+    /// burst could never pass, so it is refused (`413 batch_too_large`) rather than told to wait.
+    pub(crate) fn check_publish_batch(
+        &self,
+        publisher: &str,
+        events: usize,
+    ) -> Result<(), ApiError> {
+        let Some(limiter) = &self.publishes else {
+            return Ok(());
+        };
+        let burst = self.publish_burst;
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch_too_large",
+                format!(
+                    "this batch holds {events} events, more than the publish rate limit lets one \
+                     publisher send at once ({burst} events, publish_rate_per_key); split it into \
+                     batches of at most {burst}"
+                ),
+            )
+        };
+        if events > burst as usize {
+            return Err(too_large());
+        }
+        // `events <= burst`, a u32.
+        let Some(rest) = NonZeroU32::new(events.saturating_sub(1) as u32) else {
+            return Ok(());
+        };
+        match limiter.check_key_n(&publisher.to_owned(), rest) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!(
+                        "too many events from this publisher: this batch of {events} needs \
+                         {events} tokens of the publish rate limit; slow down"
+                    ),
+                )
+                .with_retry_after(wait.as_secs().max(1)))
+            }
+            Err(_) => Err(too_large()),
+        }
     }
 }
 
@@ -146,26 +199,29 @@ fn authenticate_publisher(state: &AppState, headers: &HeaderMap) -> Result<Publi
     Err(unauthorized("the publisher key is not valid"))
 }
 
-/// Middleware of the publish endpoints: authenticates the publisher, applies its rate limit and
+/// Middleware of the publish endpoints: refuses pages on other origins
+/// ([`super::origin::check_origin`]), authenticates the publisher, applies its rate limit and
 /// hands it to the handler (which checks its scope against the event's targets).
 pub(crate) async fn require_publisher(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    super::origin::check_origin(&state.config, &request)?;
     let publisher = authenticate_publisher(&state, request.headers())?;
     state.limits.check_publish(&publisher.name)?;
     request.extensions_mut().insert(publisher);
     Ok(next.run(request).await)
 }
 
-/// Middleware of the admin endpoints (stats, disconnect, presence, metrics): the publisher must
-/// have the admin scope.
+/// Middleware of the admin endpoints (stats, disconnect, presence, metrics): refuses pages on
+/// other origins ([`super::origin::check_origin`]); the publisher must have the admin scope.
 pub(crate) async fn require_admin(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    super::origin::check_origin(&state.config, &request)?;
     let publisher = authenticate_publisher(&state, request.headers())?;
     if !publisher.admin {
         return Err(ApiError::new(

@@ -10,11 +10,18 @@
 //! | `GET /api/sse/presence?channel=`, `GET /api/sse/presence/users/{id}` | [`admin`] |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | [`admin`] |
 //! | `GET /sse-test`, `GET /api/openapi.json` | [`console`]: the browser test console, the OpenAPI description |
+//!
+//! Browser pages: every publish and admin route sits behind `auth::require_publisher` or
+//! `auth::require_admin`, which first apply the Origin rule (`origin::check_origin`: `403
+//! origin_not_allowed`); a new publish endpoint gets the rule by using one of them. The whole
+//! router, the stream included, applies the Host rule of an open hub
+//! (`origin::require_allowed_host`: `403 host_not_allowed`).
 
 pub mod admin;
 mod auth;
 pub mod console;
 pub mod error;
+pub(crate) mod origin;
 pub mod publish;
 pub mod subscribe;
 
@@ -32,6 +39,7 @@ use crate::config::HttpConfig;
 use crate::hub::Hub;
 
 pub use error::ApiError;
+pub use origin::TlsConnection;
 
 /// What every handler gets: the hub and the HTTP settings. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -108,6 +116,9 @@ pub fn router(state: AppState) -> Router {
     let body_timeout = RequestBodyTimeoutLayer::new(state.config.body_read_timeout);
     let publish = publish.layer(body_timeout.clone());
     let admin = admin.layer(body_timeout);
+    // An open hub answers loopback names only (DNS rebinding): every endpoint, streams included.
+    let host_rule =
+        axum::middleware::from_fn_with_state(state.clone(), origin::require_allowed_host);
     let router = Router::new()
         .merge(publish)
         .merge(admin)
@@ -119,6 +130,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(host_rule)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

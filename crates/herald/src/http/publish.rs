@@ -233,6 +233,10 @@ pub async fn publish_batch(
             ),
         ));
     }
+    // The rate limit counts events, not requests: a batch of 100 costs 100.
+    state
+        .limits
+        .check_publish_batch(&publisher.name, items.len())?;
     let mut results = Vec::with_capacity(items.len());
     for item in items {
         let outcome = match parse_publication(item) {

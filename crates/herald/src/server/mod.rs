@@ -208,6 +208,7 @@ pub async fn serve_router(
         builder,
         router,
         shutdown: shutdown.clone(),
+        tls: options.tls.is_some(),
     });
     loop {
         let (stream, peer) = tokio::select! {
@@ -326,6 +327,8 @@ struct ConnectionContext {
     builder: auto::Builder<TokioExecutor>,
     router: axum::Router,
     shutdown: CancellationToken,
+    /// Connections are HTTPS: requests carry [`http::TlsConnection`].
+    tls: bool,
 }
 
 /// One accepted connection, ready to be served. Kept small: it lives as long as the connection.
@@ -364,10 +367,14 @@ impl Connection {
         let peer = self.peer;
         let extension_closer = closer.clone();
         let context = self.context;
+        let tls = context.tls;
         let service = context.router.clone().map_request(
             move |mut request: axum::extract::Request<hyper::body::Incoming>| {
                 let ext = request.extensions_mut();
                 ext.insert(ConnectInfo(peer));
+                if tls {
+                    ext.insert(http::TlsConnection);
+                }
                 ext.insert(TransportCloser::new(extension_closer.clone()));
                 request
             },

@@ -123,7 +123,8 @@ pub(crate) struct ServeArgs {
     /// unlimited]
     #[arg(long, env = "HERALD_CONNECT_RATE_PER_IP")]
     connect_rate_per_ip: Option<Rate>,
-    /// Publish requests per second per publisher key, e.g. `1000/s`. [default: unlimited]
+    /// Events published per second per publisher key, e.g. `1000/s` (a batch costs one per
+    /// event; a batch larger than the burst gets 413). [default: unlimited]
     #[arg(long, env = "HERALD_PUBLISH_RATE_PER_KEY")]
     publish_rate_per_key: Option<Rate>,
     /// Resumes (subscribes with a Last-Event-ID) per second per client IP, e.g. `10/s`; more
@@ -259,6 +260,12 @@ pub(crate) struct ServeArgs {
     /// [default: false]
     #[arg(long, env = "HERALD_CORS_CREDENTIALS")]
     cors_credentials: Option<bool>,
+    /// Origins of browser pages that may call publish and admin endpoints besides the hub's own,
+    /// comma-separated (`https://admin.example.com`). Requests with any other Origin header get
+    /// 403 origin_not_allowed; requests without one (servers, curl) are not affected.
+    /// --cors-origins never grants publishing. [default: none]
+    #[arg(long, env = "HERALD_PUBLISH_ORIGINS", value_delimiter = ',')]
+    publish_origins: Option<Vec<String>>,
     /// Log format. Log levels come from HERALD_LOG or RUST_LOG (e.g. `info,herald=debug`).
     /// [default: text]
     #[arg(long, env = "HERALD_LOG_FORMAT")]
@@ -322,7 +329,25 @@ struct FileSettings {
     node_id: Option<String>,
     cors_origins: Option<Vec<String>>,
     cors_credentials: Option<bool>,
+    publish_origins: Option<ListValue>,
     log_format: Option<LogFormat>,
+}
+
+/// A list in the TOML file: an array of strings, or one comma-separated string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ListValue {
+    List(Vec<String>),
+    Text(String),
+}
+
+impl ListValue {
+    fn get(self) -> Vec<String> {
+        match self {
+            ListValue::List(items) => items,
+            ListValue::Text(s) => s.split(',').map(str::to_owned).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -668,10 +693,16 @@ pub(crate) fn load(args: ServeArgs) -> anyhow::Result<(Config, LogFormat, Engine
     if let Some(n) = args.max_batch_len.or(file.max_batch_len) {
         c.http.max_batch_len = n;
     }
+    // Off by default once anything but loopback clients may reach the hub: behind a proxy (even
+    // on the same host) or with keyed publishing, `?userId=alice` would read alice's stream.
     c.http.identity_from_query = args
         .identity_from_query
         .or(file.identity_from_query)
-        .unwrap_or_else(|| c.listen.ip().is_loopback());
+        .unwrap_or_else(|| {
+            c.listen.ip().is_loopback()
+                && c.http.publisher_keys.is_empty()
+                && c.http.trusted_proxies.is_empty()
+        });
     if let Some(d) = dur(args.shutdown_timeout, file.shutdown_timeout)? {
         c.shutdown_timeout = d;
     }
@@ -701,6 +732,14 @@ pub(crate) fn load(args: ServeArgs) -> anyhow::Result<(Config, LogFormat, Engine
     c.http.cors_origins = args
         .cors_origins
         .or(file.cors_origins)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|o| o.trim().to_owned())
+        .filter(|o| !o.is_empty())
+        .collect();
+    c.http.publish_origins = args
+        .publish_origins
+        .or_else(|| file.publish_origins.map(ListValue::get))
         .unwrap_or_default()
         .into_iter()
         .map(|o| o.trim().to_owned())
@@ -784,6 +823,55 @@ mod tests {
         let f: FileSettings =
             toml::from_str("engine = \"redis://h:6379/1\"\nnode_id = \"n2\"").unwrap();
         assert_eq!(f.node_id.as_deref(), Some("n2"));
+    }
+
+    fn serve_args(args: &[&str]) -> ServeArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let mut argv = vec!["herald"];
+        argv.extend_from_slice(args);
+        <Cli as clap::Parser>::parse_from(argv).serve
+    }
+
+    #[test]
+    fn identity_from_query_defaults_off_with_keys_or_proxies() {
+        let identity = |args: &[&str]| load(serve_args(args)).unwrap().0.http.identity_from_query;
+        assert!(identity(&[]));
+        assert!(!identity(&["--publisher-key", "0123456789abcdef"]));
+        assert!(!identity(&["--trusted-proxies", "127.0.0.1"]));
+        assert!(identity(&[
+            "--trusted-proxies",
+            "127.0.0.1",
+            "--identity-from-query",
+            "true"
+        ]));
+    }
+
+    #[test]
+    fn publish_origins_from_flags_and_file() {
+        let c = load(serve_args(&[
+            "--publish-origins",
+            "https://a.example, https://b.example",
+        ]))
+        .unwrap()
+        .0;
+        assert_eq!(
+            c.http.publish_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        for text in [
+            "publish_origins = \"https://a.example,https://b.example\"",
+            "publish_origins = [\"https://a.example\", \"https://b.example\"]",
+        ] {
+            let f: FileSettings = toml::from_str(text).unwrap();
+            assert_eq!(
+                f.publish_origins.unwrap().get(),
+                ["https://a.example", "https://b.example"]
+            );
+        }
     }
 
     #[test]
