@@ -745,6 +745,9 @@ pub enum Severity {
 /// Most expiry registrations waiting for the expiry task.
 const EXPIRY_QUEUE: usize = 65_536;
 
+/// Longest single wait of the expiry timer; well below the timer wheel's limit (2^36 ms).
+const MAX_EXPIRY_STEP: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Closes connections whose credentials expired, with one timer wheel for all of them
 /// (`DelayQueue`), not a timer per connection. A connection that already went away is skipped.
 async fn expiry_loop(
@@ -754,16 +757,29 @@ async fn expiry_loop(
 ) {
     use futures_util::StreamExt;
     let mut queue = tokio_util::time::DelayQueue::new();
+    // The timer wheel holds deadlines up to about two years ahead and panics beyond; a token's
+    // `exp` can lie anywhere up to the year 292 billion. A farther deadline waits in steps of
+    // `MAX_EXPIRY_STEP`, the rest carried along with the id.
+    let schedule = |queue: &mut tokio_util::time::DelayQueue<(ConnectionId, Duration)>,
+                    id: ConnectionId,
+                    delay: Duration| {
+        let step = delay.min(MAX_EXPIRY_STEP);
+        queue.insert((id, delay - step), step);
+    };
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             next = incoming.recv() => match next {
-                Some((id, delay)) => { queue.insert(id, delay); }
+                Some((id, delay)) => schedule(&mut queue, id, delay),
                 None => return,
             },
             Some(expired) = queue.next(), if !queue.is_empty() => {
+                let (id, rest) = expired.into_inner();
+                if !rest.is_zero() {
+                    schedule(&mut queue, id, rest);
+                    continue;
+                }
                 let Some(hub) = hub.upgrade() else { return };
-                let id = expired.into_inner();
                 let reason = DisconnectReason::TokenExpired;
                 if hub.registry.close(id, reason, Some(disconnected_frame(reason))) {
                     tracing::debug!(connection = %id, "token expired");

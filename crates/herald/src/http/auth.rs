@@ -68,7 +68,8 @@ impl RateLimits {
     }
 
     pub(crate) fn check_connect(&self, ip: IpAddr) -> Result<(), ApiError> {
-        Self::check(&self.connects, &ip, "new connections from this address")
+        let key = crate::registry::ip_key(ip);
+        Self::check(&self.connects, &key, "new connections from this address")
     }
 
     fn check_publish(&self, publisher: &str) -> Result<(), ApiError> {

@@ -224,6 +224,9 @@ pub async fn serve_router(
         };
         hub.metrics().transport_connection_accepted();
         let _ = stream.set_nodelay(true);
+        // The first request head must be in by then, whatever the client sends (a partial
+        // head, a prefix of the HTTP/2 preface, bytes one at a time) and whoever reads it.
+        let head_deadline = tokio::time::Instant::now() + options.header_read_timeout;
         let connection = Connection {
             context: context.clone(),
             peer,
@@ -232,17 +235,16 @@ pub async fn serve_router(
         match options.tls.clone() {
             None if !options.lean_event_streams => {
                 spawn_api(&tracker, api.as_ref(), stream, move |stream| async move {
-                    connection.run(stream).await
+                    connection.run(stream, head_deadline).await
                 });
             }
             None => {
                 let max_head = options.max_header_size;
-                let head_timeout = options.header_read_timeout;
                 let tracker2 = tracker.clone();
                 tracker.spawn(async move {
                     let mut stream = stream;
                     use event_stream::FirstRequest;
-                    match event_stream::read_first_request(&mut stream, max_head, head_timeout)
+                    match event_stream::read_first_request(&mut stream, max_head, head_deadline)
                         .await
                     {
                         FirstRequest::EventStream(request) => {
@@ -252,9 +254,10 @@ pub async fn serve_router(
                             // Boxed: hyper's connection future is large, and keeping it inline
                             // would make every event-stream task as big as it.
                             spawn_api(&tracker2, api.as_ref(), stream, move |stream| {
-                                Box::pin(
-                                    connection.run(event_stream::Prefixed::new(prefix, stream)),
-                                )
+                                Box::pin(connection.run(
+                                    event_stream::Prefixed::new(prefix, stream),
+                                    head_deadline,
+                                ))
                             });
                         }
                         FirstRequest::Gone => {}
@@ -262,10 +265,15 @@ pub async fn serve_router(
                 });
             }
             Some(acceptor) => {
+                let header_read_timeout = options.header_read_timeout;
                 spawn_api(&tracker, api.as_ref(), stream, move |stream| async move {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(tls)) => connection.run(tls).await,
+                        // The head's time starts once the handshake is done.
+                        Ok(Ok(tls)) => {
+                            let head_deadline = tokio::time::Instant::now() + header_read_timeout;
+                            connection.run(tls, head_deadline).await
+                        }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -356,16 +364,23 @@ impl Connection {
         event_stream::write_response(&mut stream, response, http10, &closer).await;
     }
 
-    async fn run<I>(self, io: I)
+    /// Serves the connection with hyper. Its first request head must have arrived by
+    /// `head_deadline`, else the connection is dropped: hyper's own `header_read_timeout` covers
+    /// later requests of an HTTP/1.1 connection, but not the wait for the first bytes, the
+    /// HTTP/2 preface, or a head the lean reader had already spent time on.
+    async fn run<I>(self, io: I, head_deadline: tokio::time::Instant)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let closer = CancellationToken::new();
+        let first_request = CancellationToken::new();
         let peer = self.peer;
         let extension_closer = closer.clone();
+        let first_request_seen = first_request.clone();
         let context = self.context;
         let service = context.router.clone().map_request(
             move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                first_request_seen.cancel();
                 let ext = request.extensions_mut();
                 ext.insert(ConnectInfo(peer));
                 ext.insert(TransportCloser::new(extension_closer.clone()));
@@ -376,15 +391,28 @@ impl Connection {
             .builder
             .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
         tokio::pin!(conn);
+        // Completes when the deadline passes before the first request; never after it.
+        let head_timeout = async {
+            if tokio::time::timeout_at(head_deadline, first_request.cancelled())
+                .await
+                .is_ok()
+            {
+                std::future::pending::<()>().await;
+            }
+            tracing::debug!(%peer, "no complete request head in time; closing");
+        };
+        tokio::pin!(head_timeout);
         tokio::select! {
             result = conn.as_mut() => log_connection_end(result),
             // The hub evicted a slow consumer: drop the socket now.
             _ = closer.cancelled() => {}
+            _ = head_timeout.as_mut() => {}
             _ = context.shutdown.cancelled() => {
                 conn.as_mut().graceful_shutdown();
                 tokio::select! {
                     result = conn.as_mut() => log_connection_end(result),
                     _ = closer.cancelled() => {}
+                    _ = head_timeout.as_mut() => {}
                 }
             }
         }
