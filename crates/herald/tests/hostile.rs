@@ -136,7 +136,8 @@ async fn absurd_token_expiries_neither_panic_nor_stop_sign_in() {
 async fn a_token_name_with_control_characters_or_too_long_is_refused() {
     let srv = secured(|_| {}).await;
     for name in ["a\u{7}b", "line\nbreak", &"n".repeat(300)] {
-        let token = hs256(json!({"sub": "eve", "name": name, "exp": now() + 600}));
+        let token =
+            hs256(json!({"sub": "eve", "name": name, "channels": ["news"], "exp": now() + 600}));
         let (status, _, body) = subscribe_with(&srv, &token).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{name:?}: {body}");
         assert_eq!(body["error"]["code"], "invalid_claims", "{body}");

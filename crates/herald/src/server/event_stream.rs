@@ -113,6 +113,8 @@ fn head_end(bytes: &[u8]) -> bool {
 }
 
 fn parse_head(buf: &[u8]) -> httparse::Result<usize> {
+    #[cfg(test)]
+    tests::PARSES.with(|n| n.set(n.get() + 1));
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     httparse::Request::new(&mut headers).parse(buf)
 }
@@ -337,6 +339,57 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// How many times this thread parsed a head.
+        pub(super) static PARSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Sends `head` one byte per write (each one read on its own) and returns what the reader
+    /// made of it and how many times it parsed.
+    async fn read_trickled(head: &[u8]) -> (FirstRequest, usize) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        client.set_nodelay(true).unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let head = head.to_vec();
+        let writer = tokio::spawn(async move {
+            for b in head {
+                client.write_all(&[b]).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            client
+        });
+        PARSES.with(|n| n.set(0));
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let first = read_first_request(&mut server, 64 * 1024, deadline).await;
+        drop(writer.await.unwrap());
+        (first, PARSES.with(|n| n.get()))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_head_sent_byte_by_byte_is_parsed_at_most_twice() {
+        let mut head = b"GET /api/sse?channels=news HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for i in 0..10 {
+            head.extend_from_slice(format!("X-Padding-{i}: {}\r\n", "p".repeat(40)).as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        let (first, parses) = read_trickled(&head).await;
+        assert!(matches!(first, FirstRequest::EventStream(_)));
+        assert!(
+            parses <= 3,
+            "{parses} parses for a {}-byte head",
+            head.len()
+        );
+        // Bare-LF line ends, split anywhere, are found as well.
+        let (first, _) = read_trickled(b"GET /api/sse HTTP/1.1\nHost: x\n\n").await;
+        assert!(matches!(first, FirstRequest::EventStream(_)));
+        // Not HTTP/1.x: handed over once its first line is in, not at the deadline.
+        let (first, _) = read_trickled(b"PRI * HTTP/2.0\r\n").await;
+        assert!(matches!(first, FirstRequest::Other(b) if &b[..] == b"PRI * HTTP/2.0\r\n"));
+    }
 
     #[test]
     fn only_bodiless_gets_of_the_stream_path_are_taken() {
