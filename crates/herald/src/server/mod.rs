@@ -408,6 +408,17 @@ impl Connection {
             _ = closer.cancelled() => {}
             _ = head_timeout.as_mut() => {}
             _ = context.shutdown.cancelled() => {
+                // A client whose first request is on its way gets an answer (`503
+                // shutting_down`, the hub being closed) rather than a connection closed without
+                // one: it then knows that nothing was done.
+                if !first_request.is_cancelled() {
+                    tokio::select! {
+                        result = conn.as_mut() => return log_connection_end(result),
+                        _ = closer.cancelled() => return,
+                        _ = head_timeout.as_mut() => return,
+                        _ = first_request.cancelled() => {}
+                    }
+                }
                 conn.as_mut().graceful_shutdown();
                 tokio::select! {
                     result = conn.as_mut() => log_connection_end(result),
