@@ -410,6 +410,13 @@ async fn half_sent_heads_after_a_tls_handshake_are_closed_at_the_header_timeout(
         "{:?}",
         String::from_utf8_lossy(&buf[..n])
     );
+    // An idle keep-alive connection is closed after the head timeout too.
+    let answered = Instant::now();
+    let took = closed_at(&mut stream).await - answered;
+    assert!(
+        took <= HEAD_TIMEOUT + MARGIN,
+        "idle keep-alive closed after {took:?}"
+    );
     std::fs::remove_dir_all(&tls.dir).unwrap();
 }
 
