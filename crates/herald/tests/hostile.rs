@@ -420,6 +420,72 @@ async fn half_sent_heads_after_a_tls_handshake_are_closed_at_the_header_timeout(
     std::fs::remove_dir_all(&tls.dir).unwrap();
 }
 
+/// Item 2, the same class for HTTP/2: a connection with no request in progress is closed after
+/// the header timeout, as hyper closes an idle HTTP/1.1 keep-alive connection; one carrying an
+/// event stream is not.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_but_one_carrying_a_stream_is_not() {
+    let tls = tls_server().await;
+    let pem = std::fs::read(tls.dir.join("cert.pem")).unwrap();
+    let client = || {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .tls_built_in_root_certs(false)
+            .build()
+            .unwrap()
+    };
+    let base = format!("https://localhost:{}", tls.srv.addr.port());
+    let streaming = client();
+    let r = tokio::time::timeout(
+        WAIT,
+        streaming
+            .get(format!("{base}/api/sse?channels=news"))
+            .send(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    let mut stream = SseClient::open(r).await;
+    let idle = client();
+    let r = tokio::time::timeout(WAIT, idle.get(format!("{base}/healthz")).send())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), StatusCode::OK);
+    tokio::time::sleep(HEAD_TIMEOUT + MARGIN + Duration::from_millis(300)).await;
+    // The idle client's connection is gone: this request needs a new one (the third).
+    let r = tokio::time::timeout(
+        WAIT,
+        idle.post(format!("{base}/api/sse/message"))
+            .json(&json!({"event": "late", "data": 1, "channels": ["news"]}))
+            .send(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(read_json(r).await.1["delivered"], 1);
+    assert_eq!(stream.expect("late").await, 1);
+    let metrics = tokio::time::timeout(WAIT, idle.get(format!("{base}/metrics")).send())
+        .await
+        .unwrap()
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("herald_transport_connections_accepted_total 3\n"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("accepted"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    std::fs::remove_dir_all(&tls.dir).unwrap();
+}
+
 /// Item 9: stray bytes (an empty line too many) after a stream request do not end the stream,
 /// whether they come with the head or later.
 #[tokio::test]

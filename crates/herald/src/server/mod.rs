@@ -208,6 +208,7 @@ pub async fn serve_router(
         builder,
         router,
         shutdown: shutdown.clone(),
+        idle_timeout: options.header_read_timeout,
     });
     loop {
         let (stream, peer) = tokio::select! {
@@ -334,6 +335,8 @@ struct ConnectionContext {
     builder: auto::Builder<TokioExecutor>,
     router: axum::Router,
     shutdown: CancellationToken,
+    /// How long a connection may stay without a request in progress.
+    idle_timeout: Duration,
 }
 
 /// One accepted connection, ready to be served. Kept small: it lives as long as the connection.
@@ -378,15 +381,37 @@ impl Connection {
         let extension_closer = closer.clone();
         let first_request_seen = first_request.clone();
         let context = self.context;
-        let service = context.router.clone().map_request(
-            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
-                first_request_seen.cancel();
-                let ext = request.extensions_mut();
-                ext.insert(ConnectInfo(peer));
-                ext.insert(TransportCloser::new(extension_closer.clone()));
-                request
-            },
-        );
+        // Requests in progress, their response bodies included (an event stream is one until it
+        // ends).
+        let (active, mut active_rx) = tokio::sync::watch::channel(0usize);
+        let active = Arc::new(active);
+        let service = context
+            .router
+            .clone()
+            .map_request(
+                move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                    first_request_seen.cancel();
+                    let ext = request.extensions_mut();
+                    ext.insert(ConnectInfo(peer));
+                    ext.insert(TransportCloser::new(extension_closer.clone()));
+                    request
+                },
+            )
+            .map_future(move |response| {
+                let guard = InProgress::new(active.clone());
+                async move {
+                    let response: axum::response::Response = response.await?;
+                    Ok::<_, std::convert::Infallible>(response.map(|body| {
+                        axum::body::Body::new(http_body_util::BodyExt::map_frame(
+                            body,
+                            move |frame| {
+                                let _in_progress = &guard;
+                                frame
+                            },
+                        ))
+                    }))
+                }
+            });
         let conn = context
             .builder
             .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
@@ -402,11 +427,30 @@ impl Connection {
             tracing::debug!(%peer, "no complete request head in time; closing");
         };
         tokio::pin!(head_timeout);
+        // Completes when the connection has had no request in progress for the idle timeout:
+        // hyper closes such an HTTP/1.1 connection itself (its header timeout runs while it
+        // waits for the next head), but would keep an idle HTTP/2 connection forever.
+        let idle_timeout = context.idle_timeout;
+        let idle = async move {
+            loop {
+                if active_rx.wait_for(|n| *n == 0).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                match tokio::time::timeout(idle_timeout, active_rx.changed()).await {
+                    Err(_) => break,
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => std::future::pending::<()>().await,
+                }
+            }
+            tracing::debug!(%peer, "idle connection; closing");
+        };
+        tokio::pin!(idle);
         tokio::select! {
-            result = conn.as_mut() => log_connection_end(result),
+            result = conn.as_mut() => return log_connection_end(result),
             // The hub evicted a slow consumer: drop the socket now.
-            _ = closer.cancelled() => {}
-            _ = head_timeout.as_mut() => {}
+            _ = closer.cancelled() => return,
+            _ = head_timeout.as_mut() => return,
+            _ = idle.as_mut() => {}
             _ = context.shutdown.cancelled() => {
                 // A client whose first request is on its way gets an answer (`503
                 // shutting_down`, the hub being closed) rather than a connection closed without
@@ -419,14 +463,31 @@ impl Connection {
                         _ = first_request.cancelled() => {}
                     }
                 }
-                conn.as_mut().graceful_shutdown();
-                tokio::select! {
-                    result = conn.as_mut() => log_connection_end(result),
-                    _ = closer.cancelled() => {}
-                    _ = head_timeout.as_mut() => {}
-                }
             }
         }
+        // Ends once the requests in progress are done (HTTP/2: after a GOAWAY).
+        conn.as_mut().graceful_shutdown();
+        tokio::select! {
+            result = conn.as_mut() => log_connection_end(result),
+            _ = closer.cancelled() => {}
+            _ = head_timeout.as_mut() => {}
+        }
+    }
+}
+
+/// Counts a request as in progress (in `Connection::run`) while it lives.
+struct InProgress(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl InProgress {
+    fn new(count: Arc<tokio::sync::watch::Sender<usize>>) -> Self {
+        count.send_modify(|n| *n += 1);
+        InProgress(count)
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
     }
 }
 
