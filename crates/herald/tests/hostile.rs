@@ -519,7 +519,45 @@ async fn a_stray_empty_line_after_a_stream_request_does_not_end_it() {
     assert_eq!(srv.stats().await["connections"], 2);
 }
 
-async fn read_until(stream: &mut tokio::net::TcpStream, seen: &mut Vec<u8>, needle: &str) {
+/// The same over TLS, where hyper serves the stream.
+#[tokio::test]
+async fn a_stray_empty_line_after_a_stream_request_over_tls_does_not_end_it() {
+    let tls = tls_server().await;
+    let mut s = tls.connect().await;
+    s.write_all(b"GET /api/sse?channels=news HTTP/1.1\r\nHost: localhost\r\n\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    read_until(&mut s, &mut seen, "event: connected").await;
+    s.write_all(b"\r\n").await.unwrap();
+    s.flush().await.unwrap();
+    // Longer than the header timeout: the stray line starts no head timer.
+    tokio::time::sleep(HEAD_TIMEOUT + MARGIN).await;
+    let pem = std::fs::read(tls.dir.join("cert.pem")).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .tls_built_in_root_certs(false)
+        .build()
+        .unwrap();
+    let r = tokio::time::timeout(
+        WAIT,
+        client
+            .post(format!(
+                "https://localhost:{}/api/sse/message",
+                tls.srv.addr.port()
+            ))
+            .json(&json!({"event": "after-stray", "data": 1, "channels": ["news"]}))
+            .send(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(read_json(r).await.1["delivered"], 1);
+    read_until(&mut s, &mut seen, "event: after-stray").await;
+    std::fs::remove_dir_all(&tls.dir).unwrap();
+}
+
+async fn read_until<S: AsyncRead + Unpin>(stream: &mut S, seen: &mut Vec<u8>, needle: &str) {
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(seen).contains(needle) {
         let n = tokio::time::timeout(WAIT, stream.read(&mut buf))
