@@ -592,6 +592,11 @@ async fn a_slow_publish_body_on_the_subscribe_path_gets_408() {
     let text = String::from_utf8_lossy(&buf);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("request_timeout"), "{text}");
+    // Answers keep their length (not chunked) through the server's connection bookkeeping.
+    assert!(
+        text.to_ascii_lowercase().contains("content-length: "),
+        "{text}"
+    );
 }
 
 async fn subscribe_from(srv: &TestServer, ip: &str) -> (StatusCode, Value) {

@@ -402,13 +402,10 @@ impl Connection {
                 async move {
                     let response: axum::response::Response = response.await?;
                     Ok::<_, std::convert::Infallible>(response.map(|body| {
-                        axum::body::Body::new(http_body_util::BodyExt::map_frame(
-                            body,
-                            move |frame| {
-                                let _in_progress = &guard;
-                                frame
-                            },
-                        ))
+                        axum::body::Body::new(Tracked {
+                            inner: body,
+                            _in_progress: guard,
+                        })
                     }))
                 }
             });
@@ -488,6 +485,33 @@ impl InProgress {
 impl Drop for InProgress {
     fn drop(&mut self) {
         self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+/// A response body that counts as a request in progress until it is dropped; otherwise the body
+/// itself (its size hint too, so that a `Content-Length` stays).
+struct Tracked {
+    inner: axum::body::Body,
+    _in_progress: InProgress,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
