@@ -677,3 +677,59 @@ async fn ipv6_clients_of_one_slash_64_share_their_limits() {
         StatusCode::OK
     );
 }
+
+/// Item 9, the same class: on a dual-stack listener an IPv4 proxy arrives as `::ffff:a.b.c.d`;
+/// it is still the trusted proxy named `127.0.0.1`, so the clients behind it are told apart.
+#[tokio::test]
+async fn a_trusted_ipv4_proxy_on_a_dual_stack_listener_is_recognised() {
+    // An IPv6 socket bound to the IPv4-mapped loopback address: loopback only, and its peers
+    // are IPv4-mapped.
+    let listener = match tokio::net::TcpListener::bind("[::ffff:127.0.0.1]:0").await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("no dual-stack listener here ({e}); skipped");
+            return;
+        }
+    };
+    let port = listener.local_addr().unwrap().port();
+    let mut c = Config::default();
+    c.hub.max_connections_per_ip = Some(1);
+    c.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    c.http.publisher_keys = vec![support::full_key(PUBLISH_KEY)];
+    let hub = herald::Hub::new(c.hub.clone());
+    let state = herald::http::AppState::new(hub, c.http.clone());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let _stop = cancel.clone().drop_guard();
+    tokio::spawn(herald::server::serve(
+        listener,
+        state,
+        cancel,
+        herald::server::ServerOptions::default(),
+    ));
+    let http = reqwest::Client::new();
+    let mut held = Vec::new();
+    for client in ["198.51.100.1", "198.51.100.2"] {
+        let r = tokio::time::timeout(
+            WAIT,
+            http.get(format!("http://127.0.0.1:{port}/api/sse"))
+                .header("x-forwarded-for", client)
+                .send(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{client}: {:?}", r.text().await);
+        held.push(SseClient::open(r).await);
+    }
+    // The same client twice is one too many.
+    let r = tokio::time::timeout(
+        WAIT,
+        http.get(format!("http://127.0.0.1:{port}/api/sse"))
+            .header("x-forwarded-for", "198.51.100.1")
+            .send(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(read_json(r).await.1["error"]["code"], "ip_connection_limit");
+}

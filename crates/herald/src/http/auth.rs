@@ -281,8 +281,10 @@ pub(crate) fn client_ip(
     headers: &HeaderMap,
     trusted: &[IpAddr],
 ) -> Option<IpAddr> {
-    let peer = peer.map(|ConnectInfo(addr)| addr.ip())?;
-    if !trusted.contains(&peer) {
+    // A dual-stack listener sees IPv4 clients as `::ffff:a.b.c.d`: compare them as IPv4.
+    let peer = peer.map(|ConnectInfo(addr)| addr.ip().to_canonical())?;
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|t| t.to_canonical() == *ip);
+    if !is_trusted(&peer) {
         return Some(peer);
     }
     let forwarded: Vec<IpAddr> = headers
@@ -290,13 +292,14 @@ pub(crate) fn client_ip(
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .map(|ip| ip.to_canonical())
         .collect();
     Some(
         forwarded
             .into_iter()
             .rev()
-            .find(|ip| !trusted.contains(ip))
+            .find(|ip| !is_trusted(ip))
             .unwrap_or(peer),
     )
 }
