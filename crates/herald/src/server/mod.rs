@@ -227,7 +227,7 @@ pub async fn serve_router(
         let _ = stream.set_nodelay(true);
         // The first request head must be in by then, whatever the client sends (a partial
         // head, a prefix of the HTTP/2 preface, bytes one at a time) and whoever reads it.
-        let head_deadline = tokio::time::Instant::now() + options.header_read_timeout;
+        let head_deadline = deadline_after(options.header_read_timeout);
         let connection = Connection {
             context: context.clone(),
             peer,
@@ -272,7 +272,7 @@ pub async fn serve_router(
                     {
                         // The head's time starts once the handshake is done.
                         Ok(Ok(tls)) => {
-                            let head_deadline = tokio::time::Instant::now() + header_read_timeout;
+                            let head_deadline = deadline_after(header_read_timeout);
                             connection.run(tls, head_deadline).await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -513,6 +513,13 @@ impl hyper::body::Body for Tracked {
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// `timeout` from now, or (for a timeout too long for the clock) about thirty years from now.
+fn deadline_after(timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 3600))
 }
 
 fn log_connection_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
