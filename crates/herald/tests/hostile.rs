@@ -160,10 +160,10 @@ fn short_heads() -> Config {
     }
 }
 
-const HEAD_TIMEOUT: Duration = Duration::from_millis(500);
+const HEAD_TIMEOUT: Duration = Duration::from_millis(1000);
 /// How much later than the head timeout the server may close (a loaded test machine). Less than
 /// the timeout itself, so a head that gets the timeout twice fails.
-const MARGIN: Duration = Duration::from_millis(400);
+const MARGIN: Duration = Duration::from_millis(700);
 
 /// Reads until the server closes (end of stream or reset), bounded; returns when it closed.
 async fn closed_at<S: AsyncRead + Unpin>(stream: &mut S) -> Instant {
@@ -253,13 +253,13 @@ async fn half_sent_heads_are_closed_at_the_header_timeout() {
             assert_closed_in_time(stream, Instant::now(), bytes, None, what).await;
         }));
     }
-    // One byte every 50 ms: each read within the timeout, the head never complete.
+    // One byte every 50-60 ms: each read within the timeout, the head never complete.
     for (what, bytes, gap) in [
         ("trickled stream head", endless_head(), 50),
         (
             "trickled HTTP/2 preface",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
-            25,
+            60,
         ),
     ] {
         let addr = srv.addr;
