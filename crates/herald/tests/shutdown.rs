@@ -134,6 +134,7 @@ async fn shutdown_with_a_client_that_never_reads_ends_within_the_timeout() {
     let _stuck = stuck_client(&p).await;
     let pending_subscribe = accepted(&p).await;
     let pending_publish = accepted(&p).await;
+    let pending_ready = accepted(&p).await;
     // Let the server take them up (accepted, waiting for their head).
     tokio::time::sleep(Duration::from_millis(100)).await;
     let signalled = Instant::now();
@@ -170,6 +171,16 @@ async fn shutdown_with_a_client_that_never_reads_ends_within_the_timeout() {
         "publish during shutdown: {publish:?}"
     );
     assert!(publish.contains("\"shutting_down\""), "{publish}");
+    // And a load balancer's readiness check sees the node draining.
+    let ready = answer(
+        pending_ready,
+        b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    )
+    .await;
+    assert!(
+        ready.starts_with("HTTP/1.1 503"),
+        "readyz during shutdown: {ready:?}"
+    );
     let status = tokio::time::timeout(shutdown_timeout + Duration::from_secs(5), p.child.wait())
         .await
         .unwrap_or_else(|_| panic!("herald still runs; log:\n{}", p.log()))
