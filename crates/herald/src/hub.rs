@@ -745,8 +745,9 @@ pub enum Severity {
 /// Most expiry registrations waiting for the expiry task.
 const EXPIRY_QUEUE: usize = 65_536;
 
-/// Longest single wait of the expiry timer; well below the timer wheel's limit (2^36 ms).
-const MAX_EXPIRY_STEP: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Longest single wait of the expiry timer (its wheel holds up to 2^36 ms). Short enough that the
+/// entries of connections that left long before their token expires are forgotten within it.
+const MAX_EXPIRY_STEP: Duration = Duration::from_secs(3600);
 
 /// Closes connections whose credentials expired, with one timer wheel for all of them
 /// (`DelayQueue`), not a timer per connection. A connection that already went away is skipped.
@@ -758,8 +759,10 @@ async fn expiry_loop(
     use futures_util::StreamExt;
     let mut queue = tokio_util::time::DelayQueue::new();
     // The timer wheel holds deadlines up to about two years ahead and panics beyond; a token's
-    // `exp` can lie anywhere up to the year 292 billion. A farther deadline waits in steps of
-    // `MAX_EXPIRY_STEP`, the rest carried along with the id.
+    // `exp` can lie anywhere up to the year 9999. A farther deadline waits in steps of
+    // `MAX_EXPIRY_STEP`, the rest carried along with the id; after each step, an id whose
+    // connection is gone is dropped (else every connection of a client reconnecting with a
+    // year-long token would stay queued for a year).
     let schedule = |queue: &mut tokio_util::time::DelayQueue<(ConnectionId, Duration)>,
                     id: ConnectionId,
                     delay: Duration| {
@@ -775,11 +778,13 @@ async fn expiry_loop(
             },
             Some(expired) = queue.next(), if !queue.is_empty() => {
                 let (id, rest) = expired.into_inner();
+                let Some(hub) = hub.upgrade() else { return };
                 if !rest.is_zero() {
-                    schedule(&mut queue, id, rest);
+                    if hub.registry.contains(id) {
+                        schedule(&mut queue, id, rest);
+                    }
                     continue;
                 }
-                let Some(hub) = hub.upgrade() else { return };
                 let reason = DisconnectReason::TokenExpired;
                 if hub.registry.close(id, reason, Some(disconnected_frame(reason))) {
                     tracing::debug!(connection = %id, "token expired");

@@ -599,6 +599,11 @@ impl Registry {
         ids
     }
 
+    /// Whether this connection is registered.
+    pub(crate) fn contains(&self, id: ConnectionId) -> bool {
+        self.shard(id).indices.read().by_id.contains_key(&id)
+    }
+
     /// Every connection id.
     pub(crate) fn all_ids(&self) -> Vec<ConnectionId> {
         self.shards

@@ -733,3 +733,44 @@ async fn a_trusted_ipv4_proxy_on_a_dual_stack_listener_is_recognised() {
     .unwrap();
     assert_eq!(read_json(r).await.1["error"]["code"], "ip_connection_limit");
 }
+
+/// Item 1, the expiry timer's steps: a deadline beyond one step of the timer (an hour) is waited
+/// for in steps and still fires on time; a far one keeps its connection open. (Virtual time.)
+#[tokio::test(start_paused = true)]
+async fn a_token_expiry_beyond_the_timer_step_still_fires_on_time() {
+    use futures_util::StreamExt;
+    let config = herald::config::HubConfig {
+        heartbeat_interval: Duration::from_secs(24 * 3600),
+        cleanup_interval: Duration::from_secs(24 * 3600),
+        ..Default::default()
+    };
+    let hub = herald::Hub::new(config);
+    let started = tokio::time::Instant::now();
+    let expiring = |at: SystemTime| herald::hub::ConnectRequest {
+        expires_at: Some(at),
+        ..herald::hub::ConnectRequest::anonymous()
+    };
+    let mut soon = hub
+        .connect(expiring(SystemTime::now() + Duration::from_secs(150 * 60)))
+        .await
+        .unwrap();
+    let _far = hub
+        .connect(expiring(UNIX_EPOCH + Duration::from_secs(32_503_680_000)))
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(5 * 3600), async {
+        while let Some(Ok(bytes)) = soon.next().await {
+            seen.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the token never expired; saw {seen}");
+    assert!(seen.contains("token_expired"), "{seen}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(149 * 60) && took <= Duration::from_secs(151 * 60),
+        "expired after {took:?}, not after 150 minutes"
+    );
+    assert_eq!(hub.stats().connections, 1, "the far one stays");
+}
