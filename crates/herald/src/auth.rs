@@ -333,13 +333,29 @@ impl RawClaims {
                 .map(UserId::new)
                 .transpose()
                 .map_err(bad)?,
-            username: self.name,
+            // Held to the rules of the `username` query parameter: it reaches other clients
+            // (presence, connection lists), so no control characters and a bounded length.
+            username: self
+                .name
+                .as_deref()
+                .map(crate::target::validate_username)
+                .transpose()
+                .map_err(|e| AuthError::BadClaims(format!("name: {}", e.message)))?
+                .map(|name| name.to_string()),
             channels,
-            expires_at: UNIX_EPOCH + Duration::from_secs(self.exp),
+            expires_at: expiry_time(self.exp),
             publish,
             admin: self.admin,
         })
     }
+}
+
+/// The time of an `exp` claim. Values too large for the system clock (`exp` near `u64::MAX`)
+/// mean "never", like any date past the year 9999, where they are clamped.
+fn expiry_time(exp: u64) -> SystemTime {
+    /// 9999-12-31T23:59:59Z.
+    const LATEST: u64 = 253_402_300_799;
+    UNIX_EPOCH + Duration::from_secs(exp.min(LATEST))
 }
 
 /// What a verified token says.

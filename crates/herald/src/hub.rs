@@ -759,6 +759,10 @@ pub enum Severity {
 /// Most expiry registrations waiting for the expiry task.
 const EXPIRY_QUEUE: usize = 65_536;
 
+/// Longest single wait of the expiry timer (its wheel holds up to 2^36 ms). Short enough that the
+/// entries of connections that left long before their token expires are forgotten within it.
+const MAX_EXPIRY_STEP: Duration = Duration::from_secs(3600);
+
 /// Closes connections whose credentials expired, with one timer wheel for all of them
 /// (`DelayQueue`), not a timer per connection. A connection that already went away is skipped.
 async fn expiry_loop(
@@ -768,16 +772,33 @@ async fn expiry_loop(
 ) {
     use futures_util::StreamExt;
     let mut queue = tokio_util::time::DelayQueue::new();
+    // The timer wheel holds deadlines up to about two years ahead and panics beyond; a token's
+    // `exp` can lie anywhere up to the year 9999. A farther deadline waits in steps of
+    // `MAX_EXPIRY_STEP`, the rest carried along with the id; after each step, an id whose
+    // connection is gone is dropped (else every connection of a client reconnecting with a
+    // year-long token would stay queued for a year).
+    let schedule = |queue: &mut tokio_util::time::DelayQueue<(ConnectionId, Duration)>,
+                    id: ConnectionId,
+                    delay: Duration| {
+        let step = delay.min(MAX_EXPIRY_STEP);
+        queue.insert((id, delay - step), step);
+    };
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             next = incoming.recv() => match next {
-                Some((id, delay)) => { queue.insert(id, delay); }
+                Some((id, delay)) => schedule(&mut queue, id, delay),
                 None => return,
             },
             Some(expired) = queue.next(), if !queue.is_empty() => {
+                let (id, rest) = expired.into_inner();
                 let Some(hub) = hub.upgrade() else { return };
-                let id = expired.into_inner();
+                if !rest.is_zero() {
+                    if hub.registry.contains(id) {
+                        schedule(&mut queue, id, rest);
+                    }
+                    continue;
+                }
                 let reason = DisconnectReason::TokenExpired;
                 if hub.registry.close(id, reason, Some(disconnected_frame(reason))) {
                     tracing::debug!(connection = %id, "token expired");

@@ -68,6 +68,26 @@ pub(crate) struct Connection {
     pub(crate) peer_ip: Option<IpAddr>,
 }
 
+impl Connection {
+    /// The key of the client's address in per-address limits (see [`ip_key`]).
+    fn ip_key(&self) -> Option<IpAddr> {
+        self.peer_ip.map(ip_key)
+    }
+}
+
+/// The key of a client address in per-address limits (connections, rates): an IPv4 address
+/// itself (also when written IPv4-mapped, `::ffff:a.b.c.d`), an IPv6 address its /64 network. One
+/// IPv6 client usually holds a whole /64 (SLAAC, privacy addresses) and can pick any address in
+/// it, so counting addresses would count it as 2^64 clients.
+pub(crate) fn ip_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+            v6.to_bits() & !u128::from(u64::MAX),
+        )),
+    }
+}
+
 /// The indices of one shard.
 #[derive(Debug, Default)]
 struct Indices {
@@ -238,7 +258,7 @@ impl Registry {
                 max: self.limits.max_connections,
             });
         }
-        if let (Some(max), Some(ip)) = (self.limits.max_connections_per_ip, conn.peer_ip) {
+        if let (Some(max), Some(ip)) = (self.limits.max_connections_per_ip, conn.ip_key()) {
             if global.by_ip.get(&ip).copied().unwrap_or(0) >= max {
                 drop(global);
                 self.metrics.rejected(RejectReason::MaxConnectionsPerIp);
@@ -259,7 +279,7 @@ impl Registry {
             }
             None => global.anonymous += 1,
         }
-        if let (Some(_), Some(ip)) = (self.limits.max_connections_per_ip, conn.peer_ip) {
+        if let (Some(_), Some(ip)) = (self.limits.max_connections_per_ip, conn.ip_key()) {
             *global.by_ip.entry(ip).or_default() += 1;
         }
         global.connections += 1;
@@ -350,7 +370,7 @@ impl Registry {
             }
             None => global.anonymous -= 1,
         }
-        if let Some(ip) = conn.peer_ip {
+        if let Some(ip) = conn.ip_key() {
             if let Some(n) = global.by_ip.get_mut(&ip) {
                 *n -= 1;
                 if *n == 0 {
@@ -594,6 +614,11 @@ impl Registry {
         ids.sort_unstable();
         ids.dedup();
         ids
+    }
+
+    /// Whether this connection is registered.
+    pub(crate) fn contains(&self, id: ConnectionId) -> bool {
+        self.shard(id).indices.read().by_id.contains_key(&id)
     }
 
     /// Every connection id.

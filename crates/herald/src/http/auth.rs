@@ -76,13 +76,15 @@ impl RateLimits {
     }
 
     pub(crate) fn check_connect(&self, ip: IpAddr) -> Result<(), ApiError> {
-        Self::check(&self.connects, &ip, "new connections from this address")
+        let key = crate::registry::ip_key(ip);
+        Self::check(&self.connects, &key, "new connections from this address")
     }
 
     /// A subscribe with a `Last-Event-ID` replays history: that costs more than a plain
     /// connect, so it has its own budget.
     pub(crate) fn check_resume(&self, ip: IpAddr) -> Result<(), ApiError> {
-        Self::check(&self.resumes, &ip, "resumes from this address")
+        let key = crate::registry::ip_key(ip);
+        Self::check(&self.resumes, &key, "resumes from this address")
     }
 
     fn check_publish(&self, publisher: &str) -> Result<(), ApiError> {
@@ -345,8 +347,10 @@ pub(crate) fn client_ip(
     headers: &HeaderMap,
     trusted: &[IpAddr],
 ) -> Option<IpAddr> {
-    let peer = peer.map(|ConnectInfo(addr)| addr.ip())?;
-    if !trusted.contains(&peer) {
+    // A dual-stack listener sees IPv4 clients as `::ffff:a.b.c.d`: compare them as IPv4.
+    let peer = peer.map(|ConnectInfo(addr)| addr.ip().to_canonical())?;
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|t| t.to_canonical() == *ip);
+    if !is_trusted(&peer) {
         return Some(peer);
     }
     let forwarded: Vec<IpAddr> = headers
@@ -354,13 +358,14 @@ pub(crate) fn client_ip(
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .map(|ip| ip.to_canonical())
         .collect();
     Some(
         forwarded
             .into_iter()
             .rev()
-            .find(|ip| !trusted.contains(ip))
+            .find(|ip| !is_trusted(ip))
             .unwrap_or(peer),
     )
 }

@@ -98,12 +98,16 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_admin,
         ));
+    // A client that trickles its body in cannot hold a request open for long. (The SSE stream is
+    // a response body, which this does not limit.)
+    let body_timeout = RequestBodyTimeoutLayer::new(state.config.body_read_timeout);
     // `/api/sse` is both the subscribe endpoint (GET, open) and a publish alias (POST, keyed).
     let sse_root = Router::new().route(
         "/api/sse",
         get(subscribe::subscribe).merge(
             post(publish::publish)
-                .layer(DefaultBodyLimit::max(single_limit))
+                .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(single_limit))
+                .layer::<_, std::convert::Infallible>(body_timeout.clone())
                 .route_layer(axum::middleware::from_fn_with_state(
                     state.clone(),
                     auth::require_publisher,
@@ -111,9 +115,6 @@ pub fn router(state: AppState) -> Router {
         ),
     );
     let cors = cors_layer(&state.config);
-    // A client that trickles its body in cannot hold a request open for long. (The SSE stream is
-    // a response body, which this does not limit.)
-    let body_timeout = RequestBodyTimeoutLayer::new(state.config.body_read_timeout);
     let publish = publish.layer(body_timeout.clone());
     let admin = admin.layer(body_timeout);
     // An open hub answers loopback names only (DNS rebinding): every endpoint, streams included.

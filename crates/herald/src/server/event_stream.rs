@@ -15,7 +15,6 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use axum::body::Body;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -26,6 +25,8 @@ use tokio::net::TcpStream;
 
 /// Most headers in a request head read here.
 const MAX_HEADERS: usize = 64;
+/// Most bytes a client may send after an event-stream request before the server hangs up.
+const MAX_STRAY_BYTES: usize = 1024;
 /// First size of the head buffer; it grows (up to the configured maximum) for larger heads.
 const INITIAL_HEAD_BUFFER: usize = 1024;
 
@@ -39,14 +40,24 @@ pub(crate) enum FirstRequest {
     Gone,
 }
 
-/// Reads the first request head of a connection.
+/// Reads the first request head of a connection, until `deadline` at the latest (the
+/// connection's whole budget for its first head: hyper, when it takes over, gets only what is
+/// left, see `Connection::run`).
+///
+/// Linear in the head's size however it is split into reads: each read only scans its own bytes
+/// (and the three before) for the end of the head, and the head is parsed twice at most, once
+/// its first line is in (to hand anything that is not HTTP/1.x, e.g. the HTTP/2 preface, to
+/// hyper at once) and once it is complete (then once more to build the request).
 pub(crate) async fn read_first_request(
     stream: &mut TcpStream,
     max_head: usize,
-    timeout: Duration,
+    deadline: tokio::time::Instant,
 ) -> FirstRequest {
     let mut buf = BytesMut::with_capacity(INITIAL_HEAD_BUFFER);
-    let read = tokio::time::timeout(timeout, async {
+    let read = tokio::time::timeout_at(deadline, async {
+        // Bytes of `buf` already scanned for the end of the head.
+        let mut scanned = 0usize;
+        let mut first_line_checked = false;
         loop {
             if buf.len() >= max_head {
                 // Too large for us: let hyper answer it (with 431).
@@ -58,13 +69,21 @@ pub(crate) async fn read_first_request(
             if stream.read_buf(&mut buf).await? == 0 {
                 return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
             }
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut request = httparse::Request::new(&mut headers);
-            match request.parse(&buf) {
-                Ok(httparse::Status::Complete(_)) => return Ok(true),
-                Ok(httparse::Status::Partial) => continue,
+            let from = scanned.saturating_sub(3);
+            let complete = head_end(&buf[from..]);
+            if !complete && !first_line_checked && buf[from..].contains(&b'\n') {
+                first_line_checked = true;
+                if parse_head(&buf).is_err() {
+                    return Ok(false);
+                }
+            }
+            scanned = buf.len();
+            if complete {
                 // Malformed, or more headers than we parse: hyper decides what to answer.
-                Err(_) => return Ok(false),
+                return Ok(matches!(
+                    parse_head(&buf),
+                    Ok(httparse::Status::Complete(_))
+                ));
             }
         }
     })
@@ -75,15 +94,29 @@ pub(crate) async fn read_first_request(
             None => FirstRequest::Other(buf.freeze()),
         },
         Ok(Ok(false)) => FirstRequest::Other(buf.freeze()),
-        Ok(Err(_)) | Err(_) => {
-            if buf.is_empty() {
-                FirstRequest::Gone
-            } else {
-                // A partial head: hyper answers (or times out) as it would have.
-                FirstRequest::Other(buf.freeze())
-            }
-        }
+        // The client closed before a whole head: hyper answers as it would have.
+        Ok(Err(_)) if !buf.is_empty() => FirstRequest::Other(buf.freeze()),
+        // Nothing, or the deadline passed before a whole head: close. (Handing a partial head
+        // to hyper would give it a deadline of its own.)
+        Ok(Err(_)) | Err(_) => FirstRequest::Gone,
     }
+}
+
+/// Whether `bytes` hold the end of a request head: an empty line, ended by `\r\n` or (as
+/// httparse allows) a bare `\n`.
+fn head_end(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .any(|(i, _)| matches!(bytes.get(i + 1..), Some([b'\n', ..] | [b'\r', b'\n', ..])))
+}
+
+fn parse_head(buf: &[u8]) -> httparse::Result<usize> {
+    #[cfg(test)]
+    tests::PARSES.with(|n| n.set(n.get() + 1));
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    httparse::Request::new(&mut headers).parse(buf)
 }
 
 /// Builds the request when it is a bodiless `GET /api/sse` over HTTP/1.x; `None` otherwise.
@@ -93,8 +126,9 @@ fn build_request(head: &[u8]) -> Option<axum::http::Request<Body>> {
     let httparse::Status::Complete(len) = parsed.parse(head).ok()? else {
         return None;
     };
-    if len != head.len() {
-        // Pipelined bytes after the head: leave the connection to hyper.
+    if head[len..].iter().any(|b| !matches!(b, b'\r' | b'\n')) {
+        // Pipelined bytes after the head: leave the connection to hyper. (Empty lines are
+        // not a request: clients that end their head with one CRLF too many are served here.)
         return None;
     }
     let path = parsed.path?;
@@ -166,12 +200,20 @@ pub(crate) async fn write_response(
     }
     drop(head);
     let mut probe = [0u8; 1];
+    let mut stray = 0usize;
     loop {
         let frame = tokio::select! {
             frame = body.frame() => frame,
-            // Clients send nothing after the request; a read completing means they closed
-            // (or misbehave): either way the stream is over.
-            _ = stream.read(&mut probe) => return,
+            // Clients send nothing after the request but may send a stray empty line: a read
+            // of 0 bytes (or an error) means they closed. Bytes are ignored, up to a bound
+            // (no request after a stream's can ever be answered on this connection).
+            read = stream.read(&mut probe) => match read {
+                Ok(n) if n > 0 && stray < MAX_STRAY_BYTES => {
+                    stray += n;
+                    continue;
+                }
+                _ => return,
+            },
         };
         let mut ended = false;
         let mut pieces: Vec<Bytes> = match frame {
@@ -298,11 +340,64 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 mod tests {
     use super::*;
 
+    thread_local! {
+        /// How many times this thread parsed a head.
+        pub(super) static PARSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Sends `head` one byte per write (each one read on its own) and returns what the reader
+    /// made of it and how many times it parsed.
+    async fn read_trickled(head: &[u8]) -> (FirstRequest, usize) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        client.set_nodelay(true).unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let head = head.to_vec();
+        let writer = tokio::spawn(async move {
+            for b in head {
+                client.write_all(&[b]).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            client
+        });
+        PARSES.with(|n| n.set(0));
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let first = read_first_request(&mut server, 64 * 1024, deadline).await;
+        drop(writer.await.unwrap());
+        (first, PARSES.with(|n| n.get()))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_head_sent_byte_by_byte_is_parsed_a_bounded_number_of_times() {
+        let mut head = b"GET /api/sse?channels=news HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for i in 0..10 {
+            head.extend_from_slice(format!("X-Padding-{i}: {}\r\n", "p".repeat(40)).as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        let (first, parses) = read_trickled(&head).await;
+        assert!(matches!(first, FirstRequest::EventStream(_)));
+        assert!(
+            parses <= 3,
+            "{parses} parses for a {}-byte head",
+            head.len()
+        );
+        // Bare-LF line ends, split anywhere, are found as well.
+        let (first, _) = read_trickled(b"GET /api/sse HTTP/1.1\nHost: x\n\n").await;
+        assert!(matches!(first, FirstRequest::EventStream(_)));
+        // Not HTTP/1.x: handed over once its first line is in, not at the deadline.
+        let (first, _) = read_trickled(b"PRI * HTTP/2.0\r\n").await;
+        assert!(matches!(first, FirstRequest::Other(b) if &b[..] == b"PRI * HTTP/2.0\r\n"));
+    }
+
     #[test]
     fn only_bodiless_gets_of_the_stream_path_are_taken() {
         let ok = b"GET /api/sse?userId=a HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 1\r\n\r\n";
         let r = build_request(ok).unwrap();
         assert_eq!(r.uri(), "/api/sse?userId=a");
+        // A stray empty line after the head is no request.
+        assert!(build_request(b"GET /api/sse HTTP/1.1\r\nHost: x\r\n\r\n\r\n").is_some());
         assert_eq!(r.headers()["last-event-id"], "1");
         for other in [
             &b"POST /api/sse HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n"[..],

@@ -209,6 +209,7 @@ pub async fn serve_router(
         router,
         shutdown: shutdown.clone(),
         tls: options.tls.is_some(),
+        idle_timeout: options.header_read_timeout,
     });
     loop {
         let (stream, peer) = tokio::select! {
@@ -225,6 +226,9 @@ pub async fn serve_router(
         };
         hub.metrics().transport_connection_accepted();
         let _ = stream.set_nodelay(true);
+        // The first request head must be in by then, whatever the client sends (a partial
+        // head, a prefix of the HTTP/2 preface, bytes one at a time) and whoever reads it.
+        let head_deadline = deadline_after(options.header_read_timeout);
         let connection = Connection {
             context: context.clone(),
             peer,
@@ -233,17 +237,16 @@ pub async fn serve_router(
         match options.tls.clone() {
             None if !options.lean_event_streams => {
                 spawn_api(&tracker, api.as_ref(), stream, move |stream| async move {
-                    connection.run(stream).await
+                    connection.run(stream, head_deadline).await
                 });
             }
             None => {
                 let max_head = options.max_header_size;
-                let head_timeout = options.header_read_timeout;
                 let tracker2 = tracker.clone();
                 tracker.spawn(async move {
                     let mut stream = stream;
                     use event_stream::FirstRequest;
-                    match event_stream::read_first_request(&mut stream, max_head, head_timeout)
+                    match event_stream::read_first_request(&mut stream, max_head, head_deadline)
                         .await
                     {
                         FirstRequest::EventStream(request) => {
@@ -253,9 +256,10 @@ pub async fn serve_router(
                             // Boxed: hyper's connection future is large, and keeping it inline
                             // would make every event-stream task as big as it.
                             spawn_api(&tracker2, api.as_ref(), stream, move |stream| {
-                                Box::pin(
-                                    connection.run(event_stream::Prefixed::new(prefix, stream)),
-                                )
+                                Box::pin(connection.run(
+                                    event_stream::Prefixed::new(prefix, stream),
+                                    head_deadline,
+                                ))
                             });
                         }
                         FirstRequest::Gone => {}
@@ -263,10 +267,15 @@ pub async fn serve_router(
                 });
             }
             Some(acceptor) => {
+                let header_read_timeout = options.header_read_timeout;
                 spawn_api(&tracker, api.as_ref(), stream, move |stream| async move {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(tls)) => connection.run(tls).await,
+                        // The head's time starts once the handshake is done.
+                        Ok(Ok(tls)) => {
+                            let head_deadline = deadline_after(header_read_timeout);
+                            connection.run(tls, head_deadline).await
+                        }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -329,6 +338,8 @@ struct ConnectionContext {
     shutdown: CancellationToken,
     /// Connections are HTTPS: requests carry [`http::TlsConnection`].
     tls: bool,
+    /// How long a connection may stay without a request in progress.
+    idle_timeout: Duration,
 }
 
 /// One accepted connection, ready to be served. Kept small: it lives as long as the connection.
@@ -359,43 +370,163 @@ impl Connection {
         event_stream::write_response(&mut stream, response, http10, &closer).await;
     }
 
-    async fn run<I>(self, io: I)
+    /// Serves the connection with hyper. Its first request head must have arrived by
+    /// `head_deadline`, else the connection is dropped: hyper's own `header_read_timeout` covers
+    /// later requests of an HTTP/1.1 connection, but not the wait for the first bytes, the
+    /// HTTP/2 preface, or a head the lean reader had already spent time on.
+    async fn run<I>(self, io: I, head_deadline: tokio::time::Instant)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let closer = CancellationToken::new();
+        let first_request = CancellationToken::new();
         let peer = self.peer;
         let extension_closer = closer.clone();
+        let first_request_seen = first_request.clone();
         let context = self.context;
         let tls = context.tls;
-        let service = context.router.clone().map_request(
-            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
-                let ext = request.extensions_mut();
-                ext.insert(ConnectInfo(peer));
-                if tls {
-                    ext.insert(http::TlsConnection);
+        // Requests in progress, their response bodies included (an event stream is one until it
+        // ends).
+        let (active, mut active_rx) = tokio::sync::watch::channel(0usize);
+        let active = Arc::new(active);
+        let service = context
+            .router
+            .clone()
+            .map_request(
+                move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                    first_request_seen.cancel();
+                    let ext = request.extensions_mut();
+                    ext.insert(ConnectInfo(peer));
+                    if tls {
+                        ext.insert(http::TlsConnection);
+                    }
+                    ext.insert(TransportCloser::new(extension_closer.clone()));
+                    request
+                },
+            )
+            .map_future(move |response| {
+                let guard = InProgress::new(active.clone());
+                async move {
+                    let response: axum::response::Response = response.await?;
+                    Ok::<_, std::convert::Infallible>(response.map(|body| {
+                        axum::body::Body::new(Tracked {
+                            inner: body,
+                            _in_progress: guard,
+                        })
+                    }))
                 }
-                ext.insert(TransportCloser::new(extension_closer.clone()));
-                request
-            },
-        );
+            });
         let conn = context
             .builder
             .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
         tokio::pin!(conn);
+        // Completes when the deadline passes before the first request; never after it.
+        let head_timeout = async {
+            if tokio::time::timeout_at(head_deadline, first_request.cancelled())
+                .await
+                .is_ok()
+            {
+                std::future::pending::<()>().await;
+            }
+            tracing::debug!(%peer, "no complete request head in time; closing");
+        };
+        tokio::pin!(head_timeout);
+        // Completes when the connection has had no request in progress for the idle timeout:
+        // hyper closes such an HTTP/1.1 connection itself (its header timeout runs while it
+        // waits for the next head), but would keep an idle HTTP/2 connection forever.
+        let idle_timeout = context.idle_timeout;
+        let idle = async move {
+            loop {
+                if active_rx.wait_for(|n| *n == 0).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                match tokio::time::timeout(idle_timeout, active_rx.changed()).await {
+                    Err(_) => break,
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => std::future::pending::<()>().await,
+                }
+            }
+            tracing::debug!(%peer, "idle connection; closing");
+        };
+        tokio::pin!(idle);
         tokio::select! {
-            result = conn.as_mut() => log_connection_end(result),
+            result = conn.as_mut() => return log_connection_end(result),
             // The hub evicted a slow consumer: drop the socket now.
-            _ = closer.cancelled() => {}
+            _ = closer.cancelled() => return,
+            _ = head_timeout.as_mut() => return,
+            _ = idle.as_mut() => {}
             _ = context.shutdown.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                tokio::select! {
-                    result = conn.as_mut() => log_connection_end(result),
-                    _ = closer.cancelled() => {}
+                // A client whose first request is on its way gets an answer (`503
+                // shutting_down`, the hub being closed) rather than a connection closed without
+                // one: it then knows that nothing was done.
+                if !first_request.is_cancelled() {
+                    tokio::select! {
+                        result = conn.as_mut() => return log_connection_end(result),
+                        _ = closer.cancelled() => return,
+                        _ = head_timeout.as_mut() => return,
+                        _ = first_request.cancelled() => {}
+                    }
                 }
             }
         }
+        // Ends once the requests in progress are done (HTTP/2: after a GOAWAY).
+        conn.as_mut().graceful_shutdown();
+        tokio::select! {
+            result = conn.as_mut() => log_connection_end(result),
+            _ = closer.cancelled() => {}
+            _ = head_timeout.as_mut() => {}
+        }
     }
+}
+
+/// Counts a request as in progress (in `Connection::run`) while it lives.
+struct InProgress(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl InProgress {
+    fn new(count: Arc<tokio::sync::watch::Sender<usize>>) -> Self {
+        count.send_modify(|n| *n += 1);
+        InProgress(count)
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+/// A response body that counts as a request in progress until it is dropped; otherwise the body
+/// itself (its size hint too, so that a `Content-Length` stays).
+struct Tracked {
+    inner: axum::body::Body,
+    _in_progress: InProgress,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// `timeout` from now, or (for a timeout too long for the clock) about thirty years from now.
+fn deadline_after(timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 3600))
 }
 
 fn log_connection_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
