@@ -221,7 +221,7 @@ async fn assert_closed_in_time<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// A request head that grows forever, to trickle in.
 fn endless_head() -> Vec<u8> {
-    let mut head = b"GET /api/sse?channels=news HTTP/1.1\r\nHost: x\r\nX-Slow: ".to_vec();
+    let mut head = b"GET /api/sse?channels=news HTTP/1.1\r\nHost: localhost\r\nX-Slow: ".to_vec();
     head.extend(std::iter::repeat_n(b'a', 1000));
     head
 }
@@ -232,11 +232,11 @@ const PARTIAL_HEADS: [(&str, &[u8]); 5] = [
     ("whole HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
     (
         "stream head without end",
-        b"GET /api/sse HTTP/1.1\r\nHost: x\r\n",
+        b"GET /api/sse HTTP/1.1\r\nHost: localhost\r\n",
     ),
     (
         "publish head without end",
-        b"POST /api/sse/message HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n",
+        b"POST /api/sse/message HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n",
     ),
 ];
 
@@ -277,7 +277,7 @@ async fn half_sent_heads_are_closed_at_the_header_timeout() {
             let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             let started = Instant::now();
             stream
-                .write_all(b"POST /api/sse/message HTTP/1.1\r\nHost: x\r\n")
+                .write_all(b"POST /api/sse/message HTTP/1.1\r\nHost: localhost\r\n")
                 .await
                 .unwrap();
             tokio::time::sleep(HEAD_TIMEOUT * 3 / 5).await;
@@ -491,7 +491,7 @@ async fn an_idle_http2_connection_is_closed_but_one_carrying_a_stream_is_not() {
 #[tokio::test]
 async fn a_stray_empty_line_after_a_stream_request_does_not_end_it() {
     let srv = TestServer::start().await;
-    let head = b"GET /api/sse?channels=news HTTP/1.1\r\nHost: x\r\n\r\n";
+    let head = b"GET /api/sse?channels=news HTTP/1.1\r\nHost: localhost\r\n\r\n";
     // With the head, in one write.
     let mut with_head = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
     with_head
@@ -581,7 +581,7 @@ async fn a_slow_publish_body_on_the_subscribe_path_gets_408() {
     c.http.body_read_timeout = Duration::from_millis(300);
     let srv = TestServer::with_config(c).await;
     let mut slow = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
-    slow.write_all(b"POST /api/sse HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"event\"")
+    slow.write_all(b"POST /api/sse HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"event\"")
         .await
         .unwrap();
     let mut buf = Vec::new();
