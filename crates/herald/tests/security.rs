@@ -365,7 +365,7 @@ async fn public_keys_and_jwks() {
         ),
         &[],
         401,
-        "unsupported_algorithm",
+        "unknown_key",
     )
     .await;
 }
