@@ -779,3 +779,142 @@ async fn redis_losing_delivered_events_starts_a_new_epoch() {
     let mut resumed = a.resume("userId=alice", &second).await;
     assert_eq!(resumed.next_event().await.event, "reset");
 }
+
+/// A hub configuration with presence events on `room:*`.
+fn presence_config() -> Config {
+    let mut config = Config::default();
+    config.hub.presence_channels = vec!["room:*".parse().unwrap()];
+    config
+}
+
+/// The next event that is not a heartbeat, as `(name, userId)` for presence events and
+/// `(name, "")` for others.
+async fn next_named(client: &mut SseClient) -> (String, String) {
+    let event = client.next_event().await;
+    let user = if event.event.starts_with("presence:") {
+        let data: Value = serde_json::from_str(&event.data).unwrap();
+        data["userId"].as_str().unwrap_or_default().to_owned()
+    } else {
+        String::new()
+    };
+    (event.event, user)
+}
+
+fn pair(name: &str, user: &str) -> (String, String) {
+    (name.to_owned(), user.to_owned())
+}
+
+/// `presence:join` means a user's first connection to the channel anywhere in the cluster and
+/// `presence:leave` their last: alice with a tab on node a and one on node b is announced
+/// once, and leaves once, when her last tab closes. A node killed with SIGKILL (a real
+/// `herald` process) takes its users' presence with it once its node TTL runs out: they get
+/// their leave, unless another node still holds them.
+///
+/// Each "nothing else arrived" is proven by a later event of the same node's presence queue (a
+/// sentinel user joining after the change in question), or a trailing marker event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_events_mean_first_and_last_connection_in_the_cluster() {
+    let redis = RedisServer::start().await;
+    let prefix = prefix("presence-events");
+    let a = Node::with_config(&redis, &prefix, "a", presence_config()).await;
+    let b = Node::with_config(&redis, &prefix, "b", presence_config()).await;
+    let mut watcher = b.subscribe("channels=room:1").await;
+
+    let alice_a = a.subscribe("userId=alice&channels=room:1").await;
+    assert_eq!(next_named(&mut watcher).await, pair("presence:join", "alice"));
+    // Her second tab, on another node: no join. The sentinel joins on the same node after
+    // her, so a join of hers would arrive first.
+    let alice_b = b.subscribe("userId=alice&channels=room:1").await;
+    let s1 = b.subscribe("userId=s1&channels=room:1").await;
+    assert_eq!(next_named(&mut watcher).await, pair("presence:join", "s1"));
+
+    // Closing the tab on a: she is still on b, no leave.
+    drop(alice_a);
+    wait_for_local(&a, "alice's tab on a to close", 0).await;
+    let _s2 = a.subscribe("userId=s2&channels=room:1").await;
+    assert_eq!(next_named(&mut watcher).await, pair("presence:join", "s2"));
+    // Closing her last tab: one leave.
+    drop(alice_b);
+    assert_eq!(next_named(&mut watcher).await, pair("presence:leave", "alice"));
+    drop(s1);
+    assert_eq!(next_named(&mut watcher).await, pair("presence:leave", "s1"));
+
+    // A real node joins: alice on a and on d, bob on d only.
+    let d = support::HeraldProcess::start(
+        &[
+            "--engine",
+            &redis.url(),
+            "--redis-prefix",
+            &prefix,
+            "--node-id",
+            "d",
+            "--presence-channels",
+            "room:*",
+        ],
+        &[],
+    )
+    .await;
+    let _alice_a = a.subscribe("userId=alice&channels=room:1").await;
+    assert_eq!(next_named(&mut watcher).await, pair("presence:join", "alice"));
+    let http = reqwest::Client::new();
+    let mut on_d = Vec::new();
+    for user in ["alice", "bob"] {
+        let response = tokio::time::timeout(
+            WAIT,
+            http.get(d.url(&format!("/api/sse?userId={user}&channels=room:1")))
+                .send(),
+        )
+        .await
+        .expect("subscribe on d timed out")
+        .unwrap();
+        on_d.push(SseClient::open(response).await);
+    }
+    assert_eq!(next_named(&mut watcher).await, pair("presence:join", "bob"));
+    wait_for_cluster(&a, "node d's report", |s| {
+        s.nodes.iter().any(|n| n.node_id == "d" && n.connections == 2)
+    })
+    .await;
+
+    // SIGKILL: d says nothing to anyone. Within its node TTL (5 s by default) plus a report
+    // of a live node, bob leaves; alice, still on a, does not.
+    let mut d = d;
+    d.child.start_kill().unwrap();
+    tokio::time::timeout(WAIT, d.child.wait())
+        .await
+        .expect("d did not exit after SIGKILL")
+        .unwrap();
+    let killed = tokio::time::Instant::now();
+    assert_eq!(next_named(&mut watcher).await, pair("presence:leave", "bob"));
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(5) + Duration::from_secs(2),
+        "bob's leave took {took:?}"
+    );
+    a.publish_ok(json!({"event": "marker", "data": 0, "channels": ["room:1"]}))
+        .await;
+    assert_eq!(next_named(&mut watcher).await, pair("marker", ""));
+    let presence = b.api.get("/api/sse/presence?channel=room:1").await;
+    let users: BTreeSet<&str> = presence["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userId"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, BTreeSet::from(["alice", "s2"]), "{presence}");
+}
+
+/// Waits until `node` itself holds `connections` connections.
+async fn wait_for_local(node: &Node, what: &str, connections: u64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = node.api.get("/api/sse/stats").await;
+        if stats["connections"] == connections {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

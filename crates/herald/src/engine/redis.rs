@@ -1274,7 +1274,8 @@ impl Shared {
             .arg(kept.max_events)
             .arg(kept.max_bytes)
             .arg(millis(kept.max_age))
-            .arg(clock::rfc3339(std::time::SystemTime::now()));
+            .arg(clock::rfc3339(std::time::SystemTime::now()))
+            .arg(millis(self.options.node_ttl));
         for (joined, member, frame) in changes {
             for arg in presence::change_args(*joined, member, frame) {
                 call.arg(arg);

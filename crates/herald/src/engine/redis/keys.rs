@@ -10,7 +10,7 @@
 //! | `<prefix>:node:<id>:users` | hash, TTL | user → the node's connections of that user |
 //! | `<prefix>:node:<id>:channels` | hash, TTL | channel → the node's subscribers of that channel |
 //! | `<prefix>:node:<id>:connections` | set, TTL | the node's connection ids |
-//! | `<prefix>:presence:nodes` | sorted set | node id → time of its last report (ms), kept until the node's presence was taken out (see `scripts::REAP`) |
+//! | `<prefix>:presence:nodes` | sorted set | node id → when its presence expires (last report + its node TTL, ms), kept until the node's presence was taken out (see `scripts::REAP`) |
 //! | `<prefix>:presence:node:<id>` | hash, no TTL | `<channel>\n<user>` → the start of that user's `presence:leave` event, for every user of a presence channel on the node |
 //! | `<prefix>:presence:channel:<channel>` | hash, no TTL | user → how many nodes hold a connection of the user to the channel |
 //! | `<prefix>:control` | channel | commands and presence queries to every node |

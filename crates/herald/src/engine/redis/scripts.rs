@@ -349,7 +349,8 @@ end
 ///
 /// KEYS: meta, events, presence nodes, this node's presence hash.
 /// ARGV: 1 epoch candidate, 2 channel hash prefix, 3 node id, 4 most events kept, 5 most bytes
-/// kept, 6 oldest age kept (ms), 7 the time for leave events (RFC 3339), then 4 per change:
+/// kept, 6 oldest age kept (ms), 7 the time for leave events (RFC 3339), 8 node TTL (ms), then
+/// 4 per change:
 /// "j" (join) or "l" (leave), channel, user, and for a join its frame without the `id:` line
 /// followed by the start of the user's leave event to keep (joined by "\n\n": the frame ends
 /// with its blank line), for a leave "". A leave event is the one kept at the join, so it names
@@ -360,9 +361,9 @@ const PRESENCE: &str = r#"
 local meta, events, pnodes, mine = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now = now_ms()
 local epoch = ensure_meta(meta, events, ARGV[1], now)
-redis.call('ZADD', pnodes, 'NX', int(now), ARGV[3])
+redis.call('ZADD', pnodes, 'NX', int(now + tonumber(ARGV[8])), ARGV[3])
 local out = {epoch}
-for i = 8, #ARGV, 4 do
+for i = 9, #ARGV, 4 do
   local op, channel, user = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local member = channel .. '\n' .. user
   local counts = ARGV[2] .. channel
@@ -396,8 +397,10 @@ return out
 "#;
 
 /// Renews this node's place among the nodes holding presence, and takes dead nodes' presence
-/// out: a node whose last report is older than the node TTL is counted out of every
-/// (channel, user) it held, with a `presence:leave` where it was the user's last node.
+/// out: a node that did not report within its own node TTL (each node's entry in presence
+/// nodes is the time its presence expires, so nodes with different TTLs judge each other
+/// right) is counted out of every (channel, user) it held, with a `presence:leave` where it was
+/// the user's last node.
 ///
 /// KEYS: meta, events, presence nodes.
 /// ARGV: 1 epoch candidate, 2 channel hash prefix, 3 node presence hash prefix, 4 this node,
@@ -416,10 +419,10 @@ local gone = {}
 if ARGV[7] == '1' then
   gone[1] = ARGV[4]
 else
-  missing = redis.call('ZADD', pnodes, int(now), ARGV[4])
+  missing = redis.call('ZADD', pnodes, int(now + tonumber(ARGV[5])), ARGV[4])
 end
-for _, node in ipairs(redis.call('ZRANGEBYSCORE', pnodes, '-inf',
-    '(' .. int(now - tonumber(ARGV[5])), 'LIMIT', 0, 16)) do
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', pnodes, '-inf', '(' .. int(now),
+    'LIMIT', 0, 16)) do
   if node ~= ARGV[4] then gone[#gone + 1] = node end
 end
 local epoch = nil
