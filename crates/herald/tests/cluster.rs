@@ -374,6 +374,8 @@ async fn clients_of_a_stopped_node_resume_on_another_without_loss() {
         for n in 0..TOTAL {
             api.publish_ok(json!({"event": "tick", "data": {"n": n}, "channels": ["feed"]}))
                 .await;
+            // Paced, so that the shutdown falls in the middle of the sequence.
+            tokio::time::sleep(Duration::from_millis(3)).await;
         }
     });
 
@@ -405,22 +407,69 @@ async fn clients_of_a_stopped_node_resume_on_another_without_loss() {
     }
     b.stopped().await;
 
-    // They come back on node c with their last ids.
+    // They come back on node c with their last ids, once node c has handed over events they
+    // missed: a connection that registers later starts after those, so only the replay can
+    // bring them.
+    let newest_seen = last_ids.iter().map(|id| seq(id)).max().unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while c.engine.head().await.unwrap().seq <= newest_seen {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node c never got past {newest_seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut resumed = Vec::new();
     for (i, query) in queries.iter().enumerate() {
+        let replayable = c.engine.head().await.unwrap().seq;
         let mut client = c.resume(query, &last_ids[i]).await;
+        let mut replayed = 0;
         while received[i].last() != Some(&(TOTAL - 1)) {
             let event = client.next_event().await;
             assert_eq!(event.event, "tick", "{event:?}");
             let data: Value = serde_json::from_str(&event.data).unwrap();
             received[i].push(data["n"].as_u64().unwrap());
+            if seq(&event.id) <= replayable {
+                replayed += 1;
+            }
         }
+        assert!(
+            replayed > 0,
+            "client {query}: nothing came from the replay (last id {}, node c at {replayable} \
+             before the resume)",
+            last_ids[i]
+        );
         assert_eq!(
             received[i],
             (0..TOTAL).collect::<Vec<_>>(),
             "client {query}: every event once, in order"
         );
+        resumed.push(client);
     }
-    publisher.await.unwrap();
+    tokio::time::timeout(WAIT, publisher)
+        .await
+        .expect("the publisher did not finish")
+        .unwrap();
+    // Nothing arrives twice: the next event after the last tick is the marker.
+    a.publish_ok(json!({"event": "marker", "data": 0, "channels": ["feed"]}))
+        .await;
+    for client in &mut resumed {
+        expect_events(client, &["marker"]).await;
+    }
+}
+
+/// The sequences of a publisher's answered publishes, in order, shared with the test.
+#[derive(Clone, Default)]
+struct Sequence(Arc<std::sync::Mutex<Vec<u64>>>);
+
+impl Sequence {
+    fn push(&self, seq: u64) {
+        self.0.lock().unwrap().push(seq);
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
 }
 
 /// Disconnect and disconnect-all reach the connections of every node, and count them all.
@@ -821,7 +870,10 @@ async fn presence_events_mean_first_and_last_connection_in_the_cluster() {
     let mut watcher = b.subscribe("channels=room:1").await;
 
     let alice_a = a.subscribe("userId=alice&channels=room:1").await;
-    assert_eq!(next_named(&mut watcher).await, pair("presence:join", "alice"));
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:join", "alice")
+    );
     // Her second tab, on another node: no join. The sentinel joins on the same node after
     // her, so a join of hers would arrive first.
     let alice_b = b.subscribe("userId=alice&channels=room:1").await;
@@ -835,7 +887,10 @@ async fn presence_events_mean_first_and_last_connection_in_the_cluster() {
     assert_eq!(next_named(&mut watcher).await, pair("presence:join", "s2"));
     // Closing her last tab: one leave.
     drop(alice_b);
-    assert_eq!(next_named(&mut watcher).await, pair("presence:leave", "alice"));
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:leave", "alice")
+    );
     drop(s1);
     assert_eq!(next_named(&mut watcher).await, pair("presence:leave", "s1"));
 
@@ -855,7 +910,10 @@ async fn presence_events_mean_first_and_last_connection_in_the_cluster() {
     )
     .await;
     let _alice_a = a.subscribe("userId=alice&channels=room:1").await;
-    assert_eq!(next_named(&mut watcher).await, pair("presence:join", "alice"));
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:join", "alice")
+    );
     let http = reqwest::Client::new();
     let mut on_d = Vec::new();
     for user in ["alice", "bob"] {
@@ -871,7 +929,9 @@ async fn presence_events_mean_first_and_last_connection_in_the_cluster() {
     }
     assert_eq!(next_named(&mut watcher).await, pair("presence:join", "bob"));
     wait_for_cluster(&a, "node d's report", |s| {
-        s.nodes.iter().any(|n| n.node_id == "d" && n.connections == 2)
+        s.nodes
+            .iter()
+            .any(|n| n.node_id == "d" && n.connections == 2)
     })
     .await;
 
@@ -884,7 +944,10 @@ async fn presence_events_mean_first_and_last_connection_in_the_cluster() {
         .expect("d did not exit after SIGKILL")
         .unwrap();
     let killed = tokio::time::Instant::now();
-    assert_eq!(next_named(&mut watcher).await, pair("presence:leave", "bob"));
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:leave", "bob")
+    );
     let took = killed.elapsed();
     assert!(
         took < Duration::from_secs(5) + Duration::from_secs(2),
@@ -916,5 +979,222 @@ async fn wait_for_local(node: &Node, what: &str, connections: u64) {
             "timed out waiting for {what}: {stats}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A `herald` process of the cluster on `redis` (default presence interval 1 s and node TTL
+/// 5 s, as deployed).
+async fn herald_node(redis: &RedisServer, prefix: &str, node: &str) -> support::HeraldProcess {
+    support::HeraldProcess::start(
+        &[
+            "--engine",
+            &redis.url(),
+            "--redis-prefix",
+            prefix,
+            "--node-id",
+            node,
+        ],
+        &[],
+    )
+    .await
+}
+
+/// A node crashes (SIGKILL of the real binary) holding SSE clients while another node
+/// publishes a numbered sequence; the clients resume with their last id on a third node and get
+/// every number exactly once, in order, part of it from the replay (events answered before the
+/// resume was sent), and nothing twice (a trailing marker comes right after the last number).
+/// The dead node drops out of the cluster's stats and presence within its node TTL (5 s) plus
+/// one report (1 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_a_killed_node_resume_on_another_without_loss() {
+    const TOTAL: u64 = 300;
+    let redis = RedisServer::start().await;
+    let prefix = prefix("sigkill");
+    let a = herald_node(&redis, &prefix, "a").await;
+    let mut b = herald_node(&redis, &prefix, "b").await;
+    let c = herald_node(&redis, &prefix, "c").await;
+    let http = reqwest::Client::new();
+    let api = |node: &support::HeraldProcess| Api {
+        base: format!("http://{}", node.addr),
+        http: http.clone(),
+    };
+    let (api_a, api_b, api_c) = (api(&a), api(&b), api(&c));
+    let open = |api: &Api, query: &str, last_id: Option<&str>| {
+        let mut request = api.http.get(api.url(&format!("/api/sse?{query}")));
+        if let Some(id) = last_id {
+            request = request.header("last-event-id", id);
+        }
+        async move {
+            let response = tokio::time::timeout(WAIT, request.send())
+                .await
+                .expect("subscribe timed out")
+                .expect("subscribe failed");
+            assert_eq!(response.status(), StatusCode::OK);
+            SseClient::open(response).await
+        }
+    };
+    let queries = ["userId=u1&channels=feed", "channels=feed"];
+    let mut clients = Vec::new();
+    for q in queries {
+        clients.push(open(&api_b, q, None).await);
+    }
+    // Every node sees b's two connections before the crash.
+    wait_for_nodes(&api_a, "b's connections", |s| {
+        s["cluster"]["connections"] == 2 && s["cluster"]["nodes"].as_array().unwrap().len() == 3
+    })
+    .await;
+    let u1 = api_a.get("/api/sse/presence/users/u1").await;
+    assert_eq!(u1["connections"][0]["nodeId"], "b", "{u1}");
+
+    let published = Sequence::default();
+    let log = published.clone();
+    let publisher_api = api_a.clone();
+    let publisher = tokio::spawn(async move {
+        for n in 0..TOTAL {
+            let (id, _) = publisher_api
+                .publish_ok(json!({"event": "tick", "data": {"n": n}, "channels": ["feed"]}))
+                .await;
+            log.push(seq(&id));
+            // Paced, so that the crash falls in the middle of the sequence.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+
+    let mut received: Vec<Vec<u64>> = vec![Vec::new(); clients.len()];
+    let mut last_ids = vec![String::new(); clients.len()];
+    for (i, client) in clients.iter_mut().enumerate() {
+        while received[i].len() < 20 {
+            let event = client.next_event().await;
+            assert_eq!(event.event, "tick", "{event:?}");
+            let data: Value = serde_json::from_str(&event.data).unwrap();
+            received[i].push(data["n"].as_u64().unwrap());
+            last_ids[i] = event.id.clone();
+        }
+    }
+    // SIGKILL: no goodbye to clients, Redis or the other nodes.
+    b.child.start_kill().unwrap();
+    tokio::time::timeout(WAIT, b.child.wait())
+        .await
+        .expect("b did not exit after SIGKILL")
+        .unwrap();
+    let killed = tokio::time::Instant::now();
+    let at_kill = published.len();
+    for (i, client) in clients.iter_mut().enumerate() {
+        // Whatever the kernel had already received is still read; then the stream breaks.
+        for event in client.until_end().await {
+            match event.event.as_str() {
+                "tick" => {
+                    let data: Value = serde_json::from_str(&event.data).unwrap();
+                    received[i].push(data["n"].as_u64().unwrap());
+                    last_ids[i] = event.id.clone();
+                }
+                "heartbeat" => {}
+                other => panic!("unexpected {other} from a killed node"),
+            }
+        }
+    }
+    drop(clients);
+    assert!(
+        received.iter().all(|r| r.len() < TOTAL as usize),
+        "the crash came after the whole sequence"
+    );
+
+    // Events published after the crash exist before anyone resumes, and node c has handed
+    // them over (a new connection's `connected` id is c's head): a connection that registers
+    // later starts after them, so only the replay can bring them.
+    let newest_seen = last_ids.iter().map(|id| seq(id)).max().unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while published.len() < at_kill + 10 {
+        assert!(tokio::time::Instant::now() < deadline, "publishing stalled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let head_of_c = || async { seq(&open(&api_c, "channels=probe", None).await.start_id) };
+    while head_of_c().await <= newest_seen {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node c never got past {newest_seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut resumed = Vec::new();
+    for (i, query) in queries.iter().enumerate() {
+        let replayable = head_of_c().await;
+        let mut client = open(&api_c, query, Some(&last_ids[i])).await;
+        let mut replayed = 0;
+        while received[i].last() != Some(&(TOTAL - 1)) {
+            let event = client.next_event().await;
+            assert_eq!(event.event, "tick", "{event:?}");
+            let data: Value = serde_json::from_str(&event.data).unwrap();
+            received[i].push(data["n"].as_u64().unwrap());
+            if seq(&event.id) <= replayable {
+                replayed += 1;
+            }
+        }
+        assert!(
+            replayed > 0,
+            "client {query}: nothing came from the replay (last id {}, node c at {replayable} \
+             before the resume)",
+            last_ids[i]
+        );
+        assert_eq!(
+            received[i],
+            (0..TOTAL).collect::<Vec<_>>(),
+            "client {query}: every event once, in order"
+        );
+        resumed.push(client);
+    }
+    tokio::time::timeout(WAIT * 2, publisher)
+        .await
+        .expect("the publisher did not finish")
+        .unwrap();
+    api_a
+        .publish_ok(json!({"event": "marker", "data": 0, "channels": ["feed"]}))
+        .await;
+    for client in &mut resumed {
+        expect_events(client, &["marker"]).await;
+    }
+
+    // The dead node is gone from the cluster's figures and presence, within its TTL and a
+    // report; the resumed connections are counted on c.
+    let stats = wait_for_nodes(&api_a, "b to drop out", |s| {
+        s["cluster"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["nodeId"] != "b")
+    })
+    .await;
+    let took = killed.elapsed();
+    assert!(
+        took <= Duration::from_secs(5) + Duration::from_secs(2),
+        "b's presence lasted {took:?} after the crash"
+    );
+    assert_eq!(stats["cluster"]["connections"], 2, "{stats}");
+    let u1 = api_a.get("/api/sse/presence/users/u1").await;
+    let nodes: Vec<&str> = u1["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["nodeId"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["c"], "{u1}");
+    let feed = api_a.get("/api/sse/presence?channel=feed").await;
+    assert_eq!(feed["anonymousConnections"], 1, "{feed}");
+    drop(api_b);
+}
+
+/// Polls `GET /api/sse/stats` of a node until `check` holds; fails after [`WAIT`].
+async fn wait_for_nodes(api: &Api, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = api.get("/api/sse/stats").await;
+        if check(&stats) {
+            return stats;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

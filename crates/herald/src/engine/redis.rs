@@ -679,11 +679,9 @@ impl Engine for RedisEngine {
         if let Some(Commands { mut conn, .. }) = link {
             let keys = &shared.keys;
             // This node's users leave (where it was their last node).
-            let reap = tokio::time::timeout(
-                shared.options.command_timeout,
-                shared.reap(&mut conn, true),
-            )
-            .await;
+            let reap =
+                tokio::time::timeout(shared.options.command_timeout, shared.reap(&mut conn, true))
+                    .await;
             if !matches!(reap, Ok(Ok(_))) {
                 tracing::debug!("could not take this node's presence out; the next node does");
             }
@@ -1354,10 +1352,8 @@ impl Shared {
             changes.push((false, member, Bytes::new()));
         }
         for chunk in changes.chunks(PRESENCE_BATCH) {
-            let list: Vec<(bool, &PresenceMember, Bytes)> = chunk
-                .iter()
-                .map(|(j, m, f)| (*j, m, f.clone()))
-                .collect();
+            let list: Vec<(bool, &PresenceMember, Bytes)> =
+                chunk.iter().map(|(j, m, f)| (*j, m, f.clone())).collect();
             let done: RedisResult<Vec<Value>> = self.presence_call(&list).invoke_async(conn).await;
             if let Err(e) = done {
                 // Some of it may have been applied: read what Redis holds next time.

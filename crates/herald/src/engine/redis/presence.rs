@@ -307,7 +307,9 @@ mod tests {
             assert_eq!(kept.as_bytes(), frame.as_ref());
             let [op, _, _, last] = change_args(true, &member, &frame_of(true, &member));
             assert_eq!(op, b"j");
-            assert!(String::from_utf8(last).unwrap().ends_with(&leave_prefix(&member)));
+            assert!(String::from_utf8(last)
+                .unwrap()
+                .ends_with(&leave_prefix(&member)));
         }
     }
 }
