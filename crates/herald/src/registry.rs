@@ -106,12 +106,15 @@ struct Global {
     by_ip: HashMap<IpAddr, usize>,
     /// For channels with presence events: how many connections each user has in it, and the
     /// display name their first one gave.
-    presence: HashMap<ChannelName, HashMap<UserId, (usize, Option<Arc<str>>)>>,
+    presence: HashMap<ChannelName, HashMap<UserId, PresenceCount>>,
     /// The newest event counted for delivery (`None` before the first). Set under this lock
     /// while the event's audience is counted, and read under it when a connection registers:
     /// every event after it counts the new connection, none before it does.
     position: Option<EventId>,
 }
+
+/// A user's connections to one presence channel, and the display name the first one gave.
+type PresenceCount = (usize, Option<Arc<str>>);
 
 /// An event waiting for a shard's fan-out.
 #[derive(Debug)]
