@@ -1381,3 +1381,51 @@ fn check_delivery(outcomes: &[Outcome], got: &[(u64, String)], the_epoch: &str, 
         got.len()
     );
 }
+
+/// Under races: alice opens a tab on node a and one on node b at the same moment and closes
+/// both at the same moment, twenty times. Her presence events strictly alternate, join first,
+/// and end with a leave: two nodes never both announce her, nor both say goodbye.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_tabs_on_two_nodes_alternate_join_and_leave() {
+    let redis = RedisServer::start().await;
+    let prefix = prefix("presence-race");
+    let a = Node::with_config(&redis, &prefix, "a", presence_config()).await;
+    let b = Node::with_config(&redis, &prefix, "b", presence_config()).await;
+    let mut watcher = a.subscribe("channels=room:1").await;
+    for _ in 0..20 {
+        let (tab_a, tab_b) = tokio::join!(
+            a.subscribe("userId=alice&channels=room:1"),
+            b.subscribe("userId=alice&channels=room:1"),
+        );
+        tokio::join!(async { drop(tab_a) }, async { drop(tab_b) });
+    }
+    wait_for_local(&a, "alice's tabs on a to close", 1).await;
+    wait_for_local(&b, "alice's tabs on b to close", 0).await;
+    // Sentinels join after every change of alice's on each node's presence queue.
+    let _s1 = a.subscribe("userId=s1&channels=room:1").await;
+    let _s2 = b.subscribe("userId=s2&channels=room:1").await;
+    let mut alice = Vec::new();
+    let mut sentinels = 0;
+    while sentinels < 2 {
+        let (name, user) = next_named(&mut watcher).await;
+        match user.as_str() {
+            "alice" => alice.push(name),
+            "s1" | "s2" => sentinels += 1,
+            other => panic!("unexpected {name} of {other:?}"),
+        }
+    }
+    assert!(!alice.is_empty());
+    for (i, name) in alice.iter().enumerate() {
+        let want = if i % 2 == 0 {
+            "presence:join"
+        } else {
+            "presence:leave"
+        };
+        assert_eq!(name, want, "alice's presence events: {alice:?}");
+    }
+    assert_eq!(
+        alice.last().map(String::as_str),
+        Some("presence:leave"),
+        "{alice:?}"
+    );
+}
