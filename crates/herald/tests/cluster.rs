@@ -1429,3 +1429,100 @@ async fn racing_tabs_on_two_nodes_alternate_join_and_leave() {
         "{alice:?}"
     );
 }
+
+/// Redis loses its data (a restart without persistence): the nodes write their presence again,
+/// so alice, still connected, is announced again in the new epoch, and her leave still comes
+/// when she closes her tab.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_written_again_after_redis_loses_it() {
+    let mut redis = RedisServer::start().await;
+    let prefix = prefix("presence-lost");
+    let a = Node::with_config(&redis, &prefix, "a", presence_config()).await;
+    let b = Node::with_config(&redis, &prefix, "b", presence_config()).await;
+    let mut watcher = b.subscribe("channels=room:1").await;
+    let alice = a.subscribe("userId=alice&channels=room:1").await;
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:join", "alice")
+    );
+
+    redis.restart().await;
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:join", "alice")
+    );
+    drop(alice);
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:leave", "alice")
+    );
+    a.publish_ok(json!({"event": "marker", "data": 0, "channels": ["room:1"]}))
+        .await;
+    assert_eq!(next_named(&mut watcher).await, pair("marker", ""));
+}
+
+/// A node that stalls past its node TTL (SIGSTOP of a real `herald` process) is taken for dead:
+/// its users leave. When it wakes up (SIGCONT) it writes its presence again: they join again,
+/// and leave once when they close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_node_writes_its_presence_again() {
+    let redis = RedisServer::start().await;
+    let prefix = prefix("presence-stall");
+    let a = Node::with_config(&redis, &prefix, "a", presence_config()).await;
+    let mut watcher = a.subscribe("channels=room:1").await;
+    let mut d = support::HeraldProcess::start(
+        &[
+            "--engine",
+            &redis.url(),
+            "--redis-prefix",
+            &prefix,
+            "--node-id",
+            "d",
+            "--presence-channels",
+            "room:*",
+        ],
+        &[],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let response = tokio::time::timeout(
+        WAIT,
+        http.get(d.url("/api/sse?userId=bob&channels=room:1"))
+            .send(),
+    )
+    .await
+    .expect("subscribe on d timed out")
+    .unwrap();
+    let bob = SseClient::open(response).await;
+    assert_eq!(next_named(&mut watcher).await, pair("presence:join", "bob"));
+
+    let pid = d.child.id().unwrap().to_string();
+    let signal = |which: &str| {
+        let status = std::process::Command::new("kill")
+            .args([which, &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {which} {pid}");
+    };
+    signal("-STOP");
+    let stopped = tokio::time::Instant::now();
+    let left = next_named(&mut watcher).await;
+    signal("-CONT");
+    assert_eq!(left, pair("presence:leave", "bob"));
+    assert!(
+        stopped.elapsed() < Duration::from_secs(7),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert_eq!(next_named(&mut watcher).await, pair("presence:join", "bob"));
+    drop(bob);
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:leave", "bob")
+    );
+    a.publish_ok(json!({"event": "marker", "data": 0, "channels": ["room:1"]}))
+        .await;
+    assert_eq!(next_named(&mut watcher).await, pair("marker", ""));
+    d.child.start_kill().unwrap();
+    let _ = tokio::time::timeout(WAIT, d.child.wait()).await;
+}
