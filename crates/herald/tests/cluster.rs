@@ -1431,8 +1431,8 @@ async fn racing_tabs_on_two_nodes_alternate_join_and_leave() {
 }
 
 /// Redis loses its data (a restart without persistence): the nodes write their presence again,
-/// so alice, still connected, is announced again in the new epoch, and her leave still comes
-/// when she closes her tab.
+/// so alice, still connected, is announced again in the new epoch, and so is bob, who arrived
+/// while Redis was down; their leaves still come when they close their tabs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_is_written_again_after_redis_loses_it() {
     let mut redis = RedisServer::start().await;
@@ -1446,15 +1446,27 @@ async fn presence_is_written_again_after_redis_loses_it() {
         pair("presence:join", "alice")
     );
 
+    // Bob arrives while Redis is down: his join cannot be written then.
+    redis.kill();
+    let bob = a.subscribe("userId=bob&channels=room:1").await;
     redis.restart().await;
-    assert_eq!(
+    let joins = BTreeSet::from([
         next_named(&mut watcher).await,
-        pair("presence:join", "alice")
+        next_named(&mut watcher).await,
+    ]);
+    assert_eq!(
+        joins,
+        BTreeSet::from([pair("presence:join", "alice"), pair("presence:join", "bob")])
     );
     drop(alice);
     assert_eq!(
         next_named(&mut watcher).await,
         pair("presence:leave", "alice")
+    );
+    drop(bob);
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:leave", "bob")
     );
     a.publish_ok(json!({"event": "marker", "data": 0, "channels": ["room:1"]}))
         .await;

@@ -32,8 +32,9 @@
 //!   nodes racing cannot both announce (see [`scripts`]). A node whose reports stop for
 //!   `node_ttl` is taken out by the next live node's report (its users get their leave where it
 //!   was their last node); a node that comes back, or finds Redis emptied, writes its presence
-//!   again. Each report also compares the node's presence with what it last wrote, so a change
-//!   that failed to reach Redis is made good within `presence_interval`.
+//!   again. A change that failed to reach Redis is made good at the next report (which then
+//!   compares the node's presence with what Redis holds); one the hub dropped (a full presence
+//!   queue) within 30 reports, when the node compares anyway.
 //! - **Connections to Redis**: per node, one multiplexed connection for commands (shared by every
 //!   publish), one for the blocking reader and one pub/sub subscription; never one per client.
 //! - **Failures**: a supervisor task owns those connections. When Redis goes away it logs once,
@@ -280,6 +281,8 @@ struct Shared {
     broken: Notify,
     stopped: AtomicBool,
     warned_no_presence: AtomicBool,
+    /// Reports since the start, to compare this node's presence with Redis now and then.
+    presence_checks: AtomicU64,
 }
 
 /// The command connection of one session.
@@ -348,6 +351,7 @@ impl RedisEngine {
             broken: Notify::new(),
             stopped: AtomicBool::new(false),
             warned_no_presence: AtomicBool::new(false),
+            presence_checks: AtomicU64::new(0),
             options,
         });
         let url = redacted_url(&shared.options.url);
@@ -1321,10 +1325,17 @@ impl Shared {
     ) -> Result<(), RedisError> {
         let mut held = self.presence.lock().await;
         let missing = self.reap(conn, false).await?;
+        let reread = fresh || missing || held.is_none();
+        // Without a reason to doubt what Redis holds, compare only now and then: a change the
+        // hub dropped (its presence queue was full) is made good within that many reports.
+        let checks = self.presence_checks.fetch_add(1, Ordering::Relaxed);
+        if !reread && checks % PRESENCE_CHECK_EVERY != 0 {
+            return Ok(());
+        }
         let Some(members) = self.delivery.get().and_then(|d| d.presence_members()) else {
             return Ok(());
         };
-        if fresh || missing || held.is_none() {
+        if reread {
             let fields: Vec<String> = ::redis::cmd("HKEYS")
                 .arg(self.keys.this_presence())
                 .query_async(conn)
@@ -1375,6 +1386,9 @@ impl Shared {
 
 /// Most presence fields of dead nodes one report takes out.
 const REAP_BUDGET: usize = 2000;
+/// Every how many reports a node compares its presence with what it wrote to Redis, when it
+/// has no reason to doubt it.
+const PRESENCE_CHECK_EVERY: u64 = 30;
 /// Most presence changes in one script call.
 const PRESENCE_BATCH: usize = 256;
 
