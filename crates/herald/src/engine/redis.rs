@@ -1329,7 +1329,7 @@ impl Shared {
         // Without a reason to doubt what Redis holds, compare only now and then: a change the
         // hub dropped (its presence queue was full) is made good within that many reports.
         let checks = self.presence_checks.fetch_add(1, Ordering::Relaxed);
-        if !reread && checks % PRESENCE_CHECK_EVERY != 0 {
+        if !reread && !checks.is_multiple_of(PRESENCE_CHECK_EVERY) {
             return Ok(());
         }
         let Some(members) = self.delivery.get().and_then(|d| d.presence_members()) else {
