@@ -1552,3 +1552,58 @@ async fn a_stalled_node_writes_its_presence_again() {
     d.child.start_kill().unwrap();
     let _ = tokio::time::timeout(WAIT, d.child.wait()).await;
 }
+
+/// A node that stops cleanly (as on SIGTERM) takes its presence out of Redis before it exits:
+/// bob, only there, leaves; alice, also on node a, does not; and nothing of node b's presence
+/// is left in Redis for a reaper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_takes_its_presence_with_it() {
+    let redis = RedisServer::start().await;
+    let prefix = prefix("presence-stop");
+    let a = Node::with_config(&redis, &prefix, "a", presence_config()).await;
+    let mut b = Node::with_config(&redis, &prefix, "b", presence_config()).await;
+    let mut watcher = a.subscribe("channels=room:1").await;
+    let _alice_a = a.subscribe("userId=alice&channels=room:1").await;
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:join", "alice")
+    );
+    let mut alice_b = b.subscribe("userId=alice&channels=room:1").await;
+    let mut bob_b = b.subscribe("userId=bob&channels=room:1").await;
+    assert_eq!(next_named(&mut watcher).await, pair("presence:join", "bob"));
+
+    b.cancel();
+    for client in [&mut alice_b, &mut bob_b] {
+        client.until_end().await;
+    }
+    b.stopped().await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = tokio::time::timeout(WAIT, client.get_multiplexed_async_connection())
+        .await
+        .unwrap()
+        .unwrap();
+    let left: (i64, Option<f64>, Option<i64>) = tokio::time::timeout(
+        WAIT,
+        redis::pipe()
+            .cmd("EXISTS")
+            .arg(format!("{prefix}:presence:node:b"))
+            .cmd("ZSCORE")
+            .arg(format!("{prefix}:presence:nodes"))
+            .arg("b")
+            .cmd("HGET")
+            .arg(format!("{prefix}:presence:channel:room:1"))
+            .arg("alice")
+            .query_async(&mut conn),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(left, (0, None, Some(1)), "node b's presence in Redis");
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:leave", "bob")
+    );
+    a.publish_ok(json!({"event": "marker", "data": 0, "channels": ["room:1"]}))
+        .await;
+    assert_eq!(next_named(&mut watcher).await, pair("marker", ""));
+}
