@@ -283,6 +283,8 @@ struct Shared {
     warned_no_presence: AtomicBool,
     /// Reports since the start, to compare this node's presence with Redis now and then.
     presence_checks: AtomicU64,
+    /// The last report did not make all of this node's presence changes.
+    presence_unfinished: AtomicBool,
 }
 
 /// The command connection of one session.
@@ -352,6 +354,7 @@ impl RedisEngine {
             stopped: AtomicBool::new(false),
             warned_no_presence: AtomicBool::new(false),
             presence_checks: AtomicU64::new(0),
+            presence_unfinished: AtomicBool::new(false),
             options,
         });
         let url = redacted_url(&shared.options.url);
@@ -1329,7 +1332,8 @@ impl Shared {
         // Without a reason to doubt what Redis holds, compare only now and then: a change the
         // hub dropped (its presence queue was full) is made good within that many reports.
         let checks = self.presence_checks.fetch_add(1, Ordering::Relaxed);
-        if !reread && !checks.is_multiple_of(PRESENCE_CHECK_EVERY) {
+        let unfinished = self.presence_unfinished.swap(false, Ordering::Relaxed);
+        if !reread && !unfinished && !checks.is_multiple_of(PRESENCE_CHECK_EVERY) {
             return Ok(());
         }
         let Some(members) = self.delivery.get().and_then(|d| d.presence_members()) else {
@@ -1362,6 +1366,12 @@ impl Shared {
             // A leave's event is the one Redis kept at the join.
             changes.push((false, member, Bytes::new()));
         }
+        // A bounded amount per report (a node rewriting a large presence after Redis lost it
+        // must not hold up its report past the timeout); the rest follows at the next.
+        if changes.len() > PRESENCE_SYNC_BUDGET {
+            changes.truncate(PRESENCE_SYNC_BUDGET);
+            self.presence_unfinished.store(true, Ordering::Relaxed);
+        }
         for chunk in changes.chunks(PRESENCE_BATCH) {
             let list: Vec<(bool, &PresenceMember, Bytes)> =
                 chunk.iter().map(|(j, m, f)| (*j, m, f.clone())).collect();
@@ -1389,6 +1399,8 @@ const REAP_BUDGET: usize = 2000;
 /// Every how many reports a node compares its presence with what it wrote to Redis, when it
 /// has no reason to doubt it.
 const PRESENCE_CHECK_EVERY: u64 = 30;
+/// Most presence changes one report makes.
+const PRESENCE_SYNC_BUDGET: usize = 4096;
 /// Most presence changes in one script call.
 const PRESENCE_BATCH: usize = 256;
 
