@@ -165,6 +165,10 @@ impl Delivery for LocalDelivery {
         Some(self.registry.snapshot())
     }
 
+    fn presence_members(&self) -> Option<Vec<crate::engine::PresenceMember>> {
+        Some(self.registry.presence_members())
+    }
+
     fn apply(&self, command: &Command) -> usize {
         match command {
             Command::Disconnect {
@@ -827,29 +831,47 @@ async fn presence_loop(
             },
         };
         let Some(hub) = hub.upgrade() else { return };
-        let name = if change.joined {
-            "presence:join"
-        } else {
-            "presence:leave"
+        let update = crate::engine::PresenceUpdate {
+            joined: change.joined,
+            member: crate::engine::PresenceMember {
+                channel: change.channel,
+                user: change.user,
+                username: change.username,
+            },
         };
-        let data = json!({
-            "channel": change.channel,
-            "userId": change.user,
-            "username": change.username.as_deref(),
-            "timestamp": clock::rfc3339(SystemTime::now()),
-        });
-        let publication = Publication {
-            name: EventName::system(name),
-            payload: Payload::text(data.to_string()),
-            targets: Targets::one(Target::Channel(change.channel)),
-            idempotency: None,
-        };
-        match hub.engine.publish(publication).await {
-            Ok(_) => {
+        let publication = presence_publication(&update, SystemTime::now());
+        match hub.engine.publish_presence(&update, publication).await {
+            Ok(Some(_)) => {
                 hub.metrics.events_published.inc();
             }
+            Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "could not publish a presence event"),
         }
+    }
+}
+
+/// The `presence:join` or `presence:leave` event of `update`, stamped `at`.
+pub(crate) fn presence_publication(
+    update: &crate::engine::PresenceUpdate,
+    at: SystemTime,
+) -> Publication {
+    let name = if update.joined {
+        "presence:join"
+    } else {
+        "presence:leave"
+    };
+    let m = &update.member;
+    let data = json!({
+        "channel": m.channel,
+        "userId": m.user,
+        "username": m.username.as_deref(),
+        "timestamp": clock::rfc3339(at),
+    });
+    Publication {
+        name: EventName::system(name),
+        payload: Payload::text(data.to_string()),
+        targets: Targets::one(Target::Channel(m.channel.clone())),
+        idempotency: None,
     }
 }
 
