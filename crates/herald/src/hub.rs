@@ -711,7 +711,8 @@ impl Hub {
 
     /// Shuts the hub down: refuses new connections and events, ends every stream with a
     /// `disconnected` event (reason `server_shutdown`) preceded by a `retry:` hint chosen at
-    /// random within `shutdown_reconnect_window` (so clients come back spread out), stops the
+    /// random between `retry` and `shutdown_reconnect_window` (so clients come back spread out
+    /// over the window), stops the
     /// background tasks and the engine. Returns the number of connections it closed. Calling it
     /// again does nothing more.
     pub async fn shutdown(&self) -> usize {
@@ -722,16 +723,15 @@ impl Hub {
         inner.registry.set_closing();
         let reason = DisconnectReason::ServerShutdown;
         let last = disconnected_frame(reason);
-        let window = inner.config.shutdown_reconnect_window;
+        // Every client comes back within the window, none sooner than the usual `retry:`
+        // (a window shorter than it leaves `retry:` alone).
+        let earliest = inner.config.retry;
+        let latest = inner.config.shutdown_reconnect_window.max(earliest);
         let mut closed = 0;
         for id in inner.registry.all_ids() {
-            let jitter = if window.is_zero() {
-                Duration::ZERO
-            } else {
-                rand::rng().random_range(Duration::ZERO..=window)
-            };
+            let hint = rand::rng().random_range(earliest..=latest);
             let mut frame = BytesMut::new();
-            frame.put(frame::encode_retry(inner.config.retry + jitter));
+            frame.put(frame::encode_retry(hint));
             frame.put(last.clone());
             if inner.registry.close(id, reason, Some(frame.freeze())) {
                 closed += 1;
