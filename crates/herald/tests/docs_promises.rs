@@ -178,3 +178,93 @@ fn every_error_code_in_the_source_is_documented() {
         "error codes the server sends but docs/api.md does not list: {missing:?}"
     );
 }
+
+/// The `curl` lines of README.md and docs/ that talk to a local hub, extracted from their shell
+/// blocks (continuation lines joined).
+fn documented_curls() -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = vec![root.join("README.md")];
+    let mut dirs = vec![root.join("docs")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                files.push(path);
+            }
+        }
+    }
+    let mut curls = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let mut in_shell = false;
+        let mut joined = String::new();
+        for line in text.lines() {
+            let trimmed = line.trim();
+            if trimmed.starts_with("```") {
+                in_shell = matches!(trimmed, "```sh" | "```bash" | "```shell");
+                continue;
+            }
+            if !in_shell {
+                continue;
+            }
+            if let Some(head) = trimmed.strip_suffix('\\') {
+                joined.push_str(head);
+                joined.push(' ');
+                continue;
+            }
+            joined.push_str(trimmed);
+            let command = std::mem::take(&mut joined);
+            if command.starts_with("curl ") && command.contains("http://127.0.0.1:8080") {
+                let name = file.file_name().unwrap().to_string_lossy().into_owned();
+                curls.push((name, command));
+            }
+        }
+    }
+    curls
+}
+
+/// Every documented `curl` against a local hub works on a fresh default hub (the real binary):
+/// answers 2xx with JSON (a stream starts with `retry:`).
+#[tokio::test]
+async fn documented_curl_examples_work_against_the_binary() {
+    let hub = support::HeraldProcess::start(&[], &[]).await;
+    let base = format!("http://{}", hub.addr);
+    let curls = documented_curls();
+    assert!(curls.len() >= 8, "too few curl examples found: {curls:?}");
+    for (file, command) in curls {
+        let streaming = command.contains(" -N");
+        let command = command.replace("http://127.0.0.1:8080", &base);
+        // Streams are cut after a moment; everything else must finish on its own.
+        let command = format!(
+            "{} --silent --show-error --max-time {} --write-out '\\n%{{http_code}}'",
+            command.split(" #").next().unwrap().trim(),
+            if streaming { 1 } else { 10 }
+        );
+        let out = tokio::time::timeout(
+            WAIT,
+            tokio::process::Command::new("sh")
+                .args(["-c", &command])
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{file}: {command} did not finish"))
+        .expect("run sh");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+        assert!(
+            status.starts_with('2'),
+            "{file}: {command} answered {status}: {body} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if streaming {
+            assert!(body.starts_with("retry: "), "{file}: {command}: {body}");
+        } else {
+            let value: serde_json::Value = serde_json::from_str(body)
+                .unwrap_or_else(|e| panic!("{file}: {command}: not JSON ({e}): {body}"));
+            assert!(value.get("error").is_none(), "{file}: {command}: {value}");
+        }
+    }
+}
