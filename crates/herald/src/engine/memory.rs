@@ -19,7 +19,8 @@ use crate::sse::frame;
 ///
 /// One mutex covers "assign the id, deliver, retain": events reach every connection in id order
 /// even when several publishers race, and a resume reads a window consistent with live delivery.
-/// The section never waits (delivery only queues frames; the durable store writes behind).
+/// The section never waits (delivery only queues frames; the durable store writes behind, and
+/// when it is too far behind the publish is refused before it takes an id).
 #[derive(Debug)]
 pub struct MemoryEngine {
     window: Mutex<ReplayBuffer>,
@@ -65,6 +66,10 @@ impl Engine for MemoryEngine {
             return Err(EngineError::Overloaded);
         }
         let mut window = self.window.lock();
+        if let Some(durable) = &self.durable {
+            // Refuses (never waits) when the disk is far behind, before the id is taken.
+            durable.admit(window.head().seq + 1)?;
+        }
         let id = window.next_id();
         let bytes = frame::encode_event(Some(&id), &publication.name, publication.payload.as_str());
         let report = delivery.deliver(id, &bytes, &publication.targets);
@@ -107,6 +112,12 @@ impl Engine for MemoryEngine {
         let mut stats = window.stats();
         stats.durable = self.durable.is_some();
         Some(stats)
+    }
+
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        if let Some(durable) = &self.durable {
+            durable.register_metrics(registry);
+        }
     }
 
     fn health(&self) -> EngineHealth {
