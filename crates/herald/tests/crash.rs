@@ -216,7 +216,13 @@ async fn check_resume(
         .collect();
     // Every event after the held id that the hub answered for (or sent) came back, nothing
     // else, once each.
-    assert_eq!(got, expected, "resume from {held}: a gap or an extra event");
+    let missing: Vec<_> = expected.iter().filter(|e| !got.contains(e)).collect();
+    let extra: Vec<_> = got.iter().filter(|e| !expected.contains(e)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "resume from {held} (replayed {} events): missing {missing:?}, not expected {extra:?}",
+        got.len()
+    );
     eprintln!("resume from {held}: {} events, exactly", got.len());
     false
 }
@@ -528,4 +534,67 @@ async fn a_full_tmpfs_under_data_dir_is_reported_recovered_and_leaves_no_silent_
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
+}
+
+#[tokio::test]
+async fn a_writer_far_behind_refuses_publishes_instead_of_blocking() {
+    let dir = temp_dir("stall");
+    let srv = TestServer::with_config(durable_config(&dir)).await;
+    fault::stall(&dir);
+    let (first, _) = srv
+        .publish_ok(json!({"event": "n", "data": 0, "channels": ["all"]}))
+        .await;
+    let publication = || herald::engine::Publication {
+        name: herald::EventName::new("n").unwrap(),
+        payload: herald::Payload::text("1"),
+        targets: herald::Targets::one(herald::Target::Channel(
+            herald::ChannelName::new("all").unwrap(),
+        )),
+    };
+    // The disk hangs: publishes are accepted (and delivered) until the writer's queue is full,
+    // then refused at once: no publish waits for the disk, none holds the engine up.
+    let mut last_ok = first.clone();
+    let refused = tokio::time::timeout(Duration::from_secs(60), async {
+        // The writer may have taken a batch (up to 4,096 events) before it hung.
+        for _ in 0..2 * herald::engine::durable::QUEUE {
+            match srv.hub.publish(publication()).await {
+                Ok(p) => last_ok = p.id.to_string(),
+                Err(e) => return e,
+            }
+        }
+        panic!("the queue of a stalled writer never filled: {}", metric(&srv, "herald_durable_history_queue").await);
+    })
+    .await
+    .expect("a publish blocked on the stalled disk");
+    assert!(refused.to_string().contains("overloaded"), "{refused}");
+    let (status, body) = tokio::time::timeout(
+        WAIT,
+        srv.publish(json!({"event": "n", "data": 1, "channels": ["all"]})),
+    )
+    .await
+    .expect("an HTTP publish blocked on the stalled disk");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "overloaded");
+    // The rest of the hub answers: a new subscriber, stats, readiness (degraded, with why).
+    let _other = tokio::time::timeout(WAIT, srv.subscribe("channels=all"))
+        .await
+        .expect("subscribe blocked");
+    let (status, body) = readyz(&srv).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["reason"].as_str().unwrap().contains("behind"), "{body}");
+    assert!(metric(&srv, "herald_durable_history_refused_publishes_total").await >= 2);
+
+    fault::heal(&dir);
+    wait_for("the writer catches up", || async {
+        metric(&srv, "herald_durable_history_queue").await == 0
+    })
+    .await;
+    assert_eq!(readyz(&srv).await.0, StatusCode::OK);
+    // The refused publishes took no id: the next one follows the last accepted one.
+    let (next, _) = srv
+        .publish_ok(json!({"event": "n", "data": 2, "channels": ["all"]}))
+        .await;
+    assert_eq!(split(&next).1, split(&last_ok).1 + 1);
+    srv.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -376,12 +376,19 @@ impl DurableHistory {
         }
     }
 
-    /// Degraded while writes fail.
+    /// Degraded while writes fail, and while the writer is so far behind that publishes are
+    /// refused.
     pub fn health(&self) -> EngineHealth {
-        match &*self.shared.failure.lock() {
-            Some(message) => EngineHealth::Degraded(format!("durable history: {message}")),
-            None => EngineHealth::Ok,
+        if let Some(message) = &*self.shared.failure.lock() {
+            return EngineHealth::Degraded(format!("durable history: {message}"));
         }
+        let queued = self.shared.queue.get();
+        if queued >= QUEUE as i64 {
+            return EngineHealth::Degraded(format!(
+                "durable history: the writer is {queued} events behind; publishes are refused"
+            ));
+        }
+        EngineHealth::Ok
     }
 
     /// Adds this store's figures to `registry`.
@@ -576,46 +583,69 @@ impl Writer {
     }
 }
 
-/// Injected write failures, for tests of a failing disk (`fail_writes`). Costs one relaxed load
-/// per transaction when unused.
+/// Injected disk faults, for tests of a failing or stalled disk. Costs one relaxed load per
+/// transaction when unused.
 #[doc(hidden)]
 pub mod fault {
     use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Mutex;
+    use std::time::Duration;
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Plan {
+        /// Fail this many more transactions.
+        Fail(u64),
+        /// Hang every transaction until healed, as a disk that stopped answering.
+        Stall,
+    }
 
     static ANY: AtomicBool = AtomicBool::new(false);
-    static PLANS: Mutex<Vec<(PathBuf, u64)>> = Mutex::new(Vec::new());
+    static PLANS: Mutex<Vec<(PathBuf, Plan)>> = Mutex::new(Vec::new());
+
+    fn set(data_dir: &Path, plan: Plan) {
+        let path = data_dir.join("history.redb");
+        let mut plans = PLANS.lock().unwrap_or_else(|e| e.into_inner());
+        plans.retain(|(p, _)| *p != path);
+        plans.push((path, plan));
+        ANY.store(true, Ordering::Release);
+    }
 
     /// Makes the next `count` write transactions of the store in `data_dir` fail with an I/O
     /// error (`u64::MAX`: until [`heal`]), as a full or failing disk would.
     pub fn fail_writes(data_dir: &Path, count: u64) {
-        let path = data_dir.join("history.redb");
-        let mut plans = PLANS.lock().unwrap_or_else(|e| e.into_inner());
-        plans.retain(|(p, _)| *p != path);
-        plans.push((path, count));
-        ANY.store(true, Ordering::Release);
+        set(data_dir, Plan::Fail(count));
+    }
+
+    /// Makes every write transaction of the store in `data_dir` hang until [`heal`].
+    pub fn stall(data_dir: &Path) {
+        set(data_dir, Plan::Stall);
     }
 
     /// Lets the store in `data_dir` write again.
     pub fn heal(data_dir: &Path) {
-        fail_writes(data_dir, 0);
+        set(data_dir, Plan::Fail(0));
     }
 
     pub(super) fn check(path: &Path) -> Result<(), redb::Error> {
         if !ANY.load(Ordering::Acquire) {
             return Ok(());
         }
-        let mut plans = PLANS.lock().unwrap_or_else(|e| e.into_inner());
-        match plans.iter_mut().find(|(p, _)| p == path) {
-            Some((_, n)) if *n > 0 => {
-                *n = n.saturating_sub(1);
-                Err(redb::Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::StorageFull,
-                    "injected write failure (no space left on device)",
-                )))
+        loop {
+            let mut plans = PLANS.lock().unwrap_or_else(|e| e.into_inner());
+            match plans.iter_mut().find(|(p, _)| p == path) {
+                Some((_, Plan::Stall)) => {}
+                Some((_, Plan::Fail(n))) if *n > 0 => {
+                    *n -= 1;
+                    return Err(redb::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::StorageFull,
+                        "injected write failure (no space left on device)",
+                    )));
+                }
+                _ => return Ok(()),
             }
-            _ => Ok(()),
+            drop(plans);
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
