@@ -544,7 +544,7 @@ async fn a_writer_far_behind_refuses_publishes_instead_of_blocking() {
     let (first, _) = srv
         .publish_ok(json!({"event": "n", "data": 0, "channels": ["all"]}))
         .await;
-    let publication = || herald::engine::Publication {
+    let publication = move || herald::engine::Publication {
         name: herald::EventName::new("n").unwrap(),
         payload: herald::Payload::text("1"),
         targets: herald::Targets::one(herald::Target::Channel(
@@ -552,20 +552,34 @@ async fn a_writer_far_behind_refuses_publishes_instead_of_blocking() {
         )),
     };
     // The disk hangs: publishes are accepted (and delivered) until the writer's queue is full,
-    // then refused at once: no publish waits for the disk, none holds the engine up.
-    let mut last_ok = first.clone();
-    let refused = tokio::time::timeout(Duration::from_secs(60), async {
-        // The writer may have taken a batch (up to 4,096 events) before it hung.
-        for _ in 0..2 * herald::engine::durable::QUEUE {
-            match srv.hub.publish(publication()).await {
-                Ok(p) => last_ok = p.id.to_string(),
-                Err(e) => return e,
+    // then refused at once: no publish waits for the disk, none holds the engine up. (On a
+    // thread of its own: a publish that blocked would otherwise stall this test's runtime, its
+    // timer included, and never fail.)
+    let hub = srv.hub.clone();
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _ = done.send(rt.block_on(async move {
+            let mut last_ok = None;
+            // The writer may have taken a batch (up to 4,096 events) before it hung.
+            for _ in 0..2 * herald::engine::durable::QUEUE {
+                match hub.publish(publication()).await {
+                    Ok(p) => last_ok = Some(p.id.to_string()),
+                    Err(e) => return Some((last_ok, e)),
+                }
             }
-        }
-        panic!("the queue of a stalled writer never filled: {}", metric(&srv, "herald_durable_history_queue").await);
-    })
-    .await
-    .expect("a publish blocked on the stalled disk");
+            None
+        }));
+    });
+    let (last_ok, refused) = tokio::time::timeout(Duration::from_secs(30), result)
+        .await
+        .expect("a publish blocked on the stalled disk")
+        .unwrap()
+        .expect("the queue of a stalled writer never filled");
+    let last_ok = last_ok.unwrap_or(first.clone());
     assert!(refused.to_string().contains("overloaded"), "{refused}");
     let (status, body) = tokio::time::timeout(
         WAIT,
