@@ -244,7 +244,11 @@ impl ReplayBuffer {
         }
         // Lost events follow `after` when a hole ends after it: from inside the hole or from
         // before it, a replay would skip them.
-        if self.holes.iter().any(|&(_, lost_until)| after.seq < lost_until) {
+        if self
+            .holes
+            .iter()
+            .any(|&(_, lost_until)| after.seq < lost_until)
+        {
             return Replay::Reset {
                 reason: ResetReason::HistoryGap,
                 head,
@@ -452,7 +456,10 @@ mod tests {
             ));
         }
         fill(&mut buf, &[user("alice")]);
-        assert_eq!(seqs(buf.replay(EventId { epoch, seq: 20 }, &alice())), [21, 22]);
+        assert_eq!(
+            seqs(buf.replay(EventId { epoch, seq: 20 }, &alice())),
+            [21, 22]
+        );
         assert_eq!(seqs(buf.replay(EventId { epoch, seq: 21 }, &alice())), [22]);
     }
 }

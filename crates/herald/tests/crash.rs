@@ -23,8 +23,13 @@ fn temp_dir(what: &str) -> PathBuf {
 
 /// `<epoch>-<seq>` split.
 fn split(id: &str) -> (&str, u64) {
-    let (epoch, seq) = id.rsplit_once('-').unwrap_or_else(|| panic!("bad id {id:?}"));
-    (epoch, seq.parse().unwrap_or_else(|_| panic!("bad id {id:?}")))
+    let (epoch, seq) = id
+        .rsplit_once('-')
+        .unwrap_or_else(|| panic!("bad id {id:?}"));
+    (
+        epoch,
+        seq.parse().unwrap_or_else(|_| panic!("bad id {id:?}")),
+    )
 }
 
 fn http() -> reqwest::Client {
@@ -52,7 +57,10 @@ impl Ledger {
             None => self.epoch = Some(epoch.to_owned()),
         }
         if let Some(prev) = self.ids.insert(seq, n) {
-            assert_eq!(prev, n, "id {id} was given to payload {prev} and to payload {n}");
+            assert_eq!(
+                prev, n,
+                "id {id} was given to payload {prev} and to payload {n}"
+            );
         }
     }
 
@@ -173,7 +181,9 @@ async fn check_resume(
 ) -> bool {
     let mut client = open_stream(base, Some(held)).await;
     let marker = counter.fetch_add(1, Ordering::Relaxed);
-    let marker_id = publish(&http(), base, marker).await.expect("publish the marker");
+    let marker_id = publish(&http(), base, marker)
+        .await
+        .expect("publish the marker");
     ledger.lock().unwrap().answered(&marker_id, marker);
     let mut reset = None;
     let mut got: Vec<(u64, u64)> = Vec::new();
@@ -201,7 +211,10 @@ async fn check_resume(
     let marker_seq = split(&marker_id).1;
     if let Some(reason) = reset {
         assert_eq!(reason, "history_gap", "resume from {held}");
-        assert!(got.is_empty(), "events between the reset and the marker: {got:?}");
+        assert!(
+            got.is_empty(),
+            "events between the reset and the marker: {got:?}"
+        );
         eprintln!("resume from {held}: reset ({reason})");
         return true;
     }
@@ -358,8 +371,10 @@ impl Drop for Tmpfs {
 }
 
 fn durable_config(dir: &Path) -> Config {
-    let mut c = Config::default();
-    c.data_dir = Some(dir.to_path_buf());
+    let mut c = Config {
+        data_dir: Some(dir.to_path_buf()),
+        ..Config::default()
+    };
     c.hub.history.max_events = 100_000;
     c.hub.history.max_bytes = 256 << 20;
     c
@@ -465,7 +480,9 @@ async fn failing_disk_scenario(dir: &Path, disk: &dyn Disk, payload_bytes: usize
         }
         let lost = metric(&srv, "herald_durable_history_unpersisted_events_total").await;
         assert!(lost >= 1);
-        eprintln!("a write failed after {attempts} publishes on the full disk; {lost} events missed it");
+        eprintln!(
+            "a write failed after {attempts} publishes on the full disk; {lost} events missed it"
+        );
         let (status, body) = readyz(&srv).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         assert_eq!(body["status"], "degraded");
@@ -497,9 +514,7 @@ async fn failing_disk_scenario(dir: &Path, disk: &dyn Disk, payload_bytes: usize
     // silent skip.
     let srv = TestServer::with_config(durable_config(dir)).await;
     let base = srv.url("");
-    let mut l = ledger.lock().unwrap();
-    l.new_run();
-    drop(l);
+    ledger.lock().unwrap().new_run();
     assert_eq!(readyz(&srv).await.0, StatusCode::OK);
     // From before the failed range: reset.
     for (held, _) in &published[..2] {
@@ -595,7 +610,10 @@ async fn a_writer_far_behind_refuses_publishes_instead_of_blocking() {
         .expect("subscribe blocked");
     let (status, body) = readyz(&srv).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert!(body["reason"].as_str().unwrap().contains("behind"), "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("behind"),
+        "{body}"
+    );
     assert!(metric(&srv, "herald_durable_history_refused_publishes_total").await >= 2);
 
     fault::heal(&dir);

@@ -160,7 +160,6 @@ impl Record {
     }
 }
 
-
 /// State shared by the engine side and the writer thread.
 #[derive(Debug, Default)]
 struct Shared {
@@ -627,6 +626,7 @@ pub mod fault {
         set(data_dir, Plan::Fail(0));
     }
 
+    #[allow(clippy::result_large_err)]
     pub(super) fn check(path: &Path) -> Result<(), redb::Error> {
         if !ANY.load(Ordering::Acquire) {
             return Ok(());
@@ -794,7 +794,9 @@ mod tests {
         );
         let epoch = window.epoch();
         for held in [1, issued[0], issued[2]] {
-            assert!(is_gap(window.replay(EventId { epoch, seq: held }, &alice())));
+            assert!(is_gap(
+                window.replay(EventId { epoch, seq: held }, &alice())
+            ));
         }
         durable.close().await;
         std::fs::remove_dir_all(&dir).unwrap();
