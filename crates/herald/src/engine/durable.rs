@@ -306,6 +306,8 @@ impl DurableHistory {
             highest: head,
             reserved,
             failing: false,
+            last_attempt: std::time::Instant::now(),
+            lost_in_outage: 0,
             shared: shared.clone(),
         };
         let writer = std::thread::Builder::new()
@@ -441,6 +443,10 @@ struct Writer {
     /// The reservation on disk.
     reserved: u64,
     failing: bool,
+    /// When the disk was last tried.
+    last_attempt: std::time::Instant,
+    /// Events that missed the disk since writes began to fail.
+    lost_in_outage: u64,
     shared: Arc<Shared>,
 }
 
@@ -481,34 +487,59 @@ impl Writer {
         if let Some(last) = batch.last() {
             self.highest = self.highest.max(last.seq);
         }
-        match self.transaction(batch, false) {
+        // While the disk fails, try it at most every `RETRY` (reopening a store repairs it,
+        // which is not free); what arrives in between misses the disk like a failed batch.
+        let throttled = self.failing && self.last_attempt.elapsed() < RETRY;
+        let result = if throttled {
+            Err(None)
+        } else {
+            self.last_attempt = std::time::Instant::now();
+            self.transaction(batch, false).map_err(Some)
+        };
+        match result {
             Ok(()) => {
                 if self.failing {
                     self.failing = false;
                     *self.shared.failure.lock() = None;
-                    tracing::info!("durable history writes succeed again");
+                    tracing::info!(
+                        unpersisted = self.lost_in_outage,
+                        "durable history writes succeed again; the events that missed the disk \
+                         meanwhile reset resumes across them after a restart"
+                    );
+                    self.lost_in_outage = 0;
                 }
             }
-            Err(e) => {
-                self.db = None;
-                self.shared.write_failures.inc();
+            Err(error) => {
+                if let Some(e) = &error {
+                    self.db = None;
+                    self.shared.write_failures.inc();
+                    *self.shared.failure.lock() = Some(format!("writes fail: {e}"));
+                }
                 self.shared.unpersisted.inc_by(batch.len() as u64);
-                match (batch.first(), batch.last()) {
-                    (Some(first), Some(last)) => tracing::error!(
+                self.lost_in_outage += batch.len() as u64;
+                let first_failure = !self.failing;
+                self.failing = true;
+                let (Some(e), Some(first), Some(last)) = (&error, batch.first(), batch.last())
+                else {
+                    return;
+                };
+                if first_failure {
+                    tracing::error!(
                         error = %e,
-                        events = batch.len(),
                         first = first.seq,
                         last = last.seq,
-                        "durable history write failed; these events are not on disk, and after \
-                         a restart a resume across them gets a reset"
-                    ),
-                    _ if !self.failing => {
-                        tracing::error!(error = %e, "durable history write failed")
-                    }
-                    _ => tracing::debug!(error = %e, "durable history still cannot write"),
+                        "durable history write failed; events are kept in memory and delivered, \
+                         but not on disk: after a restart a resume across them gets a reset. \
+                         Retrying every second"
+                    );
+                } else {
+                    tracing::warn!(
+                        error = %e,
+                        unpersisted = self.lost_in_outage,
+                        last = last.seq,
+                        "durable history writes still fail"
+                    );
                 }
-                self.failing = true;
-                *self.shared.failure.lock() = Some(format!("writes fail: {e}"));
             }
         }
     }
@@ -518,10 +549,11 @@ impl Writer {
     #[allow(clippy::result_large_err)]
     fn transaction(&mut self, batch: &[HistoryEntry], close: bool) -> Result<(), redb::Error> {
         fault::check(&self.path)?;
-        if self.db.is_none() {
-            self.db = Some(Database::create(&self.path)?);
-        }
-        let Some(db) = &self.db else { unreachable!() };
+        let db = match self.db.take() {
+            Some(db) => db,
+            None => Database::create(&self.path)?,
+        };
+        let db = self.db.insert(db);
         let txn = db.begin_write()?;
         let reserve = self.reserved.max(self.highest + RESERVE_BLOCK);
         let pops;
