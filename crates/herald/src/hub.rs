@@ -243,7 +243,9 @@ impl Hub {
     /// # Panics
     /// Outside a Tokio runtime (the hub starts its heartbeat and sweep tasks).
     pub fn with_engine(config: HubConfig, engine: Arc<dyn Engine>) -> Self {
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        engine.register_metrics(metrics.registry_mut());
+        let metrics = Arc::new(metrics);
         let (presence_tx, presence_rx) = tokio::sync::mpsc::channel(PRESENCE_QUEUE);
         let registry = Arc::new(
             Registry::new(

@@ -239,6 +239,9 @@ pub trait Engine: Send + Sync + fmt::Debug {
     /// Whether the engine works right now (for `/readyz`).
     fn health(&self) -> EngineHealth;
 
+    /// Adds the engine's own metrics to the hub's registry. Called once, by the hub, at start.
+    fn register_metrics(&self, _registry: &mut prometheus_client::registry::Registry) {}
+
     /// Stops background work. Called once, by the hub, at shutdown.
     async fn shutdown(&self);
 
