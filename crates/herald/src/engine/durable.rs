@@ -54,6 +54,9 @@ const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_EPOCH: &str = "epoch";
 const META_CLEAN: &str = "clean_shutdown";
+
+/// Longest wait at shutdown for the writer to flush what it holds.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// No id above this one was issued (written before any such id is).
 const META_RESERVED: &str = "reserved_until";
 /// The newest id issued, written by a clean shutdown.
@@ -423,7 +426,22 @@ impl DurableHistory {
         drop(self.sender.lock().take());
         let writer = self.writer.lock().take();
         if let Some(writer) = writer {
-            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+            // Bounded: a hung disk must not keep the process from exiting. Without the
+            // clean-shutdown mark the next start treats the stop as a crash (ids continue above
+            // the reservation, resumes across the unwritten tail get `reset`): nothing is lost
+            // silently.
+            let joined = tokio::time::timeout(
+                CLOSE_TIMEOUT,
+                tokio::task::spawn_blocking(move || writer.join()),
+            )
+            .await;
+            if joined.is_err() {
+                tracing::error!(
+                    timeout = ?CLOSE_TIMEOUT,
+                    "durable history: the writer did not finish in time (is the disk hung?); \
+                     exiting without the clean-shutdown mark"
+                );
+            }
         }
     }
 }
