@@ -125,7 +125,7 @@ impl Node {
         Node {
             api: Api {
                 base: format!("http://{addr}"),
-                http: reqwest::Client::new(),
+                http: support::http_client(),
             },
             engine,
             cancel,
@@ -756,7 +756,7 @@ async fn herald_processes_form_a_cluster() {
     };
     let one = start("one").await;
     let two = start("two").await;
-    let http = reqwest::Client::new();
+    let http = support::http_client();
     let response = http
         .get(one.url("/api/sse?userId=alice"))
         .send()
@@ -914,7 +914,7 @@ async fn presence_events_mean_first_and_last_connection_in_the_cluster() {
         next_named(&mut watcher).await,
         pair("presence:join", "alice")
     );
-    let http = reqwest::Client::new();
+    let http = support::http_client();
     let mut on_d = Vec::new();
     for user in ["alice", "bob"] {
         let response = tokio::time::timeout(
@@ -1014,7 +1014,7 @@ async fn clients_of_a_killed_node_resume_on_another_without_loss() {
     let a = herald_node(&redis, &prefix, "a").await;
     let mut b = herald_node(&redis, &prefix, "b").await;
     let c = herald_node(&redis, &prefix, "c").await;
-    let http = reqwest::Client::new();
+    let http = support::http_client();
     let api = |node: &support::HeraldProcess| Api {
         base: format!("http://{}", node.addr),
         http: http.clone(),
@@ -1510,7 +1510,7 @@ async fn a_stalled_node_writes_its_presence_again() {
         &[],
     )
     .await;
-    let http = reqwest::Client::new();
+    let http = support::http_client();
     let response = tokio::time::timeout(
         WAIT,
         http.get(d.url("/api/sse?userId=bob&channels=room:1"))
