@@ -89,8 +89,8 @@ impl From<Error> for ApiError {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "engine_unavailable",
-                    "the hub's engine (Redis) is unavailable, so nothing was published or changed; \
-                     retry shortly",
+                    "the hub's engine (Redis) is unavailable: nothing was sent or changed; retry \
+                     shortly",
                 )
                 .with_retry_after(1)
             }
