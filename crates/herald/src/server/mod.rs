@@ -262,30 +262,9 @@ pub async fn serve_router(
                                 ))
                             });
                         }
-                        FirstRequest::Refused(why) => {
-                            use tokio::io::AsyncWriteExt;
-                            // Bounded: a client that does not read its answer is dropped.
-                            let _ = tokio::time::timeout(
-                                Duration::from_secs(1),
-                                stream.write_all(&why.response()),
-                            )
-                            .await;
-                            let _ = stream.shutdown().await;
-                            // Read what the client still sends (briefly, boundedly), so that
-                            // closing does not reset the connection before it read the answer.
-                            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                                use tokio::io::AsyncReadExt;
-                                let mut sink = [0u8; 4096];
-                                let mut left = 64 * 1024usize;
-                                while left > 0 {
-                                    match stream.read(&mut sink).await {
-                                        Ok(0) | Err(_) => break,
-                                        Ok(n) => left = left.saturating_sub(n),
-                                    }
-                                }
-                            })
-                            .await;
-                        }
+                        // Boxed: every connection task is sized for its largest state, and
+                        // this rare path must not make idle event streams bigger.
+                        FirstRequest::Refused(why) => Box::pin(refuse_head(stream, why)).await,
                         FirstRequest::Gone => {}
                     }
                 });
@@ -557,4 +536,25 @@ fn log_connection_end(result: Result<(), Box<dyn std::error::Error + Send + Sync
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
     }
+}
+
+/// Answers a first request head Herald refuses before routing it, then closes the connection
+/// without resetting it before the client could read the answer.
+async fn refuse_head(mut stream: tokio::net::TcpStream, why: event_stream::RefusedHead) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Bounded: a client that does not read its answer is dropped.
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&why.response())).await;
+    let _ = stream.shutdown().await;
+    // Read what the client still sends (briefly, boundedly) before closing.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut sink = vec![0u8; 4096];
+        let mut left = 64 * 1024usize;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
