@@ -1,5 +1,7 @@
 //! The `herald` binary as operators use it: configuration, signals, and the CLI client.
 
+#[path = "support/redis.rs"]
+mod redis_support;
 mod support;
 
 use std::time::Duration;
@@ -565,4 +567,65 @@ async fn boolean_environment_variables_take_yes_no_1_0() {
         let expected = if allowed { 200 } else { 403 };
         assert_eq!(r.status(), expected, "HERALD_IDENTITY_FROM_QUERY={value}");
     }
+}
+
+/// The engine by its rule name (`HERALD_ENGINE`) and the Redis settings from the file:
+/// `Hub::from_config` starts a Redis node with that prefix and node id.
+#[tokio::test]
+async fn engine_from_the_environment_and_redis_settings_from_the_file() {
+    let redis = redis_support::RedisServer::start().await;
+    let dir = std::env::temp_dir().join(format!("herald-engine-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("herald.toml");
+    std::fs::write(
+        &file,
+        "redis_prefix = \"cfgtest\"\nnode_id = \"node-from-file\"\n",
+    )
+    .unwrap();
+    let p = HeraldProcess::start(
+        &["--config", file.to_str().unwrap()],
+        &[("HERALD_ENGINE", &redis.url())],
+    )
+    .await;
+    assert!(
+        p.log().contains("engine=\"redis\"") || p.log().contains("engine=redis"),
+        "{}",
+        p.log()
+    );
+    let r = tokio::time::timeout(
+        WAIT,
+        reqwest::Client::new()
+            .post(p.url("/api/sse/message"))
+            .json(&json!({"event": "n", "data": 1, "broadcast": true}))
+            .send(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = tokio::time::timeout(WAIT, client.get_multiplexed_async_connection())
+        .await
+        .unwrap()
+        .unwrap();
+    let len: u64 = tokio::time::timeout(
+        WAIT,
+        redis::cmd("XLEN")
+            .arg("cfgtest:events")
+            .query_async(&mut conn),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(len, 1, "the event went to the file's prefix");
+    let (_, stats) = support::read_json(
+        tokio::time::timeout(WAIT, reqwest::get(p.url("/api/sse/stats")))
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .await;
+    assert!(stats.to_string().contains("node-from-file"), "{stats}");
+    drop(p);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
