@@ -64,16 +64,49 @@ impl std::str::FromStr for HumanDuration {
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Millis(u64),
-            Text(String),
+        d.deserialize_any(NumberOrText::new(
+            "a duration like \"15s\" or a number of milliseconds",
+            |ms| Ok(HumanDuration(Duration::from_millis(ms))),
+        ))
+    }
+}
+
+/// Reads a number (given to `from_number`) or a string (parsed with `FromStr`).
+struct NumberOrText<T> {
+    expecting: &'static str,
+    from_number: fn(u64) -> Result<T, String>,
+}
+
+impl<T> NumberOrText<T> {
+    fn new(expecting: &'static str, from_number: fn(u64) -> Result<T, String>) -> Self {
+        NumberOrText {
+            expecting,
+            from_number,
         }
-        match Raw::deserialize(d)? {
-            Raw::Millis(ms) => Ok(HumanDuration(Duration::from_millis(ms))),
-            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
-        }
+    }
+}
+
+impl<T> serde::de::Visitor<'_> for NumberOrText<T>
+where
+    T: std::str::FromStr<Err = String>,
+{
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<T, E> {
+        (self.from_number)(n).map_err(E::custom)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<T, E> {
+        let n = u64::try_from(n).map_err(|_| E::custom(format!("{n} is negative")))?;
+        self.visit_u64(n)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<T, E> {
+        s.parse().map_err(E::custom)
     }
 }
 
@@ -92,16 +125,14 @@ impl std::str::FromStr for ByteSize {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Bytes(usize),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Bytes(n) => Ok(ByteSize(n)),
-            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
-        }
+        d.deserialize_any(NumberOrText::new(
+            "a size like \"64KiB\" or a number of bytes",
+            |n| {
+                usize::try_from(n)
+                    .map(ByteSize)
+                    .map_err(|_| format!("{n} is too large"))
+            },
+        ))
     }
 }
 
@@ -214,33 +245,44 @@ impl<'de> Deserialize<'de> for KeyEntry {
         fn yes() -> bool {
             true
         }
+        /// A `[[publisher_keys]]` table.
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Table {
             name: String,
             key: String,
+            /// May publish (to any target, or only to `channels`). Default true.
             #[serde(default = "yes")]
             publish: bool,
             channels: Option<Vec<String>>,
+            /// May use admin endpoints. Default false.
             #[serde(default)]
             admin: bool,
         }
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Pair(String),
-            Table(Table),
+        struct PairOrTable;
+        impl<'de> serde::de::Visitor<'de> for PairOrTable {
+            type Value = KeyEntry;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"name=key\" or a table with name, key, publish, channels, admin")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, pair: &str) -> Result<KeyEntry, E> {
+                pair.parse().map_err(E::custom)
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<KeyEntry, A::Error> {
+                let t = Table::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(KeyEntry {
+                    name: t.name,
+                    key: Secret::new(t.key),
+                    publish: t.publish,
+                    channels: t.channels,
+                    admin: t.admin,
+                })
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::Pair(pair) => pair.parse().map_err(serde::de::Error::custom),
-            Raw::Table(t) => Ok(KeyEntry {
-                name: t.name,
-                key: Secret::new(t.key),
-                publish: t.publish,
-                channels: t.channels,
-                admin: t.admin,
-            }),
-        }
+        d.deserialize_any(PairOrTable)
     }
 }
 
@@ -254,21 +296,34 @@ where
     T: Deserialize<'de> + std::str::FromStr,
     T::Err: fmt::Display,
 {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw<T> {
-        List(Vec<T>),
-        Text(String),
+    struct ListOrText<T>(std::marker::PhantomData<T>);
+    impl<'de, T> serde::de::Visitor<'de> for ListOrText<T>
+    where
+        T: Deserialize<'de> + std::str::FromStr,
+        T::Err: fmt::Display,
+    {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an array or a comma-separated string")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Vec<T>, E> {
+            s.split(',')
+                .map(|item| item.trim().parse().map_err(E::custom))
+                .collect()
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                items.push(item);
+            }
+            Ok(items)
+        }
     }
-    match Option::<Raw<T>>::deserialize(d)? {
-        None => Ok(None),
-        Some(Raw::List(items)) => Ok(Some(items)),
-        Some(Raw::Text(s)) => s
-            .split(',')
-            .map(|item| item.trim().parse().map_err(serde::de::Error::custom))
-            .collect::<Result<_, _>>()
-            .map(Some),
-    }
+    d.deserialize_any(ListOrText(std::marker::PhantomData))
+        .map(Some)
 }
 
 /// Every setting of `herald serve` (see the [module docs](self) for the naming rule). Durations

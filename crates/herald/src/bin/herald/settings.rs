@@ -298,6 +298,22 @@ mod tests {
         assert_eq!(c.hub.retry, Duration::from_millis(1500));
         assert_eq!(c.http.max_body_size, 128 * 1024);
         assert!(toml::from_str::<Settings>("heartbeat = 1").is_err());
+        // Mistakes are named.
+        for (text, named) in [
+            ("retry = \"soon\"", "is not a duration"),
+            ("retry = true", "a duration like"),
+            ("max_body_size = \"1GB\"", "unknown unit"),
+            ("max_body_size = -1", "negative"),
+            ("trusted_proxies = [\"10.0.0.300\"]", "invalid IP address"),
+            (
+                "publisher_keys = [{ name = \"a\", key = \"k\", admn = true }]",
+                "admn",
+            ),
+            ("publisher_keys = [\"no-equals-sign\"]", "name=key"),
+        ] {
+            let err = toml::from_str::<Settings>(text).unwrap_err().to_string();
+            assert!(err.contains(named), "{text}: {err}");
+        }
         assert!(toml::from_str::<Settings>("config = \"x.toml\"").is_err());
     }
 }
