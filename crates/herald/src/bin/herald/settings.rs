@@ -190,6 +190,41 @@ mod tests {
         }
     }
 
+    /// The `[default: …]` of each flag's help is the library's default: giving the flag that
+    /// value changes nothing.
+    #[test]
+    fn help_defaults_are_the_library_defaults() {
+        let defaults = format!("{:?}", load_with(&[], None));
+        let mut checked = 0;
+        for arg in Cli::command().get_arguments() {
+            let (Some(flag), Some(help)) = (arg.get_long(), arg.get_help()) else {
+                continue;
+            };
+            let help = help.to_string();
+            let Some(value) = help
+                .split("[default: ")
+                .nth(1)
+                .and_then(|rest| rest.split(']').next())
+            else {
+                continue;
+            };
+            // Words, not values (`unlimited`, `none`, `memory only`, …), and a Redis setting
+            // that needs a Redis engine.
+            if value.contains(' ')
+                || value.starts_with('<')
+                || ["none", "unlimited"].contains(&value)
+                || flag == "redis-prefix"
+            {
+                continue;
+            }
+            let flag_arg = format!("--{flag}={value}");
+            let config = format!("{:?}", load_with(&[&flag_arg], None));
+            assert_eq!(config, defaults, "{flag_arg} is not the default");
+            checked += 1;
+        }
+        assert!(checked > 30, "only {checked} defaults checked");
+    }
+
     #[test]
     fn flags_beat_the_file_which_beats_defaults() {
         let c = load_with(
