@@ -270,9 +270,10 @@ pub struct HttpConfig {
     /// `None` (the default): unlimited.
     pub resume_rate_per_ip: Option<Rate>,
     /// Whether subscribers may name themselves with `?userId=` and `?username=`. True in
-    /// [`HttpConfig::default`]; the `herald` binary turns it on by default only when it listens
-    /// on loopback with neither publisher keys nor trusted proxies (behind a proxy, or once
-    /// publishing is keyed, anyone who can reach the hub could claim any user id).
+    /// [`HttpConfig::default`]; [`Settings::into_config`] (and so the `herald` binary) turns it
+    /// on by default only when it listens on loopback with neither publisher keys nor trusted
+    /// proxies (behind a proxy, or once publishing is keyed, anyone who can reach the hub could
+    /// claim any user id).
     pub identity_from_query: bool,
     /// Largest publish body ([`DEFAULT_MAX_BODY_SIZE`]); larger gets `413`.
     pub max_body_size: usize,

@@ -26,11 +26,21 @@
 //! 2. Add an `Option<…>` field to [`Settings`], named as the flag without dashes, with a doc
 //!    comment (the `--help` text, ending in `[default: …]`) and
 //!    `#[cfg_attr(feature = "cli", arg(long))]`. Durations are [`HumanDuration`], sizes
-//!    [`ByteSize`], lists `Option<Vec<…>>` with `value_delimiter = ','` and
-//!    `deserialize_with = "list"`, booleans use [`bool_arg`]-style parsing (see `reuse_port`).
-//! 3. Map it in [`Settings::into_config`] (one line: `if let Some(v) = s.foo { c.hub.foo = v }`).
-//! 4. Add a row to the README's settings table and a sample value to the
-//!    `every_setting_follows_the_naming_rule` test in `tests/binary.rs`.
+//!    [`ByteSize`]; lists are `Option<Vec<…>>` with `arg(long, value_delimiter = ',')` and
+//!    `#[serde(default, deserialize_with = "list")]`; booleans are `Option<bool>` with
+//!    `arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg())`
+//!    (copy `reuse_port`). The environment name and the TOML key follow from the field name:
+//!    write neither.
+//! 3. Map it in [`Settings::into_config`], one line: `set(&mut c.hub.foo, s.foo)` (or
+//!    `s.foo.map(|d| d.0)` for a duration or a size).
+//! 4. Add a row to the README's settings table (the test `every_setting_follows_the_naming_rule`
+//!    in `tests/binary.rs` checks it is there) and a sample value to that test's
+//!    `sample_value`.
+//!
+//! Tests that keep this honest: `every_setting_follows_the_naming_rule` (flags, environment
+//! names, aliases, README rows, a TOML file setting every key) and
+//! `help_defaults_are_the_library_defaults` (each `[default: …]` of `--help` is what
+//! [`Settings::into_config`] gives when the setting is unset).
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -343,7 +353,7 @@ pub struct Settings {
     pub publisher_key: Option<Secret>,
     /// More publisher keys, comma-separated `name=key` pairs (each may publish and use admin
     /// endpoints). Several keys let you rotate one without downtime. Finer scopes: the TOML
-    /// file's [[publisher_keys]].
+    /// file's `[[publisher_keys]]`.
     #[cfg_attr(
         feature = "cli",
         arg(long, hide_env_values = true, value_delimiter = ',')
@@ -514,8 +524,8 @@ pub struct Settings {
     /// [default: herald]
     #[cfg_attr(feature = "cli", arg(long))]
     pub redis_prefix: Option<String>,
-    /// This node's id in the cluster (1 to 64 of A-Z a-z 0-9 _ . -), unique per process.
-    /// [default: <hostname>-<pid>-<random>]
+    /// This node's id in the cluster (1 to 64 of A-Z a-z 0-9 _ . -), unique per process. By
+    /// default `<hostname>-<pid>-<random>`.
     #[cfg_attr(feature = "cli", arg(long))]
     pub node_id: Option<String>,
     /// Origins allowed to use Herald from browser pages on other origins (CORS),

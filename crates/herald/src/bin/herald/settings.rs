@@ -211,7 +211,7 @@ mod tests {
             // Words, not values (`unlimited`, `none`, `memory only`, …), and a Redis setting
             // that needs a Redis engine.
             if value.contains(' ')
-                || value.starts_with('<')
+                || value.starts_with('`')
                 || ["none", "unlimited"].contains(&value)
                 || flag == "redis-prefix"
             {
