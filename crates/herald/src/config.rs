@@ -164,7 +164,8 @@ impl Default for HubConfig {
     }
 }
 
-/// A secret (publisher key) whose `Debug` output never shows it.
+/// A secret (a publisher key, a JWT secret, a Redis URL with its password) whose `Debug` output
+/// never shows it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 

@@ -519,7 +519,7 @@ pub struct Settings {
     /// replay window, presence and commands through Redis (see docs/deploy.md). [default:
     /// memory]
     #[cfg_attr(feature = "cli", arg(long, hide_env_values = true))]
-    pub engine: Option<String>,
+    pub engine: Option<Secret>,
     /// Prefix of Herald's Redis keys and channels; every node of one cluster uses the same.
     /// [default: herald]
     #[cfg_attr(feature = "cli", arg(long))]
@@ -649,7 +649,11 @@ impl Settings {
         c.http.cors_origins = origins(s.cors_origins);
         c.http.publish_origins = origins(s.publish_origins);
         c.http.cors_credentials = s.cors_credentials.unwrap_or(false);
-        c.engine = EngineConfig::from_settings(s.engine, s.redis_prefix, s.node_id)?;
+        c.engine = EngineConfig::from_settings(
+            s.engine.map(|url| url.expose().to_owned()),
+            s.redis_prefix,
+            s.node_id,
+        )?;
         Ok(c)
     }
 }
@@ -884,6 +888,7 @@ mod tests {
         let s = Settings {
             publisher_key: Some(Secret::new("hunter2hunter2hunter2")),
             publisher_keys: Some(vec!["a=hunter3hunter3hunter3".parse().unwrap()]),
+            engine: Some(Secret::new("redis://:hunter4@10.0.0.5:6379/0")),
             ..Settings::default()
         };
         let debug = format!("{s:?}");
