@@ -7,7 +7,7 @@
 // itself: browsers connect to Herald, and this backend publishes with HeraldPublisher whenever
 // something happens (an order is placed, shipped, a maintenance is announced).
 //
-// Settings (environment): PORT (3000), HERALD_URL (http://127.0.0.1:8080), HERALD_PUBLISHER_KEY
+// Settings (environment): HOST (127.0.0.1), PORT (3000), HERALD_URL (http://127.0.0.1:8080), HERALD_PUBLISHER_KEY
 // (when the hub has one), HERALD_PUBLIC_URL (the hub's URL as browsers reach it; HERALD_URL).
 
 import express from 'express';
@@ -166,8 +166,11 @@ const PAGE = `<!doctype html>
 </body></html>
 `;
 
-const server = app.listen(PORT, () => {
-  console.log(`express example on http://localhost:${PORT}, publishing to ${HERALD_URL}`);
+// Loopback only: this demo trusts ?userId= and has no authentication of its own. Set HOST to
+// serve other machines once you have added real sign-in.
+const HOST = process.env.HOST ?? '127.0.0.1';
+const server = app.listen(PORT, HOST, () => {
+  console.log(`express example on http://${HOST}:${PORT}, publishing to ${HERALD_URL}`);
 });
 
 for (const signal of ['SIGINT', 'SIGTERM']) {

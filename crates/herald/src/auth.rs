@@ -31,6 +31,9 @@ pub enum AuthError {
     /// The header names an algorithm Herald has no key for (including `none`).
     #[error("the token's algorithm {0} is not accepted by this hub")]
     UnsupportedAlgorithm(String),
+    /// The token's `kid` names no key of the hub's (JWKS) key set for its algorithm.
+    #[error("the token's key id {0:?} is not one of this hub's keys")]
+    UnknownKey(String),
     /// The signature does not verify.
     #[error("the token's signature is not valid")]
     BadSignature,
@@ -57,6 +60,7 @@ impl AuthError {
         match self {
             AuthError::Malformed(_) => "invalid_token",
             AuthError::UnsupportedAlgorithm(_) => "unsupported_algorithm",
+            AuthError::UnknownKey(_) => "unknown_key",
             AuthError::BadSignature => "invalid_signature",
             AuthError::Expired => "token_expired",
             AuthError::NotYetValid => "token_not_yet_valid",
@@ -225,16 +229,22 @@ impl JwtVerifier {
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
-        let candidates: Vec<&VerifyKey> = self
-            .keys
-            .iter()
-            .filter(|k| k.algorithm == header.alg)
+        let same_algorithm = self.keys.iter().filter(|k| k.algorithm == header.alg);
+        let candidates: Vec<&VerifyKey> = same_algorithm
+            .clone()
             .filter(|k| match (&k.kid, &header.kid) {
                 (Some(a), Some(b)) => a == b,
                 _ => true,
             })
             .collect();
         if candidates.is_empty() {
+            if same_algorithm.count() > 0 {
+                // The algorithm is fine; the key id is not one of ours (a rotated-out key, or a
+                // token for another service).
+                return Err(AuthError::UnknownKey(
+                    header.kid.clone().unwrap_or_default(),
+                ));
+            }
             return Err(AuthError::UnsupportedAlgorithm(format!("{:?}", header.alg)));
         }
         let mut validation = Validation::new(header.alg);

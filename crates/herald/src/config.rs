@@ -374,8 +374,8 @@ impl Config {
     /// Checks the settings against each other.
     ///
     /// # Errors
-    /// - listening on a non-loopback address without a publisher key (anyone on the network
-    ///   could publish to your users);
+    /// - listening on a non-loopback address with neither a publisher key nor JWT verification
+    ///   (anyone on the network could publish to your users);
     /// - zero intervals, capacities or limits;
     /// - a `data_dir` with a Redis engine.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -383,7 +383,8 @@ impl Config {
         if !self.listen.ip().is_loopback() && !publishing_secured {
             return Err(ConfigError(format!(
                 "refusing to listen on {} without a publisher key: anyone who can reach it could \
-                 publish to your users. Set HERALD_PUBLISHER_KEY (or --publisher-key), or listen \
+                 publish to your users. Set HERALD_PUBLISHER_KEY (or --publisher-key), or JWT \
+                 verification (publishers then need a token with a publish claim), or listen \
                  on 127.0.0.1",
                 self.listen
             )));

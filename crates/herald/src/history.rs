@@ -247,9 +247,10 @@ pub struct ReplayBuffer {
     /// event dropped from the window (evicted, or not kept because history is off). Events
     /// that are never retained by design (presence) do not move it.
     lost: u64,
-    /// Ids in `(gap_after, gap_until]` were assigned but lost (not persisted before a crash):
-    /// a resume from inside the hole cannot be served.
-    hole: Option<(u64, u64)>,
+    /// Ranges `(after, until]` of ids that were (or may have been) assigned but whose events are
+    /// lost (not persisted before a crash, or a failed disk write): a resume from before `until`
+    /// would walk across one, so it gets a reset instead.
+    holes: Vec<(u64, u64)>,
 }
 
 impl ReplayBuffer {
@@ -262,7 +263,7 @@ impl ReplayBuffer {
             bytes: 0,
             head,
             lost: head,
-            hole: None,
+            holes: Vec::new(),
         }
     }
 
@@ -299,8 +300,10 @@ impl ReplayBuffer {
     }
 
     /// Marks ids in `(after, until]` as lost.
-    pub fn set_hole(&mut self, after: u64, until: u64) {
-        self.hole = Some((after, until));
+    pub fn add_hole(&mut self, after: u64, until: u64) {
+        if after < until {
+            self.holes.push((after, until));
+        }
     }
 
     /// Assigns the next id.
@@ -352,7 +355,10 @@ impl ReplayBuffer {
             self.lost = self.lost.max(first.seq);
             self.entries.pop_front();
         }
-        self.entries.front().map_or(self.head + 1, |e| e.seq)
+        let oldest = self.entries.front().map_or(self.head + 1, |e| e.seq);
+        // A hole that ends before the oldest retained event resets through the gap check anyway.
+        self.holes.retain(|&(_, until)| until >= oldest);
+        oldest
     }
 
     /// What a client that last saw `after` should get, uncapped, in one go (for tests and
@@ -401,13 +407,17 @@ impl ReplayBuffer {
                 head,
             });
         }
-        if let Some((lost_after, lost_until)) = self.hole {
-            if after.seq > lost_after && after.seq <= lost_until {
-                return Err(Replay::Reset {
-                    reason: ResetReason::HistoryGap,
-                    head,
-                });
-            }
+        // Lost events follow `after` when a hole ends after it: from inside the hole or from
+        // before it, a replay would skip them.
+        if self
+            .holes
+            .iter()
+            .any(|&(_, lost_until)| after.seq < lost_until)
+        {
+            return Err(Replay::Reset {
+                reason: ResetReason::HistoryGap,
+                head,
+            });
         }
         // The first event the client lacks is `after.seq + 1`: nothing from there on may have
         // been dropped.
@@ -621,11 +631,13 @@ mod tests {
     #[test]
     fn a_hole_resets() {
         let epoch = Epoch::random();
-        let mut buf = ReplayBuffer::new(epoch, limits(100), 10);
-        buf.set_hole(10, 20);
+        let mut buf = ReplayBuffer::new(epoch, limits(100), 0);
+        fill(&mut buf, &vec![user("alice"); 10]);
+        buf.add_hole(10, 20);
         buf.set_head(20);
         fill(&mut buf, &[user("alice")]);
-        for lost in [10, 15] {
+        // From inside the hole, from its start and from before it: a replay would skip 11..=20.
+        for lost in [10, 15, 5] {
             assert!(matches!(
                 buf.replay(EventId { epoch, seq: lost }, &alice()),
                 Replay::Reset {
@@ -635,6 +647,10 @@ mod tests {
             ));
         }
         fill(&mut buf, &[user("alice")]);
+        assert_eq!(
+            seqs(buf.replay(EventId { epoch, seq: 20 }, &alice())),
+            [21, 22]
+        );
         assert_eq!(seqs(buf.replay(EventId { epoch, seq: 21 }, &alice())), [22]);
     }
 

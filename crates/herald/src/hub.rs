@@ -165,6 +165,10 @@ impl Delivery for LocalDelivery {
         Some(self.registry.snapshot())
     }
 
+    fn presence_members(&self) -> Option<Vec<crate::engine::PresenceMember>> {
+        Some(self.registry.presence_members())
+    }
+
     fn apply(&self, command: &Command) -> usize {
         match command {
             Command::Disconnect {
@@ -239,7 +243,9 @@ impl Hub {
     /// # Panics
     /// Outside a Tokio runtime (the hub starts its heartbeat and sweep tasks).
     pub fn with_engine(config: HubConfig, engine: Arc<dyn Engine>) -> Self {
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        engine.register_metrics(metrics.registry_mut());
+        let metrics = Arc::new(metrics);
         let (presence_tx, presence_rx) = tokio::sync::mpsc::channel(PRESENCE_QUEUE);
         let registry = Arc::new(
             Registry::new(
@@ -707,7 +713,8 @@ impl Hub {
 
     /// Shuts the hub down: refuses new connections and events, ends every stream with a
     /// `disconnected` event (reason `server_shutdown`) preceded by a `retry:` hint chosen at
-    /// random within `shutdown_reconnect_window` (so clients come back spread out), stops the
+    /// random between `retry` and `shutdown_reconnect_window` (so clients come back spread out
+    /// over the window), stops the
     /// background tasks and the engine. Returns the number of connections it closed. Calling it
     /// again does nothing more.
     pub async fn shutdown(&self) -> usize {
@@ -718,16 +725,15 @@ impl Hub {
         inner.registry.set_closing();
         let reason = DisconnectReason::ServerShutdown;
         let last = disconnected_frame(reason);
-        let window = inner.config.shutdown_reconnect_window;
+        // Every client comes back within the window, none sooner than the usual `retry:`
+        // (a window shorter than it leaves `retry:` alone).
+        let earliest = inner.config.retry;
+        let latest = inner.config.shutdown_reconnect_window.max(earliest);
         let mut closed = 0;
         for id in inner.registry.all_ids() {
-            let jitter = if window.is_zero() {
-                Duration::ZERO
-            } else {
-                rand::rng().random_range(Duration::ZERO..=window)
-            };
+            let hint = rand::rng().random_range(earliest..=latest);
             let mut frame = BytesMut::new();
-            frame.put(frame::encode_retry(inner.config.retry + jitter));
+            frame.put(frame::encode_retry(hint));
             frame.put(last.clone());
             if inner.registry.close(id, reason, Some(frame.freeze())) {
                 closed += 1;
@@ -827,29 +833,47 @@ async fn presence_loop(
             },
         };
         let Some(hub) = hub.upgrade() else { return };
-        let name = if change.joined {
-            "presence:join"
-        } else {
-            "presence:leave"
+        let update = crate::engine::PresenceUpdate {
+            joined: change.joined,
+            member: crate::engine::PresenceMember {
+                channel: change.channel,
+                user: change.user,
+                username: change.username,
+            },
         };
-        let data = json!({
-            "channel": change.channel,
-            "userId": change.user,
-            "username": change.username.as_deref(),
-            "timestamp": clock::rfc3339(SystemTime::now()),
-        });
-        let publication = Publication {
-            name: EventName::system(name),
-            payload: Payload::text(data.to_string()),
-            targets: Targets::one(Target::Channel(change.channel)),
-            idempotency: None,
-        };
-        match hub.engine.publish(publication).await {
-            Ok(_) => {
+        let publication = presence_publication(&update, SystemTime::now());
+        match hub.engine.publish_presence(&update, publication).await {
+            Ok(Some(_)) => {
                 hub.metrics.events_published.inc();
             }
+            Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "could not publish a presence event"),
         }
+    }
+}
+
+/// The `presence:join` or `presence:leave` event of `update`, stamped `at`.
+pub(crate) fn presence_publication(
+    update: &crate::engine::PresenceUpdate,
+    at: SystemTime,
+) -> Publication {
+    let name = if update.joined {
+        "presence:join"
+    } else {
+        "presence:leave"
+    };
+    let m = &update.member;
+    let data = json!({
+        "channel": m.channel,
+        "userId": m.user,
+        "username": m.username.as_deref(),
+        "timestamp": clock::rfc3339(at),
+    });
+    Publication {
+        name: EventName::system(name),
+        payload: Payload::text(data.to_string()),
+        targets: Targets::one(Target::Channel(m.channel.clone())),
+        idempotency: None,
     }
 }
 

@@ -269,6 +269,11 @@ impl Metrics {
         self.evicted_slow_consumers.get()
     }
 
+    /// The registry, for an engine to add its own metrics at start.
+    pub(crate) fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();

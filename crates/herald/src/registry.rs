@@ -104,13 +104,17 @@ struct Global {
     by_user: HashMap<UserId, usize>,
     /// Connections per client address (only when a per-address limit is set).
     by_ip: HashMap<IpAddr, usize>,
-    /// For channels with presence events: how many connections each user has in it.
-    presence: HashMap<ChannelName, HashMap<UserId, usize>>,
+    /// For channels with presence events: how many connections each user has in it, and the
+    /// display name their first one gave.
+    presence: HashMap<ChannelName, HashMap<UserId, PresenceCount>>,
     /// The newest event counted for delivery (`None` before the first). Set under this lock
     /// while the event's audience is counted, and read under it when a connection registers:
     /// every event after it counts the new connection, none before it does.
     position: Option<EventId>,
 }
+
+/// A user's connections to one presence channel, and the display name the first one gave.
+type PresenceCount = (usize, Option<Arc<str>>);
 
 /// An event waiting for a shard's fan-out.
 #[derive(Debug)]
@@ -286,12 +290,12 @@ impl Registry {
         let mut changes = Vec::new();
         if let Some(user) = &conn.user {
             for channel in conn.channels.iter().filter(|c| self.has_presence_events(c)) {
-                let count = global
+                let (count, _) = global
                     .presence
                     .entry(channel.clone())
                     .or_default()
                     .entry(user.clone())
-                    .or_default();
+                    .or_insert_with(|| (0, conn.username.clone()));
                 *count += 1;
                 if *count == 1 {
                     changes.push(PresenceChange {
@@ -384,7 +388,7 @@ impl Registry {
                 let Some(users) = global.presence.get_mut(channel) else {
                     continue;
                 };
-                if let Some(count) = users.get_mut(user) {
+                if let Some((count, _)) = users.get_mut(user) {
                     *count -= 1;
                     if *count == 0 {
                         users.remove(user);
@@ -718,6 +722,25 @@ impl Registry {
                 .then(a.user.cmp(&b.user))
         });
         (list, anonymous)
+    }
+
+    /// Every user of a presence channel on this node, for engines that share presence events
+    /// between nodes.
+    pub(crate) fn presence_members(&self) -> Vec<crate::engine::PresenceMember> {
+        let global = self.global.lock();
+        global
+            .presence
+            .iter()
+            .flat_map(|(channel, users)| {
+                users
+                    .iter()
+                    .map(move |(user, (_, username))| crate::engine::PresenceMember {
+                        channel: channel.clone(),
+                        user: user.clone(),
+                        username: username.clone(),
+                    })
+            })
+            .collect()
     }
 
     /// Every connection, for engines that share presence between nodes.

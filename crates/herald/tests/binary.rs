@@ -259,7 +259,7 @@ async fn data_dir_keeps_the_replay_window_across_a_restart() {
     let publish = |p: &HeraldProcess, n: u64| {
         let url = p.url("/api/sse/message");
         async move {
-            let r = reqwest::Client::new()
+            let r = support::http_client()
                 .post(url)
                 .json(&json!({"event": "n", "data": n, "users": ["alice"]}))
                 .send()
@@ -283,7 +283,7 @@ async fn data_dir_keeps_the_replay_window_across_a_restart() {
 
     let p = HeraldProcess::start(&["--data-dir", &dir_arg], &[]).await;
     publish(&p, 3).await;
-    let r = reqwest::Client::new()
+    let r = support::http_client()
         .get(p.url("/api/sse?userId=alice"))
         .header("last-event-id", &last)
         .send()

@@ -125,7 +125,7 @@ impl Node {
         Node {
             api: Api {
                 base: format!("http://{addr}"),
-                http: reqwest::Client::new(),
+                http: support::http_client(),
             },
             engine,
             cancel,
@@ -374,6 +374,8 @@ async fn clients_of_a_stopped_node_resume_on_another_without_loss() {
         for n in 0..TOTAL {
             api.publish_ok(json!({"event": "tick", "data": {"n": n}, "channels": ["feed"]}))
                 .await;
+            // Paced, so that the shutdown falls in the middle of the sequence.
+            tokio::time::sleep(Duration::from_millis(3)).await;
         }
     });
 
@@ -405,22 +407,69 @@ async fn clients_of_a_stopped_node_resume_on_another_without_loss() {
     }
     b.stopped().await;
 
-    // They come back on node c with their last ids.
+    // They come back on node c with their last ids, once node c has handed over events they
+    // missed: a connection that registers later starts after those, so only the replay can
+    // bring them.
+    let newest_seen = last_ids.iter().map(|id| seq(id)).max().unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while c.engine.head().await.unwrap().seq <= newest_seen {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node c never got past {newest_seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut resumed = Vec::new();
     for (i, query) in queries.iter().enumerate() {
+        let replayable = c.engine.head().await.unwrap().seq;
         let mut client = c.resume(query, &last_ids[i]).await;
+        let mut replayed = 0;
         while received[i].last() != Some(&(TOTAL - 1)) {
             let event = client.next_event().await;
             assert_eq!(event.event, "tick", "{event:?}");
             let data: Value = serde_json::from_str(&event.data).unwrap();
             received[i].push(data["n"].as_u64().unwrap());
+            if seq(&event.id) <= replayable {
+                replayed += 1;
+            }
         }
+        assert!(
+            replayed > 0,
+            "client {query}: nothing came from the replay (last id {}, node c at {replayable} \
+             before the resume)",
+            last_ids[i]
+        );
         assert_eq!(
             received[i],
             (0..TOTAL).collect::<Vec<_>>(),
             "client {query}: every event once, in order"
         );
+        resumed.push(client);
     }
-    publisher.await.unwrap();
+    tokio::time::timeout(WAIT, publisher)
+        .await
+        .expect("the publisher did not finish")
+        .unwrap();
+    // Nothing arrives twice: the next event after the last tick is the marker.
+    a.publish_ok(json!({"event": "marker", "data": 0, "channels": ["feed"]}))
+        .await;
+    for client in &mut resumed {
+        expect_events(client, &["marker"]).await;
+    }
+}
+
+/// The sequences of a publisher's answered publishes, in order, shared with the test.
+#[derive(Clone, Default)]
+struct Sequence(Arc<std::sync::Mutex<Vec<u64>>>);
+
+impl Sequence {
+    fn push(&self, seq: u64) {
+        self.0.lock().unwrap().push(seq);
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
 }
 
 /// Disconnect and disconnect-all reach the connections of every node, and count them all.
@@ -707,7 +756,7 @@ async fn herald_processes_form_a_cluster() {
     };
     let one = start("one").await;
     let two = start("two").await;
-    let http = reqwest::Client::new();
+    let http = support::http_client();
     let response = http
         .get(one.url("/api/sse?userId=alice"))
         .send()
@@ -778,4 +827,783 @@ async fn redis_losing_delivered_events_starts_a_new_epoch() {
     expect_events(&mut alice, &["three"]).await;
     let mut resumed = a.resume("userId=alice", &second).await;
     assert_eq!(resumed.next_event().await.event, "reset");
+}
+
+/// A hub configuration with presence events on `room:*`.
+fn presence_config() -> Config {
+    let mut config = Config::default();
+    config.hub.presence_channels = vec!["room:*".parse().unwrap()];
+    config
+}
+
+/// The next event that is not a heartbeat, as `(name, userId)` for presence events and
+/// `(name, "")` for others.
+async fn next_named(client: &mut SseClient) -> (String, String) {
+    let event = client.next_event().await;
+    let user = if event.event.starts_with("presence:") {
+        let data: Value = serde_json::from_str(&event.data).unwrap();
+        data["userId"].as_str().unwrap_or_default().to_owned()
+    } else {
+        String::new()
+    };
+    (event.event, user)
+}
+
+fn pair(name: &str, user: &str) -> (String, String) {
+    (name.to_owned(), user.to_owned())
+}
+
+/// `presence:join` means a user's first connection to the channel anywhere in the cluster and
+/// `presence:leave` their last: alice with a tab on node a and one on node b is announced
+/// once, and leaves once, when her last tab closes. A node killed with SIGKILL (a real
+/// `herald` process) takes its users' presence with it once its node TTL runs out: they get
+/// their leave, unless another node still holds them.
+///
+/// Each "nothing else arrived" is proven by a later event of the same node's presence queue (a
+/// sentinel user joining after the change in question), or a trailing marker event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_events_mean_first_and_last_connection_in_the_cluster() {
+    let redis = RedisServer::start().await;
+    let prefix = prefix("presence-events");
+    let a = Node::with_config(&redis, &prefix, "a", presence_config()).await;
+    let b = Node::with_config(&redis, &prefix, "b", presence_config()).await;
+    let mut watcher = b.subscribe("channels=room:1").await;
+
+    let alice_a = a.subscribe("userId=alice&channels=room:1").await;
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:join", "alice")
+    );
+    // Her second tab, on another node: no join. The sentinel joins on the same node after
+    // her, so a join of hers would arrive first.
+    let alice_b = b.subscribe("userId=alice&channels=room:1").await;
+    let s1 = b.subscribe("userId=s1&channels=room:1").await;
+    assert_eq!(next_named(&mut watcher).await, pair("presence:join", "s1"));
+
+    // Closing the tab on a: she is still on b, no leave.
+    drop(alice_a);
+    wait_for_local(&a, "alice's tab on a to close", 0).await;
+    let _s2 = a.subscribe("userId=s2&channels=room:1").await;
+    assert_eq!(next_named(&mut watcher).await, pair("presence:join", "s2"));
+    // Closing her last tab: one leave.
+    drop(alice_b);
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:leave", "alice")
+    );
+    drop(s1);
+    assert_eq!(next_named(&mut watcher).await, pair("presence:leave", "s1"));
+
+    // A real node joins: alice on a and on d, bob on d only.
+    let d = support::HeraldProcess::start(
+        &[
+            "--engine",
+            &redis.url(),
+            "--redis-prefix",
+            &prefix,
+            "--node-id",
+            "d",
+            "--presence-channels",
+            "room:*",
+        ],
+        &[],
+    )
+    .await;
+    let _alice_a = a.subscribe("userId=alice&channels=room:1").await;
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:join", "alice")
+    );
+    let http = support::http_client();
+    let mut on_d = Vec::new();
+    for user in ["alice", "bob"] {
+        let response = tokio::time::timeout(
+            WAIT,
+            http.get(d.url(&format!("/api/sse?userId={user}&channels=room:1")))
+                .send(),
+        )
+        .await
+        .expect("subscribe on d timed out")
+        .unwrap();
+        on_d.push(SseClient::open(response).await);
+    }
+    assert_eq!(next_named(&mut watcher).await, pair("presence:join", "bob"));
+    wait_for_cluster(&a, "node d's report", |s| {
+        s.nodes
+            .iter()
+            .any(|n| n.node_id == "d" && n.connections == 2)
+    })
+    .await;
+
+    // SIGKILL: d says nothing to anyone. Within its node TTL (5 s by default) plus a report
+    // of a live node, bob leaves; alice, still on a, does not.
+    let mut d = d;
+    d.child.start_kill().unwrap();
+    tokio::time::timeout(WAIT, d.child.wait())
+        .await
+        .expect("d did not exit after SIGKILL")
+        .unwrap();
+    let killed = tokio::time::Instant::now();
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:leave", "bob")
+    );
+    let took = killed.elapsed();
+    eprintln!("bob's leave came {took:?} after the SIGKILL");
+    assert!(
+        took < Duration::from_secs(5) + Duration::from_secs(2),
+        "bob's leave took {took:?}"
+    );
+    a.publish_ok(json!({"event": "marker", "data": 0, "channels": ["room:1"]}))
+        .await;
+    assert_eq!(next_named(&mut watcher).await, pair("marker", ""));
+    let presence = b.api.get("/api/sse/presence?channel=room:1").await;
+    let users: BTreeSet<&str> = presence["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userId"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, BTreeSet::from(["alice", "s2"]), "{presence}");
+}
+
+/// Waits until `node` itself holds `connections` connections.
+async fn wait_for_local(node: &Node, what: &str, connections: u64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = node.api.get("/api/sse/stats").await;
+        if stats["connections"] == connections {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A `herald` process of the cluster on `redis` (default presence interval 1 s and node TTL
+/// 5 s, as deployed).
+async fn herald_node(redis: &RedisServer, prefix: &str, node: &str) -> support::HeraldProcess {
+    support::HeraldProcess::start(
+        &[
+            "--engine",
+            &redis.url(),
+            "--redis-prefix",
+            prefix,
+            "--node-id",
+            node,
+        ],
+        &[],
+    )
+    .await
+}
+
+/// A node crashes (SIGKILL of the real binary) holding SSE clients while another node
+/// publishes a numbered sequence; the clients resume with their last id on a third node and get
+/// every number exactly once, in order, part of it from the replay (events answered before the
+/// resume was sent), and nothing twice (a trailing marker comes right after the last number).
+/// The dead node drops out of the cluster's stats and presence within its node TTL (5 s) plus
+/// one report (1 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_a_killed_node_resume_on_another_without_loss() {
+    const TOTAL: u64 = 300;
+    let redis = RedisServer::start().await;
+    let prefix = prefix("sigkill");
+    let a = herald_node(&redis, &prefix, "a").await;
+    let mut b = herald_node(&redis, &prefix, "b").await;
+    let c = herald_node(&redis, &prefix, "c").await;
+    let http = support::http_client();
+    let api = |node: &support::HeraldProcess| Api {
+        base: format!("http://{}", node.addr),
+        http: http.clone(),
+    };
+    let (api_a, api_b, api_c) = (api(&a), api(&b), api(&c));
+    let open = |api: &Api, query: &str, last_id: Option<&str>| {
+        let mut request = api.http.get(api.url(&format!("/api/sse?{query}")));
+        if let Some(id) = last_id {
+            request = request.header("last-event-id", id);
+        }
+        async move {
+            let response = tokio::time::timeout(WAIT, request.send())
+                .await
+                .expect("subscribe timed out")
+                .expect("subscribe failed");
+            assert_eq!(response.status(), StatusCode::OK);
+            SseClient::open(response).await
+        }
+    };
+    let queries = ["userId=u1&channels=feed", "channels=feed"];
+    let mut clients = Vec::new();
+    for q in queries {
+        clients.push(open(&api_b, q, None).await);
+    }
+    // Every node sees b's two connections before the crash.
+    wait_for_nodes(&api_a, "b's connections", |s| {
+        s["cluster"]["connections"] == 2 && s["cluster"]["nodes"].as_array().unwrap().len() == 3
+    })
+    .await;
+    let u1 = api_a.get("/api/sse/presence/users/u1").await;
+    assert_eq!(u1["connections"][0]["nodeId"], "b", "{u1}");
+
+    let published = Sequence::default();
+    let log = published.clone();
+    let publisher_api = api_a.clone();
+    let publisher = tokio::spawn(async move {
+        for n in 0..TOTAL {
+            let (id, _) = publisher_api
+                .publish_ok(json!({"event": "tick", "data": {"n": n}, "channels": ["feed"]}))
+                .await;
+            log.push(seq(&id));
+            // Paced, so that the crash falls in the middle of the sequence.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+
+    let mut received: Vec<Vec<u64>> = vec![Vec::new(); clients.len()];
+    let mut last_ids = vec![String::new(); clients.len()];
+    for (i, client) in clients.iter_mut().enumerate() {
+        while received[i].len() < 20 {
+            let event = client.next_event().await;
+            assert_eq!(event.event, "tick", "{event:?}");
+            let data: Value = serde_json::from_str(&event.data).unwrap();
+            received[i].push(data["n"].as_u64().unwrap());
+            last_ids[i] = event.id.clone();
+        }
+    }
+    // SIGKILL: no goodbye to clients, Redis or the other nodes.
+    b.child.start_kill().unwrap();
+    tokio::time::timeout(WAIT, b.child.wait())
+        .await
+        .expect("b did not exit after SIGKILL")
+        .unwrap();
+    let killed = tokio::time::Instant::now();
+    // From now on, watch for b to drop out of the cluster's figures (while the rest goes on).
+    let dropped_out = {
+        let api = api_a.clone();
+        tokio::spawn(async move {
+            wait_for_nodes(&api, "b to drop out", |s| {
+                s["cluster"]["nodes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|n| n["nodeId"] != "b")
+            })
+            .await;
+            killed.elapsed()
+        })
+    };
+    let at_kill = published.len();
+    for (i, client) in clients.iter_mut().enumerate() {
+        // Whatever the kernel had already received is still read; then the stream breaks.
+        for event in client.until_end().await {
+            match event.event.as_str() {
+                "tick" => {
+                    let data: Value = serde_json::from_str(&event.data).unwrap();
+                    received[i].push(data["n"].as_u64().unwrap());
+                    last_ids[i] = event.id.clone();
+                }
+                "heartbeat" => {}
+                other => panic!("unexpected {other} from a killed node"),
+            }
+        }
+    }
+    drop(clients);
+    assert!(
+        received.iter().all(|r| r.len() < TOTAL as usize),
+        "the crash came after the whole sequence"
+    );
+
+    // Events published after the crash exist before anyone resumes, and node c has handed
+    // them over (a new connection's `connected` id is c's head): a connection that registers
+    // later starts after them, so only the replay can bring them.
+    let newest_seen = last_ids.iter().map(|id| seq(id)).max().unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while published.len() < at_kill + 10 {
+        assert!(tokio::time::Instant::now() < deadline, "publishing stalled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let head_of_c = || async { seq(&open(&api_c, "channels=probe", None).await.start_id) };
+    while head_of_c().await <= newest_seen {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node c never got past {newest_seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut resumed = Vec::new();
+    for (i, query) in queries.iter().enumerate() {
+        let replayable = head_of_c().await;
+        let mut client = open(&api_c, query, Some(&last_ids[i])).await;
+        let mut replayed = 0;
+        while received[i].last() != Some(&(TOTAL - 1)) {
+            let event = client.next_event().await;
+            assert_eq!(event.event, "tick", "{event:?}");
+            let data: Value = serde_json::from_str(&event.data).unwrap();
+            received[i].push(data["n"].as_u64().unwrap());
+            if seq(&event.id) <= replayable {
+                replayed += 1;
+            }
+        }
+        assert!(
+            replayed > 0,
+            "client {query}: nothing came from the replay (last id {}, node c at {replayable} \
+             before the resume)",
+            last_ids[i]
+        );
+        assert_eq!(
+            received[i],
+            (0..TOTAL).collect::<Vec<_>>(),
+            "client {query}: every event once, in order"
+        );
+        resumed.push(client);
+    }
+    tokio::time::timeout(WAIT * 2, publisher)
+        .await
+        .expect("the publisher did not finish")
+        .unwrap();
+    api_a
+        .publish_ok(json!({"event": "marker", "data": 0, "channels": ["feed"]}))
+        .await;
+    for client in &mut resumed {
+        expect_events(client, &["marker"]).await;
+    }
+
+    // The dead node was gone from the cluster's figures within its TTL (its keys expire 5 s
+    // after its last report, which came before the crash); its connections and presence went
+    // with it: the resumed connections are counted on c.
+    let took = tokio::time::timeout(WAIT, dropped_out)
+        .await
+        .expect("b never dropped out of the cluster stats")
+        .unwrap();
+    eprintln!("b dropped out of the cluster stats {took:?} after the SIGKILL");
+    assert!(
+        took <= Duration::from_millis(5500),
+        "b's presence lasted {took:?} after the crash"
+    );
+    let stats = api_a.get("/api/sse/stats").await;
+    assert_eq!(stats["cluster"]["connections"], 2, "{stats}");
+    let u1 = api_a.get("/api/sse/presence/users/u1").await;
+    let nodes: Vec<&str> = u1["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["nodeId"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["c"], "{u1}");
+    let feed = api_a.get("/api/sse/presence?channel=feed").await;
+    assert_eq!(feed["anonymousConnections"], 1, "{feed}");
+    drop(api_b);
+}
+
+/// Polls `GET /api/sse/stats` of a node until `check` holds; fails after [`WAIT`].
+async fn wait_for_nodes(api: &Api, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = api.get("/api/sse/stats").await;
+        if check(&stats) {
+            return stats;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// What one publish answered.
+#[derive(Debug, Clone)]
+enum Outcome {
+    /// 200, with the event's id.
+    Published(String),
+    /// `503 engine_unavailable`: nothing was sent, it must never be delivered.
+    NotSent,
+    /// `503 outcome_unknown`: the engine cannot tell; delivered at most once.
+    Unknown,
+}
+
+/// Redis with an append-only file synced on every write (`--appendonly yes --appendfsync
+/// always`) is killed with SIGKILL during a stream of publishes and restarted on the same port
+/// and directory: the cluster continues in the same epoch (ids keep growing with the same
+/// epoch prefix), every publish that answered 200 reaches the subscriber that stayed connected
+/// exactly once and in order, and again a client that resumes afterwards from before the
+/// crash; a publish that answered `engine_unavailable` ("nothing was sent") never arrives, and
+/// one that answered `outcome_unknown` arrives at most once. A trailing marker proves nothing
+/// else arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_survive_a_redis_crash_with_an_append_only_file() {
+    let mut redis = RedisServer::start_persistent().await;
+    let prefix = prefix("aof");
+    let a = Node::start(&redis, &prefix, "a").await;
+    let b = Node::start(&redis, &prefix, "b").await;
+    let mut subscriber = b.subscribe("channels=feed").await;
+
+    let outcomes: Arc<std::sync::Mutex<Vec<Outcome>>> = Arc::default();
+    let stop = CancellationToken::new();
+    let publisher = {
+        let (api, outcomes, stop) = (a.api.clone(), outcomes.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.is_cancelled() {
+                let (status, body) = api
+                    .publish(json!({"event": "tick", "data": {"n": n}, "channels": ["feed"]}))
+                    .await;
+                let outcome = match (status, body["error"]["code"].as_str()) {
+                    (StatusCode::OK, _) => Outcome::Published(body["id"].as_str().unwrap().into()),
+                    (StatusCode::SERVICE_UNAVAILABLE, Some("engine_unavailable")) => {
+                        Outcome::NotSent
+                    }
+                    (StatusCode::SERVICE_UNAVAILABLE, Some("outcome_unknown")) => Outcome::Unknown,
+                    _ => panic!("publish {n}: unexpected answer {status} {body}"),
+                };
+                outcomes.lock().unwrap().push(outcome);
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let count = |f: fn(&Outcome) -> bool| outcomes.lock().unwrap().iter().filter(|o| f(o)).count();
+    let published = |o: &Outcome| matches!(o, Outcome::Published(_));
+    let failed = |o: &Outcome| !matches!(o, Outcome::Published(_));
+    wait_until("50 publishes", || count(published) >= 50).await;
+    redis.kill();
+    wait_until("publishes refused while Redis is down", || {
+        count(failed) >= 5
+    })
+    .await;
+    redis.restart().await;
+    let before = count(published);
+    wait_until("50 publishes after the restart", || {
+        count(published) >= before + 50
+    })
+    .await;
+    stop.cancel();
+    tokio::time::timeout(WAIT, publisher)
+        .await
+        .expect("the publisher did not stop")
+        .unwrap();
+    let outcomes = outcomes.lock().unwrap().clone();
+    let (marker, _) = a
+        .publish_ok(json!({"event": "marker", "data": 0, "channels": ["feed"]}))
+        .await;
+
+    // The ids of the answered publishes: one epoch, growing.
+    let ids: Vec<&String> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Published(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    let the_epoch = epoch(ids[0]).to_owned();
+    let other = ids.iter().find(|id| epoch(id) != the_epoch);
+    assert!(
+        other.is_none(),
+        "the epoch changed across the Redis restart: {} then {other:?}",
+        ids[0]
+    );
+    assert!(
+        ids.windows(2).all(|w| seq(w[0]) < seq(w[1])),
+        "ids must keep growing: {ids:?}"
+    );
+    assert!(seq(&marker) > seq(ids[ids.len() - 1]));
+
+    // What the subscriber that stayed connected got, up to the marker.
+    // What the subscriber that stayed connected got, up to the marker.
+    let got = read_until_marker(&mut subscriber).await;
+    check_delivery(&outcomes, &got, &the_epoch, "the subscriber that stayed");
+
+    // A client that resumes afterwards from the first event (before the crash) gets the same.
+    let (first_n, first_id) = got[0].clone();
+    let mut resumed = a.resume("channels=feed", &first_id).await;
+    let replayed = read_until_marker(&mut resumed).await;
+    assert_eq!(
+        replayed.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        got.iter().skip(1).map(|(n, _)| *n).collect::<Vec<_>>(),
+        "a resume from {first_n}, before the crash, replays the same"
+    );
+}
+
+/// Polls `done` until it holds; fails after [`WAIT`].
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The `tick` events (number and id) up to the next `marker`.
+async fn read_until_marker(client: &mut SseClient) -> Vec<(u64, String)> {
+    let mut got = Vec::new();
+    loop {
+        let event = client.next_event().await;
+        match event.event.as_str() {
+            "marker" => return got,
+            "tick" => {
+                let data: Value = serde_json::from_str(&event.data).unwrap();
+                got.push((data["n"].as_u64().unwrap(), event.id));
+            }
+            other => panic!("unexpected {other}: {event:?}"),
+        }
+    }
+}
+
+/// Checks what a client received against what the publishes answered.
+fn check_delivery(outcomes: &[Outcome], got: &[(u64, String)], the_epoch: &str, who: &str) {
+    let numbers: Vec<u64> = got.iter().map(|(n, _)| *n).collect();
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "{who}: every event once, in order: {numbers:?}"
+    );
+    assert!(
+        got.iter().all(|(_, id)| epoch(id) == the_epoch),
+        "{who}: every id in epoch {the_epoch}"
+    );
+    let received: BTreeSet<u64> = numbers.iter().copied().collect();
+    let mut unknown = 0;
+    for (n, outcome) in outcomes.iter().enumerate() {
+        let n = n as u64;
+        match outcome {
+            Outcome::Published(id) => {
+                let at = got.iter().find(|(m, _)| *m == n);
+                assert_eq!(
+                    at.map(|(_, i)| i),
+                    Some(id),
+                    "{who}: publish {n} answered 200 ({id}) but was not delivered with that id"
+                );
+            }
+            Outcome::NotSent => assert!(
+                !received.contains(&n),
+                "{who}: publish {n} answered engine_unavailable (nothing was sent) but was \
+                 delivered"
+            ),
+            Outcome::Unknown => unknown += 1,
+        }
+    }
+    let not_sent = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::NotSent))
+        .count();
+    eprintln!(
+        "{who}: {} events, {not_sent} refused, {unknown} uncertain",
+        got.len()
+    );
+}
+
+/// Under races: alice opens a tab on node a and one on node b at the same moment and closes
+/// both at the same moment, twenty times. Her presence events strictly alternate, join first,
+/// and end with a leave: two nodes never both announce her, nor both say goodbye.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_tabs_on_two_nodes_alternate_join_and_leave() {
+    let redis = RedisServer::start().await;
+    let prefix = prefix("presence-race");
+    let a = Node::with_config(&redis, &prefix, "a", presence_config()).await;
+    let b = Node::with_config(&redis, &prefix, "b", presence_config()).await;
+    let mut watcher = a.subscribe("channels=room:1").await;
+    for _ in 0..20 {
+        let (tab_a, tab_b) = tokio::join!(
+            a.subscribe("userId=alice&channels=room:1"),
+            b.subscribe("userId=alice&channels=room:1"),
+        );
+        tokio::join!(async { drop(tab_a) }, async { drop(tab_b) });
+    }
+    wait_for_local(&a, "alice's tabs on a to close", 1).await;
+    wait_for_local(&b, "alice's tabs on b to close", 0).await;
+    // Sentinels join after every change of alice's on each node's presence queue.
+    let _s1 = a.subscribe("userId=s1&channels=room:1").await;
+    let _s2 = b.subscribe("userId=s2&channels=room:1").await;
+    let mut alice = Vec::new();
+    let mut sentinels = 0;
+    while sentinels < 2 {
+        let (name, user) = next_named(&mut watcher).await;
+        match user.as_str() {
+            "alice" => alice.push(name),
+            "s1" | "s2" => sentinels += 1,
+            other => panic!("unexpected {name} of {other:?}"),
+        }
+    }
+    assert!(!alice.is_empty());
+    for (i, name) in alice.iter().enumerate() {
+        let want = if i % 2 == 0 {
+            "presence:join"
+        } else {
+            "presence:leave"
+        };
+        assert_eq!(name, want, "alice's presence events: {alice:?}");
+    }
+    assert_eq!(
+        alice.last().map(String::as_str),
+        Some("presence:leave"),
+        "{alice:?}"
+    );
+}
+
+/// Redis loses its data (a restart without persistence): the nodes write their presence again,
+/// so alice, still connected, is announced again in the new epoch, and so is bob, who arrived
+/// while Redis was down; their leaves still come when they close their tabs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_written_again_after_redis_loses_it() {
+    let mut redis = RedisServer::start().await;
+    let prefix = prefix("presence-lost");
+    let a = Node::with_config(&redis, &prefix, "a", presence_config()).await;
+    let b = Node::with_config(&redis, &prefix, "b", presence_config()).await;
+    let mut watcher = b.subscribe("channels=room:1").await;
+    let alice = a.subscribe("userId=alice&channels=room:1").await;
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:join", "alice")
+    );
+
+    // Bob arrives while Redis is down: his join cannot be written then.
+    redis.kill();
+    let bob = a.subscribe("userId=bob&channels=room:1").await;
+    redis.restart().await;
+    let joins = BTreeSet::from([
+        next_named(&mut watcher).await,
+        next_named(&mut watcher).await,
+    ]);
+    assert_eq!(
+        joins,
+        BTreeSet::from([pair("presence:join", "alice"), pair("presence:join", "bob")])
+    );
+    drop(alice);
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:leave", "alice")
+    );
+    drop(bob);
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:leave", "bob")
+    );
+    a.publish_ok(json!({"event": "marker", "data": 0, "channels": ["room:1"]}))
+        .await;
+    assert_eq!(next_named(&mut watcher).await, pair("marker", ""));
+}
+
+/// A node that stalls past its node TTL (SIGSTOP of a real `herald` process) is taken for dead:
+/// its users leave. When it wakes up (SIGCONT) it writes its presence again: they join again,
+/// and leave once when they close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_node_writes_its_presence_again() {
+    let redis = RedisServer::start().await;
+    let prefix = prefix("presence-stall");
+    let a = Node::with_config(&redis, &prefix, "a", presence_config()).await;
+    let mut watcher = a.subscribe("channels=room:1").await;
+    let mut d = support::HeraldProcess::start(
+        &[
+            "--engine",
+            &redis.url(),
+            "--redis-prefix",
+            &prefix,
+            "--node-id",
+            "d",
+            "--presence-channels",
+            "room:*",
+        ],
+        &[],
+    )
+    .await;
+    let http = support::http_client();
+    let response = tokio::time::timeout(
+        WAIT,
+        http.get(d.url("/api/sse?userId=bob&channels=room:1"))
+            .send(),
+    )
+    .await
+    .expect("subscribe on d timed out")
+    .unwrap();
+    let bob = SseClient::open(response).await;
+    assert_eq!(next_named(&mut watcher).await, pair("presence:join", "bob"));
+
+    let pid = d.child.id().unwrap().to_string();
+    let signal = |which: &str| {
+        let status = std::process::Command::new("kill")
+            .args([which, &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {which} {pid}");
+    };
+    signal("-STOP");
+    let stopped = tokio::time::Instant::now();
+    let left = next_named(&mut watcher).await;
+    signal("-CONT");
+    assert_eq!(left, pair("presence:leave", "bob"));
+    assert!(
+        stopped.elapsed() < Duration::from_secs(7),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert_eq!(next_named(&mut watcher).await, pair("presence:join", "bob"));
+    drop(bob);
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:leave", "bob")
+    );
+    a.publish_ok(json!({"event": "marker", "data": 0, "channels": ["room:1"]}))
+        .await;
+    assert_eq!(next_named(&mut watcher).await, pair("marker", ""));
+    d.child.start_kill().unwrap();
+    let _ = tokio::time::timeout(WAIT, d.child.wait()).await;
+}
+
+/// A node that stops cleanly (as on SIGTERM) takes its presence out of Redis before it exits:
+/// bob, only there, leaves; alice, also on node a, does not; and nothing of node b's presence
+/// is left in Redis for a reaper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_takes_its_presence_with_it() {
+    let redis = RedisServer::start().await;
+    let prefix = prefix("presence-stop");
+    let a = Node::with_config(&redis, &prefix, "a", presence_config()).await;
+    let mut b = Node::with_config(&redis, &prefix, "b", presence_config()).await;
+    let mut watcher = a.subscribe("channels=room:1").await;
+    let _alice_a = a.subscribe("userId=alice&channels=room:1").await;
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:join", "alice")
+    );
+    let mut alice_b = b.subscribe("userId=alice&channels=room:1").await;
+    let mut bob_b = b.subscribe("userId=bob&channels=room:1").await;
+    assert_eq!(next_named(&mut watcher).await, pair("presence:join", "bob"));
+
+    b.cancel();
+    for client in [&mut alice_b, &mut bob_b] {
+        client.until_end().await;
+    }
+    b.stopped().await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = tokio::time::timeout(WAIT, client.get_multiplexed_async_connection())
+        .await
+        .unwrap()
+        .unwrap();
+    let left: (i64, Option<f64>, Option<i64>) = tokio::time::timeout(
+        WAIT,
+        redis::pipe()
+            .cmd("EXISTS")
+            .arg(format!("{prefix}:presence:node:b"))
+            .cmd("ZSCORE")
+            .arg(format!("{prefix}:presence:nodes"))
+            .arg("b")
+            .cmd("HGET")
+            .arg(format!("{prefix}:presence:channel:room:1"))
+            .arg("alice")
+            .query_async(&mut conn),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(left, (0, None, Some(1)), "node b's presence in Redis");
+    assert_eq!(
+        next_named(&mut watcher).await,
+        pair("presence:leave", "bob")
+    );
+    a.publish_ok(json!({"event": "marker", "data": 0, "channels": ["room:1"]}))
+        .await;
+    assert_eq!(next_named(&mut watcher).await, pair("marker", ""));
 }

@@ -706,7 +706,7 @@ async fn a_trusted_ipv4_proxy_on_a_dual_stack_listener_is_recognised() {
         cancel,
         herald::server::ServerOptions::default(),
     ));
-    let http = reqwest::Client::new();
+    let http = support::http_client();
     let mut held = Vec::new();
     for client in ["198.51.100.1", "198.51.100.2"] {
         let r = tokio::time::timeout(

@@ -617,7 +617,7 @@ async fn identity_from_query_is_off_by_default_with_keys_or_trusted_proxies() {
         let hub = HeraldProcess::start(args, &[]).await;
         let r = tokio::time::timeout(
             WAIT,
-            reqwest::Client::new()
+            support::http_client()
                 .get(hub.url("/api/sse?userId=alice"))
                 .send(),
         )

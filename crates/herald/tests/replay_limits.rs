@@ -80,7 +80,7 @@ impl Srv {
         ));
         Srv {
             base: format!("http://{addr}"),
-            http: reqwest::Client::new(),
+            http: support::http_client(),
             hub,
             cancel,
             task: Some(task),

@@ -365,7 +365,7 @@ async fn public_keys_and_jwks() {
         ),
         &[],
         401,
-        "unsupported_algorithm",
+        "unknown_key",
     )
     .await;
 }
@@ -763,7 +763,7 @@ async fn thousands_of_bad_requests_do_not_cost_a_good_client_any_event() {
         .map(|i| {
             let srv = srv.clone();
             tokio::spawn(async move {
-                let http = reqwest::Client::new();
+                let http = support::http_client();
                 let mut refused = 0u32;
                 for n in 0..600u32 {
                     let r = match (n + i) % 6 {

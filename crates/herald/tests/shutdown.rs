@@ -51,7 +51,7 @@ async fn stuck_client(p: &HeraldProcess) -> TcpStream {
         .write_all(b"GET /api/sse?channels=flood HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await
         .unwrap();
-    let http = reqwest::Client::new();
+    let http = support::http_client();
     wait_for(&http, p, |s| s["connections"] == 1).await;
     let data = "x".repeat(4000);
     for _ in 0..10 {

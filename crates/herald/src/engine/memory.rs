@@ -21,9 +21,10 @@ use crate::sse::frame;
 ///
 /// One mutex covers "assign the id, deliver, retain": events reach every connection in id order
 /// even when several publishers race, and a resume reads a window consistent with live delivery.
-/// The section never waits (delivery only queues frames; the durable store writes behind).
-/// A resume holds the lock only to copy a chunk of [`REPLAY_CHUNK`] entry pointers at a time,
-/// and filters them outside it, so a long replay never stalls publishers.
+/// The section never waits (delivery only queues frames; the durable store writes behind, and
+/// when it is too far behind the publish is refused before it takes an id). A resume holds the
+/// lock only to copy a chunk of [`REPLAY_CHUNK`] entry pointers at a time, and filters them
+/// outside it, so a long replay never stalls publishers.
 #[derive(Debug)]
 pub struct MemoryEngine {
     window: Mutex<ReplayBuffer>,
@@ -99,6 +100,10 @@ impl Engine for MemoryEngine {
             Some(Seen::Published(first)) => return Ok(*first),
             Some(Seen::Reused) => return Err(EngineError::IdempotencyKeyReused),
             Some(Seen::New) | None => {}
+        }
+        if let Some(durable) = &self.durable {
+            // Refuses (never waits) when the disk is far behind, before the id is taken.
+            durable.admit(window.head().seq + 1)?;
         }
         let id = window.next_id();
         let bytes = frame::encode_event(Some(&id), &publication.name, publication.payload.as_str());
@@ -195,6 +200,12 @@ impl Engine for MemoryEngine {
         let mut stats = window.stats();
         stats.durable = self.durable.is_some();
         Some(stats)
+    }
+
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        if let Some(durable) = &self.durable {
+            durable.register_metrics(registry);
+        }
     }
 
     fn health(&self) -> EngineHealth {

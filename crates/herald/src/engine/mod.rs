@@ -105,6 +105,34 @@ pub trait Delivery: Send + Sync + fmt::Debug {
     fn connections(&self) -> Option<Vec<ConnectionSnapshot>> {
         None
     }
+
+    /// Every user of a presence channel on this node (channels with `presence:join` /
+    /// `presence:leave` events), for engines that decide those events for the whole cluster.
+    /// `None` (the default): this delivery does not tell.
+    fn presence_members(&self) -> Option<Vec<PresenceMember>> {
+        None
+    }
+}
+
+/// A user in a presence channel on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PresenceMember {
+    /// The channel.
+    pub channel: ChannelName,
+    /// The user.
+    pub user: UserId,
+    /// The display name their first connection gave.
+    pub username: Option<Arc<str>>,
+}
+
+/// A user's first connection to a presence channel on this node opened (`joined`), or their
+/// last one on this node closed.
+#[derive(Debug, Clone)]
+pub struct PresenceUpdate {
+    /// Opened or closed.
+    pub joined: bool,
+    /// Who, where.
+    pub member: PresenceMember,
 }
 
 /// Failures of an engine.
@@ -156,6 +184,23 @@ pub trait Engine: Send + Sync + fmt::Debug {
     /// must report it rather than pretend it was sent.
     async fn publish(&self, publication: Publication) -> Result<Published, EngineError>;
 
+    /// Publishes `publication`, the `presence:join` or `presence:leave` event of `update`, if
+    /// the update changes the user's presence in the whole hub: a join only for their first
+    /// connection to the channel on any node, a leave only for their last. Returns `None` when
+    /// it published nothing. The default (one node: this node's first and last connection are
+    /// the hub's) always publishes.
+    ///
+    /// # Errors
+    /// As [`Engine::publish`].
+    async fn publish_presence(
+        &self,
+        update: &PresenceUpdate,
+        publication: Publication,
+    ) -> Result<Option<Published>, EngineError> {
+        let _ = update;
+        self.publish(publication).await.map(Some)
+    }
+
     /// Runs `command` on every node; returns how many connections it affected on this node and
     /// (where the engine knows) the others.
     ///
@@ -193,6 +238,9 @@ pub trait Engine: Send + Sync + fmt::Debug {
 
     /// Whether the engine works right now (for `/readyz`).
     fn health(&self) -> EngineHealth;
+
+    /// Adds the engine's own metrics to the hub's registry. Called once, by the hub, at start.
+    fn register_metrics(&self, _registry: &mut prometheus_client::registry::Registry) {}
 
     /// Stops background work. Called once, by the hub, at shutdown.
     async fn shutdown(&self);

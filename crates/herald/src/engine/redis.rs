@@ -25,6 +25,16 @@
 //! - **Presence**: every `presence_interval` each node writes what changed in its connections
 //!   (users, channels, connection ids, with counts; see [`presence`]) to keys whose TTL it
 //!   renews, so a dead node drops out within `node_ttl`.
+//! - **Presence events** (`presence:join` / `presence:leave`) mean the user's first connection
+//!   to the channel on any node and their last. Each node records in Redis which (channel,
+//!   user) it holds, and Redis counts per (channel, user) the nodes that hold it; one script
+//!   updates both and appends the event to the stream only on 0 -> 1 and 1 -> 0 nodes, so two
+//!   nodes racing cannot both announce (see [`scripts`]). A node whose reports stop for
+//!   `node_ttl` is taken out by the next live node's report (its users get their leave where it
+//!   was their last node); a node that comes back, or finds Redis emptied, writes its presence
+//!   again. A change that failed to reach Redis is made good at the next report (which then
+//!   compares the node's presence with what Redis holds); one the hub dropped (a full presence
+//!   queue) within 30 reports, when the node compares anyway.
 //! - **Connections to Redis**: per node, one multiplexed connection for commands (shared by every
 //!   publish), one for the blocking reader and one pub/sub subscription; never one per client.
 //! - **Failures**: a supervisor task owns those connections. When Redis goes away it logs once,
@@ -39,14 +49,14 @@ mod presence;
 mod scripts;
 mod wire;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ::redis::aio::{MultiplexedConnection, PubSub};
-use ::redis::{AsyncConnectionConfig, Client, RedisError, Value};
+use ::redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Value};
 use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -60,7 +70,8 @@ use self::scripts::Scripts;
 use self::wire::{Op, Reply, Request};
 use super::{
     ChannelPresence, ClusterStats, Command, ConnectionSnapshot, Delivery, Engine, EngineError,
-    EngineHealth, NodeConnection, NodeStats, PresenceUser, Publication, Published,
+    EngineHealth, NodeConnection, NodeStats, PresenceMember, PresenceUpdate, PresenceUser,
+    Publication, Published,
 };
 use crate::clock;
 use crate::event::{Epoch, EventId};
@@ -260,12 +271,20 @@ struct Shared {
     history: Mutex<Option<HistoryStats>>,
     /// The connections of the last report, for presence queries.
     snapshot: Mutex<Snapshot>,
+    /// The (channel, user) fields of this node's presence hash as this node last wrote them;
+    /// `None` when unknown (read it from Redis). Held across every presence write, so that they
+    /// reach Redis one at a time.
+    presence: tokio::sync::Mutex<Option<HashSet<String>>>,
     /// Queries this node is waiting on, by request id.
     pending: Mutex<HashMap<String, mpsc::UnboundedSender<Reply>>>,
     /// Wakes the supervisor when a command found the connection broken.
     broken: Notify,
     stopped: AtomicBool,
     warned_no_presence: AtomicBool,
+    /// Reports since the start, to compare this node's presence with Redis now and then.
+    presence_checks: AtomicU64,
+    /// The last report did not make all of this node's presence changes.
+    presence_unfinished: AtomicBool,
 }
 
 /// The command connection of one session.
@@ -329,10 +348,13 @@ impl RedisEngine {
             }),
             history: Mutex::new(None),
             snapshot: Mutex::new(Arc::new(Vec::new())),
+            presence: tokio::sync::Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
             broken: Notify::new(),
             stopped: AtomicBool::new(false),
             warned_no_presence: AtomicBool::new(false),
+            presence_checks: AtomicU64::new(0),
+            presence_unfinished: AtomicBool::new(false),
             options,
         });
         let url = redacted_url(&shared.options.url);
@@ -457,6 +479,47 @@ impl Engine for RedisEngine {
             delivered: delivered as usize,
             replayed,
         })
+    }
+
+    async fn publish_presence(
+        &self,
+        update: &PresenceUpdate,
+        publication: Publication,
+    ) -> Result<Option<Published>, EngineError> {
+        let shared = &self.shared;
+        shared.running()?;
+        let mut link = shared.commands()?;
+        let frame = frame::encode_event(None, &publication.name, publication.payload.as_str());
+        let mut held = shared.presence.lock().await;
+        let changes = [(update.joined, &update.member, frame)];
+        let call = shared.presence_call(&changes);
+        let reply: Vec<Value> = match shared
+            .run(link.session, call.invoke_async(&mut link.conn))
+            .await
+        {
+            Ok(reply) => reply,
+            Err(e) => {
+                // It may have been applied: read what Redis holds at the next report.
+                *held = None;
+                return Err(e);
+            }
+        };
+        if let Some(held) = held.as_mut() {
+            let field = presence::member_field(&update.member);
+            if update.joined {
+                held.insert(field);
+            } else {
+                held.remove(&field);
+            }
+        }
+        let bad = || EngineError::Unavailable("unexpected answer from the presence script".into());
+        let epoch = reply.first().and_then(epoch_of).ok_or_else(bad)?;
+        let seq = reply.get(1).and_then(number).ok_or_else(bad)?;
+        Ok((seq > 0).then_some(Published {
+            id: EventId { epoch, seq },
+            delivered: 0,
+            replayed: false,
+        }))
     }
 
     /// Runs `command` on every node that listens to the control channel; returns the
@@ -622,6 +685,13 @@ impl Engine for RedisEngine {
         let link = shared.commands.write().take();
         if let Some(Commands { mut conn, .. }) = link {
             let keys = &shared.keys;
+            // This node's users leave (where it was their last node).
+            let reap =
+                tokio::time::timeout(shared.options.command_timeout, shared.reap(&mut conn, true))
+                    .await;
+            if !matches!(reap, Ok(Ok(_))) {
+                tracing::debug!("could not take this node's presence out; the next node does");
+            }
             let mut pipe = ::redis::pipe();
             pipe.del(&[
                 keys.this_node(),
@@ -1167,6 +1237,8 @@ impl Shared {
             .arg(flag(reports))
             .arg(self.started_ms);
         let existed: i64 = touch.invoke_async(conn).await?;
+        let fresh = written.is_none() || existed != 1;
+        self.sync_presence(conn, fresh).await?;
         let old = if existed == 1 { written.as_ref() } else { None };
         if old != Some(&index) {
             let mut pipe = ::redis::pipe();
@@ -1187,6 +1259,150 @@ impl Shared {
         Ok(())
     }
 }
+
+impl Shared {
+    /// The `PRESENCE` script with `changes` (join or leave, who, the event's frame).
+    fn presence_call<'a>(
+        &'a self,
+        changes: &[(bool, &PresenceMember, Bytes)],
+    ) -> ::redis::ScriptInvocation<'a> {
+        let keys = &self.keys;
+        let kept = self.transport_limits();
+        let mut call = self.scripts.presence.prepare_invoke();
+        call.key(keys.meta())
+            .key(keys.events())
+            .key(keys.presence_nodes())
+            .key(keys.this_presence())
+            .arg(Epoch::random().to_string())
+            .arg(keys.presence_channel_prefix())
+            .arg(&self.options.node_id)
+            .arg(kept.max_events)
+            .arg(kept.max_bytes)
+            .arg(millis(kept.max_age))
+            .arg(clock::rfc3339(std::time::SystemTime::now()))
+            .arg(millis(self.options.node_ttl));
+        for (joined, member, frame) in changes {
+            for arg in presence::change_args(*joined, member, frame) {
+                call.arg(arg);
+            }
+        }
+        call
+    }
+
+    /// The `REAP` script: renews this node among the nodes holding presence (or, `leaving`,
+    /// takes it out) and takes dead nodes out. Returns whether this node was missing (new, or
+    /// taken out as dead).
+    async fn reap(
+        &self,
+        conn: &mut MultiplexedConnection,
+        leaving: bool,
+    ) -> Result<bool, RedisError> {
+        let keys = &self.keys;
+        let kept = self.transport_limits();
+        let mut call = self.scripts.reap.prepare_invoke();
+        call.key(keys.meta())
+            .key(keys.events())
+            .key(keys.presence_nodes())
+            .arg(Epoch::random().to_string())
+            .arg(keys.presence_channel_prefix())
+            .arg(keys.presence_node_prefix())
+            .arg(&self.options.node_id)
+            .arg(millis(self.options.node_ttl))
+            .arg(REAP_BUDGET)
+            .arg(flag(leaving))
+            .arg(clock::rfc3339(std::time::SystemTime::now()))
+            .arg(kept.max_events)
+            .arg(kept.max_bytes)
+            .arg(millis(kept.max_age));
+        let reply: Vec<Value> = call.invoke_async(conn).await?;
+        Ok(reply.first().and_then(number) == Some(1))
+    }
+
+    /// Part of the report: takes dead nodes' presence out, and makes this node's presence in
+    /// Redis what its registry holds (after a failed write, a dropped change, a stall that got
+    /// it taken out, or Redis losing its data). `fresh`: read what Redis holds first.
+    async fn sync_presence(
+        &self,
+        conn: &mut MultiplexedConnection,
+        fresh: bool,
+    ) -> Result<(), RedisError> {
+        let mut held = self.presence.lock().await;
+        let missing = self.reap(conn, false).await?;
+        let reread = fresh || missing || held.is_none();
+        // Without a reason to doubt what Redis holds, compare only now and then: a change the
+        // hub dropped (its presence queue was full) is made good within that many reports.
+        let checks = self.presence_checks.fetch_add(1, Ordering::Relaxed);
+        let unfinished = self.presence_unfinished.swap(false, Ordering::Relaxed);
+        if !reread && !unfinished && !checks.is_multiple_of(PRESENCE_CHECK_EVERY) {
+            return Ok(());
+        }
+        let Some(members) = self.delivery.get().and_then(|d| d.presence_members()) else {
+            return Ok(());
+        };
+        if reread {
+            let fields: Vec<String> = ::redis::cmd("HKEYS")
+                .arg(self.keys.this_presence())
+                .query_async(conn)
+                .await?;
+            *held = Some(fields.into_iter().collect());
+        }
+        let Some(set) = held.as_mut() else {
+            return Ok(());
+        };
+        let wanted: HashMap<String, &PresenceMember> = members
+            .iter()
+            .map(|m| (presence::member_field(m), m))
+            .collect();
+        let mut changes: Vec<(bool, PresenceMember, Bytes)> = Vec::new();
+        for (field, member) in &wanted {
+            if !set.contains(field) {
+                changes.push((true, (*member).clone(), presence::frame_of(true, member)));
+            }
+        }
+        for field in set.iter().filter(|f| !wanted.contains_key(*f)) {
+            let Some(member) = presence::member_of(field) else {
+                continue;
+            };
+            // A leave's event is the one Redis kept at the join.
+            changes.push((false, member, Bytes::new()));
+        }
+        // A bounded amount per report (a node rewriting a large presence after Redis lost it
+        // must not hold up its report past the timeout); the rest follows at the next.
+        if changes.len() > PRESENCE_SYNC_BUDGET {
+            changes.truncate(PRESENCE_SYNC_BUDGET);
+            self.presence_unfinished.store(true, Ordering::Relaxed);
+        }
+        for chunk in changes.chunks(PRESENCE_BATCH) {
+            let list: Vec<(bool, &PresenceMember, Bytes)> =
+                chunk.iter().map(|(j, m, f)| (*j, m, f.clone())).collect();
+            let done: RedisResult<Vec<Value>> = self.presence_call(&list).invoke_async(conn).await;
+            if let Err(e) = done {
+                // Some of it may have been applied: read what Redis holds next time.
+                *held = None;
+                return Err(e);
+            }
+            for (joined, member, _) in chunk {
+                let field = presence::member_field(member);
+                if *joined {
+                    set.insert(field);
+                } else {
+                    set.remove(&field);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Most presence fields of dead nodes one report takes out.
+const REAP_BUDGET: usize = 2000;
+/// Every how many reports a node compares its presence with what it wrote to Redis, when it
+/// has no reason to doubt it.
+const PRESENCE_CHECK_EVERY: u64 = 30;
+/// Most presence changes one report makes.
+const PRESENCE_SYNC_BUDGET: usize = 4096;
+/// Most presence changes in one script call.
+const PRESENCE_BATCH: usize = 256;
 
 /// Removes a request from the pending map when its caller is done (or gave up).
 struct PendingGuard<'a> {

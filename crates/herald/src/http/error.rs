@@ -89,7 +89,8 @@ impl From<Error> for ApiError {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "engine_unavailable",
-                    "the event could not be published: the hub's engine is unavailable; nothing was sent",
+                    "the hub's engine (Redis) is unavailable: nothing was sent or changed; retry \
+                     shortly",
                 )
                 .with_retry_after(1)
             }

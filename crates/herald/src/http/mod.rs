@@ -131,7 +131,13 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-        .layer(host_rule)
+        .layer(host_rule);
+    // CORS inside the security headers, so that preflight answers carry them too.
+    let router = match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -143,11 +149,7 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
-        ));
-    match cors {
-        Some(cors) => router.layer(cors),
-        None => router,
-    }
+        ))
 }
 
 /// CORS for the configured origins: simple GET/POST with the headers Herald reads
@@ -175,8 +177,12 @@ fn cors_layer(config: &HttpConfig) -> Option<CorsLayer> {
                 header::CONTENT_TYPE,
                 HeaderName::from_static("last-event-id"),
                 header::CACHE_CONTROL,
+                HeaderName::from_static(publish::IDEMPOTENCY_KEY),
             ])
-            .expose_headers([header::RETRY_AFTER])
+            .expose_headers([
+                header::RETRY_AFTER,
+                HeaderName::from_static(publish::IDEMPOTENT_REPLAYED),
+            ])
             .allow_credentials(config.cors_credentials)
             .max_age(std::time::Duration::from_secs(3600)),
     )

@@ -36,8 +36,56 @@ pub(crate) enum FirstRequest {
     EventStream(Box<axum::http::Request<Body>>),
     /// Anything else: the bytes read so far, for hyper to parse again.
     Other(Bytes),
-    /// The client closed the connection, or sent garbage, or took too long.
+    /// The client closed the connection, or took too long.
     Gone,
+    /// A head Herald refuses before routing it (too large, or not HTTP at all): answered here
+    /// with the JSON error body and security headers every other answer has, then closed.
+    /// (hyper would answer with an empty body.)
+    Refused(RefusedHead),
+}
+
+/// Why a first request head was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RefusedHead {
+    /// Over `--max-header-size`: `431 headers_too_large`.
+    TooLarge,
+    /// Not a parseable HTTP/1.x request (and not the HTTP/2 preface): `400 malformed_request`.
+    Malformed,
+}
+
+impl RefusedHead {
+    /// The whole HTTP/1.1 response.
+    pub(crate) fn response(self) -> Vec<u8> {
+        let (status, code, message) = match self {
+            RefusedHead::TooLarge => (
+                "431 Request Header Fields Too Large",
+                "headers_too_large",
+                "the request head is larger than the hub's --max-header-size",
+            ),
+            RefusedHead::Malformed => (
+                "400 Bad Request",
+                "malformed_request",
+                "the request is not a valid HTTP/1.1 request",
+            ),
+        };
+        let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             x-content-type-options: nosniff\r\nreferrer-policy: no-referrer\r\n\
+             x-frame-options: DENY\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+}
+
+/// The start of the HTTP/2 connection preface: such a connection goes to hyper.
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+/// Whether `buf` could be the start of the HTTP/2 preface.
+fn maybe_http2(buf: &[u8]) -> bool {
+    let n = buf.len().min(HTTP2_PREFACE.len());
+    buf[..n] == HTTP2_PREFACE[..n]
 }
 
 /// Reads the first request head of a connection, until `deadline` at the latest (the
@@ -60,8 +108,7 @@ pub(crate) async fn read_first_request(
         let mut first_line_checked = false;
         loop {
             if buf.len() >= max_head {
-                // Too large for us: let hyper answer it (with 431).
-                return Ok(false);
+                return Ok(Err(RefusedHead::TooLarge));
             }
             if buf.capacity() == buf.len() {
                 buf.reserve(buf.len().min(max_head - buf.len()).max(512));
@@ -74,26 +121,33 @@ pub(crate) async fn read_first_request(
             if !complete && !first_line_checked && buf[from..].contains(&b'\n') {
                 first_line_checked = true;
                 if parse_head(&buf).is_err() {
-                    return Ok(false);
+                    if maybe_http2(&buf) {
+                        return Ok(Ok(false));
+                    }
+                    return Ok(Err(RefusedHead::Malformed));
                 }
             }
             scanned = buf.len();
             if complete {
-                // Malformed, or more headers than we parse: hyper decides what to answer.
-                return Ok(matches!(
-                    parse_head(&buf),
-                    Ok(httparse::Status::Complete(_))
-                ));
+                return Ok(match parse_head(&buf) {
+                    Ok(httparse::Status::Complete(_)) => Ok(true),
+                    // More headers than we parse: hyper decides.
+                    Err(httparse::Error::TooManyHeaders) => Ok(false),
+                    Ok(httparse::Status::Partial) => Ok(false),
+                    Err(_) if maybe_http2(&buf) => Ok(false),
+                    Err(_) => Err(RefusedHead::Malformed),
+                });
             }
         }
     })
     .await;
     match read {
-        Ok(Ok(true)) => match build_request(&buf) {
+        Ok(Ok(Ok(true))) => match build_request(&buf) {
             Some(request) => FirstRequest::EventStream(Box::new(request)),
             None => FirstRequest::Other(buf.freeze()),
         },
-        Ok(Ok(false)) => FirstRequest::Other(buf.freeze()),
+        Ok(Ok(Ok(false))) => FirstRequest::Other(buf.freeze()),
+        Ok(Ok(Err(refused))) => FirstRequest::Refused(refused),
         // The client closed before a whole head: hyper answers as it would have.
         Ok(Err(_)) if !buf.is_empty() => FirstRequest::Other(buf.freeze()),
         // Nothing, or the deadline passed before a whole head: close. (Handing a partial head

@@ -263,6 +263,30 @@ pub async fn serve_router(
                                 ))
                             });
                         }
+                        FirstRequest::Refused(why) => {
+                            use tokio::io::AsyncWriteExt;
+                            // Bounded: a client that does not read its answer is dropped.
+                            let _ = tokio::time::timeout(
+                                Duration::from_secs(1),
+                                stream.write_all(&why.response()),
+                            )
+                            .await;
+                            let _ = stream.shutdown().await;
+                            // Read what the client still sends (briefly, boundedly), so that
+                            // closing does not reset the connection before it read the answer.
+                            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                                use tokio::io::AsyncReadExt;
+                                let mut sink = [0u8; 4096];
+                                let mut left = 64 * 1024usize;
+                                while left > 0 {
+                                    match stream.read(&mut sink).await {
+                                        Ok(0) | Err(_) => break,
+                                        Ok(n) => left = left.saturating_sub(n),
+                                    }
+                                }
+                            })
+                            .await;
+                        }
                         FirstRequest::Gone => {}
                     }
                 });

@@ -376,6 +376,15 @@ impl HeraldProcess {
         self.log.lock().unwrap().clone()
     }
 
+    /// Kills the process with SIGKILL (`Child::kill`): no signal handler, no shutdown, no flush,
+    /// as a crash or the OOM killer leaves it. Waits (bounded) until it is gone.
+    pub async fn sigkill(&mut self) {
+        tokio::time::timeout(WAIT, self.child.kill())
+            .await
+            .expect("herald did not die within the wait")
+            .expect("SIGKILL herald");
+    }
+
     /// Waits until the process closed its stderr (it exited) and returns the whole log.
     pub async fn final_log(&mut self) -> String {
         if let Some(reader) = self.log_reader.take() {

@@ -1,8 +1,10 @@
-//! A real `redis-server` for tests: started on a free loopback port without persistence, killed
-//! when dropped. Fails (never skips) when `redis-server` is not installed.
+//! A real `redis-server` for tests: started on a free loopback port (without persistence, or with
+//! an append-only file in a directory of its own), killed when dropped. Fails (never skips) when
+//! `redis-server` is not installed.
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -15,6 +17,8 @@ const START_WAIT: Duration = Duration::from_secs(10);
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// With persistence: the directory of its append-only file (removed on drop).
+    dir: Option<PathBuf>,
 }
 
 impl RedisServer {
@@ -25,7 +29,35 @@ impl RedisServer {
             .local_addr()
             .unwrap()
             .port();
-        let mut server = RedisServer { port, child: None };
+        let mut server = RedisServer {
+            port,
+            child: None,
+            dir: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// Like [`RedisServer::start`], with `--appendonly yes --appendfsync always` in a fresh
+    /// directory: every write is on disk before Redis answers it, and a restart (after a
+    /// SIGKILL too) loads it again.
+    pub async fn start_persistent() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind a free port")
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!(
+            "herald-redis-{}-{port}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).expect("create the Redis directory");
+        let mut server = RedisServer {
+            port,
+            child: None,
+            dir: Some(dir),
+        };
         server.spawn().await;
         server
     }
@@ -36,19 +68,22 @@ impl RedisServer {
     }
 
     async fn spawn(&mut self) {
+        let port = self.port.to_string();
+        let mut args = vec!["--port", &port, "--bind", "127.0.0.1", "--save", ""];
+        let dir = self
+            .dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir)
+            .to_string_lossy()
+            .into_owned();
+        if self.dir.is_some() {
+            args.extend(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            args.extend(["--appendonly", "no"]);
+        }
+        args.extend(["--dir", &dir]);
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                &std::env::temp_dir().to_string_lossy(),
-            ])
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -126,7 +161,8 @@ impl RedisServer {
         assert!(status.success(), "kill {which} {pid}");
     }
 
-    /// Starts the server again on the same port (empty: it keeps nothing on disk).
+    /// Starts the server again on the same port: empty, or, when started with
+    /// [`RedisServer::start_persistent`], with what its append-only file holds.
     pub async fn restart(&mut self) {
         self.kill();
         self.spawn().await;
@@ -136,5 +172,8 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

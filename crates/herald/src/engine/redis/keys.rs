@@ -10,6 +10,9 @@
 //! | `<prefix>:node:<id>:users` | hash, TTL | user → the node's connections of that user |
 //! | `<prefix>:node:<id>:channels` | hash, TTL | channel → the node's subscribers of that channel |
 //! | `<prefix>:node:<id>:connections` | set, TTL | the node's connection ids |
+//! | `<prefix>:presence:nodes` | sorted set | node id → when its presence expires (last report + its node TTL, ms), kept until the node's presence was taken out (see `scripts::REAP`) |
+//! | `<prefix>:presence:node:<id>` | hash, no TTL | `<channel>\n<user>` → the start of that user's `presence:leave` event, for every user of a presence channel on the node |
+//! | `<prefix>:presence:channel:<channel>` | hash, no TTL | user → how many nodes hold a connection of the user to the channel |
 //! | `<prefix>:control` | channel | commands and presence queries to every node |
 //! | `<prefix>:reply:<id>` | channel | answers to the queries node `<id>` sent |
 //!
@@ -87,6 +90,26 @@ impl Keys {
     /// This node's connections set.
     pub(super) fn this_connections(&self) -> String {
         format!("{}{CONNECTIONS}", self.this_node())
+    }
+
+    /// Nodes holding presence, by last report.
+    pub(super) fn presence_nodes(&self) -> String {
+        format!("{}:presence:nodes", self.prefix)
+    }
+
+    /// What precedes a node id in its presence hash.
+    pub(super) fn presence_node_prefix(&self) -> String {
+        format!("{}:presence:node:", self.prefix)
+    }
+
+    /// This node's presence hash.
+    pub(super) fn this_presence(&self) -> String {
+        format!("{}{}", self.presence_node_prefix(), self.node)
+    }
+
+    /// What precedes a channel in its presence counts.
+    pub(super) fn presence_channel_prefix(&self) -> String {
+        format!("{}:presence:channel:", self.prefix)
     }
 
     /// The channel every node listens to for commands and queries.

@@ -15,7 +15,7 @@ use ::redis::{Pipeline, RedisResult};
 
 use super::keys::Keys;
 use super::wire::{ConnectionEntry, UserEntry};
-use crate::engine::ConnectionSnapshot;
+use crate::engine::{ConnectionSnapshot, PresenceMember, PresenceUpdate};
 
 /// Most arguments in one command of a full write.
 const CHUNK: usize = 512;
@@ -180,6 +180,63 @@ pub(super) fn user_connections(
         .collect()
 }
 
+/// A (channel, user) of this node's presence hash: `<channel>\n<user>`.
+pub(super) fn member_field(member: &PresenceMember) -> String {
+    format!("{}\n{}", member.channel.as_str(), member.user.as_str())
+}
+
+/// The member a field of a presence hash names (without display name).
+pub(super) fn member_of(field: &str) -> Option<PresenceMember> {
+    let (channel, user) = field.split_once('\n')?;
+    Some(PresenceMember {
+        channel: crate::target::ChannelName::new(channel).ok()?,
+        user: crate::target::UserId::new(user).ok()?,
+        username: None,
+    })
+}
+
+/// One presence change for the `PRESENCE` script: its four arguments.
+pub(super) fn change_args(joined: bool, member: &PresenceMember, frame: &[u8]) -> [Vec<u8>; 4] {
+    let last = if joined {
+        let mut both = frame.to_vec();
+        both.extend_from_slice(leave_prefix(member).as_bytes());
+        both
+    } else {
+        Vec::new()
+    };
+    [
+        if joined { b"j".to_vec() } else { b"l".to_vec() },
+        member.channel.as_str().as_bytes().to_vec(),
+        member.user.as_str().as_bytes().to_vec(),
+        last,
+    ]
+}
+
+/// The `presence:leave` frame of `member` (without `id:` line) up to its timestamp's value: the
+/// scripts complete it with `"<RFC 3339 time>"}` and the blank line. The same bytes as the hub's
+/// own leave event ([`crate::hub::presence_publication`]) encodes.
+pub(super) fn leave_prefix(member: &PresenceMember) -> String {
+    let data = serde_json::json!({
+        "channel": member.channel,
+        "userId": member.user,
+        "username": member.username.as_deref(),
+    });
+    let mut text = data.to_string();
+    text.pop(); // the closing brace
+    format!("event: presence:leave\ndata: {text},\"timestamp\":")
+}
+
+/// The frame (without `id:` line) of `member`'s join or leave now, for changes the engine finds
+/// itself (a node writing its presence again).
+pub(super) fn frame_of(joined: bool, member: &PresenceMember) -> bytes::Bytes {
+    let update = PresenceUpdate {
+        joined,
+        member: member.clone(),
+    };
+    let p = crate::hub::presence_publication(&update, std::time::SystemTime::now());
+    crate::sse::frame::encode_event(None, &p.name, p.payload.as_str())
+}
+
 /// The last snapshot, shared with the control loop (which answers presence queries from it).
 pub(super) type Snapshot = Arc<Vec<ConnectionSnapshot>>;
 
@@ -225,5 +282,34 @@ mod tests {
         assert_eq!(users[0].username.as_deref(), Some("alice!"));
         assert_eq!(user_connections(&snapshot, "alice").len(), 2);
         assert!(user_connections(&snapshot, "carol").is_empty());
+    }
+
+    #[test]
+    fn kept_leave_events_match_the_hubs() {
+        for username in [None, Some("Al \"i\"\nce")] {
+            let member = PresenceMember {
+                channel: ChannelName::new("room:1").unwrap(),
+                user: UserId::new("alice").unwrap(),
+                username: username.map(Into::into),
+            };
+            let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+            let update = PresenceUpdate {
+                joined: false,
+                member: member.clone(),
+            };
+            let p = crate::hub::presence_publication(&update, at);
+            let frame = crate::sse::frame::encode_event(None, &p.name, p.payload.as_str());
+            let kept = format!(
+                "{}\"{}\"}}\n\n",
+                leave_prefix(&member),
+                crate::clock::rfc3339(at)
+            );
+            assert_eq!(kept.as_bytes(), frame.as_ref());
+            let [op, _, _, last] = change_args(true, &member, &frame_of(true, &member));
+            assert_eq!(op, b"j");
+            assert!(String::from_utf8(last)
+                .unwrap()
+                .ends_with(&leave_prefix(&member)));
+        }
     }
 }

@@ -325,6 +325,146 @@ end
 return out
 "#;
 
+/// Appends one presence event (presence scripts only; the same entry as `PUBLISH` writes, to
+/// one channel, never `fallback: broadcast`). Returns its sequence.
+const APPEND: &str = r#"
+local function append(meta, events, epoch, now, body, channel, origin)
+  local seq = int(redis.call('HINCRBY', meta, 'seq', 1))
+  local frame = 'id: ' .. epoch .. '-' .. seq .. '\n' .. body
+  redis.call('XADD', events, seq .. '-0', 'f', frame, 'e', epoch, 't', '\nc:' .. channel .. '\n',
+    'b', '0', 'ms', int(now), 'o', origin)
+  redis.call('HINCRBY', meta, 'bytes', string.len(frame))
+  return seq
+end
+"#;
+
+/// Presence changes of one node, each published only when it changes the user's presence in
+/// the whole cluster.
+///
+/// Per (channel, user) the node holds a field `<channel>\n<user>` in its presence hash (value:
+/// its leave event up to the timestamp, for a reaper), and `<prefix>:presence:channel:<channel>`
+/// counts per user the nodes that hold one. A join sets the node's field if it was not set, and
+/// counts the node in: the event goes out on 0 -> 1 nodes. A leave removes the field if it was
+/// set, and counts the node out: the event goes out on 1 -> 0. Repeating a change is harmless.
+///
+/// KEYS: meta, events, presence nodes, this node's presence hash.
+/// ARGV: 1 epoch candidate, 2 channel hash prefix, 3 node id, 4 most events kept, 5 most bytes
+/// kept, 6 oldest age kept (ms), 7 the time for leave events (RFC 3339), 8 node TTL (ms), then
+/// 4 per change:
+/// "j" (join) or "l" (leave), channel, user, and for a join its frame without the `id:` line
+/// followed by the start of the user's leave event to keep (joined by "\n\n": the frame ends
+/// with its blank line), for a leave "". A leave event is the one kept at the join, so it names
+/// the user as the join did.
+///
+/// Returns `{epoch, seq per change (0: nothing published)...}`.
+const PRESENCE: &str = r#"
+local meta, events, pnodes, mine = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local now = now_ms()
+local epoch = ensure_meta(meta, events, ARGV[1], now)
+redis.call('ZADD', pnodes, 'NX', int(now + tonumber(ARGV[8])), ARGV[3])
+local out = {epoch}
+for i = 9, #ARGV, 4 do
+  local op, channel, user = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local member = channel .. '\n' .. user
+  local counts = ARGV[2] .. channel
+  local body = nil
+  if op == 'j' then
+    local cut = string.find(ARGV[i + 3], '\n\n', 1, true)
+    if cut and redis.call('HSETNX', mine, member, string.sub(ARGV[i + 3], cut + 2)) == 1 then
+      if redis.call('HINCRBY', counts, user, 1) == 1 then
+        body = string.sub(ARGV[i + 3], 1, cut + 1)
+      end
+    end
+  else
+    local leave = redis.call('HGET', mine, member)
+    if leave then
+      redis.call('HDEL', mine, member)
+      local n = redis.call('HINCRBY', counts, user, -1)
+      if n <= 0 then
+        redis.call('HDEL', counts, user)
+        if n == 0 then body = leave .. '"' .. ARGV[7] .. '"}\n\n' end
+      end
+    end
+  end
+  if body then
+    out[#out + 1] = append(meta, events, epoch, now, body, channel, ARGV[3])
+  else
+    out[#out + 1] = 0
+  end
+end
+trim(meta, events, tonumber(ARGV[4]), tonumber(ARGV[5]), now - tonumber(ARGV[6]), 4)
+return out
+"#;
+
+/// Renews this node's place among the nodes holding presence, and takes dead nodes' presence
+/// out: a node that did not report within its own node TTL (each node's entry in presence
+/// nodes is the time its presence expires, so nodes with different TTLs judge each other
+/// right) is counted out of every (channel, user) it held, with a `presence:leave` where it was
+/// the user's last node.
+///
+/// KEYS: meta, events, presence nodes.
+/// ARGV: 1 epoch candidate, 2 channel hash prefix, 3 node presence hash prefix, 4 this node,
+/// 5 node TTL (ms), 6 most fields to take out now, 7 "1" to take this node out too (it leaves),
+/// 8 the time for the leave events (RFC 3339), 9 most events kept, 10 most bytes kept,
+/// 11 oldest age kept (ms).
+///
+/// Returns `{1 if this node was not listed (new, or taken out as dead: it must write its
+/// presence again), leave events published}`.
+const REAP: &str = r#"
+local meta, events, pnodes = KEYS[1], KEYS[2], KEYS[3]
+local now = now_ms()
+local budget = tonumber(ARGV[6])
+local missing = 0
+local gone = {}
+if ARGV[7] == '1' then
+  gone[1] = ARGV[4]
+else
+  missing = redis.call('ZADD', pnodes, int(now + tonumber(ARGV[5])), ARGV[4])
+end
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', pnodes, '-inf', '(' .. int(now),
+    'LIMIT', 0, 16)) do
+  if node ~= ARGV[4] then gone[#gone + 1] = node end
+end
+local epoch = nil
+local published = 0
+for _, node in ipairs(gone) do
+  local key = ARGV[3] .. node
+  local cursor = '0'
+  repeat
+    local page = redis.call('HSCAN', key, cursor, 'COUNT', 100)
+    cursor = page[1]
+    local fields = page[2]
+    for j = 1, #fields, 2 do
+      local member, leave = fields[j], fields[j + 1]
+      local channel, user = string.match(member, '^(.-)\n(.*)$')
+      redis.call('HDEL', key, member)
+      budget = budget - 1
+      if channel then
+        local counts = ARGV[2] .. channel
+        local n = redis.call('HINCRBY', counts, user, -1)
+        if n <= 0 then
+          redis.call('HDEL', counts, user)
+          if n == 0 then
+            if not epoch then epoch = ensure_meta(meta, events, ARGV[1], now) end
+            append(meta, events, epoch, now, leave .. '"' .. ARGV[8] .. '"}\n\n', channel, node)
+            published = published + 1
+          end
+        end
+      end
+    end
+  until cursor == '0' or budget <= 0
+  if cursor == '0' then
+    redis.call('DEL', key)
+    redis.call('ZREM', pnodes, node)
+  end
+  if budget <= 0 then break end
+end
+if published > 0 then
+  trim(meta, events, tonumber(ARGV[9]), tonumber(ARGV[10]), now - tonumber(ARGV[11]), published + 4)
+end
+return {missing, published}
+"#;
+
 /// The compiled scripts (each knows its SHA1 and reloads itself after a Redis restart).
 #[derive(Debug)]
 pub(super) struct Scripts {
@@ -334,6 +474,8 @@ pub(super) struct Scripts {
     pub(super) info: Script,
     pub(super) touch: Script,
     pub(super) nodes: Script,
+    pub(super) presence: Script,
+    pub(super) reap: Script,
 }
 
 impl Scripts {
@@ -346,6 +488,8 @@ impl Scripts {
             info: with_prelude(INFO),
             touch: with_prelude(TOUCH),
             nodes: with_prelude(NODES),
+            presence: with_prelude(&format!("{APPEND}\n{PRESENCE}")),
+            reap: with_prelude(&format!("{APPEND}\n{REAP}")),
         }
     }
 }
