@@ -467,7 +467,14 @@ async fn every_setting_follows_the_naming_rule() {
         // The README's settings table names the flag, its variable and its alias.
         let row = readme
             .lines()
-            .find(|l| l.starts_with('|') && l.contains(&format!("`--{}`", e.flag)))
+            .find(|l| {
+                // The row whose first cell names the flag.
+                l.starts_with("| `--")
+                    && l.split(" | ")
+                        .next()
+                        .unwrap()
+                        .contains(&format!("`--{}`", e.flag))
+            })
             .unwrap_or_else(|| panic!("README's settings table lacks --{}", e.flag));
         for name in std::iter::once(rule.as_str()).chain(alias) {
             assert!(
