@@ -1,8 +1,17 @@
 //! Settings of the hub, its HTTP API and its server, with their documented defaults.
 //!
-//! The library never reads files or the environment: the `herald` binary merges flags, env and an
-//! optional TOML file into a [`Config`] and calls [`Config::validate`]. Library users build one
-//! in code, usually from [`Config::default`].
+//! The library never reads the environment. Library users build a [`Config`] in code, usually
+//! from [`Config::default`], or from a [`Settings`] (the schema of every `herald serve` setting,
+//! with one naming rule for its flag, environment variable and TOML key; see [`settings`]). The
+//! `herald` binary merges flags, environment and an optional TOML file into one [`Settings`],
+//! turns it into a [`Config`] ([`Settings::into_config`]), calls [`Config::validate`] and builds
+//! the hub with [`Hub::from_config`](crate::Hub::from_config).
+
+mod engine;
+pub mod settings;
+
+pub use engine::{EngineConfig, RedisConfig, StartError};
+pub use settings::{ByteSize, HumanDuration, KeyEntry, LogFormat, Settings};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -74,6 +83,7 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How heartbeats look on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum HeartbeatStyle {
     /// An event `heartbeat` with `{"ts": <ms since epoch>}`: browser code can see it and use it
@@ -154,7 +164,8 @@ impl Default for HubConfig {
     }
 }
 
-/// A secret (publisher key) whose `Debug` output never shows it.
+/// A secret (a publisher key, a JWT secret, a Redis URL with its password) whose `Debug` output
+/// never shows it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -215,6 +226,7 @@ impl std::str::FromStr for Rate {
 
 /// What happens when a subscriber's token expires while it is connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum TokenExpiry {
     /// Close the stream with `disconnected` (reason `token_expired`); the client reconnects
@@ -259,9 +271,10 @@ pub struct HttpConfig {
     /// `None` (the default): unlimited.
     pub resume_rate_per_ip: Option<Rate>,
     /// Whether subscribers may name themselves with `?userId=` and `?username=`. True in
-    /// [`HttpConfig::default`]; the `herald` binary turns it on by default only when it listens
-    /// on loopback with neither publisher keys nor trusted proxies (behind a proxy, or once
-    /// publishing is keyed, anyone who can reach the hub could claim any user id).
+    /// [`HttpConfig::default`]; [`Settings::into_config`] (and so the `herald` binary) turns it
+    /// on by default only when it listens on loopback with neither publisher keys nor trusted
+    /// proxies (behind a proxy, or once publishing is keyed, anyone who can reach the hub could
+    /// claim any user id).
     pub identity_from_query: bool,
     /// Largest publish body ([`DEFAULT_MAX_BODY_SIZE`]); larger gets `413`.
     pub max_body_size: usize,
@@ -324,8 +337,10 @@ pub struct Config {
     /// Largest request head (request line and headers), in bytes ([`DEFAULT_MAX_HEADER_SIZE`]).
     pub max_header_size: usize,
     /// Keep the replay window on disk in this directory, so that a restarted hub still resumes
-    /// its clients. `None` (the default) keeps it in memory only.
+    /// its clients. `None` (the default) keeps it in memory only. Memory engine only.
     pub data_dir: Option<std::path::PathBuf>,
+    /// Where events travel: this process only (the default) or a Redis cluster.
+    pub engine: EngineConfig,
     /// Hub behaviour.
     pub hub: HubConfig,
     /// HTTP API behaviour.
@@ -343,6 +358,7 @@ impl Default for Config {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_header_size: DEFAULT_MAX_HEADER_SIZE,
             data_dir: None,
+            engine: EngineConfig::Memory,
             hub: HubConfig::default(),
             http: HttpConfig::default(),
         }
@@ -360,7 +376,8 @@ impl Config {
     /// # Errors
     /// - listening on a non-loopback address with neither a publisher key nor JWT verification
     ///   (anyone on the network could publish to your users);
-    /// - zero intervals, capacities or limits.
+    /// - zero intervals, capacities or limits;
+    /// - a `data_dir` with a Redis engine.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let publishing_secured = !self.http.publisher_keys.is_empty() || self.http.jwt.is_some();
         if !self.listen.ip().is_loopback() && !publishing_secured {
@@ -455,6 +472,9 @@ impl Config {
             if v == 0 {
                 return Err(ConfigError(format!("{name} must be at least 1")));
             }
+        }
+        if self.data_dir.is_some() && self.engine != EngineConfig::Memory {
+            return Err(ConfigError(engine::DATA_DIR_WITH_REDIS.into()));
         }
         Ok(())
     }

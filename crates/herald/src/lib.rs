@@ -15,7 +15,7 @@
 //! | [`event`], [`target`] | newtypes: event names, ids, payloads; user, channel and connection ids; [`Target`] |
 //! | [`http`] | the HTTP API: [`http::router`] and its handlers |
 //! | [`server`] | [`server::serve`]: accept loop, graceful shutdown |
-//! | [`config`], [`error`], [`metrics`] | settings with defaults, errors, Prometheus metrics |
+//! | [`config`], [`error`], [`metrics`] | settings with defaults, the schema of every `herald serve` setting ([`config::Settings`]) and [`Hub::from_config`]; errors; Prometheus metrics |
 //!
 //! The hub core (`hub`, `registry`, `engine`) knows nothing of HTTP; `http` and `server` are a
 //! thin layer around it. The `herald` binary only parses configuration and calls `serve`.
@@ -46,6 +46,10 @@
 //!
 //! ## Embedding
 //!
+//! Without the binary's dependencies (clap, reqwest, toml, anyhow, tracing-subscriber, pulled in
+//! by the default `cli` feature): `herald = { version = "…", default-features = false }`. The
+//! library reads no environment variable.
+//!
 //! ```no_run
 //! use herald::{config::{HubConfig, HttpConfig}, http, Hub, UserId};
 //!
@@ -55,6 +59,23 @@
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! tokio::spawn(async move { axum::serve(listener, app).await });
 //! hub.notify_user(&UserId::new("alice")?, "Your order shipped").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Or build everything from the same [`config::Settings`] as `herald serve` (any serde format;
+//! unset settings take their defaults), on the engine it names:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let settings: herald::config::Settings =
+//!     serde_json::from_str(r#"{"heartbeat_interval": "5s", "data_dir": "/var/lib/herald"}"#)?;
+//! let config = settings.into_config()?;
+//! config.validate()?;
+//! let hub = herald::Hub::from_config(&config).await?;
+//! let state = herald::http::AppState::new(hub, config.http.clone());
+//! let listener = herald::server::bind(&config)?;
+//! let options = herald::server::ServerOptions::from_config(&config)?;
+//! herald::server::serve(listener, state, tokio_util::sync::CancellationToken::new(), options).await?;
 //! # Ok(()) }
 //! ```
 

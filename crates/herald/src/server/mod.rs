@@ -49,7 +49,8 @@ pub struct ServerOptions {
     pub api_runtime: Option<tokio::runtime::Handle>,
     /// Serve plain-HTTP/1.1 event streams without hyper (see the `event_stream` module); on by
     /// default.
-    /// Off only to compare the two in benchmarks (`HERALD_STREAMS_VIA_HYPER=1`).
+    /// Off only to compare the two in benchmarks (the `herald` binary turns it off when
+    /// `HERALD_STREAMS_VIA_HYPER=1`).
     pub lean_event_streams: bool,
 }
 
@@ -90,7 +91,7 @@ impl ServerOptions {
             header_read_timeout: config.header_read_timeout,
             max_header_size: config.max_header_size,
             tls: config.tls.as_ref().map(tls_acceptor).transpose()?,
-            lean_event_streams: std::env::var_os("HERALD_STREAMS_VIA_HYPER").is_none(),
+            lean_event_streams: true,
             api_runtime: None,
         })
     }

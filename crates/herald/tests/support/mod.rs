@@ -50,10 +50,7 @@ impl TestServer {
         config.validate().expect("test configuration is valid");
         let listener = TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let hub = match &config.data_dir {
-            Some(dir) => Hub::with_durable_history(config.hub.clone(), dir).unwrap(),
-            None => Hub::new(config.hub.clone()),
-        };
+        let hub = Hub::from_config(&config).await.expect("start the hub");
         let key = config
             .http
             .publisher_keys

@@ -5,13 +5,11 @@
 mod client;
 mod settings;
 
-use std::sync::Arc;
-
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use herald::engine::{RedisEngine, RedisOptions};
+use herald::config::EngineConfig;
 use herald::http::AppState;
 use herald::Hub;
 
@@ -40,8 +38,19 @@ enum Command {
     Stats(client::ClientArgs),
 }
 
+/// The `herald` command, its settings named by the environment rule (`settings::env_name`).
+fn command() -> clap::Command {
+    settings::with_env_names(Cli::command()).mut_subcommand("serve", settings::with_env_names)
+}
+
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let matches = command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // The matches of whichever command holds the serve settings: `herald serve` or `herald`.
+    let serve_matches = match matches.subcommand() {
+        Some(("serve", m)) => m.clone(),
+        _ => matches.clone(),
+    };
     let command = cli.command.unwrap_or(Command::Serve(cli.serve));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -57,7 +66,7 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the API runtime")?;
-            let result = runtime.block_on(serve(*args, api.handle().clone()));
+            let result = runtime.block_on(serve(&args, &serve_matches, api.handle().clone()));
             api.shutdown_timeout(std::time::Duration::from_secs(1));
             result
         }
@@ -66,8 +75,12 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(args: settings::ServeArgs, api: tokio::runtime::Handle) -> anyhow::Result<()> {
-    let (config, log_format, engine) = settings::load(args)?;
+async fn serve(
+    args: &settings::ServeArgs,
+    matches: &ArgMatches,
+    api: tokio::runtime::Handle,
+) -> anyhow::Result<()> {
+    let (config, log_format) = settings::load(args, matches)?;
     init_logging(log_format);
     config.validate()?;
     let scheme = if config.tls.is_some() {
@@ -78,34 +91,11 @@ async fn serve(args: settings::ServeArgs, api: tokio::runtime::Handle) -> anyhow
     let listener = herald::server::bind(&config)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let engine_name = match &engine {
-        settings::EngineSetting::Memory => "memory",
-        settings::EngineSetting::Redis { .. } => "redis",
+    let engine_name = match &config.engine {
+        EngineConfig::Memory => "memory",
+        EngineConfig::Redis(_) => "redis",
     };
-    let hub = match engine {
-        settings::EngineSetting::Memory => match &config.data_dir {
-            Some(dir) => Hub::with_durable_history(config.hub.clone(), dir)?,
-            None => Hub::new(config.hub.clone()),
-        },
-        settings::EngineSetting::Redis {
-            url,
-            prefix,
-            node_id,
-        } => {
-            let mut options = RedisOptions::new(url, config.hub.history);
-            options.idempotency_window = config.hub.idempotency.window;
-            if let Some(prefix) = prefix {
-                options.prefix = prefix;
-            }
-            if let Some(id) = node_id {
-                options.node_id = id;
-            }
-            let engine = RedisEngine::connect(options)
-                .await
-                .context("starting the Redis engine")?;
-            Hub::with_engine(config.hub.clone(), Arc::new(engine))
-        }
-    };
+    let hub = Hub::from_config(&config).await?;
     let state = AppState::new(hub, config.http.clone());
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
@@ -120,6 +110,8 @@ async fn serve(args: settings::ServeArgs, api: tokio::runtime::Handle) -> anyhow
     let mut options = herald::server::ServerOptions::from_config(&config)
         .context("setting up the server (TLS files?)")?;
     options.api_runtime = Some(api);
+    // A benchmark switch, not a setting: serve plain HTTP/1.1 streams through hyper.
+    options.lean_event_streams = std::env::var_os("HERALD_STREAMS_VIA_HYPER").is_none();
     herald::server::serve(listener, state, shutdown, options).await?;
     tracing::info!("herald stopped");
     Ok(())
@@ -161,7 +153,7 @@ async fn wait_for_signal() {
     }
 }
 
-fn init_logging(format: settings::LogFormat) {
+fn init_logging(format: herald::config::LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("HERALD_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
@@ -173,7 +165,7 @@ fn init_logging(format: settings::LogFormat) {
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
-        settings::LogFormat::Json => builder.json().init(),
-        settings::LogFormat::Text => builder.init(),
+        herald::config::LogFormat::Json => builder.json().init(),
+        herald::config::LogFormat::Text => builder.init(),
     }
 }
