@@ -12,9 +12,7 @@ use support::{HeraldProcess, SseClient, WAIT};
 const BIN: &str = env!("CARGO_BIN_EXE_herald");
 
 async fn subscribe(p: &HeraldProcess, query: &str) -> SseClient {
-    let r = reqwest::get(p.url(&format!("/api/sse?{query}")))
-        .await
-        .unwrap();
+    let r = support::send(support::http_client().get(p.url(&format!("/api/sse?{query}")))).await;
     assert_eq!(r.status(), 200);
     SseClient::open(r).await
 }
@@ -650,4 +648,31 @@ async fn engine_from_the_environment_and_redis_settings_from_the_file() {
     assert!(stats.to_string().contains("node-from-file"), "{stats}");
     drop(p);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `HERALD_JWT_PUBLIC_KEY` takes the PEM text itself as well as a path (issue 18): a token
+/// signed with the matching private key is admitted either way.
+#[tokio::test]
+async fn jwt_public_key_takes_a_path_or_the_pem_itself() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let public = std::fs::read_to_string(fixtures.join("rsa_public.pem")).unwrap();
+    let private = std::fs::read(fixtures.join("rsa_private.pem")).unwrap();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = encode(
+        &Header::new(Algorithm::RS256),
+        &json!({"sub": "alice", "exp": exp}),
+        &EncodingKey::from_rsa_pem(&private).unwrap(),
+    )
+    .unwrap();
+    let path = fixtures.join("rsa_public.pem");
+    for value in [public.as_str(), path.to_str().unwrap()] {
+        let p = HeraldProcess::start(&[], &[("HERALD_JWT_PUBLIC_KEY", value)]).await;
+        let client = subscribe(&p, &format!("token={token}")).await;
+        assert_eq!(client.connected["userId"], "alice");
+    }
 }

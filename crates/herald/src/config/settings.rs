@@ -363,7 +363,8 @@ pub struct Settings {
     /// HS256 secret for subscriber JWTs (at least 32 bytes). Turns token authentication on.
     #[cfg_attr(feature = "cli", arg(long, hide_env_values = true))]
     pub jwt_secret: Option<Secret>,
-    /// PEM public key (RSA for RS256, P-256 EC for ES256) for subscriber JWTs.
+    /// PEM public key (RSA for RS256, P-256 EC for ES256) for subscriber JWTs: the path of a
+    /// PEM file, or the PEM text itself (a value starting with `-----BEGIN`).
     #[cfg_attr(feature = "cli", arg(long))]
     pub jwt_public_key: Option<PathBuf>,
     /// JWKS file ({"keys": [...]}) for subscriber JWTs; a token's kid picks the key.
@@ -727,15 +728,27 @@ fn jwt(s: &Settings) -> Result<Option<Arc<JwtVerifier>>, ConfigError> {
         v = v.with_hs256_secret(secret).map_err(key_error)?;
     }
     if let Some(path) = &s.jwt_public_key {
-        let pem = std::fs::read(path).map_err(|e| {
-            ConfigError(format!(
-                "cannot read the JWT public key {}: {e}",
-                path.display()
-            ))
-        })?;
+        // The PEM text itself (as Mercure and many secret stores hand it over), or a file.
+        let inline = path
+            .to_str()
+            .map(str::trim_start)
+            .filter(|t| t.starts_with("-----BEGIN"));
+        let (pem, what) = match inline {
+            Some(text) => (text.as_bytes().to_vec(), "(inline PEM)".to_owned()),
+            None => (
+                std::fs::read(path).map_err(|e| {
+                    ConfigError(format!(
+                        "cannot read the JWT public key file {}: {e} (the value is a path, or \
+                         the PEM text itself starting with -----BEGIN)",
+                        path.display()
+                    ))
+                })?,
+                path.display().to_string(),
+            ),
+        };
         v = v
             .with_public_key_pem(&pem)
-            .map_err(|e| ConfigError(format!("JWT public key {}: {e}", path.display())))?;
+            .map_err(|e| ConfigError(format!("JWT public key {what}: {e}")))?;
     }
     if let Some(path) = &s.jwks_file {
         let json = std::fs::read_to_string(path).map_err(|e| {

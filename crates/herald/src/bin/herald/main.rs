@@ -104,7 +104,8 @@ async fn serve(
         publisher_keys = config.http.publisher_keys.len(),
         jwt = config.http.jwt.is_some(),
         tls = config.tls.is_some(),
-        identity_from_query = config.http.identity_from_query,
+        // What applies: with JWT on, identities come from tokens and `?userId=` is refused.
+        identity_from_query = config.http.identity_from_query && config.http.jwt.is_none(),
         "herald listening on {scheme}://{addr}"
     );
     let mut options = herald::server::ServerOptions::from_config(&config)
