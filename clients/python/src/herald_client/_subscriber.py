@@ -11,6 +11,7 @@ and sends ``Last-Event-ID``, so the events published meanwhile arrive once, in o
 from __future__ import annotations
 
 import random
+import socket
 import threading
 from typing import Any, AsyncIterator, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
@@ -115,6 +116,18 @@ class _State:
         return delay
 
 
+def _shutdown(response: httpx.Response) -> None:
+    """Interrupt a read blocked on this response's socket (from another thread)."""
+    stream = response.extensions.get("network_stream")
+    get = getattr(stream, "get_extra_info", None)
+    sock = get("socket") if get is not None else None
+    if isinstance(sock, socket.socket):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 class HeraldSubscriber:
     """A blocking subscriber: ``for event in HeraldSubscriber(url, user_id="alice", channels=["orders"])``.
 
@@ -151,6 +164,7 @@ class HeraldSubscriber:
         self._client = client if client is not None else httpx.Client()
         self._stop = threading.Event()
         self._response: Optional[httpx.Response] = None
+        self._iterating = False
 
     @property
     def last_event_id(self) -> Optional[str]:
@@ -161,15 +175,13 @@ class HeraldSubscriber:
         return self._s.connection_id
 
     def close(self) -> None:
+        """End the iteration (also from another thread: a blocked read is interrupted)."""
         self._s.closed = True
         self._stop.set()
         resp = self._response
         if resp is not None:
-            try:
-                resp.close()
-            except Exception:  # noqa: BLE001 - closing from another thread races the reader
-                pass
-        if self._own_client:
+            _shutdown(resp)
+        if not self._iterating and self._own_client:
             self._client.close()
 
     def __enter__(self) -> "HeraldSubscriber":
@@ -182,6 +194,15 @@ class HeraldSubscriber:
         return self.events()
 
     def events(self) -> Iterator[Event]:
+        self._iterating = True
+        try:
+            yield from self._events()
+        finally:
+            self._iterating = False
+            if self._s.closed and self._own_client:
+                self._client.close()
+
+    def _events(self) -> Iterator[Event]:
         s = self._s
         while not s.closed:
             err: Optional[BaseException] = None
@@ -195,7 +216,9 @@ class HeraldSubscriber:
                         ev = s.event(sse)
                         if ev is not None:
                             yield ev
-            except (httpx.HTTPError, RuntimeError) as exc:  # RuntimeError: closed from another thread
+            except (httpx.HTTPError, OSError, RuntimeError) as exc:  # OSError, RuntimeError: closed from another thread
+                if s.closed:
+                    return
                 err = exc
             finally:
                 self._response = None
