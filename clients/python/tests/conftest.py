@@ -3,9 +3,11 @@ that collects events in a background thread. Every wait is bounded; every hub is
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue
 import re
+import signal
 import subprocess
 import threading
 from pathlib import Path
@@ -27,6 +29,14 @@ def herald_bin() -> str:
     return path
 
 
+def _die_with_parent() -> None:
+    """Linux: the hub gets SIGKILL if pytest itself dies before its teardown kills it."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class Hub:
     """One ``herald`` process listening on 127.0.0.1:<ephemeral>."""
 
@@ -36,6 +46,7 @@ class Hub:
         self.proc = subprocess.Popen(
             [herald_bin(), "--listen", "127.0.0.1:0", *args],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=e, text=True,
+            preexec_fn=_die_with_parent,
         )
         self.log: List[str] = []
         found: "queue.Queue[str]" = queue.Queue()

@@ -6,7 +6,8 @@ from typing import Any, Callable, Tuple
 
 import pytest
 
-from herald_client import HeraldPublisher, PublishResult
+from conftest import WAIT
+from herald_client import AsyncHeraldPublisher, HeraldPublisher, PublishResult
 
 Case = Tuple[str, Callable[[HeraldPublisher, str], PublishResult], str, Any]
 
@@ -89,6 +90,20 @@ def test_helper_wire_payload(hub: Any, publisher: HeraldPublisher, listen: Any, 
     # and nothing else: a trailing marker is the next event
     publisher.publish("marker", None, users=["u1"])
     assert li.get().event == "marker"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("call,event,data", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+async def test_async_helper_wire_payload(hub: Any, listen: Any, call: Any, event: str, data: Any) -> None:
+    li = listen(hub.url, user_id="u1", channels=["content-updates"])
+    cid = li.connected().data["connectionId"]
+    async with AsyncHeraldPublisher(hub.url, timeout=WAIT) as p:
+        result = await call(p, cid)
+        assert isinstance(result, PublishResult) and result.delivered == 1
+        ev = li.get()
+        assert (ev.event, ev.data, ev.id) == (event, data, result.id)
+        await p.publish("marker", None, users=["u1"])
+        assert li.get().event == "marker"
 
 
 def test_domain_helper_argument_errors(publisher: HeraldPublisher) -> None:
