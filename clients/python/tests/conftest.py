@@ -80,7 +80,7 @@ def start_hub() -> Iterator[Callable[..., Hub]]:
     hubs: List[Hub] = []
 
     def start(*args: str, env: Optional[Dict[str, str]] = None) -> Hub:
-        hub = Hub(["--retry", "200ms", *args], env)
+        hub = Hub([*args] if "--retry" in args else ["--retry", "200ms", *args], env)
         hubs.append(hub)
         return hub
 

@@ -132,3 +132,39 @@ async def test_async_errors(start_hub: Any) -> None:
     with pytest.raises(ForbiddenError):
         await asyncio.wait_for(sub.__aiter__().__anext__(), WAIT)
     await sub.aclose()
+
+
+@pytest.mark.parametrize("retry_ms", [200, 1500])
+def test_reconnect_waits_the_hubs_retry_hint(start_hub: Any, retry_ms: int) -> None:
+    import time
+
+    hub = start_hub("--retry", f"{retry_ms}ms")
+    with HeraldPublisher(hub.url) as pub, HeraldSubscriber(hub.url, user_id="u1", read_timeout=WAIT) as sub:
+        it = iter(sub)
+        first = next(it)
+        assert first.event == "connected" and first.retry == retry_ms
+        pub.disconnect(users=["u1"])
+        assert next(it).event == "disconnected"
+        t0 = time.monotonic()
+        assert next(it).event == "connected"
+        waited = time.monotonic() - t0
+        # the delay is the hint, jittered in [0.5, 1) of it
+        assert retry_ms / 2000 <= waited < retry_ms / 1000 + 0.5, waited
+
+
+def test_connect_429_is_retried_after_retry_after(start_hub: Any) -> None:
+    import time
+
+    from herald_client import RateLimitedError
+
+    hub = start_hub("--connect-rate-per-ip", "1/s:1")
+    with HeraldSubscriber(hub.url, user_id="u1", read_timeout=WAIT) as a:
+        assert next(iter(a)).event == "connected"
+        with HeraldSubscriber(hub.url, user_id="u2", read_timeout=WAIT, max_retries=0) as b:
+            with pytest.raises(RateLimitedError) as e:
+                next(iter(b))
+            assert e.value.retry_after is not None
+        t0 = time.monotonic()
+        with HeraldSubscriber(hub.url, user_id="u3", read_timeout=WAIT, max_retries=5) as c:
+            assert next(iter(c)).event == "connected"
+        assert time.monotonic() - t0 >= 0.5  # it waited for the hub's Retry-After

@@ -216,6 +216,8 @@ class HeraldSubscriber:
                         ev = s.event(sse)
                         if ev is not None:
                             yield ev
+            except HeraldError as exc:  # the hub refused the stream: s.delay() decides
+                err = exc
             except (httpx.HTTPError, OSError, RuntimeError) as exc:  # OSError, RuntimeError: closed from another thread
                 if s.closed:
                     return
@@ -293,7 +295,7 @@ class AsyncHeraldSubscriber:
                         ev = s.event(sse)
                         if ev is not None:
                             yield ev
-            except httpx.HTTPError as exc:
+            except (HeraldError, httpx.HTTPError) as exc:
                 err = exc
             if s.closed:
                 return
