@@ -168,3 +168,17 @@ def test_connect_429_is_retried_after_retry_after(start_hub: Any) -> None:
         with HeraldSubscriber(hub.url, user_id="u3", read_timeout=WAIT, max_retries=5) as c:
             assert next(iter(c)).event == "connected"
         assert time.monotonic() - t0 >= 0.5  # it waited for the hub's Retry-After
+
+
+@pytest.mark.anyio
+async def test_sync_subscriber_also_iterates_async(hub: Any) -> None:
+    async with AsyncHeraldPublisher(hub.url) as pub:
+        sub = HeraldSubscriber(hub.url, channels="news", read_timeout=WAIT)
+        it = sub.__aiter__()
+        assert (await asyncio.wait_for(it.__anext__(), WAIT)).event == "connected"
+        r = await pub.send_to_channel("news", "headline", "hello")
+        ev = await asyncio.wait_for(it.__anext__(), WAIT)
+        assert (ev.event, ev.data, ev.id) == ("headline", "hello", r.id)
+        assert sub.last_event_id == r.id
+        await it.aclose()  # type: ignore[attr-defined]
+        sub.close()

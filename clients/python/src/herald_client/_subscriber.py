@@ -193,6 +193,14 @@ class HeraldSubscriber:
     def __iter__(self) -> Iterator[Event]:
         return self.events()
 
+    def __aiter__(self) -> AsyncIterator[Event]:
+        """``async for`` works too (on its own ``httpx.AsyncClient``, the same stream position)."""
+        sub = AsyncHeraldSubscriber.__new__(AsyncHeraldSubscriber)
+        sub._s = self._s
+        sub._own_client = True
+        sub._client = httpx.AsyncClient()
+        return sub._closing_events()
+
     def events(self) -> Iterator[Event]:
         self._iterating = True
         try:
@@ -281,6 +289,13 @@ class AsyncHeraldSubscriber:
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self.events()
+
+    async def _closing_events(self) -> AsyncIterator[Event]:
+        try:
+            async for ev in self.events():
+                yield ev
+        finally:
+            await self._client.aclose()
 
     async def events(self) -> AsyncIterator[Event]:
         s = self._s
