@@ -99,6 +99,8 @@ describe('admin dashboard at /admin (keyed hub)', () => {
     await page.locator('[data-testid="signin-error"][data-ok="false"]', { hasText: 'HTTP 403 forbidden' }).waitFor();
     expect(await text(page, 'signin-error')).toContain('may not use admin endpoints');
     expect(await page.locator('#dash').isHidden()).toBe(true);
+    await mkdir(ARTIFACTS_DIR, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS_DIR, 'admin-signin-refused.png') });
     // The key is not kept anywhere the page could leak it.
     expect(page.url()).toBe(`${hub.url}/admin`);
     expect(await page.context().cookies()).toEqual([]);
@@ -201,10 +203,12 @@ describe('admin dashboard at /admin (keyed hub)', () => {
 
     // ---- screenshots (test-artifacts/ is git-ignored)
     await mkdir(ARTIFACTS_DIR, { recursive: true });
+    await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: join(ARTIFACTS_DIR, 'admin-1280x800.png') });
     await page.screenshot({ path: join(ARTIFACTS_DIR, 'admin-1280-full.png'), fullPage: true });
     await page.setViewportSize({ width: 390, height: 844 });
     await page.waitForTimeout(1100); // one more stats event at this width
+    await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: join(ARTIFACTS_DIR, 'admin-390x844.png') });
     await page.screenshot({ path: join(ARTIFACTS_DIR, 'admin-390-full.png'), fullPage: true });
     // Nothing wider than the phone's screen.
@@ -338,12 +342,15 @@ describe('admin dashboard on a two-node Redis cluster', () => {
         await expect.poll(async () => num((await row('node-one').nth(3).textContent()) ?? '0'), { timeout: 10_000 }).toBeGreaterThan(0);
         await expect.poll(async () => num((await row('node-two').nth(3).textContent()) ?? '0'), { timeout: 10_000 }).toBeGreaterThan(0);
         await expect.poll(async () => Number(await byId(page, 'chart-rate').getAttribute('data-last')), { timeout: 10_000 }).toBeGreaterThan(0);
+        // The cluster-wide rate is the sum of the nodes' (node two delivers twice as many).
+        const points = Number(await byId(page, 'chart-rate').getAttribute('data-points'));
+        await expect.poll(async () => Number(await byId(page, 'chart-rate').getAttribute('data-points')), { timeout: 10_000 }).toBeGreaterThan(points + 2);
+        await mkdir(ARTIFACTS_DIR, { recursive: true });
+        await page.screenshot({ path: join(ARTIFACTS_DIR, 'admin-cluster-1280x800.png') });
       } finally {
         publishing = false;
         await loop;
       }
-      await mkdir(ARTIFACTS_DIR, { recursive: true });
-      await page.screenshot({ path: join(ARTIFACTS_DIR, 'admin-cluster-1280x800.png') });
       expect(browser.errors).toEqual([]);
       await page.close();
     } finally {
