@@ -207,7 +207,9 @@ describe('admin dashboard at /admin (keyed hub)', () => {
     await page.screenshot({ path: join(ARTIFACTS_DIR, 'admin-1280x800.png') });
     await page.screenshot({ path: join(ARTIFACTS_DIR, 'admin-1280-full.png'), fullPage: true });
     await page.setViewportSize({ width: 390, height: 844 });
-    await page.waitForTimeout(1100); // one more stats event at this width
+    // One more stats event drawn at this width.
+    const drawn = Number(await byId(page, 'chart-connections').getAttribute('data-points'));
+    await waitUntil('a stats event at 390 px', async () => Number(await byId(page, 'chart-connections').getAttribute('data-points')) > drawn, { timeoutMs: 5_000 });
     await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: join(ARTIFACTS_DIR, 'admin-390x844.png') });
     await page.screenshot({ path: join(ARTIFACTS_DIR, 'admin-390-full.png'), fullPage: true });
