@@ -109,6 +109,8 @@ pub struct Stats {
     pub events_delivered: u64,
     /// Connections evicted for reading too slowly since start.
     pub evicted_slow_consumers: u64,
+    /// Connections ended since start on this node, by reason (every reason, zeros included).
+    pub disconnects: BTreeMap<&'static str, u64>,
     /// Seconds since the hub started.
     pub uptime_seconds: u64,
     /// The replay window.
@@ -671,6 +673,7 @@ impl Hub {
             events_published: m.events_published(),
             events_delivered: m.events_delivered(),
             evicted_slow_consumers: m.evicted_slow_consumers(),
+            disconnects: m.disconnects(),
             uptime_seconds: self.inner.started_at.elapsed().as_secs(),
             history: self.inner.engine.history_stats(),
             cluster: None,
@@ -709,6 +712,12 @@ impl Hub {
     /// True once [`Hub::shutdown`] has started.
     pub fn is_shutting_down(&self) -> bool {
         self.inner.registry.is_closing()
+    }
+
+    /// Resolves once [`Hub::shutdown`] has closed the connections (or the hub is gone): for
+    /// streams that are not subscriber connections, such as the stats stream, to end with them.
+    pub fn shut_down(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.inner.cancel.clone().cancelled_owned()
     }
 
     /// Shuts the hub down: refuses new connections and events, ends every stream with a

@@ -34,6 +34,17 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
+    /// Every reason, in the order the stats list them.
+    pub const ALL: [DisconnectReason; 7] = [
+        DisconnectReason::ClientClosed,
+        DisconnectReason::SlowConsumer,
+        DisconnectReason::ServerDisconnect,
+        DisconnectReason::ServerShutdown,
+        DisconnectReason::Timeout,
+        DisconnectReason::Stale,
+        DisconnectReason::TokenExpired,
+    ];
+
     /// The reason as it appears in `disconnected` events and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -267,6 +278,20 @@ impl Metrics {
     /// Connections evicted as slow consumers since start.
     pub fn evicted_slow_consumers(&self) -> u64 {
         self.evicted_slow_consumers.get()
+    }
+
+    /// Connections ended since start, by reason (every reason, zeros included).
+    pub fn disconnects(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        DisconnectReason::ALL
+            .iter()
+            .map(|&reason| {
+                let n = self
+                    .disconnects
+                    .get(&ReasonLabel { reason })
+                    .map_or(0, |c| c.get());
+                (reason.as_str(), n)
+            })
+            .collect()
     }
 
     /// The registry, for an engine to add its own metrics at start.

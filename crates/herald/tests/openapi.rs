@@ -208,6 +208,8 @@ async fn real_answers_match_the_documented_schemas() {
     for (url, ctype) in [
         ("/metrics", "application/openmetrics-text"),
         ("/sse-test", "text/html"),
+        ("/admin", "text/html"),
+        ("/api/sse/stats/stream", "text/event-stream"),
     ] {
         let r = srv.http.get(srv.url(url)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);

@@ -344,6 +344,8 @@ pub struct ClusterStats {
     pub anonymous_connections: usize,
     /// Subscribers per channel, on all nodes.
     pub channels: BTreeMap<String, usize>,
+    /// Event copies queued to connections since their start, summed over the live nodes.
+    pub events_delivered: u64,
     /// Each live node, by id.
     pub nodes: Vec<NodeStats>,
 }
@@ -362,6 +364,8 @@ pub struct NodeStats {
     pub anonymous_connections: usize,
     /// Channels with at least one subscriber on it.
     pub channels: usize,
+    /// Event copies it queued to its connections since it started, as of its last report.
+    pub events_delivered: u64,
     /// Whether its hub reports its connections (without, the cluster cannot route
     /// `fallback: broadcast` or count its connections).
     pub reports_connections: bool,

@@ -283,6 +283,8 @@ struct Shared {
     warned_no_presence: AtomicBool,
     /// Reports since the start, to compare this node's presence with Redis now and then.
     presence_checks: AtomicU64,
+    /// Event copies this node queued to its connections (for the cluster's per-node figures).
+    delivered: AtomicU64,
     /// The last report did not make all of this node's presence changes.
     presence_unfinished: AtomicBool,
 }
@@ -354,6 +356,7 @@ impl RedisEngine {
             stopped: AtomicBool::new(false),
             warned_no_presence: AtomicBool::new(false),
             presence_checks: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
             presence_unfinished: AtomicBool::new(false),
             options,
         });
@@ -736,6 +739,7 @@ impl Engine for RedisEngine {
             users: 0,
             anonymous_connections: 0,
             channels: BTreeMap::new(),
+            events_delivered: 0,
             nodes: Vec::new(),
         };
         for node in reply.chunks_exact(3) {
@@ -755,6 +759,7 @@ impl Engine for RedisEngine {
                 users: get("users") as usize,
                 anonymous_connections: get("anonymous") as usize,
                 channels: get("channels") as usize,
+                events_delivered: get("delivered"),
                 reports_connections: get("presence") == 1,
                 started_at: clock::rfc3339(wire::from_ms(get("started"))),
                 updated_at: clock::rfc3339(wire::from_ms(get("updated"))),
@@ -762,6 +767,7 @@ impl Engine for RedisEngine {
             stats.connections += entry.connections;
             stats.users += entry.users;
             stats.anonymous_connections += entry.anonymous_connections;
+            stats.events_delivered += entry.events_delivered;
             for (channel, count) in channels {
                 *stats.channels.entry(channel).or_default() += count.parse().unwrap_or(0);
             }
@@ -1121,7 +1127,9 @@ impl Shared {
         };
         match (targets, self.delivery.get()) {
             (Some(targets), Some(delivery)) => {
-                delivery.deliver(id, &entry.frame, &targets);
+                let report = delivery.deliver(id, &entry.frame, &targets);
+                self.delivered
+                    .fetch_add(report.delivered as u64, Ordering::Relaxed);
             }
             (None, _) => tracing::warn!(%id, "skipping an event whose targets cannot be read"),
             (_, None) => {}
@@ -1235,7 +1243,8 @@ impl Shared {
             .arg(index.anonymous)
             .arg(index.channels.len())
             .arg(flag(reports))
-            .arg(self.started_ms);
+            .arg(self.started_ms)
+            .arg(self.delivered.load(Ordering::Relaxed));
         let existed: i64 = touch.invoke_async(conn).await?;
         let fresh = written.is_none() || existed != 1;
         self.sync_presence(conn, fresh).await?;

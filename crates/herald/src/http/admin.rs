@@ -1,9 +1,12 @@
-//! Admin and operations endpoints: stats, disconnects, health, readiness, metrics.
+//! Admin and operations endpoints: stats (and their stream), disconnects, health, readiness,
+//! metrics.
 
-use axum::body::Bytes;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -15,15 +18,77 @@ use crate::engine::{ConnectionSnapshot, EngineHealth};
 use crate::hub::Stats;
 use crate::target::{ChannelName, ConnectionId, UserId};
 
+/// The hub's figures, with every node's on a cluster (left out, not an error, while Redis is
+/// down or slow to answer).
+async fn current_stats(hub: &crate::Hub) -> Stats {
+    let mut stats = hub.stats();
+    stats.cluster = match tokio::time::timeout(CLUSTER_STATS_TIMEOUT, hub.cluster_stats()).await {
+        Ok(Ok(cluster)) => cluster,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "cluster stats unavailable");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("cluster stats timed out");
+            None
+        }
+    };
+    stats
+}
+
+/// Longest wait for the other nodes' figures.
+const CLUSTER_STATS_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// `GET /api/sse/stats`.
 pub async fn stats(State(state): State<AppState>) -> Json<Stats> {
-    let mut stats = state.hub.stats();
-    // On a cluster: every node's figures too (left out, not an error, while Redis is down).
-    stats.cluster = state.hub.cluster_stats().await.unwrap_or_else(|e| {
-        tracing::debug!(error = %e, "cluster stats unavailable");
-        None
-    });
-    Json(stats)
+    Json(current_stats(&state.hub).await)
+}
+
+/// How often the stats stream sends the figures.
+pub const STATS_STREAM_INTERVAL: Duration = Duration::from_secs(1);
+
+/// `GET /api/sse/stats/stream`: the figures of `GET /api/sse/stats` as an SSE event `stats`
+/// now and then every [`STATS_STREAM_INTERVAL`], for the admin dashboard.
+///
+/// It is not a subscriber connection: the registry does not know it, so it counts in no figure
+/// and gets no events. It ends when the hub shuts down (and when the client goes away).
+pub async fn stats_stream(State(state): State<AppState>) -> Response {
+    let hub = state.hub.clone();
+    let mut ticks = tokio::time::interval(STATS_STREAM_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let shut_down = Box::pin(hub.shut_down());
+    let stream = futures_util::stream::unfold(
+        (hub, ticks, shut_down),
+        |(hub, mut ticks, mut shut_down)| async move {
+            tokio::select! {
+                _ = &mut shut_down => return None,
+                _ = ticks.tick() => {}
+            }
+            if hub.is_shutting_down() {
+                return None;
+            }
+            let stats = tokio::select! {
+                _ = &mut shut_down => return None,
+                stats = current_stats(&hub) => stats,
+            };
+            // JSON has no raw line breaks: one `data:` line.
+            let json = serde_json::to_string(&stats).unwrap_or_else(|_| "{}".to_owned());
+            let frame = Bytes::from(format!("event: stats\ndata: {json}\n\n"));
+            Some((
+                Ok::<_, std::convert::Infallible>(frame),
+                (hub, ticks, shut_down),
+            ))
+        },
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,10 +6,10 @@
 //! | `GET /api/sse` | [`subscribe`] |
 //! | `POST /api/sse/message` (and `/api/sse/send`, `/api/sse`) | [`publish`] |
 //! | `POST /api/sse/messages` | [`publish`] (batch) |
-//! | `GET /api/sse/stats`, `POST /api/sse/disconnect`, `POST /api/sse/disconnect-all` | [`admin`] |
+//! | `GET /api/sse/stats`, `GET /api/sse/stats/stream`, `POST /api/sse/disconnect`, `POST /api/sse/disconnect-all` | [`admin`] |
 //! | `GET /api/sse/presence?channel=`, `GET /api/sse/presence/users/{id}` | [`admin`] |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | [`admin`] |
-//! | `GET /sse-test`, `GET /api/openapi.json` | [`console`]: the browser test console, the OpenAPI description |
+//! | `GET /sse-test`, `GET /admin`, `GET /api/openapi.json` | [`console`]: the browser test console, the admin dashboard, the OpenAPI description |
 //!
 //! Browser pages: every publish and admin route sits behind `auth::require_publisher` or
 //! `auth::require_admin`, which first apply the Origin rule (`origin::check_origin`: `403
@@ -86,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         ));
     let admin = Router::new()
         .route("/api/sse/stats", get(admin::stats))
+        .route("/api/sse/stats/stream", get(admin::stats_stream))
         .route("/api/sse/presence", get(admin::channel_presence))
         .route("/api/sse/presence/users/{id}", get(admin::user_presence))
         .route(
@@ -125,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin)
         .merge(sse_root)
         .route("/sse-test", get(console::page))
+        .route("/admin", get(console::admin_page))
         .route("/api/openapi.json", get(console::openapi))
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))

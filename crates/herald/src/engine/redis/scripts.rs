@@ -288,7 +288,7 @@ return {epoch, int(head), int(base), redis.call('XLEN', events),
 ///
 /// KEYS: nodes, node, users, channels, connections.
 /// ARGV: 1 node id, 2 TTL (ms), 3 connections, 4 users, 5 anonymous connections, 6 channels,
-/// 7 "1" when it reports its connections, 8 start time (ms).
+/// 7 "1" when it reports its connections, 8 start time (ms), 9 event copies delivered.
 ///
 /// Returns 1 if the node's figures were still there (0: they expired or Redis lost them, and
 /// the node must write its presence again in full).
@@ -296,7 +296,8 @@ const TOUCH: &str = r#"
 local now = now_ms()
 local existed = redis.call('EXISTS', KEYS[2])
 redis.call('HSET', KEYS[2], 'connections', ARGV[3], 'users', ARGV[4], 'anonymous', ARGV[5],
-  'channels', ARGV[6], 'presence', ARGV[7], 'started', ARGV[8], 'updated', int(now))
+  'channels', ARGV[6], 'presence', ARGV[7], 'started', ARGV[8], 'updated', int(now),
+  'delivered', ARGV[9])
 for i = 2, 5 do
   redis.call('PEXPIRE', KEYS[i], ARGV[2])
 end
