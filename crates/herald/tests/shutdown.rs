@@ -226,3 +226,28 @@ async fn a_second_signal_exits_at_once() {
         assert!(log.contains("second signal"), "log:\n{log}");
     }
 }
+
+/// A connection that never sends its request head (a browser's speculative connection) does not
+/// hold the exit up for the header timeout: it gets a second once shutdown starts.
+#[tokio::test]
+async fn a_silent_connection_does_not_hold_up_the_exit() {
+    let mut p = start("30s").await;
+    let _silent = accepted(&p).await;
+    // The server has accepted it (readyz answers on another connection).
+    let ready = answer(
+        accepted(&p).await,
+        b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    let signalled = Instant::now();
+    signal(&p, "-TERM");
+    let status = tokio::time::timeout(WAIT, p.child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("herald still runs; log:\n{}", p.log()))
+        .unwrap();
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status:?}");
+    // Without the grace it waits for the 10 s header timeout.
+    assert!(took < Duration::from_secs(4), "exit took {took:?}");
+}

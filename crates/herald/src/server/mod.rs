@@ -99,6 +99,10 @@ impl ServerOptions {
 
 /// Most connections waiting in the kernel to be accepted. The default of 128 drops connections
 /// (and costs clients a second each to retry) when thousands of clients come back at once.
+/// How long a connection whose first request head is still incomplete when shutdown starts
+/// may go on sending it.
+const SHUTDOWN_HEAD_GRACE: Duration = Duration::from_secs(1);
+
 pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// Binds a listener for `config.listen` with a deep accept backlog, `SO_REUSEADDR`, and
@@ -244,12 +248,27 @@ pub async fn serve_router(
             None => {
                 let max_head = options.max_header_size;
                 let tracker2 = tracker.clone();
+                let draining = shutdown.clone();
                 tracker.spawn(async move {
                     let mut stream = stream;
                     use event_stream::FirstRequest;
-                    match event_stream::read_first_request(&mut stream, max_head, head_deadline)
-                        .await
-                    {
+                    // A client that has not sent its head when shutdown starts gets a second
+                    // more, not the whole header timeout: a silent socket (a browser's
+                    // speculative connection) must not hold the exit up. Boxed, so that idle
+                    // streams do not carry this state.
+                    let first = Box::pin(async {
+                        tokio::select! {
+                            first = event_stream::read_first_request(
+                                &mut stream, max_head, head_deadline,
+                            ) => first,
+                            _ = async {
+                                draining.cancelled().await;
+                                tokio::time::sleep(SHUTDOWN_HEAD_GRACE).await;
+                            } => FirstRequest::Gone,
+                        }
+                    })
+                    .await;
+                    match first {
                         FirstRequest::EventStream(request) => {
                             connection.run_event_stream(stream, *request).await
                         }
