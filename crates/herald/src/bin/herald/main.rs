@@ -38,6 +38,8 @@ enum Command {
     Publish(client::PublishArgs),
     /// Print a running hub's stats.
     Stats(client::ClientArgs),
+    /// Check a running hub: exit 0 if `/healthz` (or `/readyz` with `--ready`) answers 2xx within 2 s.
+    Health(client::HealthArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Publish(args) => runtime.block_on(client::publish(args)),
         Command::Stats(args) => runtime.block_on(client::stats(args)),
+        Command::Health(args) => runtime.block_on(client::health(args)),
     }
 }
 
