@@ -1,7 +1,7 @@
 # Herald in a container: a multi-stage build on Debian bookworm.
 #
 #   docker build -t herald .
-#   docker run -p 8080:8080 -e HERALD_PUBLISHER_KEY="$(openssl rand -hex 24)" \
+#   docker run --stop-timeout 45 -p 8080:8080 -e HERALD_PUBLISHER_KEY="$(openssl rand -hex 24)" \
 #     -v herald-data:/var/lib/herald herald
 #
 # HERALD_PUBLISHER_KEY (16+ characters) is required: the image listens on 0.0.0.0:8080, and a
@@ -52,8 +52,9 @@ EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["herald", "health", "--url", "http://127.0.0.1:8080"]
 # SIGTERM (docker stop) is a graceful shutdown: clients are told to reconnect spread over
-# --shutdown-reconnect-window; give `docker stop` more time than --shutdown-timeout (10 s):
-# `docker stop -t 15`, or `stop_grace_period: 15s` in compose.
+# --shutdown-reconnect-window, the streams end within --shutdown-timeout (10 s), then the
+# --data-dir history flushes (Herald gives a hung disk up to 30 s). Docker's default of 10 s
+# before SIGKILL is too short: `docker stop -t 45` (or `stop_grace_period` in compose).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["herald"]
 CMD ["serve", "--listen", "0.0.0.0:8080", "--data-dir", "/var/lib/herald"]
