@@ -1,4 +1,5 @@
-//! `herald publish` and `herald stats`: a small HTTP client for operators and scripts.
+//! `herald publish`, `herald stats` and `herald health`: a small HTTP client for operators,
+//! scripts and container health checks.
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -86,6 +87,61 @@ pub(crate) async fn stats(args: ClientArgs) -> anyhow::Result<()> {
     let answer = request(&args, reqwest::Method::GET, "/api/sse/stats", None, None).await?;
     println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())
+}
+
+/// Arguments of `herald health`.
+#[derive(Debug, Args)]
+pub(crate) struct HealthArgs {
+    /// Base URL of the hub (plain HTTP).
+    #[arg(long, env = "HERALD_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Ask `/readyz` (can the hub serve: its engine is reachable) instead of `/healthz` (the
+    /// process is alive).
+    #[arg(long)]
+    ready: bool,
+}
+
+/// How long `herald health` waits for the whole answer.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `herald health`: GET `/healthz` (or `/readyz` with `--ready`) and succeed only on a `2xx`
+/// within [`HEALTH_TIMEOUT`]. Made for `HEALTHCHECK` in images without curl: the exit status is
+/// 0 when healthy (the answer is printed), 1 otherwise (one line on stderr, never a backtrace:
+/// Docker keeps the output in `docker inspect`).
+pub(crate) async fn health(args: HealthArgs) -> anyhow::Result<()> {
+    match check_health(&args).await {
+        Ok(answer) => {
+            println!("{answer}");
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn check_health(args: &HealthArgs) -> anyhow::Result<String> {
+    let path = if args.ready { "/readyz" } else { "/healthz" };
+    let url = format!("{}{}", args.url.trim_end_matches('/'), path);
+    let client = reqwest::Client::builder()
+        .timeout(HEALTH_TIMEOUT)
+        .connect_timeout(HEALTH_TIMEOUT)
+        .build()?;
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the hub at {url}"))?;
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .with_context(|| format!("reading the answer of {url}"))?;
+    if !status.is_success() {
+        bail!("{url} answered {status}: {}", text.trim());
+    }
+    Ok(text.trim().to_owned())
 }
 
 async fn request(

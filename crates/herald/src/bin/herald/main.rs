@@ -36,6 +36,8 @@ enum Command {
     Publish(client::PublishArgs),
     /// Print a running hub's stats.
     Stats(client::ClientArgs),
+    /// Check a running hub: exit 0 if `/healthz` (or `/readyz` with `--ready`) answers 2xx within 2 s.
+    Health(client::HealthArgs),
 }
 
 /// The `herald` command, its settings named by the environment rule (`settings::env_name`).
@@ -72,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Publish(args) => runtime.block_on(client::publish(args)),
         Command::Stats(args) => runtime.block_on(client::stats(args)),
+        Command::Health(args) => runtime.block_on(client::health(args)),
     }
 }
 
