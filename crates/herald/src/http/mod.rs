@@ -15,7 +15,7 @@
 //! `auth::require_admin`, which first apply the Origin rule (`origin::check_origin`: `403
 //! origin_not_allowed`); a new publish endpoint gets the rule by using one of them. The whole
 //! router, the stream included, applies the Host rule of an open hub
-//! (`origin::require_allowed_host`: `403 host_not_allowed`).
+//! (`origin::HostRuleLayer`: `403 host_not_allowed`).
 
 pub mod admin;
 mod auth;
@@ -119,8 +119,9 @@ pub fn router(state: AppState) -> Router {
     let publish = publish.layer(body_timeout.clone());
     let admin = admin.layer(body_timeout);
     // An open hub answers loopback names only (DNS rebinding): every endpoint, streams included.
-    let host_rule =
-        axum::middleware::from_fn_with_state(state.clone(), origin::require_allowed_host);
+    let host_rule = origin::HostRuleLayer {
+        config: state.config.clone(),
+    };
     let router = Router::new()
         .merge(publish)
         .merge(admin)

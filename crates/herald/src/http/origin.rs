@@ -18,13 +18,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::uri::Authority;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::Next;
 use axum::response::Response;
 
-use super::{ApiError, AppState};
+use super::ApiError;
 use crate::config::HttpConfig;
 
 /// Request extension: the request arrived over TLS. The server adds it to the requests of its
@@ -178,6 +177,15 @@ fn is_loopback_name(host: &str) -> bool {
         .is_ok_and(|ip| IpAddr::V4(ip).is_loopback())
 }
 
+/// `localhost`, `127.0.0.1` or `[::1]`, with or without a port: the names a local client sends.
+fn is_plain_loopback(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    matches!(name, "localhost" | "127.0.0.1" | "[::1]")
+}
+
 /// An open hub: publishing needs no credential.
 fn is_open(config: &HttpConfig) -> bool {
     config.publisher_keys.is_empty() && config.jwt.is_none()
@@ -197,6 +205,16 @@ pub(crate) fn check_host<B>(
         return Ok(());
     }
     let headers = request.headers();
+    // The common case, allocation-free: one `Host` that is plainly a loopback name, no URI
+    // authority (HTTP/1.1), no proxy.
+    if request.uri().authority().is_none() && !from_trusted_proxy(config, request) {
+        let mut hosts = headers.get_all(header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (None, _) => return Ok(()),
+            (Some(host), None) if host.to_str().is_ok_and(is_plain_loopback) => return Ok(()),
+            _ => {}
+        }
+    }
     let mut names: Vec<&str> = headers
         .get_all(header::HOST)
         .iter()
@@ -223,19 +241,84 @@ pub(crate) fn check_host<B>(
     Ok(())
 }
 
-/// Middleware of the whole router: the Host rule of an open hub.
-pub(crate) async fn require_allowed_host(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    check_host(&state.config, &request)?;
-    Ok(next.run(request).await)
+/// Layer of the whole router: the Host rule of an open hub. A plain tower service (no boxing
+/// of the inner router's future, unlike an axum `from_fn` middleware): every request passes here.
+#[derive(Clone, Debug)]
+pub(crate) struct HostRuleLayer {
+    pub(crate) config: std::sync::Arc<HttpConfig>,
+}
+
+impl<S> tower::Layer<S> for HostRuleLayer {
+    type Service = HostRule<S>;
+    fn layer(&self, inner: S) -> HostRule<S> {
+        HostRule {
+            config: self.config.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service of [`HostRuleLayer`].
+#[derive(Clone, Debug)]
+pub(crate) struct HostRule<S> {
+    config: std::sync::Arc<HttpConfig>,
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for HostRule<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::Either<
+        std::future::Ready<Result<Response, std::convert::Infallible>>,
+        S::Future,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        use axum::response::IntoResponse;
+        match check_host(&self.config, &request) {
+            Ok(()) => futures_util::future::Either::Right(self.inner.call(request)),
+            Err(e) => futures_util::future::Either::Left(std::future::ready(Ok(e.into_response()))),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_loopback_hosts_take_the_fast_path_and_nothing_else_does() {
+        for ok in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:1",
+            "[::1]:8080",
+            "[::1]",
+        ] {
+            assert!(is_plain_loopback(ok), "{ok}");
+        }
+        for other in [
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "127.0.0.1:",
+            "[::1]:x",
+            "localhost:80:80",
+            "",
+        ] {
+            assert!(!is_plain_loopback(other), "{other}");
+        }
+    }
 
     #[test]
     fn origins_are_compared_normalized() {
