@@ -8,6 +8,7 @@ mod event_stream;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -410,8 +411,8 @@ impl Connection {
         let tls = context.tls;
         // Requests in progress, their response bodies included (an event stream is one until it
         // ends).
-        let (active, mut active_rx) = tokio::sync::watch::channel(0usize);
-        let active = Arc::new(active);
+        let activity = Arc::new(Activity::new());
+        let active = activity.clone();
         let service = context
             .router
             .clone()
@@ -460,14 +461,11 @@ impl Connection {
         let idle_timeout = context.idle_timeout;
         let idle = async move {
             loop {
-                if active_rx.wait_for(|n| *n == 0).await.is_err() {
-                    std::future::pending::<()>().await;
+                let left = activity.idle_left(idle_timeout);
+                if left.is_zero() {
+                    break;
                 }
-                match tokio::time::timeout(idle_timeout, active_rx.changed()).await {
-                    Err(_) => break,
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => std::future::pending::<()>().await,
-                }
+                tokio::time::sleep(left).await;
             }
             tracing::debug!(%peer, "idle connection; closing");
         };
@@ -503,18 +501,59 @@ impl Connection {
 }
 
 /// Counts a request as in progress (in `Connection::run`) while it lives.
-struct InProgress(Arc<tokio::sync::watch::Sender<usize>>);
+struct InProgress(Arc<Activity>);
 
 impl InProgress {
-    fn new(count: Arc<tokio::sync::watch::Sender<usize>>) -> Self {
-        count.send_modify(|n| *n += 1);
-        InProgress(count)
+    fn new(activity: Arc<Activity>) -> Self {
+        activity.active.fetch_add(1, Ordering::AcqRel);
+        InProgress(activity)
     }
 }
 
 impl Drop for InProgress {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
+        let activity = &self.0;
+        if activity.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            activity
+                .idle_since_ms
+                .store(activity.elapsed_ms(), Ordering::Release);
+        }
+    }
+}
+
+/// What a connection is doing, in two atomics: its requests never wake its task (the idle check
+/// looks at them when its timer fires, once per idle timeout).
+struct Activity {
+    /// Requests in progress, their response bodies included.
+    active: AtomicUsize,
+    /// When the last request ended, in ms since `base`.
+    idle_since_ms: AtomicU64,
+    base: std::time::Instant,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            active: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            base: std::time::Instant::now(),
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// How much longer the connection must stay without a request to count as idle; zero when
+    /// it already has for `timeout`.
+    fn idle_left(&self, timeout: Duration) -> Duration {
+        if self.active.load(Ordering::Acquire) > 0 {
+            return timeout;
+        }
+        let idle_for = self
+            .elapsed_ms()
+            .saturating_sub(self.idle_since_ms.load(Ordering::Acquire));
+        timeout.saturating_sub(Duration::from_millis(idle_for))
     }
 }
 
