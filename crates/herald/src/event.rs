@@ -2,11 +2,13 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use serde::{Serialize, Serializer};
 
 use crate::error::InvalidInput;
+use crate::transport::WireFormat;
 
 /// Longest accepted event name.
 pub const MAX_EVENT_NAME_LEN: usize = 64;
@@ -52,6 +54,13 @@ impl EventName {
     pub(crate) fn system(s: &'static str) -> Self {
         debug_assert!(Self::validate_chars(s).is_ok());
         EventName(s.into())
+    }
+
+    /// A name read back from storage: any well-formed name, reserved ones included (the
+    /// hub's presence events are stored too). `None` when it is not well formed.
+    pub(crate) fn stored(s: &str) -> Option<Self> {
+        Self::validate_chars(s).ok()?;
+        Some(EventName(s.into()))
     }
 
     fn validate_chars(s: &str) -> Result<(), InvalidInput> {
@@ -160,11 +169,25 @@ impl Serialize for EventId {
     }
 }
 
-/// The payload of an event: text that goes on the `data:` lines. For published events it is the
-/// compact JSON encoding of the published value, so `JSON.parse(e.data)` gives the value back.
-/// Cheap to clone (shared).
+/// Whether a payload is JSON or raw text. Each wire format decides what that changes: SSE sends
+/// both as they are on `data:` lines; a JSON-framed transport embeds JSON as a value and text as
+/// a string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PayloadKind {
+    /// The compact JSON encoding of a value (`"data"` in a publish).
+    Json,
+    /// Raw text, sent as it is (`"text"` in a publish).
+    Text,
+}
+
+/// The payload of an event: its text and whether that text is JSON or raw. For a JSON payload
+/// the text is the compact encoding of the published value, so `JSON.parse(e.data)` gives the
+/// value back; a text payload arrives exactly as published. Cheap to clone (shared).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Payload(Arc<str>);
+pub struct Payload {
+    text: Arc<str>,
+    kind: PayloadKind,
+}
 
 impl Payload {
     /// The compact JSON encoding of `value`.
@@ -173,48 +196,77 @@ impl Payload {
     /// When `value` cannot be serialized to JSON (a map with non-string keys, say).
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, InvalidInput> {
         serde_json::to_string(value)
-            .map(|s| Payload(s.into()))
+            .map(|s| Payload {
+                text: s.into(),
+                kind: PayloadKind::Json,
+            })
             .map_err(|e| InvalidInput::new("data", format!("cannot encode data as JSON: {e}")))
     }
 
-    /// Raw text, sent as it is (line breaks become several `data:` lines).
+    /// Text that is already compact JSON (as stored by an engine). Not checked.
+    pub(crate) fn json_text(text: impl Into<Arc<str>>) -> Self {
+        Payload {
+            text: text.into(),
+            kind: PayloadKind::Json,
+        }
+    }
+
+    /// Raw text, sent as it is (line breaks become several `data:` lines on SSE).
     pub fn text(text: impl Into<Arc<str>>) -> Self {
-        Payload(text.into())
+        Payload {
+            text: text.into(),
+            kind: PayloadKind::Text,
+        }
+    }
+
+    /// JSON or text.
+    pub fn kind(&self) -> PayloadKind {
+        self.kind
     }
 
     /// The text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
     /// Length in bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.text.len()
     }
 
     /// True for an empty payload.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.text.is_empty()
     }
 }
 
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = &*self.0;
+        let s = &*self.text;
+        let kind = match self.kind {
+            PayloadKind::Json => "Json",
+            PayloadKind::Text => "Text",
+        };
         if s.len() > 80 {
             let mut end = 80;
             while !s.is_char_boundary(end) {
                 end -= 1;
             }
-            write!(f, "Payload({:?}… {} bytes)", &s[..end], s.len())
+            write!(f, "Payload::{kind}({:?}… {} bytes)", &s[..end], s.len())
         } else {
-            write!(f, "Payload({s:?})")
+            write!(f, "Payload::{kind}({s:?})")
         }
     }
 }
 
-/// A published event with its id.
-#[derive(Debug, Clone)]
+/// How many wire formats an event keeps an encoding of; see [`crate::transport::WireFormat`].
+pub const FORMAT_SLOTS: usize = 4;
+
+/// A published event with its id: what every transport delivers.
+///
+/// An event is shared (`Arc<Event>`) by every connection it goes to and by the replay window. It
+/// keeps each wire format's encoding once made ([`Event::encoded`]), so a format encodes an
+/// event at most once, and every connection of that format gets the same bytes.
 pub struct Event {
     /// Its id.
     pub id: EventId,
@@ -222,6 +274,79 @@ pub struct Event {
     pub name: EventName,
     /// Its payload.
     pub payload: Payload,
+    encodings: [OnceLock<Bytes>; FORMAT_SLOTS],
+}
+
+impl Event {
+    /// An event, not yet encoded in any format.
+    pub fn new(id: EventId, name: EventName, payload: Payload) -> Self {
+        Event {
+            id,
+            name,
+            payload,
+            encodings: Default::default(),
+        }
+    }
+
+    /// This event in `format`, encoded on first use and shared after.
+    pub fn encoded(&self, format: &dyn WireFormat) -> Bytes {
+        let slot = format.slot();
+        match self.encodings.get(slot) {
+            Some(cell) => cell.get_or_init(|| format.encode_event(self)).clone(),
+            // A format with a slot out of range still works, without the cache.
+            None => format.encode_event(self),
+        }
+    }
+
+    /// Whether this event's encoding in the format of `slot` was already made (tests).
+    #[doc(hidden)]
+    pub fn is_encoded(&self, slot: usize) -> bool {
+        self.encodings.get(slot).is_some_and(|c| c.get().is_some())
+    }
+
+    /// About how many bytes the event holds (name and payload), as replay limits count them.
+    pub fn size(&self) -> usize {
+        self.name.as_str().len() + self.payload.len()
+    }
+
+    /// The event's storage form, shared by every engine that keeps events outside this process
+    /// (a Redis stream, the durable file): one line `j<name>` or `t<name>` (JSON or text
+    /// payload), then the payload. Event names hold no line break, so the form is unambiguous;
+    /// the id is stored beside it.
+    pub fn stored_form(name: &EventName, payload: &Payload) -> String {
+        let mut out = String::with_capacity(payload.len() + name.as_str().len() + 2);
+        out.push(match payload.kind() {
+            PayloadKind::Json => 'j',
+            PayloadKind::Text => 't',
+        });
+        out.push_str(name.as_str());
+        out.push('\n');
+        out.push_str(payload.as_str());
+        out
+    }
+
+    /// Reads back what [`Event::stored_form`] wrote. `None` for text no Herald node wrote.
+    pub fn from_stored_form(id: EventId, stored: &str) -> Option<Self> {
+        let (head, payload) = stored.split_once('\n')?;
+        let (kind, name) = head.split_at_checked(1)?;
+        let name = EventName::stored(name)?;
+        let payload = match kind {
+            "j" => Payload::json_text(payload),
+            "t" => Payload::text(payload),
+            _ => return None,
+        };
+        Some(Event::new(id, name, payload))
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("payload", &self.payload)
+            .finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]
@@ -271,5 +396,39 @@ mod tests {
             Payload::json(&v).unwrap().as_str(),
             r#"{"a":[1,2],"b":"x\ny"}"#
         );
+    }
+
+    #[test]
+    fn the_stored_form_round_trips_and_refuses_foreign_text() {
+        let id = EventId {
+            epoch: Epoch::random(),
+            seq: 3,
+        };
+        for payload in [
+            Payload::json(&serde_json::json!({"a": "x\ny"})).unwrap(),
+            Payload::text("two\nlines\r\nand more"),
+            Payload::text(""),
+        ] {
+            let name = EventName::new("order.shipped").unwrap();
+            let stored = Event::stored_form(&name, &payload);
+            let back = Event::from_stored_form(id, &stored).unwrap();
+            assert_eq!((back.id, &back.name, &back.payload), (id, &name, &payload));
+        }
+        let presence =
+            Event::stored_form(&EventName::system("presence:join"), &Payload::text("{}"));
+        assert!(Event::from_stored_form(id, &presence).is_some());
+        for foreign in [
+            "",
+            "jname",
+            "xname\n{}",
+            "j\n{}",
+            "ja b\n{}",
+            "id: 1-1\ndata: x\n\n",
+        ] {
+            assert!(
+                Event::from_stored_form(id, foreign).is_none(),
+                "{foreign:?}"
+            );
+        }
     }
 }

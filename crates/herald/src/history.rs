@@ -2,7 +2,8 @@
 //! client that reconnects with `Last-Event-ID` gets what it missed.
 //!
 //! Bounded three ways (count, age, bytes); whichever bites first evicts the oldest events. Entries
-//! hold the encoded frame (the same shared bytes live delivery used), so a replay copies nothing.
+//! hold the shared [`Event`] live delivery used (with the encodings it made), so a replay copies
+//! nothing and re-encodes nothing.
 //!
 //! Presence events (`presence:join` / `presence:leave`) are not retained (see [`is_retained`]):
 //! presence is state that a reconnecting client reads again, and a churn of joins and leaves
@@ -16,10 +17,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use serde::Serialize;
 
-use crate::event::{Epoch, EventId, EventName};
+use crate::event::{Epoch, Event, EventId, EventName};
 use crate::target::{ChannelName, Target, Targets, UserId};
 
 /// Limits of the replay window.
@@ -29,7 +29,7 @@ pub struct HistoryLimits {
     pub max_events: usize,
     /// Oldest event kept.
     pub max_age: Duration,
-    /// Most bytes of frames kept.
+    /// Most bytes kept (event names and payloads, [`Event::size`]).
     pub max_bytes: usize,
 }
 
@@ -41,26 +41,13 @@ pub fn is_retained(name: &EventName) -> bool {
     !matches!(name.as_str(), "presence:join" | "presence:leave")
 }
 
-/// [`is_retained`] for an encoded frame (`id: …\nevent: <name>\n…`), as read back from disk.
-fn frame_is_retained(frame: &[u8]) -> bool {
-    let after_id = match frame.strip_prefix(b"id: ") {
-        Some(rest) => rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(&[][..], |i| &rest[i + 1..]),
-        None => frame,
-    };
-    !(after_id.starts_with(b"event: presence:join\n")
-        || after_id.starts_with(b"event: presence:leave\n"))
-}
-
 /// The most one resume may replay: beyond either limit the client gets `reset`
 /// (`replay_too_large`) instead of the events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplayCap {
     /// Most events replayed.
     pub max_events: usize,
-    /// Most bytes of frames replayed.
+    /// Most bytes replayed (event names and payloads).
     pub max_bytes: usize,
 }
 
@@ -72,11 +59,11 @@ impl ReplayCap {
     };
 }
 
-/// Collects replayed frames up to a [`ReplayCap`].
+/// Collects replayed events up to a [`ReplayCap`].
 #[derive(Debug)]
 pub struct ReplayCollector {
     cap: ReplayCap,
-    frames: Vec<(u64, Bytes)>,
+    events: Vec<Arc<Event>>,
     bytes: usize,
 }
 
@@ -85,26 +72,26 @@ impl ReplayCollector {
     pub fn new(cap: ReplayCap) -> Self {
         ReplayCollector {
             cap,
-            frames: Vec::new(),
+            events: Vec::new(),
             bytes: 0,
         }
     }
 
-    /// Adds a frame; returns false (and keeps nothing more) once the cap is exceeded.
-    pub fn push(&mut self, seq: u64, frame: Bytes) -> bool {
-        if self.frames.len() >= self.cap.max_events
-            || self.bytes.saturating_add(frame.len()) > self.cap.max_bytes
+    /// Adds an event; returns false (and keeps nothing more) once the cap is exceeded.
+    pub fn push(&mut self, event: Arc<Event>) -> bool {
+        if self.events.len() >= self.cap.max_events
+            || self.bytes.saturating_add(event.size()) > self.cap.max_bytes
         {
             return false;
         }
-        self.bytes += frame.len();
-        self.frames.push((seq, frame));
+        self.bytes += event.size();
+        self.events.push(event);
         true
     }
 
     /// Events the cap still allows.
     pub fn events_left(&self) -> usize {
-        self.cap.max_events - self.frames.len()
+        self.cap.max_events - self.events.len()
     }
 
     /// Bytes the cap still allows.
@@ -112,9 +99,9 @@ impl ReplayCollector {
         self.cap.max_bytes - self.bytes
     }
 
-    /// The frames collected, oldest first.
-    pub fn into_frames(self) -> Vec<(u64, Bytes)> {
-        self.frames
+    /// The events collected, oldest first.
+    pub fn into_events(self) -> Vec<Arc<Event>> {
+        self.events
     }
 }
 
@@ -138,8 +125,8 @@ pub struct HistoryEntry {
     pub targets: Targets,
     /// Whether its `fallback: broadcast` fired (it then went to everyone).
     pub fell_back: bool,
-    /// The encoded SSE frame, as delivered live.
-    pub frame: Bytes,
+    /// The event, as delivered live.
+    pub event: Arc<Event>,
 }
 
 /// Who a new connection is, for choosing the retained events it would have received live.
@@ -196,8 +183,8 @@ pub enum Replay {
     /// Every retained event after the client's id that it would have received, oldest first;
     /// `head` is the newest id of the hub when the window was read.
     Events {
-        /// `(seq, frame)` pairs in order.
-        frames: Vec<(u64, Bytes)>,
+        /// The events, in id order.
+        events: Vec<Arc<Event>>,
         /// The hub's newest id.
         head: EventId,
     },
@@ -216,7 +203,7 @@ pub enum Replay {
 pub struct HistoryStats {
     /// Events retained.
     pub events: usize,
-    /// Bytes of frames retained.
+    /// Bytes retained (event names and payloads).
     pub bytes: usize,
     /// Oldest retained id.
     pub oldest_id: Option<String>,
@@ -319,7 +306,7 @@ impl ReplayBuffer {
             self.lost = self.lost.max(entry.seq);
             return;
         }
-        self.bytes += entry.frame.len();
+        self.bytes += entry.event.size();
         self.entries.push_back(Arc::new(entry));
         self.evict(SystemTime::now());
     }
@@ -327,7 +314,7 @@ impl ReplayBuffer {
     /// Restores an entry read back from durable storage (oldest first). Presence events (which
     /// the durable store keeps so that their ids are accounted for) only move the head.
     pub fn restore(&mut self, entry: HistoryEntry) {
-        if !frame_is_retained(&entry.frame) {
+        if !is_retained(&entry.event.name) {
             self.head = self.head.max(entry.seq);
             return;
         }
@@ -336,7 +323,7 @@ impl ReplayBuffer {
             self.lost = self.lost.max(entry.seq.saturating_sub(1));
         }
         self.head = self.head.max(entry.seq);
-        self.bytes += entry.frame.len();
+        self.bytes += entry.event.size();
         self.entries.push_back(Arc::new(entry));
     }
 
@@ -351,7 +338,7 @@ impl ReplayBuffer {
             if !(too_many || too_big || too_old) {
                 break;
             }
-            self.bytes -= first.frame.len();
+            self.bytes -= first.event.size();
             self.lost = self.lost.max(first.seq);
             self.entries.pop_front();
         }
@@ -370,7 +357,7 @@ impl ReplayBuffer {
             Err(reset) => return reset,
         };
         let mut chunk = Vec::new();
-        let mut frames = Vec::new();
+        let mut events = Vec::new();
         loop {
             chunk.clear();
             let Some(done) = self.replay_chunk(&mut cursor, usize::MAX, &mut chunk) else {
@@ -379,15 +366,15 @@ impl ReplayBuffer {
                     head: cursor.head,
                 };
             };
-            frames.extend(
+            events.extend(
                 chunk
                     .iter()
                     .filter(|e| filter.matches(&e.targets, e.fell_back))
-                    .map(|e| (e.seq, e.frame.clone())),
+                    .map(|e| e.event.clone()),
             );
             if done {
                 return Replay::Events {
-                    frames,
+                    events,
                     head: cursor.head,
                 };
             }
@@ -502,6 +489,15 @@ mod tests {
         Targets::one(Target::User(UserId::new(u).unwrap()))
     }
 
+    /// An event named `n` whose payload is `payload`: `1 + payload.len()` bytes.
+    fn event(id: EventId, payload: &str) -> Arc<Event> {
+        Arc::new(Event::new(
+            id,
+            EventName::new("n").unwrap(),
+            crate::event::Payload::text(payload),
+        ))
+    }
+
     fn fill(buf: &mut ReplayBuffer, targets: &[Targets]) {
         for t in targets {
             let id = buf.next_id();
@@ -510,14 +506,14 @@ mod tests {
                 published_at: SystemTime::now(),
                 targets: t.clone(),
                 fell_back: false,
-                frame: Bytes::from(id.seq.to_string()),
+                event: event(id, &id.seq.to_string()),
             });
         }
     }
 
     fn seqs(r: Replay) -> Vec<u64> {
         match r {
-            Replay::Events { frames, .. } => frames.into_iter().map(|(s, _)| s).collect(),
+            Replay::Events { events, .. } => events.into_iter().map(|e| e.id.seq).collect(),
             Replay::Reset { reason, .. } => panic!("unexpected reset {reason:?}"),
         }
     }
@@ -595,13 +591,13 @@ mod tests {
             HistoryLimits {
                 max_events: 100,
                 max_age: Duration::from_secs(60),
-                max_bytes: 3,
+                max_bytes: 6,
             },
             0,
         );
-        fill(&mut buf, &vec![user("alice"); 5]); // frames "1".."5", one byte each
+        fill(&mut buf, &vec![user("alice"); 5]); // payloads "1".."5": two bytes each
         assert_eq!(buf.stats().events, 3);
-        assert_eq!(buf.stats().bytes, 3);
+        assert_eq!(buf.stats().bytes, 6);
         let later = SystemTime::now() + Duration::from_secs(120);
         assert_eq!(buf.evict(later), 6);
         assert_eq!(buf.stats().events, 0);
@@ -717,16 +713,18 @@ mod tests {
             max_events: 2,
             max_bytes: 100,
         });
-        assert!(c.push(1, Bytes::from_static(b"a")));
-        assert!(c.push(2, Bytes::from_static(b"b")));
-        assert!(!c.push(3, Bytes::from_static(b"c")));
+        let epoch = Epoch::random();
+        let id = |seq| EventId { epoch, seq };
+        assert!(c.push(event(id(1), "a")));
+        assert!(c.push(event(id(2), "b")));
+        assert!(!c.push(event(id(3), "c")));
         let mut c = ReplayCollector::new(ReplayCap {
             max_events: 100,
-            max_bytes: 3,
+            max_bytes: 5,
         });
-        assert!(c.push(1, Bytes::from_static(b"ab")));
-        assert!(!c.push(2, Bytes::from_static(b"cd")));
-        assert_eq!(c.into_frames().len(), 1);
+        assert!(c.push(event(id(1), "ab")));
+        assert!(!c.push(event(id(2), "cd")));
+        assert_eq!(c.into_events().len(), 1);
     }
 
     #[test]
@@ -734,21 +732,7 @@ mod tests {
         assert!(!is_retained(&EventName::system("presence:join")));
         assert!(!is_retained(&EventName::system("presence:leave")));
         assert!(is_retained(&EventName::new("message").unwrap()));
-        let id = EventId {
-            epoch: Epoch::random(),
-            seq: 7,
-        };
-        let frame = |name: EventName| crate::sse::frame::encode_event(Some(&id), &name, "{}");
-        assert!(!frame_is_retained(&frame(EventName::system(
-            "presence:join"
-        ))));
-        assert!(!frame_is_retained(&frame(EventName::system(
-            "presence:leave"
-        ))));
-        assert!(frame_is_retained(&frame(
-            EventName::new("presence").unwrap()
-        )));
-        assert!(frame_is_retained(&frame(EventName::new("n").unwrap())));
+        assert!(is_retained(&EventName::new("presence").unwrap()));
     }
 
     #[test]
@@ -762,7 +746,7 @@ mod tests {
                 published_at: SystemTime::now(),
                 targets: user("alice"),
                 fell_back: false,
-                frame: crate::sse::frame::encode_event(Some(&id), &name, "{}"),
+                event: Arc::new(Event::new(id, name, crate::event::Payload::text("{}"))),
             }
         };
         buf.restore(entry(1, EventName::new("n").unwrap()));

@@ -16,22 +16,23 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock;
-use crate::config::{HeartbeatStyle, HubConfig};
+use crate::config::HubConfig;
 use crate::engine::{
     Command, Delivery, DeliveryReport, DurableHistory, Engine, EngineHealth, MemoryEngine,
     Publication, Published,
 };
 use crate::error::{Error, Result};
-use crate::event::{EventId, EventName, Payload};
+use crate::event::{Event, EventId, EventName, Payload};
 use crate::history::{HistoryStats, Replay, ReplayCap, ReplayFilter};
 use crate::metrics::{DisconnectReason, Metrics};
 use crate::registry::{
     Connection, ConnectionInfo, Limits, PresenceChange, Registry, TransportCloser, UserPresence,
 };
 use crate::sse::frame;
-use crate::sse::outbox::Outbox;
 use crate::sse::EventStream;
 use crate::target::{ChannelName, ConnectionId, Target, Targets, UserId};
+use crate::transport::outbox::Outbox;
+use crate::transport::WireFormat;
 
 /// Most channels one connection may subscribe to.
 pub const MAX_CHANNELS_PER_CONNECTION: usize = 64;
@@ -56,6 +57,8 @@ pub struct ConnectRequest {
     /// When the credentials behind this connection expire: the hub then closes it with
     /// `disconnected` (reason `token_expired`).
     pub expires_at: Option<SystemTime>,
+    /// The wire format of the connection's transport; `None` is SSE ([`frame::SSE`]).
+    pub format: Option<&'static dyn WireFormat>,
 }
 
 impl ConnectRequest {
@@ -87,6 +90,12 @@ impl ConnectRequest {
     /// Resumes after this event id.
     pub fn resuming_after(mut self, last_event_id: impl Into<String>) -> Self {
         self.last_event_id = Some(last_event_id.into());
+        self
+    }
+
+    /// Sets the wire format of the connection's transport (SSE when not set).
+    pub fn with_format(mut self, format: &'static dyn WireFormat) -> Self {
+        self.format = Some(format);
         self
     }
 }
@@ -155,8 +164,8 @@ struct LocalDelivery {
 }
 
 impl Delivery for LocalDelivery {
-    fn deliver(&self, id: EventId, frame: &Bytes, targets: &Targets) -> DeliveryReport {
-        self.registry.deliver(id, frame, targets)
+    fn deliver(&self, event: &Arc<Event>, targets: &Targets) -> DeliveryReport {
+        self.registry.deliver(event, targets)
     }
 
     fn is_overloaded(&self) -> bool {
@@ -188,7 +197,8 @@ impl Delivery for LocalDelivery {
     }
 }
 
-fn disconnected_frame(reason: DisconnectReason) -> Bytes {
+/// The data of the `disconnected` event for `reason`.
+fn disconnected_data(reason: DisconnectReason) -> String {
     let message = match reason {
         DisconnectReason::ServerDisconnect => "Disconnected by the server",
         DisconnectReason::ServerShutdown => "The server is shutting down; reconnect later",
@@ -202,13 +212,19 @@ fn disconnected_frame(reason: DisconnectReason) -> Bytes {
         "message": message,
         "timestamp": clock::rfc3339(SystemTime::now()),
     });
-    frame::encode_event(None, &EventName::system("disconnected"), &data.to_string())
+    data.to_string()
+}
+
+/// The `disconnected` event for `reason`, in `format`.
+fn disconnected_event(format: &dyn WireFormat, data: &str) -> Bytes {
+    format.encode_control(None, &EventName::system("disconnected"), data)
 }
 
 fn close_all(registry: &Registry, ids: Vec<ConnectionId>, reason: DisconnectReason) -> usize {
-    let last = disconnected_frame(reason);
+    let data = disconnected_data(reason);
+    let last = |format: &dyn WireFormat| disconnected_event(format, &data);
     ids.into_iter()
-        .filter(|id| registry.close(*id, reason, Some(last.clone())))
+        .filter(|id| registry.close(*id, reason, Some(&last)))
         .count()
 }
 
@@ -336,6 +352,7 @@ impl Hub {
             opened_at: Instant::now(),
             opened_at_wall: now,
             outbox: Outbox::new(inner.config.queue_capacity, inner.config.queue_max_bytes),
+            format: request.format.unwrap_or(&frame::SSE),
             closer: request.closer,
             peer_ip: request.peer_ip,
         });
@@ -391,10 +408,11 @@ impl Hub {
                     },
                 };
                 match replay {
-                    Replay::Events { frames, head } => {
-                        inner.metrics.resumed(frames.len());
+                    Replay::Events { events, head } => {
+                        inner.metrics.resumed(events.len());
+                        let format = conn.format;
                         conn.outbox
-                            .release(frames.into_iter().map(|(_, f)| f), head.seq);
+                            .release(events.iter().map(|e| e.encoded(format)), head.seq);
                     }
                     Replay::Reset { reason, head } => {
                         inner.metrics.reset();
@@ -405,7 +423,7 @@ impl Hub {
                             "lastEventId": text,
                             "message": "Events may have been missed; refetch your state",
                         });
-                        let reset = frame::encode_event(
+                        let reset = conn.format.encode_control(
                             Some(&head),
                             &EventName::system("reset"),
                             &data.to_string(),
@@ -425,8 +443,10 @@ impl Hub {
             "serverTime": clock::rfc3339(now),
         });
         let mut opening = BytesMut::new();
-        opening.put(frame::encode_retry(inner.config.retry));
-        opening.put(frame::encode_event(
+        if let Some(retry) = conn.format.encode_retry(inner.config.retry) {
+            opening.put(retry);
+        }
+        opening.put(conn.format.encode_control(
             connected_id.as_ref(),
             &EventName::system("connected"),
             &connected.to_string(),
@@ -733,7 +753,7 @@ impl Hub {
         }
         inner.registry.set_closing();
         let reason = DisconnectReason::ServerShutdown;
-        let last = disconnected_frame(reason);
+        let data = disconnected_data(reason);
         // Every client comes back within the window, none sooner than the usual `retry:`
         // (a window shorter than it leaves `retry:` alone).
         let earliest = inner.config.retry;
@@ -741,10 +761,15 @@ impl Hub {
         let mut closed = 0;
         for id in inner.registry.all_ids() {
             let hint = rand::rng().random_range(earliest..=latest);
-            let mut frame = BytesMut::new();
-            frame.put(frame::encode_retry(hint));
-            frame.put(last.clone());
-            if inner.registry.close(id, reason, Some(frame.freeze())) {
+            let last = |format: &dyn WireFormat| {
+                let mut frame = BytesMut::new();
+                if let Some(retry) = format.encode_retry(hint) {
+                    frame.put(retry);
+                }
+                frame.put(disconnected_event(format, &data));
+                frame.freeze()
+            };
+            if inner.registry.close(id, reason, Some(&last)) {
                 closed += 1;
             }
         }
@@ -815,7 +840,9 @@ async fn expiry_loop(
                     continue;
                 }
                 let reason = DisconnectReason::TokenExpired;
-                if hub.registry.close(id, reason, Some(disconnected_frame(reason))) {
+                let data = disconnected_data(reason);
+                let last = |format: &dyn WireFormat| disconnected_event(format, &data);
+                if hub.registry.close(id, reason, Some(&last)) {
                     tracing::debug!(connection = %id, "token expired");
                 }
             }
@@ -880,7 +907,7 @@ pub(crate) fn presence_publication(
     });
     Publication {
         name: EventName::system(name),
-        payload: Payload::text(data.to_string()),
+        payload: Payload::json(&data).expect("a JSON value encodes"),
         targets: Targets::one(Target::Channel(m.channel.clone())),
         idempotency: None,
     }
@@ -894,22 +921,16 @@ async fn heartbeat_loop(hub: Weak<HubInner>, cancel: CancellationToken) {
     };
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let comment = frame::encode_comment("heartbeat");
-    let name = EventName::system("heartbeat");
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = ticker.tick() => {}
         }
         let Some(hub) = hub.upgrade() else { return };
-        let bytes = match hub.config.heartbeat_style {
-            HeartbeatStyle::Comment => comment.clone(),
-            HeartbeatStyle::Event => {
-                let data = format!("{{\"ts\":{}}}", clock::now_ms());
-                frame::encode_event(None, &name, &data)
-            }
-        };
-        hub.registry.push_all(&bytes);
+        let style = hub.config.heartbeat_style;
+        let data = format!("{{\"ts\":{}}}", clock::now_ms());
+        hub.registry
+            .push_all(&|format: &dyn WireFormat| format.encode_heartbeat(style, &data));
     }
 }
 

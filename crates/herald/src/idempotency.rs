@@ -101,6 +101,10 @@ pub fn fingerprint(publication: &Publication) -> String {
     h.update(publication.name.as_str().as_bytes());
     h.update([0]);
     h.update(publication.payload.as_str().as_bytes());
+    // A text payload differs from JSON with the same text (a JSON one hashes as before).
+    if publication.payload.kind() == crate::event::PayloadKind::Text {
+        h.update(b"t");
+    }
     h.update([0]);
     for target in publication.targets.list() {
         match target {

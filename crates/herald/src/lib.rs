@@ -9,33 +9,44 @@
 //! | Module | What it is |
 //! |---|---|
 //! | [`hub`] | [`Hub`], the facade: connect, publish, disconnect, stats, shutdown |
-//! | `registry` (private) | live connections indexed by id, user and channel; fan-out |
+//! | `registry` (private) | live connections of every transport, indexed by id, user and channel; fan-out |
+//! | [`transport`] | what the core asks of a transport: its [`WireFormat`](transport::WireFormat), the connection's [`Subscription`] and outbox |
 //! | [`engine`] | the [`Engine`](engine::Engine) trait between nodes; [`MemoryEngine`](engine::MemoryEngine) (one process, optional durable window) and [`RedisEngine`](engine::RedisEngine) (a cluster on Redis) |
-//! | [`sse`] | the wire format ([`sse::frame`]), the per-connection outbox and response body |
-//! | [`event`], [`target`] | newtypes: event names, ids, payloads; user, channel and connection ids; [`Target`] |
-//! | [`http`] | the HTTP API: [`http::router`] and its handlers |
-//! | [`server`] | [`server::serve`]: accept loop, graceful shutdown |
+//! | [`sse`] | the SSE wire format ([`sse::frame`], [`sse::frame::SSE`]) |
+//! | [`event`], [`target`] | events (id, name, JSON-or-text [`Payload`], per-format encodings), user, channel and connection ids, [`Target`] |
+//! | [`history`] | the replay window (events, not bytes) and its limits |
+//! | [`http`] | the HTTP API: [`http::router`] and its handlers (the SSE `GET` among them) |
+//! | [`server`] | [`server::serve`]: accept loop, the lean HTTP/1.1 stream writer, graceful shutdown |
 //! | [`config`], [`error`], [`metrics`] | settings with defaults, the schema of every `herald serve` setting ([`config::Settings`]) and [`Hub::from_config`]; errors; Prometheus metrics |
 //!
-//! The hub core (`hub`, `registry`, `engine`) knows nothing of HTTP; `http` and `server` are a
-//! thin layer around it. The `herald` binary only parses configuration and calls `serve`.
+//! The hub core (`hub`, `registry`, `engine`, `transport`) knows nothing of HTTP or of any one
+//! wire format; `sse`, `http` and `server` are layers around it. The `herald` binary only parses
+//! configuration and calls `serve`.
 //!
 //! ## The life of one event
 //!
 //! 1. `POST /api/sse/message` reaches [`http::publish::publish`], which parses the body into a
 //!    [`Publication`](engine::Publication): a validated [`EventName`], a [`Payload`] (the
-//!    compact JSON of `data`) and [`Targets`].
-//! 2. [`Hub::publish`] hands it to the engine. The engine assigns the next [`EventId`], encodes
-//!    the SSE frame once ([`sse::frame::encode_event`]), retains it in the replay window
-//!    ([`history`]; on Redis, a stream) and hands it to each node's delivery, in id order.
+//!    compact JSON of `data`, or the raw `text`) and [`Targets`].
+//! 2. [`Hub::publish`] hands it to the engine. The engine assigns the next [`EventId`], makes
+//!    the transport-neutral [`Event`], retains it in the replay window ([`history`]; on
+//!    Redis, a stream holding its storage form, [`Event::stored_form`]) and hands it to each
+//!    node's delivery, in id order.
 //! 3. On each node the registry counts the targeted connections (that count is `delivered`)
 //!    and appends the event to the queue of each of its shards. Publishing returns here, in
 //!    microseconds, whatever the audience.
-//! 4. Each shard's task pushes the same shared bytes into the outbox of every targeted
-//!    connection it holds, each at most once. A full outbox means a slow client: it is evicted,
-//!    never waited for.
-//! 5. Each connection's task drains its outbox, coalescing whatever is queued into one write
-//!    (`server::event_stream` writes plain HTTP/1.1 streams itself; hyper serves the rest).
+//! 4. Each shard's task pushes the event into the outbox of every targeted connection it
+//!    holds, each at most once, in that connection's [`WireFormat`](transport::WireFormat):
+//!    [`Event::encoded`] encodes it once per format and every connection of the format shares
+//!    the bytes. A full outbox means a slow client: it is evicted, never waited for.
+//! 5. Each connection's transport drains its [`Subscription`], coalescing whatever is queued
+//!    into one write (for SSE, `server::event_stream` writes plain HTTP/1.1 streams itself;
+//!    hyper serves the rest).
+//!
+//! A new transport plugs in at two places: a [`WireFormat`](transport::WireFormat) (with its
+//! slot in [`transport::slot`]) and a handler that calls [`Hub::connect`] with
+//! [`ConnectRequest::with_format`] and writes the [`Subscription`] to its socket; plus one line
+//! in [`http::router`].
 //!
 //! ## Concurrency
 //!
@@ -94,9 +105,11 @@ mod registry;
 pub mod server;
 pub mod sse;
 pub mod target;
+pub mod transport;
 
 pub use error::{Error, InvalidInput, Result};
-pub use event::{Event, EventId, EventName, Payload};
+pub use event::{Event, EventId, EventName, Payload, PayloadKind};
 pub use hub::{ConnectRequest, Hub, Severity, Stats};
 pub use registry::{RegistryCounts, TransportCloser};
 pub use target::{ChannelName, ConnectionId, Fallback, Target, Targets, UserId};
+pub use transport::{Subscription, WireFormat};

@@ -1,11 +1,15 @@
-//! The live connections of this node, indexed by id, by user and by channel, and the fan-out of
-//! an encoded frame to the connections a [`Targets`] selects.
+//! The live connections of this node, of every transport, indexed by id, by user and by channel,
+//! and the fan-out of an event to the connections a [`Targets`] selects.
+//!
+//! A connection is transport-agnostic: identity, channels, an outbox of bytes and the
+//! [`WireFormat`] its transport writes. Targeting, limits, presence, eviction, resume and
+//! disconnects never look further, so they work the same for every transport.
 //!
 //! Connections are spread over shards (one per core by default), each with its own indices
 //! under its own `RwLock` and its own fan-out task. Publishing only counts the targeted
 //! connections and appends the event to every shard's queue, so it returns in microseconds
-//! whatever the audience; the shards' tasks then push the shared frame into their connections'
-//! outboxes in parallel, in queue order (so every connection sees events in id order). Fan-out
+//! whatever the audience; the shards' tasks then push the event, encoded once per wire format
+//! and shared, into their connections' outboxes in parallel, in queue order (so every connection sees events in id order). Fan-out
 //! never waits on a client: a connection whose outbox is full is evicted.
 //!
 //! A small global mutex keeps what must be counted across shards: the limits (total, per user,
@@ -30,10 +34,11 @@ use tokio::sync::mpsc;
 
 use crate::engine::DeliveryReport;
 use crate::error::{Error, Result};
-use crate::event::EventId;
+use crate::event::{Event, EventId, FORMAT_SLOTS};
 use crate::metrics::{DisconnectReason, Metrics, RejectReason};
-use crate::sse::outbox::{Outbox, PushError};
 use crate::target::{ChannelName, ChannelPattern, ConnectionId, Fallback, Target, Targets, UserId};
+use crate::transport::outbox::{Outbox, PushError};
+use crate::transport::WireFormat;
 
 /// A handle that closes the transport under a connection (its TCP connection), for when ending
 /// the response body is not enough: a client that stopped reading leaves the server blocked on a
@@ -52,6 +57,9 @@ impl TransportCloser {
     }
 }
 
+/// Makes a control frame (a heartbeat, a `disconnected`) in a connection's wire format.
+pub(crate) type Encode<'a> = dyn Fn(&dyn WireFormat) -> Bytes + 'a;
+
 /// One live connection: who it is, what it listens to, and its outbox.
 #[derive(Debug)]
 pub(crate) struct Connection {
@@ -63,6 +71,8 @@ pub(crate) struct Connection {
     pub(crate) opened_at: Instant,
     pub(crate) opened_at_wall: SystemTime,
     pub(crate) outbox: Outbox,
+    /// How its transport encodes events.
+    pub(crate) format: &'static dyn WireFormat,
     pub(crate) closer: Option<TransportCloser>,
     /// The client's address, for the per-address limit.
     pub(crate) peer_ip: Option<IpAddr>,
@@ -119,8 +129,7 @@ type PresenceCount = (usize, Option<Arc<str>>);
 /// An event waiting for a shard's fan-out.
 #[derive(Debug)]
 struct Dispatch {
-    seq: u64,
-    frame: Bytes,
+    event: Arc<Event>,
     targets: Arc<Targets>,
     /// Everyone gets it (a broadcast, or a fallback that fired).
     everyone: bool,
@@ -417,16 +426,17 @@ impl Registry {
         self.metrics.users.set(global.by_user.len() as i64);
     }
 
-    /// Removes a connection and ends its stream after `last` (a `disconnected` frame).
+    /// Removes a connection and ends its stream after `last`, the last thing it gets (a
+    /// `disconnected` event) encoded in its wire format.
     pub(crate) fn close(
         &self,
         id: ConnectionId,
         reason: DisconnectReason,
-        last: Option<Bytes>,
+        last: Option<&Encode<'_>>,
     ) -> bool {
         match self.remove(id, reason) {
             Some(conn) => {
-                conn.outbox.close(last);
+                conn.outbox.close(last.map(|encode| encode(conn.format)));
                 true
             }
             None => false,
@@ -454,11 +464,11 @@ impl Registry {
             .any(|s| s.queue.lock().events.len() >= MAX_QUEUED_EVENTS)
     }
 
-    /// Counts the connections `targets` selects (each once) and queues the event (encoded as
-    /// `frame`, sequence `seq`) for every shard's fan-out. Returns at once; the shards' tasks
-    /// do the pushing. Callers queue events in id order.
-    pub(crate) fn deliver(&self, id: EventId, frame: &Bytes, targets: &Targets) -> DeliveryReport {
-        let seq = id.seq;
+    /// Counts the connections `targets` selects (each once) and queues `event` for every
+    /// shard's fan-out. Returns at once; the shards' tasks do the pushing (each connection gets
+    /// the event in its wire format, encoded once per format). Callers queue events in id order.
+    pub(crate) fn deliver(&self, event: &Arc<Event>, targets: &Targets) -> DeliveryReport {
+        let id = event.id;
         let everyone_targeted = targets.is_broadcast();
         // Counted under the global lock, which `register` also holds: a connection is either
         // counted for this event (and gets it: it registered before, so its start position is
@@ -508,7 +518,7 @@ impl Registry {
                 let mut slow = Vec::new();
                 let pushed = {
                     let ix = shard.indices.read();
-                    push_to_targets(&ix, seq, frame, targets, false, &mut slow)
+                    push_to_targets(&ix, event, targets, false, &mut slow)
                 };
                 drop(queue);
                 for conn in &slow {
@@ -521,8 +531,7 @@ impl Registry {
                 .get_or_insert_with(|| Arc::new(targets.clone()))
                 .clone();
             queue.events.push_back(Dispatch {
-                seq,
-                frame: frame.clone(),
+                event: event.clone(),
                 targets,
                 everyone,
             });
@@ -563,8 +572,7 @@ impl Registry {
             {
                 let ix = shard.indices.read();
                 for d in &batch {
-                    pushed +=
-                        push_to_targets(&ix, d.seq, &d.frame, &d.targets, d.everyone, &mut slow);
+                    pushed += push_to_targets(&ix, &d.event, &d.targets, d.everyone, &mut slow);
                 }
             }
             for conn in &slow {
@@ -574,14 +582,20 @@ impl Registry {
         }
     }
 
-    /// Queues `frame` to every connection (heartbeats). Full outboxes are evicted.
-    pub(crate) fn push_all(&self, frame: &Bytes) {
+    /// Queues what `encode` makes to every connection (heartbeats), encoded once per wire
+    /// format. Full outboxes are evicted.
+    pub(crate) fn push_all(&self, encode: &Encode<'_>) {
+        let mut encoded: [Option<Bytes>; FORMAT_SLOTS] = Default::default();
         for shard in self.shards.iter() {
             let mut slow = Vec::new();
             {
                 let ix = shard.indices.read();
                 for conn in ix.by_id.values() {
-                    if conn.outbox.push(frame.clone()) == Err(PushError::Full) {
+                    let frame = match encoded.get_mut(conn.format.slot()) {
+                        Some(slot) => slot.get_or_insert_with(|| encode(conn.format)).clone(),
+                        None => encode(conn.format),
+                    };
+                    if conn.outbox.push(frame) == Err(PushError::Full) {
                         slow.push(conn.clone());
                     }
                 }
@@ -812,22 +826,24 @@ pub struct ConnectionInfo {
     pub connected_at: SystemTime,
 }
 
-/// Pushes event `seq` into the outbox of every connection of `ix` that `targets` selects (or
-/// all of them when `everyone`); collects the full ones in `slow`. Returns how many took it.
+/// Pushes `event` into the outbox of every connection of `ix` that `targets` selects (or all of
+/// them when `everyone`), in each connection's wire format; collects the full ones in `slow`.
+/// Returns how many took it.
 fn push_to_targets(
     ix: &Indices,
-    seq: u64,
-    frame: &Bytes,
+    event: &Event,
     targets: &Targets,
     everyone: bool,
     slow: &mut Vec<Arc<Connection>>,
 ) -> u64 {
     let mut pushed = 0u64;
-    let mut push = |conn: &Arc<Connection>| match conn.outbox.push_event(seq, frame.clone()) {
-        Ok(true) => pushed += 1,
-        Ok(false) | Err(PushError::Closed) => {}
-        Err(PushError::Full) => slow.push(conn.clone()),
-    };
+    let seq = event.id.seq;
+    let mut push =
+        |conn: &Arc<Connection>| match conn.outbox.push_event(seq, event.encoded(conn.format)) {
+            Ok(true) => pushed += 1,
+            Ok(false) | Err(PushError::Closed) => {}
+            Err(PushError::Full) => slow.push(conn.clone()),
+        };
     if everyone {
         ix.by_id.values().for_each(&mut push);
     } else {
@@ -886,13 +902,19 @@ mod tests {
     use super::*;
     use std::task::{Context, Poll, Waker};
 
-    use crate::sse::outbox::Drained;
+    use crate::transport::outbox::Drained;
 
-    fn eid(seq: u64) -> EventId {
-        EventId {
+    /// Event `seq`, whose payload is `!` (each delivery of it shows as one `!`).
+    fn event(seq: u64) -> Arc<Event> {
+        let id = EventId {
             epoch: crate::event::Epoch::random(),
             seq,
-        }
+        };
+        Arc::new(Event::new(
+            id,
+            crate::event::EventName::new("n").unwrap(),
+            crate::event::Payload::text("!"),
+        ))
     }
 
     fn registry(max: usize, per_user: usize) -> Registry {
@@ -915,7 +937,16 @@ mod tests {
     }
 
     fn conn(user: Option<&str>, channels: &[&str]) -> Arc<Connection> {
+        conn_in(&crate::transport::test_format::LINES, user, channels)
+    }
+
+    fn conn_in(
+        format: &'static dyn WireFormat,
+        user: Option<&str>,
+        channels: &[&str],
+    ) -> Arc<Connection> {
         Arc::new(Connection {
+            format,
             id: ConnectionId::random(),
             user: user.map(|u| UserId::new(u).unwrap()),
             username: None,
@@ -931,12 +962,16 @@ mod tests {
         })
     }
 
-    fn received(c: &Connection) -> usize {
+    fn drained(c: &Connection) -> Bytes {
         let mut cx = Context::from_waker(Waker::noop());
         match c.outbox.poll_drain(&mut cx) {
-            Poll::Ready(Drained::Data(d)) => d.iter().filter(|b| **b == b'!').count(),
-            _ => 0,
+            Poll::Ready(Drained::Data(d)) => d,
+            _ => Bytes::new(),
         }
+    }
+
+    fn received(c: &Connection) -> usize {
+        drained(c).iter().filter(|b| **b == b'!').count()
     }
 
     fn user(u: &str) -> Target {
@@ -957,19 +992,15 @@ mod tests {
         for c in [&a1, &a2, &b, &anon] {
             r.register(c.clone()).unwrap();
         }
-        let frame = Bytes::from_static(b"!");
         let t = Targets::new(
             vec![user("alice"), chan("news"), Target::Connection(a1.id)],
             Fallback::None,
         )
         .unwrap();
-        assert_eq!(r.deliver(eid(1), &frame, &t).delivered, 3);
+        assert_eq!(r.deliver(&event(1), &t).delivered, 3);
         fan_out(&r);
         assert_eq!([&a1, &a2, &b, &anon].map(|c| received(c)), [1, 1, 1, 0]);
-        assert_eq!(
-            r.deliver(eid(2), &frame, &Targets::broadcast()).delivered,
-            4
-        );
+        assert_eq!(r.deliver(&event(2), &Targets::broadcast()).delivered, 4);
         fan_out(&r);
         assert_eq!([&a1, &a2, &b, &anon].map(|c| received(c)), [1, 1, 1, 1]);
     }
@@ -979,15 +1010,11 @@ mod tests {
         let r = registry(100, 10);
         let a = conn(Some("alice"), &[]);
         r.register(a.clone()).unwrap();
-        let frame = Bytes::from_static(b"!");
         let nobody = Targets::new(vec![user("carol")], Fallback::None).unwrap();
-        assert_eq!(
-            r.deliver(eid(1), &frame, &nobody),
-            DeliveryReport::default()
-        );
+        assert_eq!(r.deliver(&event(1), &nobody), DeliveryReport::default());
         let nobody = Targets::new(vec![user("carol")], Fallback::Broadcast).unwrap();
         assert_eq!(
-            r.deliver(eid(2), &frame, &nobody),
+            r.deliver(&event(2), &nobody),
             DeliveryReport {
                 delivered: 1,
                 fell_back: true
@@ -1058,21 +1085,54 @@ mod tests {
         r.register(fast.clone()).unwrap();
         let t = Targets::one(chan("news"));
         for seq in 1..=4 {
-            assert_eq!(
-                r.deliver(eid(seq), &Bytes::from_static(b"!"), &t).delivered,
-                2
-            );
+            assert_eq!(r.deliver(&event(seq), &t).delivered, 2);
             fan_out(&r);
             assert_eq!(received(&fast), 1);
         }
         // slow's outbox (capacity 4) is now full: the next event evicts it.
-        assert_eq!(
-            r.deliver(eid(5), &Bytes::from_static(b"!"), &t).delivered,
-            2
-        );
+        assert_eq!(r.deliver(&event(5), &t).delivered, 2);
         fan_out(&r);
         assert_eq!(received(&fast), 1);
         assert_eq!(r.counts().connections, 1);
         assert!(slow.outbox.is_closed());
+    }
+
+    #[test]
+    fn one_users_tabs_on_different_transports_each_get_an_event_once_in_their_format() {
+        let r = registry(10, 10);
+        let sse = conn_in(&crate::sse::frame::SSE, Some("alice"), &["news"]);
+        let lines = conn_in(
+            &crate::transport::test_format::LINES,
+            Some("alice"),
+            &["news"],
+        );
+        let lines2 = conn_in(&crate::transport::test_format::LINES, Some("alice"), &[]);
+        for c in [&sse, &lines, &lines2] {
+            r.register(c.clone()).unwrap();
+        }
+        let e = event(7);
+        let t = Targets::new(vec![user("alice"), chan("news")], Fallback::None).unwrap();
+        assert_eq!(r.deliver(&e, &t).delivered, 3);
+        fan_out(&r);
+        let id = e.id;
+        assert_eq!(drained(&sse), format!("id: {id}\nevent: n\ndata: !\n\n"));
+        let line = format!("event {id} n !\n");
+        assert_eq!(drained(&lines), line);
+        assert_eq!(drained(&lines2), line);
+        assert!(e.is_encoded(crate::transport::slot::SSE));
+        assert!(e.is_encoded(crate::transport::slot::TEST));
+        // Heartbeats and the last words of a close go out in each connection's format too.
+        r.push_all(&|f: &dyn WireFormat| {
+            f.encode_heartbeat(crate::config::HeartbeatStyle::Comment, "{}")
+        });
+        assert_eq!(drained(&sse), ": heartbeat\n\n");
+        assert_eq!(drained(&lines), "heartbeat {}\n");
+        let bye = |f: &dyn WireFormat| {
+            f.encode_control(None, &crate::event::EventName::system("disconnected"), "{}")
+        };
+        assert!(r.close(lines.id, DisconnectReason::ServerDisconnect, Some(&bye)));
+        assert_eq!(drained(&lines), "control  disconnected {}\n");
+        // Still one delivery per connection after a transport left.
+        assert_eq!(r.deliver(&event(8), &t).delivered, 2);
     }
 }

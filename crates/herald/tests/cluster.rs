@@ -1607,3 +1607,96 @@ async fn a_stopping_node_takes_its_presence_with_it() {
         .await;
     assert_eq!(next_named(&mut watcher).await, pair("marker", ""));
 }
+
+/// A text payload crosses nodes as text (not wrapped in quotes), and an event that a release
+/// before transport-neutral events left in the stream (its SSE frame in field `f`) is still
+/// delivered and replayed by this release's nodes. The trailing marker proves nothing came twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_payloads_and_events_of_the_previous_format_cross_nodes_and_replay() {
+    let redis = RedisServer::start().await;
+    let prefix = prefix("formats");
+    let a = Node::start(&redis, &prefix, "a").await;
+    let b = Node::start(&redis, &prefix, "b").await;
+    let mut alice_b = b.subscribe("userId=alice").await;
+    let start = alice_b.start_id.clone();
+
+    a.publish_ok(json!({"event": "note", "text": "line one\nline \"two\"", "users": ["alice"]}))
+        .await;
+    let e = alice_b.next_event().await;
+    assert_eq!(
+        (e.event.as_str(), e.data.as_str()),
+        ("note", "line one\nline \"two\"")
+    );
+    a.publish_ok(json!({"event": "note", "data": "quoted", "users": ["alice"]}))
+        .await;
+    assert_eq!(alice_b.next_event().await.data, "\"quoted\"");
+
+    // What the previous release's publish script wrote, by hand.
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut conn = tokio::time::timeout(WAIT, client.get_multiplexed_async_connection())
+        .await
+        .unwrap()
+        .unwrap();
+    let meta = format!("{prefix}:meta");
+    let the_epoch: String = ::redis::cmd("HGET")
+        .arg(&meta)
+        .arg("epoch")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let legacy: u64 = ::redis::cmd("HINCRBY")
+        .arg(&meta)
+        .arg("seq")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let frame = format!("id: {the_epoch}-{legacy}\nevent: legacy\ndata: {{\"old\":true}}\n\n");
+    let _: String = ::redis::cmd("XADD")
+        .arg(format!("{prefix}:events"))
+        .arg(format!("{legacy}-0"))
+        .arg(&[
+            ("f", frame.as_str()),
+            ("e", &the_epoch),
+            ("t", "\nu:alice\n"),
+            ("b", "0"),
+        ])
+        .arg(&[("ms", "0"), ("o", "old-node")])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let e = alice_b.next_event().await;
+    assert_eq!(e.event, "legacy");
+    assert_eq!(seq(&e.id), legacy);
+    assert_eq!(
+        serde_json::from_str::<Value>(&e.data).unwrap(),
+        json!({"old": true})
+    );
+
+    // A resume on the other node replays all three as they were, then the marker, once each.
+    a.publish_ok(json!({"event": "marker", "data": 0, "users": ["alice"]}))
+        .await;
+    assert_eq!(alice_b.next_event().await.event, "marker");
+    let mut resumed = a.resume("userId=alice", &start).await;
+    let mut got = Vec::new();
+    loop {
+        let e = resumed.next_event().await;
+        let done = e.event == "marker";
+        got.push((e.event, e.data));
+        if done {
+            break;
+        }
+    }
+    assert_eq!(
+        got,
+        [
+            ("note".to_owned(), "line one\nline \"two\"".to_owned()),
+            ("note".to_owned(), "\"quoted\"".to_owned()),
+            ("legacy".to_owned(), "{\"old\":true}".to_owned()),
+            ("marker".to_owned(), "0".to_owned()),
+        ]
+    );
+    a.publish_ok(json!({"event": "after", "data": 1, "users": ["alice"]}))
+        .await;
+    assert_eq!(resumed.next_event().await.event, "after", "nothing twice");
+}

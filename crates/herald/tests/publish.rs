@@ -394,3 +394,44 @@ async fn subscribe_rejects_bad_parameters() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(srv.stats().await["connections"], 0);
 }
+
+/// `text` sends raw text, exactly as published (line breaks included), live and on a resume;
+/// `data` sends JSON. Exactly one of the two.
+#[tokio::test]
+async fn text_payloads_arrive_as_raw_text() {
+    let srv = TestServer::start().await;
+    let mut a = srv.subscribe("userId=alice").await;
+    let start = a.start_id.clone();
+    let texts = [
+        "Hello",
+        "two\nlines",
+        "{\"looks\":\"like json\"}",
+        "  spaced  ",
+        "",
+    ];
+    for text in texts {
+        srv.publish_ok(json!({"event": "t", "text": text, "users": ["alice"]}))
+            .await;
+        let e = a.next_event().await;
+        assert_eq!((e.event.as_str(), e.data.as_str()), ("t", text));
+    }
+    srv.publish_ok(json!({"event": "j", "data": "Hello", "users": ["alice"]}))
+        .await;
+    assert_eq!(a.next_event().await.data, "\"Hello\"");
+    let mut resumed = srv.resume("userId=alice", &start).await;
+    for text in texts {
+        assert_eq!(resumed.next_event().await.data, text);
+    }
+    assert_eq!(resumed.next_event().await.data, "\"Hello\"");
+    for (body, field) in [
+        (json!({"data": 1, "text": "x", "broadcast": true}), "text"),
+        (json!({"text": 5, "broadcast": true}), "text"),
+        (json!({"broadcast": true}), "data"),
+    ] {
+        let (status, answer) = srv.publish(body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(field), "{body}: {answer}");
+    }
+    assert_nothing_before_marker(&srv, &mut a).await;
+}

@@ -30,6 +30,13 @@
 //! `reserved_until` and `head` meta keys, which an older release ignores; a store without them
 //! (written by an older release) opens as before: after an unclean stop its ids continue
 //! 1,000,000 above the last one on disk.
+//!
+//! Each record holds the event in its storage form (`event`, [`Event::stored_form`], the same
+//! form a Redis stream holds) with its targets. Records written before events became
+//! transport-neutral hold the SSE frame instead (`frame`); they are read back as events (a
+//! payload that parses as JSON is JSON, as every publish of those releases was). A store this
+//! release wrote cannot be opened by an earlier one (it would skip every record as unreadable):
+//! keep a copy of the directory if you may need to downgrade.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -38,7 +45,6 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError}
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -46,8 +52,11 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::{EngineError, EngineHealth};
-use crate::event::Epoch;
+use crate::event::{Epoch, Event, EventId};
+#[cfg(test)]
+use crate::event::{EventName, Payload};
 use crate::history::{HistoryEntry, HistoryLimits, ReplayBuffer};
+use crate::sse::frame;
 use crate::target::{ChannelName, ConnectionId, Fallback, Target, Targets, UserId};
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -103,7 +112,13 @@ struct Record {
     broadcast: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     fallback_broadcast: bool,
-    frame: String,
+    /// The event's storage form ([`Event::stored_form`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    event: Option<String>,
+    /// Written by releases before transport-neutral events: the event's SSE frame, read back
+    /// with [`frame::decode_stored_frame`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    frame: Option<String>,
 }
 
 fn millis(t: SystemTime) -> u64 {
@@ -121,7 +136,8 @@ impl Record {
             connections: Vec::new(),
             broadcast: false,
             fallback_broadcast: e.targets.fallback() == Fallback::Broadcast,
-            frame: String::from_utf8_lossy(&e.frame).into_owned(),
+            event: Some(Event::stored_form(&e.event.name, &e.event.payload)),
+            frame: None,
         };
         for t in e.targets.list() {
             match t {
@@ -134,7 +150,7 @@ impl Record {
         r
     }
 
-    fn into_entry(self, seq: u64) -> Option<HistoryEntry> {
+    fn into_entry(self, id: EventId) -> Option<HistoryEntry> {
         let mut list = Vec::new();
         for u in &self.users {
             list.push(Target::User(UserId::new(u).ok()?));
@@ -153,12 +169,20 @@ impl Record {
         } else {
             Fallback::None
         };
+        let event = match (self.event, self.frame) {
+            (Some(stored), _) => Event::from_stored_form(id, &stored)?,
+            (None, Some(frame)) => {
+                let (_, name, payload) = frame::decode_stored_frame(&frame)?;
+                Event::new(id, name, payload)
+            }
+            (None, None) => return None,
+        };
         Some(HistoryEntry {
-            seq,
+            seq: id.seq,
             published_at: UNIX_EPOCH + Duration::from_millis(self.t),
             targets: Targets::new(list, fallback).ok()?,
             fell_back: self.fell_back,
-            frame: Bytes::from(self.frame),
+            event: Arc::new(event),
         })
     }
 }
@@ -233,7 +257,10 @@ fn open_store(
                 window.add_hole(seq - 1, seq);
                 continue;
             };
-            match record.into_entry(seq) {
+            match record.into_entry(EventId {
+                epoch: window.epoch(),
+                seq,
+            }) {
                 Some(entry) => window.restore(entry),
                 None => {
                     tracing::warn!(seq, "skipping an invalid history record");
@@ -298,7 +325,7 @@ impl DurableHistory {
         shared.reserved.store(reserved, Ordering::Release);
         let retained: VecDeque<(u64, u64, usize)> = window
             .entries()
-            .map(|e| (e.seq, millis(e.published_at), e.frame.len()))
+            .map(|e| (e.seq, millis(e.published_at), e.event.size()))
             .collect();
         let writer = Writer {
             bytes: retained.iter().map(|r| r.2).sum(),
@@ -586,12 +613,12 @@ impl Writer {
             let now = millis(SystemTime::now());
             let max_age = self.limits.max_age.as_millis() as u64;
             let mut len = self.retained.len() + batch.len();
-            let mut bytes = self.bytes + batch.iter().map(|e| e.frame.len()).sum::<usize>();
+            let mut bytes = self.bytes + batch.iter().map(|e| e.event.size()).sum::<usize>();
             let mut cutoff = None;
             let mut n = 0;
             let incoming = batch
                 .iter()
-                .map(|e| (e.seq, millis(e.published_at), e.frame.len()));
+                .map(|e| (e.seq, millis(e.published_at), e.event.size()));
             for (seq, t, size) in self.retained.iter().copied().chain(incoming) {
                 let over = len > self.limits.max_events
                     || (bytes > self.limits.max_bytes && len > 1)
@@ -618,8 +645,8 @@ impl Writer {
         txn.commit()?;
         for e in batch {
             self.retained
-                .push_back((e.seq, millis(e.published_at), e.frame.len()));
-            self.bytes += e.frame.len();
+                .push_back((e.seq, millis(e.published_at), e.event.size()));
+            self.bytes += e.event.size();
         }
         for _ in 0..pops {
             if let Some((_, _, size)) = self.retained.pop_front() {
@@ -721,7 +748,11 @@ mod tests {
             published_at: SystemTime::now(),
             targets: Targets::one(Target::User(UserId::new(user).unwrap())),
             fell_back: false,
-            frame: Bytes::from(format!("id: {id}\ndata: 1\n\n")),
+            event: Arc::new(Event::new(
+                id,
+                EventName::new("message").unwrap(),
+                Payload::json(&1).unwrap(),
+            )),
         }
     }
 
@@ -749,8 +780,8 @@ mod tests {
         assert_eq!(window.epoch(), epoch);
         assert_eq!(window.head().seq, 3);
         match window.replay(EventId { epoch, seq: 1 }, &alice()) {
-            Replay::Events { frames, .. } => {
-                assert_eq!(frames.iter().map(|f| f.0).collect::<Vec<_>>(), [3])
+            Replay::Events { events, .. } => {
+                assert_eq!(events.iter().map(|e| e.id.seq).collect::<Vec<_>>(), [3])
             }
             other => panic!("{other:?}"),
         }
@@ -877,7 +908,7 @@ mod tests {
         assert!(durable.shared.write_failures.get() >= 1);
         // This run still has them in memory.
         match window.replay(EventId { epoch, seq: 3 }, &alice()) {
-            Replay::Events { frames, .. } => assert_eq!(frames.len(), 2),
+            Replay::Events { events, .. } => assert_eq!(events.len(), 2),
             other => panic!("{other:?}"),
         }
 
@@ -895,8 +926,8 @@ mod tests {
             );
         }
         match window.replay(EventId { epoch, seq: 5 }, &alice()) {
-            Replay::Events { frames, .. } => {
-                assert_eq!(frames.iter().map(|f| f.0).collect::<Vec<_>>(), [6])
+            Replay::Events { events, .. } => {
+                assert_eq!(events.iter().map(|e| e.id.seq).collect::<Vec<_>>(), [6])
             }
             other => panic!("{other:?}"),
         }
@@ -989,9 +1020,11 @@ mod tests {
             assert_eq!(window.stats().events, 4);
             if clean {
                 match window.replay(EventId { epoch, seq: 0 }, &alice()) {
-                    Replay::Events { frames, .. } => {
-                        assert_eq!(frames.iter().map(|f| f.0).collect::<Vec<_>>(), [1, 3]);
-                        assert!(String::from_utf8_lossy(&frames[0].1).contains("\"n\":1"));
+                    Replay::Events { events, .. } => {
+                        assert_eq!(events.iter().map(|e| e.id.seq).collect::<Vec<_>>(), [1, 3]);
+                        assert_eq!(events[0].name.as_str(), "note");
+                        assert_eq!(events[0].payload.as_str(), r#"{"n":1}"#);
+                        assert_eq!(events[0].payload.kind(), crate::event::PayloadKind::Json);
                     }
                     other => panic!("{other:?}"),
                 }

@@ -9,13 +9,12 @@ use parking_lot::Mutex;
 
 use super::durable::DurableHistory;
 use super::{Command, Delivery, Engine, EngineError, EngineHealth, Publication, Published};
-use crate::event::{Epoch, EventId};
+use crate::event::{Epoch, Event, EventId};
 use crate::history::{
     HistoryEntry, HistoryLimits, HistoryStats, Replay, ReplayBuffer, ReplayCap, ReplayCollector,
     ReplayFilter, ResetReason,
 };
 use crate::idempotency::{self, IdempotencyCache, IdempotencyLimits, Seen};
-use crate::sse::frame;
 
 /// Publishes within this process: ids are `<epoch>-<n>` with `n` counting up from 1.
 ///
@@ -106,19 +105,20 @@ impl Engine for MemoryEngine {
             durable.admit(window.head().seq + 1)?;
         }
         let id = window.next_id();
-        let bytes = frame::encode_event(Some(&id), &publication.name, publication.payload.as_str());
-        let report = delivery.deliver(id, &bytes, &publication.targets);
+        let event = Arc::new(Event::new(id, publication.name, publication.payload));
+        let report = delivery.deliver(&event, &publication.targets);
+        let retained = crate::history::is_retained(&event.name);
         let entry = HistoryEntry {
             seq: id.seq,
             published_at: SystemTime::now(),
             targets: publication.targets,
             fell_back: report.fell_back,
-            frame: bytes,
+            event,
         };
         if let Some(durable) = &self.durable {
             durable.append(&entry);
         }
-        if crate::history::is_retained(&publication.name) {
+        if retained {
             window.push(entry);
         }
         let published = Published {
@@ -176,7 +176,7 @@ impl Engine for MemoryEngine {
                 .iter()
                 .filter(|e| filter.matches(&e.targets, e.fell_back))
             {
-                if !collected.push(entry.seq, entry.frame.clone()) {
+                if !collected.push(entry.event.clone()) {
                     return Ok(Replay::Reset {
                         reason: ResetReason::ReplayTooLarge,
                         head,
@@ -185,7 +185,7 @@ impl Engine for MemoryEngine {
             }
             if done {
                 return Ok(Replay::Events {
-                    frames: collected.into_frames(),
+                    events: collected.into_events(),
                     head,
                 });
             }

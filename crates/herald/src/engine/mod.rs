@@ -22,9 +22,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use bytes::Bytes;
-
-use crate::event::{EventId, EventName, Payload};
+use crate::event::{Event, EventId, EventName, Payload};
 use crate::history::{HistoryStats, Replay, ReplayCap, ReplayFilter};
 use crate::idempotency::IdempotencyKey;
 use crate::metrics::DisconnectReason;
@@ -86,8 +84,9 @@ pub struct DeliveryReport {
 
 /// The receiving end of an engine on one node: its live connections.
 pub trait Delivery: Send + Sync + fmt::Debug {
-    /// Queues the encoded event `frame` (id `id`) to the local connections `targets` selects.
-    fn deliver(&self, id: EventId, frame: &Bytes, targets: &Targets) -> DeliveryReport;
+    /// Queues `event` to the local connections `targets` selects (each connection gets it in
+    /// its own wire format, encoded once per format).
+    fn deliver(&self, event: &Arc<Event>, targets: &Targets) -> DeliveryReport;
     /// Carries out `command` on local connections; returns how many it affected.
     fn apply(&self, command: &Command) -> usize;
 

@@ -58,7 +58,6 @@ use std::time::{Duration, Instant};
 use ::redis::aio::{MultiplexedConnection, PubSub};
 use ::redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Value};
 use async_trait::async_trait;
-use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
@@ -74,12 +73,12 @@ use super::{
     Publication, Published,
 };
 use crate::clock;
+use crate::event::Event;
 use crate::event::{Epoch, EventId};
 use crate::history::{
     HistoryLimits, HistoryStats, Replay, ReplayCap, ReplayCollector, ReplayFilter, ResetReason,
 };
 use crate::metrics::DisconnectReason;
-use crate::sse::frame;
 use crate::target::{ChannelName, Fallback, Targets, UserId};
 
 /// Events one `XREAD` returns at most.
@@ -315,7 +314,8 @@ struct StreamInfo {
 struct Entry {
     seq: u64,
     epoch: Option<Epoch>,
-    frame: Bytes,
+    /// The event, as [`wire::decode_event`] reads it.
+    event: String,
     targets: String,
     everyone: bool,
 }
@@ -422,7 +422,7 @@ impl Engine for RedisEngine {
             // Unused by the script without a fingerprint; any key of ours will do.
             None => (keys.meta(), String::new()),
         };
-        let body = frame::encode_event(None, &publication.name, publication.payload.as_str());
+        let stored = Event::stored_form(&publication.name, &publication.payload);
         let everyone = publication.targets.is_broadcast();
         let fallback = publication.targets.fallback() == Fallback::Broadcast;
         let kept = shared.transport_limits();
@@ -432,7 +432,7 @@ impl Engine for RedisEngine {
             .key(keys.nodes())
             .key(idempotency_key)
             .arg(Epoch::random().to_string())
-            .arg(body.as_ref())
+            .arg(&stored)
             .arg(wire::encode_targets(&publication.targets))
             .arg(flag(everyone))
             .arg(flag(fallback))
@@ -492,9 +492,9 @@ impl Engine for RedisEngine {
         let shared = &self.shared;
         shared.running()?;
         let mut link = shared.commands()?;
-        let frame = frame::encode_event(None, &publication.name, publication.payload.as_str());
+        let stored = Event::stored_form(&publication.name, &publication.payload);
         let mut held = shared.presence.lock().await;
-        let changes = [(update.joined, &update.member, frame)];
+        let changes = [(update.joined, &update.member, stored)];
         let call = shared.presence_call(&changes);
         let reply: Vec<Value> = match shared
             .run(link.session, call.invoke_async(&mut link.conn))
@@ -571,7 +571,7 @@ impl Engine for RedisEngine {
             // Up to date with this node: nothing to read (common when a node's clients all come
             // back at once).
             return Ok(Replay::Events {
-                frames: Vec::new(),
+                events: Vec::new(),
                 head: position,
             });
         }
@@ -641,7 +641,12 @@ impl Engine for RedisEngine {
             }
             for pair in reply[2..].chunks_exact(2) {
                 let seq = number(&pair[0]).ok_or_else(bad)?;
-                if !collected.push(seq, bytes_of(&pair[1]).ok_or_else(bad)?) {
+                let id = EventId { epoch, seq };
+                let Some(event) = text(&pair[1]).and_then(|t| wire::decode_event(id, &t)) else {
+                    tracing::warn!(%id, "skipping a retained event that cannot be read");
+                    continue;
+                };
+                if !collected.push(Arc::new(event)) {
                     return Ok(Replay::Reset {
                         reason: ResetReason::ReplayTooLarge,
                         head,
@@ -653,7 +658,7 @@ impl Engine for RedisEngine {
             link = shared.commands()?;
         }
         Ok(Replay::Events {
-            frames: collected.into_frames(),
+            events: collected.into_events(),
             head,
         })
     }
@@ -1125,13 +1130,14 @@ impl Shared {
         } else {
             wire::decode_targets(&entry.targets)
         };
-        match (targets, self.delivery.get()) {
-            (Some(targets), Some(delivery)) => {
-                let report = delivery.deliver(id, &entry.frame, &targets);
+        let event = wire::decode_event(id, &entry.event).map(Arc::new);
+        match (targets.zip(event), self.delivery.get()) {
+            (Some((targets, event)), Some(delivery)) => {
+                let report = delivery.deliver(&event, &targets);
                 self.delivered
                     .fetch_add(report.delivered as u64, Ordering::Relaxed);
             }
-            (None, _) => tracing::warn!(%id, "skipping an event whose targets cannot be read"),
+            (None, _) => tracing::warn!(%id, "skipping an event that cannot be read"),
             (_, None) => {}
         }
         true
@@ -1270,10 +1276,10 @@ impl Shared {
 }
 
 impl Shared {
-    /// The `PRESENCE` script with `changes` (join or leave, who, the event's frame).
+    /// The `PRESENCE` script with `changes` (join or leave, who, the event's storage form).
     fn presence_call<'a>(
         &'a self,
-        changes: &[(bool, &PresenceMember, Bytes)],
+        changes: &[(bool, &PresenceMember, String)],
     ) -> ::redis::ScriptInvocation<'a> {
         let keys = &self.keys;
         let kept = self.transport_limits();
@@ -1290,8 +1296,8 @@ impl Shared {
             .arg(millis(kept.max_age))
             .arg(clock::rfc3339(std::time::SystemTime::now()))
             .arg(millis(self.options.node_ttl));
-        for (joined, member, frame) in changes {
-            for arg in presence::change_args(*joined, member, frame) {
+        for (joined, member, stored) in changes {
+            for arg in presence::change_args(*joined, member, stored) {
                 call.arg(arg);
             }
         }
@@ -1362,10 +1368,10 @@ impl Shared {
             .iter()
             .map(|m| (presence::member_field(m), m))
             .collect();
-        let mut changes: Vec<(bool, PresenceMember, Bytes)> = Vec::new();
+        let mut changes: Vec<(bool, PresenceMember, String)> = Vec::new();
         for (field, member) in &wanted {
             if !set.contains(field) {
-                changes.push((true, (*member).clone(), presence::frame_of(true, member)));
+                changes.push((true, (*member).clone(), presence::stored_of(true, member)));
             }
         }
         for field in set.iter().filter(|f| !wanted.contains_key(*f)) {
@@ -1373,7 +1379,7 @@ impl Shared {
                 continue;
             };
             // A leave's event is the one Redis kept at the join.
-            changes.push((false, member, Bytes::new()));
+            changes.push((false, member, String::new()));
         }
         // A bounded amount per report (a node rewriting a large presence after Redis lost it
         // must not hold up its report past the timeout); the rest follows at the next.
@@ -1382,7 +1388,7 @@ impl Shared {
             self.presence_unfinished.store(true, Ordering::Relaxed);
         }
         for chunk in changes.chunks(PRESENCE_BATCH) {
-            let list: Vec<(bool, &PresenceMember, Bytes)> =
+            let list: Vec<(bool, &PresenceMember, String)> =
                 chunk.iter().map(|(j, m, f)| (*j, m, f.clone())).collect();
             let done: RedisResult<Vec<Value>> = self.presence_call(&list).invoke_async(conn).await;
             if let Err(e) = done {
@@ -1464,14 +1470,6 @@ fn signed(v: &Value) -> Option<i64> {
 
 fn number(v: &Value) -> Option<u64> {
     signed(v).and_then(|n| u64::try_from(n).ok())
-}
-
-fn bytes_of(v: &Value) -> Option<Bytes> {
-    match v {
-        Value::BulkString(b) => Some(Bytes::copy_from_slice(b)),
-        Value::SimpleString(s) => Some(Bytes::copy_from_slice(s.as_bytes())),
-        _ => None,
-    }
 }
 
 fn epoch_of(v: &Value) -> Option<Epoch> {

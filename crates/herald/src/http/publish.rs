@@ -22,6 +22,7 @@ use crate::target::{ChannelName, ConnectionId, Fallback, Target, Targets, UserId
 const FIELDS: &[&str] = &[
     "event",
     "data",
+    "text",
     "users",
     "connections",
     "channels",
@@ -81,10 +82,28 @@ pub fn parse_publication(value: Value) -> Result<Publication, InvalidInput> {
         Some(Value::String(s)) => EventName::new(&s)?,
         Some(_) => return Err(InvalidInput::new("event", "must be a string")),
     };
-    let data = body
-        .remove("data")
-        .ok_or_else(|| InvalidInput::new("data", "data is required (any JSON value)"))?;
-    let payload = Payload::json(&data)?;
+    let payload = match (body.remove("data"), body.remove("text")) {
+        (Some(data), None) => Payload::json(&data)?,
+        (None, Some(Value::String(text))) => Payload::text(text),
+        (None, Some(_)) => {
+            return Err(InvalidInput::new(
+                "text",
+                "must be a string (the raw text to send; use data for JSON)",
+            ))
+        }
+        (Some(_), Some(_)) => {
+            return Err(InvalidInput::new(
+                "text",
+                "give either data (any JSON value) or text (raw text), not both",
+            ))
+        }
+        (None, None) => {
+            return Err(InvalidInput::new(
+                "data",
+                "data (any JSON value) or text (raw text) is required",
+            ))
+        }
+    };
     let idempotency = match body.remove("idempotencyKey") {
         None | Some(Value::Null) => None,
         Some(Value::String(key)) => Some(IdempotencyKey::new(&key)?),
@@ -328,6 +347,21 @@ mod tests {
                 "fallback",
             ),
             (json!([1]), "invalid_json", "body"),
+            (
+                json!({"data": 1, "text": "x", "broadcast": true}),
+                "invalid_field",
+                "text",
+            ),
+            (
+                json!({"text": {"a": 1}, "broadcast": true}),
+                "invalid_field",
+                "text",
+            ),
+            (
+                json!({"text": null, "broadcast": true}),
+                "invalid_field",
+                "text",
+            ),
         ];
         for (body, code, field) in cases {
             let e = parse_publication(body.clone()).unwrap_err();
@@ -340,5 +374,22 @@ mod tests {
         let p = parse_publication(json!({"data": null, "broadcast": true})).unwrap();
         assert_eq!(p.payload.as_str(), "null");
         assert_eq!(p.name.as_str(), "message");
+    }
+
+    #[test]
+    fn text_is_raw_text_and_data_is_json() {
+        let p = parse_publication(json!({"text": "Hello\n\"world\"", "broadcast": true})).unwrap();
+        assert_eq!(p.payload.as_str(), "Hello\n\"world\"");
+        assert_eq!(p.payload.kind(), crate::event::PayloadKind::Text);
+        let p = parse_publication(json!({"data": "Hello", "broadcast": true})).unwrap();
+        assert_eq!(p.payload.as_str(), "\"Hello\"");
+        assert_eq!(p.payload.kind(), crate::event::PayloadKind::Json);
+        let json = parse_publication(json!({"data": {"a": 1}, "broadcast": true})).unwrap();
+        let text = parse_publication(json!({"text": "{\"a\":1}", "broadcast": true})).unwrap();
+        assert_ne!(
+            crate::idempotency::fingerprint(&json),
+            crate::idempotency::fingerprint(&text),
+            "the same text as JSON and as text are different events"
+        );
     }
 }

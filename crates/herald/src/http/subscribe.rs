@@ -128,6 +128,7 @@ pub async fn subscribe(
         last_event_id: q.last_event_id,
         peer_ip,
         expires_at: identity.expires_at,
+        format: Some(&crate::sse::frame::SSE),
     };
     let stream = state.hub.connect(request).await?;
     Ok(stream_response(Body::new(stream)))

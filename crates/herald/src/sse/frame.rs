@@ -11,7 +11,77 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::event::{EventId, EventName};
+use crate::config::HeartbeatStyle;
+use crate::event::{Event, EventId, EventName, Payload};
+use crate::transport::{slot, WireFormat};
+
+/// The SSE wire format: what every `text/event-stream` connection's events look like. Both JSON
+/// and text payloads go on the `data:` lines as they are.
+#[derive(Debug)]
+pub struct Sse;
+
+/// The one instance of [`Sse`].
+pub static SSE: Sse = Sse;
+
+impl WireFormat for Sse {
+    fn slot(&self) -> usize {
+        slot::SSE
+    }
+
+    fn encode_event(&self, event: &Event) -> Bytes {
+        encode_event(Some(&event.id), &event.name, event.payload.as_str())
+    }
+
+    fn encode_control(&self, id: Option<&EventId>, name: &EventName, data: &str) -> Bytes {
+        encode_event(id, name, data)
+    }
+
+    fn encode_heartbeat(&self, style: HeartbeatStyle, data: &str) -> Bytes {
+        match style {
+            HeartbeatStyle::Comment => encode_comment("heartbeat"),
+            HeartbeatStyle::Event => encode_event(None, &EventName::system("heartbeat"), data),
+        }
+    }
+
+    fn encode_retry(&self, delay: Duration) -> Option<Bytes> {
+        Some(encode_retry(delay))
+    }
+}
+
+/// Reads back an event frame written by [`encode_event`] (as earlier releases stored them, in a
+/// data directory or a Redis stream): its id, name and data. The payload is JSON when the data
+/// parses as JSON (every earlier publish was), text otherwise. `None` for anything else.
+pub fn decode_stored_frame(frame: &str) -> Option<(Option<EventId>, EventName, Payload)> {
+    let mut id = None;
+    let mut name = None;
+    let mut data: Option<String> = None;
+    for line in frame.split('\n') {
+        if line.is_empty() {
+            continue;
+        }
+        let (field, value) = line.split_once(": ").unwrap_or((line, ""));
+        match field {
+            "id" => id = Some(value.parse::<EventId>().ok()?),
+            "event" => name = Some(EventName::stored(value)?),
+            "data" => match &mut data {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(value);
+                }
+                None => data = Some(value.to_owned()),
+            },
+            _ => return None,
+        }
+    }
+    let name = name.unwrap_or_else(|| EventName::system(EventName::DEFAULT));
+    let data = data?;
+    let payload = if serde_json::from_str::<serde::de::IgnoredAny>(&data).is_ok() {
+        Payload::json_text(data)
+    } else {
+        Payload::text(data)
+    };
+    Some((id, name, payload))
+}
 
 /// Encodes one event: `id:` (when given), `event:`, one `data:` line per line of `data`, and the
 /// blank line that dispatches it.

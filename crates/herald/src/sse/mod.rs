@@ -1,8 +1,11 @@
-//! The Server-Sent Events transport: frame encoding, the per-connection outbox and the response
-//! body that drains it.
+//! The Server-Sent Events wire format: the exact bytes of `text/event-stream` ([`frame`]) and
+//! the [`WireFormat`](crate::transport::WireFormat) every SSE connection uses ([`frame::SSE`]).
+//! The HTTP side (the `GET` handler, the lean HTTP/1.1 writer) lives in [`crate::http`] and
+//! [`crate::server`].
 
 pub mod frame;
-pub(crate) mod outbox;
-mod stream;
 
-pub use stream::{EventStream, StreamAborted};
+pub use crate::transport::StreamAborted;
+
+/// The body of an SSE response: the connection's [`Subscription`](crate::transport::Subscription).
+pub type EventStream = crate::transport::Subscription;

@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use ::redis::aio::{MultiplexedConnection, PubSub};
 use ::redis::Value;
-use bytes::Bytes;
+
 use futures_util::StreamExt;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use super::presence::Index;
 use super::wire::{Reply, Request};
-use super::{bytes_of, epoch_of, text, Entry, Shared, READ_BATCH, READ_BLOCK};
+use super::{epoch_of, text, Entry, Shared, READ_BATCH, READ_BLOCK};
 
 /// First pause before reconnecting.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -307,7 +307,7 @@ fn parse_entry(item: Value) -> Option<Entry> {
     let mut entry = Entry {
         seq,
         epoch: None,
-        frame: Bytes::new(),
+        event: String::new(),
         targets: String::new(),
         everyone: false,
     };
@@ -318,7 +318,8 @@ fn parse_entry(item: Value) -> Option<Entry> {
     };
     for pair in list.chunks_exact(2) {
         match text(&pair[0]).as_deref() {
-            Some("f") => entry.frame = bytes_of(&pair[1])?,
+            // The storage form, or the SSE frame of an earlier release.
+            Some("v" | "f") => entry.event = text(&pair[1])?,
             Some("e") => entry.epoch = epoch_of(&pair[1]),
             Some("t") => entry.targets = text(&pair[1])?,
             Some("b") => entry.everyone = text(&pair[1]).as_deref() == Some("1"),

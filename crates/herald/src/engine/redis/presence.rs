@@ -195,10 +195,12 @@ pub(super) fn member_of(field: &str) -> Option<PresenceMember> {
     })
 }
 
-/// One presence change for the `PRESENCE` script: its four arguments.
-pub(super) fn change_args(joined: bool, member: &PresenceMember, frame: &[u8]) -> [Vec<u8>; 4] {
+/// One presence change for the `PRESENCE` script: its four arguments. `stored` is the storage
+/// form of the change's event ([`crate::event::Event::stored_form`]).
+pub(super) fn change_args(joined: bool, member: &PresenceMember, stored: &str) -> [Vec<u8>; 4] {
     let last = if joined {
-        let mut both = frame.to_vec();
+        let mut both = stored.as_bytes().to_vec();
+        both.extend_from_slice(b"\n\n");
         both.extend_from_slice(leave_prefix(member).as_bytes());
         both
     } else {
@@ -212,9 +214,9 @@ pub(super) fn change_args(joined: bool, member: &PresenceMember, frame: &[u8]) -
     ]
 }
 
-/// The `presence:leave` frame of `member` (without `id:` line) up to its timestamp's value: the
-/// scripts complete it with `"<RFC 3339 time>"}` and the blank line. The same bytes as the hub's
-/// own leave event ([`crate::hub::presence_publication`]) encodes.
+/// The storage form of `member`'s `presence:leave` event up to its timestamp's value: the
+/// scripts complete it with `"<RFC 3339 time>"}`. The same text as the storage form of the hub's
+/// own leave event ([`crate::hub::presence_publication`]).
 pub(super) fn leave_prefix(member: &PresenceMember) -> String {
     let data = serde_json::json!({
         "channel": member.channel,
@@ -223,18 +225,18 @@ pub(super) fn leave_prefix(member: &PresenceMember) -> String {
     });
     let mut text = data.to_string();
     text.pop(); // the closing brace
-    format!("event: presence:leave\ndata: {text},\"timestamp\":")
+    format!("jpresence:leave\n{text},\"timestamp\":")
 }
 
-/// The frame (without `id:` line) of `member`'s join or leave now, for changes the engine finds
-/// itself (a node writing its presence again).
-pub(super) fn frame_of(joined: bool, member: &PresenceMember) -> bytes::Bytes {
+/// The storage form of `member`'s join or leave now, for changes the engine finds itself (a
+/// node writing its presence again).
+pub(super) fn stored_of(joined: bool, member: &PresenceMember) -> String {
     let update = PresenceUpdate {
         joined,
         member: member.clone(),
     };
     let p = crate::hub::presence_publication(&update, std::time::SystemTime::now());
-    crate::sse::frame::encode_event(None, &p.name, p.payload.as_str())
+    crate::event::Event::stored_form(&p.name, &p.payload)
 }
 
 /// The last snapshot, shared with the control loop (which answers presence queries from it).
@@ -298,18 +300,21 @@ mod tests {
                 member: member.clone(),
             };
             let p = crate::hub::presence_publication(&update, at);
-            let frame = crate::sse::frame::encode_event(None, &p.name, p.payload.as_str());
+            let stored = crate::event::Event::stored_form(&p.name, &p.payload);
             let kept = format!(
-                "{}\"{}\"}}\n\n",
+                "{}\"{}\"}}",
                 leave_prefix(&member),
                 crate::clock::rfc3339(at)
             );
-            assert_eq!(kept.as_bytes(), frame.as_ref());
-            let [op, _, _, last] = change_args(true, &member, &frame_of(true, &member));
+            assert_eq!(kept, stored);
+            let join = stored_of(true, &member);
+            let [op, _, _, last] = change_args(true, &member, &join);
             assert_eq!(op, b"j");
-            assert!(String::from_utf8(last)
-                .unwrap()
-                .ends_with(&leave_prefix(&member)));
+            let last = String::from_utf8(last).unwrap();
+            // The script cuts at the first blank line: the join's storage form, then the leave.
+            let (first, rest) = last.split_once("\n\n").unwrap();
+            assert_eq!(first, join);
+            assert_eq!(rest, leave_prefix(&member));
         }
     }
 }

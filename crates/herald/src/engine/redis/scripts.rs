@@ -24,6 +24,11 @@ local function field(fields, name)
   return nil
 end
 
+-- The event of a stream entry: its storage form, or the SSE frame an earlier release wrote.
+local function event_of(fields)
+  return field(fields, 'v') or field(fields, 'f') or ''
+end
+
 local function seq_of(id)
   return tonumber(string.match(id, '^(%d+)'))
 end
@@ -57,7 +62,7 @@ local function trim(meta, events, max_count, max_bytes, cutoff, budget)
     local too_old = tonumber(field(first[2], 'ms') or '0') < cutoff
     if not (too_many or too_big or too_old) then break end
     redis.call('XDEL', events, first[1])
-    redis.call('HINCRBY', meta, 'bytes', -string.len(field(first[2], 'f') or ''))
+    redis.call('HINCRBY', meta, 'bytes', -string.len(event_of(first[2])))
     removed = removed + 1
   end
   return removed
@@ -67,7 +72,7 @@ end
 /// Publishes one event.
 ///
 /// KEYS: meta, events, nodes, idempotency key (meta when there is none).
-/// ARGV: 1 epoch candidate, 2 frame without its `id:` line, 3 targets, 4 "1" for a broadcast,
+/// ARGV: 1 epoch candidate, 2 the event's storage form (`Event::stored_form`), 3 targets, 4 "1" for a broadcast,
 /// 5 "1" for `fallback: broadcast`, 6 most events, 7 most bytes, 8 oldest age kept (ms),
 /// 9 node TTL (ms), 10 node key prefix, 11 this node, 12-14 users/channels/connections suffixes,
 /// 15 fingerprint of the publication ("" without an idempotency key), 16 idempotency window (ms).
@@ -128,10 +133,9 @@ else
   end
 end
 local seq = int(redis.call('HINCRBY', meta, 'seq', 1))
-local frame = 'id: ' .. epoch .. '-' .. seq .. '\n' .. ARGV[2]
-redis.call('XADD', events, seq .. '-0', 'f', frame, 'e', epoch, 't', ARGV[3],
+redis.call('XADD', events, seq .. '-0', 'v', ARGV[2], 'e', epoch, 't', ARGV[3],
   'b', everyone and '1' or '0', 'ms', int(now), 'o', ARGV[11])
-redis.call('HINCRBY', meta, 'bytes', string.len(frame))
+redis.call('HINCRBY', meta, 'bytes', string.len(ARGV[2]))
 trim(meta, events, tonumber(ARGV[6]), tonumber(ARGV[7]), now - tonumber(ARGV[8]), 4)
 if fingerprint ~= '' then
   redis.call('SET', KEYS[4], fingerprint .. ' ' .. epoch .. ' ' .. seq .. ' ' .. int(delivered),
@@ -197,7 +201,8 @@ return {epoch, int(head), 'ok', int(math.max(after + 1, oldest))}
 /// ("" for none), 5 channels joined by "\n", 6 events the replay may still add, 7 bytes it may
 /// still add.
 ///
-/// Returns `{"ok", next seq, seq, frame, seq, frame...}` (next seq is above the head when the
+/// Returns `{"ok", next seq, seq, event, seq, event...}` (each event in its storage form, or
+/// as an SSE frame when an earlier release wrote it; next seq is above the head when the
 /// replay is complete), `{"history_gap"}` when events from the first seq on were trimmed since
 /// the replay started, or `{"replay_too_large"}` past the replay's cap.
 const REPLAY_PAGE: &str = r#"
@@ -234,14 +239,14 @@ for _, e in ipairs(batch) do
     end
   end
   if hit then
-    local frame = field(f, 'f') or ''
+    local event = event_of(f)
     events_left = events_left - 1
-    bytes_left = bytes_left - string.len(frame)
+    bytes_left = bytes_left - string.len(event)
     if events_left < 0 or bytes_left < 0 then
       return {'replay_too_large'}
     end
     out[#out + 1] = int(seq_of(e[1]))
-    out[#out + 1] = frame
+    out[#out + 1] = event
   end
 end
 if #batch >= count then
@@ -331,10 +336,9 @@ return out
 const APPEND: &str = r#"
 local function append(meta, events, epoch, now, body, channel, origin)
   local seq = int(redis.call('HINCRBY', meta, 'seq', 1))
-  local frame = 'id: ' .. epoch .. '-' .. seq .. '\n' .. body
-  redis.call('XADD', events, seq .. '-0', 'f', frame, 'e', epoch, 't', '\nc:' .. channel .. '\n',
+  redis.call('XADD', events, seq .. '-0', 'v', body, 'e', epoch, 't', '\nc:' .. channel .. '\n',
     'b', '0', 'ms', int(now), 'o', origin)
-  redis.call('HINCRBY', meta, 'bytes', string.len(frame))
+  redis.call('HINCRBY', meta, 'bytes', string.len(body))
   return seq
 end
 "#;
@@ -352,10 +356,10 @@ end
 /// ARGV: 1 epoch candidate, 2 channel hash prefix, 3 node id, 4 most events kept, 5 most bytes
 /// kept, 6 oldest age kept (ms), 7 the time for leave events (RFC 3339), 8 node TTL (ms), then
 /// 4 per change:
-/// "j" (join) or "l" (leave), channel, user, and for a join its frame without the `id:` line
-/// followed by the start of the user's leave event to keep (joined by "\n\n": the frame ends
-/// with its blank line), for a leave "". A leave event is the one kept at the join, so it names
-/// the user as the join did.
+/// "j" (join) or "l" (leave), channel, user, and for a join its event's storage form followed
+/// by the start of the user's leave event to keep (joined by "\n\n", which a storage form of
+/// a presence event never holds: its one line break follows the name), for a leave "". A
+/// leave event is the one kept at the join, so it names the user as the join did.
 ///
 /// Returns `{epoch, seq per change (0: nothing published)...}`.
 const PRESENCE: &str = r#"
@@ -373,7 +377,7 @@ for i = 9, #ARGV, 4 do
     local cut = string.find(ARGV[i + 3], '\n\n', 1, true)
     if cut and redis.call('HSETNX', mine, member, string.sub(ARGV[i + 3], cut + 2)) == 1 then
       if redis.call('HINCRBY', counts, user, 1) == 1 then
-        body = string.sub(ARGV[i + 3], 1, cut + 1)
+        body = string.sub(ARGV[i + 3], 1, cut - 1)
       end
     end
   else
@@ -383,7 +387,7 @@ for i = 9, #ARGV, 4 do
       local n = redis.call('HINCRBY', counts, user, -1)
       if n <= 0 then
         redis.call('HDEL', counts, user)
-        if n == 0 then body = leave .. '"' .. ARGV[7] .. '"}\n\n' end
+        if n == 0 then body = leave .. '"' .. ARGV[7] .. '"}' end
       end
     end
   end
@@ -447,7 +451,7 @@ for _, node in ipairs(gone) do
           redis.call('HDEL', counts, user)
           if n == 0 then
             if not epoch then epoch = ensure_meta(meta, events, ARGV[1], now) end
-            append(meta, events, epoch, now, leave .. '"' .. ARGV[8] .. '"}\n\n', channel, node)
+            append(meta, events, epoch, now, leave .. '"' .. ARGV[8] .. '"}', channel, node)
             published = published + 1
           end
         end

@@ -11,8 +11,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::ConnectionSnapshot;
+use crate::event::{Event, EventId};
 use crate::metrics::DisconnectReason;
 use crate::target::{ChannelName, ConnectionId, Fallback, Target, Targets, UserId};
+
+/// The event a stream entry (or a replay page) holds: its storage form
+/// ([`Event::stored_form`]), or the SSE frame a release before transport-neutral events wrote.
+/// `None` for text no Herald node wrote.
+pub(super) fn decode_event(id: EventId, text: &str) -> Option<Event> {
+    if let Some(event) = Event::from_stored_form(id, text) {
+        return Some(event);
+    }
+    let (_, name, payload) = crate::sse::frame::decode_stored_frame(text)?;
+    Some(Event::new(id, name, payload))
+}
 
 /// Encodes the targets of an event as `\n`-framed lines.
 pub(super) fn encode_targets(targets: &Targets) -> String {

@@ -1,5 +1,6 @@
-//! The body of one SSE response: the stream's opening frames, then whatever the hub queues in the
-//! connection's outbox, until the hub closes it or the client goes away.
+//! A connection's side of the hub: the bytes it must write, in its wire format, until the hub
+//! closes it or the client goes away. Every transport drains one of these; an HTTP streaming
+//! transport (SSE) returns it as the response body.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,13 +15,13 @@ use crate::metrics::DisconnectReason;
 use crate::registry::{Connection, Registry};
 use crate::target::ConnectionId;
 
-/// The stream of one connection, as an HTTP response body (and as a [`Stream`] of bytes for
-/// in-process use).
+/// The stream of one connection: a [`Stream`] of the bytes to write (for a socket transport or
+/// in-process use) and an HTTP response [`Body`] (for a streaming HTTP transport).
 ///
 /// Dropping it unregisters the connection: this is the one path shared by a client that hangs
 /// up, a write error and the server ending the response, so nothing is left behind.
 #[derive(Debug)]
-pub struct EventStream {
+pub struct Subscription {
     conn: Arc<Connection>,
     registry: Arc<Registry>,
     opening: Option<Bytes>,
@@ -32,9 +33,9 @@ pub struct EventStream {
 #[error("the stream was aborted: the client did not keep up")]
 pub struct StreamAborted;
 
-impl EventStream {
+impl Subscription {
     pub(crate) fn new(conn: Arc<Connection>, registry: Arc<Registry>) -> Self {
-        EventStream {
+        Subscription {
             conn,
             registry,
             opening: None,
@@ -64,7 +65,7 @@ impl EventStream {
     }
 }
 
-impl Body for EventStream {
+impl Body for Subscription {
     type Data = Bytes;
     type Error = StreamAborted;
 
@@ -82,7 +83,7 @@ impl Body for EventStream {
     }
 }
 
-impl Stream for EventStream {
+impl Stream for Subscription {
     type Item = Result<Bytes, StreamAborted>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -90,7 +91,7 @@ impl Stream for EventStream {
     }
 }
 
-impl Drop for EventStream {
+impl Drop for Subscription {
     fn drop(&mut self) {
         if self
             .registry

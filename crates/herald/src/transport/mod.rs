@@ -1,0 +1,179 @@
+//! What the hub core asks of a transport, and nothing more.
+//!
+//! A transport (SSE today; WebSocket, Socket.IO and Mercure next) is a module of its own that
+//! turns a client's request into a [`ConnectRequest`](crate::ConnectRequest), calls
+//! [`Hub::connect`](crate::Hub::connect), and writes what the returned
+//! [`Subscription`](crate::Subscription) yields to its socket. The core only needs to know how
+//! that transport encodes things, which is its [`WireFormat`]: the registry, the replay, the
+//! heartbeat and disconnects then work identically for every transport, and one user's tabs on
+//! different transports each get an event once.
+//!
+//! Each wire format encodes a published event at most once: the encoding is kept in the event
+//! (slot [`WireFormat::slot`] of [`Event`]), and every connection of that format shares the
+//! same bytes.
+
+pub(crate) mod outbox;
+mod subscription;
+
+pub use subscription::{StreamAborted, Subscription};
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::config::HeartbeatStyle;
+use crate::event::{Event, EventId, EventName, FORMAT_SLOTS};
+
+/// The encoding-cache slot of each wire format. One line per transport; a new transport takes
+/// the next free number below [`FORMAT_SLOTS`].
+pub mod slot {
+    /// Server-Sent Events (`text/event-stream`, [`crate::sse`]).
+    pub const SSE: usize = 0;
+    /// Free for the next transports (WebSocket JSON frames, Socket.IO, Mercure's SSE).
+    pub const NEXT: usize = 1;
+    /// The last slot, which tests use for their own formats.
+    pub const TEST: usize = super::FORMAT_SLOTS - 1;
+}
+
+/// How one transport writes events to its clients.
+///
+/// Implementations are stateless (usually a `static`): the registry holds a
+/// `&'static dyn WireFormat` per connection.
+pub trait WireFormat: Send + Sync + fmt::Debug + 'static {
+    /// The slot of this format in an event's encoding cache (see [`slot`]); two formats must
+    /// not share one.
+    fn slot(&self) -> usize;
+
+    /// A published event. Called at most once per event and format; the bytes are shared by
+    /// every connection of the format.
+    fn encode_event(&self, event: &Event) -> Bytes;
+
+    /// One of the hub's own events (`connected`, `disconnected`, `reset`), whose data is JSON
+    /// the hub built; `id` is the event id a client resumes from afterwards, when it moves.
+    fn encode_control(&self, id: Option<&EventId>, name: &EventName, data: &str) -> Bytes;
+
+    /// What keeps an idle connection alive and lets the client notice a dead one, in `style`
+    /// where the format has a choice; `data` is the JSON a heartbeat event carries.
+    fn encode_heartbeat(&self, style: HeartbeatStyle, data: &str) -> Bytes;
+
+    /// A hint of how long the client waits before it reconnects, where the format has one
+    /// (SSE: `retry:`). Sent before `connected`, and before `disconnected` at shutdown (each
+    /// client a different delay, so they come back spread out).
+    fn encode_retry(&self, delay: Duration) -> Option<Bytes> {
+        let _ = delay;
+        None
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_format {
+    //! A wire format for tests: one line per event, `<kind> <id> <name> <data>`.
+    use super::*;
+
+    /// Lines like `event 5f3a9c01b2d4-1 note {"n":1}`.
+    #[derive(Debug)]
+    pub(crate) struct Lines;
+
+    pub(crate) static LINES: Lines = Lines;
+
+    impl WireFormat for Lines {
+        fn slot(&self) -> usize {
+            slot::TEST
+        }
+        fn encode_event(&self, event: &Event) -> Bytes {
+            Bytes::from(format!(
+                "event {} {} {}\n",
+                event.id,
+                event.name,
+                event.payload.as_str()
+            ))
+        }
+        fn encode_control(&self, id: Option<&EventId>, name: &EventName, data: &str) -> Bytes {
+            let id = id.map(ToString::to_string).unwrap_or_default();
+            Bytes::from(format!("control {id} {name} {data}\n"))
+        }
+        fn encode_heartbeat(&self, _: HeartbeatStyle, data: &str) -> Bytes {
+            Bytes::from(format!("heartbeat {data}\n"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::event::{Epoch, Payload};
+
+    /// Counts its encodings.
+    #[derive(Debug)]
+    struct Counting(AtomicUsize, usize);
+
+    impl WireFormat for Counting {
+        fn slot(&self) -> usize {
+            self.1
+        }
+        fn encode_event(&self, event: &Event) -> Bytes {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Bytes::from(format!("{}:{}", self.1, event.payload.as_str()))
+        }
+        fn encode_control(&self, _: Option<&EventId>, _: &EventName, _: &str) -> Bytes {
+            Bytes::new()
+        }
+        fn encode_heartbeat(&self, _: HeartbeatStyle, _: &str) -> Bytes {
+            Bytes::new()
+        }
+    }
+
+    #[test]
+    fn each_format_encodes_an_event_once_and_shares_the_bytes() {
+        let a = Counting(AtomicUsize::new(0), slot::SSE);
+        let b = Counting(AtomicUsize::new(0), slot::TEST);
+        let id = EventId {
+            epoch: Epoch::random(),
+            seq: 1,
+        };
+        let event = Event::new(id, EventName::new("n").unwrap(), Payload::text("x"));
+        assert!(!event.is_encoded(slot::SSE));
+        let first = event.encoded(&a);
+        for _ in 0..100 {
+            let again = event.encoded(&a);
+            assert_eq!(again.as_ptr(), first.as_ptr(), "the same shared bytes");
+        }
+        assert_eq!(a.0.load(Ordering::SeqCst), 1);
+        assert!(event.is_encoded(slot::SSE) && !event.is_encoded(slot::TEST));
+        assert_eq!(&event.encoded(&b)[..], b"3:x");
+        assert_eq!(&event.encoded(&a)[..], b"0:x", "formats do not mix");
+        assert_eq!(b.0.load(Ordering::SeqCst), 1);
+        // A format beyond the cache still encodes (each time).
+        let c = Counting(AtomicUsize::new(0), FORMAT_SLOTS + 5);
+        event.encoded(&c);
+        event.encoded(&c);
+        assert_eq!(c.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn encodings_race_to_one() {
+        let a = std::sync::Arc::new(Counting(AtomicUsize::new(0), slot::NEXT));
+        let id = EventId {
+            epoch: Epoch::random(),
+            seq: 1,
+        };
+        let event = std::sync::Arc::new(Event::new(
+            id,
+            EventName::new("n").unwrap(),
+            Payload::text("x"),
+        ));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (a, event) = (a.clone(), event.clone());
+                std::thread::spawn(move || event.encoded(&*a))
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(&t.join().unwrap()[..], b"1:x");
+        }
+        assert_eq!(a.0.load(Ordering::SeqCst), 1);
+    }
+}
