@@ -6,38 +6,42 @@
 //! disconnects never look further, so they work the same for every transport.
 //!
 //! Connections are spread over shards (one per core by default), each with its own indices
-//! under its own `RwLock` and its own fan-out task. Publishing only counts the targeted
-//! connections and appends the event to every shard's queue, so it returns in microseconds
-//! whatever the audience; the shards' tasks then push the event, encoded once per wire format
-//! and shared, into their connections' outboxes in parallel, in queue order (so every connection sees events in id order). Fan-out
-//! never waits on a client: a connection whose outbox is full is evicted.
+//! ([`indices`]) under its own `RwLock` and its own fan-out task ([`fanout`]). Publishing only
+//! counts the targeted connections (O(1) for a single user, channel or connection) and appends
+//! the event to every shard's queue, so it returns in microseconds whatever the audience; the
+//! shards' tasks then push the event, encoded once per wire format and shared, into their
+//! connections' outboxes in parallel, in queue order (so every connection sees events in id
+//! order). Fan-out never waits on a client: a connection whose outbox is full is evicted.
+//! Presence (who is in which channel, join and leave changes) is in [`presence`].
 //!
 //! A small global mutex keeps what must be counted across shards: the limits (total, per user,
 //! per IP) and the per-channel presence counts. Register takes it, then the shard's write lock;
 //! remove takes the shard's, then the global one; nothing takes them the other way round while
 //! holding both.
 
-use std::collections::{HashMap, HashSet};
+mod fanout;
+mod indices;
+mod presence;
+
+pub(crate) use self::presence::{PresenceChange, UserPresence};
+
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use std::collections::VecDeque;
-
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
-use tokio::sync::Notify;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use tokio::sync::mpsc;
-
-use crate::engine::DeliveryReport;
+use self::fanout::Shard;
 use crate::error::{Error, Result};
-use crate::event::{Event, EventId, FORMAT_SLOTS};
+use crate::event::EventId;
 use crate::metrics::{DisconnectReason, Metrics, RejectReason};
-use crate::target::{ChannelName, ChannelPattern, ConnectionId, Fallback, Target, Targets, UserId};
-use crate::transport::outbox::{Outbox, PushError};
+use crate::target::{ChannelName, ChannelPattern, ConnectionId, UserId};
+use crate::transport::outbox::Outbox;
 use crate::transport::WireFormat;
 
 /// A handle that closes the transport under a connection (its TCP connection), for when ending
@@ -98,14 +102,6 @@ pub(crate) fn ip_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The indices of one shard.
-#[derive(Debug, Default)]
-struct Indices {
-    by_id: HashMap<ConnectionId, Arc<Connection>>,
-    by_user: HashMap<UserId, Vec<Arc<Connection>>>,
-    by_channel: HashMap<ChannelName, HashMap<ConnectionId, Arc<Connection>>>,
-}
-
 /// Counts kept across shards.
 #[derive(Debug, Default)]
 struct Global {
@@ -125,47 +121,6 @@ struct Global {
 
 /// A user's connections to one presence channel, and the display name the first one gave.
 type PresenceCount = (usize, Option<Arc<str>>);
-
-/// An event waiting for a shard's fan-out.
-#[derive(Debug)]
-struct Dispatch {
-    event: Arc<Event>,
-    targets: Arc<Targets>,
-    /// Everyone gets it (a broadcast, or a fallback that fired).
-    everyone: bool,
-}
-
-/// One shard: its connections and its queue of events to fan out.
-#[derive(Debug, Default)]
-struct Shard {
-    indices: RwLock<Indices>,
-    queue: Mutex<ShardQueue>,
-    queued: Notify,
-}
-
-/// A shard's pending events, and whether its task is pushing a batch right now.
-#[derive(Debug, Default)]
-struct ShardQueue {
-    events: VecDeque<Dispatch>,
-    busy: bool,
-}
-
-/// Events for at most this many connections of a shard are pushed by the publisher itself when
-/// the shard is idle, saving a task wake-up per targeted publish; larger audiences go through
-/// the shard's task.
-const INLINE_FAN_OUT: usize = 16;
-
-/// Most events waiting in one shard's queue; beyond, publishing answers "overloaded".
-const MAX_QUEUED_EVENTS: usize = 65_536;
-
-/// A user's first connection to a presence channel opened, or their last one closed.
-#[derive(Debug, Clone)]
-pub(crate) struct PresenceChange {
-    pub(crate) joined: bool,
-    pub(crate) channel: ChannelName,
-    pub(crate) user: UserId,
-    pub(crate) username: Option<Arc<str>>,
-}
 
 /// Limits checked when a connection registers.
 #[derive(Debug, Clone, Copy)]
@@ -238,19 +193,6 @@ impl Registry {
 
     fn shard(&self, id: ConnectionId) -> &Shard {
         &self.shards[id.shard_index(self.shards.len())]
-    }
-
-    fn has_presence_events(&self, channel: &ChannelName) -> bool {
-        self.presence_channels.iter().any(|p| p.matches(channel))
-    }
-
-    fn emit(&self, changes: Vec<PresenceChange>) {
-        let Some(tx) = &self.presence_tx else { return };
-        for change in changes {
-            if tx.try_send(change).is_err() {
-                tracing::warn!("presence queue full; a presence event was dropped");
-            }
-        }
     }
 
     /// Adds a connection, unless a limit forbids it.
@@ -457,155 +399,6 @@ impl Registry {
         }
     }
 
-    /// True when a shard's fan-out queue is so long that publishing should pause.
-    pub(crate) fn is_overloaded(&self) -> bool {
-        self.shards
-            .iter()
-            .any(|s| s.queue.lock().events.len() >= MAX_QUEUED_EVENTS)
-    }
-
-    /// Counts the connections `targets` selects (each once) and queues `event` for every
-    /// shard's fan-out. Returns at once; the shards' tasks do the pushing (each connection gets
-    /// the event in its wire format, encoded once per format). Callers queue events in id order.
-    pub(crate) fn deliver(&self, event: &Arc<Event>, targets: &Targets) -> DeliveryReport {
-        let id = event.id;
-        let everyone_targeted = targets.is_broadcast();
-        // Counted under the global lock, which `register` also holds: a connection is either
-        // counted for this event (and gets it: it registered before, so its start position is
-        // older) or not (and drops it: its start position is this event or newer).
-        let mut global = self.global.lock();
-        global.position = Some(id);
-        // Per shard, so that only shards holding a targeted connection are woken: a publish to
-        // one user wakes one shard task, not all of them.
-        let per_shard: Vec<usize> = if everyone_targeted {
-            Vec::new()
-        } else {
-            self.shards
-                .iter()
-                .map(|s| visit_targets(&s.indices.read(), targets.list(), &mut |_| {}))
-                .collect()
-        };
-        let matched: usize = if everyone_targeted {
-            global.connections
-        } else {
-            per_shard.iter().sum()
-        };
-        let fell_back =
-            !everyone_targeted && matched == 0 && targets.fallback() == Fallback::Broadcast;
-        let everyone = everyone_targeted || fell_back;
-        let report = DeliveryReport {
-            delivered: if fell_back {
-                global.connections
-            } else {
-                matched
-            },
-            fell_back,
-        };
-        drop(global);
-        if report.delivered == 0 {
-            return report;
-        }
-        let mut shared_targets: Option<Arc<Targets>> = None;
-        for (i, shard) in self.shards.iter().enumerate() {
-            if !everyone && per_shard[i] == 0 {
-                continue;
-            }
-            let mut queue = shard.queue.lock();
-            if !everyone && per_shard[i] <= INLINE_FAN_OUT && !queue.busy && queue.events.is_empty()
-            {
-                // Nothing older is pending or being pushed in this shard (checked under its
-                // queue lock, which its task needs to start a batch): pushing now keeps order.
-                let mut slow = Vec::new();
-                let pushed = {
-                    let ix = shard.indices.read();
-                    push_to_targets(&ix, event, targets, false, &mut slow)
-                };
-                drop(queue);
-                for conn in &slow {
-                    self.evict(conn);
-                }
-                self.metrics.events_delivered.inc_by(pushed);
-                continue;
-            }
-            let targets = shared_targets
-                .get_or_insert_with(|| Arc::new(targets.clone()))
-                .clone();
-            queue.events.push_back(Dispatch {
-                event: event.clone(),
-                targets,
-                everyone,
-            });
-            drop(queue);
-            shard.queued.notify_one();
-        }
-        report
-    }
-
-    /// The fan-out task of shard `index`: pushes queued events into its connections' outboxes,
-    /// in queue order, until `cancel`.
-    pub(crate) async fn run_shard(self: Arc<Self>, index: usize, cancel: CancellationToken) {
-        loop {
-            let shard = &self.shards[index];
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = shard.queued.notified() => {}
-            }
-            self.fan_out(index);
-        }
-    }
-
-    /// Pushes everything queued in shard `index` (also used directly by tests).
-    pub(crate) fn fan_out(&self, index: usize) {
-        let shard = &self.shards[index];
-        loop {
-            let batch = {
-                let mut queue = shard.queue.lock();
-                if queue.events.is_empty() {
-                    queue.busy = false;
-                    return;
-                }
-                queue.busy = true;
-                std::mem::take(&mut queue.events)
-            };
-            let mut slow = Vec::new();
-            let mut pushed = 0u64;
-            {
-                let ix = shard.indices.read();
-                for d in &batch {
-                    pushed += push_to_targets(&ix, &d.event, &d.targets, d.everyone, &mut slow);
-                }
-            }
-            for conn in &slow {
-                self.evict(conn);
-            }
-            self.metrics.events_delivered.inc_by(pushed);
-        }
-    }
-
-    /// Queues what `encode` makes to every connection (heartbeats), encoded once per wire
-    /// format. Full outboxes are evicted.
-    pub(crate) fn push_all(&self, encode: &Encode<'_>) {
-        let mut encoded: [Option<Bytes>; FORMAT_SLOTS] = Default::default();
-        for shard in self.shards.iter() {
-            let mut slow = Vec::new();
-            {
-                let ix = shard.indices.read();
-                for conn in ix.by_id.values() {
-                    let frame = match encoded.get_mut(conn.format.slot()) {
-                        Some(slot) => slot.get_or_insert_with(|| encode(conn.format)).clone(),
-                        None => encode(conn.format),
-                    };
-                    if conn.outbox.push(frame) == Err(PushError::Full) {
-                        slow.push(conn.clone());
-                    }
-                }
-            }
-            for conn in &slow {
-                self.evict(conn);
-            }
-        }
-    }
-
     /// The ids of the connections of `users` and of the listed `connections` that exist.
     pub(crate) fn select(
         &self,
@@ -699,84 +492,6 @@ impl Registry {
         self.global.lock().connections
     }
 
-    /// The users connected to `channel`, with their connection counts, and how many anonymous
-    /// connections it has.
-    pub(crate) fn channel_presence(&self, channel: &ChannelName) -> (Vec<UserPresence>, usize) {
-        let mut users: HashMap<UserId, UserPresence> = HashMap::new();
-        let mut anonymous = 0;
-        for shard in self.shards.iter() {
-            let ix = shard.indices.read();
-            for conn in ix
-                .by_channel
-                .get(channel)
-                .into_iter()
-                .flat_map(HashMap::values)
-            {
-                let Some(user) = &conn.user else {
-                    anonymous += 1;
-                    continue;
-                };
-                let p = users.entry(user.clone()).or_insert_with(|| UserPresence {
-                    user: user.clone(),
-                    username: None,
-                    connections: 0,
-                    first_connected_at: conn.opened_at_wall,
-                });
-                p.connections += 1;
-                p.first_connected_at = p.first_connected_at.min(conn.opened_at_wall);
-                if p.username.is_none() {
-                    p.username = conn.username.clone();
-                }
-            }
-        }
-        let mut list: Vec<UserPresence> = users.into_values().collect();
-        list.sort_by(|a, b| {
-            a.first_connected_at
-                .cmp(&b.first_connected_at)
-                .then(a.user.cmp(&b.user))
-        });
-        (list, anonymous)
-    }
-
-    /// Every user of a presence channel on this node, for engines that share presence events
-    /// between nodes.
-    pub(crate) fn presence_members(&self) -> Vec<crate::engine::PresenceMember> {
-        let global = self.global.lock();
-        global
-            .presence
-            .iter()
-            .flat_map(|(channel, users)| {
-                users
-                    .iter()
-                    .map(move |(user, (_, username))| crate::engine::PresenceMember {
-                        channel: channel.clone(),
-                        user: user.clone(),
-                        username: username.clone(),
-                    })
-            })
-            .collect()
-    }
-
-    /// Every connection, for engines that share presence between nodes.
-    pub(crate) fn snapshot(&self) -> Vec<crate::engine::ConnectionSnapshot> {
-        let mut list = Vec::with_capacity(self.len());
-        for shard in self.shards.iter() {
-            let ix = shard.indices.read();
-            list.extend(
-                ix.by_id
-                    .values()
-                    .map(|c| crate::engine::ConnectionSnapshot {
-                        id: c.id,
-                        user: c.user.clone(),
-                        username: c.username.clone(),
-                        channels: c.channels.clone(),
-                        connected_at: c.opened_at_wall,
-                    }),
-            );
-        }
-        list
-    }
-
     /// The connections of `user`, oldest first.
     pub(crate) fn user_connections(&self, user: &UserId) -> Vec<ConnectionInfo> {
         let mut list: Vec<ConnectionInfo> = Vec::new();
@@ -800,19 +515,6 @@ impl Registry {
     }
 }
 
-/// One user in a channel's presence list.
-#[derive(Debug, Clone)]
-pub struct UserPresence {
-    /// The user.
-    pub user: UserId,
-    /// Their display name, if a connection gave one.
-    pub username: Option<Arc<str>>,
-    /// Their connections to the channel.
-    pub connections: usize,
-    /// When their oldest connection to the channel opened.
-    pub first_connected_at: SystemTime,
-}
-
 /// One connection of a user.
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
@@ -826,80 +528,12 @@ pub struct ConnectionInfo {
     pub connected_at: SystemTime,
 }
 
-/// Pushes `event` into the outbox of every connection of `ix` that `targets` selects (or all of
-/// them when `everyone`), in each connection's wire format; collects the full ones in `slow`.
-/// Returns how many took it.
-fn push_to_targets(
-    ix: &Indices,
-    event: &Event,
-    targets: &Targets,
-    everyone: bool,
-    slow: &mut Vec<Arc<Connection>>,
-) -> u64 {
-    let mut pushed = 0u64;
-    let seq = event.id.seq;
-    let mut push =
-        |conn: &Arc<Connection>| match conn.outbox.push_event(seq, event.encoded(conn.format)) {
-            Ok(true) => pushed += 1,
-            Ok(false) | Err(PushError::Closed) => {}
-            Err(PushError::Full) => slow.push(conn.clone()),
-        };
-    if everyone {
-        ix.by_id.values().for_each(&mut push);
-    } else {
-        visit_targets(ix, targets.list(), &mut push);
-    }
-    pushed
-}
-
-/// Calls `f` once for every connection the targets select and returns how many that was.
-fn visit_targets(ix: &Indices, list: &[Target], f: &mut impl FnMut(&Arc<Connection>)) -> usize {
-    let mut count = 0;
-    if let [single] = list {
-        // One target never selects a connection twice: no need to remember what was visited.
-        let mut visit = |c: &Arc<Connection>| {
-            count += 1;
-            f(c);
-        };
-        match single {
-            Target::User(u) => ix.by_user.get(u).into_iter().flatten().for_each(&mut visit),
-            Target::Connection(id) => ix.by_id.get(id).into_iter().for_each(&mut visit),
-            Target::Channel(c) => ix
-                .by_channel
-                .get(c)
-                .into_iter()
-                .flat_map(HashMap::values)
-                .for_each(&mut visit),
-            Target::Broadcast => ix.by_id.values().for_each(&mut visit),
-        }
-        return count;
-    }
-    let mut seen = HashSet::new();
-    let mut visit = |c: &Arc<Connection>| {
-        if seen.insert(c.id) {
-            count += 1;
-            f(c);
-        }
-    };
-    for target in list {
-        match target {
-            Target::User(u) => ix.by_user.get(u).into_iter().flatten().for_each(&mut visit),
-            Target::Connection(id) => ix.by_id.get(id).into_iter().for_each(&mut visit),
-            Target::Channel(c) => ix
-                .by_channel
-                .get(c)
-                .into_iter()
-                .flat_map(HashMap::values)
-                .for_each(&mut visit),
-            Target::Broadcast => ix.by_id.values().for_each(&mut visit),
-        }
-    }
-    count
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::DeliveryReport;
+    use crate::event::Event;
+    use crate::target::{Fallback, Target, Targets};
     use std::task::{Context, Poll, Waker};
 
     use crate::transport::outbox::Drained;
