@@ -1,5 +1,5 @@
 //! The live connections of this node, of every transport, indexed by id, by user and by channel,
-//! and the fan-out of an event to the connections a [`Targets`] selects.
+//! and the fan-out of an event to the connections a [`Targets`](crate::Targets) selects.
 //!
 //! A connection is transport-agnostic: identity, channels, an outbox of bytes and the
 //! [`WireFormat`] its transport writes. Targeting, limits, presence, eviction, resume and
