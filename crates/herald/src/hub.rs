@@ -22,8 +22,8 @@ use crate::engine::{
     Publication, Published,
 };
 use crate::error::{Error, Result};
-use crate::event::{Event, EventId, EventName, Payload};
-use crate::history::{HistoryStats, Replay, ReplayCap, ReplayFilter};
+use crate::event::{Event, EventName, Payload};
+use crate::history::{HistoryStats, ReplayCap};
 use crate::metrics::{DisconnectReason, Metrics};
 use crate::registry::{
     Connection, ConnectionInfo, Limits, PresenceChange, Registry, TransportCloser, UserPresence,
@@ -32,7 +32,7 @@ use crate::sse::frame;
 use crate::sse::EventStream;
 use crate::target::{ChannelName, ConnectionId, Target, Targets, UserId};
 use crate::transport::outbox::Outbox;
-use crate::transport::WireFormat;
+use crate::transport::{resume, WireFormat};
 
 /// Most channels one connection may subscribe to.
 pub const MAX_CHANNELS_PER_CONNECTION: usize = 64;
@@ -373,68 +373,18 @@ impl Hub {
         }
         // From here on, dropping `stream` (an error below, or the client leaving) unregisters.
         let mut stream = EventStream::new(conn.clone(), inner.registry.clone());
-        let connected_id = match resume_from {
-            None => {
-                // A fresh client starts right after the last event counted for delivery before
-                // it registered: every later event was counted for it (`delivered`) and reaches
-                // it live; earlier ones still being fanned out are dropped (they did not count
-                // it). Its `connected` event carries that id, so even a client that has
-                // received nothing yet resumes from the right place after a blip. Before this
-                // node delivered its first event, nothing can be dropped: it starts at the
-                // engine's head and keeps everything that arrives.
-                let (start, floor) = match position {
-                    Some(position) => (position, position.seq),
-                    None => (inner.engine.head().await?, 0),
-                };
-                conn.outbox.release([], floor);
-                Some(start)
-            }
-            Some(text) => {
-                let filter = ReplayFilter {
-                    user: conn.user.clone(),
-                    channels: conn.channels.clone(),
-                };
-                // The engine pages through its history and stops at the cap, so a resume costs
-                // at most that much, whatever id it names.
-                let cap = ReplayCap {
-                    max_events: inner.config.max_replay_events,
-                    max_bytes: inner.config.max_replay_bytes,
-                };
-                let replay = match text.parse::<EventId>() {
-                    Ok(after) => inner.engine.replay(after, &filter, cap).await?,
-                    Err(_) => Replay::Reset {
-                        reason: crate::history::ResetReason::UnknownEpoch,
-                        head: inner.engine.head().await?,
-                    },
-                };
-                match replay {
-                    Replay::Events { events, head } => {
-                        inner.metrics.resumed(events.len());
-                        let format = conn.format;
-                        conn.outbox
-                            .release(events.iter().map(|e| e.encoded(format)), head.seq);
-                    }
-                    Replay::Reset { reason, head } => {
-                        inner.metrics.reset();
-                        // The reset carries the head id: the client's next resume starts there.
-                        // It is queued before any held live event (floor 0 keeps them all).
-                        let data = json!({
-                            "reason": reason.as_str(),
-                            "lastEventId": text,
-                            "message": "Events may have been missed; refetch your state",
-                        });
-                        let reset = conn.format.encode_control(
-                            Some(&head),
-                            &EventName::system("reset"),
-                            &data.to_string(),
-                        );
-                        conn.outbox.release([reset], 0);
-                    }
-                }
-                // A resuming client keeps its own last id until the replay or reset moves it.
-                None
-            }
-        };
+        let connected_id = resume::start(
+            &conn,
+            position,
+            resume_from,
+            inner.engine.as_ref(),
+            ReplayCap {
+                max_events: inner.config.max_replay_events,
+                max_bytes: inner.config.max_replay_bytes,
+            },
+            &inner.metrics,
+        )
+        .await?;
         let connected = json!({
             "connectionId": conn.id,
             "userId": conn.user,
@@ -474,146 +424,6 @@ impl Hub {
             .publish_seconds
             .observe(started.elapsed().as_secs_f64());
         Ok(published)
-    }
-
-    async fn send(
-        &self,
-        name: &str,
-        data: &(impl Serialize + ?Sized),
-        targets: Targets,
-    ) -> Result<Published> {
-        self.publish(Publication {
-            name: EventName::new(name)?,
-            payload: Payload::json(data)?,
-            targets,
-            idempotency: None,
-        })
-        .await
-    }
-
-    /// Sends `data` as event `event` to one connection.
-    ///
-    /// # Errors
-    /// As [`Hub::publish`], and [`Error::Invalid`] for a bad event name or unencodable data.
-    pub async fn send_to_connection(
-        &self,
-        connection: ConnectionId,
-        event: &str,
-        data: &(impl Serialize + ?Sized),
-    ) -> Result<Published> {
-        self.send(event, data, Targets::one(Target::Connection(connection)))
-            .await
-    }
-
-    /// Sends to every connection of a user.
-    ///
-    /// # Errors
-    /// As [`Hub::send_to_connection`].
-    pub async fn send_to_user(
-        &self,
-        user: &UserId,
-        event: &str,
-        data: &(impl Serialize + ?Sized),
-    ) -> Result<Published> {
-        self.send(event, data, Targets::one(Target::User(user.clone())))
-            .await
-    }
-
-    /// Sends to every connection of these users, each once.
-    ///
-    /// # Errors
-    /// As [`Hub::send_to_connection`], and [`Error::Invalid`] for an empty list.
-    pub async fn send_to_users(
-        &self,
-        users: &[UserId],
-        event: &str,
-        data: &(impl Serialize + ?Sized),
-    ) -> Result<Published> {
-        let targets = Targets::new(
-            users.iter().cloned().map(Target::User).collect(),
-            Default::default(),
-        )?;
-        self.send(event, data, targets).await
-    }
-
-    /// Sends to every subscriber of a channel.
-    ///
-    /// # Errors
-    /// As [`Hub::send_to_connection`].
-    pub async fn send_to_channel(
-        &self,
-        channel: &ChannelName,
-        event: &str,
-        data: &(impl Serialize + ?Sized),
-    ) -> Result<Published> {
-        self.send(event, data, Targets::one(Target::Channel(channel.clone())))
-            .await
-    }
-
-    /// Sends to every connection.
-    ///
-    /// # Errors
-    /// As [`Hub::send_to_connection`].
-    pub async fn broadcast(
-        &self,
-        event: &str,
-        data: &(impl Serialize + ?Sized),
-    ) -> Result<Published> {
-        self.send(event, data, Targets::broadcast()).await
-    }
-
-    /// Sends event `notification` with `{"message": message}` to a user.
-    ///
-    /// # Errors
-    /// As [`Hub::send_to_connection`].
-    pub async fn notify_user(&self, user: &UserId, message: &str) -> Result<Published> {
-        self.send_to_user(user, "notification", &json!({ "message": message }))
-            .await
-    }
-
-    /// Sends event `notification` with `{"message": message}` to everyone.
-    ///
-    /// # Errors
-    /// As [`Hub::send_to_connection`].
-    pub async fn notify_all(&self, message: &str) -> Result<Published> {
-        self.broadcast("notification", &json!({ "message": message }))
-            .await
-    }
-
-    /// Sends event `alert` with `{"message", "severity"}` to a user.
-    ///
-    /// # Errors
-    /// As [`Hub::send_to_connection`].
-    pub async fn send_alert(
-        &self,
-        user: &UserId,
-        message: &str,
-        severity: Severity,
-    ) -> Result<Published> {
-        self.send_to_user(
-            user,
-            "alert",
-            &json!({ "message": message, "severity": severity }),
-        )
-        .await
-    }
-
-    /// Sends event `update` with `{"type": update_type, "payload": payload}` to a user.
-    ///
-    /// # Errors
-    /// As [`Hub::send_to_connection`].
-    pub async fn send_update(
-        &self,
-        user: &UserId,
-        update_type: &str,
-        payload: &(impl Serialize + ?Sized),
-    ) -> Result<Published> {
-        self.send_to_user(
-            user,
-            "update",
-            &json!({ "type": update_type, "payload": payload }),
-        )
-        .await
     }
 
     /// Ends the connections of these users and these connection ids, each with a
@@ -780,20 +590,6 @@ impl Hub {
         tracing::info!(closed, "hub shut down");
         closed
     }
-}
-
-/// Severity of an alert sent with [`Hub::send_alert`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Informational.
-    Info,
-    /// Success.
-    Success,
-    /// Needs attention.
-    Warning,
-    /// Something failed.
-    Error,
 }
 
 /// Most expiry registrations waiting for the expiry task.

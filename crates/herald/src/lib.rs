@@ -9,6 +9,7 @@
 //! | Module | What it is |
 //! |---|---|
 //! | [`hub`] | [`Hub`], the facade: connect, publish, disconnect, stats, shutdown |
+//! | [`helpers`] | backend conveniences over [`Hub::publish`]: `send_to_user`, `notify_user`, `send_alert`, [`Severity`]… |
 //! | `registry` (private) | live connections of every transport, indexed by id, user and channel; fan-out |
 //! | [`transport`] | what the core asks of a transport: its [`WireFormat`](transport::WireFormat), the connection's [`Subscription`] and outbox |
 //! | [`engine`] | the [`Engine`](engine::Engine) trait between nodes; [`MemoryEngine`](engine::MemoryEngine) (one process, optional durable window) and [`RedisEngine`](engine::RedisEngine) (a cluster on Redis) |
@@ -96,6 +97,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod helpers;
 pub mod history;
 pub mod http;
 pub mod hub;
@@ -109,7 +111,8 @@ pub mod transport;
 
 pub use error::{Error, InvalidInput, Result};
 pub use event::{Event, EventId, EventName, Payload, PayloadKind};
-pub use hub::{ConnectRequest, Hub, Severity, Stats};
+pub use helpers::Severity;
+pub use hub::{ConnectRequest, Hub, Stats};
 pub use registry::{RegistryCounts, TransportCloser};
 pub use target::{ChannelName, ConnectionId, Fallback, Target, Targets, UserId};
 pub use transport::{Subscription, WireFormat};

@@ -13,6 +13,7 @@
 //! same bytes.
 
 pub(crate) mod outbox;
+pub(crate) mod resume;
 mod subscription;
 
 pub use subscription::{StreamAborted, Subscription};
