@@ -40,8 +40,10 @@ export type { HeraldErrorBody, HeraldErrorCode } from './errors.js';
 export interface PublishBody<T = unknown> {
   /** Event name, `[A-Za-z0-9_.:-]{1,64}`. */
   event: string;
-  /** Any JSON value. */
-  data: T;
+  /** Any JSON value, sent as its JSON encoding. Give exactly one of `data` and `text`. */
+  data?: T;
+  /** Raw text, delivered exactly as it is (`e.data` is the text, not a JSON string). */
+  text?: string;
   users?: string[];
   connections?: string[];
   channels?: string[];
