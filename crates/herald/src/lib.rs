@@ -8,17 +8,25 @@
 //!
 //! | Module | What it is |
 //! |---|---|
-//! | [`hub`] | [`Hub`], the facade: connect, publish, disconnect, stats, shutdown |
+//! | [`hub`] | [`Hub`], the facade: start, connect, publish, disconnect, stats, shutdown; `hub/tasks.rs`: its background loops (heartbeat, sweep, token expiry, presence) |
 //! | `registry` (private) | live connections indexed by id, user and channel; fan-out |
 //! | [`engine`] | the [`Engine`](engine::Engine) trait between nodes; [`MemoryEngine`](engine::MemoryEngine) (one process, optional durable window) and [`RedisEngine`](engine::RedisEngine) (a cluster on Redis) |
 //! | [`sse`] | the wire format ([`sse::frame`]), the per-connection outbox and response body |
 //! | [`event`], [`target`] | newtypes: event names, ids, payloads; user, channel and connection ids; [`Target`] |
 //! | [`http`] | the HTTP API: [`http::router`] and its handlers |
 //! | [`server`] | [`server::serve`]: accept loop, graceful shutdown |
+//! | [`lifecycle`] | [`Lifecycle`]: the one tree of cancellation tokens and tracked tasks, from `serve` through the hub to the engine |
 //! | [`config`], [`error`], [`metrics`] | settings with defaults, the schema of every `herald serve` setting ([`config::Settings`]) and [`Hub::from_config`]; errors; Prometheus metrics |
 //!
 //! The hub core (`hub`, `registry`, `engine`) knows nothing of HTTP; `http` and `server` are a
 //! thin layer around it. The `herald` binary only parses configuration and calls `serve`.
+//!
+//! Nothing spawns a task when it is constructed. The binary makes one root [`Lifecycle`];
+//! [`Hub::start`] runs the hub's background loops (`hub::tasks`: heartbeat, sweep, token
+//! expiry, presence) and the fan-out shards on a child of it and starts the engine on a child
+//! of that; [`server::serve`] runs the connections on the root, and when the root is cancelled
+//! shuts down in order (stop accepting, end the streams, stop the loops and the engine, wait
+//! for the connections).
 //!
 //! ## The life of one event
 //!
@@ -51,14 +59,19 @@
 //! library reads no environment variable.
 //!
 //! ```no_run
-//! use herald::{config::{HubConfig, HttpConfig}, http, Hub, UserId};
+//! use herald::{config::{HubConfig, HttpConfig}, http, Hub, Lifecycle, UserId};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let hub = Hub::new(HubConfig::default());
+//! let lifecycle = Lifecycle::new();
+//! let hub = Hub::start_in_memory(HubConfig::default(), &lifecycle);
 //! let app = axum::Router::new().merge(http::router(http::AppState::new(hub.clone(), HttpConfig::default())));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! tokio::spawn(async move { axum::serve(listener, app).await });
 //! hub.notify_user(&UserId::new("alice")?, "Your order shipped").await?;
+//! // At exit: stop everything, end the streams, then wait for what is left.
+//! lifecycle.cancel();
+//! hub.shutdown().await;
+//! lifecycle.wait(std::time::Duration::from_secs(5)).await;
 //! # Ok(()) }
 //! ```
 //!
@@ -71,11 +84,12 @@
 //!     serde_json::from_str(r#"{"heartbeat_interval": "5s", "data_dir": "/var/lib/herald"}"#)?;
 //! let config = settings.into_config()?;
 //! config.validate()?;
-//! let hub = herald::Hub::from_config(&config).await?;
+//! let lifecycle = herald::Lifecycle::new(); // cancel it to shut down
+//! let hub = herald::Hub::from_config(&config, &lifecycle).await?;
 //! let state = herald::http::AppState::new(hub, config.http.clone());
 //! let listener = herald::server::bind(&config)?;
 //! let options = herald::server::ServerOptions::from_config(&config)?;
-//! herald::server::serve(listener, state, tokio_util::sync::CancellationToken::new(), options).await?;
+//! herald::server::serve(listener, state, lifecycle, options).await?;
 //! # Ok(()) }
 //! ```
 
@@ -89,6 +103,7 @@ pub mod history;
 pub mod http;
 pub mod hub;
 pub mod idempotency;
+pub mod lifecycle;
 pub mod metrics;
 mod registry;
 pub mod server;
@@ -98,5 +113,6 @@ pub mod target;
 pub use error::{Error, InvalidInput, Result};
 pub use event::{Event, EventId, EventName, Payload};
 pub use hub::{ConnectRequest, Hub, Severity, Stats};
+pub use lifecycle::Lifecycle;
 pub use registry::{RegistryCounts, TransportCloser};
 pub use target::{ChannelName, ConnectionId, Fallback, Target, Targets, UserId};
