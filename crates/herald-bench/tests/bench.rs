@@ -33,16 +33,12 @@ impl Server {
         config.validate().expect("valid configuration");
         let listener = TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let hub = Hub::new(config.hub.clone());
+        let lifecycle = herald::Lifecycle::new();
+        let hub = Hub::start_in_memory(config.hub.clone(), &lifecycle);
         let state = AppState::new(hub.clone(), config.http.clone());
-        let cancel = CancellationToken::new();
+        let cancel = lifecycle.token().clone();
         let options = herald::server::ServerOptions::from_config(&config).unwrap();
-        let task = tokio::spawn(herald::server::serve(
-            listener,
-            state,
-            cancel.clone(),
-            options,
-        ));
+        let task = tokio::spawn(herald::server::serve(listener, state, lifecycle, options));
         Server {
             addr,
             hub,

@@ -15,10 +15,9 @@ use axum::{Json, Router};
 use herald::config::{HttpConfig, HubConfig};
 use herald::http::{self, AppState};
 use herald::server::ServerOptions;
-use herald::{Hub, Severity, UserId};
+use herald::{Hub, Lifecycle, Severity, UserId};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
 #[derive(Deserialize)]
 struct ShipQuery {
@@ -47,10 +46,15 @@ async fn ship_order(
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let hub = Hub::new(HubConfig {
-        heartbeat_interval: Duration::from_secs(20),
-        ..HubConfig::default()
-    });
+    // One root for every task: the hub's loops run on a child of it, the connections on it.
+    let lifecycle = Lifecycle::new();
+    let hub = Hub::start_in_memory(
+        HubConfig {
+            heartbeat_interval: Duration::from_secs(20),
+            ..HubConfig::default()
+        },
+        &lifecycle,
+    );
     let app = Router::new()
         .route("/orders/{id}/ship", post(ship_order))
         .with_state(hub.clone())
@@ -61,11 +65,11 @@ async fn main() -> std::io::Result<()> {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://{}", listener.local_addr()?);
-    let shutdown = CancellationToken::new();
-    let on_ctrl_c = shutdown.clone();
+    let on_ctrl_c = lifecycle.clone();
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
         on_ctrl_c.cancel();
     });
-    herald::server::serve_router(listener, app, hub, shutdown, ServerOptions::default()).await
+    // Until Ctrl-C; then stops accepting, ends the streams, stops the hub, waits for the rest.
+    herald::server::serve_router(listener, app, hub, lifecycle, ServerOptions::default()).await
 }

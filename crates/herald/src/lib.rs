@@ -8,7 +8,7 @@
 //!
 //! | Module | What it is |
 //! |---|---|
-//! | [`hub`] | [`Hub`], the facade: connect, publish, disconnect, stats, shutdown |
+//! | [`hub`] | [`Hub`], the facade: start, connect, publish, disconnect, stats, shutdown; `hub/tasks.rs`: its background loops (heartbeat, sweep, token expiry, presence) |
 //! | [`helpers`] | backend conveniences over [`Hub::publish`]: `send_to_user`, `notify_user`, `send_alert`, [`Severity`]… |
 //! | `registry` (private) | live connections of every transport, indexed by id, user and channel; fan-out |
 //! | [`transport`] | what the core asks of a transport: its [`WireFormat`](transport::WireFormat), the connection's [`Subscription`] and outbox |
@@ -18,11 +18,19 @@
 //! | [`history`] | the replay window (events, not bytes) and its limits |
 //! | [`http`] | the HTTP API: [`http::router`] and its handlers (the SSE `GET` among them) |
 //! | [`server`] | [`server::serve`]: accept loop, the lean HTTP/1.1 stream writer, graceful shutdown |
+//! | [`lifecycle`] | [`Lifecycle`]: the one tree of cancellation tokens and tracked tasks, from `serve` through the hub to the engine |
 //! | [`config`], [`error`], [`metrics`] | settings with defaults, the schema of every `herald serve` setting ([`config::Settings`]) and [`Hub::from_config`]; errors; Prometheus metrics |
 //!
 //! The hub core (`hub`, `registry`, `engine`, `transport`) knows nothing of HTTP or of any one
 //! wire format; `sse`, `http` and `server` are layers around it. The `herald` binary only parses
 //! configuration and calls `serve`.
+//!
+//! Nothing spawns a task when it is constructed. The binary makes one root [`Lifecycle`];
+//! [`Hub::start`] runs the hub's background loops (`hub::tasks`: heartbeat, sweep, token
+//! expiry, presence) and the fan-out shards on a child of it and starts the engine on a child
+//! of that; [`server::serve`] runs the connections on the root, and when the root is cancelled
+//! shuts down in order (stop accepting, end the streams, stop the loops and the engine, wait
+//! for the connections).
 //!
 //! ## The life of one event
 //!
@@ -63,14 +71,19 @@
 //! library reads no environment variable.
 //!
 //! ```no_run
-//! use herald::{config::{HubConfig, HttpConfig}, http, Hub, UserId};
+//! use herald::{config::{HubConfig, HttpConfig}, http, Hub, Lifecycle, UserId};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let hub = Hub::new(HubConfig::default());
+//! let lifecycle = Lifecycle::new();
+//! let hub = Hub::start_in_memory(HubConfig::default(), &lifecycle);
 //! let app = axum::Router::new().merge(http::router(http::AppState::new(hub.clone(), HttpConfig::default())));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! tokio::spawn(async move { axum::serve(listener, app).await });
 //! hub.notify_user(&UserId::new("alice")?, "Your order shipped").await?;
+//! // At exit: stop everything, end the streams, then wait for what is left.
+//! lifecycle.cancel();
+//! hub.shutdown().await;
+//! lifecycle.wait(std::time::Duration::from_secs(5)).await;
 //! # Ok(()) }
 //! ```
 //!
@@ -83,11 +96,12 @@
 //!     serde_json::from_str(r#"{"heartbeat_interval": "5s", "data_dir": "/var/lib/herald"}"#)?;
 //! let config = settings.into_config()?;
 //! config.validate()?;
-//! let hub = herald::Hub::from_config(&config).await?;
+//! let lifecycle = herald::Lifecycle::new(); // cancel it to shut down
+//! let hub = herald::Hub::from_config(&config, &lifecycle).await?;
 //! let state = herald::http::AppState::new(hub, config.http.clone());
 //! let listener = herald::server::bind(&config)?;
 //! let options = herald::server::ServerOptions::from_config(&config)?;
-//! herald::server::serve(listener, state, tokio_util::sync::CancellationToken::new(), options).await?;
+//! herald::server::serve(listener, state, lifecycle, options).await?;
 //! # Ok(()) }
 //! ```
 
@@ -102,6 +116,7 @@ pub mod history;
 pub mod http;
 pub mod hub;
 pub mod idempotency;
+pub mod lifecycle;
 pub mod metrics;
 mod registry;
 pub mod server;
@@ -113,6 +128,7 @@ pub use error::{Error, InvalidInput, Result};
 pub use event::{Event, EventId, EventName, Payload, PayloadKind};
 pub use helpers::Severity;
 pub use hub::{ConnectRequest, Hub, Stats};
+pub use lifecycle::Lifecycle;
 pub use registry::{RegistryCounts, TransportCloser};
 pub use target::{ChannelName, ConnectionId, Fallback, Target, Targets, UserId};
 pub use transport::{Subscription, WireFormat};

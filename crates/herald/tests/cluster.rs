@@ -13,7 +13,7 @@ use std::time::Duration;
 use herald::config::Config;
 use herald::engine::{Engine, RedisEngine, RedisOptions};
 use herald::http::AppState;
-use herald::{ConnectRequest, Hub, UserId};
+use herald::{ConnectRequest, Hub, Lifecycle, UserId};
 use redis_support::RedisServer;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -112,14 +112,15 @@ impl Node {
                 .await
                 .expect("connect to the test's Redis"),
         );
-        let hub = Hub::with_engine(config.hub.clone(), engine.clone());
+        let lifecycle = Lifecycle::new();
+        let hub = Hub::start(config.hub.clone(), engine.clone(), &lifecycle);
         let state = AppState::new(hub, config.http.clone());
-        let cancel = CancellationToken::new();
+        let cancel = lifecycle.token().clone();
         let server_options = herald::server::ServerOptions::from_config(&config).unwrap();
         let task = tokio::spawn(herald::server::serve(
             listener,
             state,
-            cancel.clone(),
+            lifecycle,
             server_options,
         ));
         Node {
@@ -680,7 +681,7 @@ async fn presence_fallback_and_stats_span_the_cluster() {
                 .await
                 .unwrap(),
         );
-        let hub = Hub::with_engine(config.hub.clone(), engine.clone());
+        let hub = Hub::start(config.hub.clone(), engine.clone(), &Lifecycle::new());
         let _stream = hub
             .connect(ConnectRequest::user(UserId::new("dora").unwrap()))
             .await

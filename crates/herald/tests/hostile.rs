@@ -696,14 +696,14 @@ async fn a_trusted_ipv4_proxy_on_a_dual_stack_listener_is_recognised() {
     c.hub.max_connections_per_ip = Some(1);
     c.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     c.http.publisher_keys = vec![support::full_key(PUBLISH_KEY)];
-    let hub = herald::Hub::new(c.hub.clone());
+    let lifecycle = herald::Lifecycle::new();
+    let hub = herald::Hub::start_in_memory(c.hub.clone(), &lifecycle);
     let state = herald::http::AppState::new(hub, c.http.clone());
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let _stop = cancel.clone().drop_guard();
+    let _stop = lifecycle.token().clone().drop_guard();
     tokio::spawn(herald::server::serve(
         listener,
         state,
-        cancel,
+        lifecycle,
         herald::server::ServerOptions::default(),
     ));
     let http = support::http_client();
@@ -744,7 +744,7 @@ async fn a_token_expiry_beyond_the_timer_step_still_fires_on_time() {
         cleanup_interval: Duration::from_secs(24 * 3600),
         ..Default::default()
     };
-    let hub = herald::Hub::new(config);
+    let hub = herald::Hub::start_in_memory(config, &herald::Lifecycle::new());
     let started = tokio::time::Instant::now();
     let expiring = |at: SystemTime| herald::hub::ConnectRequest {
         expires_at: Some(at),

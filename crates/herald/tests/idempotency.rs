@@ -18,7 +18,7 @@ use herald::engine::{
 };
 use herald::history::{HistoryLimits, HistoryStats, Replay, ReplayCap, ReplayFilter};
 use herald::http::AppState;
-use herald::{ConnectRequest, EventId, Hub, UserId};
+use herald::{ConnectRequest, EventId, Hub, Lifecycle, UserId};
 use redis_support::RedisServer;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -243,15 +243,16 @@ async fn redis_node(redis: &RedisServer, prefix: &str, name: &str, timeout: Dura
     let engine = RedisEngine::connect(options)
         .await
         .expect("connect to Redis");
-    let hub = Hub::with_engine(config.hub.clone(), Arc::new(engine));
+    let lifecycle = Lifecycle::new();
+    let hub = Hub::start(config.hub.clone(), Arc::new(engine), &lifecycle);
     let listener = TcpListener::bind(config.listen).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let cancel = CancellationToken::new();
+    let cancel = lifecycle.token().clone();
     let server_options = herald::server::ServerOptions::from_config(&config).unwrap();
     tokio::spawn(herald::server::serve(
         listener,
         AppState::new(hub.clone(), config.http.clone()),
-        cancel.clone(),
+        lifecycle,
         server_options,
     ));
     RedisNode { base, hub, cancel }
@@ -392,8 +393,8 @@ struct SlowHead {
 
 #[async_trait]
 impl Engine for SlowHead {
-    fn attach(&self, delivery: Arc<dyn Delivery>) {
-        self.inner.attach(delivery);
+    fn start(&self, delivery: Arc<dyn Delivery>, lifecycle: &Lifecycle) {
+        self.inner.start(delivery, lifecycle);
     }
     async fn publish(&self, p: Publication) -> Result<Published, EngineError> {
         self.inner.publish(p).await
@@ -435,7 +436,7 @@ async fn an_event_counted_for_a_starting_connection_reaches_it() {
         head_called: Notify::new(),
         release: Notify::new(),
     });
-    let hub = Hub::with_engine(config.hub.clone(), engine.clone());
+    let hub = Hub::start(config.hub.clone(), engine.clone(), &Lifecycle::new());
     let alice = UserId::new("alice").unwrap();
     // Something was published before, as on any running hub.
     hub.send_to_user(&UserId::new("bob").unwrap(), "tick", &json!({"n": 0}))

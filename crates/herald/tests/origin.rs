@@ -309,19 +309,15 @@ async fn cors_wildcard_lets_any_page_subscribe_but_never_publish() {
 async fn hyper_only_server(config: Config) -> (SocketAddr, CancellationToken) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let hub = herald::Hub::new(config.hub.clone());
+    let lifecycle = herald::Lifecycle::new();
+    let hub = herald::Hub::start_in_memory(config.hub.clone(), &lifecycle);
     let state = herald::http::AppState::new(hub, config.http.clone());
-    let cancel = CancellationToken::new();
+    let cancel = lifecycle.token().clone();
     let options = herald::server::ServerOptions {
         lean_event_streams: false,
         ..herald::server::ServerOptions::default()
     };
-    tokio::spawn(herald::server::serve(
-        listener,
-        state,
-        cancel.clone(),
-        options,
-    ));
+    tokio::spawn(herald::server::serve(listener, state, lifecycle, options));
     (addr, cancel)
 }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use herald::config::Config;
 use herald::engine::{RedisEngine, RedisOptions};
 use herald::http::AppState;
-use herald::Hub;
+use herald::{Hub, Lifecycle};
 use redis_support::RedisServer;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -49,8 +49,9 @@ impl Srv {
         config.validate().expect("test configuration is valid");
         let listener = TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let lifecycle = Lifecycle::new();
         let (hub, redis) = match engine {
-            Engine::Memory => (Hub::new(config.hub.clone()), None),
+            Engine::Memory => (Hub::start_in_memory(config.hub.clone(), &lifecycle), None),
             Engine::Redis(page) => {
                 let redis = RedisServer::start().await;
                 let mut o = RedisOptions::new(redis.url(), config.hub.history);
@@ -64,20 +65,15 @@ impl Srv {
                     .expect("connecting to Redis timed out")
                     .expect("connect to the test's Redis");
                 (
-                    Hub::with_engine(config.hub.clone(), Arc::new(engine)),
+                    Hub::start(config.hub.clone(), Arc::new(engine), &lifecycle),
                     Some(redis),
                 )
             }
         };
         let state = AppState::new(hub.clone(), config.http.clone());
-        let cancel = CancellationToken::new();
+        let cancel = lifecycle.token().clone();
         let options = herald::server::ServerOptions::from_config(&config).unwrap();
-        let task = tokio::spawn(herald::server::serve(
-            listener,
-            state,
-            cancel.clone(),
-            options,
-        ));
+        let task = tokio::spawn(herald::server::serve(listener, state, lifecycle, options));
         Srv {
             base: format!("http://{addr}"),
             http: support::http_client(),

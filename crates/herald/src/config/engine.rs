@@ -1,11 +1,12 @@
-//! Which engine a [`Config`] runs on, and [`Hub::from_config`], which builds it.
+//! Which engine a [`Config`] runs on, and [`Hub::from_config`], which builds it and starts the
+//! hub on it.
 
 use std::fmt;
 use std::sync::Arc;
 
 use super::{Config, ConfigError};
 use crate::engine::{durable::DurableError, EngineError, RedisEngine, RedisOptions};
-use crate::Hub;
+use crate::{Hub, Lifecycle};
 
 /// Where events travel between the nodes of a hub.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,9 +60,10 @@ pub enum StartError {
 }
 
 impl Hub {
-    /// The hub a configuration describes: on the memory engine (with its replay window on disk
-    /// when [`Config::data_dir`] is set) or on Redis ([`Config::engine`]), with the hub settings
-    /// of [`Config::hub`]. Call [`Config::validate`] first; this checks only what it needs.
+    /// Starts the hub a configuration describes on `lifecycle` (see [`Hub::start`]): on the
+    /// memory engine (with its replay window on disk when [`Config::data_dir`] is set) or on
+    /// Redis ([`Config::engine`]), with the hub settings of [`Config::hub`]. Call
+    /// [`Config::validate`] first; this checks only what it needs.
     ///
     /// # Errors
     /// When the data directory cannot be opened, Redis cannot be reached, or `data_dir` is set
@@ -69,11 +71,11 @@ impl Hub {
     ///
     /// # Panics
     /// Outside a Tokio runtime (the hub starts its background tasks).
-    pub async fn from_config(config: &Config) -> Result<Hub, StartError> {
+    pub async fn from_config(config: &Config, lifecycle: &Lifecycle) -> Result<Hub, StartError> {
         match &config.engine {
             EngineConfig::Memory => Ok(match &config.data_dir {
-                Some(dir) => Hub::with_durable_history(config.hub.clone(), dir)?,
-                None => Hub::new(config.hub.clone()),
+                Some(dir) => Hub::start_with_durable_history(config.hub.clone(), dir, lifecycle)?,
+                None => Hub::start_in_memory(config.hub.clone(), lifecycle),
             }),
             EngineConfig::Redis(redis) => {
                 if config.data_dir.is_some() {
@@ -90,7 +92,7 @@ impl Hub {
                 let engine = RedisEngine::connect(options)
                     .await
                     .map_err(StartError::Redis)?;
-                Ok(Hub::with_engine(config.hub.clone(), Arc::new(engine)))
+                Ok(Hub::start(config.hub.clone(), Arc::new(engine), lifecycle))
             }
         }
     }

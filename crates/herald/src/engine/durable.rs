@@ -3,8 +3,9 @@
 //!
 //! Writes never slow publishing down: the engine hands each retained event to a writer thread
 //! through a queue, and the thread commits whatever has queued up in one transaction (group
-//! commit), pruning what fell out of the window in the same transaction. A graceful shutdown
-//! flushes everything and marks the store clean.
+//! commit), pruning what fell out of the window in the same transaction. The thread starts with
+//! the hub ([`DurableHistory::start`], from [`Engine::start`](super::Engine::start)), not when
+//! the store is opened. A graceful shutdown flushes everything and marks the store clean.
 //!
 //! What the disk does not hold is never papered over:
 //! - **Ids are reserved before they are issued.** Every transaction also records
@@ -56,6 +57,7 @@ use crate::event::{Epoch, Event, EventId};
 #[cfg(test)]
 use crate::event::{EventName, Payload};
 use crate::history::{HistoryEntry, HistoryLimits, ReplayBuffer};
+use crate::lifecycle::Lifecycle;
 use crate::sse::frame;
 use crate::target::{ChannelName, ConnectionId, Fallback, Target, Targets, UserId};
 
@@ -210,8 +212,24 @@ struct Shared {
 #[derive(Debug)]
 pub struct DurableHistory {
     sender: Mutex<Option<Sender<HistoryEntry>>>,
+    /// The writer and its queue, until [`DurableHistory::start`] hands them to their thread.
+    idle: Mutex<Option<IdleWriter>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     shared: Arc<Shared>,
+}
+
+/// A writer whose thread has not started yet.
+struct IdleWriter {
+    writer: Writer,
+    queue: Receiver<HistoryEntry>,
+}
+
+impl std::fmt::Debug for IdleWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdleWriter")
+            .field("path", &self.writer.path)
+            .finish_non_exhaustive()
+    }
 }
 
 // The closures return `redb::Error` as is; its size does not matter off the hot path.
@@ -298,8 +316,8 @@ fn open_store(
 }
 
 impl DurableHistory {
-    /// Opens (or creates) the store in `dir`, restores the window from it, and starts the
-    /// writer thread.
+    /// Opens (or creates) the store in `dir` and restores the window from it. Events appended
+    /// before [`DurableHistory::start`] wait in the queue for the writer.
     ///
     /// # Errors
     /// When the directory cannot be created or the database cannot be opened or read.
@@ -340,18 +358,60 @@ impl DurableHistory {
             lost_in_outage: 0,
             shared: shared.clone(),
         };
-        let writer = std::thread::Builder::new()
-            .name("herald-history".into())
-            .spawn(move || writer.run(receiver))
-            .map_err(|e| err(e.to_string()))?;
         Ok((
             window,
             DurableHistory {
                 sender: Mutex::new(Some(sender)),
-                writer: Mutex::new(Some(writer)),
+                idle: Mutex::new(Some(IdleWriter {
+                    writer,
+                    queue: receiver,
+                })),
+                writer: Mutex::new(None),
                 shared,
             },
         ))
+    }
+
+    /// Starts the writer thread, and a task on `lifecycle` that ends with it, so that waiting
+    /// for the lifecycle's tasks also waits for the writer. The thread stops at
+    /// [`DurableHistory::close`] (or when this is dropped), not on the lifecycle's token: it
+    /// must first flush what is queued. Calling it again does nothing.
+    ///
+    /// When the thread cannot be started, writes are reported as failing (`/readyz` degraded)
+    /// and the events stay in the memory window only.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn start(&self, lifecycle: &Lifecycle) {
+        if let Some(finished) = self.spawn_writer() {
+            lifecycle.spawn(async move {
+                // Resolves (with an error) when the thread drops the sender: it has finished.
+                let _ = finished.await;
+            });
+        }
+    }
+
+    /// Spawns the writer thread if it has not run yet; returns what resolves when it ends.
+    fn spawn_writer(&self) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let IdleWriter { writer, queue } = self.idle.lock().take()?;
+        let (running, finished) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("herald-history".into())
+            .spawn(move || {
+                let _running = running;
+                writer.run(queue)
+            });
+        match spawned {
+            Ok(thread) => {
+                *self.writer.lock() = Some(thread);
+                Some(finished)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "durable history: cannot start the writer thread");
+                *self.shared.failure.lock() = Some(format!("cannot start the writer thread: {e}"));
+                None
+            }
+        }
     }
 
     /// Whether the event that would get seq `seq` may be published now. Called under the
@@ -448,8 +508,10 @@ impl DurableHistory {
         );
     }
 
-    /// Flushes everything queued, marks the store cleanly closed and stops the writer.
+    /// Flushes everything queued, marks the store cleanly closed and stops the writer (also a
+    /// writer that was never started: it runs once, to do this).
     pub async fn close(&self) {
+        let _ = self.spawn_writer();
         drop(self.sender.lock().take());
         let writer = self.writer.lock().take();
         if let Some(writer) = writer {
@@ -733,6 +795,16 @@ mod tests {
     use crate::event::EventId;
     use crate::history::{Replay, ReplayFilter};
 
+    /// Opens the store in `dir` and starts its writer, as a hub does.
+    fn open_started(
+        dir: &Path,
+        limits: HistoryLimits,
+    ) -> Result<(ReplayBuffer, DurableHistory), DurableError> {
+        let (window, durable) = DurableHistory::open(dir, limits)?;
+        durable.start(&Lifecycle::new());
+        Ok((window, durable))
+    }
+
     fn limits() -> HistoryLimits {
         HistoryLimits {
             max_events: 100,
@@ -766,7 +838,7 @@ mod tests {
     #[tokio::test]
     async fn survives_a_clean_restart() {
         let dir = std::env::temp_dir().join(format!("herald-durable-{}", rand::random::<u64>()));
-        let (mut window, durable) = DurableHistory::open(&dir, limits()).unwrap();
+        let (mut window, durable) = open_started(&dir, limits()).unwrap();
         let epoch = window.epoch();
         for user in ["alice", "bob", "alice"] {
             let e = entry(&mut window, user);
@@ -776,7 +848,7 @@ mod tests {
         durable.close().await;
         drop(durable);
 
-        let (window, durable) = DurableHistory::open(&dir, limits()).unwrap();
+        let (window, durable) = open_started(&dir, limits()).unwrap();
         assert_eq!(window.epoch(), epoch);
         assert_eq!(window.head().seq, 3);
         match window.replay(EventId { epoch, seq: 1 }, &alice()) {
@@ -790,10 +862,58 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_writer_starts_with_start_not_with_open() {
+        let dir = temp_dir();
+        let (mut window, durable) = DurableHistory::open(&dir, limits()).unwrap();
+        assert!(
+            durable.writer.lock().is_none(),
+            "open started the writer thread"
+        );
+        let lifecycle = Lifecycle::new();
+        durable.start(&lifecycle);
+        assert!(durable.writer.lock().is_some(), "start did not start it");
+        assert_eq!(
+            lifecycle.tasks().len(),
+            1,
+            "the writer is in the lifecycle's tracker"
+        );
+        let e = entry(&mut window, "alice");
+        durable.append(&e);
+        durable.close().await;
+        assert!(
+            lifecycle.wait(Duration::from_secs(5)).await,
+            "the lifecycle still waits for the writer after close"
+        );
+        drop(durable);
+        let (window, durable) = open_started(&dir, limits()).unwrap();
+        assert_eq!(window.head().seq, 1, "written, and closed cleanly");
+        durable.close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_history_never_started_still_closes_cleanly() {
+        let dir = temp_dir();
+        let (mut window, durable) = DurableHistory::open(&dir, limits()).unwrap();
+        let e = entry(&mut window, "alice");
+        durable.append(&e);
+        durable.close().await;
+        drop(durable);
+        let (window, durable) = open_started(&dir, limits()).unwrap();
+        assert_eq!(
+            window.head().seq,
+            1,
+            "ids continue as after a clean stop, not a crash"
+        );
+        durable.close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
     async fn an_unclean_stop_skips_ids() {
         let dir = std::env::temp_dir().join(format!("herald-durable-{}", rand::random::<u64>()));
         {
-            let (mut window, durable) = DurableHistory::open(&dir, limits()).unwrap();
+            let (mut window, durable) = open_started(&dir, limits()).unwrap();
             let e = entry(&mut window, "alice");
             durable.append(&e);
             // Simulate a crash: stop the writer without marking the store clean.
@@ -809,7 +929,7 @@ mod tests {
             txn.open_table(META).unwrap().insert(META_CLEAN, 0).unwrap();
             txn.commit().unwrap();
         }
-        let (mut window, durable) = DurableHistory::open(&dir, limits()).unwrap();
+        let (mut window, durable) = open_started(&dir, limits()).unwrap();
         assert_eq!(window.next_id().seq, 1 + CRASH_ID_GAP + 1);
         let epoch = window.epoch();
         assert!(matches!(
@@ -853,7 +973,7 @@ mod tests {
     #[tokio::test]
     async fn two_crashes_in_a_row_never_reuse_ids() {
         let dir = temp_dir();
-        let (mut window, durable) = DurableHistory::open(&dir, limits()).unwrap();
+        let (mut window, durable) = open_started(&dir, limits()).unwrap();
         let e = entry(&mut window, "alice");
         durable.append(&e);
         window.push(e);
@@ -862,12 +982,12 @@ mod tests {
 
         // The restarted hub issues ids (delivered live) that never reach the disk: it is
         // killed before its writer commits them.
-        let (mut window, durable) = DurableHistory::open(&dir, limits()).unwrap();
+        let (mut window, durable) = open_started(&dir, limits()).unwrap();
         let issued: Vec<u64> = (0..3).map(|_| window.next_id().seq).collect();
         durable.close().await;
         as_if_killed(&dir);
 
-        let (mut window, durable) = DurableHistory::open(&dir, limits()).unwrap();
+        let (mut window, durable) = open_started(&dir, limits()).unwrap();
         let next = window.next_id().seq;
         assert!(
             next > *issued.last().unwrap(),
@@ -886,7 +1006,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_write_leaves_a_hole_that_a_restart_finds() {
         let dir = temp_dir();
-        let (mut window, durable) = DurableHistory::open(&dir, limits()).unwrap();
+        let (mut window, durable) = open_started(&dir, limits()).unwrap();
         let epoch = window.epoch();
         let publish = |window: &mut ReplayBuffer| {
             durable.admit(window.head().seq + 1).unwrap();
@@ -917,7 +1037,7 @@ mod tests {
         publish(&mut window);
         durable.close().await;
 
-        let (window, durable) = DurableHistory::open(&dir, limits()).unwrap();
+        let (window, durable) = open_started(&dir, limits()).unwrap();
         assert_eq!(window.head().seq, 6);
         for held in [1, 3, 4] {
             assert!(
@@ -938,7 +1058,7 @@ mod tests {
     #[tokio::test]
     async fn failed_writes_before_a_clean_stop_leave_a_hole_at_the_end() {
         let dir = temp_dir();
-        let (mut window, durable) = DurableHistory::open(&dir, limits()).unwrap();
+        let (mut window, durable) = open_started(&dir, limits()).unwrap();
         let epoch = window.epoch();
         let e = entry(&mut window, "alice");
         durable.append(&e);
@@ -950,7 +1070,7 @@ mod tests {
         window.push(e);
         wait_until("failed", || durable.shared.unpersisted.get() == 1);
         durable.close().await;
-        let (mut window, durable) = DurableHistory::open(&dir, limits()).unwrap();
+        let (mut window, durable) = open_started(&dir, limits()).unwrap();
         assert!(is_gap(window.replay(EventId { epoch, seq: 1 }, &alice())));
         assert_eq!(window.next_id().seq, 3);
         durable.close().await;
@@ -960,7 +1080,7 @@ mod tests {
     #[tokio::test]
     async fn a_writer_far_behind_refuses_before_the_id_is_taken() {
         let dir = temp_dir();
-        let (window, durable) = DurableHistory::open(&dir, limits()).unwrap();
+        let (window, durable) = open_started(&dir, limits()).unwrap();
         let next = window.head().seq + 1;
         durable.shared.queue.set(QUEUE as i64);
         assert!(matches!(durable.admit(next), Err(EngineError::Overloaded)));
@@ -1015,7 +1135,7 @@ mod tests {
         for clean in [true, false] {
             let dir = temp_dir();
             let epoch = write_release_store(&dir, clean);
-            let (mut window, durable) = DurableHistory::open(&dir, forever).unwrap();
+            let (mut window, durable) = open_started(&dir, forever).unwrap();
             assert_eq!(window.epoch(), epoch);
             assert_eq!(window.stats().events, 4);
             if clean {
@@ -1039,7 +1159,7 @@ mod tests {
             window.push(e);
             durable.close().await;
             // Reopened by this release: the new event and the old ones are there.
-            let (window, durable) = DurableHistory::open(&dir, forever).unwrap();
+            let (window, durable) = open_started(&dir, forever).unwrap();
             assert_eq!(window.stats().events, 5);
             assert_eq!(window.head().seq, seq);
             durable.close().await;

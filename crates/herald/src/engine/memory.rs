@@ -15,6 +15,7 @@ use crate::history::{
     ReplayFilter, ResetReason,
 };
 use crate::idempotency::{self, IdempotencyCache, IdempotencyLimits, Seen};
+use crate::lifecycle::Lifecycle;
 
 /// Publishes within this process: ids are `<epoch>-<n>` with `n` counting up from 1.
 ///
@@ -73,9 +74,14 @@ const REPLAY_CHUNK: usize = 256;
 
 #[async_trait]
 impl Engine for MemoryEngine {
-    fn attach(&self, delivery: Arc<dyn Delivery>) {
-        // A second attach keeps the first delivery: one engine serves one hub.
-        let _ = self.delivery.set(delivery);
+    fn start(&self, delivery: Arc<dyn Delivery>, lifecycle: &Lifecycle) {
+        // A second start keeps the first delivery: one engine serves one hub.
+        if self.delivery.set(delivery).is_err() {
+            return;
+        }
+        if let Some(durable) = &self.durable {
+            durable.start(lifecycle);
+        }
     }
 
     async fn publish(&self, publication: Publication) -> Result<Published, EngineError> {

@@ -25,6 +25,7 @@ use serde::Serialize;
 use crate::event::{Event, EventId, EventName, Payload};
 use crate::history::{HistoryStats, Replay, ReplayCap, ReplayFilter};
 use crate::idempotency::IdempotencyKey;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::DisconnectReason;
 use crate::target::{ChannelName, ConnectionId, Targets, UserId};
 
@@ -152,7 +153,7 @@ pub enum EngineError {
     /// This node's fan-out is too far behind to accept more events now; retry shortly.
     #[error("the hub is overloaded; retry shortly")]
     Overloaded,
-    /// The engine was used before [`Engine::attach`] or after shutdown.
+    /// The engine was used before [`Engine::start`] or after shutdown.
     #[error("the engine is not running")]
     NotRunning,
 }
@@ -172,9 +173,12 @@ pub enum EngineHealth {
 /// and give every event an id that orders it after every event published before it.
 #[async_trait]
 pub trait Engine: Send + Sync + fmt::Debug {
-    /// Connects the engine to this node's connections. Called once, by the hub, before any
-    /// publish.
-    fn attach(&self, delivery: Arc<dyn Delivery>);
+    /// Connects the engine to this node's connections and starts its background work (the
+    /// Redis supervisor, the durable history's writer), each task spawned on `lifecycle` and
+    /// ending when its token is cancelled. Called once, by [`Hub::start`](crate::Hub::start),
+    /// before any publish; a second call does nothing (one engine serves one hub). Constructors
+    /// spawn nothing: an engine that was never started has no background work to stop.
+    fn start(&self, delivery: Arc<dyn Delivery>, lifecycle: &Lifecycle);
 
     /// Assigns `publication` its id and delivers it to the targeted connections of every node.
     ///
@@ -241,7 +245,9 @@ pub trait Engine: Send + Sync + fmt::Debug {
     /// Adds the engine's own metrics to the hub's registry. Called once, by the hub, at start.
     fn register_metrics(&self, _registry: &mut prometheus_client::registry::Registry) {}
 
-    /// Stops background work. Called once, by the hub, at shutdown.
+    /// Stops background work (awaiting the tasks [`Engine::start`] spawned) and releases what
+    /// the engine holds. Called once, by the hub, at shutdown, after the hub's own loops have
+    /// stopped.
     async fn shutdown(&self);
 
     /// This node's id within a cluster; `None` for a single-node engine.

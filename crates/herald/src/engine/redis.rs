@@ -40,8 +40,9 @@
 //! - **Failures**: a supervisor task owns those connections. When Redis goes away it logs once,
 //!   reports [`EngineHealth::Degraded`], makes publishes fail with
 //!   [`EngineError::Unavailable`], and reconnects with capped exponential backoff; SSE
-//!   connections and their heartbeats are untouched. Everything stops on the engine's
-//!   cancellation token ([`Engine::shutdown`]).
+//!   connections and their heartbeats are untouched. The supervisor starts with the hub
+//!   ([`Engine::start`], on the hub's [`Lifecycle`]) and stops when that lifecycle is
+//!   cancelled; [`Engine::shutdown`] awaits it before leaving the cluster.
 
 mod keys;
 mod link;
@@ -60,8 +61,8 @@ use ::redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Value};
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use self::keys::Keys;
 use self::presence::{Index, Snapshot};
@@ -78,6 +79,7 @@ use crate::event::{Epoch, EventId};
 use crate::history::{
     HistoryLimits, HistoryStats, Replay, ReplayCap, ReplayCollector, ReplayFilter, ResetReason,
 };
+use crate::lifecycle::Lifecycle;
 use crate::metrics::DisconnectReason;
 use crate::target::{ChannelName, Fallback, Targets, UserId};
 
@@ -224,8 +226,9 @@ pub(crate) fn redacted_url(url: &str) -> String {
 /// `docs/deploy.md`.
 pub struct RedisEngine {
     shared: Arc<Shared>,
-    cancel: CancellationToken,
-    tasks: TaskTracker,
+    /// The supervisor task and the token it stops on, once a hub started the engine
+    /// ([`Engine::start`]); taken by [`Engine::shutdown`].
+    supervisor: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
 }
 
 impl fmt::Debug for RedisEngine {
@@ -240,7 +243,9 @@ impl fmt::Debug for RedisEngine {
 
 impl Drop for RedisEngine {
     fn drop(&mut self) {
-        self.cancel.cancel();
+        if let Some((token, _)) = &*self.supervisor.lock() {
+            token.cancel();
+        }
     }
 }
 
@@ -322,8 +327,8 @@ struct Entry {
 
 impl RedisEngine {
     /// Connects to Redis (once, to fail fast on a wrong URL or an unreachable server), reads or
-    /// creates the epoch, and returns the engine. Its background tasks start when a hub attaches
-    /// it ([`crate::Hub::with_engine`]).
+    /// creates the epoch, and returns the engine. It spawns nothing: its background tasks start
+    /// with the hub it is given to ([`crate::Hub::start`], which calls [`Engine::start`]).
     ///
     /// # Errors
     /// [`EngineError::Unavailable`] when the options are invalid or Redis cannot be reached.
@@ -385,8 +390,7 @@ impl RedisEngine {
         );
         Ok(RedisEngine {
             shared,
-            cancel: CancellationToken::new(),
-            tasks: TaskTracker::new(),
+            supervisor: Mutex::new(None),
         })
     }
 
@@ -398,12 +402,13 @@ impl RedisEngine {
 
 #[async_trait]
 impl Engine for RedisEngine {
-    fn attach(&self, delivery: Arc<dyn Delivery>) {
+    fn start(&self, delivery: Arc<dyn Delivery>, lifecycle: &Lifecycle) {
         if self.shared.delivery.set(delivery).is_err() {
             return; // One engine serves one hub.
         }
-        self.tasks
-            .spawn(link::supervise(self.shared.clone(), self.cancel.clone()));
+        let token = lifecycle.token().clone();
+        let task = lifecycle.spawn(link::supervise(self.shared.clone(), token.clone()));
+        *self.supervisor.lock() = Some((token, task));
     }
 
     async fn publish(&self, publication: Publication) -> Result<Published, EngineError> {
@@ -681,13 +686,15 @@ impl Engine for RedisEngine {
         if shared.stopped.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.cancel.cancel();
-        self.tasks.close();
-        if tokio::time::timeout(Duration::from_secs(5), self.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("the Redis engine's tasks did not stop within 5s");
+        let supervisor = self.supervisor.lock().take();
+        if let Some((token, task)) = supervisor {
+            token.cancel();
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the Redis engine's tasks did not stop within 5s");
+            }
         }
         // Leave the cluster now rather than when the TTL runs out.
         let link = shared.commands.write().take();
@@ -860,7 +867,7 @@ impl Engine for RedisEngine {
 }
 
 impl Shared {
-    /// The delivery, or [`EngineError::NotRunning`] before attach or after shutdown.
+    /// The delivery, or [`EngineError::NotRunning`] before [`Engine::start`] or after shutdown.
     fn running(&self) -> Result<&Arc<dyn Delivery>, EngineError> {
         if self.stopped.load(Ordering::Acquire) {
             return Err(EngineError::NotRunning);

@@ -1,5 +1,6 @@
 //! `serve`: accept TCP (or TLS) connections and serve the HTTP API on them until told to stop.
-//! The one place that spawns connection tasks.
+//! The one place that spawns connection tasks, on the [`Lifecycle`] it is given (the root that
+//! the hub was started on, so that one tracker holds every task of the process).
 //!
 //! Plain-TCP connections whose first request opens an event stream are served by
 //! `event_stream` (small per-connection footprint); everything else by hyper.
@@ -22,6 +23,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+
+use crate::lifecycle::Lifecycle;
 
 use crate::config::{Config, TlsFiles};
 use crate::http::{self, AppState};
@@ -157,17 +160,19 @@ pub fn tls_acceptor(files: &TlsFiles) -> io::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Serves the HTTP API of `state` on `listener` until `shutdown` is cancelled, then shuts down
+/// Serves the HTTP API of `state` on `listener` until `lifecycle` is cancelled, then shuts down
 /// gracefully:
 ///
 /// 1. stop accepting connections;
 /// 2. end every SSE stream with a `disconnected` event (reason `server_shutdown`) and a jittered
-///    `retry:` hint ([`crate::Hub::shutdown`]);
+///    `retry:` hint, stop the hub's loops and its engine ([`crate::Hub::shutdown`]);
 /// 3. let in-flight requests finish and close idle connections;
-/// 4. return once every connection is done, or after `shutdown_timeout` at the latest.
+/// 4. return once every task of `lifecycle`'s tree is done (the connections, and anything else
+///    spawned on it: see [`Lifecycle::wait`]), or after `shutdown_timeout` at the latest.
 ///
-/// It installs no signal handler: the caller decides what cancels `shutdown` (the binary: SIGINT
-/// and SIGTERM; tests: dropping their handle).
+/// Connection tasks are spawned on `lifecycle`; pass the lifecycle the hub was started on
+/// ([`crate::Hub::start`]), or its root. It installs no signal handler: the caller decides what
+/// cancels `lifecycle` (the binary: SIGINT and SIGTERM; tests: dropping their handle).
 ///
 /// # Errors
 /// None at present; accept errors are logged and retried, since they are usually transient
@@ -175,11 +180,11 @@ pub fn tls_acceptor(files: &TlsFiles) -> io::Result<TlsAcceptor> {
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
-    shutdown: CancellationToken,
+    lifecycle: Lifecycle,
     options: ServerOptions,
 ) -> io::Result<()> {
     let router = http::router(state.clone());
-    serve_router(listener, router, state.hub, shutdown, options).await
+    serve_router(listener, router, state.hub, lifecycle, options).await
 }
 
 /// Like [`serve`], for an application that merged Herald's router ([`http::router`]) into its
@@ -193,10 +198,11 @@ pub async fn serve_router(
     listener: TcpListener,
     router: axum::Router,
     hub: Hub,
-    shutdown: CancellationToken,
+    lifecycle: Lifecycle,
     options: ServerOptions,
 ) -> io::Result<()> {
-    let tracker = TaskTracker::new();
+    let shutdown = lifecycle.token().clone();
+    let tracker = lifecycle.tasks().clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -309,11 +315,7 @@ pub async fn serve_router(
     }
     drop(listener);
     hub.shutdown().await;
-    tracker.close();
-    if tokio::time::timeout(options.shutdown_timeout, tracker.wait())
-        .await
-        .is_err()
-    {
+    if !lifecycle.wait(options.shutdown_timeout).await {
         tracing::warn!(
             remaining = tracker.len(),
             "shutdown timeout reached; dropping the remaining connections"

@@ -50,21 +50,19 @@ impl TestServer {
         config.validate().expect("test configuration is valid");
         let listener = TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let hub = Hub::from_config(&config).await.expect("start the hub");
+        let lifecycle = herald::Lifecycle::new();
+        let hub = Hub::from_config(&config, &lifecycle)
+            .await
+            .expect("start the hub");
         let key = config
             .http
             .publisher_keys
             .first()
             .map(|k| k.key.expose().to_owned());
         let state = AppState::new(hub.clone(), config.http.clone());
-        let cancel = CancellationToken::new();
+        let cancel = lifecycle.token().clone();
         let options = herald::server::ServerOptions::from_config(&config).unwrap();
-        let task = tokio::spawn(herald::server::serve(
-            listener,
-            state,
-            cancel.clone(),
-            options,
-        ));
+        let task = tokio::spawn(herald::server::serve(listener, state, lifecycle, options));
         TestServer {
             addr,
             hub,

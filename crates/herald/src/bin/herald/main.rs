@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use herald::config::EngineConfig;
 use herald::http::AppState;
-use herald::Hub;
+use herald::{Hub, Lifecycle};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -98,10 +98,12 @@ async fn serve(
         EngineConfig::Memory => "memory",
         EngineConfig::Redis(_) => "redis",
     };
-    let hub = Hub::from_config(&config).await?;
+    // The root of every task of the process: the signals cancel it, `serve` then shuts down.
+    let lifecycle = Lifecycle::new();
+    let hub = Hub::from_config(&config, &lifecycle).await?;
     let state = AppState::new(hub, config.http.clone());
-    let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
+    // Not on the lifecycle: it outlives the shutdown it starts (a second signal exits at once).
+    tokio::spawn(watch_signals(lifecycle.token().clone()));
     tracing::info!(
         engine = engine_name,
         publisher_keys = config.http.publisher_keys.len(),
@@ -116,7 +118,7 @@ async fn serve(
     options.api_runtime = Some(api);
     // A benchmark switch, not a setting: serve plain HTTP/1.1 streams through hyper.
     options.lean_event_streams = std::env::var_os("HERALD_STREAMS_VIA_HYPER").is_none();
-    herald::server::serve(listener, state, shutdown, options).await?;
+    herald::server::serve(listener, state, lifecycle, options).await?;
     tracing::info!("herald stopped");
     Ok(())
 }

@@ -1,19 +1,27 @@
 //! [`Hub`]: the facade a transport or an application talks to. It knows nothing of HTTP.
 //!
 //! The hub holds the registry of live connections, the engine that carries events between
-//! nodes, the metrics, and two background tasks (heartbeat, sweep). Everything else is in those
-//! parts; the hub only wires them together.
+//! nodes, and the metrics; its background loops (heartbeat, sweep, expiry, presence) are in
+//! `tasks`. Everything else is in those parts; the hub only wires them together.
+//!
+//! A hub is started, not just constructed: [`Hub::start`] (and [`Hub::start_in_memory`],
+//! [`Hub::start_with_durable_history`], [`Hub::from_config`]) spawns its loops and its
+//! engine's on a child of the [`Lifecycle`] it is given, and [`Hub::shutdown`] stops them.
+
+mod tasks;
+
+pub(crate) use tasks::presence_publication;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use parking_lot::Mutex;
 use rand::Rng;
 use serde::Serialize;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio::task::JoinHandle;
 
 use crate::clock;
 use crate::config::HubConfig;
@@ -22,15 +30,16 @@ use crate::engine::{
     Publication, Published,
 };
 use crate::error::{Error, Result};
-use crate::event::{Event, EventName, Payload};
+use crate::event::{Event, EventName};
 use crate::history::{HistoryStats, ReplayCap};
+use crate::lifecycle::Lifecycle;
 use crate::metrics::{DisconnectReason, Metrics};
 use crate::registry::{
-    Connection, ConnectionInfo, Limits, PresenceChange, Registry, TransportCloser, UserPresence,
+    Connection, ConnectionInfo, Limits, Registry, TransportCloser, UserPresence,
 };
 use crate::sse::frame;
 use crate::sse::EventStream;
-use crate::target::{ChannelName, ConnectionId, Target, Targets, UserId};
+use crate::target::{ChannelName, ConnectionId, Targets, UserId};
 use crate::transport::outbox::Outbox;
 use crate::transport::{resume, WireFormat};
 
@@ -143,17 +152,20 @@ struct HubInner {
     engine: Arc<dyn Engine>,
     metrics: Arc<Metrics>,
     started_at: Instant,
-    /// Cancels the background tasks; cancelled by [`Hub::shutdown`] or when the last handle
-    /// goes away.
-    cancel: CancellationToken,
-    tasks: TaskTracker,
-    /// Connections to close when their credentials expire (see `expiry_loop`).
+    /// The hub's node of the lifecycle tree (a child of the one it was started on): its token
+    /// stops the background loops, and the engine's tasks below them. Cancelled by
+    /// [`Hub::shutdown`], by any ancestor, or when the last handle goes away.
+    lifecycle: Lifecycle,
+    /// The background loops ([`tasks::spawn`]), awaited by [`Hub::shutdown`] before it stops
+    /// the engine; empty once it has.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Connections to close when their credentials expire (see `tasks::expiry_loop`).
     expiries: tokio::sync::mpsc::Sender<(ConnectionId, Duration)>,
 }
 
 impl Drop for HubInner {
     fn drop(&mut self) {
-        self.cancel.cancel();
+        self.lifecycle.cancel();
     }
 }
 
@@ -229,42 +241,50 @@ fn close_all(registry: &Registry, ids: Vec<ConnectionId>, reason: DisconnectReas
 }
 
 impl Hub {
-    /// A hub on the in-memory engine, with its replay window in memory.
+    /// Starts a hub on the in-memory engine, with its replay window in memory. See
+    /// [`Hub::start`].
     ///
     /// # Panics
-    /// Outside a Tokio runtime (the hub starts its heartbeat and sweep tasks).
-    pub fn new(config: HubConfig) -> Self {
+    /// Outside a Tokio runtime.
+    pub fn start_in_memory(config: HubConfig, lifecycle: &Lifecycle) -> Self {
         let engine = MemoryEngine::new(config.history).with_idempotency(config.idempotency);
-        Self::with_engine(config, Arc::new(engine))
+        Self::start(config, Arc::new(engine), lifecycle)
     }
 
-    /// A hub on the in-memory engine whose replay window is also kept on disk in `data_dir`
-    /// (and restored from it), so that clients resume across a restart.
+    /// Starts a hub on the in-memory engine whose replay window is also kept on disk in
+    /// `data_dir` (and restored from it), so that clients resume across a restart. See
+    /// [`Hub::start`]; the engine's writer thread starts with the hub.
     ///
     /// # Errors
     /// When the directory or its database cannot be opened.
     ///
     /// # Panics
     /// Outside a Tokio runtime.
-    pub fn with_durable_history(
+    pub fn start_with_durable_history(
         config: HubConfig,
         data_dir: &std::path::Path,
+        lifecycle: &Lifecycle,
     ) -> std::result::Result<Self, crate::engine::durable::DurableError> {
         let (window, durable) = DurableHistory::open(data_dir, config.history)?;
         let engine = MemoryEngine::with_durable_history(window, durable)
             .with_idempotency(config.idempotency);
-        Ok(Self::with_engine(config, Arc::new(engine)))
+        Ok(Self::start(config, Arc::new(engine), lifecycle))
     }
 
-    /// A hub on the given engine.
+    /// Starts a hub on `engine`: builds its registry, starts the engine on it
+    /// ([`Engine::start`]), and spawns the hub's background loops (heartbeat, sweep, token
+    /// expiry, presence events, fan-out shards). Everything runs on a child of `lifecycle`, so
+    /// cancelling `lifecycle` stops it all; [`Hub::shutdown`] first ends every stream, then
+    /// stops the loops and the engine. One engine serves one hub.
     ///
     /// # Panics
-    /// Outside a Tokio runtime (the hub starts its heartbeat and sweep tasks).
-    pub fn with_engine(config: HubConfig, engine: Arc<dyn Engine>) -> Self {
+    /// Outside a Tokio runtime (it spawns tasks).
+    pub fn start(config: HubConfig, engine: Arc<dyn Engine>, lifecycle: &Lifecycle) -> Self {
+        let lifecycle = lifecycle.child();
         let mut metrics = Metrics::new();
         engine.register_metrics(metrics.registry_mut());
         let metrics = Arc::new(metrics);
-        let (presence_tx, presence_rx) = tokio::sync::mpsc::channel(PRESENCE_QUEUE);
+        let (presence_tx, presence_rx) = tokio::sync::mpsc::channel(tasks::PRESENCE_QUEUE);
         let registry = Arc::new(
             Registry::new(
                 Limits {
@@ -276,10 +296,13 @@ impl Hub {
             )
             .with_presence(config.presence_channels.clone(), presence_tx),
         );
-        engine.attach(Arc::new(LocalDelivery {
-            registry: registry.clone(),
-        }));
-        let (expiries, expiry_rx) = tokio::sync::mpsc::channel(EXPIRY_QUEUE);
+        engine.start(
+            Arc::new(LocalDelivery {
+                registry: registry.clone(),
+            }),
+            &lifecycle.child(),
+        );
+        let (expiries, expiry_rx) = tokio::sync::mpsc::channel(tasks::EXPIRY_QUEUE);
         let inner = Arc::new(HubInner {
             expiries,
             config,
@@ -287,33 +310,10 @@ impl Hub {
             engine,
             metrics,
             started_at: Instant::now(),
-            cancel: CancellationToken::new(),
-            tasks: TaskTracker::new(),
+            lifecycle,
+            tasks: Mutex::new(Vec::new()),
         });
-        inner
-            .tasks
-            .spawn(heartbeat_loop(Arc::downgrade(&inner), inner.cancel.clone()));
-        inner
-            .tasks
-            .spawn(sweep_loop(Arc::downgrade(&inner), inner.cancel.clone()));
-        for shard in 0..inner.registry.shard_count() {
-            inner.tasks.spawn(
-                inner
-                    .registry
-                    .clone()
-                    .run_shard(shard, inner.cancel.clone()),
-            );
-        }
-        inner.tasks.spawn(expiry_loop(
-            Arc::downgrade(&inner),
-            expiry_rx,
-            inner.cancel.clone(),
-        ));
-        inner.tasks.spawn(presence_loop(
-            Arc::downgrade(&inner),
-            presence_rx,
-            inner.cancel.clone(),
-        ));
+        *inner.tasks.lock() = tasks::spawn(&inner, expiry_rx, presence_rx);
         Hub { inner }
     }
 
@@ -349,7 +349,7 @@ impl Hub {
             user: request.user,
             username: request.username,
             channels: channels.into(),
-            opened_at: Instant::now(),
+            opened_at: clock::monotonic_now(),
             opened_at_wall: now,
             outbox: Outbox::new(inner.config.queue_capacity, inner.config.queue_max_bytes),
             format: request.format.unwrap_or(&frame::SSE),
@@ -544,18 +544,22 @@ impl Hub {
         self.inner.registry.is_closing()
     }
 
-    /// Resolves once [`Hub::shutdown`] has closed the connections (or the hub is gone): for
-    /// streams that are not subscriber connections, such as the stats stream, to end with them.
+    /// Resolves once the hub stops: [`Hub::shutdown`] has closed the connections, the
+    /// lifecycle it was started on was cancelled, or the hub is gone. For streams that are not
+    /// subscriber connections, such as the stats stream, to end with them.
     pub fn shut_down(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
-        self.inner.cancel.clone().cancelled_owned()
+        self.inner.lifecycle.token().clone().cancelled_owned()
     }
 
     /// Shuts the hub down: refuses new connections and events, ends every stream with a
     /// `disconnected` event (reason `server_shutdown`) preceded by a `retry:` hint chosen at
     /// random between `retry` and `shutdown_reconnect_window` (so clients come back spread out
-    /// over the window), stops the
-    /// background tasks and the engine. Returns the number of connections it closed. Calling it
-    /// again does nothing more.
+    /// over the window), then stops the background loops (cancelling the hub's lifecycle and
+    /// awaiting them) and the engine ([`Engine::shutdown`]). Returns the number of connections
+    /// it closed. Calling it again does nothing more.
+    ///
+    /// Connection tasks are not the hub's: whoever runs them waits for them afterwards
+    /// ([`server::serve`](crate::server::serve) does, under its shutdown timeout).
     pub async fn shutdown(&self) -> usize {
         let inner = &self.inner;
         if inner.registry.is_closing() {
@@ -583,176 +587,15 @@ impl Hub {
                 closed += 1;
             }
         }
-        inner.cancel.cancel();
-        inner.tasks.close();
-        inner.tasks.wait().await;
+        inner.lifecycle.cancel();
+        let loops = std::mem::take(&mut *inner.tasks.lock());
+        for task in loops {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "a background task of the hub failed");
+            }
+        }
         inner.engine.shutdown().await;
         tracing::info!(closed, "hub shut down");
         closed
-    }
-}
-
-/// Most expiry registrations waiting for the expiry task.
-const EXPIRY_QUEUE: usize = 65_536;
-
-/// Longest single wait of the expiry timer (its wheel holds up to 2^36 ms). Short enough that the
-/// entries of connections that left long before their token expires are forgotten within it.
-const MAX_EXPIRY_STEP: Duration = Duration::from_secs(3600);
-
-/// Closes connections whose credentials expired, with one timer wheel for all of them
-/// (`DelayQueue`), not a timer per connection. A connection that already went away is skipped.
-async fn expiry_loop(
-    hub: Weak<HubInner>,
-    mut incoming: tokio::sync::mpsc::Receiver<(ConnectionId, Duration)>,
-    cancel: CancellationToken,
-) {
-    use futures_util::StreamExt;
-    let mut queue = tokio_util::time::DelayQueue::new();
-    // The timer wheel holds deadlines up to about two years ahead and panics beyond; a token's
-    // `exp` can lie anywhere up to the year 9999. A farther deadline waits in steps of
-    // `MAX_EXPIRY_STEP`, the rest carried along with the id; after each step, an id whose
-    // connection is gone is dropped (else every connection of a client reconnecting with a
-    // year-long token would stay queued for a year).
-    let schedule = |queue: &mut tokio_util::time::DelayQueue<(ConnectionId, Duration)>,
-                    id: ConnectionId,
-                    delay: Duration| {
-        let step = delay.min(MAX_EXPIRY_STEP);
-        queue.insert((id, delay - step), step);
-    };
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            next = incoming.recv() => match next {
-                Some((id, delay)) => schedule(&mut queue, id, delay),
-                None => return,
-            },
-            Some(expired) = queue.next(), if !queue.is_empty() => {
-                let (id, rest) = expired.into_inner();
-                let Some(hub) = hub.upgrade() else { return };
-                if !rest.is_zero() {
-                    if hub.registry.contains(id) {
-                        schedule(&mut queue, id, rest);
-                    }
-                    continue;
-                }
-                let reason = DisconnectReason::TokenExpired;
-                let data = disconnected_data(reason);
-                let last = |format: &dyn WireFormat| disconnected_event(format, &data);
-                if hub.registry.close(id, reason, Some(&last)) {
-                    tracing::debug!(connection = %id, "token expired");
-                }
-            }
-        }
-    }
-}
-
-/// Most presence changes waiting to be published.
-const PRESENCE_QUEUE: usize = 4096;
-
-/// Publishes `presence:join` / `presence:leave` to the channel, in the order the registry saw
-/// the changes, through the engine like any event (so other nodes' subscribers get them too).
-async fn presence_loop(
-    hub: Weak<HubInner>,
-    mut changes: tokio::sync::mpsc::Receiver<PresenceChange>,
-    cancel: CancellationToken,
-) {
-    loop {
-        let change = tokio::select! {
-            _ = cancel.cancelled() => return,
-            change = changes.recv() => match change {
-                Some(c) => c,
-                None => return,
-            },
-        };
-        let Some(hub) = hub.upgrade() else { return };
-        let update = crate::engine::PresenceUpdate {
-            joined: change.joined,
-            member: crate::engine::PresenceMember {
-                channel: change.channel,
-                user: change.user,
-                username: change.username,
-            },
-        };
-        let publication = presence_publication(&update, SystemTime::now());
-        match hub.engine.publish_presence(&update, publication).await {
-            Ok(Some(_)) => {
-                hub.metrics.events_published.inc();
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "could not publish a presence event"),
-        }
-    }
-}
-
-/// The `presence:join` or `presence:leave` event of `update`, stamped `at`.
-pub(crate) fn presence_publication(
-    update: &crate::engine::PresenceUpdate,
-    at: SystemTime,
-) -> Publication {
-    let name = if update.joined {
-        "presence:join"
-    } else {
-        "presence:leave"
-    };
-    let m = &update.member;
-    let data = json!({
-        "channel": m.channel,
-        "userId": m.user,
-        "username": m.username.as_deref(),
-        "timestamp": clock::rfc3339(at),
-    });
-    Publication {
-        name: EventName::system(name),
-        payload: Payload::json(&data).expect("a JSON value encodes"),
-        targets: Targets::one(Target::Channel(m.channel.clone())),
-        idempotency: None,
-    }
-}
-
-/// One shared timer for every connection: each tick encodes a heartbeat once and queues the same
-/// bytes to every outbox. No per-connection timers.
-async fn heartbeat_loop(hub: Weak<HubInner>, cancel: CancellationToken) {
-    let Some(period) = hub.upgrade().map(|h| h.config.heartbeat_interval) else {
-        return;
-    };
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        let Some(hub) = hub.upgrade() else { return };
-        let style = hub.config.heartbeat_style;
-        let data = format!("{{\"ts\":{}}}", clock::now_ms());
-        hub.registry
-            .push_all(&|format: &dyn WireFormat| format.encode_heartbeat(style, &data));
-    }
-}
-
-/// Removes connections whose stream already ended (stale) and closes those older than
-/// `connection_timeout`.
-async fn sweep_loop(hub: Weak<HubInner>, cancel: CancellationToken) {
-    let Some(period) = hub.upgrade().map(|h| h.config.cleanup_interval) else {
-        return;
-    };
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        let Some(hub) = hub.upgrade() else { return };
-        let (stale, expired) = hub
-            .registry
-            .sweep_candidates(Instant::now(), hub.config.connection_timeout);
-        for id in &stale {
-            hub.registry.remove(*id, DisconnectReason::Stale);
-        }
-        let closed = close_all(&hub.registry, expired, DisconnectReason::Timeout);
-        if !stale.is_empty() || closed > 0 {
-            tracing::debug!(stale = stale.len(), timed_out = closed, "sweep");
-        }
     }
 }
