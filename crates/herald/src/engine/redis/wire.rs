@@ -196,18 +196,7 @@ pub(super) fn reason_text(reason: DisconnectReason) -> String {
 
 /// The reason a control message names (`server_disconnect` for one this version does not know).
 pub(super) fn reason_from(text: &str) -> DisconnectReason {
-    [
-        DisconnectReason::ClientClosed,
-        DisconnectReason::SlowConsumer,
-        DisconnectReason::ServerDisconnect,
-        DisconnectReason::ServerShutdown,
-        DisconnectReason::Timeout,
-        DisconnectReason::Stale,
-        DisconnectReason::TokenExpired,
-    ]
-    .into_iter()
-    .find(|r| r.as_str() == text)
-    .unwrap_or(DisconnectReason::ServerDisconnect)
+    DisconnectReason::from_name(text).unwrap_or(DisconnectReason::ServerDisconnect)
 }
 
 #[cfg(test)]
