@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use super::{EngineError, EngineHealth};
 use crate::event::Epoch;
 use crate::history::{HistoryEntry, HistoryLimits, ReplayBuffer};
-use crate::target::{ChannelName, ConnectionId, Fallback, Target, Targets, UserId};
+use crate::target::{Fallback, TargetFields};
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -86,22 +86,19 @@ pub enum DurableError {
     },
 }
 
-/// The on-disk form of one event.
+/// The on-disk form of one event. Its targets are the JSON form every JSON writer of targets
+/// shares ([`TargetFields`]: `users`, `channels`, `connections`, `broadcast`, `fallback`).
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
     /// Published at, ms since the Unix epoch.
     t: u64,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     fell_back: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    users: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    channels: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    connections: Vec<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    broadcast: bool,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(flatten)]
+    targets: TargetFields,
+    /// How releases before `TargetFields` wrote `"fallback": "broadcast"`: still read, no
+    /// longer written.
+    #[serde(default, skip_serializing)]
     fallback_broadcast: bool,
     frame: String,
 }
@@ -113,50 +110,24 @@ fn millis(t: SystemTime) -> u64 {
 
 impl Record {
     fn from_entry(e: &HistoryEntry) -> Self {
-        let mut r = Record {
+        Record {
             t: millis(e.published_at),
             fell_back: e.fell_back,
-            users: Vec::new(),
-            channels: Vec::new(),
-            connections: Vec::new(),
-            broadcast: false,
-            fallback_broadcast: e.targets.fallback() == Fallback::Broadcast,
+            targets: TargetFields::from(&e.targets),
+            fallback_broadcast: false,
             frame: String::from_utf8_lossy(&e.frame).into_owned(),
-        };
-        for t in e.targets.list() {
-            match t {
-                Target::User(u) => r.users.push(u.to_string()),
-                Target::Channel(c) => r.channels.push(c.to_string()),
-                Target::Connection(c) => r.connections.push(c.to_string()),
-                Target::Broadcast => r.broadcast = true,
-            }
         }
-        r
     }
 
     fn into_entry(self, seq: u64) -> Option<HistoryEntry> {
-        let mut list = Vec::new();
-        for u in &self.users {
-            list.push(Target::User(UserId::new(u).ok()?));
+        let mut targets = self.targets;
+        if self.fallback_broadcast {
+            targets.fallback = Fallback::Broadcast;
         }
-        for c in &self.channels {
-            list.push(Target::Channel(ChannelName::new(c).ok()?));
-        }
-        for c in &self.connections {
-            list.push(Target::Connection(c.parse::<ConnectionId>().ok()?));
-        }
-        if self.broadcast {
-            list.push(Target::Broadcast);
-        }
-        let fallback = if self.fallback_broadcast {
-            Fallback::Broadcast
-        } else {
-            Fallback::None
-        };
         Some(HistoryEntry {
             seq,
             published_at: UNIX_EPOCH + Duration::from_millis(self.t),
-            targets: Targets::new(list, fallback).ok()?,
+            targets: targets.into_targets().ok()?,
             fell_back: self.fell_back,
             frame: Bytes::from(self.frame),
         })
@@ -705,6 +676,7 @@ mod tests {
     use super::*;
     use crate::event::EventId;
     use crate::history::{Replay, ReplayFilter};
+    use crate::target::{ChannelName, Target, Targets, UserId};
 
     fn limits() -> HistoryLimits {
         HistoryLimits {
@@ -1012,5 +984,43 @@ mod tests {
             durable.close().await;
             std::fs::remove_dir_all(&dir).unwrap();
         }
+    }
+
+    /// Records keep the bytes the previous release wrote (its targets are the shared
+    /// `TargetFields` form), and its `fallback_broadcast` still reads as the fallback.
+    #[test]
+    fn records_read_the_previous_target_fields() {
+        let old = r#"{"t":1790000000000,"users":["alice"],"channels":["news"],"fallback_broadcast":true,"frame":"f"}"#;
+        let record: Record = serde_json::from_str(old).unwrap();
+        let entry = record.into_entry(1).unwrap();
+        assert_eq!(entry.targets.fallback(), Fallback::Broadcast);
+        assert_eq!(
+            entry.targets,
+            Targets::new(
+                vec![
+                    Target::User(UserId::new("alice").unwrap()),
+                    Target::Channel(ChannelName::new("news").unwrap()),
+                ],
+                Fallback::Broadcast,
+            )
+            .unwrap()
+        );
+        let written = serde_json::to_string(&Record::from_entry(&entry)).unwrap();
+        assert_eq!(
+            written,
+            r#"{"t":1790000000000,"users":["alice"],"channels":["news"],"fallback":"broadcast","frame":"f"}"#
+        );
+        let again: Record = serde_json::from_str(&written).unwrap();
+        assert_eq!(again.into_entry(1).unwrap().targets, entry.targets);
+        // Without a fallback the bytes are exactly the previous release's.
+        let plain = r#"{"t":1790000000000,"fell_back":true,"broadcast":true,"frame":"f"}"#;
+        let entry = serde_json::from_str::<Record>(plain)
+            .unwrap()
+            .into_entry(2)
+            .unwrap();
+        assert_eq!(
+            serde_json::to_string(&Record::from_entry(&entry)).unwrap(),
+            plain
+        );
     }
 }

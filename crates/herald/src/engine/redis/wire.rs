@@ -5,6 +5,12 @@
 //! broadcast) between newlines, so that a Lua script can test "is user X a target" with a plain
 //! substring search. No user id or channel name can hold a newline (both exclude control
 //! characters), so the framing is unambiguous.
+//!
+//! This is the one place targets are not the JSON form the publish body and the durable history
+//! share (`target::TargetFields`): in JSON a script would have to parse every stored event to
+//! filter a replay (a substring search cannot tell `"alice"` among the users from a channel of
+//! that name, and JSON escapes change the bytes of some ids), and nodes of the previous release
+//! on the same Redis read these lines during a rolling upgrade.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
