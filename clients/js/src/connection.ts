@@ -18,7 +18,7 @@ import {
   type EventSourceLike,
   type EventSourceMessageLike,
 } from './eventsource.js';
-import { decideOnDisconnected, decideOnHttpStatus, type DisconnectPolicy, type PolicyAction } from './policy.js';
+import { decideOnDisconnected, decideOnHttpStatus, reconnectAdvice, type DisconnectPolicy, type PolicyAction } from './policy.js';
 import { StatusMachine, type StatusInput } from './status.js';
 import { SYSTEM_EVENTS, type ClientState, type ConnectedData, type DisconnectedData, type HeraldEvent } from './types.js';
 import { buildSubscribeUrl } from './url.js';
@@ -288,14 +288,16 @@ export class SseConnection implements Transport {
 
   private handleDisconnected(data: DisconnectedData | undefined): void {
     const reason = typeof data?.reason === 'string' ? data.reason : 'unknown';
+    const advice = reconnectAdvice(data);
     const err = new HeraldConnectionError(
-      reason.startsWith('token_') ? 'token' : 'disconnected',
+      advice === 'new_token' || reason.startsWith('token_') ? 'token' : 'disconnected',
       `server ended the stream: ${reason}${data?.message ? ` (${data.message})` : ''}`,
       { reason },
     );
     const action = this.decide({ type: 'disconnected', data: data ?? { reason } }, () => decideOnDisconnected(data, this.policyContext()));
     if (action === 'stop') this.stop(reason, err);
-    else this.drop(err);
+    // `now`: the hub ended a healthy connection (its maximum age): come back without a delay.
+    else this.drop(err, advice === 'now' ? 0 : undefined);
   }
 
   // ---------------------------------------------------------------- policy
@@ -309,13 +311,13 @@ export class SseConnection implements Transport {
     return custom === 'stop' || custom === 'reconnect' ? custom : fallback();
   }
 
-  /** The stream is gone but we will come back: close it, back off, reconnect. */
-  private drop(error: HeraldConnectionError): void {
+  /** The stream is gone but we will come back: close it, back off (or wait `delay` ms), reconnect. */
+  private drop(error: HeraldConnectionError, delay?: number): void {
     if (this.stopped) return;
     this.detach();
     this.connectionId = undefined;
     this.setStatus('drop', { error, connectionId: undefined });
-    this.scheduleReconnect(this.config.backoff.next());
+    this.scheduleReconnect(delay ?? this.config.backoff.next());
   }
 
   /** Stop for good. */

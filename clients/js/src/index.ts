@@ -21,6 +21,7 @@ export { EventIdTracker } from './event-id.js';
 export {
   decideOnDisconnected,
   decideOnHttpStatus,
+  reconnectAdvice,
   STOP_REASONS,
   TOKEN_REASONS,
   type DisconnectPolicy,
@@ -71,5 +72,6 @@ export {
   type HeraldHandler,
   type HeraldSystemEvents,
   type PresenceData,
+  type ReconnectAdvice,
   type ResetData,
 } from './types.js';

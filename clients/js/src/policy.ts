@@ -3,23 +3,25 @@
  *
  * What the client does when a stream ends:
  *
- * | trigger                                     | action                                              |
- * | ------------------------------------------- | --------------------------------------------------- |
- * | user called `close()`                       | stop (status `closed`, reason `client_close`)       |
- * | network error / stream ended without notice | reconnect with backoff                              |
- * | liveness timeout (no event nor heartbeat)   | reconnect with backoff                              |
- * | `disconnected` reason `server_shutdown`     | reconnect with backoff (full jitter spreads the herd |
- * |                                             | over the restart; the attempt counter keeps growing) |
- * | `disconnected` reason `server_disconnect`   | reconnect with backoff (an operator kick; a server  |
- * |                                             | that wants a user gone must also refuse it)          |
- * | `disconnected` reason `timeout` / unknown   | reconnect with backoff                              |
- * | `disconnected` reason `token_expired`       | reconnect if `token` is a function (it is called    |
- * |                                             | again for a fresh token), otherwise stop             |
- * | `disconnected` reason `token_invalid`,      | stop (same fresh-token exception as above for the   |
- * | `token_revoked`, `unauthorized`, `forbidden` | token ones)                                         |
- * | HTTP 401 / 403 on connect (when visible)    | reconnect if the token is refreshable, else stop    |
- * | HTTP 400 on connect (when visible)          | stop: the request itself is wrong                   |
- * | other HTTP errors (429, 5xx, 404...)        | reconnect with backoff                              |
+ * | trigger                                      | action                                              |
+ * | -------------------------------------------- | --------------------------------------------------- |
+ * | user called `close()`                        | stop (status `closed`, reason `client_close`)       |
+ * | network error / stream ended without notice  | reconnect with backoff                              |
+ * | liveness timeout (no event nor heartbeat)    | reconnect with backoff                              |
+ * | `disconnected` with `reconnect: "now"`       | reconnect at once (no backoff delay)                |
+ * | `disconnected` with `reconnect: "backoff"`   | reconnect with backoff (on `server_shutdown`, full  |
+ * |                                              | jitter spreads the herd over the restart; the       |
+ * |                                              | attempt counter keeps growing while it is down)     |
+ * | `disconnected` with `reconnect: "new_token"` | reconnect with backoff if `token` is a function (it |
+ * |                                              | is called again for a fresh token), otherwise stop  |
+ * | `disconnected` with `reconnect: "no"`        | stop                                                |
+ * | `disconnected` with an unknown `reconnect`   | reconnect with backoff                              |
+ * | `disconnected` without `reconnect` (a hub    | by `reason`: `token_expired`, `token_invalid`,      |
+ * | older than the field)                        | `token_revoked` as `new_token`; `unauthorized`,     |
+ * |                                              | `forbidden` as `no`; anything else as `backoff`     |
+ * | HTTP 401 / 403 on connect (when visible)     | reconnect if the token is refreshable, else stop    |
+ * | HTTP 400 on connect (when visible)           | stop: the request itself is wrong                   |
+ * | other HTTP errors (429, 5xx, 404...)         | reconnect with backoff                              |
  *
  * Every reconnect passes the last seen event id as `lastEventId`, so the server
  * can replay what was missed (or send `reset` when it cannot).
@@ -38,11 +40,37 @@ export interface PolicyContext {
   canRefreshToken: boolean;
 }
 
-/** Reasons that mean "don't come back" unless the token can be refreshed. */
+/** Reasons that mean "don't come back" unless the token can be refreshed (for a hub that sends no
+ * `reconnect` advice). */
 export const TOKEN_REASONS: ReadonlySet<string> = new Set(['token_expired', 'token_invalid', 'token_revoked']);
 
-/** Reasons that always mean "don't come back". */
+/** Reasons that always mean "don't come back" (for a hub that sends no `reconnect` advice). */
 export const STOP_REASONS: ReadonlySet<string> = new Set(['unauthorized', 'forbidden']);
+
+/**
+ * The hub's advice in a `disconnected` event: its `reconnect` field, or, from a hub that predates
+ * the field, the advice its `reason` implies. An unknown `reconnect` value reads as `backoff`.
+ */
+export function reconnectAdvice(data: DisconnectedData | undefined): 'now' | 'backoff' | 'new_token' | 'no' {
+  const advice = data?.reconnect;
+  if (typeof advice === 'string') {
+    switch (advice) {
+      case 'now':
+        return 'now';
+      case 'new_token':
+        return 'new_token';
+      case 'no':
+        return 'no';
+      default:
+        return 'backoff';
+    }
+  }
+  const reason = typeof data?.reason === 'string' ? data.reason : '';
+  if (TOKEN_REASONS.has(reason)) return 'new_token';
+  if (STOP_REASONS.has(reason)) return 'no';
+  // server_shutdown, server_disconnect, timeout and anything unknown.
+  return 'backoff';
+}
 
 /** User override: return an action, or `undefined` to use the default. */
 export type DisconnectPolicy = (
@@ -52,11 +80,14 @@ export type DisconnectPolicy = (
 
 /** Default decision for a `disconnected` system event. */
 export function decideOnDisconnected(data: DisconnectedData | undefined, ctx: PolicyContext): PolicyAction {
-  const reason = typeof data?.reason === 'string' ? data.reason : '';
-  if (TOKEN_REASONS.has(reason)) return ctx.canRefreshToken ? 'reconnect' : 'stop';
-  if (STOP_REASONS.has(reason)) return 'stop';
-  // server_shutdown, server_disconnect, timeout and anything unknown.
-  return 'reconnect';
+  switch (reconnectAdvice(data)) {
+    case 'no':
+      return 'stop';
+    case 'new_token':
+      return ctx.canRefreshToken ? 'reconnect' : 'stop';
+    default:
+      return 'reconnect';
+  }
 }
 
 /** Default decision for an HTTP error status seen while connecting. */

@@ -21,8 +21,8 @@ export interface HeartbeatData {
 }
 
 /**
- * Known values of `disconnected.reason`. The server may add more; the client
- * treats unknown reasons as "reconnect with backoff" (see `policy.ts`).
+ * Known values of `disconnected.reason`. The server may add more: the client
+ * decides on `disconnected.reconnect`, not on the reason (see `policy.ts`).
  */
 export type DisconnectReason =
   | 'server_disconnect'
@@ -31,9 +31,21 @@ export type DisconnectReason =
   | 'token_expired'
   | (string & {});
 
+/**
+ * `disconnected.reconnect`: the hub's advice on coming back (docs/api.md).
+ * - `now`: reconnect at once (with the last event id);
+ * - `backoff`: reconnect after the backoff delay;
+ * - `new_token`: reconnect only with a fresh token (the `token` option must be a function);
+ * - `no`: do not reconnect.
+ * The client treats a value it does not know as `backoff`.
+ */
+export type ReconnectAdvice = 'now' | 'backoff' | 'new_token' | 'no' | (string & {});
+
 /** Data of the `disconnected` system event, sent just before the server ends the stream. */
 export interface DisconnectedData {
   reason: DisconnectReason;
+  /** The hub's advice; absent from hubs older than the field (the client then goes by `reason`). */
+  reconnect?: ReconnectAdvice;
   message?: string;
   timestamp?: number | string;
 }

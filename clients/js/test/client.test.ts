@@ -415,6 +415,80 @@ describe('HeraldClient: disconnected handling', () => {
     expect(es(1).query.get('token')).toBe('tok-2');
   });
 
+  it('follows the hub\'s reconnect advice over the reason (the advice is the contract)', () => {
+    // `no` stops even on a reason that alone would mean "reconnect".
+    const a = make();
+    es(0).open();
+    es(0).emit('disconnected', { reason: 'server_disconnect', reconnect: 'no' });
+    expect(a.status).toBe('closed');
+    expect(a.state.closeReason).toBe('server_disconnect');
+    vi.advanceTimersByTime(60_000);
+    expect(ES.instances).toHaveLength(1);
+    a.close();
+
+    // `backoff` reconnects even on a token reason (a static token is then fine).
+    const b = make({ token: 'static' });
+    es(1).open();
+    es(1).emit('disconnected', { reason: 'token_expired', reconnect: 'backoff' });
+    expect(b.status).toBe('reconnecting');
+    vi.advanceTimersByTime(1000);
+    expect(ES.instances).toHaveLength(3);
+    b.close();
+
+    // `new_token` on a reason the client has never heard of: stops with a static token...
+    const c = make({ token: 'static' });
+    es(3).open();
+    es(3).emit('disconnected', { reason: 'key_rotated', reconnect: 'new_token' });
+    expect(c.status).toBe('closed');
+    expect(c.state.error).toMatchObject({ kind: 'token', reason: 'key_rotated' });
+    c.close();
+
+    // ...and reconnects, after the backoff delay, with a token function.
+    let n = 0;
+    const d = make({ token: () => `tok-${++n}` });
+    es(4).open();
+    es(4).emit('disconnected', { reason: 'key_rotated', reconnect: 'new_token' });
+    expect(d.status).toBe('reconnecting');
+    vi.advanceTimersByTime(999);
+    expect(ES.instances).toHaveLength(5);
+    vi.advanceTimersByTime(1);
+    expect(es(5).query.get('token')).toBe('tok-2');
+  });
+
+  it('reconnect "now": comes back at once, not after the backoff delay', () => {
+    const c = make({ backoff: { initialDelay: 60_000, jitter: 0 } });
+    c.on('x', () => {});
+    es(0).open();
+    es(0).emit('x', 1, 'ep-9');
+    es(0).emit('disconnected', { reason: 'timeout', reconnect: 'now' });
+    expect(c.status).toBe('reconnecting');
+    vi.advanceTimersByTime(0);
+    expect(ES.instances).toHaveLength(2);
+    expect(es(1).query.get('lastEventId')).toBe('ep-9');
+  });
+
+  it('without the advice (an older hub) the same reason waits for the backoff delay', () => {
+    const c = make({ backoff: { initialDelay: 60_000, jitter: 0 } });
+    es(0).open();
+    es(0).emit('disconnected', { reason: 'timeout' });
+    expect(c.status).toBe('reconnecting');
+    vi.advanceTimersByTime(59_999);
+    expect(ES.instances).toHaveLength(1);
+    vi.advanceTimersByTime(1);
+    expect(ES.instances).toHaveLength(2);
+  });
+
+  it('an advice the client does not know reads as backoff', () => {
+    const c = make({ token: 'static' });
+    es(0).open();
+    es(0).emit('disconnected', { reason: 'token_expired', reconnect: 'in_a_while' });
+    expect(c.status).toBe('reconnecting');
+    vi.advanceTimersByTime(999);
+    expect(ES.instances).toHaveLength(1);
+    vi.advanceTimersByTime(1);
+    expect(ES.instances).toHaveLength(2);
+  });
+
   it('supports an async token provider', async () => {
     const c = make({ token: async () => 'async-tok' });
     expect(ES.instances).toHaveLength(0);

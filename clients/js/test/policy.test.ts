@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideOnDisconnected, decideOnHttpStatus } from '../src/policy.js';
+import { decideOnDisconnected, decideOnHttpStatus, reconnectAdvice } from '../src/policy.js';
 
 const staticToken = { canRefreshToken: false };
 const refreshable = { canRefreshToken: true };
@@ -26,6 +26,27 @@ describe('reconnect policy', () => {
 
   it('treats a missing payload as reconnect', () => {
     expect(decideOnDisconnected(undefined, staticToken)).toBe('reconnect');
+  });
+
+  it('follows the hub\'s reconnect advice when there is one, whatever the reason', () => {
+    for (const reason of ['server_shutdown', 'token_expired', 'unauthorized', 'new_reason']) {
+      expect(decideOnDisconnected({ reason, reconnect: 'now' }, staticToken)).toBe('reconnect');
+      expect(decideOnDisconnected({ reason, reconnect: 'backoff' }, staticToken)).toBe('reconnect');
+      expect(decideOnDisconnected({ reason, reconnect: 'no' }, refreshable)).toBe('stop');
+      expect(decideOnDisconnected({ reason, reconnect: 'new_token' }, staticToken)).toBe('stop');
+      expect(decideOnDisconnected({ reason, reconnect: 'new_token' }, refreshable)).toBe('reconnect');
+      expect(decideOnDisconnected({ reason, reconnect: 'someday' }, staticToken)).toBe('reconnect');
+    }
+  });
+
+  it('reads the advice, or derives it from the reason of a hub that sends none', () => {
+    expect(reconnectAdvice({ reason: 'timeout', reconnect: 'now' })).toBe('now');
+    expect(reconnectAdvice({ reason: 'timeout', reconnect: 'new_token' })).toBe('new_token');
+    expect(reconnectAdvice({ reason: 'timeout', reconnect: 'unheard_of' })).toBe('backoff');
+    expect(reconnectAdvice({ reason: 'timeout' })).toBe('backoff');
+    expect(reconnectAdvice({ reason: 'token_revoked' })).toBe('new_token');
+    expect(reconnectAdvice({ reason: 'forbidden' })).toBe('no');
+    expect(reconnectAdvice(undefined)).toBe('backoff');
   });
 
   it('HTTP statuses', () => {

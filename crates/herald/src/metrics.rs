@@ -13,24 +13,76 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-/// Why a connection ended.
+/// Why the hub ended a connection: the one list of reasons, shared by the `disconnected` event,
+/// the `herald_disconnects_total{reason}` metric, the stats and the cluster's control messages.
+///
+/// Each reason says whether a client should come back ([`DisconnectReason::reconnect`]), and the
+/// `disconnected` event carries that advice as its `reconnect` field, so that clients follow it
+/// instead of guessing from the reason's name (a reason added later needs no client change).
+/// Whatever the advice, a client that reconnects sends its last event id and misses nothing the
+/// history still holds.
+///
+/// Some reasons never reach the client as an event (it is gone, or could not read one): they are
+/// still documented here, because the metrics count them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DisconnectReason {
-    /// The client went away (closed the socket, or a write failed).
+    /// The client went away: it closed the socket, or a write to it failed. No event is sent
+    /// (nobody would read it). Advice: [`Reconnect::Now`], nothing is wrong on the hub's side.
     ClientClosed,
-    /// The client read too slowly and its outbox filled up; it was evicted. It should reconnect
-    /// with its last event id.
+    /// The client read too slowly: its outbox (`queue_capacity` frames or `queue_max_bytes`)
+    /// filled up and it was evicted, without an event (it could not have read one). Advice:
+    /// [`Reconnect::Backoff`], resuming with its last event id; coming back at once would only
+    /// fill the outbox again.
     SlowConsumer,
-    /// An operator or backend disconnected it (`/api/sse/disconnect`, `/api/sse/disconnect-all`).
+    /// An operator or the backend asked for it (`POST /api/sse/disconnect`,
+    /// `/api/sse/disconnect-all`). Advice: [`Reconnect::Backoff`]: a kick ends a connection, it
+    /// does not ban; a backend that wants a user gone must also stop issuing it tokens.
     ServerDisconnect,
-    /// The hub is shutting down; reconnect after the `retry:` delay.
+    /// The hub is shutting down (a deploy or a restart). The event comes after a `retry:` hint
+    /// spread over `shutdown_reconnect_window`. Advice: [`Reconnect::Backoff`], no sooner than
+    /// that hint, so that clients do not all come back in the same instant.
     ServerShutdown,
-    /// The connection reached `connection_timeout`; reconnecting is fine.
+    /// The connection reached its maximum age, `connection_timeout` (routine rotation, for
+    /// example to rebalance a cluster). Advice: [`Reconnect::Now`].
     Timeout,
-    /// The periodic sweep found the connection already dead.
+    /// The periodic sweep found the connection's stream already ended. No event is sent (the
+    /// stream is gone). Advice: [`Reconnect::Now`].
     Stale,
-    /// The subscriber's token expired; reconnect with a fresh one.
+    /// The subscriber's token expired (its `exp` passed, with `token_expiry = close`). Advice:
+    /// [`Reconnect::NewToken`]: the same token would be refused.
     TokenExpired,
+}
+
+/// Whether and when a client should reconnect after a [`DisconnectReason`]: the `reconnect`
+/// field of the `disconnected` event, one of `"now"`, `"backoff"`, `"new_token"` or `"no"`.
+///
+/// A client that does not know a value (a later version may add one) treats it as `backoff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reconnect {
+    /// Reconnect at once (with the last event id): the connection ended for a routine reason.
+    Now,
+    /// Reconnect after a delay, growing (with jitter) while attempts fail, and no sooner than
+    /// the `retry:` hint the stream carried.
+    Backoff,
+    /// Reconnect only with a fresh token (after a delay, as for `backoff`); with the same token
+    /// the hub would refuse the connection.
+    NewToken,
+    /// Do not reconnect. No reason of this version uses it; clients must honour it for the
+    /// reasons a later version may add.
+    No,
+}
+
+impl Reconnect {
+    /// The advice as it appears in the `reconnect` field of `disconnected` events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reconnect::Now => "now",
+            Reconnect::Backoff => "backoff",
+            Reconnect::NewToken => "new_token",
+            Reconnect::No => "no",
+        }
+    }
 }
 
 impl DisconnectReason {
@@ -45,7 +97,7 @@ impl DisconnectReason {
         DisconnectReason::TokenExpired,
     ];
 
-    /// The reason as it appears in `disconnected` events and metrics.
+    /// The reason as it appears in `disconnected` events (`reason`), metrics and stats.
     pub fn as_str(self) -> &'static str {
         match self {
             DisconnectReason::ClientClosed => "client_closed",
@@ -55,6 +107,41 @@ impl DisconnectReason {
             DisconnectReason::Timeout => "timeout",
             DisconnectReason::Stale => "stale",
             DisconnectReason::TokenExpired => "token_expired",
+        }
+    }
+
+    /// The reason [`as_str`](Self::as_str) names, or `None` for a name this version does not
+    /// know (a message from a newer node, for example).
+    pub fn from_name(name: &str) -> Option<DisconnectReason> {
+        DisconnectReason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == name)
+    }
+
+    /// Whether and when the client should reconnect (the `reconnect` field of the
+    /// `disconnected` event). See each variant for why.
+    pub fn reconnect(self) -> Reconnect {
+        match self {
+            DisconnectReason::ClientClosed
+            | DisconnectReason::Timeout
+            | DisconnectReason::Stale => Reconnect::Now,
+            DisconnectReason::SlowConsumer
+            | DisconnectReason::ServerDisconnect
+            | DisconnectReason::ServerShutdown => Reconnect::Backoff,
+            DisconnectReason::TokenExpired => Reconnect::NewToken,
+        }
+    }
+
+    /// A sentence for people (the `message` field of the `disconnected` event). Clients decide
+    /// on `reason` and `reconnect`, never on this text, which may change.
+    pub fn message(self) -> &'static str {
+        match self {
+            DisconnectReason::ClientClosed | DisconnectReason::Stale => "Connection closed",
+            DisconnectReason::SlowConsumer => "The client did not keep up; reconnect",
+            DisconnectReason::ServerDisconnect => "Disconnected by the server",
+            DisconnectReason::ServerShutdown => "The server is shutting down; reconnect later",
+            DisconnectReason::Timeout => "The connection reached its maximum age; reconnect",
+            DisconnectReason::TokenExpired => "The token expired; reconnect with a fresh one",
         }
     }
 }
@@ -305,5 +392,50 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The advice each reason gives is part of the wire contract (docs/api.md, the JS client):
+    /// a change here is a change for every client.
+    #[test]
+    fn every_reason_names_itself_and_its_reconnect_advice() {
+        let expected = [
+            ("client_closed", "now"),
+            ("slow_consumer", "backoff"),
+            ("server_disconnect", "backoff"),
+            ("server_shutdown", "backoff"),
+            ("timeout", "now"),
+            ("stale", "now"),
+            ("token_expired", "new_token"),
+        ];
+        let seen: Vec<_> = DisconnectReason::ALL
+            .iter()
+            .map(|r| (r.as_str(), r.reconnect().as_str()))
+            .collect();
+        assert_eq!(seen, expected);
+        for reason in DisconnectReason::ALL {
+            assert_eq!(DisconnectReason::from_name(reason.as_str()), Some(reason));
+            assert!(!reason.message().is_empty());
+            // The serde form is the wire text.
+            assert_eq!(
+                serde_json::to_value(reason.reconnect()).unwrap(),
+                reason.reconnect().as_str()
+            );
+        }
+        assert_eq!(DisconnectReason::from_name("token_revoked"), None);
+        for advice in [
+            Reconnect::Now,
+            Reconnect::Backoff,
+            Reconnect::NewToken,
+            Reconnect::No,
+        ] {
+            let text = serde_json::to_string(&advice).unwrap();
+            assert_eq!(text, format!("\"{}\"", advice.as_str()));
+            assert_eq!(serde_json::from_str::<Reconnect>(&text).unwrap(), advice);
+        }
     }
 }

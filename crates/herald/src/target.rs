@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use rand::RngCore;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::InvalidInput;
 
@@ -260,8 +260,10 @@ pub enum Target {
     Broadcast,
 }
 
-/// What to do when the explicit targets of an event match no connection.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What to do when the explicit targets of an event match no connection. In JSON: `"none"` or
+/// `"broadcast"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Fallback {
     /// Deliver to nobody and answer `delivered: 0` (the default: never leak an event).
     #[default]
@@ -337,9 +339,135 @@ impl Targets {
     }
 }
 
+/// The JSON form of [`Targets`], one for every place that writes targets as JSON: the publish
+/// body (`{"users", "connections", "channels", "broadcast", "fallback"}` beside `event` and
+/// `data`) and the durable history's records. The fields hold plain strings, checked by
+/// [`TargetFields::into_targets`], so that a reader can tell which field is wrong.
+///
+/// Empty fields are left out when written. Redis stores targets in a form of its own, one line
+/// per target, that its Lua scripts can search (see `engine/redis/wire.rs`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetFields {
+    /// User ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+    /// Channel names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
+    /// Connection ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<String>,
+    /// Every connection (alone: not with the fields above).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub broadcast: bool,
+    /// What to do when the targets match nobody.
+    #[serde(default, skip_serializing_if = "Fallback::is_none")]
+    pub fallback: Fallback,
+}
+
+impl Fallback {
+    fn is_none(&self) -> bool {
+        *self == Fallback::None
+    }
+}
+
+impl TargetFields {
+    /// Checks every id and name and builds the routing (users first, then connections,
+    /// channels, broadcast, in the order given).
+    ///
+    /// # Errors
+    /// An [`InvalidInput`] naming the field (`users`, `connections`, `channels`) of the first
+    /// invalid entry, or the errors of [`Targets::new`] (no target; broadcast with others).
+    pub fn into_targets(self) -> Result<Targets, InvalidInput> {
+        let field = |field: &'static str| {
+            move |mut e: InvalidInput| {
+                e.field = field.into();
+                e
+            }
+        };
+        let mut list =
+            Vec::with_capacity(self.users.len() + self.connections.len() + self.channels.len() + 1);
+        for user in &self.users {
+            list.push(Target::User(UserId::new(user).map_err(field("users"))?));
+        }
+        for id in &self.connections {
+            list.push(Target::Connection(
+                id.parse::<ConnectionId>().map_err(field("connections"))?,
+            ));
+        }
+        for channel in &self.channels {
+            list.push(Target::Channel(
+                ChannelName::new(channel).map_err(field("channels"))?,
+            ));
+        }
+        if self.broadcast {
+            list.push(Target::Broadcast);
+        }
+        Targets::new(list, self.fallback)
+    }
+}
+
+impl From<&Targets> for TargetFields {
+    fn from(targets: &Targets) -> Self {
+        let mut fields = TargetFields {
+            fallback: targets.fallback(),
+            ..TargetFields::default()
+        };
+        for target in targets.list() {
+            match target {
+                Target::User(u) => fields.users.push(u.as_str().to_owned()),
+                Target::Channel(c) => fields.channels.push(c.as_str().to_owned()),
+                Target::Connection(id) => fields.connections.push(id.to_string()),
+                Target::Broadcast => fields.broadcast = true,
+            }
+        }
+        fields
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn target_fields_round_trip_and_name_the_bad_field() {
+        let id = ConnectionId::random();
+        let targets = Targets::new(
+            vec![
+                Target::User(UserId::new("alice").unwrap()),
+                Target::Connection(id),
+                Target::Channel(ChannelName::new("orders:7").unwrap()),
+            ],
+            Fallback::Broadcast,
+        )
+        .unwrap();
+        let fields = TargetFields::from(&targets);
+        let text = serde_json::to_string(&fields).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                r#"{{"users":["alice"],"channels":["orders:7"],"connections":["{id}"],"fallback":"broadcast"}}"#
+            )
+        );
+        let back: TargetFields = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.into_targets().unwrap(), targets);
+        // Empty fields and the default fallback are left out.
+        assert_eq!(
+            serde_json::to_string(&TargetFields::from(&Targets::broadcast())).unwrap(),
+            r#"{"broadcast":true}"#
+        );
+        for (fields, field) in [
+            (r#"{"users":["a\nb"]}"#, "users"),
+            (r#"{"connections":["nope"]}"#, "connections"),
+            (r#"{"channels":["a b"]}"#, "channels"),
+            (r#"{}"#, "targets"),
+            (r#"{"users":["a"],"broadcast":true}"#, "broadcast"),
+        ] {
+            let fields: TargetFields = serde_json::from_str(fields).unwrap();
+            assert_eq!(fields.into_targets().unwrap_err().field, field);
+        }
+        assert!(serde_json::from_str::<TargetFields>(r#"{"fallback":"all"}"#).is_err());
+    }
 
     #[test]
     fn connection_ids_are_random_and_round_trip() {

@@ -35,10 +35,9 @@ async fn sigterm_shuts_down_gracefully() {
     for client in [&mut a, &mut b] {
         let e = client.next_event().await;
         assert_eq!(e.event, "disconnected");
-        assert_eq!(
-            serde_json::from_str::<Value>(&e.data).unwrap()["reason"],
-            "server_shutdown"
-        );
+        let data = serde_json::from_str::<Value>(&e.data).unwrap();
+        assert_eq!(data["reason"], "server_shutdown");
+        assert_eq!(data["reconnect"], "backoff");
         assert!(e.retry.is_some());
         client.until_end().await;
     }

@@ -112,7 +112,9 @@ async fn absurd_token_expiries_neither_panic_nor_stop_sign_in() {
     let (status, stream, body) = subscribe_with(&srv, &soon).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let mut soon = stream.unwrap();
-    assert_eq!(soon.expect("disconnected").await["reason"], "token_expired");
+    let expired = soon.expect("disconnected").await;
+    assert_eq!(expired["reason"], "token_expired");
+    assert_eq!(expired["reconnect"], "new_token");
     // A normal token still signs in, and events reach everyone.
     let normal = hs256(json!({"sub": "bob", "channels": ["news"], "exp": now() + 600}));
     let (status, stream, body) = subscribe_with(&srv, &normal).await;

@@ -211,6 +211,8 @@ async fn disconnect_users_and_connections_and_all() {
     for a in [&mut a1, &mut a2] {
         let d = a.expect("disconnected").await;
         assert_eq!(d["reason"], "server_disconnect");
+        // The advice clients follow (docs/api.md): come back, after a backoff.
+        assert_eq!(d["reconnect"], "backoff");
         assert!(d["message"].is_string() && d["timestamp"].is_string());
         assert!(
             a.until_end().await.is_empty(),
@@ -308,6 +310,7 @@ async fn old_connections_time_out() {
     let mut a = srv.subscribe("userId=alice").await;
     let d = a.expect("disconnected").await;
     assert_eq!(d["reason"], "timeout");
+    assert_eq!(d["reconnect"], "now");
     a.until_end().await;
     srv.wait_for_stats("the timed-out connection to go", |s| s["connections"] == 0)
         .await;

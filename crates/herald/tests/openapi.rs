@@ -5,28 +5,109 @@ mod support;
 
 use std::collections::BTreeSet;
 
+use axum::http::Method;
+use axum::Router;
+use herald::config::Config;
+use herald::http::AppState;
+use herald::Hub;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::TestServer;
+use tower::ServiceExt;
 
-/// `(method, path)` of every route in `src/http/mod.rs`, read from the source.
-fn routes_in_router() -> BTreeSet<(String, String)> {
-    let src = include_str!("../src/http/mod.rs");
+/// Methods a route may answer. (HEAD comes with every GET in axum, so it is not probed.)
+const METHODS: [Method; 6] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+];
+
+/// A path as both sides can compare it: every `{parameter}` written `{}` (the router and the
+/// spec name them differently).
+fn normalize(path: &str) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(open) = rest.find('{') {
+        let close = open + rest[open..].find('}').expect("a closed path parameter");
+        out.push_str(&rest[..open]);
+        out.push_str("{}");
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// How the real router routes one request.
+#[derive(Debug, PartialEq)]
+enum Routed {
+    /// A handler (or its middleware) answered, whatever the status.
+    Served(StatusCode),
+    /// The router's fallback: no such path.
+    NoSuchPath,
+    /// The path exists, not with this method.
+    NoSuchMethod,
+}
+
+/// Sends `method path` (no body) through `router` in process, as from loopback, and tells
+/// whether a route took it. Only the fallbacks' answers are read (a stream's body never ends).
+async fn route(router: &Router, method: &Method, path: &str) -> Routed {
+    let request = axum::http::Request::builder()
+        .method(method.clone())
+        .uri(path)
+        .header("host", "localhost")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    if status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED {
+        return Routed::Served(status);
+    }
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    match body["error"]["code"].as_str() {
+        Some("not_found") if status == StatusCode::NOT_FOUND => Routed::NoSuchPath,
+        Some("method_not_allowed") => Routed::NoSuchMethod,
+        _ => Routed::Served(status),
+    }
+}
+
+/// `(method, path)` of every route the router serves: the paths of its route table
+/// (`herald::http::paths`, which the router is built from), each probed with every method
+/// through the real router.
+async fn routes_in_router(router: &Router, paths: &[&str]) -> BTreeSet<(String, String)> {
     let mut routes = BTreeSet::new();
-    let mut rest = src;
-    while let Some(pos) = rest.find(".route(") {
-        rest = &rest[pos + 7..];
-        let path = rest.split('"').nth(1).unwrap().to_owned();
-        // The handler part runs up to the next `.route(` (or the end of the router).
-        let end = rest.find(".route(").unwrap_or(rest.len());
-        let body = &rest[..end];
-        for method in ["get", "post"] {
-            if body.contains(&format!("{method}(")) {
-                routes.insert((method.to_owned(), path.clone()));
+    for path in paths {
+        // Any value fills a path parameter.
+        let concrete = normalize(path).replace("{}", "x");
+        for method in &METHODS {
+            match route(router, method, &concrete).await {
+                Routed::Served(_) => {
+                    routes.insert((method.as_str().to_lowercase(), normalize(path)));
+                }
+                Routed::NoSuchMethod => {}
+                Routed::NoSuchPath => {
+                    panic!("{path} is in the route table but the router does not serve it")
+                }
             }
         }
     }
     routes
+}
+
+/// An open hub's router, in process, and its route table's paths.
+async fn open_router() -> (Hub, Router, Vec<&'static str>) {
+    let config = Config::default();
+    let hub = Hub::from_config(&config, &herald::Lifecycle::new())
+        .await
+        .expect("start the hub");
+    let state = AppState::new(hub.clone(), config.http.clone());
+    let paths = herald::http::paths(&state);
+    (hub, herald::http::router(state), paths)
 }
 
 fn spec() -> Value {
@@ -81,21 +162,47 @@ fn response_schema(spec: &Value, method: &str, path: &str, status: StatusCode) -
         .map(|c| c["schema"].clone())
 }
 
-#[test]
-fn the_spec_lists_exactly_the_routes_of_the_router() {
-    let from_router = routes_in_router();
-    let from_spec = routes_in_spec(&spec());
+#[tokio::test]
+async fn the_spec_lists_exactly_the_routes_of_the_router() {
+    let (hub, router, paths) = open_router().await;
+    let from_router = routes_in_router(&router, &paths).await;
     assert!(
         from_router.len() > 10,
-        "route extraction broke: {from_router:?}"
+        "route discovery broke: {from_router:?}"
     );
-    // The router writes path parameters as {id}; the spec names them.
-    let normalize = |set: &BTreeSet<(String, String)>| -> BTreeSet<(String, String)> {
-        set.iter()
-            .map(|(m, p)| (m.clone(), p.replace("{userId}", "{id}")))
-            .collect()
-    };
-    assert_eq!(normalize(&from_router), normalize(&from_spec));
+    let from_spec: BTreeSet<_> = routes_in_spec(&spec())
+        .into_iter()
+        .map(|(m, p)| (m, normalize(&p)))
+        .collect();
+    let missing_from_spec: Vec<_> = from_router.difference(&from_spec).collect();
+    let missing_from_router: Vec<_> = from_spec.difference(&from_router).collect();
+    assert!(
+        missing_from_spec.is_empty() && missing_from_router.is_empty(),
+        "served but not in assets/openapi.json: {missing_from_spec:?}; \
+         in assets/openapi.json but not served: {missing_from_router:?}"
+    );
+    // Every documented route reaches a handler of the real router, asked directly (not through
+    // the route table).
+    for (method, path) in &from_spec {
+        let method: Method = method.to_uppercase().parse().unwrap();
+        let routed = route(&router, &method, &path.replace("{}", "x")).await;
+        assert!(
+            matches!(routed, Routed::Served(_)),
+            "{method} {path}: {routed:?}"
+        );
+    }
+    // The probe tells the fallbacks apart from handlers: an unlisted path is the 404 fallback,
+    // an unlisted method on a listed path the 405 one.
+    assert_eq!(
+        route(&router, &Method::GET, "/api/sse/no-such-endpoint").await,
+        Routed::NoSuchPath
+    );
+    assert_eq!(route(&router, &Method::GET, "/").await, Routed::NoSuchPath);
+    assert_eq!(
+        route(&router, &Method::DELETE, "/api/sse/stats").await,
+        Routed::NoSuchMethod
+    );
+    hub.shutdown().await;
 }
 
 #[tokio::test]

@@ -59,7 +59,7 @@ use crate::event::{EventName, Payload};
 use crate::history::{HistoryEntry, HistoryLimits, ReplayBuffer};
 use crate::lifecycle::Lifecycle;
 use crate::sse::frame;
-use crate::target::{ChannelName, ConnectionId, Fallback, Target, Targets, UserId};
+use crate::target::{Fallback, TargetFields};
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -97,22 +97,19 @@ pub enum DurableError {
     },
 }
 
-/// The on-disk form of one event.
+/// The on-disk form of one event. Its targets are the JSON form every JSON writer of targets
+/// shares ([`TargetFields`]: `users`, `channels`, `connections`, `broadcast`, `fallback`).
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
     /// Published at, ms since the Unix epoch.
     t: u64,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     fell_back: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    users: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    channels: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    connections: Vec<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    broadcast: bool,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(flatten)]
+    targets: TargetFields,
+    /// How releases before `TargetFields` wrote `"fallback": "broadcast"`: still read, no
+    /// longer written.
+    #[serde(default, skip_serializing)]
     fallback_broadcast: bool,
     /// The event's storage form ([`Event::stored_form`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,47 +127,21 @@ fn millis(t: SystemTime) -> u64 {
 
 impl Record {
     fn from_entry(e: &HistoryEntry) -> Self {
-        let mut r = Record {
+        Record {
             t: millis(e.published_at),
             fell_back: e.fell_back,
-            users: Vec::new(),
-            channels: Vec::new(),
-            connections: Vec::new(),
-            broadcast: false,
-            fallback_broadcast: e.targets.fallback() == Fallback::Broadcast,
+            targets: TargetFields::from(&e.targets),
+            fallback_broadcast: false,
             event: Some(Event::stored_form(&e.event.name, &e.event.payload)),
             frame: None,
-        };
-        for t in e.targets.list() {
-            match t {
-                Target::User(u) => r.users.push(u.to_string()),
-                Target::Channel(c) => r.channels.push(c.to_string()),
-                Target::Connection(c) => r.connections.push(c.to_string()),
-                Target::Broadcast => r.broadcast = true,
-            }
         }
-        r
     }
 
     fn into_entry(self, id: EventId) -> Option<HistoryEntry> {
-        let mut list = Vec::new();
-        for u in &self.users {
-            list.push(Target::User(UserId::new(u).ok()?));
+        let mut targets = self.targets;
+        if self.fallback_broadcast {
+            targets.fallback = Fallback::Broadcast;
         }
-        for c in &self.channels {
-            list.push(Target::Channel(ChannelName::new(c).ok()?));
-        }
-        for c in &self.connections {
-            list.push(Target::Connection(c.parse::<ConnectionId>().ok()?));
-        }
-        if self.broadcast {
-            list.push(Target::Broadcast);
-        }
-        let fallback = if self.fallback_broadcast {
-            Fallback::Broadcast
-        } else {
-            Fallback::None
-        };
         let event = match (self.event, self.frame) {
             (Some(stored), _) => Event::from_stored_form(id, &stored)?,
             (None, Some(frame)) => {
@@ -182,7 +153,7 @@ impl Record {
         Some(HistoryEntry {
             seq: id.seq,
             published_at: UNIX_EPOCH + Duration::from_millis(self.t),
-            targets: Targets::new(list, fallback).ok()?,
+            targets: targets.into_targets().ok()?,
             fell_back: self.fell_back,
             event: Arc::new(event),
         })
@@ -794,6 +765,7 @@ mod tests {
     use super::*;
     use crate::event::EventId;
     use crate::history::{Replay, ReplayFilter};
+    use crate::target::{ChannelName, Target, Targets, UserId};
 
     /// Opens the store in `dir` and starts its writer, as a hub does.
     fn open_started(
@@ -1165,5 +1137,51 @@ mod tests {
             durable.close().await;
             std::fs::remove_dir_all(&dir).unwrap();
         }
+    }
+
+    /// Records keep the target bytes the previous release wrote (its targets are the shared
+    /// `TargetFields` form), and its `fallback_broadcast` still reads as the fallback; the event
+    /// is written in its storage form.
+    #[test]
+    fn records_read_the_previous_target_fields() {
+        let id = |seq| EventId {
+            epoch: Epoch::from_u64(1),
+            seq,
+        };
+        let frame = r#""frame":"id: 000000000001-1\nevent: note\ndata: 1\n\n""#;
+        let old = format!(
+            r#"{{"t":1790000000000,"users":["alice"],"channels":["news"],"fallback_broadcast":true,{frame}}}"#
+        );
+        let record: Record = serde_json::from_str(&old).unwrap();
+        let entry = record.into_entry(id(1)).unwrap();
+        assert_eq!(entry.targets.fallback(), Fallback::Broadcast);
+        assert_eq!(
+            entry.targets,
+            Targets::new(
+                vec![
+                    Target::User(UserId::new("alice").unwrap()),
+                    Target::Channel(ChannelName::new("news").unwrap()),
+                ],
+                Fallback::Broadcast,
+            )
+            .unwrap()
+        );
+        let written = serde_json::to_string(&Record::from_entry(&entry)).unwrap();
+        assert_eq!(
+            written,
+            r#"{"t":1790000000000,"users":["alice"],"channels":["news"],"fallback":"broadcast","event":"jnote\n1"}"#
+        );
+        let again: Record = serde_json::from_str(&written).unwrap();
+        assert_eq!(again.into_entry(id(1)).unwrap().targets, entry.targets);
+        // Without a fallback the target bytes are exactly the previous release's.
+        let plain = format!(r#"{{"t":1790000000000,"fell_back":true,"broadcast":true,{frame}}}"#);
+        let entry = serde_json::from_str::<Record>(&plain)
+            .unwrap()
+            .into_entry(id(2))
+            .unwrap();
+        assert_eq!(
+            serde_json::to_string(&Record::from_entry(&entry)).unwrap(),
+            r#"{"t":1790000000000,"fell_back":true,"broadcast":true,"event":"jnote\n1"}"#
+        );
     }
 }

@@ -25,11 +25,12 @@ pub(crate) mod origin;
 pub mod publish;
 pub mod subscribe;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -62,75 +63,110 @@ impl AppState {
     }
 }
 
-/// The whole HTTP API as an axum [`Router`], ready to serve or to merge into an application's
-/// own router.
-pub fn router(state: AppState) -> Router {
-    let single_limit = state.config.max_body_size;
-    let batch_limit = state.config.max_batch_body_size;
-    let publish = Router::new()
-        .route(
-            "/api/sse/message",
-            post(publish::publish).layer(DefaultBodyLimit::max(single_limit)),
-        )
-        .route(
-            "/api/sse/send",
-            post(publish::publish).layer(DefaultBodyLimit::max(single_limit)),
-        )
-        .route(
-            "/api/sse/messages",
-            post(publish::publish_batch).layer(DefaultBodyLimit::max(batch_limit)),
-        )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_publisher,
-        ));
-    let admin = Router::new()
-        .route("/api/sse/stats", get(admin::stats))
-        .route("/api/sse/stats/stream", get(admin::stats_stream))
-        .route("/api/sse/presence", get(admin::channel_presence))
-        .route("/api/sse/presence/users/{id}", get(admin::user_presence))
-        .route(
-            "/api/sse/disconnect",
-            post(admin::disconnect).layer(DefaultBodyLimit::max(single_limit)),
-        )
-        .route("/api/sse/disconnect-all", post(admin::disconnect_all))
-        .route("/metrics", get(admin::metrics))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_admin,
-        ));
+/// The path of the event stream (`GET`; `POST` there is a publish alias). The lean HTTP/1.1
+/// reader in [`crate::server`] picks out bodiless `GET`s of this path (it still runs them
+/// through [`router`], then writes the stream itself) and leaves every other request to hyper,
+/// so both read the path from here.
+pub const STREAM_PATH: &str = "/api/sse";
+
+/// Every route of the API, in one table: a path and what answers there (methods, handlers and
+/// their layers). [`router`] is built from this table and from nothing else, so [`paths`] is the
+/// list of what it serves (`tests/openapi.rs` compares it, and the methods the router answers at
+/// each path, with the OpenAPI description). An endpoint, or a transport, defined in a module
+/// of its own joins the API as one entry here.
+fn routes(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
+    let single_limit = DefaultBodyLimit::max(state.config.max_body_size);
+    let batch_limit = DefaultBodyLimit::max(state.config.max_batch_body_size);
     // A client that trickles its body in cannot hold a request open for long. (The SSE stream is
     // a response body, which this does not limit.)
     let body_timeout = RequestBodyTimeoutLayer::new(state.config.body_read_timeout);
-    // `/api/sse` is both the subscribe endpoint (GET, open) and a publish alias (POST, keyed).
-    let sse_root = Router::new().route(
-        "/api/sse",
-        get(subscribe::subscribe).merge(
-            post(publish::publish)
-                .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(single_limit))
-                .layer::<_, std::convert::Infallible>(body_timeout.clone())
-                .route_layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
-                    auth::require_publisher,
-                )),
+    let publisher = axum::middleware::from_fn_with_state(state.clone(), auth::require_publisher);
+    let admin = axum::middleware::from_fn_with_state(state.clone(), auth::require_admin);
+    // Publish and admin endpoints: the key check (and the Origin rule), then the body timeout
+    // around it.
+    let publishing = |endpoint: MethodRouter<AppState>| {
+        endpoint
+            .layer::<_, Infallible>(publisher.clone())
+            .layer::<_, Infallible>(body_timeout.clone())
+    };
+    let administering = |endpoint: MethodRouter<AppState>| {
+        endpoint
+            .layer::<_, Infallible>(admin.clone())
+            .layer::<_, Infallible>(body_timeout.clone())
+    };
+    vec![
+        // The subscribe endpoint (GET, open) and a publish alias (POST, keyed).
+        (
+            STREAM_PATH,
+            get(subscribe::subscribe).merge(
+                post(publish::publish)
+                    .layer::<_, Infallible>(single_limit)
+                    .layer::<_, Infallible>(body_timeout.clone())
+                    .route_layer(publisher.clone()),
+            ),
         ),
-    );
+        (
+            "/api/sse/message",
+            publishing(post(publish::publish).layer(single_limit)),
+        ),
+        (
+            "/api/sse/send",
+            publishing(post(publish::publish).layer(single_limit)),
+        ),
+        (
+            "/api/sse/messages",
+            publishing(post(publish::publish_batch).layer(batch_limit)),
+        ),
+        ("/api/sse/stats", administering(get(admin::stats))),
+        (
+            "/api/sse/stats/stream",
+            administering(get(admin::stats_stream)),
+        ),
+        (
+            "/api/sse/presence",
+            administering(get(admin::channel_presence)),
+        ),
+        (
+            "/api/sse/presence/users/{id}",
+            administering(get(admin::user_presence)),
+        ),
+        (
+            "/api/sse/disconnect",
+            administering(post(admin::disconnect).layer(single_limit)),
+        ),
+        (
+            "/api/sse/disconnect-all",
+            administering(post(admin::disconnect_all)),
+        ),
+        ("/metrics", administering(get(admin::metrics))),
+        ("/sse-test", get(console::page)),
+        ("/admin", get(console::admin_page)),
+        ("/api/openapi.json", get(console::openapi)),
+        ("/healthz", get(admin::healthz)),
+        ("/readyz", get(admin::readyz)),
+    ]
+}
+
+/// The paths [`router`] serves (path parameters written `{name}`), in the order of its route
+/// table. Which methods each answers is what the router does; `tests/openapi.rs` asks it.
+pub fn paths(state: &AppState) -> Vec<&'static str> {
+    routes(state).into_iter().map(|(path, _)| path).collect()
+}
+
+/// The whole HTTP API as an axum [`Router`], ready to serve or to merge into an application's
+/// own router.
+pub fn router(state: AppState) -> Router {
     let cors = cors_layer(&state.config);
-    let publish = publish.layer(body_timeout.clone());
-    let admin = admin.layer(body_timeout);
     // An open hub answers loopback names only (DNS rebinding): every endpoint, streams included.
     let host_rule = origin::HostRuleLayer {
         config: state.config.clone(),
     };
-    let router = Router::new()
-        .merge(publish)
-        .merge(admin)
-        .merge(sse_root)
-        .route("/sse-test", get(console::page))
-        .route("/admin", get(console::admin_page))
-        .route("/api/openapi.json", get(console::openapi))
-        .route("/healthz", get(admin::healthz))
-        .route("/readyz", get(admin::readyz))
+    // Routes come from the table only (see `routes`): add none here.
+    let router = routes(&state)
+        .into_iter()
+        .fold(Router::new(), |router, (path, endpoint)| {
+            router.route(path, endpoint)
+        })
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -16,7 +16,7 @@ use crate::engine::{Publication, Published};
 use crate::error::InvalidInput;
 use crate::event::{EventName, Payload};
 use crate::idempotency::IdempotencyKey;
-use crate::target::{ChannelName, ConnectionId, Fallback, Target, Targets, UserId};
+use crate::target::{Fallback, TargetFields};
 
 /// Fields a publish body may have.
 const FIELDS: &[&str] = &[
@@ -110,26 +110,16 @@ pub fn parse_publication(value: Value) -> Result<Publication, InvalidInput> {
         Some(_) => return Err(InvalidInput::new("idempotencyKey", "must be a string")),
     };
 
-    let mut list = Vec::new();
-    for user in strings(&mut body, "users", true)? {
-        list.push(Target::User(
-            UserId::new(&user).map_err(|e| rename(e, "users"))?,
-        ));
-    }
-    for id in strings(&mut body, "connections", false)? {
-        list.push(Target::Connection(
-            id.parse::<ConnectionId>()
-                .map_err(|e| rename(e, "connections"))?,
-        ));
-    }
-    for channel in strings(&mut body, "channels", false)? {
-        list.push(Target::Channel(ChannelName::new(&channel)?));
-    }
-    match body.remove("broadcast") {
-        None | Some(Value::Bool(false)) => {}
-        Some(Value::Bool(true)) => list.push(Target::Broadcast),
+    // The targets' fields are read one by one (and user ids may be numbers), so that an error
+    // names its field; then checked as every JSON form of targets is (`TargetFields`).
+    let users = strings(&mut body, "users", true)?;
+    let connections = strings(&mut body, "connections", false)?;
+    let channels = strings(&mut body, "channels", false)?;
+    let broadcast = match body.remove("broadcast") {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
         Some(_) => return Err(InvalidInput::new("broadcast", "must be true or false")),
-    }
+    };
     let fallback = match body.remove("fallback") {
         None => Fallback::None,
         Some(Value::String(s)) if s == "none" => Fallback::None,
@@ -141,10 +131,18 @@ pub fn parse_publication(value: Value) -> Result<Publication, InvalidInput> {
             ))
         }
     };
+    let targets = TargetFields {
+        users,
+        channels,
+        connections,
+        broadcast,
+        fallback,
+    }
+    .into_targets()?;
     Ok(Publication {
         name,
         payload,
-        targets: Targets::new(list, fallback)?,
+        targets,
         idempotency,
     })
 }

@@ -209,19 +209,13 @@ impl Delivery for LocalDelivery {
     }
 }
 
-/// The data of the `disconnected` event for `reason`.
+/// The data of the `disconnected` event for `reason`: its name, the advice on reconnecting, and
+/// a sentence.
 fn disconnected_data(reason: DisconnectReason) -> String {
-    let message = match reason {
-        DisconnectReason::ServerDisconnect => "Disconnected by the server",
-        DisconnectReason::ServerShutdown => "The server is shutting down; reconnect later",
-        DisconnectReason::Timeout => "The connection reached its maximum age; reconnect",
-        DisconnectReason::SlowConsumer => "The client did not keep up; reconnect",
-        DisconnectReason::TokenExpired => "The token expired; reconnect with a fresh one",
-        DisconnectReason::ClientClosed | DisconnectReason::Stale => "Connection closed",
-    };
     let data = json!({
         "reason": reason.as_str(),
-        "message": message,
+        "reconnect": reason.reconnect().as_str(),
+        "message": reason.message(),
         "timestamp": clock::rfc3339(SystemTime::now()),
     });
     data.to_string()

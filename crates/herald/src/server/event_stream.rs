@@ -23,6 +23,8 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::http::STREAM_PATH;
+
 /// Most headers in a request head read here.
 const MAX_HEADERS: usize = 64;
 /// Most bytes a client may send after an event-stream request before the server hangs up.
@@ -173,7 +175,8 @@ fn parse_head(buf: &[u8]) -> httparse::Result<usize> {
     httparse::Request::new(&mut headers).parse(buf)
 }
 
-/// Builds the request when it is a bodiless `GET /api/sse` over HTTP/1.x; `None` otherwise.
+/// Builds the request when it is a bodiless `GET` of the stream path ([`STREAM_PATH`]) over
+/// HTTP/1.x; `None` otherwise.
 fn build_request(head: &[u8]) -> Option<axum::http::Request<Body>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
@@ -187,7 +190,7 @@ fn build_request(head: &[u8]) -> Option<axum::http::Request<Body>> {
     }
     let path = parsed.path?;
     let path_only = path.split('?').next().unwrap_or(path);
-    if parsed.method? != "GET" || path_only != "/api/sse" {
+    if parsed.method? != "GET" || path_only != STREAM_PATH {
         return None;
     }
     let version = match parsed.version? {

@@ -5,6 +5,12 @@
 //! broadcast) between newlines, so that a Lua script can test "is user X a target" with a plain
 //! substring search. No user id or channel name can hold a newline (both exclude control
 //! characters), so the framing is unambiguous.
+//!
+//! This is the one place targets are not the JSON form the publish body and the durable history
+//! share (`target::TargetFields`): in JSON a script would have to parse every stored event to
+//! filter a replay (a substring search cannot tell `"alice"` among the users from a channel of
+//! that name, and JSON escapes change the bytes of some ids), and nodes of the previous release
+//! on the same Redis read these lines during a rolling upgrade.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -208,18 +214,7 @@ pub(super) fn reason_text(reason: DisconnectReason) -> String {
 
 /// The reason a control message names (`server_disconnect` for one this version does not know).
 pub(super) fn reason_from(text: &str) -> DisconnectReason {
-    [
-        DisconnectReason::ClientClosed,
-        DisconnectReason::SlowConsumer,
-        DisconnectReason::ServerDisconnect,
-        DisconnectReason::ServerShutdown,
-        DisconnectReason::Timeout,
-        DisconnectReason::Stale,
-        DisconnectReason::TokenExpired,
-    ]
-    .into_iter()
-    .find(|r| r.as_str() == text)
-    .unwrap_or(DisconnectReason::ServerDisconnect)
+    DisconnectReason::from_name(text).unwrap_or(DisconnectReason::ServerDisconnect)
 }
 
 #[cfg(test)]
