@@ -47,7 +47,7 @@ impl EventName {
                 format!("event name {s:?} is reserved for the hub's own events"),
             ));
         }
-        Ok(EventName(s.into()))
+        Ok(EventName(interned(s)))
     }
 
     /// A name of the hub's own events; panics in debug builds if the name is not well formed.
@@ -60,7 +60,7 @@ impl EventName {
     /// hub's presence events are stored too). `None` when it is not well formed.
     pub(crate) fn stored(s: &str) -> Option<Self> {
         Self::validate_chars(s).ok()?;
-        Some(EventName(s.into()))
+        Some(EventName(interned(s)))
     }
 
     fn validate_chars(s: &str) -> Result<(), InvalidInput> {
@@ -98,6 +98,33 @@ impl fmt::Debug for EventName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "EventName({:?})", &*self.0)
     }
+}
+
+/// Most distinct event names a thread keeps shared; past it the set starts over.
+const INTERNED_NAMES: usize = 256;
+
+thread_local! {
+    /// The names this thread has seen lately: a hub publishes a handful of names over and over,
+    /// and each publish then shares one allocation (in the replay window too) instead of making
+    /// its own.
+    static NAMES: std::cell::RefCell<std::collections::HashSet<Arc<str>>> =
+        std::cell::RefCell::new(std::collections::HashSet::new());
+}
+
+/// `s` as a shared string, from this thread's set of recent names when it is there.
+fn interned(s: &str) -> Arc<str> {
+    NAMES.with(|names| {
+        let mut names = names.borrow_mut();
+        if let Some(name) = names.get(s) {
+            return name.clone();
+        }
+        if names.len() >= INTERNED_NAMES {
+            names.clear();
+        }
+        let name: Arc<str> = s.into();
+        names.insert(name.clone());
+        name
+    })
 }
 
 /// The history epoch of a hub: a random 48-bit number chosen when its history starts. An event
@@ -367,6 +394,20 @@ mod tests {
             EventName::new("disconnected").unwrap_err().code,
             "reserved_event"
         );
+    }
+
+    #[test]
+    fn repeated_names_share_one_allocation() {
+        let a = EventName::new("order.shipped").unwrap();
+        let b = EventName::new("order.shipped").unwrap();
+        assert!(Arc::ptr_eq(&a.0, &b.0));
+        for i in 0..(INTERNED_NAMES * 2) {
+            assert_eq!(
+                EventName::new(&format!("n{i}")).unwrap().as_str(),
+                format!("n{i}")
+            );
+        }
+        assert_eq!(EventName::new("order.shipped").unwrap(), a);
     }
 
     #[test]

@@ -224,9 +224,9 @@ pub struct HistoryStats {
 pub struct ReplayBuffer {
     epoch: Epoch,
     limits: HistoryLimits,
-    /// Shared so that a replay copies a chunk of them (pointer copies) and scans it without the
-    /// engine's lock.
-    entries: VecDeque<Arc<HistoryEntry>>,
+    /// Oldest first. A replay reads them in chunks under the engine's lock and copies out
+    /// (pointers to) the events it wants.
+    entries: VecDeque<HistoryEntry>,
     bytes: usize,
     /// The newest seq ever assigned (whether or not still retained).
     head: u64,
@@ -274,7 +274,7 @@ impl ReplayBuffer {
 
     /// The retained entries, oldest first.
     pub fn entries(&self) -> impl Iterator<Item = &HistoryEntry> {
-        self.entries.iter().map(|e| &**e)
+        self.entries.iter()
     }
 
     /// Sets the newest id assigned (after restoring from disk).
@@ -307,7 +307,7 @@ impl ReplayBuffer {
             return;
         }
         self.bytes += entry.event.size();
-        self.entries.push_back(Arc::new(entry));
+        self.entries.push_back(entry);
         self.evict(SystemTime::now());
     }
 
@@ -324,7 +324,7 @@ impl ReplayBuffer {
         }
         self.head = self.head.max(entry.seq);
         self.bytes += entry.event.size();
-        self.entries.push_back(Arc::new(entry));
+        self.entries.push_back(entry);
     }
 
     /// Drops events beyond the limits; returns the lowest seq still retained.
@@ -356,22 +356,14 @@ impl ReplayBuffer {
             Ok(cursor) => cursor,
             Err(reset) => return reset,
         };
-        let mut chunk = Vec::new();
         let mut events = Vec::new();
         loop {
-            chunk.clear();
-            let Some(done) = self.replay_chunk(&mut cursor, usize::MAX, &mut chunk) else {
+            let Some(done) = self.replay_chunk(&mut cursor, usize::MAX, filter, &mut events) else {
                 return Replay::Reset {
                     reason: ResetReason::HistoryGap,
                     head: cursor.head,
                 };
             };
-            events.extend(
-                chunk
-                    .iter()
-                    .filter(|e| filter.matches(&e.targets, e.fell_back))
-                    .map(|e| e.event.clone()),
-            );
             if done {
                 return Replay::Events {
                     events,
@@ -420,15 +412,17 @@ impl ReplayBuffer {
         })
     }
 
-    /// Copies (pointers to) up to `max` retained entries of the replay at `cursor` into `out`
-    /// and moves the cursor past them. Returns `Some(true)` when the replay reached its head,
-    /// `Some(false)` when there is more, and `None` when events the replay had not read yet were
-    /// dropped from the window since it started (the client then gets `history_gap`).
+    /// Reads up to `max` retained entries of the replay at `cursor`, copies (pointers to) the
+    /// events among them that `filter` matches into `out`, and moves the cursor past them.
+    /// Returns `Some(true)` when the replay reached its head, `Some(false)` when there is more,
+    /// and `None` when events the replay had not read yet were dropped from the window since it
+    /// started (the client then gets `history_gap`).
     pub fn replay_chunk(
         &self,
         cursor: &mut ReplayCursor,
         max: usize,
-        out: &mut Vec<Arc<HistoryEntry>>,
+        filter: &ReplayFilter,
+        out: &mut Vec<Arc<Event>>,
     ) -> Option<bool> {
         if cursor.next > cursor.head.seq {
             return Some(true);
@@ -438,16 +432,18 @@ impl ReplayBuffer {
         }
         // Seqs grow along the window (with holes where events were not retained).
         let start = self.entries.partition_point(|e| e.seq < cursor.next);
-        for entry in self.entries.range(start..) {
+        for (read, entry) in self.entries.range(start..).enumerate() {
             if entry.seq > cursor.head.seq {
                 cursor.next = cursor.head.seq + 1;
                 return Some(true);
             }
-            if out.len() >= max {
+            if read >= max {
                 cursor.next = entry.seq;
                 return Some(false);
             }
-            out.push(entry.clone());
+            if filter.matches(&entry.targets, entry.fell_back) {
+                out.push(entry.event.clone());
+            }
         }
         cursor.next = cursor.head.seq + 1;
         Some(true)
@@ -687,9 +683,11 @@ mod tests {
         let mut chunk = Vec::new();
         loop {
             chunk.clear();
-            let done = buf.replay_chunk(&mut cursor, 3, &mut chunk).unwrap();
+            let done = buf
+                .replay_chunk(&mut cursor, 3, &alice(), &mut chunk)
+                .unwrap();
             assert!(chunk.len() <= 3);
-            got.extend(chunk.iter().map(|e| e.seq));
+            got.extend(chunk.iter().map(|e| e.id.seq));
             if done {
                 break;
             }
@@ -701,10 +699,13 @@ mod tests {
         fill(&mut buf, &vec![user("alice"); 5]);
         let mut cursor = buf.replay_start(EventId { epoch, seq: 0 }).unwrap();
         chunk.clear();
-        assert_eq!(buf.replay_chunk(&mut cursor, 2, &mut chunk), Some(false));
+        assert_eq!(
+            buf.replay_chunk(&mut cursor, 2, &alice(), &mut chunk),
+            Some(false)
+        );
         fill(&mut buf, &vec![user("alice"); 3]); // evicts 1..=3; 3 was not read yet
         chunk.clear();
-        assert_eq!(buf.replay_chunk(&mut cursor, 2, &mut chunk), None);
+        assert_eq!(buf.replay_chunk(&mut cursor, 2, &alice(), &mut chunk), None);
     }
 
     #[test]

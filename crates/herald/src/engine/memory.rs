@@ -167,10 +167,10 @@ impl Engine for MemoryEngine {
         let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
         loop {
             chunk.clear();
-            let done = self
-                .window
-                .lock()
-                .replay_chunk(&mut cursor, REPLAY_CHUNK, &mut chunk);
+            let done =
+                self.window
+                    .lock()
+                    .replay_chunk(&mut cursor, REPLAY_CHUNK, filter, &mut chunk);
             let Some(done) = done else {
                 // The window moved past events this replay had not read yet.
                 return Ok(Replay::Reset {
@@ -178,11 +178,8 @@ impl Engine for MemoryEngine {
                     head,
                 });
             };
-            for entry in chunk
-                .iter()
-                .filter(|e| filter.matches(&e.targets, e.fell_back))
-            {
-                if !collected.push(entry.event.clone()) {
+            for event in chunk.drain(..) {
+                if !collected.push(event) {
                     return Ok(Replay::Reset {
                         reason: ResetReason::ReplayTooLarge,
                         head,
