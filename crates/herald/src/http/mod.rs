@@ -42,9 +42,15 @@ use crate::hub::Hub;
 pub use error::ApiError;
 pub use origin::TlsConnection;
 
-/// What every handler gets: the hub and the HTTP settings. Cheap to clone.
+/// What every handler gets: the hub and the HTTP settings ([`AppParts`], through `Deref`).
+/// One shared allocation: axum clones the state for every request, so a clone is one atomic
+/// increment.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+/// The parts of an [`AppState`].
+#[derive(Debug)]
+pub struct AppParts {
     /// The hub.
     pub hub: Hub,
     /// HTTP settings.
@@ -55,11 +61,19 @@ pub struct AppState {
 impl AppState {
     /// State for `hub` with these settings.
     pub fn new(hub: Hub, config: HttpConfig) -> Self {
-        AppState {
+        AppState(Arc::new(AppParts {
             hub,
             limits: Arc::new(auth::RateLimits::new(&config)),
             config: Arc::new(config),
-        }
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
     }
 }
 

@@ -2,6 +2,7 @@
 //! outboxes, in queue order, each in its connection's wire format.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -31,6 +32,9 @@ pub(super) struct Shard {
     pub(super) indices: RwLock<Indices>,
     queue: Mutex<ShardQueue>,
     queued: Notify,
+    /// The queue's length as of its last change, read without the lock by the overload check
+    /// that every publish makes.
+    backlog: AtomicUsize,
 }
 
 /// A shard's pending events, and whether its task is pushing a batch right now.
@@ -53,7 +57,7 @@ impl Registry {
     pub(crate) fn is_overloaded(&self) -> bool {
         self.shards
             .iter()
-            .any(|s| s.queue.lock().events.len() >= MAX_QUEUED_EVENTS)
+            .any(|s| s.backlog.load(Ordering::Relaxed) >= MAX_QUEUED_EVENTS)
     }
 
     /// Counts the connections `targets` selects (each once) and queues `event` for every
@@ -127,6 +131,7 @@ impl Registry {
                 targets,
                 everyone,
             });
+            shard.backlog.store(queue.events.len(), Ordering::Relaxed);
             drop(queue);
             shard.queued.notify_one();
         }
@@ -157,6 +162,7 @@ impl Registry {
                     return;
                 }
                 queue.busy = true;
+                shard.backlog.store(0, Ordering::Relaxed);
                 std::mem::take(&mut queue.events)
             };
             let mut slow = Vec::new();

@@ -184,7 +184,7 @@ pub async fn serve(
     options: ServerOptions,
 ) -> io::Result<()> {
     let router = http::router(state.clone());
-    serve_router(listener, router, state.hub, lifecycle, options).await
+    serve_router(listener, router, state.hub.clone(), lifecycle, options).await
 }
 
 /// Like [`serve`], for an application that merged Herald's router ([`http::router`]) into its

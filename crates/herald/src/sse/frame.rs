@@ -6,7 +6,6 @@
 //! line terminator the spec knows (CRLF, CR, LF) into one `data:` line each, so a client's parser
 //! joins the lines back with `\n`.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -91,8 +90,9 @@ pub fn decode_stored_frame(frame: &str) -> Option<(Option<EventId>, EventName, P
 pub fn encode_event(id: Option<&EventId>, event: &EventName, data: &str) -> Bytes {
     let mut buf = BytesMut::with_capacity(data.len() + event.as_str().len() + 48);
     if let Some(id) = id {
-        // Writing into a BytesMut cannot fail.
-        let _ = writeln!(Writer(&mut buf), "id: {id}");
+        buf.put_slice(b"id: ");
+        put_event_id(&mut buf, id);
+        buf.put_u8(b'\n');
     }
     buf.put_slice(b"event: ");
     buf.put_slice(event.as_str().as_bytes());
@@ -100,6 +100,31 @@ pub fn encode_event(id: Option<&EventId>, event: &EventName, data: &str) -> Byte
     put_data_lines(&mut buf, data);
     buf.put_u8(b'\n');
     buf.freeze()
+}
+
+/// Appends `id` as its text (`<12 hex digits>-<decimal seq>`, as its `Display` writes it),
+/// without the formatting machinery: every event frame starts with one.
+fn put_event_id(buf: &mut BytesMut, id: &EventId) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let epoch = id.epoch.as_u64();
+    let mut hex = [0u8; 12];
+    for (i, digit) in hex.iter_mut().enumerate() {
+        *digit = HEX[((epoch >> (44 - 4 * i)) & 0xf) as usize];
+    }
+    buf.put_slice(&hex);
+    buf.put_u8(b'-');
+    let mut digits = [0u8; 20];
+    let mut n = id.seq;
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.put_slice(&digits[start..]);
 }
 
 /// Appends `data: <line>\n` for every line of `data`, splitting on CRLF, CR and LF.
@@ -152,15 +177,6 @@ pub fn encode_comment(text: &str) -> Bytes {
         .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
         .collect();
     Bytes::from(format!(": {line}\n\n"))
-}
-
-struct Writer<'a>(&'a mut BytesMut);
-
-impl std::fmt::Write for Writer<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.put_slice(s.as_bytes());
-        Ok(())
-    }
 }
 
 /// A parser for the `text/event-stream` format following the WHATWG algorithm, used by the
@@ -258,6 +274,23 @@ mod tests {
 
     fn name(s: &'static str) -> EventName {
         EventName::system(s)
+    }
+
+    #[test]
+    fn event_ids_are_written_as_their_display_text() {
+        for (epoch, seq) in [
+            (0, 0),
+            (1, 1),
+            (0xffff_ffff_ffff, u64::MAX),
+            (0x5f3a_9c01_b2d4, 17),
+        ] {
+            let id = EventId {
+                epoch: crate::event::Epoch::from_u64(epoch),
+                seq,
+            };
+            let frame = encode_event(Some(&id), &EventName::new("n").unwrap(), "x");
+            assert_eq!(frame, format!("id: {id}\nevent: n\ndata: x\n\n"));
+        }
     }
 
     #[test]
