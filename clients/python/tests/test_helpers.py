@@ -152,3 +152,26 @@ def test_disconnect_and_disconnect_all(hub: Any, publisher: HeraldPublisher, lis
     assert publisher.disconnect_all().disconnected == 1
     assert b.get().event == "disconnected"
     assert publisher.get_stats().connections == 0
+
+
+def test_publish_text_arrives_as_raw_text(hub: Any, publisher: HeraldPublisher, listen: Any) -> None:
+    li = listen(hub.url, user_id="u1")
+    li.connected()
+    result = publisher.publish_text("note", "two\nlines, not \"JSON\"", users=["u1"])
+    assert result.delivered == 1
+    ev = li.get()
+    assert (ev.event, ev.raw, ev.id) == ("note", "two\nlines, not \"JSON\"", result.id)
+    publisher.publish("note", "quoted", users=["u1"])
+    assert li.get().raw == '"quoted"'
+    with pytest.raises(TypeError):
+        publisher.publish_text("note", {"a": 1}, users=["u1"])  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_async_publish_text(hub: Any, listen: Any) -> None:
+    li = listen(hub.url, user_id="u1")
+    li.connected()
+    async with AsyncHeraldPublisher(hub.url, timeout=WAIT) as p:
+        result = await p.publish_text("note", "plain", users=["u1"])
+        ev = li.get()
+        assert (ev.raw, ev.id) == ("plain", result.id)

@@ -73,6 +73,29 @@ def publish_body(
     return body
 
 
+def text_body(
+    event: str,
+    text: str,
+    *,
+    users: Optional[Sequence[Union[str, int]]] = None,
+    connections: Optional[Sequence[str]] = None,
+    channels: Optional[Sequence[str]] = None,
+    broadcast: bool = False,
+    fallback: Optional[str] = None,
+    idempotency_key: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Like :func:`publish_body`, with ``text`` (raw text, sent as it is) instead of ``data``."""
+    if not isinstance(text, str):
+        raise TypeError("text is a str; use publish() for JSON data")
+    body = publish_body(
+        event, None, users=users, connections=connections, channels=channels,
+        broadcast=broadcast, fallback=fallback, idempotency_key=idempotency_key,
+    )
+    del body["data"]
+    body["text"] = text
+    return body
+
+
 def message(
     event: str,
     data: Any,

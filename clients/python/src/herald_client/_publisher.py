@@ -42,6 +42,7 @@ from ._core import (
     publish_body,
     publish_result,
     retryable,
+    text_body,
 )
 from ._errors import HeraldError
 from ._helpers import SeedHelpers
@@ -197,6 +198,24 @@ class HeraldPublisher(_Base, SeedHelpers[PublishResult]):
         """``POST /api/sse/message``: ``event`` with ``data`` (any JSON value) to the union of the
         targets. ``fallback="broadcast"``: broadcast when the targets match no connection."""
         body = publish_body(event, data, users=users, connections=connections, channels=channels, broadcast=broadcast, fallback=fallback)
+        return self.publish_body(body, idempotency_key=idempotency_key, timeout=timeout)
+
+    def publish_text(
+        self,
+        event: str,
+        text: str,
+        *,
+        users: Users = None,
+        connections: Optional[Sequence[str]] = None,
+        channels: Optional[Sequence[str]] = None,
+        broadcast: bool = False,
+        fallback: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> PublishResult:
+        """``POST /api/sse/message`` with ``text``: raw text, delivered exactly as it is (an SSE
+        client's ``e.data`` is the text itself, not a JSON string). Targets as :meth:`publish`."""
+        body = text_body(event, text, users=users, connections=connections, channels=channels, broadcast=broadcast, fallback=fallback)
         return self.publish_body(body, idempotency_key=idempotency_key, timeout=timeout)
 
     def publish_body(
@@ -356,6 +375,23 @@ class AsyncHeraldPublisher(_Base, SeedHelpers[Coroutine[Any, Any, PublishResult]
     ) -> PublishResult:
         """See :meth:`HeraldPublisher.publish`."""
         body = publish_body(event, data, users=users, connections=connections, channels=channels, broadcast=broadcast, fallback=fallback)
+        return await self.publish_body(body, idempotency_key=idempotency_key, timeout=timeout)
+
+    async def publish_text(
+        self,
+        event: str,
+        text: str,
+        *,
+        users: Users = None,
+        connections: Optional[Sequence[str]] = None,
+        channels: Optional[Sequence[str]] = None,
+        broadcast: bool = False,
+        fallback: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> PublishResult:
+        """See :meth:`HeraldPublisher.publish_text`."""
+        body = text_body(event, text, users=users, connections=connections, channels=channels, broadcast=broadcast, fallback=fallback)
         return await self.publish_body(body, idempotency_key=idempotency_key, timeout=timeout)
 
     async def publish_body(
