@@ -301,6 +301,8 @@ pub struct Event {
     pub name: EventName,
     /// Its payload.
     pub payload: Payload,
+    /// [`Event::size`], computed once.
+    size: usize,
     encodings: [OnceLock<Bytes>; FORMAT_SLOTS],
 }
 
@@ -308,6 +310,7 @@ impl Event {
     /// An event, not yet encoded in any format.
     pub fn new(id: EventId, name: EventName, payload: Payload) -> Self {
         Event {
+            size: Self::size_of(&name, &payload),
             id,
             name,
             payload,
@@ -331,9 +334,27 @@ impl Event {
         self.encodings.get(slot).is_some_and(|c| c.get().is_some())
     }
 
-    /// About how many bytes the event holds (name and payload), as replay limits count them.
+    /// The bytes the event counts for in the replay window's and a resume's byte limits: the
+    /// length of its storage form (name, payload and 2), plus 7 for every line break of a text
+    /// payload, which SSE sends as a `data: ` line of its own (so the limits bound what a
+    /// resume queues to an SSE client, not only what is stored). A JSON payload holds no line
+    /// break. Redis stores it beside each event; the memory engine and the durable file
+    /// compute it the same way.
     pub fn size(&self) -> usize {
-        self.name.as_str().len() + self.payload.len()
+        self.size
+    }
+
+    /// [`Event::size`] of an event with this name and payload.
+    pub fn size_of(name: &EventName, payload: &Payload) -> usize {
+        let breaks = match payload.kind() {
+            PayloadKind::Json => 0,
+            PayloadKind::Text => payload
+                .as_str()
+                .bytes()
+                .filter(|b| matches!(b, b'\n' | b'\r'))
+                .count(),
+        };
+        name.as_str().len() + payload.len() + 2 + 7 * breaks
     }
 
     /// The event's storage form, shared by every engine that keeps events outside this process

@@ -587,13 +587,13 @@ mod tests {
             HistoryLimits {
                 max_events: 100,
                 max_age: Duration::from_secs(60),
-                max_bytes: 6,
+                max_bytes: 12,
             },
             0,
         );
-        fill(&mut buf, &vec![user("alice"); 5]); // payloads "1".."5": two bytes each
+        fill(&mut buf, &vec![user("alice"); 5]); // name "n", payloads "1".."5": 4 bytes each
         assert_eq!(buf.stats().events, 3);
-        assert_eq!(buf.stats().bytes, 6);
+        assert_eq!(buf.stats().bytes, 12);
         let later = SystemTime::now() + Duration::from_secs(120);
         assert_eq!(buf.evict(later), 6);
         assert_eq!(buf.stats().events, 0);
@@ -721,7 +721,7 @@ mod tests {
         assert!(!c.push(event(id(3), "c")));
         let mut c = ReplayCollector::new(ReplayCap {
             max_events: 100,
-            max_bytes: 5,
+            max_bytes: 6,
         });
         assert!(c.push(event(id(1), "ab")));
         assert!(!c.push(event(id(2), "cd")));

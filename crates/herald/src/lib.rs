@@ -27,10 +27,10 @@
 //!
 //! Nothing spawns a task when it is constructed. The binary makes one root [`Lifecycle`];
 //! [`Hub::start`] runs the hub's background loops (`hub::tasks`: heartbeat, sweep, token
-//! expiry, presence) and the fan-out shards on a child of it and starts the engine on a child
-//! of that; [`server::serve`] runs the connections on the root, and when the root is cancelled
-//! shuts down in order (stop accepting, end the streams, stop the loops and the engine, wait
-//! for the connections).
+//! expiry, presence) and the fan-out shards below it and starts the engine below that;
+//! [`server::serve`] runs the connections on the root. Cancelling the root shuts down in
+//! order: stop accepting; [`Hub::shutdown`] lets fan-out finish what was published, ends the
+//! streams, then stops the loops and the engine; wait for the connections.
 //!
 //! ## The life of one event
 //!

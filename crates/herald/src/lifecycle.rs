@@ -7,6 +7,7 @@
 //! root (the binary's main: cancelled on SIGINT or SIGTERM)
 //! ├── server::serve           accept loop and connection tasks (on the root itself)
 //! └── hub   (Hub::start)      heartbeat, sweep, expiry, presence, fan-out shards
+//!     │                       (a graceful child: the root's cancel starts Hub::shutdown)
 //!     └── engine (Engine::start)   Redis: the supervisor; memory: the durable history writer
 //! ```
 //!
@@ -14,7 +15,11 @@
 //! and waiting for it ([`Lifecycle::wait`]) after shutdown waits for everything. A child's token
 //! is a [`CancellationToken::child_token`]: cancelling the root reaches every loop, while a part
 //! can stop its own subtree (the hub does at [`Hub::shutdown`](crate::Hub::shutdown)) and leave
-//! the rest running.
+//! the rest running. The hub is a [`graceful_child`](Lifecycle::graceful_child): the root's
+//! cancel does not stop its loops at once (fan-out must go on until every stream has been
+//! ended, or events counted as delivered would never be written); it starts
+//! [`Hub::shutdown`](crate::Hub::shutdown), which ends the streams, then cancels the hub's
+//! token (and the engine's below it).
 //!
 //! Nothing in Herald spawns a task when it is constructed: background work starts in a function
 //! that takes the lifecycle ([`Hub::start`](crate::Hub::start), [`Engine::start`](
@@ -26,8 +31,8 @@
 //! ([`Hub::shutdown`](crate::Hub::shutdown), which awaits them); shut the engine down (it awaits
 //! its own tasks, then leaves the cluster or flushes the durable history); then wait for the
 //! remaining connection tasks, under the shutdown timeout. An application that embeds the hub
-//! without `serve` does the same: cancel the root, call [`Hub::shutdown`](crate::Hub::shutdown),
-//! then [`Lifecycle::wait`].
+//! without `serve` cancels the root (the hub then shuts down on its own) or calls
+//! [`Hub::shutdown`](crate::Hub::shutdown), then [`Lifecycle::wait`].
 
 use std::future::Future;
 use std::time::Duration;
@@ -58,6 +63,19 @@ impl Lifecycle {
     pub fn child(&self) -> Self {
         Lifecycle {
             token: self.token.child_token(),
+            tasks: self.tasks.clone(),
+        }
+    }
+
+    /// A child that a cancelled parent does not stop at once: its token is its own (cancelled
+    /// only by whoever owns the child), its tasks go into the same tracker. For a part whose
+    /// stop is a sequence rather than a signal (the hub: end the streams, then stop the loops
+    /// that fan events out to them): it watches [`cancelled`](Self::cancelled) of the parent and
+    /// runs that sequence, which ends by cancelling its own token.
+    #[must_use]
+    pub fn graceful_child(&self) -> Self {
+        Lifecycle {
+            token: CancellationToken::new(),
             tasks: self.tasks.clone(),
         }
     }

@@ -283,6 +283,48 @@ async fn a_resume_beyond_max_replay_bytes_gets_reset_replay_too_large_on_redis()
     cap_by_bytes(Engine::Redis(3)).await;
 }
 
+/// The byte cap counts what SSE sends for a text payload (each line break starts another
+/// `data: ` line: 7 more bytes), the same on both engines, to the byte: four text events of 100
+/// lines fill a cap of exactly their size; a fifth makes the resume a reset.
+async fn cap_counts_line_breaks_the_same_everywhere(engine: Engine) {
+    let text = "l\n".repeat(100);
+    // Name "n", 200 bytes of text and 2 (the storage form), plus 7 per line break.
+    let size = 1 + text.len() + 2 + 7 * 100;
+    let srv = Srv::start(engine, config(|c| c.hub.max_replay_bytes = 4 * size)).await;
+    let query = "channels=news";
+    let start = srv.subscribe(query).await.start_id;
+    for _ in 0..4 {
+        srv.publish_ok(json!({"event": "n", "text": text, "channels": ["news"]}))
+            .await;
+    }
+    let mut a = srv.resume(query, &start).await;
+    for _ in 0..4 {
+        let e = a.next_event().await;
+        assert_eq!((e.event.as_str(), e.data.as_str()), ("n", text.as_str()));
+    }
+    srv.publish_ok(json!({"event": "end", "data": {}, "channels": ["news"]}))
+        .await;
+    assert_eq!(
+        a.next_event().await.event,
+        "end",
+        "nothing twice, nothing else"
+    );
+    drop(a);
+    // The end marker (9 bytes) is past the cap now.
+    let mut a = srv.resume(query, &start).await;
+    expect_reset(&mut a, "replay_too_large").await;
+}
+
+#[tokio::test]
+async fn the_byte_cap_counts_line_breaks_of_text() {
+    cap_counts_line_breaks_the_same_everywhere(Engine::Memory).await;
+}
+
+#[tokio::test]
+async fn the_byte_cap_counts_line_breaks_of_text_on_redis() {
+    cap_counts_line_breaks_the_same_everywhere(Engine::Redis(3)).await;
+}
+
 // --- Paging --------------------------------------------------------------------------------
 
 /// With pages of 3 stream entries, resumes from every position, while a publisher runs, get

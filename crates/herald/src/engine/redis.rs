@@ -451,7 +451,8 @@ impl Engine for RedisEngine {
             .arg(keys::CHANNELS)
             .arg(keys::CONNECTIONS)
             .arg(&fingerprint)
-            .arg(millis(shared.options.idempotency_window).max(1));
+            .arg(millis(shared.options.idempotency_window).max(1))
+            .arg(Event::size_of(&publication.name, &publication.payload));
         // Once the script has been sent, a timeout or a lost connection leaves its outcome
         // unknown: it may have run. Only a failure before sending is "nothing was sent".
         let reply: Vec<Value> = shared

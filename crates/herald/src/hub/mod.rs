@@ -43,6 +43,10 @@ use crate::target::{ChannelName, ConnectionId, Targets, UserId};
 use crate::transport::outbox::Outbox;
 use crate::transport::{resume, WireFormat};
 
+/// Longest wait at shutdown for the fan-out of events already published to finish before the
+/// streams end.
+const FAN_OUT_DRAIN: Duration = Duration::from_secs(2);
+
 /// Most channels one connection may subscribe to.
 pub const MAX_CHANNELS_PER_CONNECTION: usize = 64;
 
@@ -152,9 +156,9 @@ struct HubInner {
     engine: Arc<dyn Engine>,
     metrics: Arc<Metrics>,
     started_at: Instant,
-    /// The hub's node of the lifecycle tree (a child of the one it was started on): its token
-    /// stops the background loops, and the engine's tasks below them. Cancelled by
-    /// [`Hub::shutdown`], by any ancestor, or when the last handle goes away.
+    /// The hub's node of the lifecycle tree (a graceful child of the one it was started on):
+    /// its token stops the background loops, and the engine's tasks below them. Cancelled by
+    /// [`Hub::shutdown`] (which the parent's cancel starts) or when the last handle goes away.
     lifecycle: Lifecycle,
     /// The background loops ([`tasks::spawn`]), awaited by [`Hub::shutdown`] before it stops
     /// the engine; empty once it has.
@@ -228,7 +232,15 @@ fn disconnected_event(format: &dyn WireFormat, data: &str) -> Bytes {
 
 fn close_all(registry: &Registry, ids: Vec<ConnectionId>, reason: DisconnectReason) -> usize {
     let data = disconnected_data(reason);
-    let last = |format: &dyn WireFormat| disconnected_event(format, &data);
+    // Encoded once per wire format, shared by every connection of it.
+    let encoded: std::cell::RefCell<[Option<Bytes>; crate::event::FORMAT_SLOTS]> =
+        Default::default();
+    let last = |format: &dyn WireFormat| match encoded.borrow_mut().get_mut(format.slot()) {
+        Some(slot) => slot
+            .get_or_insert_with(|| disconnected_event(format, &data))
+            .clone(),
+        None => disconnected_event(format, &data),
+    };
     ids.into_iter()
         .filter(|id| registry.close(*id, reason, Some(&last)))
         .count()
@@ -267,14 +279,17 @@ impl Hub {
 
     /// Starts a hub on `engine`: builds its registry, starts the engine on it
     /// ([`Engine::start`]), and spawns the hub's background loops (heartbeat, sweep, token
-    /// expiry, presence events, fan-out shards). Everything runs on a child of `lifecycle`, so
-    /// cancelling `lifecycle` stops it all; [`Hub::shutdown`] first ends every stream, then
-    /// stops the loops and the engine. One engine serves one hub.
+    /// expiry, presence events, fan-out shards). Everything runs below `lifecycle`: cancelling it
+    /// starts [`Hub::shutdown`], which first ends every stream, then stops the loops and the
+    /// engine. One engine serves one hub.
     ///
     /// # Panics
     /// Outside a Tokio runtime (it spawns tasks).
     pub fn start(config: HubConfig, engine: Arc<dyn Engine>, lifecycle: &Lifecycle) -> Self {
-        let lifecycle = lifecycle.child();
+        let parent = lifecycle.clone();
+        // Not a plain child: the parent's cancel must not stop fan-out before the streams are
+        // ended (events counted as delivered would never be written). It starts the shutdown.
+        let lifecycle = lifecycle.graceful_child();
         let mut metrics = Metrics::new();
         engine.register_metrics(metrics.registry_mut());
         let metrics = Arc::new(metrics);
@@ -308,6 +323,19 @@ impl Hub {
             tasks: Mutex::new(Vec::new()),
         });
         *inner.tasks.lock() = tasks::spawn(&inner, expiry_rx, presence_rx);
+        let weak = Arc::downgrade(&inner);
+        let own = inner.lifecycle.token().clone();
+        let parent_token = parent.token().clone();
+        parent.spawn(async move {
+            tokio::select! {
+                _ = parent_token.cancelled() => {}
+                // Shut down (or dropped) by itself: nothing left to do.
+                _ = own.cancelled() => return,
+            }
+            if let Some(inner) = weak.upgrade() {
+                Hub { inner }.shutdown().await;
+            }
+        });
         Hub { inner }
     }
 
@@ -560,6 +588,12 @@ impl Hub {
             return 0;
         }
         inner.registry.set_closing();
+        // Events already counted as delivered are still being fanned out: let the shards push
+        // them before the streams end, so that a client gets them live and not only on resume.
+        let deadline = tokio::time::Instant::now() + FAN_OUT_DRAIN;
+        while !inner.registry.fan_out_is_idle() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let reason = DisconnectReason::ServerShutdown;
         let data = disconnected_data(reason);
         // Every client comes back within the window, none sooner than the usual `retry:`

@@ -478,7 +478,8 @@ mod tests {
         assert!(root.tasks().is_empty(), "{} tasks left", root.tasks().len());
         assert!(!root.is_cancelled(), "the hub stops its own subtree only");
 
-        // Cancel the root instead: the loops end too, and no heartbeat is sent any more.
+        // Cancel the root instead: the hub shuts down as gracefully (streams end with
+        // `disconnected` first), the loops end too, and no heartbeat is sent any more.
         let root = Lifecycle::new();
         let hub = Hub::start_in_memory(config, &root);
         settle().await;
@@ -488,11 +489,46 @@ mod tests {
             root.wait(Duration::from_secs(1)).await,
             "a loop outlived the root"
         );
-        advance(Duration::from_secs(5)).await;
-        assert_eq!(
-            queued(&mut stream),
-            None,
-            "a heartbeat after the root was cancelled"
+        let last = queued(&mut stream).flatten().unwrap_or_default();
+        assert!(
+            last.contains("event: disconnected") && last.contains("server_shutdown"),
+            "the stream ends with disconnected: {last:?}"
         );
+        assert_eq!(queued(&mut stream), Some(None), "then it ends");
+        advance(Duration::from_secs(5)).await;
+        assert!(hub.is_shutting_down());
+    }
+
+    /// Events already counted as delivered reach their streams before the `disconnected` of a
+    /// shutdown, when the root is cancelled right after they were published (fan-out through
+    /// the shards' queues, not inline: 64 connections).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_root_delivers_what_was_published_before_the_streams_end() {
+        let root = Lifecycle::new();
+        let hub = Hub::start_in_memory(quiet(), &root);
+        let mut streams = Vec::new();
+        for _ in 0..64 {
+            let mut stream = hub.connect(ConnectRequest::anonymous()).await.unwrap();
+            let _opening = stream.next().await;
+            streams.push(stream);
+        }
+        for n in 0..20 {
+            let published = hub.broadcast("n", &n).await.unwrap();
+            assert_eq!(published.delivered, 64);
+        }
+        root.cancel();
+        assert!(root.wait(Duration::from_secs(10)).await, "the tree stops");
+        for mut stream in streams {
+            let mut all = String::new();
+            while let Some(Some(bytes)) = stream.next().now_or_never() {
+                all.push_str(std::str::from_utf8(&bytes.unwrap()).unwrap());
+            }
+            let events = all.matches("event: n\n").count();
+            let end = all
+                .find("event: disconnected")
+                .expect("ends with disconnected");
+            assert_eq!(events, 20, "{all}");
+            assert!(all.rfind("event: n\n").unwrap() < end);
+        }
     }
 }

@@ -60,6 +60,15 @@ impl Registry {
             .any(|s| s.backlog.load(Ordering::Relaxed) >= MAX_QUEUED_EVENTS)
     }
 
+    /// True when no shard has events waiting or being pushed: everything delivered so far is
+    /// in the outboxes.
+    pub(crate) fn fan_out_is_idle(&self) -> bool {
+        self.shards.iter().all(|s| {
+            let queue = s.queue.lock();
+            queue.events.is_empty() && !queue.busy
+        })
+    }
+
     /// Counts the connections `targets` selects (each once) and queues `event` for every
     /// shard's fan-out. Returns at once; the shards' tasks do the pushing (each connection gets
     /// the event in its wire format, encoded once per format). Callers queue events in id order.

@@ -16,7 +16,7 @@
 //!
 //! A small global mutex keeps what must be counted across shards: the limits (total, per user,
 //! per IP) and the per-channel presence counts. Register takes it, then the shard's write lock;
-//! remove takes the shard's, then the global one; nothing takes them the other way round while
+//! remove takes the global one, then the shard's; nothing takes them the other way round while
 //! holding both.
 
 mod fanout;

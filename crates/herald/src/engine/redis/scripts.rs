@@ -29,6 +29,14 @@ local function event_of(fields)
   return field(fields, 'v') or field(fields, 'f') or ''
 end
 
+-- The bytes an entry counts for (Event::size, stored with it as 'z'; the length of what an
+-- earlier release stored).
+local function size_of(fields)
+  local z = field(fields, 'z')
+  if z then return tonumber(z) end
+  return string.len(event_of(fields))
+end
+
 local function seq_of(id)
   return tonumber(string.match(id, '^(%d+)'))
 end
@@ -62,7 +70,7 @@ local function trim(meta, events, max_count, max_bytes, cutoff, budget)
     local too_old = tonumber(field(first[2], 'ms') or '0') < cutoff
     if not (too_many or too_big or too_old) then break end
     redis.call('XDEL', events, first[1])
-    redis.call('HINCRBY', meta, 'bytes', -string.len(event_of(first[2])))
+    redis.call('HINCRBY', meta, 'bytes', -size_of(first[2]))
     removed = removed + 1
   end
   return removed
@@ -72,10 +80,11 @@ end
 /// Publishes one event.
 ///
 /// KEYS: meta, events, nodes, idempotency key (meta when there is none).
-/// ARGV: 1 epoch candidate, 2 the event's storage form (`Event::stored_form`), 3 targets, 4 "1" for a broadcast,
-/// 5 "1" for `fallback: broadcast`, 6 most events, 7 most bytes, 8 oldest age kept (ms),
+/// ARGV: 1 epoch candidate, 2 the event's storage form (`Event::stored_form`), 3 targets, 4 "1"
+/// for a broadcast, 5 "1" for `fallback: broadcast`, 6 most events, 7 most bytes, 8 oldest age kept (ms),
 /// 9 node TTL (ms), 10 node key prefix, 11 this node, 12-14 users/channels/connections suffixes,
-/// 15 fingerprint of the publication ("" without an idempotency key), 16 idempotency window (ms).
+/// 15 fingerprint of the publication ("" without an idempotency key), 16 idempotency window (ms),
+/// 17 the bytes the event counts for (`Event::size`).
 ///
 /// Returns `{epoch, seq, fell_back, delivered, nodes_without_presence, outcome}` where outcome
 /// is "new", "replayed" (the key's first answer, nothing published) or "reused" (the key was
@@ -133,9 +142,9 @@ else
   end
 end
 local seq = int(redis.call('HINCRBY', meta, 'seq', 1))
-redis.call('XADD', events, seq .. '-0', 'v', ARGV[2], 'e', epoch, 't', ARGV[3],
+redis.call('XADD', events, seq .. '-0', 'v', ARGV[2], 'z', ARGV[17], 'e', epoch, 't', ARGV[3],
   'b', everyone and '1' or '0', 'ms', int(now), 'o', ARGV[11])
-redis.call('HINCRBY', meta, 'bytes', string.len(ARGV[2]))
+redis.call('HINCRBY', meta, 'bytes', tonumber(ARGV[17]))
 trim(meta, events, tonumber(ARGV[6]), tonumber(ARGV[7]), now - tonumber(ARGV[8]), 4)
 if fingerprint ~= '' then
   redis.call('SET', KEYS[4], fingerprint .. ' ' .. epoch .. ' ' .. seq .. ' ' .. int(delivered),
@@ -241,7 +250,7 @@ for _, e in ipairs(batch) do
   if hit then
     local event = event_of(f)
     events_left = events_left - 1
-    bytes_left = bytes_left - string.len(event)
+    bytes_left = bytes_left - size_of(f)
     if events_left < 0 or bytes_left < 0 then
       return {'replay_too_large'}
     end
