@@ -23,8 +23,6 @@ mod fanout;
 mod indices;
 mod presence;
 
-pub(crate) use self::presence::{PresenceChange, UserPresence};
-
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +38,7 @@ use self::fanout::Shard;
 use crate::error::{Error, Result};
 use crate::event::EventId;
 use crate::metrics::{DisconnectReason, Metrics, RejectReason};
+use crate::presence::{ConnectionInfo, PresenceMember, PresenceUpdate};
 use crate::target::{ChannelName, ChannelPattern, ConnectionId, UserId};
 use crate::transport::outbox::Outbox;
 use crate::transport::WireFormat;
@@ -153,7 +152,7 @@ pub(crate) struct Registry {
     /// Channels whose subscribers get `presence:join` / `presence:leave`.
     presence_channels: Vec<ChannelPattern>,
     /// Where presence changes go (the hub's presence task publishes them).
-    presence_tx: Option<mpsc::Sender<PresenceChange>>,
+    presence_tx: Option<mpsc::Sender<PresenceUpdate>>,
 }
 
 impl Registry {
@@ -179,7 +178,7 @@ impl Registry {
     pub(crate) fn with_presence(
         mut self,
         patterns: Vec<ChannelPattern>,
-        tx: mpsc::Sender<PresenceChange>,
+        tx: mpsc::Sender<PresenceUpdate>,
     ) -> Self {
         self.presence_channels = patterns;
         self.presence_tx = Some(tx);
@@ -249,11 +248,13 @@ impl Registry {
                     .or_insert_with(|| (0, conn.username.clone()));
                 *count += 1;
                 if *count == 1 {
-                    changes.push(PresenceChange {
+                    changes.push(PresenceUpdate {
                         joined: true,
-                        channel: channel.clone(),
-                        user: user.clone(),
-                        username: conn.username.clone(),
+                        member: PresenceMember {
+                            channel: channel.clone(),
+                            user: user.clone(),
+                            username: conn.username.clone(),
+                        },
                     });
                 }
             }
@@ -343,11 +344,13 @@ impl Registry {
                     *count -= 1;
                     if *count == 0 {
                         users.remove(user);
-                        changes.push(PresenceChange {
+                        changes.push(PresenceUpdate {
                             joined: false,
-                            channel: channel.clone(),
-                            user: user.clone(),
-                            username: conn.username.clone(),
+                            member: PresenceMember {
+                                channel: channel.clone(),
+                                user: user.clone(),
+                                username: conn.username.clone(),
+                            },
                         });
                     }
                 }
@@ -504,6 +507,7 @@ impl Registry {
                     .flatten()
                     .map(|c| ConnectionInfo {
                         id: c.id,
+                        user: c.user.clone(),
                         username: c.username.clone(),
                         channels: c.channels.clone(),
                         connected_at: c.opened_at_wall,
@@ -515,23 +519,10 @@ impl Registry {
     }
 }
 
-/// One connection of a user.
-#[derive(Debug, Clone)]
-pub struct ConnectionInfo {
-    /// Its id.
-    pub id: ConnectionId,
-    /// The display name it gave.
-    pub username: Option<Arc<str>>,
-    /// Its channels.
-    pub channels: Arc<[ChannelName]>,
-    /// When it opened.
-    pub connected_at: SystemTime,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::DeliveryReport;
+    use crate::broker::DeliveryReport;
     use crate::event::Event;
     use crate::target::{Fallback, Target, Targets};
     use std::task::{Context, Poll, Waker};
@@ -696,18 +687,27 @@ mod tests {
         r.register(tab2.clone()).unwrap();
         r.register(conn(None, &["room:1"])).unwrap();
         let c = rx.try_recv().unwrap();
-        assert!(c.joined && c.channel.as_str() == "room:1" && c.user.as_str() == "alice");
+        assert!(
+            c.joined && c.member.channel.as_str() == "room:1" && c.member.user.as_str() == "alice"
+        );
         assert!(
             rx.try_recv().is_err(),
             "one join for two tabs, none for anonymous or 'other'"
         );
-        let (users, anonymous) = r.channel_presence(&ChannelName::new("room:1").unwrap());
-        assert_eq!((users.len(), users[0].connections, anonymous), (1, 2, 1));
+        let p = r.channel_presence(&ChannelName::new("room:1").unwrap());
+        assert_eq!(
+            (
+                p.users.len(),
+                p.users[0].connections,
+                p.anonymous_connections
+            ),
+            (1, 2, 1)
+        );
         r.remove(tab1.id, DisconnectReason::ClientClosed);
         assert!(rx.try_recv().is_err(), "alice still has a tab open");
         r.remove(tab2.id, DisconnectReason::ClientClosed);
         let c = rx.try_recv().unwrap();
-        assert!(!c.joined && c.user.as_str() == "alice");
+        assert!(!c.joined && c.member.user.as_str() == "alice");
     }
 
     #[test]
