@@ -37,7 +37,7 @@ use crate::lifecycle::Lifecycle;
 use crate::metrics::{DisconnectReason, Metrics};
 use crate::presence::{
     ChannelPresence, ClusterStats, ConnectionInfo, LocalPresence, MemoryPresence, NodeConnection,
-    PresenceMember, PresenceStore,
+    PresenceStore,
 };
 use crate::registry::{Connection, Limits, Registry, TransportCloser};
 use crate::sse::frame;
@@ -218,14 +218,6 @@ impl LocalPresence for Local {
     fn user_connections(&self, user: &UserId) -> Vec<ConnectionInfo> {
         self.registry.user_connections(user)
     }
-
-    fn connections(&self) -> Vec<ConnectionInfo> {
-        self.registry.snapshot()
-    }
-
-    fn presence_members(&self) -> Vec<PresenceMember> {
-        self.registry.presence_members()
-    }
 }
 
 /// The data of the `disconnected` event for `reason`: its name, the advice on reconnecting, and
@@ -302,17 +294,19 @@ impl Hub {
         broker.register_metrics(metrics.registry_mut());
         let metrics = Arc::new(metrics);
         let (presence_tx, presence_rx) = tokio::sync::mpsc::channel(tasks::PRESENCE_QUEUE);
-        let registry = Arc::new(
-            Registry::new(
-                Limits {
-                    max_connections: config.max_connections,
-                    max_connections_per_user: config.max_connections_per_user,
-                    max_connections_per_ip: config.max_connections_per_ip,
-                },
-                metrics.clone(),
-            )
-            .with_presence(config.presence_channels.clone(), presence_tx),
-        );
+        let mut registry = Registry::new(
+            Limits {
+                max_connections: config.max_connections,
+                max_connections_per_user: config.max_connections_per_user,
+                max_connections_per_ip: config.max_connections_per_ip,
+            },
+            metrics.clone(),
+        )
+        .with_presence(config.presence_channels.clone(), presence_tx);
+        if let Some(feed) = presence.feed() {
+            registry = registry.with_presence_feed(feed);
+        }
+        let registry = Arc::new(registry);
         let local = Arc::new(Local {
             registry: registry.clone(),
         });

@@ -6,10 +6,13 @@
 //! node's registry. The Redis store ([`RedisPresence`]) keeps this node's presence in Redis
 //! (the per-node counts the Redis broker reads to count `delivered` and decide
 //! `fallback: broadcast`, with a TTL so a dead node drops out) and asks every node for the rest.
+//! It learns this node's connections from the registry itself: the registry reports every join
+//! and leave to the store's [`PresenceFeed`] as it happens, and the store writes what changed
+//! every `presence_interval`; nothing copies the registry.
 //!
 //! | File | What |
 //! |---|---|
-//! | `mod.rs` | the [`PresenceStore`] and [`LocalPresence`] traits, and the answers' types |
+//! | `mod.rs` | the [`PresenceStore`], [`LocalPresence`] and [`PresenceFeed`] traits, and the answers' types |
 //! | `memory.rs` | [`MemoryPresence`]: one process; the registry answers |
 //! | `redis/` | [`RedisPresence`]: this node's presence in Redis, written from its registry's joins and leaves, and queries to every node |
 
@@ -38,6 +41,14 @@ use crate::target::{ChannelName, ConnectionId, UserId};
 /// presence answer and hands it every presence change of a channel with presence events.
 #[async_trait]
 pub trait PresenceStore: Send + Sync + fmt::Debug {
+    /// Where this node's registry reports every connection that joins or leaves, as it happens;
+    /// `None` (the default) when the store has no use for it (the memory store asks the
+    /// registry instead). Asked once, by [`Hub::start`](crate::Hub::start), before any
+    /// connection registers.
+    fn feed(&self) -> Option<Arc<dyn PresenceFeed>> {
+        None
+    }
+
     /// Connects the store to this node's registry (`local`) and starts its background work
     /// (Redis: the periodic write of this node's presence), each task spawned on `lifecycle`
     /// and ending when its token is cancelled. Called once, by [`Hub::start`](crate::Hub::start),
@@ -96,12 +107,23 @@ pub trait LocalPresence: Send + Sync + fmt::Debug {
 
     /// The connections of `user` on this node, oldest first.
     fn user_connections(&self, user: &UserId) -> Vec<ConnectionInfo>;
+}
 
-    /// Every connection of this node.
-    fn connections(&self) -> Vec<ConnectionInfo>;
+/// Hears every join and leave of this node's registry, as it happens: the deltas a presence
+/// store keeps its own view of this node from ([`PresenceStore::feed`]).
+///
+/// The registry calls it inside its lock, so that a connection's join always comes before its
+/// leave and the calls for one connection never cross: an implementation must not block, await
+/// or do I/O (a short mutex around a few map updates is the intended cost), and must not call
+/// back into the hub.
+pub trait PresenceFeed: Send + Sync + fmt::Debug {
+    /// `connection` registered. `updates` are the presence changes it made: a join for each
+    /// presence channel where it is its user's first connection on this node.
+    fn joined(&self, connection: &ConnectionInfo, updates: &[PresenceUpdate]);
 
-    /// Every user of a presence channel on this node.
-    fn presence_members(&self) -> Vec<PresenceMember>;
+    /// `connection` left. `updates` are the presence changes it made: a leave for each
+    /// presence channel where it was its user's last connection on this node.
+    fn left(&self, connection: &ConnectionInfo, updates: &[PresenceUpdate]);
 }
 
 /// One live connection, as presence knows it.

@@ -38,7 +38,7 @@ use self::fanout::Shard;
 use crate::error::{Error, Result};
 use crate::event::EventId;
 use crate::metrics::{DisconnectReason, Metrics, RejectReason};
-use crate::presence::{ConnectionInfo, PresenceMember, PresenceUpdate};
+use crate::presence::{ConnectionInfo, PresenceFeed, PresenceMember, PresenceUpdate};
 use crate::target::{ChannelName, ChannelPattern, ConnectionId, UserId};
 use crate::transport::outbox::Outbox;
 use crate::transport::WireFormat;
@@ -153,6 +153,9 @@ pub(crate) struct Registry {
     presence_channels: Vec<ChannelPattern>,
     /// Where presence changes go (the hub's presence task publishes them).
     presence_tx: Option<mpsc::Sender<PresenceUpdate>>,
+    /// Hears every join and leave, under the global lock (the Redis presence store keeps its
+    /// per-node index from it); `None` when the presence store has no use for it.
+    presence_feed: Option<Arc<dyn PresenceFeed>>,
 }
 
 impl Registry {
@@ -171,6 +174,7 @@ impl Registry {
             metrics,
             presence_channels: Vec::new(),
             presence_tx: None,
+            presence_feed: None,
         }
     }
 
@@ -182,6 +186,12 @@ impl Registry {
     ) -> Self {
         self.presence_channels = patterns;
         self.presence_tx = Some(tx);
+        self
+    }
+
+    /// Reports every join and leave to `feed`, as it happens.
+    pub(crate) fn with_presence_feed(mut self, feed: Arc<dyn PresenceFeed>) -> Self {
+        self.presence_feed = Some(feed);
         self
     }
 
@@ -259,6 +269,8 @@ impl Registry {
                 }
             }
         }
+        // Built before the connection moves into the shard; only when someone listens.
+        let info = self.presence_feed.as_ref().map(|_| connection_info(&conn));
         // Insert into the shard while still holding the global lock, so that a concurrent
         // remove of the same connection (impossible before this returns, but cheap to rule out)
         // and the counts never disagree.
@@ -277,6 +289,10 @@ impl Registry {
                     .insert(conn.id, conn.clone());
             }
             ix.by_id.insert(conn.id, conn);
+        }
+        // Still under the global lock: the feed hears this join before any leave of it.
+        if let (Some(feed), Some(info)) = (&self.presence_feed, &info) {
+            feed.joined(info, &changes);
         }
         self.update_gauges(&global);
         let position = global.position;
@@ -358,6 +374,10 @@ impl Registry {
                     global.presence.remove(channel);
                 }
             }
+        }
+        // Still under the global lock, after the join it follows (see `register`).
+        if let Some(feed) = &self.presence_feed {
+            feed.left(&connection_info(&conn), &changes);
         }
         self.update_gauges(&global);
         drop(global);
@@ -505,17 +525,22 @@ impl Registry {
                     .get(user)
                     .into_iter()
                     .flatten()
-                    .map(|c| ConnectionInfo {
-                        id: c.id,
-                        user: c.user.clone(),
-                        username: c.username.clone(),
-                        channels: c.channels.clone(),
-                        connected_at: c.opened_at_wall,
-                    }),
+                    .map(|c| connection_info(c)),
             );
         }
         list.sort_by_key(|c| c.connected_at);
         list
+    }
+}
+
+/// A connection as presence knows it.
+fn connection_info(c: &Connection) -> ConnectionInfo {
+    ConnectionInfo {
+        id: c.id,
+        user: c.user.clone(),
+        username: c.username.clone(),
+        channels: c.channels.clone(),
+        connected_at: c.opened_at_wall,
     }
 }
 

@@ -1,12 +1,13 @@
 //! Presence on this node: who is in which channel, and the join and leave changes of channels
-//! with presence events. The hub's presence store reads it ([`crate::presence::LocalPresence`]).
+//! with presence events. The hub's presence store reads it ([`crate::presence::LocalPresence`]);
+//! the joins and leaves themselves reach the store's feed from `register` and `remove`.
 
 use std::collections::HashMap;
 
 use super::Registry;
-use crate::presence::{
-    ChannelPresence, ConnectionInfo, PresenceMember, PresenceUpdate, PresenceUser,
-};
+#[cfg(test)]
+use crate::presence::PresenceMember;
+use crate::presence::{ChannelPresence, PresenceUpdate, PresenceUser};
 use crate::target::{ChannelName, UserId};
 
 impl Registry {
@@ -70,7 +71,9 @@ impl Registry {
         }
     }
 
-    /// Every user of a presence channel on this node.
+    /// Every user of a presence channel on this node (what the Redis presence store's index
+    /// must agree with).
+    #[cfg(test)]
     pub(crate) fn presence_members(&self) -> Vec<PresenceMember> {
         let global = self.global.lock();
         global
@@ -86,21 +89,5 @@ impl Registry {
                     })
             })
             .collect()
-    }
-
-    /// Every connection.
-    pub(crate) fn snapshot(&self) -> Vec<ConnectionInfo> {
-        let mut list = Vec::with_capacity(self.len());
-        for shard in self.shards.iter() {
-            let ix = shard.indices.read();
-            list.extend(ix.by_id.values().map(|c| ConnectionInfo {
-                id: c.id,
-                user: c.user.clone(),
-                username: c.username.clone(),
-                channels: c.channels.clone(),
-                connected_at: c.opened_at_wall,
-            }));
-        }
-        list
     }
 }

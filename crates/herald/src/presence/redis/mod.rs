@@ -7,10 +7,12 @@
 //! - **The routing index** ([`index`]): this node's users, channels and connection ids with
 //!   their counts, and its figures (`<prefix>:node:<id>`, see [`keys`](crate::broker::redis::keys)).
 //!   The broker's publish script reads every live node's to count `delivered` and decide
-//!   `fallback: broadcast` for the whole cluster; cluster stats read the figures. Every
-//!   `presence_interval` the store writes what changed since its last write and renews the keys'
-//!   TTL, so a dead node drops out within `node_ttl`; after Redis lost the keys (a restart, a
-//!   stall past their TTL) it writes them all again.
+//!   `fallback: broadcast` for the whole cluster; cluster stats read the figures. The store
+//!   keeps the index itself, from the joins and leaves the registry reports as they happen
+//!   ([`PresenceStore::feed`]); every `presence_interval` it writes what changed since its last
+//!   write and renews the keys' TTL, so a dead node drops out within `node_ttl`. After Redis
+//!   lost the keys (a restart, a stall past their TTL), after a failed write and on a new
+//!   session, it writes them all again, from the index: nothing copies the registry.
 //! - **Presence events** (`presence:join` / `presence:leave`) mean the user's first connection
 //!   to the channel on any node and their last. Each node records in Redis which (channel,
 //!   user) it holds, and Redis counts per (channel, user) the nodes that hold it; one script
@@ -18,10 +20,10 @@
 //!   nodes racing cannot both announce (see [`scripts`](crate::broker::redis::scripts)). A node
 //!   whose reports stop for `node_ttl` is taken out by the next live node's report (its users
 //!   get their leave where it was their last node); a node that comes back, or finds Redis
-//!   emptied, writes its presence again. A change that failed to reach Redis is made good at the
-//!   next report (which then compares the node's presence with what Redis holds); one the hub
-//!   dropped (a full presence queue) within [`PRESENCE_CHECK_EVERY`] reports, when the node
-//!   compares anyway.
+//!   emptied, writes its presence again (the index knows its presence channels' users). A change
+//!   that failed to reach Redis is made good at the next report (which then compares the
+//!   index's users with what Redis holds); one the hub dropped (a full presence queue) within
+//!   [`PRESENCE_CHECK_EVERY`] reports, when the node compares anyway.
 //! - **Queries** (channel presence, a user's connections) go to every node over the control
 //!   channel; each answers from its own registry.
 //!
@@ -47,8 +49,8 @@ use tokio_util::sync::CancellationToken;
 
 use self::index::Index;
 use super::{
-    ChannelPresence, ClusterStats, LocalPresence, NodeConnection, NodeStats, PresenceMember,
-    PresenceStore, PresenceUpdate, PresenceUser,
+    ChannelPresence, ClusterStats, LocalPresence, NodeConnection, NodeStats, PresenceFeed,
+    PresenceMember, PresenceStore, PresenceUpdate, PresenceUser,
 };
 use crate::broker::redis::wire::{self, Op};
 use crate::broker::redis::{epoch_of, flag, keys, millis, number, pairs, text, Commands, Shared};
@@ -99,6 +101,8 @@ impl Drop for RedisPresence {
 /// What the store and its report task share.
 #[derive(Debug, Default)]
 struct State {
+    /// This node's presence, kept by the registry's joins and leaves (this is the feed).
+    index: Arc<Mutex<Index>>,
     /// Held across every presence write to Redis (see the module docs).
     writer: tokio::sync::Mutex<Writer>,
     /// Reports since the start, to compare this node's presence with Redis now and then.
@@ -113,8 +117,6 @@ struct Writer {
     /// The (channel, user) fields of this node's presence hash as this node last wrote them;
     /// `None` when unknown (read it from Redis).
     held: Option<HashSet<String>>,
-    /// The routing index as the last report wrote it; `None` when unknown (write it all).
-    written: Option<Index>,
     /// The session (see [`Commands::session`]) of the last report: a new one may be a Redis
     /// that lost the keys.
     session: u64,
@@ -139,15 +141,19 @@ impl RedisPresence {
 
 #[async_trait]
 impl PresenceStore for RedisPresence {
+    fn feed(&self) -> Option<Arc<dyn PresenceFeed>> {
+        Some(self.state.index.clone())
+    }
+
     fn start(&self, local: Arc<dyn LocalPresence>, lifecycle: &Lifecycle) {
-        if self.shared.local.set(local.clone()).is_err() {
+        // The registry answers other nodes' queries; the index serves the reports.
+        if self.shared.local.set(local).is_err() {
             return; // One store serves one hub.
         }
         let token = lifecycle.token().clone();
         let task = lifecycle.spawn(report_loop(
             self.shared.clone(),
             self.state.clone(),
-            local,
             token.clone(),
         ));
         *self.task.lock() = Some((token, task));
@@ -385,12 +391,7 @@ impl PresenceStore for RedisPresence {
 /// Writes this node's presence every `presence_interval` until `cancel`. A report that fails
 /// is logged (a broken connection also makes the supervisor reconnect) and the next one writes
 /// everything again.
-async fn report_loop(
-    shared: Arc<Shared>,
-    state: Arc<State>,
-    local: Arc<dyn LocalPresence>,
-    cancel: CancellationToken,
-) {
+async fn report_loop(shared: Arc<Shared>, state: Arc<State>, cancel: CancellationToken) {
     let mut ticker = tokio::time::interval(shared.options.presence_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
@@ -403,7 +404,7 @@ async fn report_loop(
         let Ok(Commands { mut conn, session }) = shared.commands() else {
             continue;
         };
-        let report = report(&shared, &state, local.as_ref(), &mut conn, session);
+        let report = report(&shared, &state, &mut conn, session);
         let done = tokio::select! {
             _ = cancel.cancelled() => return,
             done = shared.run_within(session, shared.options.command_timeout * 2, report) => done,
@@ -419,12 +420,11 @@ async fn report_loop(
     }
 }
 
-/// One report: this node's figures and TTLs, what changed in its connections, and its
-/// presence hash made good where it must be.
+/// One report: this node's figures and TTLs, what changed in its connections since the last
+/// report, and its presence hash made good where it must be.
 async fn report(
     shared: &Shared,
     state: &State,
-    local: &dyn LocalPresence,
     conn: &mut MultiplexedConnection,
     session: u64,
 ) -> Result<(), RedisError> {
@@ -432,11 +432,21 @@ async fn report(
     if writer.leaving {
         return Ok(());
     }
-    // Taken out until this report succeeds: a report that fails or is cut short leaves it
-    // unknown, and the next one writes everything.
-    let old = writer.written.take().filter(|_| writer.session == session);
-    writer.session = session;
-    let index = Index::of(&local.connections());
+    // A new session may be a Redis that lost the keys, or one that missed a write cut short:
+    // write everything.
+    let new_session = std::mem::replace(&mut writer.session, session) != session;
+    let (figures, mut writes) = {
+        let mut index = state.index.lock();
+        let writes = if new_session {
+            index.take_all()
+        } else {
+            index.take_writes()
+        };
+        (index.figures(), writes)
+    };
+    // Until this report succeeds, what it took may not be in Redis: if it fails, or is cut
+    // short by its timeout, the next report rewrites everything.
+    let mut unwritten = Unwritten(Some(&state.index));
     let keys = &shared.keys;
     let ttl = millis(shared.options.node_ttl);
     let mut touch = shared.scripts.touch.prepare_invoke();
@@ -448,21 +458,23 @@ async fn report(
         .key(keys.this_connections())
         .arg(&shared.options.node_id)
         .arg(ttl)
-        .arg(index.connections.len())
-        .arg(index.users.len())
-        .arg(index.anonymous)
-        .arg(index.channels.len())
+        .arg(figures.connections)
+        .arg(figures.users)
+        .arg(figures.anonymous)
+        .arg(figures.channels)
         // This store always reports its connections: the publish script may count them.
         .arg(flag(true))
         .arg(shared.started_ms)
         .arg(shared.delivered.load(Ordering::Relaxed));
     let existed: i64 = touch.invoke_async(conn).await?;
-    let fresh = old.is_none() || existed != 1;
-    sync_presence(shared, state, &mut writer.held, local, conn, fresh).await?;
-    let old = if existed == 1 { old.as_ref() } else { None };
-    if old != Some(&index) {
+    if existed != 1 && !writes.reset {
+        // Redis lost this node's keys (or they expired in a stall): write them all again.
+        writes = state.index.lock().take_all();
+    }
+    sync_presence(shared, state, &mut writer.held, conn, writes.reset).await?;
+    if !writes.is_empty() {
         let mut pipe = ::redis::pipe();
-        index::write(&mut pipe, keys, old, &index);
+        writes.add_to(&mut pipe, keys);
         for key in [
             keys.this_users(),
             keys.this_channels(),
@@ -472,8 +484,20 @@ async fn report(
         }
         index::run(&pipe, conn).await?;
     }
-    writer.written = Some(index);
+    unwritten.0 = None;
     Ok(())
+}
+
+/// Marks the index for a full rewrite when dropped armed: a report that took its writes did
+/// not finish.
+struct Unwritten<'a>(Option<&'a Mutex<Index>>);
+
+impl Drop for Unwritten<'_> {
+    fn drop(&mut self) {
+        if let Some(index) = self.0 {
+            index.lock().rewrite();
+        }
+    }
 }
 
 /// The `PRESENCE` script with `changes` (join or leave, who, the event's storage form).
@@ -534,14 +558,13 @@ async fn reap(
 }
 
 /// Part of the report: takes dead nodes' presence out, and makes this node's presence hash in
-/// Redis what its registry holds (after a failed write, a dropped change, a stall that got it
+/// Redis what its index holds (after a failed write, a dropped change, a stall that got it
 /// taken out, or Redis losing its data). `fresh`: read what Redis holds first. `held` is the
 /// writer's (its lock is held).
 async fn sync_presence(
     shared: &Shared,
     state: &State,
     held: &mut Option<HashSet<String>>,
-    local: &dyn LocalPresence,
     conn: &mut MultiplexedConnection,
     fresh: bool,
 ) -> Result<(), RedisError> {
@@ -554,7 +577,7 @@ async fn sync_presence(
     if !reread && !unfinished && !checks.is_multiple_of(PRESENCE_CHECK_EVERY) {
         return Ok(());
     }
-    let members = local.presence_members();
+    let members = state.index.lock().members();
     if reread {
         let fields: Vec<String> = ::redis::cmd("HKEYS")
             .arg(shared.keys.this_presence())
