@@ -66,8 +66,10 @@
 //!
 //! Connections are spread over shards (one per core); each shard's indices sit behind their own
 //! `RwLock`, which fan-out holds for reading without ever awaiting. A small global mutex keeps
-//! the cross-shard counts (limits, presence). Each outbox has its own small mutex. No lock is held
-//! across an `.await`.
+//! the cross-shard counts (limits, presence); on Redis, each join and leave also updates the
+//! presence store's index under its own short mutex, taken inside that one (the store's
+//! [`PresenceFeed`](presence::PresenceFeed)). Each outbox has its own small mutex. No lock is
+//! held across an `.await`.
 //!
 //! ## Embedding
 //!

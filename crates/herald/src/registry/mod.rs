@@ -17,7 +17,9 @@
 //! A small global mutex keeps what must be counted across shards: the limits (total, per user,
 //! per IP) and the per-channel presence counts. Register takes it, then the shard's write lock;
 //! remove takes the shard's, then the global one; nothing takes them the other way round while
-//! holding both.
+//! holding both. Both report the join or leave to the presence store's feed
+//! ([`PresenceFeed`]), if it has one, while still holding the global lock: the feed sees every
+//! connection's join before its leave, and takes only a short lock of its own.
 
 mod fanout;
 mod indices;

@@ -5,7 +5,7 @@
 //! ## What it writes
 //!
 //! - **The routing index** ([`index`]): this node's users, channels and connection ids with
-//!   their counts, and its figures (`<prefix>:node:<id>`, see [`keys`](crate::broker::redis::keys)).
+//!   their counts, and its figures (`<prefix>:node:<id>`, see [`keys`]).
 //!   The broker's publish script reads every live node's to count `delivered` and decide
 //!   `fallback: broadcast` for the whole cluster; cluster stats read the figures. The store
 //!   keeps the index itself, from the joins and leaves the registry reports as they happen
