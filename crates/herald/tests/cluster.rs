@@ -1448,7 +1448,8 @@ async fn racing_tabs_on_two_nodes_alternate_join_and_leave() {
 
 /// Redis loses its data (a restart without persistence): the nodes write their presence again,
 /// so alice, still connected, is announced again in the new epoch, and so is bob, who arrived
-/// while Redis was down; their leaves still come when they close their tabs.
+/// while Redis was down, and `delivered` counts them again; their leaves still come when they
+/// close their tabs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_is_written_again_after_redis_loses_it() {
     let mut redis = RedisServer::start().await;
@@ -1474,6 +1475,16 @@ async fn presence_is_written_again_after_redis_loses_it() {
         joins,
         BTreeSet::from([pair("presence:join", "alice"), pair("presence:join", "bob")])
     );
+    // The routing keys are back too, written again in full from node a's own record (bob, who
+    // arrived during the outage, included): a publish on b counts both of them on a.
+    wait_for_cluster(&a, "both nodes' connections after the restart", |s| {
+        s.connections == 3 && s.nodes.len() == 2
+    })
+    .await;
+    let (_, delivered) = b
+        .publish_ok(json!({"event": "count", "data": 0, "users": ["alice", "bob"]}))
+        .await;
+    assert_eq!(delivered, 2);
     drop(alice);
     assert_eq!(
         next_named(&mut watcher).await,
@@ -1487,6 +1498,54 @@ async fn presence_is_written_again_after_redis_loses_it() {
     a.publish_ok(json!({"event": "marker", "data": 0, "channels": ["room:1"]}))
         .await;
     assert_eq!(next_named(&mut watcher).await, pair("marker", ""));
+}
+
+/// Redis loses its data under a connected cluster (`FLUSHALL`: no reconnect, no failed write,
+/// only the next report finds the node's keys gone): each node writes its routing keys again in
+/// full from its own record, so `delivered` counts the connections that were there before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_is_written_again_when_redis_is_emptied() {
+    let redis = RedisServer::start().await;
+    let prefix = prefix("routing-flushed");
+    let a = Node::start(&redis, &prefix, "a").await;
+    let b = Node::start(&redis, &prefix, "b").await;
+    let _alice = a.subscribe("userId=alice&channels=news").await;
+    let _bob = b.subscribe("userId=bob").await;
+    wait_for_cluster(&a, "both connections", |s| s.connections == 2).await;
+    let (_, delivered) = a
+        .publish_ok(json!({"event": "before", "data": 0, "users": ["alice", "bob"]}))
+        .await;
+    assert_eq!(delivered, 2);
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = tokio::time::timeout(WAIT, client.get_multiplexed_async_connection())
+        .await
+        .unwrap()
+        .unwrap();
+    let () = tokio::time::timeout(WAIT, redis::cmd("FLUSHALL").query_async(&mut conn))
+        .await
+        .unwrap()
+        .unwrap();
+    // Counted again once both nodes wrote their keys again (within a report or two).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, delivered) = b
+            .publish_ok(
+                json!({"event": "after", "data": 0, "users": ["alice"], "channels": ["news"]}),
+            )
+            .await;
+        let (_, bob) = a
+            .publish_ok(json!({"event": "after", "data": 0, "users": ["bob"]}))
+            .await;
+        if (delivered, bob) == (2, 1) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the routing keys were not written again: delivered {delivered} and {bob}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A node that stalls past its node TTL (SIGSTOP of a real `herald` process) is taken for dead:
