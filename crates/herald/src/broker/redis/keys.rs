@@ -1,4 +1,5 @@
-//! Every Redis key and pub/sub channel name the engine uses, built here and nowhere else.
+//! Every Redis key and pub/sub channel name the Redis broker and presence store use, built here
+//! and nowhere else.
 //!
 //! | Name | Type | What it holds |
 //! |---|---|---|
@@ -26,7 +27,7 @@ pub(crate) const CHANNELS: &str = ":channels";
 /// Suffix of a node's connections set.
 pub(crate) const CONNECTIONS: &str = ":connections";
 
-/// The names of one engine (a key prefix) as seen from one node.
+/// The names of one cluster (a key prefix) as seen from one node.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     prefix: String,
