@@ -230,7 +230,7 @@ async fn connections_over_two_worker_processes_then_fanout() {
     assert_eq!(u(j, "server_stats.connections_after"), 40);
     // Everything is closed afterwards.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while srv.hub.stats().connections > 0 {
+    while srv.hub.stats().await.connections > 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "connections left open"
@@ -309,7 +309,7 @@ async fn a_stream_that_ends_early_counts_as_loss() {
     .unwrap();
     // Once publishing is under way, cut user u2 off.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while srv.hub.stats().events_published < 3 {
+    while srv.hub.stats().await.events_published < 3 {
         assert!(tokio::time::Instant::now() < deadline, "nothing published");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

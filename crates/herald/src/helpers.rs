@@ -6,7 +6,7 @@
 use serde::Serialize;
 use serde_json::json;
 
-use crate::engine::{Publication, Published};
+use crate::broker::{Publication, Published};
 use crate::error::Result;
 use crate::event::{EventName, Payload};
 use crate::hub::Hub;

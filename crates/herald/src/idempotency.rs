@@ -2,8 +2,8 @@
 //! timeout, a dropped connection, `503 outcome_unknown`) retries with the same
 //! [`IdempotencyKey`], and the hub publishes the event once and answers the first result again.
 //!
-//! The check happens inside the engine, atomically with giving the event its id: under the
-//! memory engine's lock ([`IdempotencyCache`]), and inside the Redis publish script across a
+//! The check happens inside the broker, atomically with giving the event its id: under the
+//! memory broker's lock ([`IdempotencyCache`]), and inside the Redis publish script across a
 //! cluster. A key is remembered for [`IdempotencyLimits::window`] together with a fingerprint of
 //! what was published under it, so that a key reused for a different event is refused
 //! ([`EngineError::IdempotencyKeyReused`](crate::engine::EngineError::IdempotencyKeyReused))
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::engine::{Publication, Published};
+use crate::broker::{Publication, Published};
 use crate::error::InvalidInput;
 use crate::target::{Fallback, Target};
 
@@ -26,7 +26,7 @@ pub const MAX_KEY_LEN: usize = 128;
 /// Default time a key is remembered.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(600);
 
-/// Default most keys one memory engine remembers at once.
+/// Default most keys one memory broker remembers at once.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
 /// A publisher-chosen key that makes a publish safe to retry: 1 to 128 printable ASCII
@@ -74,12 +74,12 @@ impl fmt::Display for IdempotencyKey {
     }
 }
 
-/// How long, and how many, keys an engine remembers.
+/// How long, and how many, keys a broker remembers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdempotencyLimits {
     /// A key is remembered this long after its first publish.
     pub window: Duration,
-    /// Most keys remembered at once by a memory engine; beyond, the oldest are forgotten early
+    /// Most keys remembered at once by a memory broker; beyond, the oldest are forgotten early
     /// (counted in `herald_idempotency_keys_forgotten_total`). Redis keeps every key for the
     /// whole window (they expire by TTL).
     pub max_keys: usize,
@@ -154,7 +154,7 @@ struct Remembered {
     at: Instant,
 }
 
-/// The keys a memory engine remembers, oldest first. Not synchronized: the engine keeps it
+/// The keys a memory broker remembers, oldest first. Not synchronized: the broker keeps it
 /// under the same lock that assigns ids.
 #[derive(Debug)]
 pub struct IdempotencyCache {

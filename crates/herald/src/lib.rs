@@ -12,7 +12,9 @@
 //! | [`helpers`] | backend conveniences over [`Hub::publish`]: `send_to_user`, `notify_user`, `send_alert`, [`Severity`]… |
 //! | `registry` (private) | live connections of every transport, indexed by id, user and channel; fan-out |
 //! | [`transport`] | what the core asks of a transport: its [`WireFormat`](transport::WireFormat), the connection's [`Subscription`] and outbox |
-//! | [`engine`] | the [`Engine`](engine::Engine) trait between nodes; [`MemoryEngine`](engine::MemoryEngine) (one process, optional durable window) and [`RedisEngine`](engine::RedisEngine) (a cluster on Redis) |
+//! | [`engine`] | [`Engine`]: the broker and the presence store of one backend, as the configuration's `engine` names it (memory or Redis); [`EngineError`](engine::EngineError) |
+//! | [`broker`] | the [`Broker`](broker::Broker) trait (publish, ids, the replay window, commands between nodes): [`MemoryBroker`](broker::MemoryBroker) (one process, optional durable window) and [`RedisBroker`](broker::RedisBroker) (a cluster on Redis; `broker/redis/` is also the link to Redis both Redis halves share) |
+//! | [`presence`] | the [`PresenceStore`](presence::PresenceStore) trait (who is connected where: stats, presence queries, presence events): [`MemoryPresence`](presence::MemoryPresence) (the registry answers) and [`RedisPresence`](presence::RedisPresence) (this node's presence in Redis, kept from the registry's joins and leaves; queries to every node) |
 //! | [`sse`] | the SSE wire format ([`sse::frame`], [`sse::frame::SSE`]) |
 //! | [`event`], [`target`] | events (id, name, JSON-or-text [`Payload`], per-format encodings), user, channel and connection ids, [`Target`] |
 //! | [`history`] | the replay window (events, not bytes) and its limits |
@@ -21,26 +23,30 @@
 //! | [`lifecycle`] | [`Lifecycle`]: the one tree of cancellation tokens and tracked tasks, from `serve` through the hub to the engine |
 //! | [`config`], [`error`], [`metrics`] | settings with defaults, the schema of every `herald serve` setting ([`config::Settings`]) and [`Hub::from_config`]; errors; Prometheus metrics |
 //!
-//! The hub core (`hub`, `registry`, `engine`, `transport`) knows nothing of HTTP or of any one
-//! wire format; `sse`, `http` and `server` are layers around it. The `herald` binary only parses
+//! The hub core (`hub`, `registry`, `broker`, `presence`, `transport`) knows nothing of HTTP or
+//! of any one wire format; `sse`, `http` and `server` are layers around it. Only `broker/` and
+//! `presence/` know whether the hub is one node or many: the hub asks them the same way either
+//! way. The `herald` binary only parses
 //! configuration and calls `serve`.
 //!
 //! Nothing spawns a task when it is constructed. The binary makes one root [`Lifecycle`];
 //! [`Hub::start`] runs the hub's background loops (`hub::tasks`: heartbeat, sweep, token
-//! expiry, presence) and the fan-out shards below it and starts the engine below that;
-//! [`server::serve`] runs the connections on the root. Cancelling the root shuts down in
-//! order: stop accepting; [`Hub::shutdown`] lets fan-out finish what was published, ends the
-//! streams, then stops the loops and the engine; wait for the connections.
+//! expiry, presence) and the fan-out shards below it and starts the broker and the presence
+//! store below that; [`server::serve`] runs the connections on the root. Cancelling the root
+//! shuts down in order: stop accepting; [`Hub::shutdown`] lets fan-out finish what was
+//! published, ends the streams, then stops the loops, the presence store and the broker; wait
+//! for the connections.
 //!
 //! ## The life of one event
 //!
 //! 1. `POST /api/sse/message` reaches [`http::publish::publish`], which parses the body into a
-//!    [`Publication`](engine::Publication): a validated [`EventName`], a [`Payload`] (the
+//!    [`Publication`](broker::Publication): a validated [`EventName`], a [`Payload`] (the
 //!    compact JSON of `data`, or the raw `text`) and [`Targets`].
-//! 2. [`Hub::publish`] hands it to the engine. The engine assigns the next [`EventId`], makes
+//! 2. [`Hub::publish`] hands it to the broker. The broker assigns the next [`EventId`], makes
 //!    the transport-neutral [`Event`], retains it in the replay window ([`history`]; on
 //!    Redis, a stream holding its storage form, [`Event::stored_form`]) and hands it to each
-//!    node's delivery, in id order.
+//!    node's delivery, in id order. (On Redis, `delivered` and `fallback: broadcast` are
+//!    decided from the per-node counts every node's presence store keeps in Redis.)
 //! 3. On each node the registry counts the targeted connections (that count is `delivered`)
 //!    and appends the event to the queue of each of its shards. Publishing returns here, in
 //!    microseconds, whatever the audience.
@@ -61,8 +67,10 @@
 //!
 //! Connections are spread over shards (one per core); each shard's indices sit behind their own
 //! `RwLock`, which fan-out holds for reading without ever awaiting. A small global mutex keeps
-//! the cross-shard counts (limits, presence). Each outbox has its own small mutex. No lock is held
-//! across an `.await`.
+//! the cross-shard counts (limits, presence); on Redis, each join and leave also updates the
+//! presence store's index under its own short mutex, taken inside that one (the store's
+//! [`PresenceFeed`](presence::PresenceFeed)). Each outbox has its own small mutex. No lock is
+//! held across an `.await`.
 //!
 //! ## Embedding
 //!
@@ -106,6 +114,7 @@
 //! ```
 
 pub mod auth;
+pub mod broker;
 mod clock;
 pub mod config;
 pub mod engine;
@@ -118,12 +127,14 @@ pub mod hub;
 pub mod idempotency;
 pub mod lifecycle;
 pub mod metrics;
+pub mod presence;
 mod registry;
 pub mod server;
 pub mod sse;
 pub mod target;
 pub mod transport;
 
+pub use engine::Engine;
 pub use error::{Error, InvalidInput, Result};
 pub use event::{Event, EventId, EventName, Payload, PayloadKind};
 pub use helpers::Severity;

@@ -8,7 +8,8 @@
 //! ├── server::serve           accept loop and connection tasks (on the root itself)
 //! └── hub   (Hub::start)      heartbeat, sweep, expiry, presence, fan-out shards
 //!     │                       (a graceful child: the root's cancel starts Hub::shutdown)
-//!     └── engine (Engine::start)   Redis: the supervisor; memory: the durable history writer
+//!     ├── broker   (Broker::start)         Redis: the supervisor; memory: the durable writer
+//!     └── presence (PresenceStore::start)  Redis: the presence report; memory: nothing
 //! ```
 //!
 //! Every child shares its parent's [`TaskTracker`], so there is one tracker for the whole tree
@@ -19,20 +20,23 @@
 //! cancel does not stop its loops at once (fan-out must go on until every stream has been
 //! ended, or events counted as delivered would never be written); it starts
 //! [`Hub::shutdown`](crate::Hub::shutdown), which ends the streams, then cancels the hub's
-//! token (and the engine's below it).
+//! token (and the broker's and presence store's below it).
 //!
 //! Nothing in Herald spawns a task when it is constructed: background work starts in a function
-//! that takes the lifecycle ([`Hub::start`](crate::Hub::start), [`Engine::start`](
-//! crate::engine::Engine::start), [`server::serve`](crate::server::serve)), so what runs, and
-//! until when, is visible where the parts are put together.
+//! that takes the lifecycle ([`Hub::start`](crate::Hub::start), [`Broker::start`](
+//! crate::broker::Broker::start), [`PresenceStore::start`](crate::presence::PresenceStore::start),
+//! [`server::serve`](crate::server::serve)), so what runs, and until when, is visible where the
+//! parts are put together.
 //!
 //! Shutdown runs in this order ([`server::serve`](crate::server::serve) does it when the root is
 //! cancelled): stop accepting; end every stream with `disconnected` and stop the hub's loops
-//! ([`Hub::shutdown`](crate::Hub::shutdown), which awaits them); shut the engine down (it awaits
-//! its own tasks, then leaves the cluster or flushes the durable history); then wait for the
-//! remaining connection tasks, under the shutdown timeout. An application that embeds the hub
-//! without `serve` cancels the root (the hub then shuts down on its own) or calls
-//! [`Hub::shutdown`](crate::Hub::shutdown), then [`Lifecycle::wait`].
+//! ([`Hub::shutdown`](crate::Hub::shutdown), which lets fan-out finish and awaits them); shut
+//! the presence store down (it awaits its task, then takes this node's presence out of the
+//! cluster) and the broker (it awaits its tasks, then flushes the durable history or releases
+//! its Redis connections); then wait for the remaining connection tasks, under the shutdown
+//! timeout. An application that embeds the hub without `serve` cancels the root (the hub then
+//! shuts down on its own) or calls [`Hub::shutdown`](crate::Hub::shutdown), then
+//! [`Lifecycle::wait`].
 
 use std::future::Future;
 use std::time::Duration;

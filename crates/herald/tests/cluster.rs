@@ -10,9 +10,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald::broker::RedisOptions;
 use herald::config::Config;
-use herald::engine::{Engine, RedisEngine, RedisOptions};
 use herald::http::AppState;
+use herald::presence::ClusterStats;
+use herald::Engine;
 use herald::{ConnectRequest, Hub, Lifecycle, UserId};
 use redis_support::RedisServer;
 use reqwest::StatusCode;
@@ -87,7 +89,8 @@ impl Api {
 /// One Herald node on the Redis engine.
 struct Node {
     api: Api,
-    engine: Arc<RedisEngine>,
+    engine: Engine,
+    hub: Hub,
     cancel: CancellationToken,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -107,14 +110,12 @@ impl Node {
         config.validate().expect("test configuration is valid");
         let listener = TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let engine = Arc::new(
-            RedisEngine::connect(options(redis, prefix, name, &config))
-                .await
-                .expect("connect to the test's Redis"),
-        );
+        let engine = Engine::redis(options(redis, prefix, name, &config))
+            .await
+            .expect("connect to the test's Redis");
         let lifecycle = Lifecycle::new();
         let hub = Hub::start(config.hub.clone(), engine.clone(), &lifecycle);
-        let state = AppState::new(hub, config.http.clone());
+        let state = AppState::new(hub.clone(), config.http.clone());
         let cancel = lifecycle.token().clone();
         let server_options = herald::server::ServerOptions::from_config(&config).unwrap();
         let task = tokio::spawn(herald::server::serve(
@@ -129,6 +130,7 @@ impl Node {
                 http: support::http_client(),
             },
             engine,
+            hub,
             cancel,
             task: Some(task),
         }
@@ -413,7 +415,7 @@ async fn clients_of_a_stopped_node_resume_on_another_without_loss() {
     // bring them.
     let newest_seen = last_ids.iter().map(|id| seq(id)).max().unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
-    while c.engine.head().await.unwrap().seq <= newest_seen {
+    while c.engine.broker().head().await.unwrap().seq <= newest_seen {
         assert!(
             tokio::time::Instant::now() < deadline,
             "node c never got past {newest_seen}"
@@ -422,7 +424,7 @@ async fn clients_of_a_stopped_node_resume_on_another_without_loss() {
     }
     let mut resumed = Vec::new();
     for (i, query) in queries.iter().enumerate() {
-        let replayable = c.engine.head().await.unwrap().seq;
+        let replayable = c.engine.broker().head().await.unwrap().seq;
         let mut client = c.resume(query, &last_ids[i]).await;
         let mut replayed = 0;
         while received[i].last() != Some(&(TOTAL - 1)) {
@@ -597,8 +599,8 @@ async fn nodes_survive_a_redis_restart() {
 /// only when nobody on any node matched, stats and presence queries see the whole cluster, and
 /// a node that dies without a goodbye drops out after its TTL.
 ///
-/// Needs the hub to report its connections to the engine (`Delivery::connections`); until
-/// hub.rs does, it fails with a message saying so.
+/// Presence answers come through the hub (`Hub::stats`, `Hub::channel_presence`,
+/// `Hub::user_connections`), as on one node: the presence store asks every node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_fallback_and_stats_span_the_cluster() {
     let redis = RedisServer::start().await;
@@ -642,15 +644,15 @@ async fn presence_fallback_and_stats_span_the_cluster() {
     expect_events(&mut yves_c, &["fb-ghost", "marker"]).await;
 
     let room = herald::ChannelName::new("room").unwrap();
-    let presence = c.engine.channel_presence(&room).await.unwrap().unwrap();
+    let presence = c.hub.channel_presence(&room).await.unwrap();
     assert_eq!(presence.anonymous_connections, 1);
     assert_eq!(presence.users.len(), 1);
     assert_eq!(presence.users[0].user.as_str(), "alice");
     assert_eq!(presence.users[0].username.as_deref(), Some("Alice"));
     let alice = UserId::new("alice").unwrap();
-    let connections = a.engine.user_connections(&alice).await.unwrap().unwrap();
+    let connections = a.hub.user_connections(&alice).await.unwrap();
     assert_eq!(connections.len(), 1);
-    assert_eq!(connections[0].node_id, "b");
+    assert_eq!(connections[0].node_id.as_deref(), Some("b"));
     assert_eq!(
         connections[0].connection.id.to_string(),
         alice_b.connection_id
@@ -676,12 +678,10 @@ async fn presence_fallback_and_stats_span_the_cluster() {
     // A fourth node dies without leaving: its connection disappears once its TTL runs out.
     {
         let config = Config::default();
-        let engine = Arc::new(
-            RedisEngine::connect(options(&redis, &prefix, "d", &config))
-                .await
-                .unwrap(),
-        );
-        let hub = Hub::start(config.hub.clone(), engine.clone(), &Lifecycle::new());
+        let engine = Engine::redis(options(&redis, &prefix, "d", &config))
+            .await
+            .unwrap();
+        let hub = Hub::start(config.hub.clone(), engine, &Lifecycle::new());
         let _stream = hub
             .connect(ConnectRequest::user(UserId::new("dora").unwrap()))
             .await
@@ -698,21 +698,22 @@ async fn presence_fallback_and_stats_span_the_cluster() {
     .await;
 }
 
-/// Polls the cluster stats of `node` until `check` holds; fails after [`WAIT`] (with a hint when
-/// the hub does not report its connections to the engine).
+/// Polls the cluster stats of `node` (its presence store's, as `Hub::stats` gets them) until
+/// `check` holds; fails after [`WAIT`] (with a hint when a node does not report its connections).
 async fn wait_for_cluster(
     node: &Node,
     what: &str,
-    check: impl Fn(&herald::engine::ClusterStats) -> bool,
-) -> herald::engine::ClusterStats {
+    check: impl Fn(&ClusterStats) -> bool,
+) -> ClusterStats {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let stats = node
             .engine
+            .presence()
             .cluster_stats()
             .await
             .expect("cluster stats")
-            .expect("the Redis engine has cluster stats");
+            .expect("the Redis presence store has cluster stats");
         if check(&stats) {
             return stats;
         }
@@ -729,8 +730,8 @@ async fn wait_for_cluster(
                     String::new()
                 } else {
                     format!(
-                        "\nnodes {silent:?} do not report their connections: the hub's Delivery \
-                         must implement `connections()`"
+                        "\nnodes {silent:?} do not report their connections: their presence \
+                         store was never started"
                     )
                 }
             );
@@ -813,7 +814,7 @@ async fn redis_losing_delivered_events_starts_a_new_epoch() {
 
     // The node notices while idle (it checks once a second without events).
     let deadline = tokio::time::Instant::now() + WAIT;
-    while a.engine.head().await.unwrap().epoch.to_string() == epoch(&first) {
+    while a.engine.broker().head().await.unwrap().epoch.to_string() == epoch(&first) {
         assert!(tokio::time::Instant::now() < deadline, "no new epoch");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -1447,7 +1448,8 @@ async fn racing_tabs_on_two_nodes_alternate_join_and_leave() {
 
 /// Redis loses its data (a restart without persistence): the nodes write their presence again,
 /// so alice, still connected, is announced again in the new epoch, and so is bob, who arrived
-/// while Redis was down; their leaves still come when they close their tabs.
+/// while Redis was down, and `delivered` counts them again; their leaves still come when they
+/// close their tabs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_is_written_again_after_redis_loses_it() {
     let mut redis = RedisServer::start().await;
@@ -1473,6 +1475,16 @@ async fn presence_is_written_again_after_redis_loses_it() {
         joins,
         BTreeSet::from([pair("presence:join", "alice"), pair("presence:join", "bob")])
     );
+    // The routing keys are back too, written again in full from node a's own record (bob, who
+    // arrived during the outage, included): a publish on b counts both of them on a.
+    wait_for_cluster(&a, "both nodes' connections after the restart", |s| {
+        s.connections == 3 && s.nodes.len() == 2
+    })
+    .await;
+    let (_, delivered) = b
+        .publish_ok(json!({"event": "count", "data": 0, "users": ["alice", "bob"]}))
+        .await;
+    assert_eq!(delivered, 2);
     drop(alice);
     assert_eq!(
         next_named(&mut watcher).await,
@@ -1486,6 +1498,54 @@ async fn presence_is_written_again_after_redis_loses_it() {
     a.publish_ok(json!({"event": "marker", "data": 0, "channels": ["room:1"]}))
         .await;
     assert_eq!(next_named(&mut watcher).await, pair("marker", ""));
+}
+
+/// Redis loses its data under a connected cluster (`FLUSHALL`: no reconnect, no failed write,
+/// only the next report finds the node's keys gone): each node writes its routing keys again in
+/// full from its own record, so `delivered` counts the connections that were there before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_is_written_again_when_redis_is_emptied() {
+    let redis = RedisServer::start().await;
+    let prefix = prefix("routing-flushed");
+    let a = Node::start(&redis, &prefix, "a").await;
+    let b = Node::start(&redis, &prefix, "b").await;
+    let _alice = a.subscribe("userId=alice&channels=news").await;
+    let _bob = b.subscribe("userId=bob").await;
+    wait_for_cluster(&a, "both connections", |s| s.connections == 2).await;
+    let (_, delivered) = a
+        .publish_ok(json!({"event": "before", "data": 0, "users": ["alice", "bob"]}))
+        .await;
+    assert_eq!(delivered, 2);
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = tokio::time::timeout(WAIT, client.get_multiplexed_async_connection())
+        .await
+        .unwrap()
+        .unwrap();
+    let () = tokio::time::timeout(WAIT, redis::cmd("FLUSHALL").query_async(&mut conn))
+        .await
+        .unwrap()
+        .unwrap();
+    // Counted again once both nodes wrote their keys again (within a report or two).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, delivered) = b
+            .publish_ok(
+                json!({"event": "after", "data": 0, "users": ["alice"], "channels": ["news"]}),
+            )
+            .await;
+        let (_, bob) = a
+            .publish_ok(json!({"event": "after", "data": 0, "users": ["bob"]}))
+            .await;
+        if (delivered, bob) == (2, 1) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the routing keys were not written again: delivered {delivered} and {bob}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A node that stalls past its node TTL (SIGSTOP of a real `herald` process) is taken for dead:

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use herald::broker::durable::fault;
 use herald::config::Config;
-use herald::engine::durable::fault;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::{HeraldProcess, SseClient, TestServer, WAIT};
@@ -559,7 +559,7 @@ async fn a_writer_far_behind_refuses_publishes_instead_of_blocking() {
     let (first, _) = srv
         .publish_ok(json!({"event": "n", "data": 0, "channels": ["all"]}))
         .await;
-    let publication = move || herald::engine::Publication {
+    let publication = move || herald::broker::Publication {
         name: herald::EventName::new("n").unwrap(),
         payload: herald::Payload::text("1"),
         targets: herald::Targets::one(herald::Target::Channel(
@@ -581,7 +581,7 @@ async fn a_writer_far_behind_refuses_publishes_instead_of_blocking() {
         let _ = done.send(rt.block_on(async move {
             let mut last_ok = None;
             // The writer may have taken a batch (up to 4,096 events) before it hung.
-            for _ in 0..2 * herald::engine::durable::QUEUE {
+            for _ in 0..2 * herald::broker::durable::QUEUE {
                 match hub.publish(publication()).await {
                     Ok(p) => last_ok = Some(p.id.to_string()),
                     Err(e) => return Some((last_ok, e)),

@@ -774,5 +774,5 @@ async fn a_token_expiry_beyond_the_timer_step_still_fires_on_time() {
         took >= Duration::from_secs(149 * 60) && took <= Duration::from_secs(151 * 60),
         "expired after {took:?}, not after 150 minutes"
     );
-    assert_eq!(hub.stats().connections, 1, "the far one stays");
+    assert_eq!(hub.stats().await.connections, 1, "the far one stays");
 }

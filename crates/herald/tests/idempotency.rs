@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
+use herald::broker::{Broker, Delivery, MemoryBroker, Publication, Published, RedisOptions};
 use herald::config::Config;
-use herald::engine::{
-    Delivery, Engine, EngineError, EngineHealth, MemoryEngine, Publication, Published, RedisEngine,
-    RedisOptions,
-};
+use herald::engine::{Engine, EngineError, EngineHealth};
 use herald::history::{HistoryLimits, HistoryStats, Replay, ReplayCap, ReplayFilter};
 use herald::http::AppState;
+use herald::presence::MemoryPresence;
 use herald::{ConnectRequest, EventId, Hub, Lifecycle, UserId};
 use redis_support::RedisServer;
 use reqwest::StatusCode;
@@ -240,11 +239,9 @@ async fn redis_node(redis: &RedisServer, prefix: &str, name: &str, timeout: Dura
     options.node_ttl = Duration::from_secs(1);
     options.max_backoff = Duration::from_millis(200);
     options.command_timeout = timeout;
-    let engine = RedisEngine::connect(options)
-        .await
-        .expect("connect to Redis");
+    let engine = Engine::redis(options).await.expect("connect to Redis");
     let lifecycle = Lifecycle::new();
-    let hub = Hub::start(config.hub.clone(), Arc::new(engine), &lifecycle);
+    let hub = Hub::start(config.hub.clone(), engine, &lifecycle);
     let listener = TcpListener::bind(config.listen).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let cancel = lifecycle.token().clone();
@@ -278,7 +275,7 @@ async fn wait_for_cluster(nodes: &[&RedisNode], n: usize) {
         loop {
             let mut all = true;
             for node in nodes {
-                let seen = node.hub.cluster_stats().await.ok().flatten();
+                let seen = node.hub.stats().await.cluster;
                 all &= seen.is_some_and(|s| s.connections == n);
             }
             if all {
@@ -382,24 +379,24 @@ async fn an_unanswered_publish_is_outcome_unknown_and_a_keyed_retry_delivers_onc
 // ---------------------------------------------------------------------------------------------
 // Counted for a connection means sent to it (issue 10, item 8).
 
-/// A memory engine whose `head` waits for the test: an event can be published in the gap
+/// A memory broker whose `head` waits for the test: an event can be published in the gap
 /// between a connection registering and the head being read.
 #[derive(Debug)]
 struct SlowHead {
-    inner: MemoryEngine,
+    inner: MemoryBroker,
     head_called: Notify,
     release: Notify,
 }
 
 #[async_trait]
-impl Engine for SlowHead {
+impl Broker for SlowHead {
     fn start(&self, delivery: Arc<dyn Delivery>, lifecycle: &Lifecycle) {
         self.inner.start(delivery, lifecycle);
     }
     async fn publish(&self, p: Publication) -> Result<Published, EngineError> {
         self.inner.publish(p).await
     }
-    async fn command(&self, c: herald::engine::Command) -> Result<usize, EngineError> {
+    async fn command(&self, c: herald::broker::Command) -> Result<usize, EngineError> {
         self.inner.command(c).await
     }
     async fn head(&self) -> Result<EventId, EngineError> {
@@ -428,7 +425,7 @@ impl Engine for SlowHead {
 async fn an_event_counted_for_a_starting_connection_reaches_it() {
     let config = Config::default();
     let engine = Arc::new(SlowHead {
-        inner: MemoryEngine::new(HistoryLimits {
+        inner: MemoryBroker::new(HistoryLimits {
             max_events: 100,
             max_age: Duration::from_secs(60),
             max_bytes: 1 << 20,
@@ -436,7 +433,11 @@ async fn an_event_counted_for_a_starting_connection_reaches_it() {
         head_called: Notify::new(),
         release: Notify::new(),
     });
-    let hub = Hub::start(config.hub.clone(), engine.clone(), &Lifecycle::new());
+    let hub = Hub::start(
+        config.hub.clone(),
+        Engine::new(engine.clone(), Arc::new(MemoryPresence::new())),
+        &Lifecycle::new(),
+    );
     let alice = UserId::new("alice").unwrap();
     // Something was published before, as on any running hub.
     hub.send_to_user(&UserId::new("bob").unwrap(), "tick", &json!({"n": 0}))
@@ -450,7 +451,7 @@ async fn an_event_counted_for_a_starting_connection_reaches_it() {
     });
     // Wait until alice is registered (and, on the old code path, stuck reading the head).
     tokio::time::timeout(WAIT, async {
-        while hub.stats().connections == 0 {
+        while hub.stats().await.connections == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })

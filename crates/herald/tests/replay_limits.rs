@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use herald::broker::RedisOptions;
 use herald::config::Config;
-use herald::engine::{RedisEngine, RedisOptions};
 use herald::http::AppState;
 use herald::{Hub, Lifecycle};
 use redis_support::RedisServer;
@@ -60,12 +60,12 @@ impl Srv {
                 o.presence_interval = Duration::from_millis(100);
                 o.node_ttl = Duration::from_secs(1);
                 o.replay_page_size = page;
-                let engine = tokio::time::timeout(WAIT, RedisEngine::connect(o))
+                let engine = tokio::time::timeout(WAIT, herald::Engine::redis(o))
                     .await
                     .expect("connecting to Redis timed out")
                     .expect("connect to the test's Redis");
                 (
-                    Hub::start(config.hub.clone(), Arc::new(engine), &lifecycle),
+                    Hub::start(config.hub.clone(), engine, &lifecycle),
                     Some(redis),
                 )
             }

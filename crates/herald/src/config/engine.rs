@@ -2,10 +2,10 @@
 //! hub on it.
 
 use std::fmt;
-use std::sync::Arc;
 
 use super::{Config, ConfigError};
-use crate::engine::{durable::DurableError, EngineError, RedisEngine, RedisOptions};
+use crate::broker::{durable::DurableError, RedisOptions};
+use crate::engine::{Engine, EngineError};
 use crate::{Hub, Lifecycle};
 
 /// Where events travel between the nodes of a hub.
@@ -54,7 +54,7 @@ pub enum StartError {
     /// The data directory (`data_dir`) cannot be opened.
     #[error(transparent)]
     Durable(#[from] DurableError),
-    /// The Redis engine did not start.
+    /// The Redis engine (its broker and presence store) did not start.
     #[error("starting the Redis engine")]
     Redis(#[source] EngineError),
 }
@@ -89,10 +89,8 @@ impl Hub {
                 if let Some(id) = &redis.node_id {
                     options.node_id = id.clone();
                 }
-                let engine = RedisEngine::connect(options)
-                    .await
-                    .map_err(StartError::Redis)?;
-                Ok(Hub::start(config.hub.clone(), Arc::new(engine), lifecycle))
+                let engine = Engine::redis(options).await.map_err(StartError::Redis)?;
+                Ok(Hub::start(config.hub.clone(), engine, lifecycle))
             }
         }
     }

@@ -14,34 +14,13 @@ use serde_json::{json, Value};
 
 use super::error::{body_rejection, json_error};
 use super::{ApiError, AppState};
-use crate::engine::{ConnectionSnapshot, EngineHealth};
+use crate::engine::EngineHealth;
 use crate::hub::Stats;
 use crate::target::{ChannelName, ConnectionId, UserId};
 
-/// The hub's figures, with every node's on a cluster (left out, not an error, while Redis is
-/// down or slow to answer).
-async fn current_stats(hub: &crate::Hub) -> Stats {
-    let mut stats = hub.stats();
-    stats.cluster = match tokio::time::timeout(CLUSTER_STATS_TIMEOUT, hub.cluster_stats()).await {
-        Ok(Ok(cluster)) => cluster,
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "cluster stats unavailable");
-            None
-        }
-        Err(_) => {
-            tracing::debug!("cluster stats timed out");
-            None
-        }
-    };
-    stats
-}
-
-/// Longest wait for the other nodes' figures.
-const CLUSTER_STATS_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// `GET /api/sse/stats`.
+/// `GET /api/sse/stats`: the hub's figures, with every node's on a cluster ([`Stats::cluster`]).
 pub async fn stats(State(state): State<AppState>) -> Json<Stats> {
-    Json(current_stats(&state.hub).await)
+    Json(state.hub.stats().await)
 }
 
 /// How often the stats stream sends the figures.
@@ -69,7 +48,7 @@ pub async fn stats_stream(State(state): State<AppState>) -> Response {
             }
             let stats = tokio::select! {
                 _ = &mut shut_down => return None,
-                stats = current_stats(&hub) => stats,
+                stats = hub.stats() => stats,
             };
             // JSON has no raw line breaks: one `data:` line.
             let json = serde_json::to_string(&stats).unwrap_or_else(|_| "{}".to_owned());
@@ -178,48 +157,21 @@ pub async fn channel_presence(
         .map(|(_, v)| v.into_owned())
         .ok_or_else(|| ApiError::bad_request("invalid_field", "channel: give ?channel=NAME"))?;
     let channel = ChannelName::new(&channel)?;
-    let user_json = |user: &UserId, username: Option<&str>, connections: usize, first| {
-        json!({
-            "userId": user,
-            "username": username,
-            "connections": connections,
-            "firstConnectedAt": humantime::format_rfc3339_millis(first).to_string(),
+    let presence = state.hub.channel_presence(&channel).await?;
+    let users: Vec<Value> = presence
+        .users
+        .iter()
+        .map(|u| {
+            json!({
+                "userId": u.user,
+                "username": u.username.as_deref(),
+                "connections": u.connections,
+                "firstConnectedAt":
+                    humantime::format_rfc3339_millis(u.first_connected_at).to_string(),
+            })
         })
-    };
-    let (users, anonymous): (Vec<Value>, usize) =
-        match state.hub.cluster_channel_presence(&channel).await? {
-            Some(p) => (
-                p.users
-                    .iter()
-                    .map(|u| {
-                        user_json(
-                            &u.user,
-                            u.username.as_deref(),
-                            u.connections,
-                            u.first_connected_at,
-                        )
-                    })
-                    .collect(),
-                p.anonymous_connections,
-            ),
-            None => {
-                let (users, anonymous) = state.hub.channel_presence(&channel);
-                (
-                    users
-                        .iter()
-                        .map(|u| {
-                            user_json(
-                                &u.user,
-                                u.username.as_deref(),
-                                u.connections,
-                                u.first_connected_at,
-                            )
-                        })
-                        .collect(),
-                    anonymous,
-                )
-            }
-        };
+        .collect();
+    let anonymous = presence.anonymous_connections;
     Ok(Json(json!({
         "channel": channel,
         "users": users,
@@ -234,45 +186,25 @@ pub async fn user_presence(
     Path(user): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let user = UserId::new(&user)?;
-    // On a cluster, every node's connections (with the node's id); on one node, the registry's.
-    let connections: Vec<(Option<String>, ConnectionSnapshot)> =
-        match state.hub.cluster_user_connections(&user).await? {
-            Some(list) => list
-                .into_iter()
-                .map(|n| (Some(n.node_id), n.connection))
-                .collect(),
-            None => state
-                .hub
-                .user_connections(&user)
-                .into_iter()
-                .map(|c| {
-                    let snapshot = ConnectionSnapshot {
-                        id: c.id,
-                        user: Some(user.clone()),
-                        username: c.username,
-                        channels: c.channels,
-                        connected_at: c.connected_at,
-                    };
-                    (None, snapshot)
-                })
-                .collect(),
-        };
+    let connections = state.hub.user_connections(&user).await?;
     let mut channels: Vec<&ChannelName> = connections
         .iter()
-        .flat_map(|(_, c)| c.channels.iter())
+        .flat_map(|n| n.connection.channels.iter())
         .collect();
     channels.sort();
     channels.dedup();
     let list: Vec<Value> = connections
         .iter()
-        .map(|(node, c)| {
+        .map(|n| {
+            let c = &n.connection;
             let mut entry = json!({
                 "connectionId": c.id,
                 "username": c.username.as_deref(),
                 "channels": &*c.channels,
                 "connectedAt": humantime::format_rfc3339_millis(c.connected_at).to_string(),
             });
-            if let Some(node) = node {
+            // The node that holds it, when the hub has several.
+            if let Some(node) = &n.node_id {
                 entry["nodeId"] = json!(node);
             }
             entry

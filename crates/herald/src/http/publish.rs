@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::error::{body_rejection, json_error};
 use super::{ApiError, AppState};
 use crate::auth::Publisher;
-use crate::engine::{Publication, Published};
+use crate::broker::{Publication, Published};
 use crate::error::InvalidInput;
 use crate::event::{EventName, Payload};
 use crate::idempotency::IdempotencyKey;

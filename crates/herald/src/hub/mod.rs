@@ -1,8 +1,9 @@
 //! [`Hub`]: the facade a transport or an application talks to. It knows nothing of HTTP.
 //!
-//! The hub holds the registry of live connections, the engine that carries events between
-//! nodes, and the metrics; its background loops (heartbeat, sweep, expiry, presence) are in
-//! `tasks`. Everything else is in those parts; the hub only wires them together.
+//! The hub holds the registry of live connections, the broker that carries events between
+//! nodes, the presence store that knows who is connected where, and the metrics; its background
+//! loops (heartbeat, sweep, expiry, presence events) are in `tasks`. Everything else is in those
+//! parts; the hub only wires them together, and asks them the same way on one node and on many.
 //!
 //! A hub is started, not just constructed: [`Hub::start`] (and [`Hub::start_in_memory`],
 //! [`Hub::start_with_durable_history`], [`Hub::from_config`]) spawns its loops and its
@@ -23,20 +24,22 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
+use crate::broker::{
+    Broker, Command, Delivery, DeliveryReport, DurableHistory, MemoryBroker, Publication, Published,
+};
 use crate::clock;
 use crate::config::HubConfig;
-use crate::engine::{
-    Command, Delivery, DeliveryReport, DurableHistory, Engine, EngineHealth, MemoryEngine,
-    Publication, Published,
-};
+use crate::engine::{Engine, EngineHealth};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventName};
 use crate::history::{HistoryStats, ReplayCap};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{DisconnectReason, Metrics};
-use crate::registry::{
-    Connection, ConnectionInfo, Limits, Registry, TransportCloser, UserPresence,
+use crate::presence::{
+    ChannelPresence, ClusterStats, ConnectionInfo, LocalPresence, MemoryPresence, NodeConnection,
+    PresenceStore,
 };
+use crate::registry::{Connection, Limits, Registry, TransportCloser};
 use crate::sse::frame;
 use crate::sse::EventStream;
 use crate::target::{ChannelName, ConnectionId, Targets, UserId};
@@ -138,10 +141,14 @@ pub struct Stats {
     /// The replay window.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<HistoryStats>,
-    /// Every node of the cluster (cluster engines only).
+    /// Every node of the cluster, as the presence store tells it: left out on one node, and
+    /// while the other nodes' figures cannot be read.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<crate::engine::ClusterStats>,
+    pub cluster: Option<ClusterStats>,
 }
+
+/// Longest wait for the other nodes' figures in [`Hub::stats`].
+const CLUSTER_STATS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A cheap-to-clone handle to one hub.
 #[derive(Debug, Clone)]
@@ -153,15 +160,17 @@ pub struct Hub {
 struct HubInner {
     config: HubConfig,
     registry: Arc<Registry>,
-    engine: Arc<dyn Engine>,
+    broker: Arc<dyn Broker>,
+    presence: Arc<dyn PresenceStore>,
     metrics: Arc<Metrics>,
     started_at: Instant,
     /// The hub's node of the lifecycle tree (a graceful child of the one it was started on):
-    /// its token stops the background loops, and the engine's tasks below them. Cancelled by
-    /// [`Hub::shutdown`] (which the parent's cancel starts) or when the last handle goes away.
+    /// its token stops the background loops, and the broker's and presence store's tasks below
+    /// them. Cancelled by [`Hub::shutdown`] (which the parent's cancel starts) or when the last
+    /// handle goes away.
     lifecycle: Lifecycle,
     /// The background loops ([`tasks::spawn`]), awaited by [`Hub::shutdown`] before it stops
-    /// the engine; empty once it has.
+    /// the presence store and the broker; empty once it has.
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Connections to close when their credentials expire (see `tasks::expiry_loop`).
     expiries: tokio::sync::mpsc::Sender<(ConnectionId, Duration)>,
@@ -173,27 +182,20 @@ impl Drop for HubInner {
     }
 }
 
-/// The hub's side of the engine: routes events and commands to this node's connections.
+/// This node's registry as the engine sees it: the broker delivers events and commands through
+/// it, the presence store reads this node's connections from it.
 #[derive(Debug)]
-struct LocalDelivery {
+struct Local {
     registry: Arc<Registry>,
 }
 
-impl Delivery for LocalDelivery {
+impl Delivery for Local {
     fn deliver(&self, event: &Arc<Event>, targets: &Targets) -> DeliveryReport {
         self.registry.deliver(event, targets)
     }
 
     fn is_overloaded(&self) -> bool {
         self.registry.is_overloaded()
-    }
-
-    fn connections(&self) -> Option<Vec<crate::engine::ConnectionSnapshot>> {
-        Some(self.registry.snapshot())
-    }
-
-    fn presence_members(&self) -> Option<Vec<crate::engine::PresenceMember>> {
-        Some(self.registry.presence_members())
     }
 
     fn apply(&self, command: &Command) -> usize {
@@ -210,6 +212,16 @@ impl Delivery for LocalDelivery {
                 close_all(&self.registry, self.registry.all_ids(), *reason)
             }
         }
+    }
+}
+
+impl LocalPresence for Local {
+    fn channel_presence(&self, channel: &ChannelName) -> ChannelPresence {
+        self.registry.channel_presence(channel)
+    }
+
+    fn user_connections(&self, user: &UserId) -> Vec<ConnectionInfo> {
+        self.registry.user_connections(user)
     }
 }
 
@@ -247,19 +259,20 @@ fn close_all(registry: &Registry, ids: Vec<ConnectionId>, reason: DisconnectReas
 }
 
 impl Hub {
-    /// Starts a hub on the in-memory engine, with its replay window in memory. See
-    /// [`Hub::start`].
+    /// Starts a hub on the memory engine ([`MemoryBroker`], [`MemoryPresence`]), with its replay
+    /// window in memory. See [`Hub::start`].
     ///
     /// # Panics
     /// Outside a Tokio runtime.
     pub fn start_in_memory(config: HubConfig, lifecycle: &Lifecycle) -> Self {
-        let engine = MemoryEngine::new(config.history).with_idempotency(config.idempotency);
-        Self::start(config, Arc::new(engine), lifecycle)
+        let broker = MemoryBroker::new(config.history).with_idempotency(config.idempotency);
+        let engine = Engine::new(Arc::new(broker), Arc::new(MemoryPresence::new()));
+        Self::start(config, engine, lifecycle)
     }
 
-    /// Starts a hub on the in-memory engine whose replay window is also kept on disk in
+    /// Starts a hub on the memory engine whose replay window is also kept on disk in
     /// `data_dir` (and restored from it), so that clients resume across a restart. See
-    /// [`Hub::start`]; the engine's writer thread starts with the hub.
+    /// [`Hub::start`]; the broker's writer thread starts with the hub.
     ///
     /// # Errors
     /// When the directory or its database cannot be opened.
@@ -270,53 +283,58 @@ impl Hub {
         config: HubConfig,
         data_dir: &std::path::Path,
         lifecycle: &Lifecycle,
-    ) -> std::result::Result<Self, crate::engine::durable::DurableError> {
+    ) -> std::result::Result<Self, crate::broker::durable::DurableError> {
         let (window, durable) = DurableHistory::open(data_dir, config.history)?;
-        let engine = MemoryEngine::with_durable_history(window, durable)
+        let broker = MemoryBroker::with_durable_history(window, durable)
             .with_idempotency(config.idempotency);
-        Ok(Self::start(config, Arc::new(engine), lifecycle))
+        let engine = Engine::new(Arc::new(broker), Arc::new(MemoryPresence::new()));
+        Ok(Self::start(config, engine, lifecycle))
     }
 
-    /// Starts a hub on `engine`: builds its registry, starts the engine on it
-    /// ([`Engine::start`]), and spawns the hub's background loops (heartbeat, sweep, token
-    /// expiry, presence events, fan-out shards). Everything runs below `lifecycle`: cancelling it
-    /// starts [`Hub::shutdown`], which first ends every stream, then stops the loops and the
-    /// engine. One engine serves one hub.
+    /// Starts a hub on `engine`: builds its registry, starts the broker and the presence store
+    /// on it ([`Broker::start`], [`PresenceStore::start`]), and spawns the hub's background
+    /// loops (heartbeat, sweep, token expiry, presence events, fan-out shards). Everything runs
+    /// below `lifecycle`: cancelling it starts [`Hub::shutdown`], which lets fan-out finish,
+    /// ends every stream, then stops the loops, the presence store and the broker. One engine
+    /// serves one hub.
     ///
     /// # Panics
     /// Outside a Tokio runtime (it spawns tasks).
-    pub fn start(config: HubConfig, engine: Arc<dyn Engine>, lifecycle: &Lifecycle) -> Self {
+    pub fn start(config: HubConfig, engine: Engine, lifecycle: &Lifecycle) -> Self {
         let parent = lifecycle.clone();
         // Not a plain child: the parent's cancel must not stop fan-out before the streams are
         // ended (events counted as delivered would never be written). It starts the shutdown.
         let lifecycle = lifecycle.graceful_child();
+        let (broker, presence) = engine.into_parts();
         let mut metrics = Metrics::new();
-        engine.register_metrics(metrics.registry_mut());
+        broker.register_metrics(metrics.registry_mut());
         let metrics = Arc::new(metrics);
         let (presence_tx, presence_rx) = tokio::sync::mpsc::channel(tasks::PRESENCE_QUEUE);
-        let registry = Arc::new(
-            Registry::new(
-                Limits {
-                    max_connections: config.max_connections,
-                    max_connections_per_user: config.max_connections_per_user,
-                    max_connections_per_ip: config.max_connections_per_ip,
-                },
-                metrics.clone(),
-            )
-            .with_presence(config.presence_channels.clone(), presence_tx),
-        );
-        engine.start(
-            Arc::new(LocalDelivery {
-                registry: registry.clone(),
-            }),
-            &lifecycle.child(),
-        );
+        let mut registry = Registry::new(
+            Limits {
+                max_connections: config.max_connections,
+                max_connections_per_user: config.max_connections_per_user,
+                max_connections_per_ip: config.max_connections_per_ip,
+            },
+            metrics.clone(),
+        )
+        .with_presence(config.presence_channels.clone(), presence_tx);
+        if let Some(feed) = presence.feed() {
+            registry = registry.with_presence_feed(feed);
+        }
+        let registry = Arc::new(registry);
+        let local = Arc::new(Local {
+            registry: registry.clone(),
+        });
+        broker.start(local.clone(), &lifecycle.child());
+        presence.start(local, &lifecycle.child());
         let (expiries, expiry_rx) = tokio::sync::mpsc::channel(tasks::EXPIRY_QUEUE);
         let inner = Arc::new(HubInner {
             expiries,
             config,
             registry,
-            engine,
+            broker,
+            presence,
             metrics,
             started_at: Instant::now(),
             lifecycle,
@@ -351,7 +369,7 @@ impl Hub {
     ///
     /// # Errors
     /// [`Error::TooManyConnections`], [`Error::UserConnectionLimit`], [`Error::ShuttingDown`],
-    /// [`Error::Engine`] when the engine cannot be read, or [`Error::Invalid`] with more than
+    /// [`Error::Engine`] when the broker cannot be read, or [`Error::Invalid`] with more than
     /// [`MAX_CHANNELS_PER_CONNECTION`] channels.
     pub async fn connect(&self, request: ConnectRequest) -> Result<EventStream> {
         let inner = &self.inner;
@@ -399,7 +417,7 @@ impl Hub {
             &conn,
             position,
             resume_from,
-            inner.engine.as_ref(),
+            inner.broker.as_ref(),
             ReplayCap {
                 max_events: inner.config.max_replay_events,
                 max_bytes: inner.config.max_replay_bytes,
@@ -428,18 +446,18 @@ impl Hub {
         Ok(stream)
     }
 
-    /// Publishes an event: the engine gives it an id and queues it to every targeted connection.
+    /// Publishes an event: the broker gives it an id and queues it to every targeted connection.
     /// Returns once it is queued (not once clients have read it).
     ///
     /// # Errors
-    /// [`Error::ShuttingDown`] during shutdown, [`Error::Engine`] when the engine cannot publish.
+    /// [`Error::ShuttingDown`] during shutdown, [`Error::Engine`] when the broker cannot publish.
     pub async fn publish(&self, publication: Publication) -> Result<Published> {
         let inner = &self.inner;
         if inner.registry.is_closing() {
             return Err(Error::ShuttingDown);
         }
         let started = Instant::now();
-        let published = inner.engine.publish(publication).await?;
+        let published = inner.broker.publish(publication).await?;
         inner.metrics.events_published.inc();
         inner
             .metrics
@@ -460,7 +478,7 @@ impl Hub {
     ) -> Result<usize> {
         Ok(self
             .inner
-            .engine
+            .broker
             .command(Command::Disconnect {
                 users,
                 connections,
@@ -476,47 +494,33 @@ impl Hub {
     pub async fn disconnect_all(&self) -> Result<usize> {
         Ok(self
             .inner
-            .engine
+            .broker
             .command(Command::DisconnectAll {
                 reason: DisconnectReason::ServerDisconnect,
             })
             .await?)
     }
 
-    /// Figures of every node, for a cluster engine (`None` on one node).
-    ///
-    /// # Errors
-    /// [`Error::Engine`] when the other nodes' figures cannot be read.
-    pub async fn cluster_stats(&self) -> Result<Option<crate::engine::ClusterStats>> {
-        Ok(self.inner.engine.cluster_stats().await?)
-    }
-
-    /// The users in `channel` on every node, for a cluster engine (`None` on one node).
-    ///
-    /// # Errors
-    /// [`Error::Engine`] when the other nodes cannot be asked.
-    pub async fn cluster_channel_presence(
-        &self,
-        channel: &ChannelName,
-    ) -> Result<Option<crate::engine::ChannelPresence>> {
-        Ok(self.inner.engine.channel_presence(channel).await?)
-    }
-
-    /// The connections of `user` on every node, for a cluster engine (`None` on one node).
-    ///
-    /// # Errors
-    /// [`Error::Engine`] when the other nodes cannot be asked.
-    pub async fn cluster_user_connections(
-        &self,
-        user: &UserId,
-    ) -> Result<Option<Vec<crate::engine::NodeConnection>>> {
-        Ok(self.inner.engine.user_connections(user).await?)
-    }
-
-    /// Current figures.
-    pub fn stats(&self) -> Stats {
+    /// Current figures: this node's, and every node's in [`Stats::cluster`] as the presence
+    /// store tells them (left out on one node, and while they cannot be read: a cluster that
+    /// does not answer within a few seconds does not hold up the local figures).
+    pub async fn stats(&self) -> Stats {
         let counts = self.inner.registry.counts();
         let m = &self.inner.metrics;
+        let cluster =
+            match tokio::time::timeout(CLUSTER_STATS_TIMEOUT, self.inner.presence.cluster_stats())
+                .await
+            {
+                Ok(Ok(cluster)) => cluster,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "cluster stats unavailable");
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!("cluster stats timed out");
+                    None
+                }
+            };
         Stats {
             connections: counts.connections,
             users: counts.users,
@@ -527,20 +531,27 @@ impl Hub {
             evicted_slow_consumers: m.evicted_slow_consumers(),
             disconnects: m.disconnects(),
             uptime_seconds: self.inner.started_at.elapsed().as_secs(),
-            history: self.inner.engine.history_stats(),
-            cluster: None,
+            history: self.inner.broker.history_stats(),
+            cluster,
         }
     }
 
-    /// The users connected to `channel` on this node (with their connection counts and when
+    /// The users connected to `channel` on every node (with their connection counts and when
     /// they first connected), and the number of anonymous connections to it.
-    pub fn channel_presence(&self, channel: &ChannelName) -> (Vec<UserPresence>, usize) {
-        self.inner.registry.channel_presence(channel)
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when the other nodes cannot be asked.
+    pub async fn channel_presence(&self, channel: &ChannelName) -> Result<ChannelPresence> {
+        Ok(self.inner.presence.channel_presence(channel).await?)
     }
 
-    /// The connections of `user` on this node, oldest first; empty when offline.
-    pub fn user_connections(&self, user: &UserId) -> Vec<ConnectionInfo> {
-        self.inner.registry.user_connections(user)
+    /// The connections of `user` on every node, oldest first (each with its node's id on a
+    /// cluster); empty when offline.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when the other nodes cannot be asked.
+    pub async fn user_connections(&self, user: &UserId) -> Result<Vec<NodeConnection>> {
+        Ok(self.inner.presence.user_connections(user).await?)
     }
 
     /// Number of open connections.
@@ -553,12 +564,12 @@ impl Hub {
         &self.inner.metrics
     }
 
-    /// Whether the hub can serve: its engine works and it is not shutting down.
+    /// Whether the hub can serve: its broker works and it is not shutting down.
     pub fn health(&self) -> EngineHealth {
         if self.inner.registry.is_closing() {
             return EngineHealth::Degraded("shutting down".into());
         }
-        self.inner.engine.health()
+        self.inner.broker.health()
     }
 
     /// True once [`Hub::shutdown`] has started.
@@ -577,8 +588,9 @@ impl Hub {
     /// `disconnected` event (reason `server_shutdown`) preceded by a `retry:` hint chosen at
     /// random between `retry` and `shutdown_reconnect_window` (so clients come back spread out
     /// over the window), then stops the background loops (cancelling the hub's lifecycle and
-    /// awaiting them) and the engine ([`Engine::shutdown`]). Returns the number of connections
-    /// it closed. Calling it again does nothing more.
+    /// awaiting them), the presence store ([`PresenceStore::shutdown`]: this node leaves the
+    /// cluster's presence) and the broker ([`Broker::shutdown`]). Returns the number of
+    /// connections it closed. Calling it again does nothing more.
     ///
     /// Connection tasks are not the hub's: whoever runs them waits for them afterwards
     /// ([`server::serve`](crate::server::serve) does, under its shutdown timeout).
@@ -622,7 +634,8 @@ impl Hub {
                 tracing::error!(error = %e, "a background task of the hub failed");
             }
         }
-        inner.engine.shutdown().await;
+        inner.presence.shutdown().await;
+        inner.broker.shutdown().await;
         tracing::info!(closed, "hub shut down");
         closed
     }

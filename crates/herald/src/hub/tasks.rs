@@ -17,22 +17,22 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{close_all, disconnected_data, disconnected_event, HubInner};
+use crate::broker::Publication;
 use crate::clock;
-use crate::engine::Publication;
 use crate::event::{EventName, Payload};
 use crate::metrics::DisconnectReason;
-use crate::registry::PresenceChange;
+use crate::presence::PresenceUpdate;
 use crate::target::{ConnectionId, Target, Targets};
 use crate::transport::WireFormat;
 
 /// Spawns every background task of the hub `inner` on its lifecycle: heartbeat, sweep, one
 /// fan-out task per registry shard, expiry (fed by `expiries`) and presence (fed by
 /// `presence`). Returns their handles, which [`Hub::shutdown`](super::Hub::shutdown) awaits
-/// before it shuts the engine down (so that no loop still uses it).
+/// before it shuts the presence store and the broker down (so that no loop still uses them).
 pub(super) fn spawn(
     inner: &Arc<HubInner>,
     expiries: mpsc::Receiver<(ConnectionId, Duration)>,
-    presence: mpsc::Receiver<PresenceChange>,
+    presence: mpsc::Receiver<PresenceUpdate>,
 ) -> Vec<JoinHandle<()>> {
     let lifecycle = &inner.lifecycle;
     let token = || lifecycle.token().clone();
@@ -106,31 +106,28 @@ async fn expiry_loop(
 pub(super) const PRESENCE_QUEUE: usize = 4096;
 
 /// Publishes `presence:join` / `presence:leave` to the channel, in the order the registry saw
-/// the changes, through the engine like any event (so other nodes' subscribers get them too).
+/// the changes, through the presence store (which publishes only changes that are news for the
+/// whole hub) and the broker, like any event (so other nodes' subscribers get them too).
 async fn presence_loop(
     hub: Weak<HubInner>,
-    mut changes: tokio::sync::mpsc::Receiver<PresenceChange>,
+    mut updates: tokio::sync::mpsc::Receiver<PresenceUpdate>,
     cancel: CancellationToken,
 ) {
     loop {
-        let change = tokio::select! {
+        let update = tokio::select! {
             _ = cancel.cancelled() => return,
-            change = changes.recv() => match change {
-                Some(c) => c,
+            update = updates.recv() => match update {
+                Some(u) => u,
                 None => return,
             },
         };
         let Some(hub) = hub.upgrade() else { return };
-        let update = crate::engine::PresenceUpdate {
-            joined: change.joined,
-            member: crate::engine::PresenceMember {
-                channel: change.channel,
-                user: change.user,
-                username: change.username,
-            },
-        };
         let publication = presence_publication(&update, SystemTime::now());
-        match hub.engine.publish_presence(&update, publication).await {
+        match hub
+            .presence
+            .announce(&update, publication, hub.broker.as_ref())
+            .await
+        {
             Ok(Some(_)) => {
                 hub.metrics.events_published.inc();
             }
@@ -141,10 +138,7 @@ async fn presence_loop(
 }
 
 /// The `presence:join` or `presence:leave` event of `update`, stamped `at`.
-pub(crate) fn presence_publication(
-    update: &crate::engine::PresenceUpdate,
-    at: SystemTime,
-) -> Publication {
+pub(crate) fn presence_publication(update: &PresenceUpdate, at: SystemTime) -> Publication {
     let name = if update.joined {
         "presence:join"
     } else {

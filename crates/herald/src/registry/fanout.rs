@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::indices::{count_targets, push_to_targets, Indices};
 use super::{Encode, Registry};
-use crate::engine::DeliveryReport;
+use crate::broker::DeliveryReport;
 use crate::event::{Event, FORMAT_SLOTS};
 use crate::target::{Fallback, Targets};
 use crate::transport::outbox::PushError;

@@ -17,13 +17,13 @@
 //! A small global mutex keeps what must be counted across shards: the limits (total, per user,
 //! per IP) and the per-channel presence counts. Register takes it, then the shard's write lock;
 //! remove takes the global one, then the shard's; nothing takes them the other way round while
-//! holding both.
+//! holding both. Both report the join or leave to the presence store's feed
+//! ([`PresenceFeed`]), if it has one, while still holding the global lock: the feed sees every
+//! connection's join before its leave, and takes only a short lock of its own.
 
 mod fanout;
 mod indices;
 mod presence;
-
-pub(crate) use self::presence::{PresenceChange, UserPresence};
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -40,6 +40,7 @@ use self::fanout::Shard;
 use crate::error::{Error, Result};
 use crate::event::EventId;
 use crate::metrics::{DisconnectReason, Metrics, RejectReason};
+use crate::presence::{ConnectionInfo, PresenceFeed, PresenceMember, PresenceUpdate};
 use crate::target::{ChannelName, ChannelPattern, ConnectionId, UserId};
 use crate::transport::outbox::Outbox;
 use crate::transport::WireFormat;
@@ -153,7 +154,10 @@ pub(crate) struct Registry {
     /// Channels whose subscribers get `presence:join` / `presence:leave`.
     presence_channels: Vec<ChannelPattern>,
     /// Where presence changes go (the hub's presence task publishes them).
-    presence_tx: Option<mpsc::Sender<PresenceChange>>,
+    presence_tx: Option<mpsc::Sender<PresenceUpdate>>,
+    /// Hears every join and leave, under the global lock (the Redis presence store keeps its
+    /// per-node index from it); `None` when the presence store has no use for it.
+    presence_feed: Option<Arc<dyn PresenceFeed>>,
 }
 
 impl Registry {
@@ -172,6 +176,7 @@ impl Registry {
             metrics,
             presence_channels: Vec::new(),
             presence_tx: None,
+            presence_feed: None,
         }
     }
 
@@ -179,10 +184,16 @@ impl Registry {
     pub(crate) fn with_presence(
         mut self,
         patterns: Vec<ChannelPattern>,
-        tx: mpsc::Sender<PresenceChange>,
+        tx: mpsc::Sender<PresenceUpdate>,
     ) -> Self {
         self.presence_channels = patterns;
         self.presence_tx = Some(tx);
+        self
+    }
+
+    /// Reports every join and leave to `feed`, as it happens.
+    pub(crate) fn with_presence_feed(mut self, feed: Arc<dyn PresenceFeed>) -> Self {
+        self.presence_feed = Some(feed);
         self
     }
 
@@ -249,15 +260,19 @@ impl Registry {
                     .or_insert_with(|| (0, conn.username.clone()));
                 *count += 1;
                 if *count == 1 {
-                    changes.push(PresenceChange {
+                    changes.push(PresenceUpdate {
                         joined: true,
-                        channel: channel.clone(),
-                        user: user.clone(),
-                        username: conn.username.clone(),
+                        member: PresenceMember {
+                            channel: channel.clone(),
+                            user: user.clone(),
+                            username: conn.username.clone(),
+                        },
                     });
                 }
             }
         }
+        // Built before the connection moves into the shard; only when someone listens.
+        let info = self.presence_feed.as_ref().map(|_| connection_info(&conn));
         // Insert into the shard while still holding the global lock, so that a concurrent
         // remove of the same connection (impossible before this returns, but cheap to rule out)
         // and the counts never disagree.
@@ -276,6 +291,10 @@ impl Registry {
                     .insert(conn.id, conn.clone());
             }
             ix.by_id.insert(conn.id, conn);
+        }
+        // Still under the global lock: the feed hears this join before any leave of it.
+        if let (Some(feed), Some(info)) = (&self.presence_feed, &info) {
+            feed.joined(info, &changes);
         }
         self.update_gauges(&global);
         let position = global.position;
@@ -343,11 +362,13 @@ impl Registry {
                     *count -= 1;
                     if *count == 0 {
                         users.remove(user);
-                        changes.push(PresenceChange {
+                        changes.push(PresenceUpdate {
                             joined: false,
-                            channel: channel.clone(),
-                            user: user.clone(),
-                            username: conn.username.clone(),
+                            member: PresenceMember {
+                                channel: channel.clone(),
+                                user: user.clone(),
+                                username: conn.username.clone(),
+                            },
                         });
                     }
                 }
@@ -355,6 +376,10 @@ impl Registry {
                     global.presence.remove(channel);
                 }
             }
+        }
+        // Still under the global lock, after the join it follows (see `register`).
+        if let Some(feed) = &self.presence_feed {
+            feed.left(&connection_info(&conn), &changes);
         }
         self.update_gauges(&global);
         drop(global);
@@ -502,12 +527,7 @@ impl Registry {
                     .get(user)
                     .into_iter()
                     .flatten()
-                    .map(|c| ConnectionInfo {
-                        id: c.id,
-                        username: c.username.clone(),
-                        channels: c.channels.clone(),
-                        connected_at: c.opened_at_wall,
-                    }),
+                    .map(|c| connection_info(c)),
             );
         }
         list.sort_by_key(|c| c.connected_at);
@@ -515,23 +535,21 @@ impl Registry {
     }
 }
 
-/// One connection of a user.
-#[derive(Debug, Clone)]
-pub struct ConnectionInfo {
-    /// Its id.
-    pub id: ConnectionId,
-    /// The display name it gave.
-    pub username: Option<Arc<str>>,
-    /// Its channels.
-    pub channels: Arc<[ChannelName]>,
-    /// When it opened.
-    pub connected_at: SystemTime,
+/// A connection as presence knows it.
+fn connection_info(c: &Connection) -> ConnectionInfo {
+    ConnectionInfo {
+        id: c.id,
+        user: c.user.clone(),
+        username: c.username.clone(),
+        channels: c.channels.clone(),
+        connected_at: c.opened_at_wall,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::DeliveryReport;
+    use crate::broker::DeliveryReport;
     use crate::event::Event;
     use crate::target::{Fallback, Target, Targets};
     use std::task::{Context, Poll, Waker};
@@ -696,18 +714,27 @@ mod tests {
         r.register(tab2.clone()).unwrap();
         r.register(conn(None, &["room:1"])).unwrap();
         let c = rx.try_recv().unwrap();
-        assert!(c.joined && c.channel.as_str() == "room:1" && c.user.as_str() == "alice");
+        assert!(
+            c.joined && c.member.channel.as_str() == "room:1" && c.member.user.as_str() == "alice"
+        );
         assert!(
             rx.try_recv().is_err(),
             "one join for two tabs, none for anonymous or 'other'"
         );
-        let (users, anonymous) = r.channel_presence(&ChannelName::new("room:1").unwrap());
-        assert_eq!((users.len(), users[0].connections, anonymous), (1, 2, 1));
+        let p = r.channel_presence(&ChannelName::new("room:1").unwrap());
+        assert_eq!(
+            (
+                p.users.len(),
+                p.users[0].connections,
+                p.anonymous_connections
+            ),
+            (1, 2, 1)
+        );
         r.remove(tab1.id, DisconnectReason::ClientClosed);
         assert!(rx.try_recv().is_err(), "alice still has a tab open");
         r.remove(tab2.id, DisconnectReason::ClientClosed);
         let c = rx.try_recv().unwrap();
-        assert!(!c.joined && c.user.as_str() == "alice");
+        assert!(!c.joined && c.member.user.as_str() == "alice");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use serde_json::json;
 
-use crate::engine::Engine;
+use crate::broker::Broker;
 use crate::error::Result;
 use crate::event::{EventId, EventName};
 use crate::history::{Replay, ReplayCap, ReplayFilter};
@@ -22,12 +22,12 @@ use crate::registry::Connection;
 /// client, which keeps its own last id until the replay or reset moves it).
 ///
 /// # Errors
-/// [`crate::Error::Engine`] when the engine cannot be read.
+/// [`crate::Error::Engine`] when the broker cannot be read.
 pub(crate) async fn start(
     conn: &Connection,
     position: Option<EventId>,
     resume_from: Option<String>,
-    engine: &dyn Engine,
+    broker: &dyn Broker,
     cap: ReplayCap,
     metrics: &Metrics,
 ) -> Result<Option<EventId>> {
@@ -39,10 +39,10 @@ pub(crate) async fn start(
             // it). Its `connected` event carries that id, so even a client that has
             // received nothing yet resumes from the right place after a blip. Before this
             // node delivered its first event, nothing can be dropped: it starts at the
-            // engine's head and keeps everything that arrives.
+            // broker's head and keeps everything that arrives.
             let (start, floor) = match position {
                 Some(position) => (position, position.seq),
-                None => (engine.head().await?, 0),
+                None => (broker.head().await?, 0),
             };
             conn.outbox.release([], floor);
             Some(start)
@@ -52,13 +52,13 @@ pub(crate) async fn start(
                 user: conn.user.clone(),
                 channels: conn.channels.clone(),
             };
-            // The engine pages through its history and stops at the cap, so a resume costs
+            // The broker pages through its history and stops at the cap, so a resume costs
             // at most that much, whatever id it names.
             let replay = match text.parse::<EventId>() {
-                Ok(after) => engine.replay(after, &filter, cap).await?,
+                Ok(after) => broker.replay(after, &filter, cap).await?,
                 Err(_) => Replay::Reset {
                     reason: crate::history::ResetReason::UnknownEpoch,
-                    head: engine.head().await?,
+                    head: broker.head().await?,
                 },
             };
             match replay {

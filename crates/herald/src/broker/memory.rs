@@ -1,5 +1,5 @@
-//! The in-memory engine: one process, no setup; the default. Optionally keeps its replay window
-//! on disk ([`DurableHistory`]) so that a restarted hub can still resume its clients.
+//! The memory broker: one process, no setup; the default. Optionally keeps its replay window on
+//! disk ([`DurableHistory`]) so that a restarted hub can still resume its clients.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::durable::DurableHistory;
-use super::{Command, Delivery, Engine, EngineError, EngineHealth, Publication, Published};
+use super::{Broker, Command, Delivery, Publication, Published};
+use crate::engine::{EngineError, EngineHealth};
 use crate::event::{Epoch, Event, EventId};
 use crate::history::{
     HistoryEntry, HistoryLimits, HistoryStats, Replay, ReplayBuffer, ReplayCap, ReplayCollector,
@@ -26,7 +27,7 @@ use crate::lifecycle::Lifecycle;
 /// lock only to copy a chunk of [`REPLAY_CHUNK`] entry pointers at a time, and filters them
 /// outside it, so a long replay never stalls publishers.
 #[derive(Debug)]
-pub struct MemoryEngine {
+pub struct MemoryBroker {
     window: Mutex<ReplayBuffer>,
     durable: Option<DurableHistory>,
     delivery: OnceLock<Arc<dyn Delivery>>,
@@ -35,10 +36,10 @@ pub struct MemoryEngine {
     idempotency: Mutex<IdempotencyCache>,
 }
 
-impl MemoryEngine {
-    /// A fresh engine with a random epoch and an in-memory window with these limits.
+impl MemoryBroker {
+    /// A fresh broker with a random epoch and an in-memory window with these limits.
     pub fn new(limits: HistoryLimits) -> Self {
-        MemoryEngine {
+        MemoryBroker {
             window: Mutex::new(ReplayBuffer::new(Epoch::random(), limits, 0)),
             durable: None,
             delivery: OnceLock::new(),
@@ -46,9 +47,9 @@ impl MemoryEngine {
         }
     }
 
-    /// An engine whose window is also written to `durable` and was restored from it.
+    /// A broker whose window is also written to `durable` and was restored from it.
     pub fn with_durable_history(window: ReplayBuffer, durable: DurableHistory) -> Self {
-        MemoryEngine {
+        MemoryBroker {
             window: Mutex::new(window),
             durable: Some(durable),
             delivery: OnceLock::new(),
@@ -63,19 +64,19 @@ impl MemoryEngine {
         self
     }
 
-    /// The epoch of this engine's event ids.
+    /// The epoch of this broker's event ids.
     pub fn epoch(&self) -> Epoch {
         self.window.lock().epoch()
     }
 }
 
-/// Most window entries a resume copies (as pointers) per hold of the engine's lock.
+/// Most window entries a resume copies (as pointers) per hold of the broker's lock.
 const REPLAY_CHUNK: usize = 256;
 
 #[async_trait]
-impl Engine for MemoryEngine {
+impl Broker for MemoryBroker {
     fn start(&self, delivery: Arc<dyn Delivery>, lifecycle: &Lifecycle) {
-        // A second start keeps the first delivery: one engine serves one hub.
+        // A second start keeps the first delivery: one broker serves one hub.
         if self.delivery.set(delivery).is_err() {
             return;
         }

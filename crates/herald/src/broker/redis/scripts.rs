@@ -481,19 +481,19 @@ return {missing, published}
 
 /// The compiled scripts (each knows its SHA1 and reloads itself after a Redis restart).
 #[derive(Debug)]
-pub(super) struct Scripts {
-    pub(super) publish: Script,
-    pub(super) replay: Script,
-    pub(super) replay_page: Script,
-    pub(super) info: Script,
-    pub(super) touch: Script,
-    pub(super) nodes: Script,
-    pub(super) presence: Script,
-    pub(super) reap: Script,
+pub(crate) struct Scripts {
+    pub(crate) publish: Script,
+    pub(crate) replay: Script,
+    pub(crate) replay_page: Script,
+    pub(crate) info: Script,
+    pub(crate) touch: Script,
+    pub(crate) nodes: Script,
+    pub(crate) presence: Script,
+    pub(crate) reap: Script,
 }
 
 impl Scripts {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
         Scripts {
             publish: with_prelude(PUBLISH),

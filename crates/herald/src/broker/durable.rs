@@ -1,15 +1,15 @@
 //! The replay window on disk (`--data-dir`), in an embedded [redb] database, so that a hub
 //! restarted between two publishes still lets its clients resume.
 //!
-//! Writes never slow publishing down: the engine hands each retained event to a writer thread
-//! through a queue, and the thread commits whatever has queued up in one transaction (group
-//! commit), pruning what fell out of the window in the same transaction. The thread starts with
-//! the hub ([`DurableHistory::start`], from [`Engine::start`](super::Engine::start)), not when
+//! Writes never slow publishing down: the memory broker hands each retained event to a writer
+//! thread through a queue, and the thread commits whatever has queued up in one transaction
+//! (group commit), pruning what fell out of the window in the same transaction. The thread starts with
+//! the hub ([`DurableHistory::start`], from [`Broker::start`](super::Broker::start)), not when
 //! the store is opened. A graceful shutdown flushes everything and marks the store clean.
 //!
 //! What the disk does not hold is never papered over:
 //! - **Ids are reserved before they are issued.** Every transaction also records
-//!   `reserved_until`, a block of ids ahead of the newest one written; the engine issues no id
+//!   `reserved_until`, a block of ids ahead of the newest one written; the broker issues no id
 //!   above the last committed reservation. After a crash the restarted hub continues above the
 //!   reservation (recording `(last on disk, reservation]` as a hole) and reserves a new block in
 //!   the same transaction that opens the store, so two crashes in a row never reuse an id.
@@ -52,7 +52,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::{EngineError, EngineHealth};
+use crate::engine::{EngineError, EngineHealth};
 use crate::event::{Epoch, Event, EventId};
 #[cfg(test)]
 use crate::event::{EventName, Payload};
@@ -160,7 +160,7 @@ impl Record {
     }
 }
 
-/// State shared by the engine side and the writer thread.
+/// State shared by the broker side and the writer thread.
 #[derive(Debug, Default)]
 struct Shared {
     /// Why the last write failed, while writes fail.
@@ -179,7 +179,7 @@ struct Shared {
     refusing: std::sync::atomic::AtomicBool,
 }
 
-/// The writer side of the durable history, held by the engine.
+/// The writer side of the durable history, held by the broker.
 #[derive(Debug)]
 pub struct DurableHistory {
     sender: Mutex<Option<Sender<HistoryEntry>>>,
@@ -386,7 +386,7 @@ impl DurableHistory {
     }
 
     /// Whether the event that would get seq `seq` may be published now. Called under the
-    /// engine's lock before the id is taken; never waits.
+    /// broker's lock before the id is taken; never waits.
     ///
     /// # Errors
     /// [`EngineError::Overloaded`] when the writer is [`QUEUE`] events behind;

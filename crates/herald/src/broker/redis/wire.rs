@@ -1,5 +1,6 @@
-//! What travels through Redis besides frames: the targets stored with each event, and the
-//! messages of the control channel.
+//! What travels through Redis besides events: the targets stored with each event, and the
+//! messages of the control channel (commands, and the presence queries of
+//! [`RedisPresence`](crate::presence::RedisPresence)).
 //!
 //! Targets are one line each (`u:<user>`, `c:<channel>`, `k:<connection>`, or `*` for a
 //! broadcast) between newlines, so that a Lua script can test "is user X a target" with a plain
@@ -16,15 +17,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::ConnectionSnapshot;
 use crate::event::{Event, EventId};
 use crate::metrics::DisconnectReason;
+use crate::presence::{ConnectionInfo, PresenceUser};
 use crate::target::{ChannelName, ConnectionId, Fallback, Target, Targets, UserId};
 
 /// The event a stream entry (or a replay page) holds: its storage form
 /// ([`Event::stored_form`]), or the SSE frame a release before transport-neutral events wrote.
 /// `None` for text no Herald node wrote.
-pub(super) fn decode_event(id: EventId, text: &str) -> Option<Event> {
+pub(crate) fn decode_event(id: EventId, text: &str) -> Option<Event> {
     if let Some(event) = Event::from_stored_form(id, text) {
         return Some(event);
     }
@@ -33,7 +34,7 @@ pub(super) fn decode_event(id: EventId, text: &str) -> Option<Event> {
 }
 
 /// Encodes the targets of an event as `\n`-framed lines.
-pub(super) fn encode_targets(targets: &Targets) -> String {
+pub(crate) fn encode_targets(targets: &Targets) -> String {
     let mut out = String::from("\n");
     for target in targets.list() {
         match target {
@@ -58,7 +59,7 @@ pub(super) fn encode_targets(targets: &Targets) -> String {
 
 /// Decodes what [`encode_targets`] wrote, without fallback (the publisher decided it for the
 /// whole cluster). `None` for text no Herald node wrote.
-pub(super) fn decode_targets(text: &str) -> Option<Targets> {
+pub(crate) fn decode_targets(text: &str) -> Option<Targets> {
     let mut list = Vec::new();
     for line in text.split('\n').filter(|l| !l.is_empty()) {
         let target = match line.split_at_checked(2) {
@@ -74,7 +75,7 @@ pub(super) fn decode_targets(text: &str) -> Option<Targets> {
 }
 
 /// Channels as the replay script wants them: joined by newlines.
-pub(super) fn encode_channels(channels: &[ChannelName]) -> String {
+pub(crate) fn encode_channels(channels: &[ChannelName]) -> String {
     channels
         .iter()
         .map(ChannelName::as_str)
@@ -84,20 +85,20 @@ pub(super) fn encode_channels(channels: &[ChannelName]) -> String {
 
 /// A message on the control channel, to every node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct Request {
+pub(crate) struct Request {
     /// The asking node.
-    pub(super) from: String,
+    pub(crate) from: String,
     /// The id its answers carry.
-    pub(super) req: String,
+    pub(crate) req: String,
     /// What to do.
     #[serde(flatten)]
-    pub(super) op: Op,
+    pub(crate) op: Op,
 }
 
 /// What a control message asks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub(super) enum Op {
+pub(crate) enum Op {
     /// Close these users' connections and these connections.
     Disconnect {
         users: Vec<String>,
@@ -114,27 +115,27 @@ pub(super) enum Op {
 
 /// A node's answer to a [`Request`], on the asker's reply channel.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct Reply {
+pub(crate) struct Reply {
     /// The request it answers.
-    pub(super) req: String,
+    pub(crate) req: String,
     /// The answering node.
-    pub(super) node: String,
+    pub(crate) node: String,
     /// Connections a command affected.
     #[serde(default)]
-    pub(super) count: usize,
+    pub(crate) count: usize,
     /// Users of a channel (channel presence).
     #[serde(default)]
-    pub(super) users: Vec<UserEntry>,
+    pub(crate) users: Vec<UserEntry>,
     /// Anonymous connections to a channel (channel presence).
     #[serde(default)]
-    pub(super) anonymous: usize,
+    pub(crate) anonymous: usize,
     /// A user's connections (user presence).
     #[serde(default)]
-    pub(super) connections: Vec<ConnectionEntry>,
+    pub(crate) connections: Vec<ConnectionEntry>,
 }
 
 impl Reply {
-    pub(super) fn new(req: &str, node: &str) -> Self {
+    pub(crate) fn new(req: &str, node: &str) -> Self {
         Reply {
             req: req.to_owned(),
             node: node.to_owned(),
@@ -148,27 +149,38 @@ impl Reply {
 
 /// One user in a channel, on one node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct UserEntry {
-    pub(super) user: String,
-    pub(super) username: Option<String>,
-    pub(super) connections: usize,
+pub(crate) struct UserEntry {
+    pub(crate) user: String,
+    pub(crate) username: Option<String>,
+    pub(crate) connections: usize,
     /// Milliseconds since the Unix epoch.
-    pub(super) first_ms: u64,
+    pub(crate) first_ms: u64,
 }
 
 /// One connection, on one node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct ConnectionEntry {
-    pub(super) id: String,
-    pub(super) user: Option<String>,
-    pub(super) username: Option<String>,
-    pub(super) channels: Vec<String>,
+pub(crate) struct ConnectionEntry {
+    pub(crate) id: String,
+    pub(crate) user: Option<String>,
+    pub(crate) username: Option<String>,
+    pub(crate) channels: Vec<String>,
     /// Milliseconds since the Unix epoch.
-    pub(super) connected_ms: u64,
+    pub(crate) connected_ms: u64,
+}
+
+impl UserEntry {
+    pub(crate) fn from_user(u: &PresenceUser) -> Self {
+        UserEntry {
+            user: u.user.as_str().to_owned(),
+            username: u.username.as_deref().map(str::to_owned),
+            connections: u.connections,
+            first_ms: to_ms(u.first_connected_at),
+        }
+    }
 }
 
 impl ConnectionEntry {
-    pub(super) fn from_snapshot(c: &ConnectionSnapshot) -> Self {
+    pub(crate) fn from_info(c: &ConnectionInfo) -> Self {
         ConnectionEntry {
             id: c.id.to_string(),
             user: c.user.as_ref().map(|u| u.as_str().to_owned()),
@@ -178,9 +190,9 @@ impl ConnectionEntry {
         }
     }
 
-    /// Back to a snapshot; `None` if a field is not valid (another version wrote it).
-    pub(super) fn to_snapshot(&self) -> Option<ConnectionSnapshot> {
-        Some(ConnectionSnapshot {
+    /// Back to a connection; `None` if a field is not valid (another version wrote it).
+    pub(crate) fn to_info(&self) -> Option<ConnectionInfo> {
+        Some(ConnectionInfo {
             id: self.id.parse().ok()?,
             user: self.user.as_deref().map(UserId::new).transpose().ok()?,
             username: self.username.as_deref().map(Into::into),
@@ -197,23 +209,23 @@ impl ConnectionEntry {
 }
 
 /// Milliseconds since the Unix epoch.
-pub(super) fn to_ms(t: SystemTime) -> u64 {
+pub(crate) fn to_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The instant `ms` milliseconds after the Unix epoch.
-pub(super) fn from_ms(ms: u64) -> SystemTime {
+pub(crate) fn from_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
 /// The reason as text, for a control message.
-pub(super) fn reason_text(reason: DisconnectReason) -> String {
+pub(crate) fn reason_text(reason: DisconnectReason) -> String {
     reason.as_str().to_owned()
 }
 
 /// The reason a control message names (`server_disconnect` for one this version does not know).
-pub(super) fn reason_from(text: &str) -> DisconnectReason {
+pub(crate) fn reason_from(text: &str) -> DisconnectReason {
     DisconnectReason::from_name(text).unwrap_or(DisconnectReason::ServerDisconnect)
 }
 

@@ -1,8 +1,9 @@
-//! The engine's background work: a supervisor keeps one session of Redis connections up (the
+//! The broker's background work: a supervisor keeps one session of Redis connections up (the
 //! command connection, the blocking stream reader, the pub/sub subscription) and runs the
-//! reader, the control loop and the periodic reports on it; when any of them fails it marks
+//! reader, the control loop and the periodic maintenance on it; when any of them fails it marks
 //! Redis down, waits (capped exponential backoff with jitter) and opens a new session. Every
-//! loop ends when the engine's cancellation token fires.
+//! loop ends when the broker's cancellation token fires. The presence store writes through the
+//! session's command connection ([`Shared::commands`]) from its own task.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +15,6 @@ use futures_util::StreamExt;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
-use super::presence::Index;
 use super::wire::{Reply, Request};
 use super::{epoch_of, text, Entry, Shared, READ_BATCH, READ_BLOCK};
 
@@ -51,11 +51,10 @@ impl Backoff {
     }
 }
 
-/// The engine's background work: keeps a session (commands, reader, subscription, reports) up,
-/// reconnecting with backoff whenever it fails, until `cancel`.
+/// The broker's background work: keeps a session (commands, reader, subscription,
+/// maintenance) up, reconnecting with backoff whenever it fails, until `cancel`.
 pub(super) async fn supervise(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut backoff = Backoff::new(shared.options.max_backoff);
-    let mut written: Option<Index> = None;
     loop {
         let opened = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -79,11 +78,9 @@ pub(super) async fn supervise(shared: Arc<Shared>, cancel: CancellationToken) {
                 let started = Instant::now();
                 let failure = tokio::select! {
                     _ = cancel.cancelled() => return,
-                    failure = session.run(&shared, &mut written) => failure,
+                    failure = session.run(&shared) => failure,
                 };
                 shared.down(&failure);
-                // Redis may have lost this node's keys: write them in full next time.
-                written = None;
                 if started.elapsed() >= STABLE_SESSION {
                     backoff.reset();
                 }
@@ -121,8 +118,8 @@ impl Session {
         })
     }
 
-    /// Runs the reader, the control loop and the reports until one fails; returns why.
-    async fn run(self, shared: &Shared, written: &mut Option<Index>) -> String {
+    /// Runs the reader, the control loop and the maintenance until one fails; returns why.
+    async fn run(self, shared: &Shared) -> String {
         let Session {
             commands,
             mut reader,
@@ -132,7 +129,7 @@ impl Session {
         tokio::select! {
             failure = read_loop(shared, &mut reader) => failure,
             failure = control_loop(shared, pubsub, commands.clone()) => failure,
-            failure = report_loop(shared, commands, written) => failure,
+            failure = maintenance_loop(shared, commands) => failure,
             _ = broken => "a command found the connection broken".into(),
         }
     }
@@ -244,22 +241,16 @@ async fn control_loop(shared: &Shared, pubsub: PubSub, mut conn: MultiplexedConn
     "the pub/sub connection closed".into()
 }
 
-/// Reports this node's connections every `presence_interval`; returns why it stopped.
-async fn report_loop(
-    shared: &Shared,
-    mut conn: MultiplexedConnection,
-    written: &mut Option<Index>,
-) -> String {
+/// Trims the stream by age and refreshes the window's figures every `presence_interval`;
+/// returns why it stopped.
+async fn maintenance_loop(shared: &Shared, mut conn: MultiplexedConnection) -> String {
     let mut ticker = tokio::time::interval(shared.options.presence_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let report = tokio::time::timeout(
-            shared.options.command_timeout * 2,
-            shared.report(&mut conn, written),
-        )
-        .await;
-        match report {
+        let done =
+            tokio::time::timeout(shared.options.command_timeout, shared.maintain(&mut conn)).await;
+        match done {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return e.to_string(),
             Err(_) => return "Redis did not answer in time".into(),

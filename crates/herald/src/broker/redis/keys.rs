@@ -1,4 +1,5 @@
-//! Every Redis key and pub/sub channel name the engine uses, built here and nowhere else.
+//! Every Redis key and pub/sub channel name the Redis broker and presence store use, built here
+//! and nowhere else.
 //!
 //! | Name | Type | What it holds |
 //! |---|---|---|
@@ -20,21 +21,21 @@
 //! suffixes passed in from here.
 
 /// Suffix of a node's users hash.
-pub(super) const USERS: &str = ":users";
+pub(crate) const USERS: &str = ":users";
 /// Suffix of a node's channels hash.
-pub(super) const CHANNELS: &str = ":channels";
+pub(crate) const CHANNELS: &str = ":channels";
 /// Suffix of a node's connections set.
-pub(super) const CONNECTIONS: &str = ":connections";
+pub(crate) const CONNECTIONS: &str = ":connections";
 
-/// The names of one engine (a key prefix) as seen from one node.
+/// The names of one cluster (a key prefix) as seen from one node.
 #[derive(Debug, Clone)]
-pub(super) struct Keys {
+pub(crate) struct Keys {
     prefix: String,
     node: String,
 }
 
 impl Keys {
-    pub(super) fn new(prefix: &str, node: &str) -> Self {
+    pub(crate) fn new(prefix: &str, node: &str) -> Self {
         Keys {
             prefix: prefix.to_owned(),
             node: node.to_owned(),
@@ -42,88 +43,88 @@ impl Keys {
     }
 
     /// Epoch, sequence and size of the stream.
-    pub(super) fn meta(&self) -> String {
+    pub(crate) fn meta(&self) -> String {
         format!("{}:meta", self.prefix)
     }
 
     /// The event stream.
-    pub(super) fn events(&self) -> String {
+    pub(crate) fn events(&self) -> String {
         format!("{}:events", self.prefix)
     }
 
     /// What an idempotency key published (`<fingerprint> <epoch> <seq> <delivered>`), kept
     /// for the idempotency window.
-    pub(super) fn idempotency(&self, key: &str) -> String {
+    pub(crate) fn idempotency(&self, key: &str) -> String {
         format!("{}:idem:{key}", self.prefix)
     }
 
     /// Live nodes by last report.
-    pub(super) fn nodes(&self) -> String {
+    pub(crate) fn nodes(&self) -> String {
         format!("{}:nodes", self.prefix)
     }
 
     /// What precedes a node id in its keys.
-    pub(super) fn node_prefix(&self) -> String {
+    pub(crate) fn node_prefix(&self) -> String {
         format!("{}:node:", self.prefix)
     }
 
     /// A node's figures.
-    pub(super) fn node(&self, id: &str) -> String {
+    pub(crate) fn node(&self, id: &str) -> String {
         format!("{}{id}", self.node_prefix())
     }
 
     /// This node's figures.
-    pub(super) fn this_node(&self) -> String {
+    pub(crate) fn this_node(&self) -> String {
         self.node(&self.node)
     }
 
     /// This node's users hash.
-    pub(super) fn this_users(&self) -> String {
+    pub(crate) fn this_users(&self) -> String {
         format!("{}{USERS}", self.this_node())
     }
 
     /// This node's channels hash.
-    pub(super) fn this_channels(&self) -> String {
+    pub(crate) fn this_channels(&self) -> String {
         format!("{}{CHANNELS}", self.this_node())
     }
 
     /// This node's connections set.
-    pub(super) fn this_connections(&self) -> String {
+    pub(crate) fn this_connections(&self) -> String {
         format!("{}{CONNECTIONS}", self.this_node())
     }
 
     /// Nodes holding presence, by last report.
-    pub(super) fn presence_nodes(&self) -> String {
+    pub(crate) fn presence_nodes(&self) -> String {
         format!("{}:presence:nodes", self.prefix)
     }
 
     /// What precedes a node id in its presence hash.
-    pub(super) fn presence_node_prefix(&self) -> String {
+    pub(crate) fn presence_node_prefix(&self) -> String {
         format!("{}:presence:node:", self.prefix)
     }
 
     /// This node's presence hash.
-    pub(super) fn this_presence(&self) -> String {
+    pub(crate) fn this_presence(&self) -> String {
         format!("{}{}", self.presence_node_prefix(), self.node)
     }
 
     /// What precedes a channel in its presence counts.
-    pub(super) fn presence_channel_prefix(&self) -> String {
+    pub(crate) fn presence_channel_prefix(&self) -> String {
         format!("{}:presence:channel:", self.prefix)
     }
 
     /// The channel every node listens to for commands and queries.
-    pub(super) fn control(&self) -> String {
+    pub(crate) fn control(&self) -> String {
         format!("{}:control", self.prefix)
     }
 
     /// The channel answers to node `id`'s queries go to.
-    pub(super) fn reply(&self, id: &str) -> String {
+    pub(crate) fn reply(&self, id: &str) -> String {
         format!("{}:reply:{id}", self.prefix)
     }
 
     /// This node's reply channel.
-    pub(super) fn this_reply(&self) -> String {
+    pub(crate) fn this_reply(&self) -> String {
         self.reply(&self.node)
     }
 }

@@ -1,12 +1,16 @@
-//! The Redis engine: several Herald nodes behave as one hub.
+//! The Redis broker: several Herald nodes behave as one hub. This module also holds the link to
+//! Redis (connections, supervisor, keys, scripts) that the broker shares with the Redis presence
+//! store ([`RedisPresence`], made with [`RedisBroker::presence`]): one set of connections per
+//! node for both.
 //!
 //! ## Design
 //!
 //! - **One stream carries every event.** A publish on any node runs one Lua script
 //!   ([`scripts`]) that gives the event the next sequence of the epoch, appends it to the
-//!   stream `<prefix>:events` with entry id `<seq>-0` (its frame, targets and whether it went to
-//!   everyone), trims the stream to the replay window, and decides `fallback: broadcast` for
-//!   the whole cluster from the nodes' presence. The event is retained before any node sees it.
+//!   stream `<prefix>:events` with entry id `<seq>-0` (its storage form, targets and whether it
+//!   went to everyone), trims the stream to the replay window, and decides `fallback: broadcast`
+//!   for the whole cluster from the nodes' presence. The event is retained before any node
+//!   sees it.
 //! - **Each node reads the stream** with one blocking `XREAD` loop on its own connection and
 //!   hands every event, in order, to its [`Delivery`]: one delivery path for one node or many,
 //!   and one total order that every connection on every node sees. After a Redis blip the loop
@@ -20,44 +24,35 @@
 //!   (`XRANGE … COUNT`), one short script per page that returns only the matching events; a
 //!   resume beyond its cap stops early with `reset` (`replay_too_large`).
 //! - **Commands and presence queries** go to every node over one pub/sub channel
-//!   (`<prefix>:control`); each node answers on the asker's reply channel. `PUBLISH` says how
-//!   many nodes listen, so the asker knows how many answers to wait for.
-//! - **Presence**: every `presence_interval` each node writes what changed in its connections
-//!   (users, channels, connection ids, with counts; see [`presence`]) to keys whose TTL it
-//!   renews, so a dead node drops out within `node_ttl`.
-//! - **Presence events** (`presence:join` / `presence:leave`) mean the user's first connection
-//!   to the channel on any node and their last. Each node records in Redis which (channel,
-//!   user) it holds, and Redis counts per (channel, user) the nodes that hold it; one script
-//!   updates both and appends the event to the stream only on 0 -> 1 and 1 -> 0 nodes, so two
-//!   nodes racing cannot both announce (see [`scripts`]). A node whose reports stop for
-//!   `node_ttl` is taken out by the next live node's report (its users get their leave where it
-//!   was their last node); a node that comes back, or finds Redis emptied, writes its presence
-//!   again. A change that failed to reach Redis is made good at the next report (which then
-//!   compares the node's presence with what Redis holds); one the hub dropped (a full presence
-//!   queue) within 30 reports, when the node compares anyway.
+//!   (`<prefix>:control`); each node answers on the asker's reply channel (presence queries
+//!   from its own registry, [`LocalPresence`]). `PUBLISH` says how many nodes listen, so the
+//!   asker knows how many answers to wait for.
+//! - **Presence** (this node's routing counts and presence events in Redis) is the presence
+//!   store's: see [`crate::presence::redis`]. The broker reads what every node's store wrote
+//!   when its publish script counts `delivered` and decides `fallback: broadcast`.
 //! - **Connections to Redis**: per node, one multiplexed connection for commands (shared by every
-//!   publish), one for the blocking reader and one pub/sub subscription; never one per client.
-//! - **Failures**: a supervisor task owns those connections. When Redis goes away it logs once,
-//!   reports [`EngineHealth::Degraded`], makes publishes fail with
+//!   publish and by the presence store), one for the blocking reader and one pub/sub
+//!   subscription; never one per client.
+//! - **Failures**: a supervisor task ([`link`]) owns those connections. When Redis goes away it
+//!   logs once, reports [`EngineHealth::Degraded`], makes publishes fail with
 //!   [`EngineError::Unavailable`], and reconnects with capped exponential backoff; SSE
 //!   connections and their heartbeats are untouched. The supervisor starts with the hub
-//!   ([`Engine::start`], on the hub's [`Lifecycle`]) and stops when that lifecycle is
-//!   cancelled; [`Engine::shutdown`] awaits it before leaving the cluster.
+//!   ([`Broker::start`], on the hub's [`Lifecycle`]) and stops when that lifecycle is
+//!   cancelled; [`Broker::shutdown`] awaits it.
 
-mod keys;
+pub(crate) mod keys;
 mod link;
-mod presence;
-mod scripts;
-mod wire;
+pub(crate) mod scripts;
+pub(crate) mod wire;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ::redis::aio::{MultiplexedConnection, PubSub};
-use ::redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Value};
+use ::redis::{AsyncConnectionConfig, Client, RedisError, Value};
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, Notify};
@@ -65,15 +60,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use self::keys::Keys;
-use self::presence::{Index, Snapshot};
 use self::scripts::Scripts;
-use self::wire::{Op, Reply, Request};
-use super::{
-    ChannelPresence, ClusterStats, Command, ConnectionSnapshot, Delivery, Engine, EngineError,
-    EngineHealth, NodeConnection, NodeStats, PresenceMember, PresenceUpdate, PresenceUser,
-    Publication, Published,
-};
+use self::wire::{ConnectionEntry, Op, Reply, Request, UserEntry};
+use super::{Broker, Command, Delivery, Publication, Published};
 use crate::clock;
+use crate::engine::{EngineError, EngineHealth};
 use crate::event::Event;
 use crate::event::{Epoch, EventId};
 use crate::history::{
@@ -81,7 +72,8 @@ use crate::history::{
 };
 use crate::lifecycle::Lifecycle;
 use crate::metrics::DisconnectReason;
-use crate::target::{ChannelName, Fallback, Targets, UserId};
+use crate::presence::{LocalPresence, RedisPresence};
+use crate::target::{Fallback, Targets, UserId};
 
 /// Events one `XREAD` returns at most.
 const READ_BATCH: usize = 512;
@@ -99,7 +91,8 @@ const DEFAULT_REPLAY_PAGE_SIZE: usize = 256;
 /// Most events one maintenance pass trims.
 const TRIM_BUDGET: usize = 1000;
 
-/// Settings of a [`RedisEngine`]. [`RedisOptions::new`] fills in the defaults.
+/// Settings of a [`RedisBroker`] and its [`RedisPresence`]. [`RedisOptions::new`] fills in the
+/// defaults.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
     /// `redis://[[user]:password@]host[:port][/db]`.
@@ -110,10 +103,11 @@ pub struct RedisOptions {
     /// This node's id, unique within the cluster: letters, digits, `_`, `.`, `-`, at most 64.
     /// Default: `<hostname>-<pid>-<random>`.
     pub node_id: String,
-    /// The replay window (the same limits as the memory engine's).
+    /// The replay window (the same limits as the memory broker's).
     pub history: HistoryLimits,
-    /// How often the node reports its connections to Redis (presence, stats, and the routing
-    /// data that counts `delivered` and decides `fallback: broadcast`). Default 1 s.
+    /// How often the node writes what changed in its connections to Redis (presence, stats,
+    /// and the routing data that counts `delivered` and decides `fallback: broadcast`), and
+    /// renews their TTL. Default 1 s.
     pub presence_interval: Duration,
     /// How long a node's report lives: a node that stops reporting drops out of presence and
     /// routing after this. Default 5 s.
@@ -221,19 +215,19 @@ pub(crate) fn redacted_url(url: &str) -> String {
 }
 
 /// Runs several Herald nodes as one hub through Redis: one stream carries every event to every
-/// node in one order and keeps the replay window; commands and presence queries reach every
-/// node; each node reports its connections. How it works, what it costs and how it fails:
-/// `docs/deploy.md`.
-pub struct RedisEngine {
+/// node in one order and keeps the replay window; commands reach every node. Its presence store
+/// ([`RedisBroker::presence`]) shares its connections. How it works, what it costs and how it
+/// fails: `docs/deploy.md`.
+pub struct RedisBroker {
     shared: Arc<Shared>,
-    /// The supervisor task and the token it stops on, once a hub started the engine
-    /// ([`Engine::start`]); taken by [`Engine::shutdown`].
+    /// The supervisor task and the token it stops on, once a hub started the broker
+    /// ([`Broker::start`]); taken by [`Broker::shutdown`].
     supervisor: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
 }
 
-impl fmt::Debug for RedisEngine {
+impl fmt::Debug for RedisBroker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisEngine")
+        f.debug_struct("RedisBroker")
             .field("url", &redacted_url(&self.shared.options.url))
             .field("prefix", &self.shared.options.prefix)
             .field("node_id", &self.shared.options.node_id)
@@ -241,7 +235,7 @@ impl fmt::Debug for RedisEngine {
     }
 }
 
-impl Drop for RedisEngine {
+impl Drop for RedisBroker {
     fn drop(&mut self) {
         if let Some((token, _)) = &*self.supervisor.lock() {
             token.cancel();
@@ -256,14 +250,19 @@ enum Health {
     Down { reason: String, since: Instant },
 }
 
-/// What the engine's handle and its background tasks share.
-struct Shared {
-    options: RedisOptions,
-    keys: Keys,
+/// The link to Redis of one node: what the broker, the presence store and their background
+/// tasks share.
+pub(crate) struct Shared {
+    pub(crate) options: RedisOptions,
+    pub(crate) keys: Keys,
     client: Client,
-    scripts: Scripts,
-    started_ms: u64,
+    pub(crate) scripts: Scripts,
+    /// When this node started (ms since the Unix epoch), for the cluster's per-node figures.
+    pub(crate) started_ms: u64,
     delivery: OnceLock<Arc<dyn Delivery>>,
+    /// This node's registry, for presence queries from other nodes; set when the presence store
+    /// starts ([`crate::presence::PresenceStore::start`]).
+    pub(crate) local: OnceLock<Arc<dyn LocalPresence>>,
     /// The connection for commands; `None` while Redis is unreachable.
     commands: RwLock<Option<Commands>>,
     /// Numbers the supervisor's sessions (see [`Commands::session`]).
@@ -273,33 +272,23 @@ struct Shared {
     /// a connection that registers now starts.
     position: Mutex<EventId>,
     history: Mutex<Option<HistoryStats>>,
-    /// The connections of the last report, for presence queries.
-    snapshot: Mutex<Snapshot>,
-    /// The (channel, user) fields of this node's presence hash as this node last wrote them;
-    /// `None` when unknown (read it from Redis). Held across every presence write, so that they
-    /// reach Redis one at a time.
-    presence: tokio::sync::Mutex<Option<HashSet<String>>>,
     /// Queries this node is waiting on, by request id.
     pending: Mutex<HashMap<String, mpsc::UnboundedSender<Reply>>>,
     /// Wakes the supervisor when a command found the connection broken.
     broken: Notify,
     stopped: AtomicBool,
     warned_no_presence: AtomicBool,
-    /// Reports since the start, to compare this node's presence with Redis now and then.
-    presence_checks: AtomicU64,
     /// Event copies this node queued to its connections (for the cluster's per-node figures).
-    delivered: AtomicU64,
-    /// The last report did not make all of this node's presence changes.
-    presence_unfinished: AtomicBool,
+    pub(crate) delivered: AtomicU64,
 }
 
 /// The command connection of one session.
 #[derive(Clone)]
-struct Commands {
-    conn: MultiplexedConnection,
+pub(crate) struct Commands {
+    pub(crate) conn: MultiplexedConnection,
     /// Which session opened it: a failure on the connection of an earlier session (a command
     /// still in flight when Redis came back) must not take the new one down.
-    session: u64,
+    pub(crate) session: u64,
 }
 
 /// Where the stream stands (the `INFO` script's answer).
@@ -325,10 +314,10 @@ struct Entry {
     everyone: bool,
 }
 
-impl RedisEngine {
+impl RedisBroker {
     /// Connects to Redis (once, to fail fast on a wrong URL or an unreachable server), reads or
-    /// creates the epoch, and returns the engine. It spawns nothing: its background tasks start
-    /// with the hub it is given to ([`crate::Hub::start`], which calls [`Engine::start`]).
+    /// creates the epoch, and returns the broker. It spawns nothing: its background tasks start
+    /// with the hub it is given to ([`crate::Hub::start`], which calls [`Broker::start`]).
     ///
     /// # Errors
     /// [`EngineError::Unavailable`] when the options are invalid or Redis cannot be reached.
@@ -346,6 +335,7 @@ impl RedisEngine {
             scripts: Scripts::new(),
             started_ms: clock::now_ms(),
             delivery: OnceLock::new(),
+            local: OnceLock::new(),
             commands: RwLock::new(None),
             sessions: AtomicU64::new(0),
             health: Mutex::new(Health::Up),
@@ -354,15 +344,11 @@ impl RedisEngine {
                 seq: 0,
             }),
             history: Mutex::new(None),
-            snapshot: Mutex::new(Arc::new(Vec::new())),
-            presence: tokio::sync::Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
             broken: Notify::new(),
             stopped: AtomicBool::new(false),
             warned_no_presence: AtomicBool::new(false),
-            presence_checks: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
-            presence_unfinished: AtomicBool::new(false),
             options,
         });
         let url = redacted_url(&shared.options.url);
@@ -386,9 +372,9 @@ impl RedisEngine {
             prefix = %shared.options.prefix,
             node = %shared.options.node_id,
             epoch = %info.epoch,
-            "Redis engine connected"
+            "Redis broker connected"
         );
-        Ok(RedisEngine {
+        Ok(RedisBroker {
             shared,
             supervisor: Mutex::new(None),
         })
@@ -398,13 +384,19 @@ impl RedisEngine {
     pub fn node(&self) -> &str {
         &self.shared.options.node_id
     }
+
+    /// The presence store of this node on the same link to Redis (its connections and
+    /// supervisor): the one to pair this broker with ([`crate::engine::Engine::redis`]).
+    pub fn presence(&self) -> RedisPresence {
+        RedisPresence::new(self.shared.clone())
+    }
 }
 
 #[async_trait]
-impl Engine for RedisEngine {
+impl Broker for RedisBroker {
     fn start(&self, delivery: Arc<dyn Delivery>, lifecycle: &Lifecycle) {
         if self.shared.delivery.set(delivery).is_err() {
-            return; // One engine serves one hub.
+            return; // One broker serves one hub.
         }
         let token = lifecycle.token().clone();
         let task = lifecycle.spawn(link::supervise(self.shared.clone(), token.clone()));
@@ -488,47 +480,6 @@ impl Engine for RedisEngine {
             delivered: delivered as usize,
             replayed,
         })
-    }
-
-    async fn publish_presence(
-        &self,
-        update: &PresenceUpdate,
-        publication: Publication,
-    ) -> Result<Option<Published>, EngineError> {
-        let shared = &self.shared;
-        shared.running()?;
-        let mut link = shared.commands()?;
-        let stored = Event::stored_form(&publication.name, &publication.payload);
-        let mut held = shared.presence.lock().await;
-        let changes = [(update.joined, &update.member, stored)];
-        let call = shared.presence_call(&changes);
-        let reply: Vec<Value> = match shared
-            .run(link.session, call.invoke_async(&mut link.conn))
-            .await
-        {
-            Ok(reply) => reply,
-            Err(e) => {
-                // It may have been applied: read what Redis holds at the next report.
-                *held = None;
-                return Err(e);
-            }
-        };
-        if let Some(held) = held.as_mut() {
-            let field = presence::member_field(&update.member);
-            if update.joined {
-                held.insert(field);
-            } else {
-                held.remove(&field);
-            }
-        }
-        let bad = || EngineError::Unavailable("unexpected answer from the presence script".into());
-        let epoch = reply.first().and_then(epoch_of).ok_or_else(bad)?;
-        let seq = reply.get(1).and_then(number).ok_or_else(bad)?;
-        Ok((seq > 0).then_some(Published {
-            id: EventId { epoch, seq },
-            delivered: 0,
-            replayed: false,
-        }))
     }
 
     /// Runs `command` on every node that listens to the control channel; returns the
@@ -694,181 +645,17 @@ impl Engine for RedisEngine {
                 .await
                 .is_err()
             {
-                tracing::warn!("the Redis engine's tasks did not stop within 5s");
+                tracing::warn!("the Redis broker's tasks did not stop within 5s");
             }
         }
-        // Leave the cluster now rather than when the TTL runs out.
-        let link = shared.commands.write().take();
-        if let Some(Commands { mut conn, .. }) = link {
-            let keys = &shared.keys;
-            // This node's users leave (where it was their last node).
-            let reap =
-                tokio::time::timeout(shared.options.command_timeout, shared.reap(&mut conn, true))
-                    .await;
-            if !matches!(reap, Ok(Ok(_))) {
-                tracing::debug!("could not take this node's presence out; the next node does");
-            }
-            let mut pipe = ::redis::pipe();
-            pipe.del(&[
-                keys.this_node(),
-                keys.this_users(),
-                keys.this_channels(),
-                keys.this_connections(),
-            ])
-            .ignore()
-            .zrem(keys.nodes(), &shared.options.node_id)
-            .ignore();
-            let left = tokio::time::timeout(
-                shared.options.command_timeout,
-                pipe.query_async::<()>(&mut conn),
-            )
-            .await;
-            if !matches!(left, Ok(Ok(()))) {
-                tracing::debug!("could not remove this node's presence from Redis; it expires");
-            }
-        }
-        tracing::info!(node = %shared.options.node_id, "Redis engine stopped");
-    }
-
-    fn node_id(&self) -> Option<&str> {
-        Some(&self.shared.options.node_id)
-    }
-
-    async fn cluster_stats(&self) -> Result<Option<ClusterStats>, EngineError> {
-        let shared = &self.shared;
-        let mut link = shared.commands()?;
-        let keys = &shared.keys;
-        let mut call = shared.scripts.nodes.prepare_invoke();
-        call.key(keys.nodes())
-            .arg(millis(shared.options.node_ttl))
-            .arg(keys.node_prefix())
-            .arg(keys::CHANNELS);
-        let reply: Vec<Value> = shared
-            .run(link.session, call.invoke_async(&mut link.conn))
-            .await?;
-        let mut stats = ClusterStats {
-            node_id: shared.options.node_id.clone(),
-            connections: 0,
-            users: 0,
-            anonymous_connections: 0,
-            channels: BTreeMap::new(),
-            events_delivered: 0,
-            nodes: Vec::new(),
-        };
-        for node in reply.chunks_exact(3) {
-            let Some(id) = text(&node[0]) else { continue };
-            let summary = pairs(&node[1]);
-            let get = |name: &str| {
-                summary
-                    .iter()
-                    .find(|(k, _)| k == name)
-                    .and_then(|(_, v)| v.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            let channels = pairs(&node[2]);
-            let entry = NodeStats {
-                node_id: id,
-                connections: get("connections") as usize,
-                users: get("users") as usize,
-                anonymous_connections: get("anonymous") as usize,
-                channels: get("channels") as usize,
-                events_delivered: get("delivered"),
-                reports_connections: get("presence") == 1,
-                started_at: clock::rfc3339(wire::from_ms(get("started"))),
-                updated_at: clock::rfc3339(wire::from_ms(get("updated"))),
-            };
-            stats.connections += entry.connections;
-            stats.users += entry.users;
-            stats.anonymous_connections += entry.anonymous_connections;
-            stats.events_delivered += entry.events_delivered;
-            for (channel, count) in channels {
-                *stats.channels.entry(channel).or_default() += count.parse().unwrap_or(0);
-            }
-            stats.nodes.push(entry);
-        }
-        stats.nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
-        Ok(Some(stats))
-    }
-
-    async fn channel_presence(
-        &self,
-        channel: &ChannelName,
-    ) -> Result<Option<ChannelPresence>, EngineError> {
-        self.shared.running()?;
-        let replies = self
-            .shared
-            .request(Op::ChannelPresence {
-                channel: channel.as_str().to_owned(),
-            })
-            .await?;
-        let mut users: HashMap<String, PresenceUser> = HashMap::new();
-        let mut anonymous = 0;
-        for reply in replies {
-            anonymous += reply.anonymous;
-            for u in reply.users {
-                let Ok(user) = UserId::new(&u.user) else {
-                    continue;
-                };
-                let at = wire::from_ms(u.first_ms);
-                let entry = users.entry(u.user).or_insert_with(|| PresenceUser {
-                    user,
-                    username: None,
-                    connections: 0,
-                    first_connected_at: at,
-                });
-                entry.connections += u.connections;
-                if at <= entry.first_connected_at || entry.username.is_none() {
-                    entry.first_connected_at = entry.first_connected_at.min(at);
-                    if let Some(name) = u.username {
-                        entry.username = Some(name.into());
-                    }
-                }
-            }
-        }
-        let mut users: Vec<PresenceUser> = users.into_values().collect();
-        users.sort_by(|a, b| {
-            a.first_connected_at
-                .cmp(&b.first_connected_at)
-                .then_with(|| a.user.cmp(&b.user))
-        });
-        Ok(Some(ChannelPresence {
-            users,
-            anonymous_connections: anonymous,
-        }))
-    }
-
-    async fn user_connections(
-        &self,
-        user: &UserId,
-    ) -> Result<Option<Vec<NodeConnection>>, EngineError> {
-        self.shared.running()?;
-        let replies = self
-            .shared
-            .request(Op::UserConnections {
-                user: user.as_str().to_owned(),
-            })
-            .await?;
-        let mut list: Vec<NodeConnection> = replies
-            .into_iter()
-            .flat_map(|reply| {
-                let node = reply.node;
-                reply
-                    .connections
-                    .into_iter()
-                    .filter_map(|c| c.to_snapshot())
-                    .map(move |connection| NodeConnection {
-                        node_id: node.clone(),
-                        connection,
-                    })
-            })
-            .collect();
-        list.sort_by_key(|c| (c.connection.connected_at, c.connection.id));
-        Ok(Some(list))
+        // Release the command connection (the presence store already left the cluster).
+        shared.commands.write().take();
+        tracing::info!(node = %shared.options.node_id, "Redis broker stopped");
     }
 }
 
 impl Shared {
-    /// The delivery, or [`EngineError::NotRunning`] before [`Engine::start`] or after shutdown.
+    /// The delivery, or [`EngineError::NotRunning`] before [`Broker::start`] or after shutdown.
     fn running(&self) -> Result<&Arc<dyn Delivery>, EngineError> {
         if self.stopped.load(Ordering::Acquire) {
             return Err(EngineError::NotRunning);
@@ -877,7 +664,7 @@ impl Shared {
     }
 
     /// The command connection, or why there is none.
-    fn commands(&self) -> Result<Commands, EngineError> {
+    pub(crate) fn commands(&self) -> Result<Commands, EngineError> {
         if let Some(link) = self.commands.read().as_ref() {
             return Ok(link.clone());
         }
@@ -889,7 +676,7 @@ impl Shared {
 
     /// What the stream physically keeps: the replay window, plus a margin for nodes that read
     /// late (the replay script still answers by the window's own limits).
-    fn transport_limits(&self) -> HistoryLimits {
+    pub(crate) fn transport_limits(&self) -> HistoryLimits {
         let h = self.options.history;
         HistoryLimits {
             max_events: h.max_events.max(TRANSPORT_MIN_EVENTS),
@@ -901,21 +688,29 @@ impl Shared {
     /// Awaits one Redis call on the command connection of `session` within `command_timeout`,
     /// turning failures into [`EngineError::Unavailable`] (and a broken connection into a
     /// reconnect).
-    async fn run<T>(
+    pub(crate) async fn run<T>(
         &self,
         session: u64,
         call: impl std::future::Future<Output = Result<T, RedisError>>,
     ) -> Result<T, EngineError> {
-        let reason = match tokio::time::timeout(self.options.command_timeout, call).await {
+        self.run_within(session, self.options.command_timeout, call)
+            .await
+    }
+
+    /// [`Shared::run`] for a call of several commands, within `limit`.
+    pub(crate) async fn run_within<T>(
+        &self,
+        session: u64,
+        limit: Duration,
+        call: impl std::future::Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, EngineError> {
+        let reason = match tokio::time::timeout(limit, call).await {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(e)) if !is_connection_error(&e) => {
                 return Err(EngineError::Unavailable(e.to_string()))
             }
             Ok(Err(e)) => e.to_string(),
-            Err(_) => format!(
-                "Redis did not answer within {:?}",
-                self.options.command_timeout
-            ),
+            Err(_) => format!("Redis did not answer within {limit:?}"),
         };
         let current = self.commands.read().as_ref().map(|c| c.session);
         if current == Some(session) {
@@ -1153,7 +948,7 @@ impl Shared {
 
     /// Sends `op` to every node and collects the answers that arrive within
     /// `request_timeout`.
-    async fn request(&self, op: Op) -> Result<Vec<Reply>, EngineError> {
+    pub(crate) async fn request(&self, op: Op) -> Result<Vec<Reply>, EngineError> {
         let mut link = self.commands()?;
         let req = format!("{:016x}", rand::random::<u64>());
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -1217,215 +1012,40 @@ impl Shared {
                     reason: wire::reason_from(reason),
                 });
             }
+            // Presence queries: answered from this node's registry, once its presence store
+            // started (until then this node holds no connection).
             Op::ChannelPresence { channel } => {
-                let snapshot = self.snapshot.lock().clone();
-                (reply.users, reply.anonymous) = presence::channel_users(&snapshot, channel);
+                let (Some(local), Ok(channel)) =
+                    (self.local.get(), crate::target::ChannelName::new(channel))
+                else {
+                    return reply;
+                };
+                let presence = local.channel_presence(&channel);
+                reply.users = presence.users.iter().map(UserEntry::from_user).collect();
+                reply.anonymous = presence.anonymous_connections;
             }
             Op::UserConnections { user } => {
-                let snapshot = self.snapshot.lock().clone();
-                reply.connections = presence::user_connections(&snapshot, user);
+                let (Some(local), Ok(user)) = (self.local.get(), UserId::new(user)) else {
+                    return reply;
+                };
+                reply.connections = local
+                    .user_connections(&user)
+                    .iter()
+                    .map(ConnectionEntry::from_info)
+                    .collect();
             }
         }
         reply
     }
 
-    /// Writes this node's report: figures, TTLs, and what changed in its connections.
-    async fn report(
-        &self,
-        conn: &mut MultiplexedConnection,
-        written: &mut Option<Index>,
-    ) -> Result<(), RedisError> {
-        let snapshot: Option<Vec<ConnectionSnapshot>> =
-            self.delivery.get().and_then(|d| d.connections());
-        let reports = snapshot.is_some();
-        let snapshot = Arc::new(snapshot.unwrap_or_default());
-        let index = Index::of(&snapshot);
-        *self.snapshot.lock() = snapshot;
-        let keys = &self.keys;
-        let ttl = millis(self.options.node_ttl);
-        let mut touch = self.scripts.touch.prepare_invoke();
-        touch
-            .key(keys.nodes())
-            .key(keys.this_node())
-            .key(keys.this_users())
-            .key(keys.this_channels())
-            .key(keys.this_connections())
-            .arg(&self.options.node_id)
-            .arg(ttl)
-            .arg(index.connections.len())
-            .arg(index.users.len())
-            .arg(index.anonymous)
-            .arg(index.channels.len())
-            .arg(flag(reports))
-            .arg(self.started_ms)
-            .arg(self.delivered.load(Ordering::Relaxed));
-        let existed: i64 = touch.invoke_async(conn).await?;
-        let fresh = written.is_none() || existed != 1;
-        self.sync_presence(conn, fresh).await?;
-        let old = if existed == 1 { written.as_ref() } else { None };
-        if old != Some(&index) {
-            let mut pipe = ::redis::pipe();
-            presence::write(&mut pipe, keys, old, &index);
-            for key in [
-                keys.this_users(),
-                keys.this_channels(),
-                keys.this_connections(),
-            ] {
-                pipe.pexpire(key, ttl as i64).ignore();
-            }
-            presence::run(&pipe, conn).await?;
-        }
-        *written = Some(index);
-        // Maintenance: trim by age while nobody publishes, and refresh the window's figures.
+    /// The broker's periodic maintenance (every `presence_interval`): trims the stream by age
+    /// while nobody publishes, and refreshes the replay window's figures.
+    async fn maintain(&self, conn: &mut MultiplexedConnection) -> Result<(), RedisError> {
         let info = self.info(conn, None).await?;
         self.update_history(&info);
         Ok(())
     }
 }
-
-impl Shared {
-    /// The `PRESENCE` script with `changes` (join or leave, who, the event's storage form).
-    fn presence_call<'a>(
-        &'a self,
-        changes: &[(bool, &PresenceMember, String)],
-    ) -> ::redis::ScriptInvocation<'a> {
-        let keys = &self.keys;
-        let kept = self.transport_limits();
-        let mut call = self.scripts.presence.prepare_invoke();
-        call.key(keys.meta())
-            .key(keys.events())
-            .key(keys.presence_nodes())
-            .key(keys.this_presence())
-            .arg(Epoch::random().to_string())
-            .arg(keys.presence_channel_prefix())
-            .arg(&self.options.node_id)
-            .arg(kept.max_events)
-            .arg(kept.max_bytes)
-            .arg(millis(kept.max_age))
-            .arg(clock::rfc3339(std::time::SystemTime::now()))
-            .arg(millis(self.options.node_ttl));
-        for (joined, member, stored) in changes {
-            for arg in presence::change_args(*joined, member, stored) {
-                call.arg(arg);
-            }
-        }
-        call
-    }
-
-    /// The `REAP` script: renews this node among the nodes holding presence (or, `leaving`,
-    /// takes it out) and takes dead nodes out. Returns whether this node was missing (new, or
-    /// taken out as dead).
-    async fn reap(
-        &self,
-        conn: &mut MultiplexedConnection,
-        leaving: bool,
-    ) -> Result<bool, RedisError> {
-        let keys = &self.keys;
-        let kept = self.transport_limits();
-        let mut call = self.scripts.reap.prepare_invoke();
-        call.key(keys.meta())
-            .key(keys.events())
-            .key(keys.presence_nodes())
-            .arg(Epoch::random().to_string())
-            .arg(keys.presence_channel_prefix())
-            .arg(keys.presence_node_prefix())
-            .arg(&self.options.node_id)
-            .arg(millis(self.options.node_ttl))
-            .arg(REAP_BUDGET)
-            .arg(flag(leaving))
-            .arg(clock::rfc3339(std::time::SystemTime::now()))
-            .arg(kept.max_events)
-            .arg(kept.max_bytes)
-            .arg(millis(kept.max_age));
-        let reply: Vec<Value> = call.invoke_async(conn).await?;
-        Ok(reply.first().and_then(number) == Some(1))
-    }
-
-    /// Part of the report: takes dead nodes' presence out, and makes this node's presence in
-    /// Redis what its registry holds (after a failed write, a dropped change, a stall that got
-    /// it taken out, or Redis losing its data). `fresh`: read what Redis holds first.
-    async fn sync_presence(
-        &self,
-        conn: &mut MultiplexedConnection,
-        fresh: bool,
-    ) -> Result<(), RedisError> {
-        let mut held = self.presence.lock().await;
-        let missing = self.reap(conn, false).await?;
-        let reread = fresh || missing || held.is_none();
-        // Without a reason to doubt what Redis holds, compare only now and then: a change the
-        // hub dropped (its presence queue was full) is made good within that many reports.
-        let checks = self.presence_checks.fetch_add(1, Ordering::Relaxed);
-        let unfinished = self.presence_unfinished.swap(false, Ordering::Relaxed);
-        if !reread && !unfinished && !checks.is_multiple_of(PRESENCE_CHECK_EVERY) {
-            return Ok(());
-        }
-        let Some(members) = self.delivery.get().and_then(|d| d.presence_members()) else {
-            return Ok(());
-        };
-        if reread {
-            let fields: Vec<String> = ::redis::cmd("HKEYS")
-                .arg(self.keys.this_presence())
-                .query_async(conn)
-                .await?;
-            *held = Some(fields.into_iter().collect());
-        }
-        let Some(set) = held.as_mut() else {
-            return Ok(());
-        };
-        let wanted: HashMap<String, &PresenceMember> = members
-            .iter()
-            .map(|m| (presence::member_field(m), m))
-            .collect();
-        let mut changes: Vec<(bool, PresenceMember, String)> = Vec::new();
-        for (field, member) in &wanted {
-            if !set.contains(field) {
-                changes.push((true, (*member).clone(), presence::stored_of(true, member)));
-            }
-        }
-        for field in set.iter().filter(|f| !wanted.contains_key(*f)) {
-            let Some(member) = presence::member_of(field) else {
-                continue;
-            };
-            // A leave's event is the one Redis kept at the join.
-            changes.push((false, member, String::new()));
-        }
-        // A bounded amount per report (a node rewriting a large presence after Redis lost it
-        // must not hold up its report past the timeout); the rest follows at the next.
-        if changes.len() > PRESENCE_SYNC_BUDGET {
-            changes.truncate(PRESENCE_SYNC_BUDGET);
-            self.presence_unfinished.store(true, Ordering::Relaxed);
-        }
-        for chunk in changes.chunks(PRESENCE_BATCH) {
-            let list: Vec<(bool, &PresenceMember, String)> =
-                chunk.iter().map(|(j, m, f)| (*j, m, f.clone())).collect();
-            let done: RedisResult<Vec<Value>> = self.presence_call(&list).invoke_async(conn).await;
-            if let Err(e) = done {
-                // Some of it may have been applied: read what Redis holds next time.
-                *held = None;
-                return Err(e);
-            }
-            for (joined, member, _) in chunk {
-                let field = presence::member_field(member);
-                if *joined {
-                    set.insert(field);
-                } else {
-                    set.remove(&field);
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Most presence fields of dead nodes one report takes out.
-const REAP_BUDGET: usize = 2000;
-/// Every how many reports a node compares its presence with what it wrote to Redis, when it
-/// has no reason to doubt it.
-const PRESENCE_CHECK_EVERY: u64 = 30;
-/// Most presence changes one report makes.
-const PRESENCE_SYNC_BUDGET: usize = 4096;
-/// Most presence changes in one script call.
-const PRESENCE_BATCH: usize = 256;
 
 /// Removes a request from the pending map when its caller is done (or gave up).
 struct PendingGuard<'a> {
@@ -1439,7 +1059,7 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
-fn flag(on: bool) -> &'static str {
+pub(crate) fn flag(on: bool) -> &'static str {
     if on {
         "1"
     } else {
@@ -1447,7 +1067,7 @@ fn flag(on: bool) -> &'static str {
     }
 }
 
-fn millis(d: Duration) -> u64 {
+pub(crate) fn millis(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
 }
 
@@ -1459,7 +1079,7 @@ fn is_connection_error(e: &RedisError) -> bool {
         || matches!(e.code(), Some("READONLY" | "LOADING" | "MASTERDOWN"))
 }
 
-fn text(v: &Value) -> Option<String> {
+pub(crate) fn text(v: &Value) -> Option<String> {
     match v {
         Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
         Value::SimpleString(s) => Some(s.clone()),
@@ -1476,11 +1096,11 @@ fn signed(v: &Value) -> Option<i64> {
     }
 }
 
-fn number(v: &Value) -> Option<u64> {
+pub(crate) fn number(v: &Value) -> Option<u64> {
     signed(v).and_then(|n| u64::try_from(n).ok())
 }
 
-fn epoch_of(v: &Value) -> Option<Epoch> {
+pub(crate) fn epoch_of(v: &Value) -> Option<Epoch> {
     let t = text(v)?;
     (t.len() == 12)
         .then(|| u64::from_str_radix(&t, 16).ok())
@@ -1489,7 +1109,7 @@ fn epoch_of(v: &Value) -> Option<Epoch> {
 }
 
 /// A flat `[k, v, k, v...]` answer as pairs of text.
-fn pairs(v: &Value) -> Vec<(String, String)> {
+pub(crate) fn pairs(v: &Value) -> Vec<(String, String)> {
     let Value::Array(list) = v else {
         return Vec::new();
     };
