@@ -14,6 +14,7 @@
 //! | [`transport`] | what the core asks of a transport: its [`WireFormat`](transport::WireFormat), the connection's [`Subscription`] and outbox |
 //! | [`engine`] | the [`Engine`](engine::Engine) trait between nodes; [`MemoryEngine`](engine::MemoryEngine) (one process, optional durable window) and [`RedisEngine`](engine::RedisEngine) (a cluster on Redis) |
 //! | [`sse`] | the SSE wire format ([`sse::frame`], [`sse::frame::SSE`]) |
+//! | [`ws`] | the WebSocket transport: `GET /api/ws` ([`ws::subscribe`]), its JSON wire format ([`ws::frame`]) and the socket loop (pings, pong deadline, eviction) |
 //! | [`event`], [`target`] | events (id, name, JSON-or-text [`Payload`], per-format encodings), user, channel and connection ids, [`Target`] |
 //! | [`history`] | the replay window (events, not bytes) and its limits |
 //! | [`http`] | the HTTP API: [`http::router`] and its handlers (the SSE `GET` among them) |
@@ -123,6 +124,7 @@ pub mod server;
 pub mod sse;
 pub mod target;
 pub mod transport;
+pub mod ws;
 
 pub use error::{Error, InvalidInput, Result};
 pub use event::{Event, EventId, EventName, Payload, PayloadKind};
