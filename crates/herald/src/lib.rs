@@ -1,8 +1,8 @@
 //! # Herald
 //!
-//! A real-time notification hub: browsers hold a Server-Sent Events connection, backends publish
-//! events over HTTP (or call this library directly), and the hub delivers each event to exactly
-//! the connections it targets.
+//! A real-time notification hub: browsers hold a Server-Sent Events connection (or a
+//! WebSocket), backends publish events over HTTP (or call this library directly), and the hub
+//! delivers each event to exactly the connections it targets.
 //!
 //! ## Layout
 //!
@@ -51,12 +51,14 @@
 //!    the bytes. A full outbox means a slow client: it is evicted, never waited for.
 //! 5. Each connection's transport drains its [`Subscription`], coalescing whatever is queued
 //!    into one write (for SSE, `server::event_stream` writes plain HTTP/1.1 streams itself;
-//!    hyper serves the rest).
+//!    hyper serves the rest; a WebSocket's task, `ws::socket`, cuts the chunk back into one
+//!    text message per event).
 //!
 //! A new transport plugs in at two places: a [`WireFormat`](transport::WireFormat) (with its
 //! slot in [`transport::slot`]) and a handler that calls [`Hub::connect`] with
 //! [`ConnectRequest::with_format`] and writes the [`Subscription`] to its socket; plus one line
-//! in [`http::router`].
+//! in [`http::router`]. [`ws`] is one: `ws/frame.rs` (the format), `ws/mod.rs` (the handler,
+//! which shares the checks of `GET /api/sse`), `ws/socket.rs` (the socket loop).
 //!
 //! ## Concurrency
 //!

@@ -8,7 +8,7 @@
 //! Before the upgrade, the request passes the same checks as `GET /api/sse` (identity, channel
 //! authorization, limits; the same JSON errors and statuses) and one more: the socket rule of
 //! `Origin` (see `http::origin`), since a browser opens a WebSocket from any page with the
-//! user's cookies. After it, [`socket`] runs the connection: messages out, server pings with a
+//! user's cookies. After it, `socket` runs the connection: messages out, server pings with a
 //! pong deadline, the client's frames in.
 //!
 //! permessage-deflate is not offered (axum does not negotiate it): every message is encoded
