@@ -3,8 +3,10 @@
 //! targeting across SSE and WebSocket connections of one user, text and JSON payloads, resume
 //! after a forced disconnect, `reset`, the JSON refusals before the upgrade (auth, channels,
 //! Origin), eviction of a reader that never reads, a dead peer dropped after the pong deadline
-//! (on the binary, with its settings), client frames, and shutdown.
+//! (on the binary, with its settings), client frames, shutdown, and two binaries on one Redis.
 
+#[path = "support/redis.rs"]
+mod redis_support;
 mod support;
 
 use std::net::SocketAddr;
@@ -739,13 +741,14 @@ async fn a_socket_that_never_reads_is_evicted_and_closed_while_others_receive_ev
 
 #[tokio::test]
 async fn a_peer_that_answers_no_ping_is_dropped_after_the_pong_deadline_and_a_live_one_stays() {
-    // The binary, with its settings: a ping every 200 ms, 300 ms to answer.
+    // The binary, with its settings: a ping every 300 ms, 700 ms to answer (room for a
+    // loaded machine to answer in time on the live client's side).
     let herald = HeraldProcess::start(
-        &["--ws-ping-interval", "200ms", "--ws-pong-timeout", "300ms"],
+        &["--ws-ping-interval", "300ms", "--ws-pong-timeout", "700ms"],
         &[],
     )
     .await;
-    let patience = Duration::from_millis(500);
+    let patience = Duration::from_millis(1000);
 
     // A live client, reading (and so answering pings) all along; it counts the pings.
     let mut live = open(herald.addr, "userId=live").await;
@@ -864,4 +867,67 @@ async fn shutdown_ends_every_socket_with_disconnected_and_a_close_frame() {
     assert_eq!(last["event"], "disconnected", "{frames:?}");
     assert_eq!(last["data"]["reason"], "server_shutdown");
     assert_eq!(close.expect("a close frame").code, CloseCode::Normal);
+}
+
+/// `GET url` until it answers 200; fails after [`WAIT`]. For a node's readiness, which no event
+/// announces.
+async fn until_ready(http: &reqwest::Client, url: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(r) = http.get(url).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{url} never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_on_redis_deliver_to_sockets_and_resume_them_across_nodes() {
+    let redis = redis_support::RedisServer::start().await;
+    let prefix = format!("t-ws-{:08x}", rand::random::<u32>());
+    let engine = redis.url();
+    let args = [
+        "--engine",
+        engine.as_str(),
+        "--redis-prefix",
+        prefix.as_str(),
+    ];
+    let a = HeraldProcess::start(&args, &[]).await;
+    let b = HeraldProcess::start(&args, &[]).await;
+    let http = support::http_client();
+    for node in [&a, &b] {
+        until_ready(&http, &node.url("/readyz")).await;
+    }
+    let publish = |body: Value| {
+        let http = http.clone();
+        let url = a.url("/api/sse/message");
+        async move {
+            let (status, answer) = read_json(support::send(http.post(url).json(&body)).await).await;
+            assert_eq!(status, 200, "{answer}");
+            answer
+        }
+    };
+    // Alice: a socket on node b, an SSE stream on node a. Published on a.
+    let mut socket = open(b.addr, "userId=alice").await;
+    let response = support::send(http.get(a.url("/api/sse?userId=alice"))).await;
+    let mut stream = SseClient::open(response).await;
+    for n in 1..=2 {
+        publish(json!({"event": "n", "data": n, "users": ["alice"]})).await;
+    }
+    let mut last = String::new();
+    for n in 1..=2 {
+        let frame = socket.expect("n").await;
+        assert_eq!(frame["data"], n);
+        last = frame["id"].as_str().unwrap().to_owned();
+        assert_eq!(stream.next_event().await.data, n.to_string());
+    }
+    // The socket goes away; what it misses is replayed by the other node.
+    drop(socket);
+    publish(json!({"event": "n", "data": 3, "users": ["alice"]})).await;
+    let mut resumed = open(a.addr, &format!("userId=alice&lastEventId={last}")).await;
+    publish(json!({"event": "end", "data": 0, "users": ["alice"]})).await;
+    assert_eq!(ws_numbers_until_end(&mut resumed).await, [3]);
 }
