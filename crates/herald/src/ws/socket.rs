@@ -122,6 +122,8 @@ pub(crate) async fn run(
         end = reader => end,
     };
     tracing::debug!(%connection, ?end, "WebSocket ended");
+    // Unregistered now, not after the closing handshake below.
+    drop(subscription);
     let closing = match end {
         End::Closed => Some((close_code::NORMAL, "closed by the server")),
         End::Binary => Some((close_code::UNSUPPORTED, "binary messages are not supported")),
