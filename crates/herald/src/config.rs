@@ -68,6 +68,12 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default largest request head in bytes.
 pub const DEFAULT_MAX_HEADER_SIZE: usize = 16 * 1024;
+/// Default interval of the server's WebSocket pings (`GET /api/ws`). Under the 30 to 60 s after
+/// which common proxies and load balancers drop an idle connection.
+pub const DEFAULT_WS_PING_INTERVAL: Duration = Duration::from_secs(25);
+/// Default time a WebSocket peer has to answer a ping (with its pong, or any frame) before it
+/// counts as dead and is dropped.
+pub const DEFAULT_WS_PONG_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Certificate chain and private key files for HTTPS.
 #[derive(Debug, Clone)]
@@ -294,6 +300,11 @@ pub struct HttpConfig {
     /// origin_not_allowed`; requests without `Origin` (servers, curl) are not affected. Empty
     /// by default. [`cors_origins`](Self::cors_origins) never grants publishing, not even `*`.
     pub publish_origins: Vec<String>,
+    /// Interval of the server's pings on every WebSocket ([`DEFAULT_WS_PING_INTERVAL`]).
+    pub ws_ping_interval: Duration,
+    /// How long a WebSocket peer has to answer a ping before it is dropped as dead
+    /// ([`DEFAULT_WS_PONG_TIMEOUT`]).
+    pub ws_pong_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -317,6 +328,8 @@ impl Default for HttpConfig {
             cors_origins: Vec::new(),
             cors_credentials: false,
             publish_origins: Vec::new(),
+            ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
+            ws_pong_timeout: DEFAULT_WS_PONG_TIMEOUT,
         }
     }
 }
@@ -448,6 +461,8 @@ impl Config {
         for (name, d) in [
             ("heartbeat_interval", hub.heartbeat_interval),
             ("cleanup_interval", hub.cleanup_interval),
+            ("ws_ping_interval", self.http.ws_ping_interval),
+            ("ws_pong_timeout", self.http.ws_pong_timeout),
         ] {
             if d < Duration::from_millis(10) {
                 return Err(ConfigError(format!("{name} must be at least 10ms")));

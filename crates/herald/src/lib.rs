@@ -1,8 +1,8 @@
 //! # Herald
 //!
-//! A real-time notification hub: browsers hold a Server-Sent Events connection, backends publish
-//! events over HTTP (or call this library directly), and the hub delivers each event to exactly
-//! the connections it targets.
+//! A real-time notification hub: browsers hold a Server-Sent Events connection (or a
+//! WebSocket), backends publish events over HTTP (or call this library directly), and the hub
+//! delivers each event to exactly the connections it targets.
 //!
 //! ## Layout
 //!
@@ -16,6 +16,7 @@
 //! | [`broker`] | the [`Broker`](broker::Broker) trait (publish, ids, the replay window, commands between nodes): [`MemoryBroker`](broker::MemoryBroker) (one process, optional durable window) and [`RedisBroker`](broker::RedisBroker) (a cluster on Redis; `broker/redis/` is also the link to Redis both Redis halves share) |
 //! | [`presence`] | the [`PresenceStore`](presence::PresenceStore) trait (who is connected where: stats, presence queries, presence events): [`MemoryPresence`](presence::MemoryPresence) (the registry answers) and [`RedisPresence`](presence::RedisPresence) (this node's presence in Redis, kept from the registry's joins and leaves; queries to every node) |
 //! | [`sse`] | the SSE wire format ([`sse::frame`], [`sse::frame::SSE`]) |
+//! | [`ws`] | the WebSocket transport: `GET /api/ws` ([`ws::subscribe`]), its JSON wire format ([`ws::frame`]) and the socket loop (pings, pong deadline, eviction) |
 //! | [`event`], [`target`] | events (id, name, JSON-or-text [`Payload`], per-format encodings), user, channel and connection ids, [`Target`] |
 //! | [`history`] | the replay window (events, not bytes) and its limits |
 //! | [`http`] | the HTTP API: [`http::router`] and its handlers (the SSE `GET` among them) |
@@ -56,12 +57,14 @@
 //!    the bytes. A full outbox means a slow client: it is evicted, never waited for.
 //! 5. Each connection's transport drains its [`Subscription`], coalescing whatever is queued
 //!    into one write (for SSE, `server::event_stream` writes plain HTTP/1.1 streams itself;
-//!    hyper serves the rest).
+//!    hyper serves the rest; a WebSocket's task, `ws::socket`, cuts the chunk back into one
+//!    text message per event).
 //!
 //! A new transport plugs in at two places: a [`WireFormat`](transport::WireFormat) (with its
 //! slot in [`transport::slot`]) and a handler that calls [`Hub::connect`] with
 //! [`ConnectRequest::with_format`] and writes the [`Subscription`] to its socket; plus one line
-//! in [`http::router`].
+//! in [`http::router`]. [`ws`] is one: `ws/frame.rs` (the format), `ws/mod.rs` (the handler,
+//! which shares the checks of `GET /api/sse`), `ws/socket.rs` (the socket loop).
 //!
 //! ## Concurrency
 //!
@@ -133,6 +136,7 @@ pub mod server;
 pub mod sse;
 pub mod target;
 pub mod transport;
+pub mod ws;
 
 pub use engine::Engine;
 pub use error::{Error, InvalidInput, Result};

@@ -428,6 +428,8 @@ fn sample_value(key: &str, fixtures: &std::path::Path, dir: &std::path::Path) ->
         "cors_origins" => "[\"https://app.example.com\"]".into(),
         "cors_credentials" => "true".into(),
         "publish_origins" => "\"https://admin.example.com\"".into(),
+        "ws_ping_interval" => "\"25s\"".into(),
+        "ws_pong_timeout" => "20000".into(),
         "log_format" => "\"text\"".into(),
         _ => return None,
     })

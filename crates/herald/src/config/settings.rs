@@ -546,6 +546,13 @@ pub struct Settings {
     #[cfg_attr(feature = "cli", arg(long, value_delimiter = ','))]
     #[serde(default, deserialize_with = "list")]
     pub publish_origins: Option<Vec<String>>,
+    /// Interval of the server's pings on every WebSocket (GET /api/ws). [default: 25s]
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub ws_ping_interval: Option<HumanDuration>,
+    /// How long a WebSocket peer has to answer a ping (a pong, or any frame) before it is
+    /// dropped as dead. [default: 20s]
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub ws_pong_timeout: Option<HumanDuration>,
     /// Log format. Log levels come from HERALD_LOG or RUST_LOG (e.g. `info,herald=debug`).
     /// [default: text]
     #[cfg_attr(feature = "cli", arg(long))]
@@ -650,6 +657,11 @@ impl Settings {
         c.http.cors_origins = origins(s.cors_origins);
         c.http.publish_origins = origins(s.publish_origins);
         c.http.cors_credentials = s.cors_credentials.unwrap_or(false);
+        set(
+            &mut c.http.ws_ping_interval,
+            s.ws_ping_interval.map(|d| d.0),
+        );
+        set(&mut c.http.ws_pong_timeout, s.ws_pong_timeout.map(|d| d.0));
         c.engine = EngineConfig::from_settings(
             s.engine.map(|url| url.expose().to_owned()),
             s.redis_prefix,

@@ -243,16 +243,30 @@ pub(crate) struct Identity {
     pub(crate) expires_at: Option<SystemTime>,
 }
 
-/// Finds a subscriber's token: `Authorization: Bearer`, then the token cookie, then `?token=`.
+/// Whether a subscriber's token may come from the token cookie. A browser sends cookies with
+/// every WebSocket it opens, from whatever page; the upgrade reads the cookie only when CORS
+/// would have let that page send it ([`super::origin::check_socket_origin`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenCookie {
+    /// The cookie counts.
+    Read,
+    /// The cookie is ignored (the header and the query still count).
+    Ignored,
+}
+
+/// Finds a subscriber's token: `Authorization: Bearer`, then the token cookie (unless
+/// ignored), then `?token=`.
 fn subscriber_token<'a>(
     headers: &'a HeaderMap,
     query_token: Option<&'a str>,
     cookie_name: &str,
+    cookie: TokenCookie,
 ) -> Option<&'a str> {
     if let Some(t) = bearer(headers) {
         return Some(t);
     }
-    for value in headers.get_all(header::COOKIE) {
+    let cookies = headers.get_all(header::COOKIE);
+    for value in cookies.iter().filter(|_| cookie == TokenCookie::Read) {
         let Ok(value) = value.to_str() else { continue };
         for pair in value.split(';') {
             if let Some((name, v)) = pair.trim().split_once('=') {
@@ -269,11 +283,12 @@ fn subscriber_token<'a>(
 /// `userId`/`username` query parameters are refused, and every requested channel must be
 /// allowed by the token's `channels` claim (or by `anonymous_channels` without a token, when
 /// `allow_anonymous` is on). Without JWT, the query names the user where the configuration
-/// allows it.
+/// allows it. `cookie` says whether the token cookie counts.
 pub(crate) fn subscriber_identity(
     config: &HttpConfig,
     headers: &HeaderMap,
     query: &super::subscribe::SubscribeQuery,
+    cookie: TokenCookie,
 ) -> Result<Identity, ApiError> {
     let forbidden_channel = |c: &ChannelName, why: &str| {
         ApiError::new(
@@ -303,7 +318,12 @@ pub(crate) fn subscriber_identity(
             "userId/username cannot be given in the query: the identity comes from the token",
         ));
     }
-    match subscriber_token(headers, query.token.as_deref(), &config.token_cookie) {
+    match subscriber_token(
+        headers,
+        query.token.as_deref(),
+        &config.token_cookie,
+        cookie,
+    ) {
         Some(token) => {
             let claims = jwt.verify(token)?;
             let Some(user) = claims.user.clone() else {

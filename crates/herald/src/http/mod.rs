@@ -4,6 +4,7 @@
 //! | Route | Handler |
 //! |---|---|
 //! | `GET /api/sse` | [`subscribe`] |
+//! | `GET /api/ws` | [`crate::ws::subscribe`]: the WebSocket transport |
 //! | `POST /api/sse/message` (and `/api/sse/send`, `/api/sse`) | [`publish`] |
 //! | `POST /api/sse/messages` | [`publish`] (batch) |
 //! | `GET /api/sse/stats`, `GET /api/sse/stats/stream`, `POST /api/sse/disconnect`, `POST /api/sse/disconnect-all` | [`admin`] |
@@ -18,7 +19,7 @@
 //! (`origin::HostRuleLayer`: `403 host_not_allowed`).
 
 pub mod admin;
-mod auth;
+pub(crate) mod auth;
 pub mod console;
 pub mod error;
 pub(crate) mod origin;
@@ -119,6 +120,8 @@ fn routes(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
                     .route_layer(publisher.clone()),
             ),
         ),
+        // The WebSocket transport (GET, open; checks its own Origin rule before the upgrade).
+        (crate::ws::WS_PATH, get(crate::ws::subscribe)),
         (
             "/api/sse/message",
             publishing(post(publish::publish).layer(single_limit)),

@@ -13,8 +13,17 @@
 //!   rebinding, where a page on `evil.example` re-points its name at 127.0.0.1 and then talks to
 //!   the hub as if it were its own origin. A request without a host (HTTP/1.0) passes.
 //!
+//! - **Socket rule** (the WebSocket upgrade, `GET /api/ws`): browsers open a WebSocket from any
+//!   page and send the user's cookies with it, and no CORS check protects the answer (cross-site
+//!   WebSocket hijacking). So the upgrade accepts the pages that CORS would let read an SSE
+//!   stream, no more: its `Origin` must be the hub's own or listed in `cors_origins` (or
+//!   `cors_origins` is `*`), else `403 origin_not_allowed`; and the token cookie counts only
+//!   where CORS would let the page send it, the hub's own origin or a listed one with
+//!   `cors_credentials` (a token in the query or the `Authorization` header still counts).
+//!   Requests without `Origin` (servers, native clients) pass.
+//!
 //! [`check_origin`] is the reusable check: the publisher and admin middlewares call it first, so
-//! every endpoint they guard follows the rule.
+//! every endpoint they guard follows the rule; [`check_socket_origin`] is the socket rule.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -23,6 +32,7 @@ use axum::http::uri::Authority;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 
+use super::auth::TokenCookie;
 use super::ApiError;
 use crate::config::HttpConfig;
 
@@ -159,6 +169,51 @@ pub(crate) fn check_origin<B>(
         }
     }
     Ok(())
+}
+
+/// The socket rule (see the module docs): whether a page on the request's `Origin` may open a
+/// WebSocket, and whether its token cookie then counts. Requests without `Origin` pass, cookie
+/// included.
+///
+/// # Errors
+/// `403 origin_not_allowed`.
+pub(crate) fn check_socket_origin<B>(
+    config: &HttpConfig,
+    request: &axum::http::Request<B>,
+) -> Result<TokenCookie, ApiError> {
+    let mut cookie = TokenCookie::Read;
+    for origin in request.headers().get_all(header::ORIGIN) {
+        let text = origin.to_str().unwrap_or("");
+        let site = Site::parse_origin(text);
+        let listed = site.is_some()
+            && config
+                .cors_origins
+                .iter()
+                .any(|listed| Site::parse_origin(listed) == site);
+        if site.is_some() && own_site(config, request) == site {
+            continue;
+        }
+        if listed {
+            if !config.cors_credentials {
+                cookie = TokenCookie::Ignored;
+            }
+            continue;
+        }
+        if config.cors_origins.iter().any(|o| o == "*") {
+            // CORS `*` never carries credentials.
+            cookie = TokenCookie::Ignored;
+            continue;
+        }
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            format!(
+                "pages on {text:?} may not open WebSockets to this hub; list the origin in \
+                 cors_origins (--cors-origins) to allow it"
+            ),
+        ));
+    }
+    Ok(cookie)
 }
 
 /// Whether a host name (as in `Host`, without the port) is a loopback name or address.

@@ -1,17 +1,20 @@
-//! `GET /api/sse`: open an event stream.
+//! `GET /api/sse`: open an event stream; and the checks every subscribe transport shares
+//! (`admit`).
 
 use axum::body::Body;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Version};
 use axum::response::Response;
 use axum::Extension;
 
+use super::auth::{Identity, TokenCookie};
 use super::{ApiError, AppState};
 use crate::hub::ConnectRequest;
 use crate::registry::TransportCloser;
 use crate::target::{validate_username, ChannelName, UserId};
+use crate::transport::WireFormat;
 
 /// The query of a subscribe request, parsed and validated.
 #[derive(Debug, Default)]
@@ -70,15 +73,99 @@ fn last_event_id(value: &str) -> Result<String, ApiError> {
     Ok(value.to_owned())
 }
 
+/// A subscriber that passed the checks every subscribe transport makes before it connects (the
+/// SSE `GET` and the WebSocket upgrade alike): its address's connect rate, the query, its
+/// identity and the channels that identity may join. [`Admission::into_request`] then makes the
+/// hub's [`ConnectRequest`].
+#[derive(Debug)]
+pub(crate) struct Admission {
+    /// Who the subscriber is.
+    pub(crate) identity: Identity,
+    /// The parsed query (channels, `lastEventId`).
+    pub(crate) query: SubscribeQuery,
+    /// The client's address (through trusted proxies).
+    pub(crate) peer_ip: Option<IpAddr>,
+}
+
+/// Runs the shared checks of a subscribe request: the connect rate of the client's address, the
+/// query, `Last-Event-ID` (the header, sent by browsers on their own reconnects, wins over the
+/// `lastEventId` parameter for clients that cannot set headers), then the identity and the
+/// channels it may join (`cookie`: whether the token cookie counts).
+///
+/// # Errors
+/// `429 rate_limited`, `400` for a bad parameter, `401` for a missing or bad token, `403` when
+/// identity from the query is not allowed or a channel is not.
+pub(crate) fn admit(
+    state: &AppState,
+    peer: Option<&ConnectInfo<SocketAddr>>,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    cookie: TokenCookie,
+) -> Result<Admission, ApiError> {
+    let peer_ip = super::auth::client_ip(peer, headers, &state.config.trusted_proxies);
+    if let Some(ip) = peer_ip {
+        state.limits.check_connect(ip)?;
+    }
+    let mut q = parse_query(query)?;
+    if let Some(value) = headers.get("last-event-id") {
+        let text = value.to_str().map_err(|_| {
+            ApiError::bad_request("invalid_field", "Last-Event-ID: must be visible ASCII")
+        })?;
+        q.last_event_id = Some(last_event_id(text)?);
+    }
+    let identity = super::auth::subscriber_identity(&state.config, headers, &q, cookie)?;
+    Ok(Admission {
+        identity,
+        query: q,
+        peer_ip,
+    })
+}
+
+impl Admission {
+    /// The hub's request for this subscriber, in `format`, closed through `closer` when the hub
+    /// evicts it. A resume replays history, so its own budget per address
+    /// (`resume_rate_per_ip`) is charged here: call this only once the connection will really
+    /// be opened.
+    ///
+    /// # Errors
+    /// `429 rate_limited` when the address resumes too often.
+    pub(crate) fn into_request(
+        self,
+        state: &AppState,
+        format: &'static dyn WireFormat,
+        closer: Option<TransportCloser>,
+    ) -> Result<ConnectRequest, ApiError> {
+        let resuming = self
+            .query
+            .last_event_id
+            .as_deref()
+            .is_some_and(|s| !s.is_empty());
+        if let Some(ip) = self.peer_ip.filter(|_| resuming) {
+            state.limits.check_resume(ip)?;
+        }
+        Ok(ConnectRequest {
+            user: self.identity.user,
+            username: self.identity.username,
+            channels: self.query.channels,
+            closer,
+            last_event_id: self.query.last_event_id,
+            peer_ip: self.peer_ip,
+            expires_at: self.identity.expires_at,
+            format: Some(format),
+        })
+    }
+}
+
 /// Opens an SSE stream. The answer is `200 text/event-stream` starting with a `retry:` line and
 /// the `connected` event; then every event targeted at this connection, and heartbeats.
 ///
 /// `HEAD /api/sse` checks the request the same way and answers with the same headers, but opens
 /// no connection and replays nothing.
 ///
-/// Errors: `400` for a bad parameter, `403` when identity from the query is not allowed, `429`
-/// when the user holds too many connections or the address resumes too often
-/// (`resume_rate_per_ip`), `503` when the hub is full or shutting down.
+/// Errors: `400` for a bad parameter, `401` for a missing or bad token, `403` when identity
+/// from the query (or a channel) is not allowed, `429` when the user holds too many
+/// connections or the address connects or resumes too often (`connect_rate_per_ip`,
+/// `resume_rate_per_ip`), `503` when the hub is full or shutting down.
 pub async fn subscribe(
     State(state): State<AppState>,
     closer: Option<Extension<TransportCloser>>,
@@ -88,48 +175,23 @@ pub async fn subscribe(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let peer_ip = super::auth::client_ip(
+    let admission = admit(
+        &state,
         peer.as_ref().map(|Extension(c)| c),
         &headers,
-        &state.config.trusted_proxies,
-    );
-    if let Some(ip) = peer_ip {
-        state.limits.check_connect(ip)?;
-    }
-    let mut q = parse_query(query.as_deref())?;
-    // The header (sent by browsers on their own reconnects) wins over the query parameter (for
-    // clients that cannot set headers).
-    if let Some(value) = headers.get("last-event-id") {
-        let text = value.to_str().map_err(|_| {
-            ApiError::bad_request("invalid_field", "Last-Event-ID: must be visible ASCII")
-        })?;
-        q.last_event_id = Some(last_event_id(text)?);
-    }
-    let identity = super::auth::subscriber_identity(&state.config, &headers, &q)?;
+        query.as_deref(),
+        TokenCookie::Read,
+    )?;
     if method == Method::HEAD {
         // Nothing to stream: no connection, no replay.
         return Ok(stream_response(Body::empty()));
     }
-    // A resume replays history; its own budget per address keeps one client from repeating
-    // that work in a loop.
-    if let Some(ip) = peer_ip.filter(|_| q.last_event_id.as_deref().is_some_and(|s| !s.is_empty()))
-    {
-        state.limits.check_resume(ip)?;
-    }
-    let request = ConnectRequest {
-        user: identity.user,
-        username: identity.username,
-        channels: q.channels,
-        // Closing the transport is right for HTTP/1.1 (one stream per connection); an HTTP/2
-        // connection carries other streams, so there only the stream ends.
-        closer: closer
-            .filter(|_| version < Version::HTTP_2)
-            .map(|Extension(c)| c),
-        last_event_id: q.last_event_id,
-        peer_ip,
-        expires_at: identity.expires_at,
-        format: Some(&crate::sse::frame::SSE),
-    };
+    // Closing the transport is right for HTTP/1.1 (one stream per connection); an HTTP/2
+    // connection carries other streams, so there only the stream ends.
+    let closer = closer
+        .filter(|_| version < Version::HTTP_2)
+        .map(|Extension(c)| c);
+    let request = admission.into_request(&state, &crate::sse::frame::SSE, closer)?;
     let stream = state.hub.connect(request).await?;
     Ok(stream_response(Body::new(stream)))
 }

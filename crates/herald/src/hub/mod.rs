@@ -362,6 +362,13 @@ impl Hub {
         &self.inner.config
     }
 
+    /// The hub's node of the lifecycle tree. A transport whose connections run outside the
+    /// server's own tasks (a WebSocket after its upgrade) counts each in its tracker, so that
+    /// shutdown waits for them like for any other connection.
+    pub(crate) fn lifecycle(&self) -> &Lifecycle {
+        &self.inner.lifecycle
+    }
+
     /// Opens a connection: registers it and returns its stream, which starts with the `retry:`
     /// hint and the `connected` event. With [`ConnectRequest::last_event_id`] the stream then
     /// replays what the client missed (or sends `reset`), then continues live, with no gap and

@@ -31,8 +31,10 @@ use crate::event::{Event, EventId, EventName, FORMAT_SLOTS};
 pub mod slot {
     /// Server-Sent Events (`text/event-stream`, [`crate::sse`]).
     pub const SSE: usize = 0;
-    /// Free for the next transports (WebSocket JSON frames, Socket.IO, Mercure's SSE).
-    pub const NEXT: usize = 1;
+    /// WebSocket JSON text frames ([`crate::ws`]).
+    pub const WEBSOCKET: usize = 1;
+    /// Free for the next transports (Socket.IO, Mercure's SSE).
+    pub const NEXT: usize = 2;
     /// The last slot, which tests use for their own formats.
     pub const TEST: usize = super::FORMAT_SLOTS - 1;
 }
@@ -173,7 +175,10 @@ mod tests {
             })
             .collect();
         for t in threads {
-            assert_eq!(&t.join().unwrap()[..], b"1:x");
+            assert_eq!(
+                &t.join().unwrap()[..],
+                format!("{}:x", slot::NEXT).as_bytes()
+            );
         }
         assert_eq!(a.0.load(Ordering::SeqCst), 1);
     }
