@@ -357,6 +357,27 @@ async fn every_connection_of_either_transport_gets_a_targeted_event_once() {
     assert_eq!(ws_numbers_until_end(&mut bob_ws).await, [2, 4, 5]);
     assert_eq!(ws_numbers_until_end(&mut anon_ws).await, [2, 4, 5]);
     assert_eq!(sse_numbers_until_end(&mut carol_sse).await, [4]);
+    // The admin look-up says which transport each of alice's connections uses.
+    let (status, body) = srv.get_json("/api/sse/presence/users/alice").await;
+    assert_eq!(status, 200, "{body}");
+    let mut transports: Vec<(String, String)> = body["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["connectionId"].as_str().unwrap().to_owned(),
+                c["transport"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    transports.sort();
+    let mut expected = vec![
+        (alice_sse.connection_id.clone(), "sse".to_owned()),
+        (alice_ws.connection_id.clone(), "websocket".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(transports, expected);
 }
 
 #[tokio::test]

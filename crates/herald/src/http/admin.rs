@@ -202,6 +202,7 @@ pub async fn user_presence(
                 "username": c.username.as_deref(),
                 "channels": &*c.channels,
                 "connectedAt": humantime::format_rfc3339_millis(c.connected_at).to_string(),
+                "transport": c.transport,
             });
             // The node that holds it, when the hub has several.
             if let Some(node) = &n.node_id {

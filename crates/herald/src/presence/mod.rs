@@ -139,6 +139,8 @@ pub struct ConnectionInfo {
     pub channels: Arc<[ChannelName]>,
     /// When it opened.
     pub connected_at: SystemTime,
+    /// Its transport ([`WireFormat::name`](crate::transport::WireFormat::name)).
+    pub transport: &'static str,
 }
 
 /// A connection and the node that holds it.

@@ -543,6 +543,7 @@ fn connection_info(c: &Connection) -> ConnectionInfo {
         username: c.username.clone(),
         channels: c.channels.clone(),
         connected_at: c.opened_at_wall,
+        transport: c.format.name(),
     }
 }
 

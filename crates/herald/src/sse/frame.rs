@@ -27,6 +27,10 @@ impl WireFormat for Sse {
         slot::SSE
     }
 
+    fn name(&self) -> &'static str {
+        "sse"
+    }
+
     fn encode_event(&self, event: &Event) -> Bytes {
         encode_event(Some(&event.id), &event.name, event.payload.as_str())
     }

@@ -39,6 +39,19 @@ pub mod slot {
     pub const TEST: usize = super::FORMAT_SLOTS - 1;
 }
 
+/// Every transport name a [`WireFormat::name`] gives, so that a name read back from another
+/// node becomes the same `&'static str` ([`name_of`]).
+pub const NAMES: &[&str] = &["sse", "websocket", "test"];
+
+/// The known transport name `name`, or `"other"` (a newer node's transport).
+pub fn name_of(name: &str) -> &'static str {
+    NAMES
+        .iter()
+        .copied()
+        .find(|n| *n == name)
+        .unwrap_or("other")
+}
+
 /// How one transport writes events to its clients.
 ///
 /// Implementations are stateless (usually a `static`): the registry holds a
@@ -47,6 +60,10 @@ pub trait WireFormat: Send + Sync + fmt::Debug + 'static {
     /// The slot of this format in an event's encoding cache (see [`slot`]); two formats must
     /// not share one.
     fn slot(&self) -> usize;
+
+    /// The transport's name as operators see it (admin answers, the dashboard): `sse`,
+    /// `websocket`, …; one of [`NAMES`].
+    fn name(&self) -> &'static str;
 
     /// A published event. Called at most once per event and format; the bytes are shared by
     /// every connection of the format.
@@ -84,6 +101,9 @@ pub(crate) mod test_format {
         fn slot(&self) -> usize {
             slot::TEST
         }
+        fn name(&self) -> &'static str {
+            "test"
+        }
         fn encode_event(&self, event: &Event) -> Bytes {
             Bytes::from(format!(
                 "event {} {} {}\n",
@@ -116,6 +136,9 @@ mod tests {
     impl WireFormat for Counting {
         fn slot(&self) -> usize {
             self.1
+        }
+        fn name(&self) -> &'static str {
+            "counting"
         }
         fn encode_event(&self, event: &Event) -> Bytes {
             self.0.fetch_add(1, Ordering::SeqCst);

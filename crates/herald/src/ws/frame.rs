@@ -38,6 +38,10 @@ impl WireFormat for WsJson {
         slot::WEBSOCKET
     }
 
+    fn name(&self) -> &'static str {
+        "websocket"
+    }
+
     fn encode_event(&self, event: &Event) -> Bytes {
         let data = event.payload.as_str();
         match event.payload.kind() {

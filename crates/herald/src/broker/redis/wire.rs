@@ -166,6 +166,13 @@ pub(crate) struct ConnectionEntry {
     pub(crate) channels: Vec<String>,
     /// Milliseconds since the Unix epoch.
     pub(crate) connected_ms: u64,
+    /// Its transport (absent from nodes before transports had names: `sse`).
+    #[serde(default = "sse")]
+    pub(crate) transport: String,
+}
+
+fn sse() -> String {
+    "sse".to_owned()
 }
 
 impl UserEntry {
@@ -187,6 +194,7 @@ impl ConnectionEntry {
             username: c.username.as_deref().map(str::to_owned),
             channels: c.channels.iter().map(|c| c.as_str().to_owned()).collect(),
             connected_ms: to_ms(c.connected_at),
+            transport: c.transport.to_owned(),
         }
     }
 
@@ -204,6 +212,7 @@ impl ConnectionEntry {
                 .ok()?
                 .into(),
             connected_at: from_ms(self.connected_ms),
+            transport: crate::transport::name_of(&self.transport),
         })
     }
 }

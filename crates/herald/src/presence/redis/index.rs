@@ -363,6 +363,7 @@ mod tests {
             username: c.username.clone(),
             channels: c.channels.clone(),
             connected_at: c.opened_at_wall,
+            transport: c.format.name(),
         }
     }
 
@@ -571,6 +572,7 @@ mod tests {
                 .collect::<Vec<_>>()
                 .into(),
             connected_at: SystemTime::now(),
+            transport: "sse",
         };
         let a = c("alice", &["news"]);
         index.joined(&a, &[]);
