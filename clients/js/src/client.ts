@@ -34,16 +34,34 @@ import {
   type EventMap,
   type HeraldEvent,
   type HeraldHandler,
+  type TransportKind,
 } from './types.js';
 import { DEFAULT_SSE_PATH, normalizeChannels } from './url.js';
+import { AutoConnection, DEFAULT_WS_PATH, getGlobalWebSocket, WebSocketConnection, type WebSocketConstructor } from './websocket.js';
 
 export const DEFAULT_LIVENESS_TIMEOUT = 45_000;
+/** The hub's default `HERALD_HEARTBEAT_INTERVAL`. */
+export const DEFAULT_HEARTBEAT_INTERVAL = 15_000;
+/** How many heartbeat intervals of silence make a connection dead. */
+export const LIVENESS_HEARTBEATS = 3;
+
+/** `transport` option: `sse`, `websocket`, or `auto` (SSE first, WebSocket when SSE cannot connect). */
+export type TransportOption = TransportKind | 'auto';
 
 export interface HeraldClientOptions {
   /** Base URL of the Herald server, e.g. `https://herald.example.com` (relative works in browsers). */
   url: string;
+  /**
+   * The wire: `sse` (default, `GET /api/sse`), `websocket` (`GET /api/ws`), or `auto`: SSE first,
+   * and a WebSocket when an SSE attempt fails before anything arrived on it (then the two alternate
+   * until one delivers, and the client keeps that one). See the README for why SSE comes first.
+   * Same events, handlers, resume, reconnect policy and status whichever runs.
+   */
+  transport?: TransportOption;
   /** Endpoint path appended to `url`. Default `/api/sse`. */
   path?: string;
+  /** WebSocket endpoint path appended to `url` (a `url` ending with `path` has it replaced). Default `/api/ws`. */
+  wsPath?: string;
   userId?: string;
   username?: string;
   /** Channels to subscribe to (array or comma-separated string). */
@@ -61,10 +79,13 @@ export interface HeraldClientOptions {
   backoff?: BackoffOptions;
   /**
    * Reconnect when no event (heartbeats included) arrived for this many ms.
-   * Default 45000 (three default 15 s heartbeats). Set it above the server's
-   * heartbeat interval. 0 disables.
+   * Default three `heartbeatInterval`s: 45000 (three default 15 s heartbeats). Set it above the
+   * server's heartbeat interval. 0 disables. Over a WebSocket every frame counts (the hub always
+   * sends `heartbeat` frames there, since pages never see WebSocket pings).
    */
   livenessTimeout?: number;
+  /** The hub's `HERALD_HEARTBEAT_INTERVAL` in ms, for the default `livenessTimeout`. Default 15000. */
+  heartbeatInterval?: number;
   /**
    * Share one connection between same-origin tabs (Web Locks + BroadcastChannel).
    * Default: true in browser windows that support both, false elsewhere. Falls
@@ -79,6 +100,13 @@ export interface HeraldClientOptions {
   EventSource?: EventSourceConstructor;
   /** Second argument of the EventSource constructor (e.g. `{withCredentials: true}`, or `{fetch}` for the `eventsource` package). */
   eventSourceInit?: Record<string, unknown>;
+  /**
+   * WebSocket constructor for `websocket`/`auto` (tests, Node < 22: the npm `ws` package).
+   * Default: the global one. `websocket` without either throws; `auto` without either is SSE only.
+   */
+  WebSocket?: WebSocketConstructor;
+  /** Third argument of the WebSocket constructor (npm `ws`: `{headers}`, `{origin}`...; browsers take none). */
+  webSocketOptions?: Record<string, unknown>;
   /** Override the reconnect policy per trigger (return undefined for the default). */
   disconnectPolicy?: DisconnectPolicy;
   /** Reconnect at once on the browser `online` event. Default true. */
@@ -113,31 +141,45 @@ export class HeraldClient<E extends EventMap = EventMap> {
     const channels = normalizeChannels(options.channels);
     const path = options.path ?? DEFAULT_SSE_PATH;
     const backoff = new Backoff(options.backoff);
+    const mode = options.transport ?? 'sse';
+    if (mode !== 'sse' && mode !== 'websocket' && mode !== 'auto') {
+      throw new TypeError(`HeraldClient: unknown transport ${JSON.stringify(mode)} (sse, websocket or auto)`);
+    }
+    const hasWebSocket = !!(options.WebSocket ?? getGlobalWebSocket());
+    if (mode === 'websocket' && !hasWebSocket) {
+      throw new TypeError('HeraldClient: transport "websocket" needs a WebSocket: there is no global one, pass the `WebSocket` option (e.g. the `ws` package)');
+    }
+    const kind = mode === 'auto' ? (hasWebSocket ? 'auto' : 'sse') : mode;
+    const livenessTimeout = options.livenessTimeout ?? LIVENESS_HEARTBEATS * (options.heartbeatInterval ?? DEFAULT_HEARTBEAT_INTERVAL);
     const sink: TransportSink = {
       event: (ev) => this.dispatch(ev),
       state: (patch) => this.patchState(patch),
       lastEventId: () => this.tracker.current,
       observeLastEventId: (id) => void this.tracker.observe(id),
     };
-    const createConnection = (s: TransportSink) =>
-      new SseConnection(
-        {
-          url: options.url,
-          path,
-          userId: options.userId,
-          username: options.username,
-          channels,
-          params: options.params,
-          token: options.token,
-          backoff,
-          livenessTimeout: options.livenessTimeout ?? DEFAULT_LIVENESS_TIMEOUT,
-          EventSource: options.EventSource,
-          eventSourceInit: options.eventSourceInit,
-          disconnectPolicy: options.disconnectPolicy,
-          reconnectOnOnline: options.reconnectOnOnline,
-        },
-        s,
-      );
+    const createConnection = (s: TransportSink) => {
+      const config = {
+        url: options.url,
+        path,
+        userId: options.userId,
+        username: options.username,
+        channels,
+        params: options.params,
+        token: options.token,
+        backoff,
+        livenessTimeout,
+        EventSource: options.EventSource,
+        eventSourceInit: options.eventSourceInit,
+        disconnectPolicy: options.disconnectPolicy,
+        reconnectOnOnline: options.reconnectOnOnline,
+        wsPath: options.wsPath ?? DEFAULT_WS_PATH,
+        WebSocket: options.WebSocket,
+        webSocketOptions: options.webSocketOptions,
+      };
+      if (kind === 'websocket') return new WebSocketConnection(config, s);
+      if (kind === 'auto') return new AutoConnection(config, s);
+      return new SseConnection(config, s);
+    };
 
     const wantShare = options.shareConnection ?? defaultShareConnection();
     const support = wantShare
@@ -150,6 +192,7 @@ export class HeraldClient<E extends EventMap = EventMap> {
       error: undefined,
       closeReason: undefined,
       role: support ? 'follower' : 'none',
+      transport: support ? undefined : kind === 'websocket' ? 'websocket' : 'sse',
     };
 
     if (support) {
@@ -184,6 +227,11 @@ export class HeraldClient<E extends EventMap = EventMap> {
   /** Snapshot of status, connectionId, error, closeReason and sharing role. */
   get state(): ClientState {
     return this.currentState;
+  }
+
+  /** The transport of the current (or next) connection attempt (see {@link ClientState.transport}). */
+  get activeTransport(): TransportKind | undefined {
+    return this.currentState.transport;
   }
 
   /** `leader` / `follower` when sharing a connection between tabs, `none` otherwise. */

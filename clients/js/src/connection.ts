@@ -1,13 +1,17 @@
 /**
- * SseConnection: one logical subscription over a sequence of EventSource
- * instances. Owns reconnects (backoff + jitter), the liveness timer and the
- * reconnect policy. Knows nothing about tab sharing or user handlers: it
- * reports events and state to a {@link TransportSink}.
+ * Connection: one logical subscription over a sequence of streams (EventSource
+ * instances, WebSockets, or, with `transport: "auto"`, first one then the
+ * other). Owns reconnects (backoff + jitter), the liveness timer, the reconnect
+ * policy, resume ids and status. Knows nothing about tab sharing or user
+ * handlers: it reports events and state to a {@link TransportSink}. What is
+ * specific to a wire format lives in a {@link StreamDriver}: `SseDriver` here,
+ * `WebSocketDriver` in websocket.ts.
  *
  * Why our own reconnect: the browser's built-in EventSource reconnect cannot
  * be tuned (no backoff, no jitter, no cap, it gives up for good on HTTP errors)
  * and would race ours. So on every `error` we close the EventSource and
  * schedule a new one ourselves, passing the last event id as `lastEventId`.
+ * A WebSocket never reconnects by itself: the same logic brings it back.
  */
 import { Backoff } from './backoff.js';
 import { HeraldConnectionError } from './errors.js';
@@ -20,8 +24,8 @@ import {
 } from './eventsource.js';
 import { decideOnDisconnected, decideOnHttpStatus, reconnectAdvice, type DisconnectPolicy, type PolicyAction } from './policy.js';
 import { StatusMachine, type StatusInput } from './status.js';
-import { SYSTEM_EVENTS, type ClientState, type ConnectedData, type DisconnectedData, type HeraldEvent } from './types.js';
-import { buildSubscribeUrl } from './url.js';
+import { SYSTEM_EVENTS, type ClientState, type ConnectedData, type DisconnectedData, type HeraldEvent, type TransportKind } from './types.js';
+import { buildSubscribeUrl, type SubscribeUrlParams } from './url.js';
 
 /** A token, or a function returning a (possibly fresh) token before each connect. */
 export type TokenSource =
@@ -71,6 +75,38 @@ export interface ConnectionConfig {
   reconnectOnOnline?: boolean | undefined;
 }
 
+/** What a {@link StreamDriver} reports about the stream it opened. The connection ignores the
+ * calls of a stream it has already left. */
+export interface StreamCallbacks {
+  /** The stream is established. */
+  open(): void;
+  /** An event. `id` is the stream's id for it (for SSE, the EventSource's last event id). */
+  message(name: string, raw: string, data: unknown, id: string | undefined): void;
+  /** Something arrived that nobody listens to: a sign of life; its id, if any, a resume position. */
+  alive(id: string | undefined): void;
+  /** The stream failed or ended. `status`: the HTTP status, where the implementation shows it. */
+  fail(status: number | undefined, message: string | undefined): void;
+}
+
+/** One open stream, as its driver hands it over. */
+export interface StreamHandle {
+  /** Make sure events with this name reach `message` from now on. */
+  listen(name: string): void;
+  /** Close it and stop reporting. */
+  close(): void;
+}
+
+/** The part of a connection specific to a wire format (SSE, WebSocket). */
+export interface StreamDriver<F = unknown> {
+  readonly kind: TransportKind;
+  /** For error messages: `EventSource`, `WebSocket`. */
+  readonly label: string;
+  /** The constructor to open streams with, at once or once loaded. */
+  factory(): F | PromiseLike<F>;
+  /** Open a stream (may throw when the constructor throws). `names`: the names listened to. */
+  connect(factory: F, query: SubscribeUrlParams, names: ReadonlySet<string>, cb: StreamCallbacks): StreamHandle;
+}
+
 const ALWAYS_LISTENED = ['message', ...SYSTEM_EVENTS];
 /** Events whose `lastEventId` is only the stream's position, never an id of their own. */
 const NO_OWN_ID: ReadonlySet<string> = new Set(['connected', 'heartbeat', 'disconnected']);
@@ -89,11 +125,63 @@ export function parseData(raw: string): unknown {
   }
 }
 
-export class SseConnection implements Transport {
+/** SSE over an EventSource (injected, global, or the `eventsource` package). */
+export class SseDriver implements StreamDriver<EventSourceConstructor> {
+  readonly kind = 'sse';
+  readonly label = 'EventSource';
+
+  constructor(private readonly config: ConnectionConfig) {}
+
+  factory(): EventSourceConstructor | PromiseLike<EventSourceConstructor> {
+    return this.config.EventSource ?? getGlobalEventSource() ?? loadEventSourcePackage();
+  }
+
+  connect(Ctor: EventSourceConstructor, query: SubscribeUrlParams, names: ReadonlySet<string>, cb: StreamCallbacks): StreamHandle {
+    const url = buildSubscribeUrl(this.config.url, query, this.config.path);
+    const es: EventSourceLike = this.config.eventSourceInit ? new Ctor(url, this.config.eventSourceInit) : new Ctor(url);
+    const listeners = new Map<string, (ev: EventSourceMessageLike) => void>();
+    const attach = (name: string) => {
+      if (listeners.has(name)) return;
+      const listener = (ev: EventSourceMessageLike) => {
+        if (name === 'open') return cb.open();
+        if (name === 'error') {
+          const status = typeof ev?.code === 'number' && ev.code > 0 ? ev.code : undefined;
+          return cb.fail(status, typeof ev?.message === 'string' ? ev.message : undefined);
+        }
+        const raw = typeof ev.data === 'string' ? ev.data : ev.data == null ? '' : String(ev.data);
+        // EventSource's lastEventId persists across events without an id (see Connection.deliver).
+        cb.message(name, raw, parseData(raw), ev.lastEventId || undefined);
+      };
+      listeners.set(name, listener);
+      es.addEventListener(name, listener);
+    };
+    attach('open');
+    attach('error');
+    for (const name of names) attach(name);
+    return {
+      listen: attach,
+      close: () => {
+        for (const [name, l] of listeners) es.removeEventListener(name, l);
+        listeners.clear();
+        try {
+          es.close();
+        } catch {
+          /* ignore */
+        }
+      },
+    };
+  }
+}
+
+/**
+ * The connection logic shared by every transport. With several drivers (`transport: "auto"`) it
+ * tries the first, moves on to the next whenever a stream fails before anything arrived on it,
+ * and sticks for good to the first that delivers an event.
+ */
+export class Connection implements Transport {
   private readonly machine = new StatusMachine('connecting');
   private readonly names = new Set<string>(ALWAYS_LISTENED);
-  private es: EventSourceLike | undefined;
-  private esListeners = new Map<string, (ev: EventSourceMessageLike) => void>();
+  private stream: StreamHandle | undefined;
   /** Incremented for every stream; callbacks of older streams are ignored. */
   private generation = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
@@ -101,6 +189,11 @@ export class SseConnection implements Transport {
   private connectionId: string | undefined;
   private started = false;
   private stopped = false;
+  private driverIndex = 0;
+  /** Whether the current driver delivered something: then it is kept for every reconnect. */
+  private pinned: boolean;
+  /** The transport last reported to the sink. */
+  private reported: TransportKind | undefined;
   private readonly onOnline = () => {
     if (this.stopped || this.machine.status !== 'reconnecting' || this.reconnectTimer === undefined) return;
     this.clearReconnectTimer();
@@ -110,10 +203,19 @@ export class SseConnection implements Transport {
   constructor(
     private readonly config: ConnectionConfig,
     private readonly sink: TransportSink,
-  ) {}
+    private readonly drivers: readonly StreamDriver<any>[], // eslint-disable-line @typescript-eslint/no-explicit-any
+  ) {
+    if (!drivers.length) throw new TypeError('Connection: no transport');
+    this.pinned = drivers.length === 1;
+  }
 
   get status() {
     return this.machine.status;
+  }
+
+  /** The transport of the current (or next) stream. */
+  get transport(): TransportKind {
+    return this.drivers[this.driverIndex]!.kind;
   }
 
   start(): void {
@@ -131,7 +233,7 @@ export class SseConnection implements Transport {
   listen(name: string): void {
     if (this.names.has(name)) return;
     this.names.add(name);
-    if (this.es) this.attach(this.es, this.generation, name);
+    this.stream?.listen(name);
   }
 
   reconnect(): void {
@@ -152,6 +254,8 @@ export class SseConnection implements Transport {
   private openStream(): void {
     if (this.stopped) return;
     const gen = ++this.generation;
+    const driver = this.drivers[this.driverIndex]!;
+    if (driver.kind !== this.reported) this.sink.state({ transport: (this.reported = driver.kind) });
     const { token } = this.config;
     let tokenValue: string | null | undefined | PromiseLike<string | null | undefined>;
     try {
@@ -160,80 +264,65 @@ export class SseConnection implements Transport {
       this.drop(new HeraldConnectionError('token', 'token provider threw', { cause: err }));
       return;
     }
-    const ctor = this.config.EventSource ?? getGlobalEventSource();
-    if (ctor && !isPromiseLike(tokenValue)) {
-      this.createStream(gen, ctor, tokenValue);
+    let factory: unknown;
+    try {
+      factory = driver.factory();
+    } catch (err) {
+      this.drop(new HeraldConnectionError('network', `could not start the ${driver.label}`, { cause: err }));
       return;
     }
-    // Async path: token provider returned a promise and/or the eventsource package must be loaded.
+    if (!isPromiseLike(factory) && !isPromiseLike(tokenValue)) {
+      this.createStream(gen, driver, factory, tokenValue);
+      return;
+    }
+    // Async path: token provider returned a promise and/or the constructor must be loaded.
     // Arm the liveness timer so a hanging token provider cannot stall us forever.
+    const factorySync = !isPromiseLike(factory);
     this.armLiveness(gen);
-    Promise.all([tokenValue, ctor ?? loadEventSourcePackage()]).then(
-      ([t, c]) => {
-        if (gen === this.generation && !this.stopped) this.createStream(gen, c, t);
+    Promise.all([tokenValue, factory]).then(
+      ([t, f]) => {
+        if (gen === this.generation && !this.stopped) this.createStream(gen, driver, f, t);
       },
       (err: unknown) => {
         if (gen !== this.generation || this.stopped) return;
-        const kind = ctor || !isPromiseLike(tokenValue) ? 'network' : 'token';
-        this.drop(new HeraldConnectionError(kind, 'could not start the EventSource', { cause: err }));
+        const kind = factorySync || !isPromiseLike(tokenValue) ? 'network' : 'token';
+        this.drop(new HeraldConnectionError(kind, `could not start the ${driver.label}`, { cause: err }));
       },
     );
   }
 
-  private createStream(gen: number, Ctor: EventSourceConstructor, token: string | null | undefined): void {
-    const url = buildSubscribeUrl(
-      this.config.url,
-      {
-        userId: this.config.userId,
-        username: this.config.username,
-        channels: this.config.channels,
-        lastEventId: this.sink.lastEventId(),
-        token: token ?? undefined,
-        params: this.config.params,
-      },
-      this.config.path,
-    );
-    let es: EventSourceLike;
+  private createStream(gen: number, driver: StreamDriver, factory: unknown, token: string | null | undefined): void {
+    const query: SubscribeUrlParams = {
+      userId: this.config.userId,
+      username: this.config.username,
+      channels: this.config.channels,
+      lastEventId: this.sink.lastEventId(),
+      token: token ?? undefined,
+      params: this.config.params,
+    };
+    const live = () => gen === this.generation && !this.stopped;
+    const cb: StreamCallbacks = {
+      open: () => live() && this.handleOpen(gen),
+      message: (name, raw, data, id) => live() && this.deliver(gen, name, raw, data, id),
+      alive: (id) => live() && this.handleAlive(gen, id),
+      fail: (status, message) => live() && this.handleError(status, message),
+    };
     try {
-      es = this.config.eventSourceInit ? new Ctor(url, this.config.eventSourceInit) : new Ctor(url);
+      this.stream = driver.connect(factory, query, this.names, cb);
     } catch (err) {
-      this.drop(new HeraldConnectionError('network', 'EventSource constructor threw', { cause: err }));
+      this.drop(new HeraldConnectionError('network', `${driver.label} constructor threw`, { cause: err }));
       return;
     }
-    this.es = es;
-    this.esListeners = new Map();
-    this.attach(es, gen, 'open');
-    this.attach(es, gen, 'error');
-    for (const name of this.names) this.attach(es, gen, name);
     this.armLiveness(gen);
   }
 
-  private attach(es: EventSourceLike, gen: number, name: string): void {
-    if (this.esListeners.has(name)) return;
-    const listener = (ev: EventSourceMessageLike) => {
-      if (gen !== this.generation || this.stopped) return;
-      if (name === 'open') this.handleOpen(gen);
-      else if (name === 'error') this.handleError(ev);
-      else this.handleMessage(gen, name, ev);
-    };
-    this.esListeners.set(name, listener);
-    es.addEventListener(name, listener);
-  }
-
-  /** Close the current EventSource (if any) and forget its listeners. */
+  /** Close the current stream (if any) and forget it. */
   private detach(): void {
     this.generation++;
     this.clearLiveness();
-    const es = this.es;
-    this.es = undefined;
-    if (!es) return;
-    for (const [name, l] of this.esListeners) es.removeEventListener(name, l);
-    this.esListeners = new Map();
-    try {
-      es.close();
-    } catch {
-      /* ignore */
-    }
+    const stream = this.stream;
+    this.stream = undefined;
+    stream?.close();
   }
 
   // ---------------------------------------------------------------- events
@@ -243,33 +332,39 @@ export class SseConnection implements Transport {
     this.armLiveness(gen);
   }
 
-  private handleError(ev: EventSourceMessageLike): void {
-    const status = typeof ev?.code === 'number' && ev.code > 0 ? ev.code : undefined;
+  private handleError(status: number | undefined, message: string | undefined): void {
     if (status !== undefined) {
       const err = new HeraldConnectionError('http', `subscribe failed with HTTP ${status}`, { status });
       const action = this.decide({ type: 'http', status }, () => decideOnHttpStatus(status, this.policyContext()));
       if (action === 'stop') return this.stop(`http_${status}`, err);
       return this.drop(err);
     }
-    const msg = typeof ev?.message === 'string' && ev.message ? `: ${ev.message}` : '';
+    const msg = message ? `: ${message}` : '';
     this.drop(new HeraldConnectionError('network', `connection lost${msg}`));
   }
 
-  private handleMessage(gen: number, name: string, ev: EventSourceMessageLike): void {
+  /** Data is flowing on this stream: the connection is good. */
+  private flowing(gen: number): void {
     this.armLiveness(gen);
-    // Data is flowing on this stream: the connection is good, start backoff over.
+    // Start backoff over, and keep this transport from now on.
     this.config.backoff.reset();
+    this.pinned = true;
     if (this.machine.status !== 'open') this.setStatus('open', { error: undefined });
+  }
 
-    const raw = typeof ev.data === 'string' ? ev.data : ev.data == null ? '' : String(ev.data);
-    const data = parseData(raw);
+  private handleAlive(gen: number, id: string | undefined): void {
+    this.flowing(gen);
+    if (id) this.sink.observeLastEventId?.(id);
+  }
+
+  private deliver(gen: number, name: string, raw: string, data: unknown, streamId: string | undefined): void {
+    this.flowing(gen);
     // EventSource's lastEventId persists across events without an id, and is
     // also updated by events nobody listens to (the browser skips those). So
     // events that never carry an id of their own (heartbeat, disconnected) and
     // `connected` (whose id, when present, is a resume position, not an event)
     // report no id; the stream's last id they show is still recorded as the
     // resume point. Published events, `reset` and presence events carry ids.
-    const streamId = ev.lastEventId || undefined;
     const positionOnly = NO_OWN_ID.has(name);
     const id = positionOnly ? undefined : streamId;
     if (positionOnly && streamId) this.sink.observeLastEventId?.(streamId);
@@ -315,6 +410,8 @@ export class SseConnection implements Transport {
   private drop(error: HeraldConnectionError, delay?: number): void {
     if (this.stopped) return;
     this.detach();
+    // Nothing ever arrived on this transport: try the next one (`auto`).
+    if (!this.pinned) this.driverIndex = (this.driverIndex + 1) % this.drivers.length;
     this.connectionId = undefined;
     this.setStatus('drop', { error, connectionId: undefined });
     this.scheduleReconnect(delay ?? this.config.backoff.next());
@@ -369,5 +466,12 @@ export class SseConnection implements Transport {
   private clearLiveness(): void {
     if (this.livenessTimer !== undefined) clearTimeout(this.livenessTimer);
     this.livenessTimer = undefined;
+  }
+}
+
+/** The SSE connection: a {@link Connection} over EventSource streams. */
+export class SseConnection extends Connection {
+  constructor(config: ConnectionConfig, sink: TransportSink) {
+    super(config, sink, [new SseDriver(config)]);
   }
 }

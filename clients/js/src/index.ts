@@ -1,11 +1,18 @@
 /**
  * @herald/client: framework-free core.
  *
- * - {@link HeraldClient}: subscribe to a Herald SSE stream (browser and Node).
+ * - {@link HeraldClient}: subscribe to a Herald stream, over SSE or a WebSocket (browser and Node).
  * - Pure building blocks, exported for reuse and tests: backoff, URL building,
  *   the status machine, event-id tracking, the reconnect policy and tab-sharing keys.
  */
-export { HeraldClient, DEFAULT_LIVENESS_TIMEOUT, type HeraldClientOptions } from './client.js';
+export {
+  HeraldClient,
+  DEFAULT_HEARTBEAT_INTERVAL,
+  DEFAULT_LIVENESS_TIMEOUT,
+  LIVENESS_HEARTBEATS,
+  type HeraldClientOptions,
+  type TransportOption,
+} from './client.js';
 export {
   Backoff,
   backoffCeiling,
@@ -28,7 +35,33 @@ export {
   type PolicyAction,
   type PolicyContext,
 } from './policy.js';
-export { SseConnection, parseData, type TokenSource, type Transport, type TransportSink, type ConnectionConfig } from './connection.js';
+export {
+  Connection,
+  SseConnection,
+  SseDriver,
+  parseData,
+  type TokenSource,
+  type Transport,
+  type TransportSink,
+  type ConnectionConfig,
+  type StreamCallbacks,
+  type StreamDriver,
+  type StreamHandle,
+} from './connection.js';
+export {
+  AutoConnection,
+  WebSocketConnection,
+  WebSocketDriver,
+  buildWebSocketUrl,
+  getGlobalWebSocket,
+  toWebSocketUrl,
+  DEFAULT_WS_PATH,
+  type WebSocketConnectionConfig,
+  type WebSocketConstructor,
+  type WebSocketDriverConfig,
+  type WebSocketEventLike,
+  type WebSocketLike,
+} from './websocket.js';
 export {
   SharedTransport,
   deriveShareKey,
@@ -74,4 +107,5 @@ export {
   type PresenceData,
   type ReconnectAdvice,
   type ResetData,
+  type TransportKind,
 } from './types.js';

@@ -5,8 +5,8 @@
  * A hook opens its client in an effect and closes it in the effect's cleanup,
  * so React strict mode's mount/unmount/mount leaves exactly one open client.
  * The client is re-created only when a connection-relevant option changes
- * (url, path, userId, username, channels, string token, params, backoff,
- * livenessTimeout, shareConnection, shareKey, events); callbacks and
+ * (url, transport, path, wsPath, userId, username, channels, string token, params, backoff,
+ * livenessTimeout, heartbeatInterval, shareConnection, shareKey, events); callbacks and
  * constructors are read from the latest render.
  */
 import { useCallback, useEffect, useRef, useState } from 'react';
@@ -31,7 +31,9 @@ export type HeraldHookOptions = Omit<HeraldClientOptions, 'url'> & {
 export function connectionKey(options: HeraldHookOptions): string {
   return JSON.stringify([
     options.url ?? '',
+    options.transport ?? 'sse',
     options.path ?? null,
+    options.wsPath ?? null,
     options.userId ?? null,
     options.username ?? null,
     normalizeChannels(options.channels),
@@ -39,6 +41,7 @@ export function connectionKey(options: HeraldHookOptions): string {
     options.params ?? null,
     options.backoff ?? null,
     options.livenessTimeout ?? null,
+    options.heartbeatInterval ?? null,
     options.shareConnection ?? null,
     options.shareKey ?? null,
     options.events ?? null,

@@ -117,6 +117,7 @@ export interface SharedState {
   closeReason?: string | undefined;
   error?: { name: string; message: string } | undefined;
   lastEventId?: string | undefined;
+  transport?: ClientState['transport'];
 }
 
 function isShareMessage(x: unknown): x is ShareMessage {
@@ -261,6 +262,7 @@ export class SharedTransport implements Transport {
     if ('status' in patch) s.status = patch.status;
     if ('connectionId' in patch) s.connectionId = patch.connectionId;
     if ('closeReason' in patch) s.closeReason = patch.closeReason;
+    if ('transport' in patch) s.transport = patch.transport;
     if ('error' in patch) s.error = patch.error ? { name: patch.error.name, message: patch.error.message } : undefined;
     s.lastEventId = this.sink.lastEventId();
     this.leaderState = s;
@@ -327,6 +329,7 @@ export class SharedTransport implements Transport {
         const patch: Partial<ClientState> = {};
         if (s.status && s.status !== 'closed') patch.status = s.status;
         if ('connectionId' in s) patch.connectionId = s.connectionId;
+        if (s.transport) patch.transport = s.transport;
         if (s.error) patch.error = Object.assign(new Error(s.error.message), { name: s.error.name });
         else if ('error' in s) patch.error = undefined;
         this.sink.observeLastEventId?.(s.lastEventId);

@@ -2,6 +2,9 @@
  * Shared public types of the Herald client.
  */
 
+/** The wire a connection runs on: Server-Sent Events (`GET /api/sse`) or a WebSocket (`GET /api/ws`). */
+export type TransportKind = 'sse' | 'websocket';
+
 /** Connection status of a {@link HeraldClient}. */
 export type ConnectionStatus = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
@@ -135,4 +138,10 @@ export interface ClientState {
   closeReason: string | undefined;
   /** Tab-sharing role: `leader` owns the EventSource, `follower` receives via BroadcastChannel, `none` = unshared. */
   role: 'leader' | 'follower' | 'none';
+  /**
+   * The transport of the current (or next) connection attempt: the chosen one, or with
+   * `transport: "auto"` the one being tried or kept. `undefined` in a follower tab until the leader
+   * tells.
+   */
+  transport: TransportKind | undefined;
 }

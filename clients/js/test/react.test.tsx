@@ -7,6 +7,7 @@ import type { BroadcastChannelConstructor } from '../src/sharing.js';
 import { useEventSource, useSSE, type UseEventSourceResult, type UseSSEResult } from '../src/react.js';
 import { createFakeEventSource, type FakeEventSourceClass } from './helpers/fake-eventsource.js';
 import { FakeLockManager } from './helpers/fake-locks.js';
+import { createFakeWebSocket } from './helpers/fake-websocket.js';
 
 (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
 
@@ -204,5 +205,38 @@ describe('useEventSource', () => {
     act(() => root!.unmount());
     root = undefined;
     expect(ES.open).toHaveLength(0);
+  });
+});
+
+describe('hooks with transport', () => {
+  it('useSSE over a WebSocket collects the same events; changing transport reconnects on the other one', () => {
+    const WS = createFakeWebSocket();
+    let result!: UseSSEResult;
+    let setTransport!: (t: 'sse' | 'websocket') => void;
+    function App() {
+      const [transport, set] = useState<'sse' | 'websocket'>('websocket');
+      setTransport = set;
+      result = useSSE({ url: 'http://h', userId: 'alice', transport, WebSocket: WS, EventSource: ES, shareConnection: false });
+      return null;
+    }
+    render(<App />);
+    const open = () => WS.instances.filter((w) => !w.closed);
+    expect(open()).toHaveLength(1);
+    expect(ES.instances).toHaveLength(0);
+    expect(open()[0]!.url).toBe('ws://h/api/ws?userId=alice');
+    act(() => {
+      open()[0]!.open();
+      open()[0]!.frame({ id: 'e-1', event: 'connected', data: { connectionId: 'conn-ws' } });
+      open()[0]!.frame({ id: 'e-2', event: 'notification', data: { n: 1 } });
+      open()[0]!.frame({ event: 'heartbeat', data: { ts: 1 } });
+    });
+    expect(result.status).toBe('open');
+    expect(result.connectionId).toBe('conn-ws');
+    expect(result.events.map((e) => [e.event, e.id, e.data])).toEqual([['notification', 'e-2', { n: 1 }]]);
+
+    act(() => setTransport('sse'));
+    expect(open()).toHaveLength(0);
+    expect(ES.open).toHaveLength(1);
+    expect(result.client!.activeTransport).toBe('sse');
   });
 });

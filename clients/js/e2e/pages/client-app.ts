@@ -1,6 +1,7 @@
 /**
  * Test page for HeraldClient (bundled from dist/ by the e2e setup). Configured by its query:
  *   ?hub=http://127.0.0.1:8080&userId=dave&share=1&backoff={"initialDelay":100}&events=tick,notification
+ *   &transport=websocket&path=/api/sse (both optional)
  * It records what the client delivers in `window.__herald` for the tests to read, and renders it.
  */
 import { HeraldClient } from '../../dist/index.js';
@@ -20,6 +21,7 @@ interface PageState {
   role: string;
   connectionId: string | undefined;
   lastEventId: string | undefined;
+  transport: string | undefined;
 }
 
 const q = new URLSearchParams(location.search);
@@ -33,6 +35,7 @@ const state: PageState = {
   role: 'none',
   connectionId: undefined,
   lastEventId: undefined,
+  transport: undefined,
 };
 (window as unknown as { __herald: PageState }).__herald = state;
 
@@ -43,6 +46,8 @@ const client = new HeraldClient({
   shareConnection: q.has('share') ? q.get('share') === '1' : undefined,
   backoff: q.get('backoff') ? JSON.parse(q.get('backoff')!) : undefined,
   events: names,
+  transport: (q.get('transport') as 'sse' | 'websocket' | 'auto' | null) ?? undefined,
+  path: q.get('path') ?? undefined,
 });
 (window as unknown as { __client: HeraldClient }).__client = client;
 
@@ -73,8 +78,10 @@ client.onStateChange((s) => {
   state.status = s.status;
   state.role = s.role;
   state.connectionId = s.connectionId;
+  state.transport = s.transport;
   render();
 });
 state.status = client.status;
 state.role = client.role;
+state.transport = client.activeTransport;
 render();
