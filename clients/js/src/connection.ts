@@ -277,16 +277,23 @@ export class Connection implements Transport {
     }
     // Async path: token provider returned a promise and/or the constructor must be loaded.
     // Arm the liveness timer so a hanging token provider cannot stall us forever.
-    const factorySync = !isPromiseLike(factory);
     this.armLiveness(gen);
-    Promise.all([tokenValue, factory]).then(
+    // Each side tags its own failure, so a rejected token is reported as a token error whether
+    // or not the constructor also had to be loaded.
+    const failed = (kind: 'token' | 'network') => (cause: unknown) => {
+      throw { kind, cause };
+    };
+    Promise.all([
+      Promise.resolve(tokenValue).then(undefined, failed('token')),
+      Promise.resolve(factory).then(undefined, failed('network')),
+    ]).then(
       ([t, f]) => {
         if (gen === this.generation && !this.stopped) this.createStream(gen, driver, f, t);
       },
-      (err: unknown) => {
+      (err: { kind: 'token' | 'network'; cause: unknown }) => {
         if (gen !== this.generation || this.stopped) return;
-        const kind = factorySync || !isPromiseLike(tokenValue) ? 'network' : 'token';
-        this.drop(new HeraldConnectionError(kind, `could not start the ${driver.label}`, { cause: err }));
+        const message = err.kind === 'token' ? 'token provider failed' : `could not start the ${driver.label}`;
+        this.drop(new HeraldConnectionError(err.kind, message, { cause: err.cause }));
       },
     );
   }

@@ -497,6 +497,14 @@ describe('HeraldClient: disconnected handling', () => {
     c.close();
   });
 
+  it('an async token provider that rejects is a token error, not a network one', async () => {
+    const c = make({ token: () => Promise.reject(new Error('no session')) });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(ES.instances).toHaveLength(0);
+    expect(c.state.error).toMatchObject({ kind: 'token' });
+    c.close();
+  });
+
   it('the disconnectPolicy option overrides the defaults', () => {
     const policy = vi.fn((info: { type: string; data?: { reason: string } }) =>
       info.type === 'disconnected' && info.data?.reason === 'server_disconnect' ? ('stop' as const) : undefined,
