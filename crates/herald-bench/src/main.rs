@@ -1,5 +1,5 @@
-//! `herald-bench`: the load generator of Herald. It drives Herald, nchan or any other SSE server
-//! on this machine (loopback only) and reports throughput, completeness, latency and the
+//! `herald-bench`: the load generator of Herald. It drives Herald, nchan or any other SSE (or
+//! WebSocket) server on this machine (loopback only) and reports throughput, completeness, latency and the
 //! server's CPU and memory:
 //!
 //! - `fanout`: N subscribers on one channel, M published events → deliveries/s, loss,
@@ -20,10 +20,11 @@ mod target;
 mod track;
 mod util;
 mod worker;
+mod ws;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::target::{BodyMode, PublishTo, TargetKind};
+use crate::target::{BodyMode, PublishTo, TargetKind, Transport};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -135,6 +136,11 @@ struct TargetArgs {
     /// Kind of server: sets the default URL templates, publish body and readiness rule.
     #[arg(long, value_enum, default_value_t = TargetKind::Herald)]
     target: TargetKind,
+    /// How subscribers receive events: sse (GET a text/event-stream) or websocket (Herald:
+    /// ws://…/api/ws, one JSON message per event) [default: the subscribe URLs' scheme, sse
+    /// for the presets].
+    #[arg(long, value_enum)]
+    transport: Option<Transport>,
     /// Base URL of the server; repeat for several server processes (subscribers are spread
     /// over them).
     #[arg(long = "url", default_value = "http://127.0.0.1:8080")]

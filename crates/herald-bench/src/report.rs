@@ -9,7 +9,7 @@ use crate::fleet::{DrainTotals, ReadyTotals, Totals};
 use crate::probe::Sample;
 use crate::publish::PublishOutcome;
 use crate::run::{Job, Mode};
-use crate::target::TargetKind;
+use crate::target::{TargetKind, Transport};
 use crate::util::{round, thousands, Latency};
 
 #[derive(Debug, Serialize)]
@@ -19,6 +19,7 @@ pub(crate) struct Report {
     pub(crate) ok: bool,
     pub(crate) problems: Vec<String>,
     pub(crate) target: TargetKind,
+    pub(crate) transport: Transport,
     pub(crate) subscribe_urls: Vec<String>,
     pub(crate) publish_urls: Vec<String>,
     pub(crate) elapsed_secs: f64,
@@ -103,6 +104,8 @@ pub(crate) struct DeliverySection {
     pub(crate) out_of_order: u64,
     /// Events a subscriber should not have received (another user's).
     pub(crate) misdirected: u64,
+    /// Events whose Herald id was not greater than the one before on the same connection.
+    pub(crate) id_regressions: u64,
     /// Received events whose publish was not confirmed.
     pub(crate) unconfirmed: u64,
     pub(crate) subscribers_with_loss: u64,
@@ -204,6 +207,7 @@ impl Report {
             ok: false,
             problems: Vec::new(),
             target: job.target.kind,
+            transport: job.target.transport,
             subscribe_urls: job.target.subscribe.iter().map(|e| e.raw.clone()).collect(),
             publish_urls: job.target.publish.iter().map(|e| e.raw.clone()).collect(),
             elapsed_secs: 0.0,
@@ -287,6 +291,7 @@ impl Report {
         d.duplicates = r.duplicates;
         d.out_of_order = r.out_of_order;
         d.misdirected = r.misdirected;
+        d.id_regressions = r.id_regressions;
         d.unconfirmed = r.unconfirmed;
         d.subscribers_with_loss = r.subscribers_with_loss;
         d.order_divergent_subscribers = (job.mode != Mode::Publish).then_some(t.order_divergent);
@@ -411,6 +416,12 @@ impl Report {
                     d.misdirected
                 ));
             }
+            if d.id_regressions > 0 {
+                problems.push(format!(
+                    "{} event(s) whose id did not grow on their connection",
+                    d.id_regressions
+                ));
+            }
             if d.out_of_order > 0 && job.concurrency == 1 {
                 problems.push(format!(
                     "{} event(s) out of order with one publish in flight",
@@ -522,6 +533,7 @@ impl Report {
             if let Some(n) = d.order_divergent_subscribers {
                 let _ = write!(line, ", order divergent {n}");
             }
+            let _ = write!(line, ", ids not growing {}", d.id_regressions);
             let _ = writeln!(o, "{line}");
             let _ = writeln!(o, "  latency      publish→receive {}", d.latency_us.human());
         }

@@ -115,6 +115,7 @@ impl Job {
         }
         let target = Target::resolve(&TargetInput {
             kind: t.target,
+            transport: t.transport,
             bases: &t.urls,
             subscribe: &t.subscribe_urls,
             publish: &t.publish_urls,
