@@ -43,6 +43,10 @@ pub(crate) struct ClientSection {
     pub(crate) publish_cpu_secs: Option<f64>,
     pub(crate) cpu_secs_per_million_deliveries: Option<f64>,
     pub(crate) rss_kib: Option<u64>,
+    /// RSS of this benchmark's processes once every connection is ready, and that divided by
+    /// the connections (an upper bound: it includes each process's baseline).
+    pub(crate) rss_kib_connected: Option<u64>,
+    pub(crate) rss_kib_per_connection: Option<f64>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -336,21 +340,28 @@ impl Report {
     pub(crate) fn set_client(
         &mut self,
         pids: &[u32],
+        connected: Option<Sample>,
         before: Option<Sample>,
         after: Option<Sample>,
     ) {
-        let (Some(a), Some(b)) = (before, after) else {
-            return;
-        };
-        let deliveries = self.delivery.as_ref().map_or(0, |d| d.delivered_in_window);
-        let cpu = round(b.cpu_secs - a.cpu_secs, 3);
-        self.client = Some(ClientSection {
+        let mut client = ClientSection {
             pids: pids.to_vec(),
-            publish_cpu_secs: Some(cpu),
-            cpu_secs_per_million_deliveries: (deliveries > 0)
-                .then(|| round(cpu / (deliveries as f64 / 1e6), 3)),
-            rss_kib: Some(b.rss_kib),
-        });
+            ..ClientSection::default()
+        };
+        if let Some(c) = connected {
+            client.rss_kib_connected = Some(c.rss_kib);
+            let n = self.connections.connected;
+            client.rss_kib_per_connection = (n > 0).then(|| round(c.rss_kib as f64 / n as f64, 2));
+        }
+        if let (Some(a), Some(b)) = (before, after) {
+            let deliveries = self.delivery.as_ref().map_or(0, |d| d.delivered_in_window);
+            let cpu = round(b.cpu_secs - a.cpu_secs, 3);
+            client.publish_cpu_secs = Some(cpu);
+            client.cpu_secs_per_million_deliveries =
+                (deliveries > 0).then(|| round(cpu / (deliveries as f64 / 1e6), 3));
+            client.rss_kib = Some(b.rss_kib);
+        }
+        self.client = Some(client);
     }
 
     pub(crate) fn set_stats(
@@ -585,6 +596,14 @@ impl Report {
             );
         }
         if let Some(cl) = &self.client {
+            if let (Some(rss), Some(per)) = (cl.rss_kib_connected, cl.rss_kib_per_connection) {
+                let _ = writeln!(
+                    o,
+                    "  client       RSS connected {} ({per:.2} KiB/connection, baseline included; {} process(es))",
+                    format!("{:.1} MiB", rss as f64 / 1024.0),
+                    cl.pids.len()
+                );
+            }
             if let Some(cpu) = cl.publish_cpu_secs {
                 let per = cl
                     .cpu_secs_per_million_deliveries
