@@ -599,8 +599,8 @@ impl Report {
             if let (Some(rss), Some(per)) = (cl.rss_kib_connected, cl.rss_kib_per_connection) {
                 let _ = writeln!(
                     o,
-                    "  client       RSS connected {} ({per:.2} KiB/connection, baseline included; {} process(es))",
-                    format!("{:.1} MiB", rss as f64 / 1024.0),
+                    "  client       RSS connected {:.1} MiB ({per:.2} KiB/connection, baseline included; {} process(es))",
+                    rss as f64 / 1024.0,
                     cl.pids.len()
                 );
             }
