@@ -46,7 +46,7 @@ struct Cli {
 enum Command {
     /// N subscribers on one channel, M published events: deliveries/s, completeness, latency.
     Fanout(FanoutArgs),
-    /// C idle SSE connections: connect rate and server memory per connection.
+    /// C idle connections (SSE or WebSocket): connect rate and server memory per connection.
     Connections(ConnectionsArgs),
     /// U users with one connection each, M publishes to random users: publishes/s, latency.
     Publish(PublishArgs),
@@ -76,7 +76,7 @@ struct FanoutArgs {
 
 #[derive(Debug, Args)]
 struct ConnectionsArgs {
-    /// Idle SSE connections to open.
+    /// Idle connections to open.
     #[arg(long, short = 'c', default_value_t = 1000)]
     connections: u64,
     /// Seconds to keep them open once connected (a fan-out, if any, happens within).
