@@ -334,6 +334,7 @@ fn add_result(r: &mut WorkerResult, w: &WorkerResult) {
     r.duplicates += w.duplicates;
     r.out_of_order += w.out_of_order;
     r.misdirected += w.misdirected;
+    r.id_regressions += w.id_regressions;
     r.unconfirmed += w.unconfirmed;
     r.other_events += w.other_events;
     r.subscribers_with_loss += w.subscribers_with_loss;

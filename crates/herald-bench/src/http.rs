@@ -77,6 +77,9 @@ pub(crate) struct Head {
     pub(crate) framing: Framing,
     pub(crate) keep_alive: bool,
     pub(crate) content_type: String,
+    /// `Upgrade` and `Sec-WebSocket-Accept` (a WebSocket handshake's answer), empty if absent.
+    pub(crate) upgrade: String,
+    pub(crate) ws_accept: String,
 }
 
 /// Parses a response head at the start of `buf`. `Ok(None)`: incomplete. On success returns the
@@ -100,6 +103,8 @@ pub(crate) fn parse_head(buf: &[u8], for_head_request: bool) -> io::Result<Optio
     let mut length = None;
     let mut close = http10;
     let mut content_type = String::new();
+    let mut upgrade = String::new();
+    let mut ws_accept = String::new();
     for h in response.headers.iter() {
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = h
@@ -123,6 +128,10 @@ pub(crate) fn parse_head(buf: &[u8], for_head_request: bool) -> io::Result<Optio
             }
         } else if h.name.eq_ignore_ascii_case("content-type") {
             content_type = String::from_utf8_lossy(h.value).into_owned();
+        } else if h.name.eq_ignore_ascii_case("upgrade") {
+            upgrade = String::from_utf8_lossy(h.value).into_owned();
+        } else if h.name.eq_ignore_ascii_case("sec-websocket-accept") {
+            ws_accept = String::from_utf8_lossy(h.value).trim().to_owned();
         }
     }
     let no_body =
@@ -143,6 +152,8 @@ pub(crate) fn parse_head(buf: &[u8], for_head_request: bool) -> io::Result<Optio
             framing,
             keep_alive,
             content_type,
+            upgrade,
+            ws_accept,
         },
         len,
     )))
@@ -467,6 +478,16 @@ mod tests {
             (200, Framing::Chunked, true, input.len() - 4)
         );
         assert_eq!(h.content_type, "text/event-stream");
+        let (h, _) = parse_head(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x00",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((h.status, h.framing), (101, Framing::Length(0)));
+        assert_eq!(h.upgrade, "websocket");
+        assert_eq!(h.ws_accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         let (h, _) = parse_head(
             b"HTTP/1.1 503 X\r\ncontent-length: 12\r\nconnection: close\r\n\r\n",
             false,

@@ -1,5 +1,5 @@
-//! `herald-bench`: the load generator of Herald. It drives Herald, nchan or any other SSE server
-//! on this machine (loopback only) and reports throughput, completeness, latency and the
+//! `herald-bench`: the load generator of Herald. It drives Herald, nchan or any other SSE (or
+//! WebSocket) server on this machine (loopback only) and reports throughput, completeness, latency and the
 //! server's CPU and memory:
 //!
 //! - `fanout`: N subscribers on one channel, M published events → deliveries/s, loss,
@@ -20,10 +20,11 @@ mod target;
 mod track;
 mod util;
 mod worker;
+mod ws;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::target::{BodyMode, PublishTo, TargetKind};
+use crate::target::{BodyMode, PublishTo, TargetKind, Transport};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,7 +46,7 @@ struct Cli {
 enum Command {
     /// N subscribers on one channel, M published events: deliveries/s, completeness, latency.
     Fanout(FanoutArgs),
-    /// C idle SSE connections: connect rate and server memory per connection.
+    /// C idle connections (SSE or WebSocket): connect rate and server memory per connection.
     Connections(ConnectionsArgs),
     /// U users with one connection each, M publishes to random users: publishes/s, latency.
     Publish(PublishArgs),
@@ -75,7 +76,7 @@ struct FanoutArgs {
 
 #[derive(Debug, Args)]
 struct ConnectionsArgs {
-    /// Idle SSE connections to open.
+    /// Idle connections to open.
     #[arg(long, short = 'c', default_value_t = 1000)]
     connections: u64,
     /// Seconds to keep them open once connected (a fan-out, if any, happens within).
@@ -135,6 +136,11 @@ struct TargetArgs {
     /// Kind of server: sets the default URL templates, publish body and readiness rule.
     #[arg(long, value_enum, default_value_t = TargetKind::Herald)]
     target: TargetKind,
+    /// How subscribers receive events: sse (GET a text/event-stream) or websocket (Herald:
+    /// ws://…/api/ws, one JSON message per event) [default: the subscribe URLs' scheme, sse
+    /// for the presets].
+    #[arg(long, value_enum)]
+    transport: Option<Transport>,
     /// Base URL of the server; repeat for several server processes (subscribers are spread
     /// over them).
     #[arg(long = "url", default_value = "http://127.0.0.1:8080")]

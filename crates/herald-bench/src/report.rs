@@ -9,7 +9,7 @@ use crate::fleet::{DrainTotals, ReadyTotals, Totals};
 use crate::probe::Sample;
 use crate::publish::PublishOutcome;
 use crate::run::{Job, Mode};
-use crate::target::TargetKind;
+use crate::target::{TargetKind, Transport};
 use crate::util::{round, thousands, Latency};
 
 #[derive(Debug, Serialize)]
@@ -19,6 +19,7 @@ pub(crate) struct Report {
     pub(crate) ok: bool,
     pub(crate) problems: Vec<String>,
     pub(crate) target: TargetKind,
+    pub(crate) transport: Transport,
     pub(crate) subscribe_urls: Vec<String>,
     pub(crate) publish_urls: Vec<String>,
     pub(crate) elapsed_secs: f64,
@@ -42,6 +43,10 @@ pub(crate) struct ClientSection {
     pub(crate) publish_cpu_secs: Option<f64>,
     pub(crate) cpu_secs_per_million_deliveries: Option<f64>,
     pub(crate) rss_kib: Option<u64>,
+    /// RSS of this benchmark's processes once every connection is ready, and that divided by
+    /// the connections (an upper bound: it includes each process's baseline).
+    pub(crate) rss_kib_connected: Option<u64>,
+    pub(crate) rss_kib_per_connection: Option<f64>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -103,6 +108,8 @@ pub(crate) struct DeliverySection {
     pub(crate) out_of_order: u64,
     /// Events a subscriber should not have received (another user's).
     pub(crate) misdirected: u64,
+    /// Events whose Herald id was not greater than the one before on the same connection.
+    pub(crate) id_regressions: u64,
     /// Received events whose publish was not confirmed.
     pub(crate) unconfirmed: u64,
     pub(crate) subscribers_with_loss: u64,
@@ -204,6 +211,7 @@ impl Report {
             ok: false,
             problems: Vec::new(),
             target: job.target.kind,
+            transport: job.target.transport,
             subscribe_urls: job.target.subscribe.iter().map(|e| e.raw.clone()).collect(),
             publish_urls: job.target.publish.iter().map(|e| e.raw.clone()).collect(),
             elapsed_secs: 0.0,
@@ -287,6 +295,7 @@ impl Report {
         d.duplicates = r.duplicates;
         d.out_of_order = r.out_of_order;
         d.misdirected = r.misdirected;
+        d.id_regressions = r.id_regressions;
         d.unconfirmed = r.unconfirmed;
         d.subscribers_with_loss = r.subscribers_with_loss;
         d.order_divergent_subscribers = (job.mode != Mode::Publish).then_some(t.order_divergent);
@@ -331,21 +340,28 @@ impl Report {
     pub(crate) fn set_client(
         &mut self,
         pids: &[u32],
+        connected: Option<Sample>,
         before: Option<Sample>,
         after: Option<Sample>,
     ) {
-        let (Some(a), Some(b)) = (before, after) else {
-            return;
-        };
-        let deliveries = self.delivery.as_ref().map_or(0, |d| d.delivered_in_window);
-        let cpu = round(b.cpu_secs - a.cpu_secs, 3);
-        self.client = Some(ClientSection {
+        let mut client = ClientSection {
             pids: pids.to_vec(),
-            publish_cpu_secs: Some(cpu),
-            cpu_secs_per_million_deliveries: (deliveries > 0)
-                .then(|| round(cpu / (deliveries as f64 / 1e6), 3)),
-            rss_kib: Some(b.rss_kib),
-        });
+            ..ClientSection::default()
+        };
+        if let Some(c) = connected {
+            client.rss_kib_connected = Some(c.rss_kib);
+            let n = self.connections.connected;
+            client.rss_kib_per_connection = (n > 0).then(|| round(c.rss_kib as f64 / n as f64, 2));
+        }
+        if let (Some(a), Some(b)) = (before, after) {
+            let deliveries = self.delivery.as_ref().map_or(0, |d| d.delivered_in_window);
+            let cpu = round(b.cpu_secs - a.cpu_secs, 3);
+            client.publish_cpu_secs = Some(cpu);
+            client.cpu_secs_per_million_deliveries =
+                (deliveries > 0).then(|| round(cpu / (deliveries as f64 / 1e6), 3));
+            client.rss_kib = Some(b.rss_kib);
+        }
+        self.client = Some(client);
     }
 
     pub(crate) fn set_stats(
@@ -409,6 +425,12 @@ impl Report {
                 problems.push(format!(
                     "{} event(s) delivered to the wrong subscriber",
                     d.misdirected
+                ));
+            }
+            if d.id_regressions > 0 {
+                problems.push(format!(
+                    "{} event(s) whose id did not grow on their connection",
+                    d.id_regressions
                 ));
             }
             if d.out_of_order > 0 && job.concurrency == 1 {
@@ -522,6 +544,7 @@ impl Report {
             if let Some(n) = d.order_divergent_subscribers {
                 let _ = write!(line, ", order divergent {n}");
             }
+            let _ = write!(line, ", ids not growing {}", d.id_regressions);
             let _ = writeln!(o, "{line}");
             let _ = writeln!(o, "  latency      publish→receive {}", d.latency_us.human());
         }
@@ -573,6 +596,14 @@ impl Report {
             );
         }
         if let Some(cl) = &self.client {
+            if let (Some(rss), Some(per)) = (cl.rss_kib_connected, cl.rss_kib_per_connection) {
+                let _ = writeln!(
+                    o,
+                    "  client       RSS connected {:.1} MiB ({per:.2} KiB/connection, baseline included; {} process(es))",
+                    rss as f64 / 1024.0,
+                    cl.pids.len()
+                );
+            }
             if let Some(cpu) = cl.publish_cpu_secs {
                 let per = cl
                     .cpu_secs_per_million_deliveries

@@ -115,6 +115,7 @@ impl Job {
         }
         let target = Target::resolve(&TargetInput {
             kind: t.target,
+            transport: t.transport,
             bases: &t.urls,
             subscribe: &t.subscribe_urls,
             publish: &t.publish_urls,
@@ -391,6 +392,7 @@ pub(crate) async fn execute(job: Job) -> anyhow::Result<bool> {
     let mut client_pids = vec![std::process::id()];
     client_pids.extend(fleet.child_pids());
     let client_probe = Probe::new(&client_pids).ok().flatten();
+    let c_connected = client_probe.as_ref().and_then(Probe::try_sample);
     let mut c_before_publish = None;
     let mut c_delivered = None;
     rep.set_connect(&ready);
@@ -511,7 +513,12 @@ pub(crate) async fn execute(job: Job) -> anyhow::Result<bool> {
     }
     rep.set_stats(stats_before.as_ref(), stats_after.as_ref());
     if let Some(client_probe) = &client_probe {
-        rep.set_client(client_probe.pids(), c_before_publish, c_delivered);
+        rep.set_client(
+            client_probe.pids(),
+            c_connected,
+            c_before_publish,
+            c_delivered,
+        );
     }
     rep.elapsed_secs = crate::util::round(started.elapsed().as_secs_f64(), 3);
     rep.finalize(&job);

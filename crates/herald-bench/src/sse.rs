@@ -11,16 +11,21 @@ use memchr::memmem::Finder;
 pub(crate) struct SseParser {
     event: Vec<u8>,
     data: Vec<u8>,
+    /// The `id` field of the event being parsed (not the stream's last event id, which
+    /// persists: the benchmark checks the ids events carry).
+    id: Vec<u8>,
+    has_id: bool,
 }
 
 impl SseParser {
-    /// Parses every complete line at the start of `buf`, calling `on_event(name, data)` for each
-    /// dispatched event (name empty when the stream gave none), and removes what it consumed
+    /// Parses every complete line at the start of `buf`, calling `on_event(name, id, data)` for
+    /// each dispatched event (name empty when the stream gave none, id `None` when the event
+    /// carried no `id` field), and removes what it consumed
     /// from `buf`, leaving an incomplete last line. Returns the number of events dispatched.
     pub(crate) fn feed(
         &mut self,
         buf: &mut Vec<u8>,
-        mut on_event: impl FnMut(&[u8], &[u8]),
+        mut on_event: impl FnMut(&[u8], Option<&[u8]>, &[u8]),
     ) -> usize {
         let mut pos = 0;
         let mut events = 0;
@@ -40,11 +45,13 @@ impl SseParser {
             if line.is_empty() {
                 if !self.data.is_empty() {
                     self.data.pop(); // the LF after the last data line
-                    on_event(&self.event, &self.data);
+                    let id = self.has_id.then_some(&self.id[..]);
+                    on_event(&self.event, id, &self.data);
                     events += 1;
                 }
                 self.data.clear();
                 self.event.clear();
+                self.has_id = false;
             } else if line[0] != b':' {
                 let (field, value) = match memchr::memchr(b':', line) {
                     Some(colon) => {
@@ -62,7 +69,12 @@ impl SseParser {
                         self.event.clear();
                         self.event.extend_from_slice(value);
                     }
-                    // `id` and `retry` matter to browsers, not to this benchmark.
+                    b"id" => {
+                        self.id.clear();
+                        self.id.extend_from_slice(value);
+                        self.has_id = true;
+                    }
+                    // `retry` matters to browsers, not to this benchmark.
                     _ => {}
                 }
             }
@@ -111,7 +123,7 @@ mod tests {
         let mut seen = Vec::new();
         for chunk in input.chunks(piece) {
             buf.extend_from_slice(chunk);
-            p.feed(&mut buf, |e, d| {
+            p.feed(&mut buf, |e, _, d| {
                 seen.push((
                     String::from_utf8_lossy(e).into_owned(),
                     String::from_utf8_lossy(d).into_owned(),
@@ -139,6 +151,20 @@ mod tests {
         for piece in 1..stream.len() {
             assert_eq!(parse_all(stream, piece), want, "piece {piece}");
         }
+    }
+
+    #[test]
+    fn ids_belong_to_their_event() {
+        let mut p = SseParser::default();
+        let mut buf =
+            b"id: a-1\nevent: x\ndata: 1\n\nevent: heartbeat\ndata: 2\n\nid: a-2\ndata: 3\n\n"
+                .to_vec();
+        let mut ids = Vec::new();
+        p.feed(&mut buf, |_, id, _| ids.push(id.map(<[u8]>::to_vec)));
+        assert_eq!(
+            ids,
+            vec![Some(b"a-1".to_vec()), None, Some(b"a-2".to_vec())]
+        );
     }
 
     #[test]

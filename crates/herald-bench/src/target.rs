@@ -1,4 +1,4 @@
-//! Where the load goes: `http://` URL templates, the loopback-only rule, the source addresses
+//! Where the load goes: `http://` (and, for WebSocket subscribers, `ws://`) URL templates, the loopback-only rule, the source addresses
 //! connections are spread over, and the per-target presets (herald, nchan, generic).
 
 use std::fmt;
@@ -55,12 +55,14 @@ impl<'a> Name<'a> {
     }
 }
 
-/// A parsed `http://host:port/path?query` whose path and query may hold `{channel}`, `{user}`
-/// and `{i}`. The host must be a loopback address.
+/// A parsed `http://host:port/path?query` (or `ws://…`) whose path and query may hold
+/// `{channel}`, `{user}` and `{i}`. The host must be a loopback address.
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint {
     /// The template as given, for reports.
     pub(crate) raw: String,
+    /// `ws://`: a WebSocket subscriber (opening handshake, then one event per message).
+    pub(crate) websocket: bool,
     pub(crate) addr: SocketAddr,
     /// The `Host` header value.
     pub(crate) host: String,
@@ -74,14 +76,17 @@ impl fmt::Display for Endpoint {
 }
 
 impl Endpoint {
-    /// Parses a URL template, refusing anything that is not plain HTTP to a loopback address.
+    /// Parses a URL template, refusing anything that is not plain HTTP (or plain WebSocket) to
+    /// a loopback address.
     pub(crate) fn parse(template: &str) -> anyhow::Result<Self> {
-        let rest = match template.strip_prefix("http://") {
-            Some(rest) => rest,
-            None if template.starts_with("https://") => {
-                bail!("{template}: https is not supported (loopback benchmarks use plain http)")
-            }
-            None => bail!("{template}: expected a URL starting with http://"),
+        let (rest, websocket) = if let Some(rest) = template.strip_prefix("http://") {
+            (rest, false)
+        } else if let Some(rest) = template.strip_prefix("ws://") {
+            (rest, true)
+        } else if template.starts_with("https://") || template.starts_with("wss://") {
+            bail!("{template}: TLS is not supported (loopback benchmarks use plain http and ws)")
+        } else {
+            bail!("{template}: expected a URL starting with http:// (or ws://)")
         };
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(split);
@@ -118,6 +123,7 @@ impl Endpoint {
         };
         Ok(Endpoint {
             raw: template.to_owned(),
+            websocket,
             addr: SocketAddr::new(ip, port),
             host: authority.to_owned(),
             parts: parse_parts(&path).with_context(|| format!("{template}: bad template"))?,
@@ -238,6 +244,17 @@ pub(crate) enum TargetKind {
     Generic,
 }
 
+/// How subscribers receive events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Transport {
+    /// Server-Sent Events: `GET` a `text/event-stream` response.
+    Sse,
+    /// WebSocket: an opening handshake (`101`), then one event per message (Herald: `GET
+    /// /api/ws`, `{"id","event","data"}` text messages).
+    Websocket,
+}
+
 /// The shape of a publish request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -262,6 +279,7 @@ pub(crate) enum PublishTo {
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
     pub(crate) kind: TargetKind,
+    pub(crate) transport: Transport,
     pub(crate) subscribe: Vec<Endpoint>,
     pub(crate) publish: Vec<Endpoint>,
     /// Herald-style stats URLs (one per server), summed.
@@ -274,6 +292,8 @@ pub(crate) struct Target {
 #[derive(Debug)]
 pub(crate) struct TargetInput<'a> {
     pub(crate) kind: TargetKind,
+    /// `None`: from the subscribe URLs' scheme (SSE for presets).
+    pub(crate) transport: Option<Transport>,
     pub(crate) bases: &'a [String],
     pub(crate) subscribe: &'a [String],
     pub(crate) publish: &'a [String],
@@ -298,16 +318,25 @@ impl Target {
         } else {
             "{channel}"
         };
+        let ws = input.transport == Some(Transport::Websocket);
         let (sub_default, pub_default, stats_default): (&str, &str, Option<&str>) = match input.kind
         {
             // Targeted publishes go to users: no channel to join.
             TargetKind::Herald if input.per_user => (
-                "/api/sse?userId={user}",
+                if ws {
+                    "/api/ws?userId={user}"
+                } else {
+                    "/api/sse?userId={user}"
+                },
                 "/api/sse/message",
                 Some("/api/sse/stats"),
             ),
             TargetKind::Herald => (
-                "/api/sse?channels={channel}&userId={user}",
+                if ws {
+                    "/api/ws?channels={channel}&userId={user}"
+                } else {
+                    "/api/sse?channels={channel}&userId={user}"
+                },
                 "/api/sse/message",
                 Some("/api/sse/stats"),
             ),
@@ -326,7 +355,16 @@ impl Target {
         } else if input.kind == TargetKind::Generic {
             bail!("--target generic needs --subscribe-url (and --publish-url)");
         } else {
-            bases.iter().map(|b| with_chan(b, sub_default)).collect()
+            bases
+                .iter()
+                .map(|b| {
+                    let url = with_chan(b, sub_default);
+                    match url.strip_prefix("http://") {
+                        Some(rest) if ws => format!("ws://{rest}"),
+                        _ => url,
+                    }
+                })
+                .collect()
         };
         let mut publish: Vec<String> = if !input.publish.is_empty() {
             input.publish.to_vec()
@@ -359,12 +397,33 @@ impl Target {
                 (None, _) => None,
             }
         };
+        let subscribe: Vec<Endpoint> = subscribe
+            .iter()
+            .map(|s| Endpoint::parse(s))
+            .collect::<anyhow::Result<_>>()?;
+        anyhow::ensure!(!subscribe.is_empty(), "no subscribe URL");
+        let transport = if subscribe[0].websocket {
+            Transport::Websocket
+        } else {
+            Transport::Sse
+        };
+        if let Some(e) = subscribe
+            .iter()
+            .find(|e| e.websocket != subscribe[0].websocket)
+        {
+            bail!("{e}: all subscribe URLs must use the same transport (http:// for SSE, ws:// for WebSocket)");
+        }
+        if input.transport.is_some_and(|t| t != transport) {
+            bail!(
+                "--transport {} does not match the subscribe URL {} (http:// is SSE, ws:// is WebSocket)",
+                if ws { "websocket" } else { "sse" },
+                subscribe[0]
+            );
+        }
         Ok(Target {
             kind: input.kind,
-            subscribe: subscribe
-                .iter()
-                .map(|s| Endpoint::parse(s))
-                .collect::<anyhow::Result<_>>()?,
+            transport,
+            subscribe,
             publish: publish
                 .iter()
                 .map(|s| Endpoint::parse(s))
@@ -434,6 +493,8 @@ mod tests {
             "127.0.0.1:8080",
             "http://127.0.0.1:8080/{nope}",
             "http://127.0.0.1:8080/{channel",
+            "wss://127.0.0.1:8080/api/ws",
+            "ws://10.0.0.1:8080/api/ws",
             "http://127.0.0.1:99999/",
         ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad} should be refused");
@@ -463,6 +524,7 @@ mod tests {
         let bases = vec!["http://127.0.0.1:8080".to_owned()];
         let input = |kind, per_user| TargetInput {
             kind,
+            transport: None,
             bases: &bases,
             subscribe: &[],
             publish: &[],
@@ -483,5 +545,52 @@ mod tests {
         assert_eq!(n.body, BodyMode::Raw);
         assert_eq!(n.ready_event, None);
         assert!(Target::resolve(&input(TargetKind::Generic, false)).is_err());
+        assert_eq!(h.transport, Transport::Sse);
+        assert!(!h.subscribe[0].websocket);
+    }
+
+    #[test]
+    fn websocket_presets_and_schemes() {
+        let bases = vec!["http://127.0.0.1:8080".to_owned()];
+        let ws_url = vec!["ws://127.0.0.1:9000/live?u={user}".to_owned()];
+        let input = |kind, transport, subscribe: &'static [String], per_user| TargetInput {
+            kind,
+            transport,
+            bases: &[],
+            subscribe,
+            publish: &[],
+            stats: &[],
+            body: None,
+            ready_event: None,
+            ready_on_headers: false,
+            publish_to: PublishTo::All,
+            per_user,
+        };
+        let leak = |v: Vec<String>| -> &'static [String] { Vec::leak(v) };
+        let bases = leak(bases);
+        let mut i = input(TargetKind::Herald, Some(Transport::Websocket), &[], false);
+        i.bases = bases;
+        let h = Target::resolve(&i).unwrap();
+        assert_eq!(h.transport, Transport::Websocket);
+        assert_eq!(
+            h.subscribe[0].raw,
+            "ws://127.0.0.1:8080/api/ws?channels={channel}&userId={user}"
+        );
+        assert!(h.subscribe[0].websocket);
+        assert_eq!(h.publish[0].raw, "http://127.0.0.1:8080/api/sse/message");
+        assert_eq!(h.stats[0].raw, "http://127.0.0.1:8080/api/sse/stats");
+        assert_eq!(h.ready_event.as_deref(), Some("connected"));
+        i.per_user = true;
+        assert_eq!(
+            Target::resolve(&i).unwrap().subscribe[0].raw,
+            "ws://127.0.0.1:8080/api/ws?userId={user}"
+        );
+        // A generic target: the scheme says which transport.
+        let mut g = input(TargetKind::Generic, None, leak(ws_url), false);
+        g.publish = bases;
+        assert_eq!(Target::resolve(&g).unwrap().transport, Transport::Websocket);
+        g.transport = Some(Transport::Sse);
+        let err = Target::resolve(&g).unwrap_err().to_string();
+        assert!(err.contains("does not match"), "{err}");
     }
 }

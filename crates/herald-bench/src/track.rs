@@ -94,6 +94,21 @@ pub(crate) struct Tracker {
     max_seq: Option<u64>,
     /// A hash of the order events arrived in; equal across subscribers that saw the same order.
     pub(crate) order_hash: u64,
+    /// The last Herald event id seen (`(epoch, seq)`), and how many ids did not grow.
+    last_id: Option<(u64, u64)>,
+    pub(crate) id_regressions: u64,
+}
+
+/// A Herald event id `<hex epoch>-<decimal seq>` as `(epoch, seq)`, ordered as the hub orders
+/// them; `None` for any other id.
+pub(crate) fn parse_event_id(id: &[u8]) -> Option<(u64, u64)> {
+    let dash = memchr::memrchr(b'-', id)?;
+    let (epoch, seq) = (&id[..dash], &id[dash + 1..]);
+    let epoch = u64::from_str_radix(std::str::from_utf8(epoch).ok()?, 16).ok()?;
+    if seq.is_empty() || !seq.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some((epoch, std::str::from_utf8(seq).ok()?.parse().ok()?))
 }
 
 /// The verdict on one subscriber once publishing is over.
@@ -118,7 +133,22 @@ impl Tracker {
             misdirected: 0,
             max_seq: None,
             order_hash: 0xCBF2_9CE4_8422_2325,
+            last_id: None,
+            id_regressions: 0,
         }
+    }
+
+    /// Records the id of an event (any event, the `connected` one included): each must be
+    /// greater than the one before. Ids that are not Herald's are ignored.
+    #[inline]
+    pub(crate) fn record_id(&mut self, id: &[u8]) {
+        let Some(id) = parse_event_id(id) else {
+            return;
+        };
+        if self.last_id.is_some_and(|last| id <= last) {
+            self.id_regressions += 1;
+        }
+        self.last_id = Some(id);
     }
 
     /// Records one received event. Returns whether it was new and expected.
@@ -251,6 +281,28 @@ mod tests {
         // Half the events handed out: the user expects only its share of those.
         let share = lists[3].iter().filter(|&&s| s < 2500).count() as u64;
         assert_eq!(t.verdict(2500, &[]).expected, share);
+    }
+
+    #[test]
+    fn ids_must_grow() {
+        assert_eq!(parse_event_id(b"000000000abc-7"), Some((0xabc, 7)));
+        assert_eq!(parse_event_id(b"abc-"), None);
+        assert_eq!(parse_event_id(b"x-1"), None);
+        assert_eq!(parse_event_id(b"17"), None);
+        let mut t = Tracker::new(Expect::Nothing);
+        for id in [
+            &b"a-1"[..],
+            b"a-2",
+            b"a-10",
+            b"b-0",
+            b"other",
+            b"b-0",
+            b"a-99",
+            b"b-1",
+        ] {
+            t.record_id(id);
+        }
+        assert_eq!(t.id_regressions, 2); // b-0 again, then a-99
     }
 
     #[test]

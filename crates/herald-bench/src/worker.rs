@@ -21,11 +21,12 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::{self, BodyDecoder};
+use crate::http::{self, BodyDecoder, Framing};
 use crate::sse::{scan_payload, SseParser};
 use crate::target::{self, Endpoint, Name, Vars};
 use crate::track::{self, Expect, Tracker};
 use crate::util::{new_histogram, now_us};
+use crate::ws::{self, WsReader};
 
 /// What a worker's subscribers expect.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -147,6 +148,9 @@ pub(crate) struct WorkerResult {
     pub(crate) unconfirmed: u64,
     /// Other events (the hub's `connected`, heartbeats…), not counted anywhere else.
     pub(crate) other_events: u64,
+    /// Events whose Herald id was not greater than the previous event's, on one connection.
+    #[serde(default)]
+    pub(crate) id_regressions: u64,
     pub(crate) subscribers_with_loss: u64,
     pub(crate) subscribers_ended_early: u64,
     pub(crate) end_reasons: BTreeMap<String, u64>,
@@ -163,7 +167,7 @@ const READY: u8 = 1;
 const FAILED: u8 = 2;
 const ENDED: u8 = 3;
 const HIST_SHARDS: usize = 8;
-/// Most decoded bytes held without a complete line.
+/// Most decoded bytes held without a complete line (SSE) or frame (WebSocket).
 const MAX_PENDING: usize = 4 << 20;
 /// Longest reason text kept (error messages can embed arbitrary bytes).
 const MAX_REASON: usize = 120;
@@ -391,6 +395,7 @@ async fn work(
         result.duplicates += tracker.duplicates;
         result.out_of_order += tracker.out_of_order;
         result.misdirected += tracker.misdirected;
+        result.id_regressions += tracker.id_regressions;
         result.subscribers_with_loss += u64::from(v.lost > 0);
         result.subscribers_ended_early += u64::from(ended_early);
         if fanout
@@ -474,10 +479,15 @@ async fn drain(shared: &Shared, issued: u64, failed: &[u64], timeout: Duration) 
 /// One subscriber connection, once its response head is read.
 struct Conn {
     stream: TcpStream,
+    /// SSE: the body's framing. WebSocket: passes every byte through (close-delimited).
     decoder: BodyDecoder,
-    /// Decoded body bytes not parsed yet (an incomplete line).
+    /// Decoded body bytes not parsed yet (an incomplete line or frame).
     pending: Vec<u8>,
     parser: SseParser,
+    /// WebSocket: the frame reader (SSE: `None`).
+    ws: Option<WsReader>,
+    /// WebSocket: frames to send back (pongs), written after each read.
+    reply: Vec<u8>,
     ready: bool,
 }
 
@@ -571,10 +581,19 @@ async fn open(
     };
     let mut path = Vec::with_capacity(128);
     endpoint.write_path(&mut path, &vars);
-    let mut headers = vec![
-        ("Accept".to_owned(), "text/event-stream".to_owned()),
-        ("Cache-Control".to_owned(), "no-cache".to_owned()),
-    ];
+    let key = endpoint.websocket.then(|| ws::key_for(global));
+    let mut headers = match &key {
+        None => vec![
+            ("Accept".to_owned(), "text/event-stream".to_owned()),
+            ("Cache-Control".to_owned(), "no-cache".to_owned()),
+        ],
+        Some(key) => vec![
+            ("Connection".to_owned(), "Upgrade".to_owned()),
+            ("Upgrade".to_owned(), "websocket".to_owned()),
+            ("Sec-WebSocket-Version".to_owned(), "13".to_owned()),
+            ("Sec-WebSocket-Key".to_owned(), key.clone()),
+        ],
+    };
     headers.extend(sh.spec.headers.iter().cloned());
     http::write_request(&mut request, "GET", &endpoint.host, &path, &headers, None);
     stream
@@ -593,13 +612,24 @@ async fn open(
             Err(e) => return Err(format!("read: {}", io_reason(&e))),
         }
     };
-    if head.status != 200 {
+    let wanted = if key.is_some() { 101 } else { 200 };
+    if head.status != wanted {
         let code = crate::util::json_str_field(&raw[len..], "code")
             .map(|c| format!(" {c}"))
             .unwrap_or_default();
         return Err(format!("HTTP {}{code}", head.status));
     }
-    if !head.content_type.starts_with("text/event-stream") {
+    if let Some(key) = &key {
+        if !head.upgrade.eq_ignore_ascii_case("websocket") {
+            return Err(format!(
+                "101 without Upgrade: websocket ({:?})",
+                head.upgrade
+            ));
+        }
+        if head.ws_accept != ws::accept_for(key) {
+            return Err("wrong Sec-WebSocket-Accept".to_owned());
+        }
+    } else if !head.content_type.starts_with("text/event-stream") {
         return Err(format!(
             "not an event stream (content-type {:?})",
             head.content_type
@@ -607,21 +637,31 @@ async fn open(
     }
     let mut conn = Conn {
         stream,
-        decoder: BodyDecoder::new(head.framing),
+        decoder: BodyDecoder::new(if key.is_some() {
+            Framing::Close
+        } else {
+            head.framing
+        }),
         pending: Vec::new(),
         parser: SseParser::default(),
+        ws: key.is_some().then(WsReader::default),
+        reply: Vec::new(),
         ready: sh.spec.ready_event.is_none(),
     };
     conn.decoder
         .feed(&raw[len..], &mut conn.pending)
         .map_err(|e| e.to_string())?;
     drop(raw);
-    process(sh, local, &mut conn, tracker);
+    process(sh, local, &mut conn, tracker)
+        .await
+        .map_err(|reason| format!("before the ready event: {reason}"))?;
     while !conn.ready {
-        match read_some(&mut conn).await {
-            Ok(()) => process(sh, local, &mut conn, tracker),
-            Err(reason) => return Err(format!("before the ready event: {reason}")),
+        let read = read_some(&mut conn).await;
+        match read {
+            Ok(()) => process(sh, local, &mut conn, tracker).await,
+            Err(reason) => Err(reason),
         }
+        .map_err(|reason| format!("before the ready event: {reason}"))?;
     }
     Ok(conn)
 }
@@ -674,7 +714,9 @@ async fn read_some(conn: &mut Conn) -> Result<(), String> {
                 .feed(&buf[..n], pending)
                 .map_err(|e| format!("bad body: {e}"))?;
             if pending.len() > MAX_PENDING {
-                return Err(format!("an SSE line longer than {MAX_PENDING} bytes"));
+                return Err(format!(
+                    "an SSE line or WebSocket frame longer than {MAX_PENDING} bytes"
+                ));
             }
             Ok(true)
         })?;
@@ -690,14 +732,35 @@ async fn read_loop(sh: &Shared, local: usize, conn: &mut Conn, tracker: &mut Tra
         if let Err(reason) = read_some(conn).await {
             return reason;
         }
-        process(sh, local, conn, tracker);
+        if let Err(reason) = process(sh, local, conn, tracker).await {
+            return reason;
+        }
     }
 }
 
-/// Parses the complete events in the connection's buffer and books them.
-fn process(sh: &Shared, local: usize, conn: &mut Conn, tracker: &mut Tracker) {
+/// Parses the complete events in the connection's buffer and books them; a WebSocket's answers
+/// to pings are written before it returns. An error is why the stream must end (a close frame,
+/// a bad frame, a failed write).
+async fn process(
+    sh: &Shared,
+    local: usize,
+    conn: &mut Conn,
+    tracker: &mut Tracker,
+) -> Result<(), String> {
+    book(sh, local, conn, tracker)?;
+    if !conn.reply.is_empty() {
+        conn.stream
+            .write_all(&conn.reply)
+            .await
+            .map_err(|e| format!("send pong: {}", io_reason(&e)))?;
+        conn.reply = Vec::new();
+    }
+    Ok(())
+}
+
+fn book(sh: &Shared, local: usize, conn: &mut Conn, tracker: &mut Tracker) -> Result<(), String> {
     if conn.pending.is_empty() {
-        return;
+        return Ok(());
     }
     let now = now_us();
     let mut got = 0u64;
@@ -705,8 +768,18 @@ fn process(sh: &Shared, local: usize, conn: &mut Conn, tracker: &mut Tracker) {
     let mut other = 0u64;
     let mut hist = None;
     let ready_event = sh.spec.ready_event.as_deref().map(str::as_bytes);
-    let ready = &mut conn.ready;
-    conn.parser.feed(&mut conn.pending, |name, data| {
+    let Conn {
+        pending,
+        parser,
+        ws,
+        reply,
+        ready,
+        ..
+    } = conn;
+    let mut on_event = |name: &[u8], id: Option<&[u8]>, data: &[u8]| {
+        if let Some(id) = id {
+            tracker.record_id(id);
+        }
         if !*ready && Some(name) == ready_event {
             *ready = true;
             other += 1;
@@ -720,7 +793,25 @@ fn process(sh: &Shared, local: usize, conn: &mut Conn, tracker: &mut Tracker) {
         new += u32::from(tracker.record(seq));
         hist.get_or_insert_with(|| sh.hist[local % HIST_SHARDS].lock())
             .saturating_record(now.saturating_sub(ts).max(1));
-    });
+    };
+    let ended = match ws {
+        None => {
+            parser.feed(pending, &mut on_event);
+            Ok(())
+        }
+        Some(reader) => reader
+            .feed(pending, reply, |message| {
+                let (name, id, data) = ws::split_message(message);
+                on_event(name, id, data);
+            })
+            .map(drop)
+            .map_err(|end| end.to_string()),
+    };
+    if ws.as_ref().is_some_and(|r| r.held() > MAX_PENDING) {
+        return Err(format!(
+            "a fragmented WebSocket message longer than {MAX_PENDING} bytes"
+        ));
+    }
     drop(hist);
     if new > 0 {
         sh.unique[local].fetch_add(new, Relaxed);
@@ -734,6 +825,7 @@ fn process(sh: &Shared, local: usize, conn: &mut Conn, tracker: &mut Tracker) {
     if other > 0 {
         sh.other_events.fetch_add(other, Relaxed);
     }
+    ended
 }
 
 /// A short, stable description of an I/O error for grouping failures.

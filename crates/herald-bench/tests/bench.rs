@@ -26,10 +26,15 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
-        let config = Config {
+        Server::start_with(|_| {}).await
+    }
+
+    async fn start_with(adjust: impl FnOnce(&mut Config)) -> Server {
+        let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             ..Config::default()
         };
+        adjust(&mut config);
         config.validate().expect("valid configuration");
         let listener = TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -336,12 +341,178 @@ async fn a_stream_that_ends_early_counts_as_loss() {
     srv.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_fanout_counts_every_event() {
+    let srv = Server::start().await;
+    let pid = std::process::id().to_string();
+    let run = bench(&[
+        "fanout",
+        "--url",
+        &srv.url(),
+        "--transport",
+        "websocket",
+        "--subscribers",
+        "5",
+        "--events",
+        "10",
+        "--payload-bytes",
+        "300",
+        "--server-pid",
+        &pid,
+    ])
+    .await;
+    assert_complete(&run, 5, 50);
+    let j = &run.json;
+    assert_eq!(j["transport"], "websocket", "{j:#}");
+    let sub = j["subscribe_urls"][0].as_str().unwrap();
+    assert!(
+        sub.starts_with("ws://") && sub.contains("/api/ws?channels="),
+        "{sub}"
+    );
+    // The hub counted WebSocket deliveries like SSE ones, and ids grew on every socket.
+    assert_eq!(u(j, "server_stats.events_delivered"), 50);
+    assert_eq!(u(j, "server_stats.connections_after"), 5);
+    assert_eq!(u(j, "delivery.id_regressions"), 0);
+    assert_eq!(u(j, "delivery.out_of_order"), 0);
+    assert_eq!(u(j, "delivery.order_divergent_subscribers"), 0);
+    // Each socket's `connected` message was its ready signal.
+    assert!(u(j, "delivery.other_events") >= 5, "{j:#}");
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_connections_over_two_processes_and_targeted_publishes() {
+    let srv = Server::start().await;
+    let run = bench(&[
+        "connections",
+        "--url",
+        &srv.url(),
+        "--transport",
+        "websocket",
+        "--connections",
+        "40",
+        "--processes",
+        "2",
+        "--source-addrs",
+        "2",
+        "--hold",
+        "0.3",
+        "--then-fanout-events",
+        "7",
+    ])
+    .await;
+    assert_complete(&run, 40, 280);
+    assert_eq!(u(&run.json, "connections.ended_early"), 0);
+    let run = bench(&[
+        "publish",
+        "--url",
+        &srv.url(),
+        "--transport",
+        "websocket",
+        "--users",
+        "30",
+        "--events",
+        "300",
+        "--concurrency",
+        "8",
+        "--seed",
+        "7",
+    ])
+    .await;
+    assert_complete(&run, 30, 300);
+    let sub = run.json["subscribe_urls"][0].as_str().unwrap().to_owned();
+    assert!(sub.ends_with("/api/ws?userId={user}"), "{sub}");
+    srv.stop().await;
+}
+
+/// The hub pings every socket and drops one that does not answer: the client's pongs keep
+/// them all open across several ping rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_subscribers_answer_the_hubs_pings() {
+    let srv = Server::start_with(|c| {
+        c.http.ws_ping_interval = Duration::from_millis(100);
+        c.http.ws_pong_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let run = bench(&[
+        "connections",
+        "--url",
+        &srv.url(),
+        "--transport",
+        "websocket",
+        "--connections",
+        "10",
+        "--hold",
+        "1.5",
+        "--then-fanout-events",
+        "3",
+    ])
+    .await;
+    assert_complete(&run, 10, 30);
+    let j = &run.json;
+    assert_eq!(u(j, "connections.ended_early"), 0, "{j:#}");
+    assert_eq!(u(j, "server_stats.connections_after"), 10, "{j:#}");
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_the_hub_closes_counts_as_loss() {
+    let srv = Server::start().await;
+    let child = command(&[
+        "fanout",
+        "--url",
+        &srv.url(),
+        "--transport",
+        "websocket",
+        "--subscribers",
+        "4",
+        "--events",
+        "60",
+        "--rate",
+        "20",
+        "--check",
+        "--json",
+        "--no-progress",
+    ])
+    .spawn()
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while srv.hub.stats().await.events_published < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "nothing published");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let ended = srv
+        .hub
+        .disconnect(vec![UserId::new("u2").unwrap()], vec![])
+        .await
+        .unwrap();
+    assert_eq!(ended, 1);
+    let out = tokio::time::timeout(RUN_LIMIT, child.wait_with_output())
+        .await
+        .expect("herald-bench did not finish")
+        .unwrap();
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(2), "--check fails the run: {j:#}");
+    assert_eq!(u(&j, "connections.ended_early"), 1, "{j:#}");
+    let reasons = j["connections"]["end_reasons"].as_object().unwrap();
+    assert!(
+        reasons.keys().any(|r| r.contains("closed by the server")),
+        "{j:#}"
+    );
+    let lost = u(&j, "delivery.lost");
+    assert!(lost > 0 && lost < 60, "{j:#}");
+    assert_eq!(u(&j, "delivery.unique") + lost, 240, "{j:#}");
+    assert_eq!(u(&j, "delivery.duplicates"), 0);
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn refuses_targets_off_loopback() {
     for url in [
         "http://10.1.2.3:8080",
         "http://example.com:80",
         "https://127.0.0.1:8080",
+        "ws://10.1.2.3:8080",
     ] {
         let out = command(&[
             "fanout",
