@@ -36,6 +36,9 @@ const INITIAL_HEAD_BUFFER: usize = 1024;
 pub(crate) enum FirstRequest {
     /// A `GET /api/sse` request, parsed, ready for the router.
     EventStream(Box<axum::http::Request<Body>>),
+    /// A WebSocket handshake (`GET /api/ws`): for hyper, like [`FirstRequest::Other`], but on
+    /// the stream runtime, where the socket then stays (the API runtime is for short requests).
+    Socket(Bytes),
     /// Anything else: the bytes read so far, for hyper to parse again.
     Other(Bytes),
     /// The client closed the connection, or took too long.
@@ -146,6 +149,7 @@ pub(crate) async fn read_first_request(
     match read {
         Ok(Ok(Ok(true))) => match build_request(&buf) {
             Some(request) => FirstRequest::EventStream(Box::new(request)),
+            None if is_socket_handshake(&buf) => FirstRequest::Socket(buf.freeze()),
             None => FirstRequest::Other(buf.freeze()),
         },
         Ok(Ok(Ok(false))) => FirstRequest::Other(buf.freeze()),
@@ -173,6 +177,17 @@ fn parse_head(buf: &[u8]) -> httparse::Result<usize> {
     tests::PARSES.with(|n| n.set(n.get() + 1));
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     httparse::Request::new(&mut headers).parse(buf)
+}
+
+/// Whether `head` is a `GET` of the WebSocket path ([`crate::ws::WS_PATH`]).
+fn is_socket_handshake(head: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    if !matches!(parsed.parse(head), Ok(httparse::Status::Complete(_))) {
+        return false;
+    }
+    let path = parsed.path.unwrap_or("");
+    parsed.method == Some("GET") && path.split('?').next() == Some(crate::ws::WS_PATH)
 }
 
 /// Builds the request when it is a bodiless `GET` of the stream path ([`STREAM_PATH`]) over

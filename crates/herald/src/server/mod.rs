@@ -279,6 +279,18 @@ pub async fn serve_router(
                         FirstRequest::EventStream(request) => {
                             connection.run_event_stream(stream, *request).await
                         }
+                        FirstRequest::Socket(prefix) => {
+                            // Served by hyper here, on the stream runtime: the upgraded socket's
+                            // task is spawned where its handshake ran, and a long-lived socket
+                            // must not compete with publishes on the API runtime. Boxed as below.
+                            Box::pin(
+                                connection.run(
+                                    event_stream::Prefixed::new(prefix, stream),
+                                    head_deadline,
+                                ),
+                            )
+                            .await
+                        }
                         FirstRequest::Other(prefix) => {
                             // Boxed: hyper's connection future is large, and keeping it inline
                             // would make every event-stream task as big as it.

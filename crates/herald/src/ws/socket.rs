@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -70,25 +71,38 @@ pub(crate) async fn run(
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                chunk = subscription.next() => match chunk {
-                    Some(Ok(chunk)) => {
-                        for frame in split_frames(&chunk) {
-                            let Ok(text) = Utf8Bytes::try_from(frame) else {
-                                // Frames are JSON, cut at ASCII newlines: always UTF-8.
-                                tracing::error!(%connection, "a frame is not UTF-8; closing");
-                                return End::Failed;
-                            };
-                            if sink.feed(Message::Text(text)).await.is_err() {
-                                return End::Failed;
+                chunk = subscription.next() => {
+                    let mut next = chunk;
+                    // Everything queued by now goes out in one flush (one write where it fits).
+                    loop {
+                        match next {
+                            Some(Ok(chunk)) => {
+                                for frame in split_frames(&chunk) {
+                                    let Ok(text) = Utf8Bytes::try_from(frame) else {
+                                        // Frames are JSON, cut at ASCII newlines: always UTF-8.
+                                        tracing::error!(%connection, "a frame is not UTF-8; closing");
+                                        return End::Failed;
+                                    };
+                                    if sink.feed(Message::Text(text)).await.is_err() {
+                                        return End::Failed;
+                                    }
+                                }
+                            }
+                            Some(Err(_aborted)) => return End::Evicted,
+                            None => {
+                                let _ = sink.flush().await;
+                                return End::Closed;
                             }
                         }
-                        if sink.flush().await.is_err() {
-                            return End::Failed;
+                        match subscription.next().now_or_never() {
+                            Some(more) => next = more,
+                            None => break,
                         }
                     }
-                    Some(Err(_aborted)) => return End::Evicted,
-                    None => return End::Closed,
-                },
+                    if sink.flush().await.is_err() {
+                        return End::Failed;
+                    }
+                }
                 _ = ticks.tick() => {
                     if sink.send(Message::Ping(Bytes::new())).await.is_err() {
                         return End::Failed;
