@@ -133,6 +133,7 @@ pub mod metrics;
 pub mod presence;
 mod registry;
 pub mod server;
+pub mod socketio;
 pub mod sse;
 pub mod target;
 pub mod transport;
