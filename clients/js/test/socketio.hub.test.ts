@@ -229,4 +229,28 @@ describe('/socket.io/ against the real hub, with npm socket.io-client', () => {
     await publish(h, { event: 'end', data: null, users: ['alice'] });
     expect(await ticks(resumed)).toEqual([3, 4, 5]);
   });
+
+  for (const transport of ['polling', 'websocket'] as const) {
+    it(`${transport}: shutdown says disconnected, then disconnects the socket, and the hub exits`, async () => {
+      const h = await hub();
+      const c = await open(h, { userId: 'alice' }, transport);
+      const closed = within(
+        15_000,
+        'the server to disconnect the socket',
+        new Promise<string>((resolve) => c.socket.once('disconnect', (reason) => resolve(reason))),
+      );
+      // A name socket.io-client keeps for itself is not emitted; the marker after it is.
+      await publish(h, { event: 'disconnect', data: 1, users: ['alice'] });
+      await publish(h, { event: 'end', data: null, users: ['alice'] });
+      expect(await ticks(c)).toEqual([]);
+      expect(c.got.some((g) => g.event === 'disconnect')).toBe(false);
+      const exited = h.stop('SIGTERM', 10_000);
+      const bye = await c.waitFor('disconnected', (g) => g.event === 'disconnected');
+      expect(bye.data).toMatchObject({ reason: 'server_shutdown' });
+      // Over WebSocket the disconnect packet follows on the same socket. A long-polling client
+      // may instead find the listener already closed when it polls again after `disconnected`.
+      expect(await closed).toMatch(transport === 'websocket' ? /^io server disconnect$/ : /^(io server disconnect|transport (error|close))$/);
+      expect(await within(15_000, 'the hub to exit', exited)).toBe(0);
+    });
+  }
 });

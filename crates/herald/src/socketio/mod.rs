@@ -52,6 +52,17 @@ pub const SOCKETIO_PATH: &str = "/socket.io/";
 const BUFFER: usize = 1024;
 /// How often a full socket buffer is tried again.
 const FULL_RETRY: Duration = Duration::from_millis(10);
+/// Event names socket.io-client keeps for itself: an event emitted under one of them would
+/// fire the client's own handlers (a Socket.IO server refuses to emit them), so Herald events
+/// with these names are not sent to Socket.IO sockets.
+pub const RESERVED_EVENTS: &[&str] = &[
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
 
 /// The route entry of the endpoint: socketioxide's service for `GET` (the WebSocket upgrade,
 /// long polls) and `POST` (polling's client packets) at [`SOCKETIO_PATH`], its `/` namespace
@@ -257,6 +268,10 @@ async fn drain(
                     continue;
                 }
             };
+            if RESERVED_EVENTS.contains(&&*record.event) {
+                tracing::debug!(%connection, event = %record.event, "not emitted: a name socket.io-client reserves");
+                continue;
+            }
             if !emit(&socket, &record, &gone, &evicted).await {
                 failed = true;
                 break;
