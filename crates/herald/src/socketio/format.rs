@@ -1,4 +1,4 @@
-//! The Socket.IO wire format: what a Socket.IO connection's [`Subscription`] yields, which
+//! The Socket.IO wire format: what a Socket.IO connection's [`Subscription`](crate::Subscription) yields, which
 //! its drain task (`super::drain`) turns into `emit`s.
 //!
 //! A record is the WebSocket transport's JSON line ([`crate::ws::frame::encode`]):
@@ -8,7 +8,7 @@
 //! ```
 //!
 //! It is encoded once per event (slot [`slot::SOCKETIO`]) and ends with `\n`, so a chunk of
-//! coalesced records splits without copying; [`Record::parse`] borrows the name, the id and
+//! coalesced records splits without copying; `Record::parse` borrows the name, the id and
 //! the `data` as raw JSON, which the emit then copies into the Socket.IO packet. What stays per
 //! socket is socketioxide's own encoding of each packet (`42["notification",{…},"<id>"]`): one
 //! JSON scan and copy of the record per event and socket.
