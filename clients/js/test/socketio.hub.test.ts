@@ -11,7 +11,16 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { io, type Socket } from 'socket.io-client';
 import { postJson } from '../e2e/helpers/herald.js';
-import { requireHeraldBin, startHerald, subscribe, within, type HeraldProcess, type Subscriber } from './helpers/hub.js';
+import {
+  requireHeraldBin,
+  startHerald,
+  startRedis,
+  subscribe,
+  within,
+  type HeraldProcess,
+  type Redis,
+  type Subscriber,
+} from './helpers/hub.js';
 
 /** One event as the socket got it: `socket.on(name, (data, id) => …)`. */
 interface Got {
@@ -33,6 +42,7 @@ const hubs: HeraldProcess[] = [];
 const sockets: Socket[] = [];
 const subs: Subscriber[] = [];
 const raw: WebSocket[] = [];
+const redises: Redis[] = [];
 
 beforeAll(() => requireHeraldBin());
 
@@ -41,6 +51,7 @@ afterEach(async () => {
   for (const s of subs.splice(0)) s.close();
   for (const w of raw.splice(0)) w.terminate();
   await Promise.all(hubs.splice(0).map((h) => h.stop('SIGKILL', 5_000)));
+  await Promise.all(redises.splice(0).map((r) => r.kill()));
 });
 
 async function hub(args: string[] = []): Promise<HeraldProcess> {
@@ -253,4 +264,22 @@ describe('/socket.io/ against the real hub, with npm socket.io-client', () => {
       expect(await within(15_000, 'the hub to exit', exited)).toBe(0);
     });
   }
+
+  it('two nodes on Redis: an event published on one reaches Socket.IO sockets on both, once each', async () => {
+    const redis = await startRedis();
+    redises.push(redis);
+    const a = await hub(['--engine', redis.url]);
+    const b = await hub(['--engine', redis.url]);
+    const onA = await open(a, { userId: 'alice', channels: ['news'] }, 'polling');
+    const onB = await open(b, { userId: 'alice' });
+    const sse = await subscribe(b.url, 'channels=news');
+    subs.push(sse);
+    await publish(a, { event: 'tick', data: 1, users: ['alice'] });
+    await publish(b, { event: 'tick', data: 2, channels: ['news'] });
+    await publish(b, { event: 'end', data: null, broadcast: true });
+    expect(await ticks(onA)).toEqual([1, 2]);
+    expect(await ticks(onB)).toEqual([1]);
+    await sse.waitFor('the end marker', (e) => e.event === 'end');
+    expect(sse.named('tick').map((e) => e.data)).toEqual([2]);
+  });
 });
