@@ -10,12 +10,13 @@ import { createHmac } from 'node:crypto';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { io, type Socket } from 'socket.io-client';
-import { postJson } from '../e2e/helpers/herald.js';
+import { postJson, stats } from '../e2e/helpers/herald.js';
 import {
   requireHeraldBin,
   startHerald,
   startRedis,
   subscribe,
+  waitUntil,
   within,
   type HeraldProcess,
   type Redis,
@@ -281,5 +282,30 @@ describe('/socket.io/ against the real hub, with npm socket.io-client', () => {
     expect(await ticks(onB)).toEqual([1]);
     await sse.waitFor('the end marker', (e) => e.event === 'end');
     expect(sse.named('tick').map((e) => e.data)).toEqual([2]);
+  });
+
+  it('a socket that stops reading is evicted as a slow consumer and unregistered', async () => {
+    const h = await hub(['--queue-capacity', '16']);
+    // A bare Engine.IO polling session that connects to the namespace, then never polls again.
+    const base = `${h.url}/socket.io/?EIO=4&transport=polling`;
+    const open = await (await fetch(base)).text();
+    expect(open.startsWith('0')).toBe(true);
+    const { sid } = JSON.parse(open.slice(1)) as { sid: string };
+    const sent = await fetch(`${base}&sid=${sid}`, { method: 'POST', body: '40{"userId":"slow"}' });
+    expect(await sent.text()).toBe('ok');
+    const first = await (await fetch(`${base}&sid=${sid}`)).text();
+    expect(first).toContain('"connected"');
+    await waitUntil('the connection to register', async () => (await stats(h)).connections === 1);
+
+    // Past socketioxide's buffer (1,024 packets) and the 16 frames of Herald's queue.
+    const batch = Array.from({ length: 600 }, (_, n) => ({ event: 'tick', data: n, users: ['slow'] }));
+    for (let i = 0; i < 3; i++) {
+      const r = await postJson(`${h.url}/api/sse/messages`, batch);
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+    }
+    await waitUntil('the eviction', async () => {
+      const s = await stats(h);
+      return s.evictedSlowConsumers === 1 && s.connections === 0 && s;
+    });
   });
 });
