@@ -50,6 +50,9 @@ pub const SOCKETIO_PATH: &str = "/socket.io/";
 /// Packets socketioxide buffers per socket before `emit` reports the socket full. A long-poll
 /// client takes the buffer at each poll, so this holds a burst between two polls.
 const BUFFER: usize = 1024;
+/// Largest WebSocket message (and frame) a client may send: its packets are the namespace
+/// handshake (with `auth`, a token) and pongs. (socketioxide's default is 64 MiB.)
+const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 /// How often a full socket buffer is tried again.
 const FULL_RETRY: Duration = Duration::from_millis(10);
 /// Event names socket.io-client keeps for itself: an event emitted under one of them would
@@ -74,6 +77,8 @@ pub(crate) fn endpoint(state: &AppState) -> MethodRouter<AppState> {
         .ping_interval(config.ws_ping_interval)
         .ping_timeout(config.ws_pong_timeout)
         .max_buffer_size(BUFFER)
+        .ws_max_message_size(MAX_CLIENT_MESSAGE)
+        .ws_max_frame_size(MAX_CLIENT_MESSAGE)
         .build_svc();
     let admitting = state.clone();
     let serving = state.clone();
