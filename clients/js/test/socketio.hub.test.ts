@@ -4,7 +4,8 @@
  * (query identity and JWT), events targeted by user and by channel on both Engine.IO transports,
  * one user's SSE, WebSocket and Socket.IO tabs each getting an event once, a refused token as
  * `connect_error`, and resume with `auth.lastEventId` after a forced disconnect (a trailing
- * marker shows nothing is lost or repeated).
+ * marker shows nothing is lost or repeated), `reset`, the upgrade from polling to websocket, a
+ * slow reader's eviction, shutdown, and two nodes on Redis.
  */
 import { createHmac } from 'node:crypto';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -342,5 +343,13 @@ describe('/socket.io/ against the real hub, with npm socket.io-client', () => {
     await end;
     expect(got).toEqual([1, 2, 3, 4, 5]);
     expect(socket.io.engine.transport.name).toBe('websocket');
+  });
+
+  it('an id the hub cannot resume from yields reset, with the id to continue from', async () => {
+    const h = await hub();
+    const c = await open(h, { userId: 'alice', lastEventId: 'garbage' }, 'polling');
+    const reset = await c.waitFor('reset', (g) => g.event === 'reset');
+    expect(reset.data).toMatchObject({ reason: 'unknown_epoch' });
+    expect(typeof reset.id).toBe('string');
   });
 });
