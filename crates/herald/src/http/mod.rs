@@ -122,6 +122,12 @@ fn routes(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
         ),
         // The WebSocket transport (GET, open; checks its own Origin rule before the upgrade).
         (crate::ws::WS_PATH, get(crate::ws::subscribe)),
+        // The Socket.IO transport (every method: Engine.IO polls with GET and POST; checks the
+        // Origin rule and the subscribe rules at its namespace handshake).
+        (
+            crate::socketio::SOCKETIO_PATH,
+            crate::socketio::endpoint(state),
+        ),
         (
             "/api/sse/message",
             publishing(post(publish::publish).layer(single_limit)),

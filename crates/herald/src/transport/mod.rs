@@ -33,15 +33,17 @@ pub mod slot {
     pub const SSE: usize = 0;
     /// WebSocket JSON text frames ([`crate::ws`]).
     pub const WEBSOCKET: usize = 1;
-    /// Free for the next transports (Socket.IO, Mercure's SSE).
-    pub const NEXT: usize = 2;
+    /// Socket.IO event records ([`crate::socketio`]).
+    pub const SOCKETIO: usize = 2;
+    /// Free for the next transport (Mercure's SSE).
+    pub const NEXT: usize = 3;
     /// The last slot, which tests use for their own formats.
     pub const TEST: usize = super::FORMAT_SLOTS - 1;
 }
 
 /// Every transport name a [`WireFormat::name`] gives, so that a name read back from another
 /// node becomes the same `&'static str` ([`name_of`]).
-pub const NAMES: &[&str] = &["sse", "websocket", "test"];
+pub const NAMES: &[&str] = &["sse", "websocket", "socketio", "test"];
 
 /// The known transport name `name`, or `"other"` (a newer node's transport).
 pub fn name_of(name: &str) -> &'static str {
@@ -169,7 +171,10 @@ mod tests {
         }
         assert_eq!(a.0.load(Ordering::SeqCst), 1);
         assert!(event.is_encoded(slot::SSE) && !event.is_encoded(slot::TEST));
-        assert_eq!(&event.encoded(&b)[..], b"3:x");
+        assert_eq!(
+            &event.encoded(&b)[..],
+            format!("{}:x", slot::TEST).as_bytes()
+        );
         assert_eq!(&event.encoded(&a)[..], b"0:x", "formats do not mix");
         assert_eq!(b.0.load(Ordering::SeqCst), 1);
         // A format beyond the cache still encodes (each time).
