@@ -847,6 +847,25 @@ async fn a_binary_message_closes_the_socket_with_1003() {
         .await;
 }
 
+/// A client message far larger than the socket's small read buffer (but under the 16 KiB
+/// limit) is read whole and ignored; the socket keeps working.
+#[tokio::test]
+async fn a_large_client_message_is_read_and_ignored() {
+    let srv = TestServer::start().await;
+    let mut a = open(srv.addr, "userId=alice").await;
+    a.socket
+        .send(Message::text("x".repeat(15_000)))
+        .await
+        .unwrap();
+    a.socket
+        .send(Message::Ping(vec![7u8; 100].into()))
+        .await
+        .unwrap();
+    srv.publish_ok(json!({"event": "after", "data": 1, "users": ["alice"]}))
+        .await;
+    assert_eq!(a.expect("after").await["data"], json!(1));
+}
+
 #[tokio::test]
 async fn a_client_that_closes_is_unregistered() {
     let srv = TestServer::start().await;

@@ -40,8 +40,9 @@ pub const WS_PATH: &str = "/api/ws";
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 /// Read buffer of a socket. tungstenite allocates it up front (128 KiB by default), so it is
 /// sized for what clients send (pongs, small frames), not for what the hub sends: at ten
-/// thousand sockets that is 40 MiB rather than 1.25 GiB. It grows for a larger frame.
-const READ_BUFFER: usize = 4 * 1024;
+/// thousand sockets that is 5 MiB rather than 1.25 GiB. A larger frame is read in several
+/// reads. (4 KiB gave 8.4 KiB per idle socket, 512 bytes 4.9: BENCHMARKS.md.)
+const READ_BUFFER: usize = 512;
 /// Bytes of messages gathered before they are written: one write for a usual burst, and a
 /// small buffer kept per connection.
 const WRITE_BUFFER: usize = 16 * 1024;
