@@ -7,7 +7,8 @@
 //! {"id":"0191a2b3c4d5-42","event":"notification","data":{"title":"Hi"}}
 //! ```
 //!
-//! It is encoded once per event (slot [`slot::SOCKETIO`]) and ends with `\n`, so a chunk of
+//! It is encoded once per event, in the same cache slot as the WebSocket transport's
+//! ([`slot::JSON_LINES`]: an event sent to both is encoded once), and ends with `\n`, so a chunk of
 //! coalesced records splits without copying; `Record::parse` borrows the name, the id and
 //! the `data` as raw JSON, which the emit then copies into the Socket.IO packet. What stays per
 //! socket is socketioxide's own encoding of each packet (`42["notification",{…},"<id>"]`): one
@@ -15,49 +16,15 @@
 
 use std::borrow::Cow;
 
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::config::HeartbeatStyle;
-use crate::event::{Event, EventId, EventName, PayloadKind};
-use crate::transport::{slot, WireFormat};
-use crate::ws::frame::{encode, Data};
+#[cfg(doc)]
+use crate::transport::slot;
+use crate::ws::frame::JsonLines;
 
-/// The Socket.IO record format (see the module docs).
-#[derive(Debug)]
-pub struct SocketIoRecords;
-
-/// The one instance of [`SocketIoRecords`].
-pub static SOCKETIO_FORMAT: SocketIoRecords = SocketIoRecords;
-
-impl WireFormat for SocketIoRecords {
-    fn slot(&self) -> usize {
-        slot::SOCKETIO
-    }
-
-    fn name(&self) -> &'static str {
-        "socketio"
-    }
-
-    fn encode_event(&self, event: &Event) -> Bytes {
-        let data = event.payload.as_str();
-        match event.payload.kind() {
-            PayloadKind::Json => encode(Some(&event.id), &event.name, Data::Json(data)),
-            PayloadKind::Text => encode(Some(&event.id), &event.name, Data::Text(data)),
-        }
-    }
-
-    fn encode_control(&self, id: Option<&EventId>, name: &EventName, data: &str) -> Bytes {
-        encode(id, name, Data::Json(data))
-    }
-
-    /// The `heartbeat` event, like the WebSocket transport's (Engine.IO pings keep the
-    /// connection itself alive; this lets application code see the hub's heartbeat too).
-    fn encode_heartbeat(&self, _style: HeartbeatStyle, data: &str) -> Bytes {
-        encode(None, &EventName::system("heartbeat"), Data::Json(data))
-    }
-}
+/// The Socket.IO transport's instance of the JSON-lines format (see the module docs).
+pub static SOCKETIO_FORMAT: JsonLines = JsonLines::named("socketio");
 
 /// One record, borrowed from its line.
 #[derive(Debug, Deserialize)]
@@ -88,7 +55,9 @@ pub(crate) fn lines(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Epoch, Payload};
+    use crate::config::HeartbeatStyle;
+    use crate::event::{Epoch, Event, EventId, EventName, Payload};
+    use crate::transport::WireFormat;
     use serde_json::json;
 
     fn event(payload: Payload) -> Event {

@@ -42,7 +42,7 @@ use crate::http::{ApiError, AppState};
 use crate::registry::TransportCloser;
 use crate::transport::Subscription;
 
-pub use format::{SocketIoRecords, SOCKETIO_FORMAT};
+pub use format::SOCKETIO_FORMAT;
 
 /// The path of the Socket.IO endpoint (socket.io-client's default `path`, `/socket.io`).
 pub const SOCKETIO_PATH: &str = "/socket.io/";

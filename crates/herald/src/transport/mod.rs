@@ -31,12 +31,11 @@ use crate::event::{Event, EventId, EventName, FORMAT_SLOTS};
 pub mod slot {
     /// Server-Sent Events (`text/event-stream`, [`crate::sse`]).
     pub const SSE: usize = 0;
-    /// WebSocket JSON text frames ([`crate::ws`]).
-    pub const WEBSOCKET: usize = 1;
-    /// Socket.IO event records ([`crate::socketio`]).
-    pub const SOCKETIO: usize = 2;
+    /// JSON lines ([`crate::ws::frame::JsonLines`]): WebSocket text frames, and the records the
+    /// Socket.IO transport emits from; one encoding for both.
+    pub const JSON_LINES: usize = 1;
     /// Free for the next transport (Mercure's SSE).
-    pub const NEXT: usize = 3;
+    pub const NEXT: usize = 2;
     /// The last slot, which tests use for their own formats.
     pub const TEST: usize = super::FORMAT_SLOTS - 1;
 }
@@ -59,8 +58,9 @@ pub fn name_of(name: &str) -> &'static str {
 /// Implementations are stateless (usually a `static`): the registry holds a
 /// `&'static dyn WireFormat` per connection.
 pub trait WireFormat: Send + Sync + fmt::Debug + 'static {
-    /// The slot of this format in an event's encoding cache (see [`slot`]); two formats must
-    /// not share one.
+    /// The slot of this format in an event's encoding cache (see [`slot`]). Two formats share a
+    /// slot only when they encode every event to the same bytes (the WebSocket and Socket.IO
+    /// transports' JSON lines do); otherwise each takes its own.
     fn slot(&self) -> usize;
 
     /// The transport's name as operators see it (admin answers, the dashboard): `sse`,

@@ -13,7 +13,7 @@
 //! - `data`: a JSON payload embedded as a value; a text payload ([`PayloadKind::Text`]) as a JSON
 //!   string.
 //!
-//! Each frame is encoded once per event (in the event's cache, slot [`slot::WEBSOCKET`]) and
+//! Each frame is encoded once per event (in the event's cache, slot [`slot::JSON_LINES`], shared with Socket.IO) and
 //! ends with `\n`, a byte JSON never needs outside of a string (where serde_json escapes it):
 //! the outbox coalesces queued frames into one chunk, and the socket writer
 //! (`socket::split_frames`) cuts that chunk back into messages at each `\n` without copying.
@@ -26,20 +26,32 @@ use crate::config::HeartbeatStyle;
 use crate::event::{Event, EventId, EventName, PayloadKind};
 use crate::transport::{slot, WireFormat};
 
-/// The WebSocket wire format: every frame is `{"id", "event", "data"}` JSON on one line.
+/// The JSON-lines wire format: every frame is `{"id", "event", "data"}` JSON on one line. The
+/// WebSocket transport sends the lines as text messages; the Socket.IO transport reads them
+/// back into emits ([`crate::socketio`]). Both share one encoding (one cache slot): an event
+/// sent to both is encoded once. `name` tells the transports apart for operators.
 #[derive(Debug)]
-pub struct WsJson;
+pub struct JsonLines {
+    name: &'static str,
+}
 
-/// The one instance of [`WsJson`].
-pub static WS_JSON: WsJson = WsJson;
+impl JsonLines {
+    /// The format for the transport called `name` (one of [`crate::transport::NAMES`]).
+    pub const fn named(name: &'static str) -> Self {
+        JsonLines { name }
+    }
+}
 
-impl WireFormat for WsJson {
+/// The WebSocket transport's instance of [`JsonLines`].
+pub static WS_JSON: JsonLines = JsonLines::named("websocket");
+
+impl WireFormat for JsonLines {
     fn slot(&self) -> usize {
-        slot::WEBSOCKET
+        slot::JSON_LINES
     }
 
     fn name(&self) -> &'static str {
-        "websocket"
+        self.name
     }
 
     fn encode_event(&self, event: &Event) -> Bytes {

@@ -30,7 +30,7 @@ use crate::http::subscribe::admit;
 use crate::http::{ApiError, AppState};
 use crate::registry::TransportCloser;
 
-pub use frame::{WsJson, WS_JSON};
+pub use frame::{JsonLines, WS_JSON};
 
 /// The path of the WebSocket endpoint.
 pub const WS_PATH: &str = "/api/ws";
