@@ -36,6 +36,9 @@ pub mod slot {
     pub const JSON_LINES: usize = 1;
     /// Free for the next transport (Mercure's SSE).
     pub const NEXT: usize = 2;
+    /// Socket.IO packets (`42["name",data,"id"]`, [`crate::socketio::packets`]): what Socket.IO
+    /// sockets on a WebSocket of Herald's own are sent.
+    pub const SOCKETIO_PACKETS: usize = 3;
     /// The last slot, which tests use for their own formats.
     pub const TEST: usize = super::FORMAT_SLOTS - 1;
 }
