@@ -218,7 +218,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Option<&'a str> {
 
 /// Lowercase or uppercase hex to bytes; `None` for anything else.
 fn hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| match c {
