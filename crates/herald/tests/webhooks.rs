@@ -829,3 +829,66 @@ async fn a_delivery_is_processed_once_across_a_redis_cluster() {
         ) >= 1
     );
 }
+
+/// docs/guides/webhooks.md: its configuration and its signing script (openssl and curl), run as
+/// written, give what the guide shows.
+#[tokio::test]
+async fn the_guide_runs_as_written() {
+    let guide = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/guides/webhooks.md"
+    ))
+    .unwrap();
+    let block = |lang: &str, containing: &str| {
+        guide
+            .split(&format!("```{lang}\n"))
+            .skip(1)
+            .map(|rest| rest.split("```").next().unwrap())
+            .find(|b| b.contains(containing))
+            .unwrap_or_else(|| panic!("no {lang} block with {containing:?} in the guide"))
+            .to_owned()
+    };
+    let dir = TempDir::new("guide");
+    let config = dir.write("herald.toml", &block("toml", "name = \"payments\""));
+    let script = dir.write("send-payment.sh", &block("sh", "#!/bin/sh"));
+    let hub = HeraldProcess::start(&["--config", &config], &[]).await;
+    let base = format!("http://{}", hub.addr);
+    let mut alice = subscribe(&base, "userId=alice&channels=backoffice").await;
+    let out = tokio::time::timeout(
+        WAIT,
+        tokio::process::Command::new("sh")
+            .args([script.as_str(), "alice", "1200"])
+            .env("HUB", &base)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the guide's script did not finish")
+    .expect("run sh");
+    assert!(out.status.success(), "{out:?}");
+    let answer: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(
+        answer["published"].as_array().map(Vec::len),
+        Some(2),
+        "{answer}"
+    );
+    marker(
+        &base,
+        json!({"event": "marker", "data": {}, "users": ["alice"]}),
+    )
+    .await;
+    assert_eq!(
+        until_marker(&mut alice).await,
+        vec![
+            (
+                "payment".to_owned(),
+                json!({"customerId": "alice", "merchantId": "m1", "amount": 1200, "currency": "EUR"})
+            ),
+            (
+                "sale".to_owned(),
+                json!({"customer": "alice", "amount": 1200, "text": "alice paid 1200 EUR"})
+            ),
+        ]
+    );
+}
