@@ -110,6 +110,31 @@ mod tests {
     }
 
     #[test]
+    fn svix_header_names_are_read_too() {
+        let key = key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("svix-id", "msg_p5jXN8AQM9LWM0D4loKWxJek".parse().unwrap());
+        headers.insert("svix-timestamp", "1614265330".parse().unwrap());
+        headers.insert(
+            "svix-signature",
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+                .parse()
+                .unwrap(),
+        );
+        assert!(verify(
+            std::slice::from_ref(&key),
+            &headers,
+            br#"{"test": 2432232314}"#
+        )
+        .is_ok());
+        headers.remove("svix-id");
+        assert_eq!(
+            verify(&[key], &headers, b"{}"),
+            Err(VerifyError::MissingHeader("webhook-id"))
+        );
+    }
+
+    #[test]
     fn secrets_must_be_base64() {
         assert!(key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
         assert!(key("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
