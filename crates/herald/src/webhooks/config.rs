@@ -52,6 +52,10 @@ pub struct WebhookSettings {
     /// The signing secrets; a delivery signed with any of them is accepted (rotation).
     #[serde(default)]
     pub secrets: Vec<Secret>,
+    /// Files holding one secret each (Docker and Kubernetes secrets), read at startup; a
+    /// trailing newline is dropped. Added after `secrets`.
+    #[serde(default)]
+    pub secret_files: Vec<std::path::PathBuf>,
     /// Largest distance between a signed timestamp and now. [default: 5m]
     pub tolerance: Option<HumanDuration>,
     /// JSON Pointer to the delivery's id in the payload, for de-duplication. [default: the
@@ -155,13 +159,15 @@ impl WebhookSettings {
             ));
         }
         let scheme: Scheme = self.scheme.parse().map_err(|e| err("scheme", e))?;
-        if self.secrets.is_empty() {
+        if self.secrets.is_empty() && self.secret_files.is_empty() {
             return Err(err(
                 "secrets",
-                "give at least one signing secret (secrets = [\"…\"])".into(),
+                "give at least one signing secret (secrets = [\"…\"] or secret_files = \
+                 [\"/run/secrets/…\"])"
+                    .into(),
             ));
         }
-        let keys = self
+        let mut keys = self
             .secrets
             .iter()
             .enumerate()
@@ -171,6 +177,16 @@ impl WebhookSettings {
                     .map_err(|e| err(&format!("secrets[{i}]"), e))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        for (i, path) in self.secret_files.iter().enumerate() {
+            let field = format!("secret_files[{i}]");
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| err(&field, format!("cannot read {}: {e}", path.display())))?;
+            keys.push(
+                scheme
+                    .key(text.trim_end_matches(['\r', '\n']).trim())
+                    .map_err(|e| err(&field, format!("{}: {e}", path.display())))?,
+            );
+        }
         let tolerance = self.tolerance.map_or(DEFAULT_TOLERANCE, |d| d.0);
         if tolerance < Duration::from_secs(1) {
             return Err(err("tolerance", "must be at least 1s".into()));
@@ -475,6 +491,24 @@ mod tests {
         }
         let e = parse(serde_json::json!([base(), base()])).unwrap_err();
         assert!(e.0.contains("two webhooks"), "{e}");
+    }
+
+    #[test]
+    fn secrets_come_from_files_too() {
+        let dir = std::env::temp_dir().join(format!("herald-wh-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("secret");
+        std::fs::write(&file, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
+        let mut w = base();
+        w["secrets"] = serde_json::json!([]);
+        w["secret_files"] = serde_json::json!([file]);
+        let only_file = &parse(serde_json::json!([w.clone()])).unwrap()[0];
+        let inline = &parse(serde_json::json!([base()])).unwrap()[0];
+        assert_eq!(only_file.keys, inline.keys);
+        w["secret_files"] = serde_json::json!([dir.join("missing")]);
+        let e = parse(serde_json::json!([w])).unwrap_err();
+        assert!(e.0.contains("secret_files[0]: cannot read"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
