@@ -1,13 +1,22 @@
 //! Inbound webhooks against the real `herald` binary: a TOML file written here configures three
 //! sources (Standard Webhooks, GitHub, Stripe); deliveries are signed here with the providers'
 //! algorithms (written again, independently of the hub's code) and their events checked on real
-//! SSE subscribers. Every replay is followed by a marker to prove nothing arrived twice.
+//! SSE subscribers. Every replay is followed by a marker to prove nothing arrived twice. One test
+//! runs the hub in process, to fail its engine between the two events of one delivery.
 
 #[path = "support/redis.rs"]
 mod redis_support;
 mod support;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use herald::broker::{Broker, Delivery, MemoryBroker, Publication, Published};
+use herald::engine::{Engine, EngineError, EngineHealth};
+use herald::history::{HistoryLimits, HistoryStats, Replay, ReplayCap, ReplayFilter};
+use herald::{EventId, Lifecycle};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -891,4 +900,137 @@ async fn the_guide_runs_as_written() {
             ),
         ]
     );
+}
+
+/// Stops an in-process server when the test ends, however it ends.
+struct CancelOnDrop(tokio_util::sync::CancellationToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// A memory broker whose `fail_at`-th publish (counting from 1) fails once, as an engine that
+/// goes away between two events of one delivery.
+#[derive(Debug)]
+struct FlakyBroker {
+    inner: MemoryBroker,
+    publishes: AtomicUsize,
+    fail_at: usize,
+}
+
+#[async_trait]
+impl Broker for FlakyBroker {
+    fn start(&self, delivery: Arc<dyn Delivery>, lifecycle: &Lifecycle) {
+        self.inner.start(delivery, lifecycle);
+    }
+    async fn publish(&self, p: Publication) -> Result<Published, EngineError> {
+        if self.publishes.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
+            return Err(EngineError::Unavailable("injected".into()));
+        }
+        self.inner.publish(p).await
+    }
+    async fn command(&self, c: herald::broker::Command) -> Result<usize, EngineError> {
+        self.inner.command(c).await
+    }
+    async fn head(&self) -> Result<EventId, EngineError> {
+        self.inner.head().await
+    }
+    async fn replay(
+        &self,
+        after: EventId,
+        filter: &ReplayFilter,
+        cap: ReplayCap,
+    ) -> Result<Replay, EngineError> {
+        self.inner.replay(after, filter, cap).await
+    }
+    fn history_stats(&self) -> Option<HistoryStats> {
+        self.inner.history_stats()
+    }
+    fn health(&self) -> EngineHealth {
+        EngineHealth::Ok
+    }
+    async fn shutdown(&self) {}
+}
+
+/// A delivery mapped to two events, with the engine failing after the first: `503` saying so,
+/// and the provider's retry publishes the second only; every later retry publishes nothing.
+/// (In process: the fault is injected between two publishes, which no real engine can be told
+/// to do.)
+#[tokio::test]
+async fn a_retry_completes_a_delivery_the_engine_failed_half_way() {
+    let settings: herald::webhooks::WebhookSettings = serde_json::from_value(json!({
+        "name": "payments",
+        "scheme": "standard-webhooks",
+        "secrets": [STANDARD_OLD],
+        "rules": [
+            {"when": {"/type": "paid"}, "event": "payment", "users": "/customer"},
+            {"when": {"/type": "paid"}, "event": "sale", "channels": ["backoffice"]}
+        ]
+    }))
+    .unwrap();
+    let mut config = herald::config::Config::default();
+    config.http.webhooks = vec![settings.into_config(0).unwrap()];
+    config.validate().unwrap();
+    let broker = Arc::new(FlakyBroker {
+        inner: MemoryBroker::new(HistoryLimits {
+            max_events: 100,
+            max_age: Duration::from_secs(60),
+            max_bytes: 1 << 20,
+        }),
+        publishes: AtomicUsize::new(0),
+        fail_at: 2,
+    });
+    let lifecycle = Lifecycle::new();
+    let hub = herald::Hub::start(
+        config.hub.clone(),
+        Engine::new(broker, Arc::new(herald::presence::MemoryPresence::new())),
+        &lifecycle,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let cancel = lifecycle.token().clone();
+    let options = herald::server::ServerOptions::from_config(&config).unwrap();
+    tokio::spawn(herald::server::serve(
+        listener,
+        herald::http::AppState::new(hub, config.http.clone()),
+        lifecycle,
+        options,
+    ));
+    let _stop = CancelOnDrop(cancel);
+    let mut alice = subscribe(&base, "userId=alice&channels=backoffice").await;
+
+    let body = json!({"type": "paid", "customer": "alice"}).to_string();
+    let send = || async {
+        let headers = standard_headers(STANDARD_OLD, "half", now(), &body);
+        deliver(&base, "payments", &headers, &body).await
+    };
+    let (status, e, _) = send().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 of the 2 events"),
+        "{e}"
+    );
+    let (status, second, replayed) = send().await;
+    assert_eq!((status, replayed), (StatusCode::OK, false), "{second}");
+    assert_eq!(second["published"].as_array().map(Vec::len), Some(2));
+    let (status, third, replayed) = send().await;
+    assert_eq!((status, replayed), (StatusCode::OK, true));
+    assert_eq!(third, second);
+
+    marker(
+        &base,
+        json!({"event": "marker", "data": {}, "users": ["alice"]}),
+    )
+    .await;
+    let seen: Vec<String> = until_marker(&mut alice)
+        .await
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(seen, ["payment", "sale"]);
 }
