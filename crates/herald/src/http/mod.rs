@@ -66,8 +66,11 @@ pub struct AppParts {
 impl AppState {
     /// State for `hub` with these settings.
     pub fn new(hub: Hub, config: HttpConfig) -> Self {
-        let webhooks =
-            crate::webhooks::Webhooks::new(&config.webhooks, config.publish_rate_per_key);
+        let webhooks = crate::webhooks::Webhooks::new(
+            &config.webhooks,
+            config.publish_rate_per_key,
+            config.max_body_size,
+        );
         for name in webhooks.names() {
             hub.metrics().webhooks().declare(name);
         }

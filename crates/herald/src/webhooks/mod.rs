@@ -64,16 +64,20 @@ pub struct Webhooks {
 
 impl Webhooks {
     /// The sources of `configs`; a source without a `rate` of its own gets `default_rate` (the
-    /// hub's `publish_rate_per_key`).
-    pub fn new(configs: &[WebhookConfig], default_rate: Option<Rate>) -> Self {
+    /// hub's `publish_rate_per_key`). An event's data may be at most `max_data_bytes` (the
+    /// hub's `max_body_size`: no larger than a publisher may send, so that one webhook event
+    /// cannot fill a subscriber's outbox).
+    pub fn new(
+        configs: &[WebhookConfig],
+        default_rate: Option<Rate>,
+        max_data_bytes: usize,
+    ) -> Self {
         Webhooks {
             sources: configs
                 .iter()
                 .map(|c| {
-                    (
-                        c.name.clone(),
-                        Source::new(c.clone(), c.rate.or(default_rate)),
-                    )
+                    let source = Source::new(c.clone(), c.rate.or(default_rate), max_data_bytes);
+                    (c.name.clone(), source)
                 })
                 .collect(),
         }
@@ -103,6 +107,8 @@ impl Webhooks {
 pub struct Source {
     config: WebhookConfig,
     limiter: Option<DefaultDirectRateLimiter>,
+    /// Largest data of one event, in bytes of compact JSON.
+    max_data_bytes: usize,
 }
 
 impl fmt::Debug for Source {
@@ -120,7 +126,7 @@ impl fmt::Debug for Source {
 pub struct Ignored(pub String);
 
 impl Source {
-    fn new(config: WebhookConfig, rate: Option<Rate>) -> Self {
+    fn new(config: WebhookConfig, rate: Option<Rate>, max_data_bytes: usize) -> Self {
         let limiter = rate.map(|r| {
             // `Rate` values are positive when parsed; `max(1)` keeps that true for values built
             // in code.
@@ -128,7 +134,11 @@ impl Source {
             let burst = NonZeroU32::new(r.burst.max(1)).expect("positive");
             governor::RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst))
         });
-        Source { config, limiter }
+        Source {
+            config,
+            limiter,
+            max_data_bytes,
+        }
     }
 
     /// The source's configuration.
@@ -200,6 +210,15 @@ impl Source {
                     e.0
                 ))
             })?;
+            let size = publication.payload.as_str().len();
+            if size > self.max_data_bytes {
+                return Err(Ignored(format!(
+                    "rule {i}: its data is {size} bytes, more than an event may carry ({} bytes, \
+                     max_body_size); send a part of the payload with data = \"/pointer\" or a \
+                     template",
+                    self.max_data_bytes
+                )));
+            }
             publication.idempotency = delivery_id.map(|id| self.key(id, i));
             out.push(publication);
         }
@@ -369,6 +388,7 @@ mod tests {
         Source::new(
             settings.into_config(0).unwrap(),
             Some("1/s:1".parse().unwrap()),
+            100,
         )
     }
 
@@ -410,6 +430,16 @@ mod tests {
             e.0.contains("rule 2") && e.0.contains("/data/missing"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn data_larger_than_a_publish_is_ignored() {
+        let s = source();
+        let payload = json!({"type": "payment.succeeded", "data": {"customer": "c1", "pad": "x".repeat(100)}});
+        let e = s
+            .publications(None, &payload, &HeaderMap::new())
+            .unwrap_err();
+        assert!(e.0.contains("more than an event may carry"), "{e:?}");
     }
 
     #[test]
