@@ -1,6 +1,7 @@
 //! GitHub's scheme: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`, keyed with the
-//! webhook's secret. GitHub signs no timestamp: a captured delivery stays valid, and only the
-//! de-duplication of its `X-GitHub-Delivery` id (within the idempotency window) stops a replay.
+//! webhook's secret. GitHub signs no timestamp and not its `X-GitHub-Delivery` id either: the id
+//! de-duplicates GitHub's own retries, but a captured delivery stays valid under any new id (a
+//! source can de-duplicate on a payload field instead, `id = "/after"` for pushes).
 
 use http::HeaderMap;
 
