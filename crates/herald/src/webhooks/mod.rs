@@ -92,15 +92,6 @@ impl Webhooks {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.sources.keys().map(String::as_str)
     }
-
-    /// Largest body any source accepts.
-    pub fn max_body_size(&self) -> usize {
-        self.sources
-            .values()
-            .map(|s| s.config.max_body_size)
-            .max()
-            .unwrap_or(0)
-    }
 }
 
 /// One configured webhook source and its rate limiter.
