@@ -305,6 +305,9 @@ pub struct HttpConfig {
     /// How long a WebSocket peer has to answer a ping before it is dropped as dead
     /// ([`DEFAULT_WS_PONG_TIMEOUT`]).
     pub ws_pong_timeout: Duration,
+    /// Inbound webhook sources (`POST /api/webhooks/{name}`), from the TOML file's
+    /// `[[webhooks]]` tables. None by default.
+    pub webhooks: Vec<crate::webhooks::WebhookConfig>,
 }
 
 impl Default for HttpConfig {
@@ -330,6 +333,7 @@ impl Default for HttpConfig {
             publish_origins: Vec::new(),
             ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
             ws_pong_timeout: DEFAULT_WS_PONG_TIMEOUT,
+            webhooks: Vec::new(),
         }
     }
 }
@@ -488,8 +492,35 @@ impl Config {
                 return Err(ConfigError(format!("{name} must be at least 1")));
             }
         }
+        self.validate_webhooks()?;
         if self.data_dir.is_some() && self.engine != EngineConfig::Memory {
             return Err(ConfigError(engine::DATA_DIR_WITH_REDIS.into()));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Webhooks de-duplicate deliveries through the idempotency window: it must be on, and at
+    /// least as long as every signed-timestamp tolerance (else a replayed delivery, still
+    /// within its tolerance but past the window, would publish again).
+    fn validate_webhooks(&self) -> Result<(), ConfigError> {
+        let window = self.hub.idempotency.window;
+        for w in &self.http.webhooks {
+            if window.is_zero() || self.hub.idempotency.max_keys == 0 {
+                return Err(ConfigError(format!(
+                    "webhooks {:?}: webhooks need the idempotency window to de-duplicate                      deliveries: idempotency_window and idempotency_max_keys must be positive",
+                    w.name
+                )));
+            }
+            if w.scheme.signs_timestamp() && w.tolerance > window {
+                return Err(ConfigError(format!(
+                    "webhooks {:?}: tolerance: {} is longer than idempotency_window ({}): a                      delivery replayed after the window, still within the tolerance, would                      publish again; shorten the tolerance or lengthen the window",
+                    w.name,
+                    humantime::format_duration(w.tolerance),
+                    humantime::format_duration(window)
+                )));
+            }
         }
         Ok(())
     }

@@ -23,6 +23,7 @@
 //! | [`http`] | the HTTP API: [`http::router`] and its handlers (the SSE `GET` among them) |
 //! | [`server`] | [`server::serve`]: accept loop, the lean HTTP/1.1 stream writer, graceful shutdown |
 //! | [`lifecycle`] | [`Lifecycle`]: the one tree of cancellation tokens and tracked tasks, from `serve` through the hub to the engine |
+//! | [`webhooks`] | inbound webhooks (`POST /api/webhooks/{name}`): the `[[webhooks]]` configuration, the signature schemes (Standard Webhooks, GitHub, Stripe), the rules that map a payload to events, their metrics |
 //! | [`config`], [`error`], [`metrics`] | settings with defaults, the schema of every `herald serve` setting ([`config::Settings`]) and [`Hub::from_config`]; errors; Prometheus metrics |
 //!
 //! The hub core (`hub`, `registry`, `broker`, `presence`, `transport`) knows nothing of HTTP or
@@ -138,6 +139,7 @@ pub mod socketio;
 pub mod sse;
 pub mod target;
 pub mod transport;
+pub mod webhooks;
 pub mod ws;
 
 pub use engine::Engine;

@@ -209,6 +209,7 @@ pub struct Metrics {
     replayed_events: Counter,
     resets: Counter,
     pub(crate) transport_connections: Counter,
+    webhooks: crate::webhooks::WebhookMetrics,
 }
 
 impl fmt::Debug for Metrics {
@@ -307,7 +308,9 @@ impl Metrics {
             "Time to accept and route one published event",
             publish_seconds.clone(),
         );
+        let webhooks = crate::webhooks::WebhookMetrics::register(&mut registry);
         Metrics {
+            webhooks,
             registry,
             connections,
             users,
@@ -350,6 +353,11 @@ impl Metrics {
 
     pub(crate) fn rejected(&self, reason: RejectReason) {
         self.rejected.get_or_create(&RejectLabel { reason }).inc();
+    }
+
+    /// The counters of inbound webhooks.
+    pub fn webhooks(&self) -> &crate::webhooks::WebhookMetrics {
+        &self.webhooks
     }
 
     /// Events accepted for publishing since start.

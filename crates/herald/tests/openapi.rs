@@ -259,11 +259,14 @@ async fn real_answers_match_the_documented_schemas() {
         ("get", "/healthz", None),
         ("get", "/readyz", None),
         ("get", "/api/sse?channels=bad%20name", None),
+        ("post", "/api/webhooks/nope", Some(json!({}))),
     ];
     for (method, url, body) in cases {
         let path = url.split('?').next().unwrap();
         let spec_path = if path.starts_with("/api/sse/presence/users/") {
             "/api/sse/presence/users/{userId}"
+        } else if path.starts_with("/api/webhooks/") {
+            "/api/webhooks/{name}"
         } else {
             path
         };

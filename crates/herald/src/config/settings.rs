@@ -553,6 +553,11 @@ pub struct Settings {
     /// dropped as dead. [default: 20s]
     #[cfg_attr(feature = "cli", arg(long))]
     pub ws_pong_timeout: Option<HumanDuration>,
+    /// Inbound webhook sources: the TOML file's `[[webhooks]]` tables only (no flag, no
+    /// environment variable). See [`crate::webhooks::config`].
+    #[cfg_attr(feature = "cli", arg(skip))]
+    #[serde(default)]
+    pub webhooks: Option<Vec<crate::webhooks::WebhookSettings>>,
     /// Log format. Log levels come from HERALD_LOG or RUST_LOG (e.g. `info,herald=debug`).
     /// [default: text]
     #[cfg_attr(feature = "cli", arg(long))]
@@ -662,6 +667,7 @@ impl Settings {
             s.ws_ping_interval.map(|d| d.0),
         );
         set(&mut c.http.ws_pong_timeout, s.ws_pong_timeout.map(|d| d.0));
+        c.http.webhooks = crate::webhooks::config::webhooks(s.webhooks)?;
         c.engine = EngineConfig::from_settings(
             s.engine.map(|url| url.expose().to_owned()),
             s.redis_prefix,

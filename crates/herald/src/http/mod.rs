@@ -11,6 +11,7 @@
 //! | `GET /api/sse/presence?channel=`, `GET /api/sse/presence/users/{id}` | [`admin`] |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | [`admin`] |
 //! | `GET /sse-test`, `GET /admin`, `GET /api/openapi.json` | [`console`]: the browser test console, the admin dashboard, the OpenAPI description |
+//! | `POST /api/webhooks/{name}` | [`webhooks`]: signed deliveries of the configured webhook sources (authenticated by their signatures, not by publisher keys) |
 //!
 //! Browser pages: every publish and admin route sits behind `auth::require_publisher` or
 //! `auth::require_admin`, which first apply the Origin rule (`origin::check_origin`: `403
@@ -25,6 +26,7 @@ pub mod error;
 pub(crate) mod origin;
 pub mod publish;
 pub mod subscribe;
+pub mod webhooks;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -57,13 +59,24 @@ pub struct AppParts {
     /// HTTP settings.
     pub config: Arc<HttpConfig>,
     pub(crate) limits: Arc<auth::RateLimits>,
+    /// The configured webhook sources ([`HttpConfig::webhooks`]).
+    pub(crate) webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl AppState {
     /// State for `hub` with these settings.
     pub fn new(hub: Hub, config: HttpConfig) -> Self {
+        let webhooks = crate::webhooks::Webhooks::new(
+            &config.webhooks,
+            config.publish_rate_per_key,
+            config.max_body_size,
+        );
+        for name in webhooks.names() {
+            hub.metrics().webhooks().declare(name);
+        }
         AppState(Arc::new(AppParts {
             hub,
+            webhooks: Arc::new(webhooks),
             limits: Arc::new(auth::RateLimits::new(&config)),
             config: Arc::new(config),
         }))
@@ -165,6 +178,12 @@ fn routes(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/sse-test", get(console::page)),
         ("/admin", get(console::admin_page)),
         ("/api/openapi.json", get(console::openapi)),
+        // Inbound webhooks (POST, authenticated by each source's signatures rather than by
+        // publisher keys; each source bounds its own body size and rate).
+        (
+            crate::webhooks::WEBHOOK_PATH,
+            post(webhooks::receive).layer::<_, Infallible>(body_timeout.clone()),
+        ),
         ("/healthz", get(admin::healthz)),
         ("/readyz", get(admin::readyz)),
     ]

@@ -108,6 +108,7 @@ async fn serve(
         engine = engine_name,
         publisher_keys = config.http.publisher_keys.len(),
         jwt = config.http.jwt.is_some(),
+        webhooks = config.http.webhooks.len(),
         tls = config.tls.is_some(),
         // What applies: with JWT on, identities come from tokens and `?userId=` is refused.
         identity_from_query = config.http.identity_from_query && config.http.jwt.is_none(),
