@@ -21,6 +21,7 @@ declare module 'vitest' {
 const PAGES = {
   react: { entry: 'pages/react-app.tsx', title: 'Herald e2e: useSSE' },
   client: { entry: 'pages/client-app.ts', title: 'Herald e2e: HeraldClient' },
+  socketio: { entry: 'pages/socketio-app.ts', title: 'Herald e2e: socket.io-client' },
 } as const;
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
