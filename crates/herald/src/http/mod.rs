@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub(crate) mod auth;
+pub(crate) mod auth_hook;
 pub mod console;
 pub mod error;
 pub(crate) mod origin;
@@ -57,6 +58,8 @@ pub struct AppParts {
     /// HTTP settings.
     pub config: Arc<HttpConfig>,
     pub(crate) limits: Arc<auth::RateLimits>,
+    /// The auth hook, when `auth_hook.url` is set.
+    pub(crate) auth_hook: Option<Arc<auth_hook::AuthHook>>,
 }
 
 impl AppState {
@@ -65,6 +68,8 @@ impl AppState {
         AppState(Arc::new(AppParts {
             hub,
             limits: Arc::new(auth::RateLimits::new(&config)),
+            auth_hook: auth_hook::AuthHook::new(&config.auth_hook, config.token_expiry)
+                .map(Arc::new),
             config: Arc::new(config),
         }))
     }
