@@ -3,6 +3,8 @@
 //! outcome is checked where a subscriber sees it: the `connected` event, the presence API,
 //! the refusal's status and JSON, on SSE, WebSocket and Socket.IO.
 
+#[path = "support/redis.rs"]
+mod redis_support;
 mod support;
 
 use std::collections::HashMap;
@@ -260,6 +262,16 @@ async fn ws(
     query: &str,
     cookie: Option<&str>,
 ) -> Result<(Socket, Value), (u16, Value)> {
+    ws_from(herald, query, cookie, None).await
+}
+
+/// [`ws`] from a page on `origin`.
+async fn ws_from(
+    herald: &HeraldProcess,
+    query: &str,
+    cookie: Option<&str>,
+    origin: Option<&str>,
+) -> Result<(Socket, Value), (u16, Value)> {
     let mut request = format!("ws://{}/api/ws?{query}", herald.addr)
         .into_client_request()
         .unwrap();
@@ -267,6 +279,11 @@ async fn ws(
         request
             .headers_mut()
             .insert("cookie", cookie.parse().unwrap());
+    }
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
     }
     let handshake = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
         .await
@@ -433,6 +450,27 @@ async fn refusals_pass_on_with_the_app_s_status_and_message() {
     );
     let (status, _) = ws(&herald, "", Some("session=nobody")).await.unwrap_err();
     assert_eq!(status, 401);
+}
+
+/// A browser sends the user's cookies with a WebSocket opened by any page. Where CORS would not
+/// let that page send them (here `--cors-origins '*'`, which never carries credentials), the
+/// cookies are not forwarded: the app cannot admit a foreign page as the user.
+#[tokio::test]
+async fn a_foreign_page_s_websocket_does_not_forward_the_user_s_cookies() {
+    let app = AppServer::start(Mode::Sessions).await;
+    let herald = herald(&app, &["--cors-origins", "*"]).await;
+    let foreign = Some("https://evil.example");
+    let (status, body) = ws_from(&herald, "", Some("session=s-alice"), foreign)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("auth_hook_refused"))
+    );
+    assert_eq!(app.calls().last().unwrap().body["headers"], json!({}));
+    // Without an Origin (not a browser page), the cookie counts.
+    let (_, connected) = ws(&herald, "", Some("session=s-alice")).await.unwrap();
+    assert_eq!(connected["userId"], "alice");
 }
 
 #[tokio::test]
@@ -633,4 +671,57 @@ async fn socket_io_handshakes_ask_the_app_and_a_refusal_is_the_connect_error() {
     assert_eq!(call["query"], json!({"channels": "team:1"}));
     let presence = admin_get(&herald, "/api/sse/presence/users/bob").await;
     assert_eq!(presence["channels"], json!(["team:1"]), "{presence}");
+}
+
+/// The hook holds nothing a cluster would share: two `herald` nodes on one real Redis each ask
+/// the app for their own subscribers, and events and presence cross between them as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_of_a_cluster_asks_the_app_for_its_own_subscribers() {
+    let redis = redis_support::RedisServer::start().await;
+    let prefix = format!("t-authhook-{:08x}", rand::random::<u32>());
+    let app = AppServer::start(Mode::Sessions).await;
+    let url = redis.url();
+    let node = |id: &'static str| {
+        let flags = ["--engine", &url, "--redis-prefix", &prefix, "--node-id", id];
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        let app = &app;
+        async move {
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            herald(app, &flags).await
+        }
+    };
+    let one = node("one").await;
+    let two = node("two").await;
+    let mut alice = sse_ok(&one, "", Some("session=s-alice")).await;
+    let (mut bob, connected) = ws(&two, "", Some("session=s-bob")).await.unwrap();
+    assert_eq!(connected["userId"], "bob");
+    let (status, _) = sse_refused(&two, "", Some("session=nobody")).await;
+    assert_eq!(status, 401);
+    assert_eq!(app.calls().len(), 3);
+    publish(
+        &two,
+        json!({"users": ["alice"], "event": "for-alice", "data": 1}),
+    )
+    .await;
+    publish(
+        &one,
+        json!({"channels": ["news"], "event": "headline", "data": 2}),
+    )
+    .await;
+    assert_eq!(alice.expect("for-alice").await, 1);
+    assert_eq!(alice.expect("headline").await, 2);
+    assert_eq!(ws_next(&mut bob).await["event"], "headline");
+    // Presence is the cluster's: node two sees alice, who is on node one.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let presence = admin_get(&two, "/api/sse/presence?channel=news").await;
+        if presence["users"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "presence never showed both: {presence}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -51,7 +51,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use super::auth::Identity;
+use super::auth::{Identity, TokenCookie};
 use super::ApiError;
 use crate::config::{AuthHookConfig, Secret, TokenExpiry};
 use crate::target::{validate_username, ChannelPattern, UserId};
@@ -101,6 +101,23 @@ pub(crate) struct HookCall<'a> {
     pub(crate) headers: &'a HeaderMap,
     pub(crate) query: Option<&'a str>,
     pub(crate) ip: Option<IpAddr>,
+    /// Whether the cookies count ([`TokenCookie::Ignored`]: a WebSocket from a page that CORS
+    /// would not let send them). Ignored cookies are not forwarded: the app would otherwise
+    /// admit a foreign page as the user whose browser it runs in.
+    pub(crate) cookie: TokenCookie,
+}
+
+impl HookCall<'_> {
+    /// The forwarded headers: those named, that the request has, and that count.
+    fn forwarded<'n>(&self, names: &'n [HeaderName]) -> Vec<(&'n HeaderName, Option<String>)> {
+        names
+            .iter()
+            .map(|name| {
+                let counts = name != header::COOKIE || self.cookie == TokenCookie::Read;
+                (name, joined_header(self.headers, name).filter(|_| counts))
+            })
+            .collect()
+    }
 }
 
 /// The app's decision.
@@ -242,8 +259,8 @@ impl AuthHook {
     /// The JSON body of a call.
     fn body(&self, call: &HookCall<'_>) -> Bytes {
         let mut headers = Map::new();
-        for name in &self.forward_headers {
-            if let Some(value) = joined_header(call.headers, name) {
+        for (name, value) in call.forwarded(&self.forward_headers) {
+            if let Some(value) = value {
                 headers.insert(name.as_str().to_owned(), Value::String(value));
             }
         }
@@ -311,10 +328,10 @@ impl AuthHook {
 
     fn cache_key(&self, call: &HookCall<'_>) -> [u8; 32] {
         let mut hash = Sha256::new();
-        for name in &self.forward_headers {
+        for (name, value) in call.forwarded(&self.forward_headers) {
             hash.update(name.as_str());
             hash.update([0]);
-            if let Some(value) = joined_header(call.headers, name) {
+            if let Some(value) = value {
                 hash.update([1]);
                 hash.update(value);
             }
@@ -606,6 +623,7 @@ mod tests {
             headers: &headers,
             query: Some("channels=a&channels=b,c&lastEventId=7"),
             ip: Some("203.0.113.7".parse().unwrap()),
+            cookie: TokenCookie::Read,
         };
         let body: Value = serde_json::from_slice(&hook.body(&call)).unwrap();
         assert_eq!(
@@ -631,5 +649,13 @@ mod tests {
             ..call
         };
         assert_ne!(hook.cache_key(&call), hook.cache_key(&third));
+        // Cookies that do not count are neither sent nor part of the key.
+        let foreign = HookCall {
+            cookie: TokenCookie::Ignored,
+            ..call
+        };
+        let body: Value = serde_json::from_slice(&hook.body(&foreign)).unwrap();
+        assert_eq!(body["headers"], serde_json::json!({}));
+        assert_ne!(hook.cache_key(&call), hook.cache_key(&foreign));
     }
 }

@@ -133,6 +133,7 @@ pub(crate) async fn admit(
                 headers,
                 query,
                 ip: peer_ip,
+                cookie,
             })
             .await?
         }
