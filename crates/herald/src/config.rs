@@ -576,6 +576,22 @@ mod tests {
     }
 
     #[test]
+    fn the_auth_hook_needs_an_http_url_and_a_real_secret() {
+        let hook = |url: &str, secret: Option<&str>| {
+            let mut c = Config::default();
+            c.http.auth_hook.url = Some(url.parse().unwrap());
+            c.http.auth_hook.secret = secret.map(Secret::new);
+            c.validate()
+        };
+        hook("http://127.0.0.1:3000/api/herald/auth", None).unwrap();
+        hook("https://app.example.com/auth", Some("0123456789abcdef")).unwrap();
+        assert!(hook("ftp://app.example.com/auth", None).is_err());
+        assert!(hook("/api/herald/auth", None).is_err());
+        let err = hook("https://app.example.com/auth", Some("short")).unwrap_err();
+        assert!(err.0.contains("auth_hook_secret"), "{err}");
+    }
+
+    #[test]
     fn public_listen_needs_a_key() {
         let mut c = Config {
             listen: "0.0.0.0:8080".parse().unwrap(),

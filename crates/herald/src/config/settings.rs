@@ -708,13 +708,18 @@ fn auth_hook(
     cache_ttl: Option<HumanDuration>,
     secret: Option<Secret>,
 ) -> Result<AuthHookConfig, ConfigError> {
-    let mut c = AuthHookConfig::default();
-    c.url = match url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+    let url = match url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
         Some(u) => Some(
             u.parse()
                 .map_err(|e| ConfigError(format!("auth_hook_url: {u:?} is not a URL ({e})")))?,
         ),
         None => None,
+    };
+    let mut c = AuthHookConfig {
+        url,
+        cache_ttl: cache_ttl.map(|d| d.0).filter(|d| !d.is_zero()),
+        secret: secret.filter(|s| !s.expose().is_empty()),
+        ..AuthHookConfig::default()
     };
     if let Some(names) = forward_headers {
         c.forward_headers = names
@@ -731,8 +736,6 @@ fn auth_hook(
             .collect::<Result<_, _>>()?;
     }
     set(&mut c.timeout, timeout.map(|d| d.0));
-    c.cache_ttl = cache_ttl.map(|d| d.0).filter(|d| !d.is_zero());
-    c.secret = secret.filter(|s| !s.expose().is_empty());
     Ok(c)
 }
 
