@@ -340,6 +340,21 @@ async fn admin_get(herald: &HeraldProcess, path: &str) -> Value {
     body
 }
 
+/// The value of `herald_auth_hook_answers_total` for this outcome, cached or not.
+async fn answers(herald: &HeraldProcess, outcome: &str, cached: bool) -> u64 {
+    let response = send(client().get(herald.url("/metrics")).bearer_auth(KEY)).await;
+    assert_eq!(response.status(), 200);
+    let text = tokio::time::timeout(WAIT, response.text())
+        .await
+        .unwrap()
+        .unwrap();
+    let series =
+        format!("herald_auth_hook_answers_total{{outcome=\"{outcome}\",cached=\"{cached}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
 #[tokio::test]
 async fn the_app_s_session_admits_with_its_identity_and_grants_on_sse_and_websocket() {
     let app = AppServer::start(Mode::Sessions).await;
@@ -523,6 +538,8 @@ async fn an_app_that_fails_is_unavailable_never_an_anonymous_admission() {
     app.kill().await;
     unavailable(sse_refused(&herald, "", Some("session=s-alice")).await);
     unavailable(sse_refused(&herald, "", Some("session=s-alice")).await);
+    assert_eq!(answers(&herald, "unavailable", false).await, 9);
+    assert_eq!(answers(&herald, "admitted", false).await, 1);
     let log = herald.log();
     assert!(log.contains("auth hook unavailable"), "{log}");
     assert!(
@@ -556,6 +573,11 @@ async fn the_cache_asks_once_per_ttl_and_never_keeps_a_failure() {
     sse_refused(&herald, "", Some("session=nobody")).await;
     sse_refused(&herald, "", Some("session=nobody")).await;
     assert_eq!(app.calls().len(), 4, "{:?}", app.calls());
+    assert_eq!(answers(&herald, "admitted", false).await, 2);
+    assert_eq!(answers(&herald, "admitted", true).await, 2);
+    assert_eq!(answers(&herald, "refused", false).await, 1);
+    assert_eq!(answers(&herald, "refused", true).await, 1);
+    assert_eq!(answers(&herald, "unavailable", false).await, 1);
     drop(first);
 }
 

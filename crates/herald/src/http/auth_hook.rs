@@ -54,6 +54,7 @@ use tokio::sync::Semaphore;
 use super::auth::{Identity, TokenCookie};
 use super::ApiError;
 use crate::config::{AuthHookConfig, Secret, TokenExpiry};
+use crate::metrics::{AuthHookOutcome, Metrics};
 use crate::target::{validate_username, ChannelPattern, UserId};
 
 /// Longest answer body read from the app; a longer one is a malformed answer.
@@ -128,6 +129,13 @@ enum Verdict {
 }
 
 impl Verdict {
+    fn outcome(&self) -> AuthHookOutcome {
+        match self {
+            Verdict::Admit(_) => AuthHookOutcome::Admitted,
+            Verdict::Refuse { .. } => AuthHookOutcome::Refused,
+        }
+    }
+
     fn into_result(self) -> Result<Identity, ApiError> {
         match self {
             Verdict::Admit(identity) => Ok(identity),
@@ -229,31 +237,42 @@ impl AuthHook {
     /// # Errors
     /// `401`/`403 auth_hook_refused` when the app refuses; `503 auth_hook_unavailable` (with
     /// `Retry-After`) when it cannot be asked or its answer cannot be used.
-    pub(crate) async fn ask(&self, call: HookCall<'_>) -> Result<Identity, ApiError> {
+    pub(crate) async fn ask(
+        &self,
+        call: HookCall<'_>,
+        metrics: &Metrics,
+    ) -> Result<Identity, ApiError> {
         let key = self.cache_ttl.map(|_| self.cache_key(&call));
         if let Some(verdict) = key.as_ref().and_then(|k| self.cached(k)) {
+            metrics.auth_hook_answered(verdict.outcome(), true);
             return verdict.into_result();
         }
-        let Ok(_permit) = self.in_flight.try_acquire() else {
-            tracing::warn!("auth hook: {MAX_CALLS_IN_FLIGHT} calls in flight; refusing more");
-            return Err(unavailable());
-        };
-        let body = self.body(&call);
-        let verdict = match tokio::time::timeout(self.timeout, self.call(body)).await {
-            Ok(Ok(verdict)) => verdict,
-            Ok(Err(why)) => {
+        let verdict = match self.fresh(&call).await {
+            Ok(verdict) => verdict,
+            Err(why) => {
                 tracing::warn!(url = %self.url, "auth hook unavailable: {why}");
-                return Err(unavailable());
-            }
-            Err(_) => {
-                tracing::warn!(url = %self.url, timeout = ?self.timeout, "auth hook unavailable: no answer in time");
+                metrics.auth_hook_answered(AuthHookOutcome::Unavailable, false);
                 return Err(unavailable());
             }
         };
+        metrics.auth_hook_answered(verdict.outcome(), false);
         if let (Some(key), Some(ttl)) = (key, self.cache_ttl) {
             self.remember(key, &verdict, ttl);
         }
         verdict.into_result()
+    }
+
+    /// Asks the app, within the bound on calls in flight and the timeout.
+    async fn fresh(&self, call: &HookCall<'_>) -> Result<Verdict, Failure> {
+        let Ok(_permit) = self.in_flight.try_acquire() else {
+            return Err(format!(
+                "{MAX_CALLS_IN_FLIGHT} calls in flight already; refusing more"
+            ));
+        };
+        match tokio::time::timeout(self.timeout, self.call(self.body(call))).await {
+            Ok(answer) => answer,
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        }
     }
 
     /// The JSON body of a call.

@@ -128,13 +128,16 @@ pub(crate) async fn admit(
     let identity = match decision {
         Decision::Known(identity) => identity,
         Decision::AskApp(hook) => {
-            hook.ask(HookCall {
-                transport,
-                headers,
-                query,
-                ip: peer_ip,
-                cookie,
-            })
+            hook.ask(
+                HookCall {
+                    transport,
+                    headers,
+                    query,
+                    ip: peer_ip,
+                    cookie,
+                },
+                state.hub.metrics(),
+            )
             .await?
         }
     };
