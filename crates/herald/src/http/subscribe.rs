@@ -192,9 +192,9 @@ impl Admission {
 ///
 /// Errors: `400` for a bad parameter, `401` for a missing or bad token, `403` when identity
 /// from the query (or a channel) is not allowed, `401`/`403 auth_hook_refused` when the app
-/// refuses (auth hook), `503 auth_hook_unavailable` when it cannot be asked, `429` when the user holds too many
-/// connections or the address connects or resumes too often (`connect_rate_per_ip`,
-/// `resume_rate_per_ip`), `503` when the hub is full or shutting down.
+/// refuses (auth hook), `429` when the user holds too many connections or the address connects
+/// or resumes too often (`connect_rate_per_ip`, `resume_rate_per_ip`), `503` when the hub is
+/// full or shutting down, or `auth_hook_unavailable` when the app cannot be asked.
 pub async fn subscribe(
     State(state): State<AppState>,
     closer: Option<Extension<TransportCloser>>,
