@@ -157,6 +157,8 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// its bound on calls in flight.
 pub(crate) struct AuthHook {
     url: Uri,
+    /// `url` without its user info and query, which may hold credentials: for logs.
+    shown_url: String,
     forward_headers: Vec<HeaderName>,
     timeout: Duration,
     cache_ttl: Option<Duration>,
@@ -172,7 +174,7 @@ pub(crate) struct AuthHook {
 impl std::fmt::Debug for AuthHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthHook")
-            .field("url", &self.url)
+            .field("url", &self.shown_url)
             .field("forward_headers", &self.forward_headers)
             .field("timeout", &self.timeout)
             .field("cache_ttl", &self.cache_ttl)
@@ -212,15 +214,23 @@ impl AuthHook {
             .is_some_and(|h| {
                 h == "localhost" || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
             });
+        let shown_url = format!(
+            "{}://{}{}{}",
+            url.scheme_str().unwrap_or("http"),
+            url.host().unwrap_or(""),
+            url.port().map(|p| format!(":{p}")).unwrap_or_default(),
+            url.path()
+        );
         if config.secret.is_none() && !on_loopback {
             tracing::warn!(
-                url = %url,
+                url = %shown_url,
                 "the auth hook is not on loopback and has no auth_hook_secret: the app cannot \
                  tell Herald's calls from anyone else's (see docs/security.md)"
             );
         }
         Some(AuthHook {
             url,
+            shown_url,
             forward_headers: config.forward_headers.clone(),
             timeout: config.timeout,
             cache_ttl: config.cache_ttl,
@@ -250,7 +260,7 @@ impl AuthHook {
         let verdict = match self.fresh(&call).await {
             Ok(verdict) => verdict,
             Err(why) => {
-                tracing::warn!(url = %self.url, "auth hook unavailable: {why}");
+                tracing::warn!(url = %self.shown_url, "auth hook unavailable: {why}");
                 metrics.auth_hook_answered(AuthHookOutcome::Unavailable, false);
                 return Err(unavailable());
             }
