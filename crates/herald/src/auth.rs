@@ -362,7 +362,7 @@ impl RawClaims {
 
 /// The time of an `exp` claim. Values too large for the system clock (`exp` near `u64::MAX`)
 /// mean "never", like any date past the year 9999, where they are clamped.
-fn expiry_time(exp: u64) -> SystemTime {
+pub(crate) fn expiry_time(exp: u64) -> SystemTime {
     /// 9999-12-31T23:59:59Z.
     const LATEST: u64 = 253_402_300_799;
     UNIX_EPOCH + Duration::from_secs(exp.min(LATEST))

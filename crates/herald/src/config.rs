@@ -74,6 +74,12 @@ pub const DEFAULT_WS_PING_INTERVAL: Duration = Duration::from_secs(25);
 /// Default time a WebSocket peer has to answer a ping (with its pong, or any frame) before it
 /// counts as dead and is dropped.
 pub const DEFAULT_WS_PONG_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default longest wait for the auth hook's answer ([`AuthHookConfig::timeout`]): a subscriber
+/// waits this long at most before it gets `503 auth_hook_unavailable`.
+pub const DEFAULT_AUTH_HOOK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default headers of the subscribe request forwarded to the auth hook
+/// ([`AuthHookConfig::forward_headers`]): the cookies, which carry the app's session.
+pub const DEFAULT_AUTH_HOOK_FORWARD_HEADERS: &[&str] = &["cookie"];
 
 /// Certificate chain and private key files for HTTPS.
 #[derive(Debug, Clone)]
@@ -308,6 +314,43 @@ pub struct HttpConfig {
     /// Inbound webhook sources (`POST /api/webhooks/{name}`), from the TOML file's
     /// `[[webhooks]]` tables. None by default.
     pub webhooks: Vec<crate::webhooks::WebhookConfig>,
+    /// Asking the app who a subscriber is (`--auth-hook-url`); off unless its `url` is set.
+    pub auth_hook: AuthHookConfig,
+}
+
+/// The auth hook: on each subscribe without a JWT, Herald POSTs the subscriber's credentials
+/// (the forwarded headers, the query, the address) to the app at `url`, and the app's answer
+/// decides who it is and which channels it may join (see `http::auth_hook`).
+#[derive(Debug, Clone)]
+pub struct AuthHookConfig {
+    /// Where to POST; `None` (the default) turns the hook off. `http://` or `https://`.
+    pub url: Option<http::Uri>,
+    /// Request headers forwarded to the app, lowercase
+    /// ([`DEFAULT_AUTH_HOOK_FORWARD_HEADERS`]).
+    pub forward_headers: Vec<http::HeaderName>,
+    /// Longest wait for the whole answer ([`DEFAULT_AUTH_HOOK_TIMEOUT`]).
+    pub timeout: Duration,
+    /// How long an answer is reused for the same credentials; `None` (the default) asks the
+    /// app on every connect.
+    pub cache_ttl: Option<Duration>,
+    /// Key of the `X-Herald-Signature` HMAC-SHA256 over each call's body; `None` sends no
+    /// signature.
+    pub secret: Option<Secret>,
+}
+
+impl Default for AuthHookConfig {
+    fn default() -> Self {
+        AuthHookConfig {
+            url: None,
+            forward_headers: DEFAULT_AUTH_HOOK_FORWARD_HEADERS
+                .iter()
+                .map(|h| http::HeaderName::from_static(h))
+                .collect(),
+            timeout: DEFAULT_AUTH_HOOK_TIMEOUT,
+            cache_ttl: None,
+            secret: None,
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -334,6 +377,7 @@ impl Default for HttpConfig {
             ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
             ws_pong_timeout: DEFAULT_WS_PONG_TIMEOUT,
             webhooks: Vec::new(),
+            auth_hook: AuthHookConfig::default(),
         }
     }
 }
@@ -493,6 +537,7 @@ impl Config {
             }
         }
         self.validate_webhooks()?;
+        self.http.auth_hook.validate()?;
         if self.data_dir.is_some() && self.engine != EngineConfig::Memory {
             return Err(ConfigError(engine::DATA_DIR_WITH_REDIS.into()));
         }
@@ -526,6 +571,32 @@ impl Config {
     }
 }
 
+impl AuthHookConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let Some(url) = &self.url else {
+            return Ok(());
+        };
+        let scheme_ok = matches!(url.scheme_str(), Some("http" | "https"));
+        if !scheme_ok || url.host().is_none_or(str::is_empty) {
+            return Err(ConfigError(format!(
+                "auth_hook_url: {url} is not an http:// or https:// URL with a host"
+            )));
+        }
+        if self.timeout < Duration::from_millis(10) {
+            return Err(ConfigError(
+                "auth_hook_timeout must be at least 10ms".into(),
+            ));
+        }
+        if self.secret.as_ref().is_some_and(|s| s.expose().len() < 16) {
+            return Err(ConfigError(
+                "auth_hook_secret must be at least 16 characters long (32 random bytes advised)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,6 +604,22 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn the_auth_hook_needs_an_http_url_and_a_real_secret() {
+        let hook = |url: &str, secret: Option<&str>| {
+            let mut c = Config::default();
+            c.http.auth_hook.url = Some(url.parse().unwrap());
+            c.http.auth_hook.secret = secret.map(Secret::new);
+            c.validate()
+        };
+        hook("http://127.0.0.1:3000/api/herald/auth", None).unwrap();
+        hook("https://app.example.com/auth", Some("0123456789abcdef")).unwrap();
+        assert!(hook("ftp://app.example.com/auth", None).is_err());
+        assert!(hook("/api/herald/auth", None).is_err());
+        let err = hook("https://app.example.com/auth", Some("short")).unwrap_err();
+        assert!(err.0.contains("auth_hook_secret"), "{err}");
     }
 
     #[test]

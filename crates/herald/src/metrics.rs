@@ -193,6 +193,34 @@ struct RejectLabel {
     reason: RejectReason,
 }
 
+/// What the auth hook decided about one subscriber (`herald_auth_hook_answers_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthHookOutcome {
+    /// The app admitted it.
+    Admitted,
+    /// The app refused it (`401`/`403`).
+    Refused,
+    /// The app could not be asked, or its answer could not be used (`503`).
+    Unavailable,
+}
+
+impl EncodeLabelValue for AuthHookOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> fmt::Result {
+        encoder.write_str(match self {
+            AuthHookOutcome::Admitted => "admitted",
+            AuthHookOutcome::Refused => "refused",
+            AuthHookOutcome::Unavailable => "unavailable",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AuthHookLabel {
+    outcome: AuthHookOutcome,
+    /// `true`: a cached answer; `false`: a call to the app.
+    cached: bool,
+}
+
 /// The hub's counters and gauges. Cheap to update from any thread (atomics).
 pub struct Metrics {
     registry: Registry,
@@ -210,6 +238,7 @@ pub struct Metrics {
     resets: Counter,
     pub(crate) transport_connections: Counter,
     webhooks: crate::webhooks::WebhookMetrics,
+    auth_hook_answers: Family<AuthHookLabel, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -309,6 +338,12 @@ impl Metrics {
             publish_seconds.clone(),
         );
         let webhooks = crate::webhooks::WebhookMetrics::register(&mut registry);
+        let auth_hook_answers = Family::<AuthHookLabel, Counter>::default();
+        registry.register(
+            "auth_hook_answers",
+            "Subscribers decided by the auth hook, by outcome and whether the answer was cached",
+            auth_hook_answers.clone(),
+        );
         Metrics {
             webhooks,
             registry,
@@ -325,7 +360,15 @@ impl Metrics {
             replayed_events,
             resets,
             transport_connections,
+            auth_hook_answers,
         }
+    }
+
+    /// Counts one subscriber decided by the auth hook.
+    pub(crate) fn auth_hook_answered(&self, outcome: AuthHookOutcome, cached: bool) {
+        self.auth_hook_answers
+            .get_or_create(&AuthHookLabel { outcome, cached })
+            .inc();
     }
 
     pub(crate) fn resumed(&self, replayed: usize) {

@@ -430,6 +430,11 @@ fn sample_value(key: &str, fixtures: &std::path::Path, dir: &std::path::Path) ->
         "publish_origins" => "\"https://admin.example.com\"".into(),
         "ws_ping_interval" => "\"25s\"".into(),
         "ws_pong_timeout" => "20000".into(),
+        "auth_hook_url" => "\"http://127.0.0.1:9/herald/auth\"".into(),
+        "auth_hook_forward_headers" => "[\"cookie\", \"authorization\"]".into(),
+        "auth_hook_timeout" => "\"2s\"".into(),
+        "auth_hook_cache_ttl" => "\"30s\"".into(),
+        "auth_hook_secret" => "\"0123456789abcdef-hook-secret\"".into(),
         "log_format" => "\"text\"".into(),
         _ => return None,
     })

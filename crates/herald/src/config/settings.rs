@@ -51,8 +51,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::{
-    Config, ConfigError, EngineConfig, HeartbeatStyle, Rate, RedisConfig, Secret, TlsFiles,
-    TokenExpiry,
+    AuthHookConfig, Config, ConfigError, EngineConfig, HeartbeatStyle, Rate, RedisConfig, Secret,
+    TlsFiles, TokenExpiry,
 };
 #[cfg(doc)]
 use super::{HttpConfig, HubConfig};
@@ -558,6 +558,28 @@ pub struct Settings {
     #[cfg_attr(feature = "cli", arg(skip))]
     #[serde(default)]
     pub webhooks: Option<Vec<crate::webhooks::WebhookSettings>>,
+    /// Ask the app who a subscriber is: on every subscribe without a JWT (SSE, WebSocket,
+    /// Socket.IO), POST the subscriber's forwarded headers, query and address to this URL
+    /// (http:// or https://); its answer admits (identity, channel grants) or refuses.
+    /// [default: none]
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub auth_hook_url: Option<String>,
+    /// Headers of the subscribe request forwarded to the auth hook, comma-separated (e.g.
+    /// `cookie,authorization`). [default: cookie]
+    #[cfg_attr(feature = "cli", arg(long, value_delimiter = ','))]
+    #[serde(default, deserialize_with = "list")]
+    pub auth_hook_forward_headers: Option<Vec<String>>,
+    /// Longest wait for the auth hook's answer; then 503 auth_hook_unavailable. [default: 2s]
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub auth_hook_timeout: Option<HumanDuration>,
+    /// Reuse the auth hook's answer for the same forwarded credentials this long; 0 or unset
+    /// asks on every connect. [default: none]
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub auth_hook_cache_ttl: Option<HumanDuration>,
+    /// Key of the X-Herald-Signature (sha256=<hex HMAC-SHA256 of the body>) on every auth hook
+    /// call, so the app can tell the call is Herald's; strongly advised off loopback.
+    #[cfg_attr(feature = "cli", arg(long, hide_env_values = true))]
+    pub auth_hook_secret: Option<Secret>,
     /// Log format. Log levels come from HERALD_LOG or RUST_LOG (e.g. `info,herald=debug`).
     /// [default: text]
     #[cfg_attr(feature = "cli", arg(long))]
@@ -668,6 +690,13 @@ impl Settings {
         );
         set(&mut c.http.ws_pong_timeout, s.ws_pong_timeout.map(|d| d.0));
         c.http.webhooks = crate::webhooks::config::webhooks(s.webhooks)?;
+        c.http.auth_hook = auth_hook(
+            s.auth_hook_url,
+            s.auth_hook_forward_headers,
+            s.auth_hook_timeout,
+            s.auth_hook_cache_ttl,
+            s.auth_hook_secret,
+        )?;
         c.engine = EngineConfig::from_settings(
             s.engine.map(|url| url.expose().to_owned()),
             s.redis_prefix,
@@ -675,6 +704,45 @@ impl Settings {
         )?;
         Ok(c)
     }
+}
+
+/// The auth hook's settings; an empty URL leaves the hook off.
+fn auth_hook(
+    url: Option<String>,
+    forward_headers: Option<Vec<String>>,
+    timeout: Option<HumanDuration>,
+    cache_ttl: Option<HumanDuration>,
+    secret: Option<Secret>,
+) -> Result<AuthHookConfig, ConfigError> {
+    let url = match url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        Some(u) => Some(
+            u.parse()
+                .map_err(|e| ConfigError(format!("auth_hook_url: {u:?} is not a URL ({e})")))?,
+        ),
+        None => None,
+    };
+    let mut c = AuthHookConfig {
+        url,
+        cache_ttl: cache_ttl.map(|d| d.0).filter(|d| !d.is_zero()),
+        secret: secret.filter(|s| !s.expose().is_empty()),
+        ..AuthHookConfig::default()
+    };
+    if let Some(names) = forward_headers {
+        c.forward_headers = names
+            .iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+            .map(|n| {
+                http::HeaderName::try_from(n.to_ascii_lowercase()).map_err(|_| {
+                    ConfigError(format!(
+                        "auth_hook_forward_headers: {n:?} is not a header name"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    set(&mut c.timeout, timeout.map(|d| d.0));
+    Ok(c)
 }
 
 fn set<T>(field: &mut T, value: Option<T>) {

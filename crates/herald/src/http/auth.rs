@@ -17,7 +17,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use super::{ApiError, AppState};
 use crate::auth::{self, PublishScope, Publisher};
 use crate::config::{HttpConfig, Rate, TokenExpiry};
-use crate::target::{ChannelName, UserId};
+use crate::target::{ChannelName, ChannelPattern, UserId};
 
 /// Keyed token buckets: new connections and resumes per client address, publishes per
 /// publisher.
@@ -236,11 +236,81 @@ pub(crate) async fn require_admin(
 }
 
 /// Who a subscriber is and what it may join.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Identity {
     pub(crate) user: Option<UserId>,
     pub(crate) username: Option<Arc<str>>,
     pub(crate) expires_at: Option<SystemTime>,
+    /// The channels it may join (a token's `channels` claim, the auth hook's `channels`);
+    /// `None`: whatever it asks for (identity from the query, or none at all).
+    pub(crate) grants: Option<Grants>,
+    /// The auth hook's `metadata` (a JSON object), for the connection.
+    // Read once connection metadata reaches the hub (the lead merges that branch).
+    #[allow(dead_code)]
+    pub(crate) metadata: Option<serde_json::Value>,
+}
+
+/// Channel grants (names or `prefix*`) and who gave them, for the error message.
+#[derive(Debug, Clone)]
+pub(crate) struct Grants {
+    patterns: Vec<ChannelPattern>,
+    /// "by this token", "by the app".
+    by: &'static str,
+}
+
+impl Grants {
+    pub(crate) fn new(patterns: Vec<ChannelPattern>, by: &'static str) -> Self {
+        Grants { patterns, by }
+    }
+}
+
+impl Identity {
+    /// The channels this subscriber joins, given those it asked for: with grants, each asked
+    /// for must match one (`403 channel_forbidden` otherwise), and one that asks for none joins
+    /// the exact names among its grants (`prefix*` grants name no channel to join). Without
+    /// grants, what it asked for.
+    ///
+    /// # Errors
+    /// `403 channel_forbidden` for a channel no grant matches.
+    pub(crate) fn channels(
+        &self,
+        requested: Vec<ChannelName>,
+    ) -> Result<Vec<ChannelName>, ApiError> {
+        let Some(grants) = &self.grants else {
+            return Ok(requested);
+        };
+        if requested.is_empty() {
+            return Ok(grants
+                .patterns
+                .iter()
+                .filter_map(|p| match p {
+                    ChannelPattern::Exact(name) => Some(name.clone()),
+                    ChannelPattern::Prefix(_) => None,
+                })
+                .collect());
+        }
+        if let Some(c) = auth::first_unmatched(&grants.patterns, &requested) {
+            return Err(forbidden_channel(c, grants.by));
+        }
+        Ok(requested)
+    }
+}
+
+fn forbidden_channel(c: &ChannelName, why: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "channel_forbidden",
+        format!("channel {c} is not allowed {why}"),
+    )
+}
+
+/// How a subscriber's identity is decided: already, or by asking the app.
+#[derive(Debug)]
+pub(crate) enum Decision<'a> {
+    /// Decided (from a token, the query, or as anonymous).
+    Known(Identity),
+    /// No token: the auth hook decides.
+    AskApp(&'a super::auth_hook::AuthHook),
 }
 
 /// Whether a subscriber's token may come from the token cookie. A browser sends cookies with
@@ -279,39 +349,47 @@ fn subscriber_token<'a>(
     query_token.filter(|t| !t.is_empty())
 }
 
-/// Decides a subscriber's identity. With JWT on, only a valid token names a user; the
-/// `userId`/`username` query parameters are refused, and every requested channel must be
-/// allowed by the token's `channels` claim (or by `anonymous_channels` without a token, when
-/// `allow_anonymous` is on). Without JWT, the query names the user where the configuration
-/// allows it. `cookie` says whether the token cookie counts.
-pub(crate) fn subscriber_identity(
+/// Decides a subscriber's identity. With JWT on, a valid token names the user and grants its
+/// `channels` claim (an invalid one is refused: the auth hook is not asked); without a token,
+/// the auth hook decides when it is on, else the subscriber is anonymous (restricted to
+/// `anonymous_channels`, when `allow_anonymous` is on) or refused. The auth hook without JWT
+/// decides for every subscriber. Where a token or the app decides, the `userId`/`username`
+/// query parameters are refused. Without JWT or hook, the query names the user where the
+/// configuration allows it. `cookie` says whether the token cookie counts.
+pub(crate) fn subscriber_identity<'a>(
     config: &HttpConfig,
+    hook: Option<&'a super::auth_hook::AuthHook>,
     headers: &HeaderMap,
     query: &super::subscribe::SubscribeQuery,
     cookie: TokenCookie,
-) -> Result<Identity, ApiError> {
-    let forbidden_channel = |c: &ChannelName, why: &str| {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "channel_forbidden",
-            format!("channel {c} is not allowed {why}"),
-        )
-    };
+) -> Result<Decision<'a>, ApiError> {
+    let named_in_query = query.user.is_some() || query.username.is_some();
     let Some(jwt) = &config.jwt else {
-        if (query.user.is_some() || query.username.is_some()) && !config.identity_from_query {
+        if let Some(hook) = hook {
+            if named_in_query {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "identity_not_allowed",
+                    "userId/username cannot be given in the query: the identity comes from the \
+                     app (the auth hook)",
+                ));
+            }
+            return Ok(Decision::AskApp(hook));
+        }
+        if named_in_query && !config.identity_from_query {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "identity_not_allowed",
                 "this hub does not accept userId/username from the query string",
             ));
         }
-        return Ok(Identity {
+        return Ok(Decision::Known(Identity {
             user: query.user.clone(),
             username: query.username.clone(),
-            expires_at: None,
-        });
+            ..Identity::default()
+        }));
     };
-    if query.user.is_some() || query.username.is_some() {
+    if named_in_query {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "identity_not_allowed",
@@ -333,30 +411,40 @@ pub(crate) fn subscriber_identity(
                     "the token has no sub (user id)",
                 ));
             };
-            if let Some(c) = claims.forbidden_channel(&query.channels) {
-                return Err(forbidden_channel(c, "by this token"));
-            }
-            Ok(Identity {
+            Ok(Decision::Known(Identity {
                 user: Some(user),
                 username: claims.username.map(Arc::from),
                 expires_at: match config.token_expiry {
                     TokenExpiry::Close => Some(claims.expires_at),
                     TokenExpiry::Tolerate => None,
                 },
-            })
+                grants: Some(Grants::new(claims.channels, "by this token")),
+                metadata: None,
+            }))
         }
-        None if config.allow_anonymous => {
-            if let Some(c) = auth::first_unmatched(&config.anonymous_channels, &query.channels) {
-                return Err(forbidden_channel(c, "without a token"));
-            }
-            Ok(Identity::default())
-        }
-        None => Err(ApiError::new(
+        None => match hook {
+            Some(hook) => Ok(Decision::AskApp(hook)),
+            None => anonymous(config, query),
+        },
+    }
+}
+
+/// A subscriber without a token and no auth hook: anonymous where allowed.
+fn anonymous(
+    config: &HttpConfig,
+    query: &super::subscribe::SubscribeQuery,
+) -> Result<Decision<'static>, ApiError> {
+    if !config.allow_anonymous {
+        return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing_token",
             "this hub needs a token: Authorization: Bearer <jwt>, the token cookie, or ?token=",
-        )),
+        ));
     }
+    if let Some(c) = auth::first_unmatched(&config.anonymous_channels, &query.channels) {
+        return Err(forbidden_channel(c, "without a token"));
+    }
+    Ok(Decision::Known(Identity::default()))
 }
 
 /// The client's address: the peer's, or, when the peer is a trusted proxy, the last address in

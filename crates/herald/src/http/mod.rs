@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub(crate) mod auth;
+pub(crate) mod auth_hook;
 pub mod console;
 pub mod error;
 pub(crate) mod origin;
@@ -61,6 +62,8 @@ pub struct AppParts {
     pub(crate) limits: Arc<auth::RateLimits>,
     /// The configured webhook sources ([`HttpConfig::webhooks`]).
     pub(crate) webhooks: Arc<crate::webhooks::Webhooks>,
+    /// The auth hook, when `auth_hook.url` is set.
+    pub(crate) auth_hook: Option<Arc<auth_hook::AuthHook>>,
 }
 
 impl AppState {
@@ -78,6 +81,8 @@ impl AppState {
             hub,
             webhooks: Arc::new(webhooks),
             limits: Arc::new(auth::RateLimits::new(&config)),
+            auth_hook: auth_hook::AuthHook::new(&config.auth_hook, config.token_expiry)
+                .map(Arc::new),
             config: Arc::new(config),
         }))
     }

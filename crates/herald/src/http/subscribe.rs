@@ -9,7 +9,8 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, Version};
 use axum::response::Response;
 use axum::Extension;
 
-use super::auth::{Identity, TokenCookie};
+use super::auth::{Decision, Identity, TokenCookie};
+use super::auth_hook::{HookCall, Transport};
 use super::{ApiError, AppState};
 use crate::hub::ConnectRequest;
 use crate::registry::TransportCloser;
@@ -89,18 +90,22 @@ pub(crate) struct Admission {
 
 /// Runs the shared checks of a subscribe request: the connect rate of the client's address, the
 /// query, `Last-Event-ID` (the header, sent by browsers on their own reconnects, wins over the
-/// `lastEventId` parameter for clients that cannot set headers), then the identity and the
-/// channels it may join (`cookie`: whether the token cookie counts).
+/// `lastEventId` parameter for clients that cannot set headers), then the identity (a token,
+/// the auth hook's answer, or the query) and the channels it may join (`cookie`: whether the
+/// token cookie counts; `transport`: what the auth hook is told). A subscriber with channel
+/// grants that asks for no channel joins the exact names among its grants.
 ///
 /// # Errors
 /// `429 rate_limited`, `400` for a bad parameter, `401` for a missing or bad token, `403` when
-/// identity from the query is not allowed or a channel is not.
-pub(crate) fn admit(
+/// identity from the query is not allowed or a channel is not; from the auth hook, `401`/`403
+/// auth_hook_refused` and `503 auth_hook_unavailable`.
+pub(crate) async fn admit(
     state: &AppState,
     peer: Option<&ConnectInfo<SocketAddr>>,
     headers: &HeaderMap,
     query: Option<&str>,
     cookie: TokenCookie,
+    transport: Transport,
 ) -> Result<Admission, ApiError> {
     let peer_ip = super::auth::client_ip(peer, headers, &state.config.trusted_proxies);
     if let Some(ip) = peer_ip {
@@ -113,7 +118,30 @@ pub(crate) fn admit(
         })?;
         q.last_event_id = Some(last_event_id(text)?);
     }
-    let identity = super::auth::subscriber_identity(&state.config, headers, &q, cookie)?;
+    let decision = super::auth::subscriber_identity(
+        &state.config,
+        state.auth_hook.as_deref(),
+        headers,
+        &q,
+        cookie,
+    )?;
+    let identity = match decision {
+        Decision::Known(identity) => identity,
+        Decision::AskApp(hook) => {
+            hook.ask(
+                HookCall {
+                    transport,
+                    headers,
+                    query,
+                    ip: peer_ip,
+                    cookie,
+                },
+                state.hub.metrics(),
+            )
+            .await?
+        }
+    };
+    q.channels = identity.channels(std::mem::take(&mut q.channels))?;
     Ok(Admission {
         identity,
         query: q,
@@ -163,9 +191,10 @@ impl Admission {
 /// no connection and replays nothing.
 ///
 /// Errors: `400` for a bad parameter, `401` for a missing or bad token, `403` when identity
-/// from the query (or a channel) is not allowed, `429` when the user holds too many
-/// connections or the address connects or resumes too often (`connect_rate_per_ip`,
-/// `resume_rate_per_ip`), `503` when the hub is full or shutting down.
+/// from the query (or a channel) is not allowed, `401`/`403 auth_hook_refused` when the app
+/// refuses (auth hook), `429` when the user holds too many connections or the address connects
+/// or resumes too often (`connect_rate_per_ip`, `resume_rate_per_ip`), `503` when the hub is
+/// full or shutting down, or `auth_hook_unavailable` when the app cannot be asked.
 pub async fn subscribe(
     State(state): State<AppState>,
     closer: Option<Extension<TransportCloser>>,
@@ -181,7 +210,9 @@ pub async fn subscribe(
         &headers,
         query.as_deref(),
         TokenCookie::Read,
-    )?;
+        Transport::Sse,
+    )
+    .await?;
     if method == Method::HEAD {
         // Nothing to stream: no connection, no replay.
         return Ok(stream_response(Body::empty()));

@@ -46,6 +46,7 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::{SendError, SocketError, SocketIo};
 use tokio_util::sync::CancellationToken;
 
+use crate::http::auth_hook::Transport;
 use crate::http::subscribe::admit;
 use crate::http::{ApiError, AppState};
 use crate::registry::TransportCloser;
@@ -156,7 +157,9 @@ async fn connect(
         &parts.headers,
         Some(&query),
         cookie,
-    )?;
+        Transport::SocketIo,
+    )
+    .await?;
     let evicted = CancellationToken::new();
     let request = admission.into_request(
         state,

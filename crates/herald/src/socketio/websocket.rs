@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::packets::SOCKETIO_PACKETS;
 use super::{auth_query, Refusal};
+use crate::http::auth_hook::Transport;
 use crate::http::subscribe::admit;
 use crate::http::{ApiError, AppState};
 use crate::registry::TransportCloser;
@@ -211,7 +212,9 @@ async fn connect(
         &parts.headers,
         Some(&query),
         cookie,
-    )?;
+        Transport::SocketIo,
+    )
+    .await?;
     let evicted = CancellationToken::new();
     let request = admission.into_request(
         state,

@@ -26,6 +26,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio_util::sync::CancellationToken;
 
+use crate::http::auth_hook::Transport;
 use crate::http::subscribe::admit;
 use crate::http::{ApiError, AppState};
 use crate::registry::TransportCloser;
@@ -73,7 +74,9 @@ async fn open(state: AppState, request: Request) -> Result<Response, ApiError> {
         &parts.headers,
         parts.uri.query(),
         cookie,
-    )?;
+        Transport::WebSocket,
+    )
+    .await?;
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(upgrade) => upgrade,
         Err(rejection) => return Ok(not_a_handshake(&rejection)),
