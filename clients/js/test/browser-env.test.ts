@@ -29,9 +29,9 @@ describe('HeraldClient in a browser window', () => {
     const ES = createFakeEventSource();
     vi.stubGlobal('EventSource', ES);
     try {
-      const c = new HeraldClient({ url: '', userId: 'u', shareConnection: false });
+      const c = new HeraldClient({ url: '', userId: 'u', shareConnection: false, sseReader: 'eventsource' });
       expect(ES.instances).toHaveLength(1);
-      expect(ES.last!.url).toBe('/api/sse?userId=u');
+      expect(ES.last!.url).toBe('/api/sse?userId=u&envelope=1');
       c.close();
     } finally {
       vi.unstubAllGlobals();
