@@ -24,12 +24,18 @@ import {
 } from './eventsource.js';
 import { decideOnDisconnected, decideOnHttpStatus, reconnectAdvice, type DisconnectPolicy, type PolicyAction } from './policy.js';
 import { canFetchStream, FetchSseDriver } from './fetch-stream.js';
+import { deliverSse } from './sse-parser.js';
 import { StatusMachine, type StatusInput } from './status.js';
 import { SYSTEM_EVENTS, type ClientState, type ConnectedData, type DisconnectedData, type HeraldEvent, type TransportKind } from './types.js';
-import { deliverSse } from './sse-parser.js';
+import { buildSubscribeUrl, withEnvelope, type SubscribeUrlParams } from './url.js';
 
 export { deliverSse, parseData } from './sse-parser.js';
-import { buildSubscribeUrl, withEnvelope, type SubscribeUrlParams } from './url.js';
+
+/**
+ * Longest `Retry-After` the client waits for before reconnecting (5 minutes): a hub asks for
+ * seconds; a larger value (a misconfigured proxy) must not park a page for hours.
+ */
+export const MAX_RETRY_AFTER_MS = 300_000;
 
 /** A token, or a function returning a (possibly fresh) token before each connect. */
 export type TokenSource =
@@ -360,9 +366,9 @@ export class Connection implements Transport {
       const err = status === 401 || status === 403 ? new HeraldAuthError(text, extra) : new HeraldConnectionError('http', text, extra);
       const action = this.decide({ type: 'http', status }, () => decideOnHttpStatus(status, this.policyContext()));
       if (action === 'stop') return this.stop(`http_${status}`, err);
-      // 429 and 503 say when to come back: not sooner than `Retry-After`.
+      // 429 and 503 say when to come back: not sooner than `Retry-After` (capped).
       const backoff = this.config.backoff.next();
-      return this.drop(err, retryAfterMs !== undefined ? Math.max(backoff, retryAfterMs) : backoff);
+      return this.drop(err, retryAfterMs !== undefined ? Math.max(backoff, Math.min(retryAfterMs, MAX_RETRY_AFTER_MS)) : backoff);
     }
     const msg = message ? `: ${message}` : '';
     this.drop(new HeraldConnectionError('network', `connection lost${msg}`));
