@@ -95,7 +95,11 @@ export interface HeraldClientOptions {
   shareConnection?: boolean;
   /** Override the derived tab-sharing key (lock/channel names). */
   shareKey?: string;
-  /** Event names to listen for from the start (useful with the `'*'` wildcard). */
+  /**
+   * Event names to listen for from the start. Needed only where events arrive by name (a hub
+   * older than `envelope=1`, or `envelope: false`) and the EventSource reader is used: there an
+   * unlisted name never arrives. With the default every event arrives anyway.
+   */
   events?: readonly string[];
   /** EventSource constructor to use (tests, Node polyfills). Default: global, else the `eventsource` package. */
   EventSource?: EventSourceConstructor;
@@ -305,8 +309,9 @@ export class HeraldClient<E extends EventMap = EventMap> {
   /**
    * Handle an event by name. The handler gets the parsed JSON data and the full
    * event (`id`, `event`, `raw`). `'*'` receives every event this client
-   * receives (named events only arrive for names someone listens to: use
-   * `on(name)` or the `events` option). Returns an unsubscribe function.
+   * receives: every event the hub sends (with `envelope=1`, the default; over an
+   * EventSource without it, only the names listened to via `on(name)` or the `events`
+   * option). Returns an unsubscribe function.
    */
   on(event: '*', handler: (data: unknown, event: AnyHeraldEvent<E>) => void): () => void;
   on<K extends keyof AllEvents<E> & string>(event: K, handler: HeraldHandler<AllEvents<E>[K], K>): () => void;

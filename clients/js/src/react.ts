@@ -25,7 +25,7 @@ import { normalizeChannels } from './url.js';
 export { HeraldClient } from './client.js';
 export type { HeraldClientOptions } from './client.js';
 
-/** Named events the hooks listen to when `events` is not given (the publisher helpers' names). */
+/** Named events the hooks listen to when `events` is not given (the publisher helpers' names); they matter only where events arrive by name (a hub older than `envelope=1`). */
 export const DEFAULT_HOOK_EVENTS: readonly string[] = ['notification', 'alert', 'update'];
 
 /** Hook options: client options with an optional `url` (default `''` = same origin). */

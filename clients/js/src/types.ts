@@ -136,13 +136,16 @@ export type AllEvents<E extends EventMap> = HeraldSystemEvents & { message: unkn
 
 /** One event as delivered to handlers. */
 export interface HeraldEvent<T = unknown, K extends string = string> {
-  /** The SSE event name (`event:` field; `message` when absent). */
+  /** The event name (the envelope's `event`, or the SSE `event:` field; `message` when absent). */
   event: K;
   /** Parsed JSON of the `data:` field (the raw string when it is not valid JSON). */
   data: T;
   /** The SSE `id:` of this event; `undefined` for system events without an id. Opaque: compare for equality only. */
   id: string | undefined;
-  /** The raw `data:` string as received. */
+  /**
+   * The payload as text: the `data:` string as received, or, from an envelope (`envelope=1`, or a
+   * WebSocket frame), a text payload as it is and a JSON payload serialised again.
+   */
   raw: string;
   /** Local receive time (ms since epoch). */
   receivedAt: number;

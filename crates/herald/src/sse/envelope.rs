@@ -82,7 +82,7 @@ pub fn encode(id: Option<&EventId>, name: &EventName, data: Data<'_>) -> Bytes {
     let mut buf = BytesMut::with_capacity(json.len() + 40);
     if let Some(id) = id {
         buf.put_slice(b"id: ");
-        buf.put_slice(id.to_string().as_bytes());
+        frame::put_event_id(&mut buf, id);
         buf.put_u8(b'\n');
     }
     buf.put_slice(b"data: ");
