@@ -139,10 +139,13 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** `{message, ...data}` for an object `data`, else `{message, data}`, `{message}` without data. */
+/**
+ * `{message, ...data}` for an object `data`, `{message}` without one (`undefined` or `null`),
+ * else `{message, data}` (as the Rust `herald::helpers` and the Python SDK).
+ */
 export function messageData(message: string, data?: unknown): Record<string, unknown> {
   if (isPlainObject(data)) return { message, ...data };
-  return data === undefined ? { message } : { message, data };
+  return data === undefined || data === null ? { message } : { message, data };
 }
 
 function entityTarget(targetType: EntityTargetType, targetId: string | readonly string[] | undefined): Partial<PublishBody> {
@@ -606,9 +609,13 @@ export class HeraldPublisher {
 
   /**
    * The generic form of seed 002's domain helpers: event `kind`, data `{<idField>: id, status,
-   * ...data}` (the id field per kind in {@link ENTITY_ID_FIELDS}; a non-object `data` goes
-   * under `data`), to `targetType` `user` (`targetId` a user id), `users` (an array of user ids,
-   * or a comma-separated string), `channel` (a channel name) or `broadcast` (no `targetId`).
+   * ...data}` (the id field per kind in {@link ENTITY_ID_FIELDS}; `data` is an object, or
+   * `undefined` / `null` for none), to `targetType` `user` (`targetId` a user id), `users` (an
+   * array of user ids, or a comma-separated string), `channel` (a channel name) or `broadcast`
+   * (no `targetId`).
+   *
+   * @throws TypeError for an unknown `kind` or `targetType`, a missing or extra `targetId`, or a
+   * `data` that is not an object (as the Rust `send_entity_notification` refuses it).
    */
   sendEntityNotification(
     kind: EntityKind,
@@ -621,7 +628,10 @@ export class HeraldPublisher {
   ): Promise<PublishResult> {
     const field = ENTITY_ID_FIELDS[kind];
     if (!field) throw new TypeError(`HeraldPublisher.sendEntityNotification: unknown kind ${JSON.stringify(kind)} (${Object.keys(ENTITY_ID_FIELDS).join(', ')})`);
-    const payload = { [field]: id, status, ...(isPlainObject(data) ? data : data === undefined ? {} : { data }) };
+    if (data !== undefined && data !== null && !isPlainObject(data)) {
+      throw new TypeError('HeraldPublisher.sendEntityNotification: data is a JSON object (or undefined / null for none)');
+    }
+    const payload = { [field]: id, status, ...(data ?? {}) };
     return this.publish({ event: kind, data: payload, ...entityTarget(targetType, targetId) }, options);
   }
 

@@ -157,6 +157,7 @@ describe('HeraldPublisher: requests', () => {
     await p.notifyUser('u1', 'Shipped', 'order_update', { orderId: '123' });
     await p.notifyUser('u1', 'Hi');
     await p.notifyUser('u1', 'Count', 'tick', 5);
+    await p.notifyUser('u1', 'Null', 'tick', null);
     await p.notifyAll('Maintenance at 5', 'alert');
     await p.notifyAll('Deploy', undefined, { version: 2 });
     await p.sendToUsers('notification', { title: 'New Message' }, ['user1', 'user2']);
@@ -178,6 +179,7 @@ describe('HeraldPublisher: requests', () => {
       { event: 'order_update', data: { message: 'Shipped', orderId: '123' }, users: ['u1'] },
       { event: 'notification', data: { message: 'Hi' }, users: ['u1'] },
       { event: 'tick', data: { message: 'Count', data: 5 }, users: ['u1'] },
+      { event: 'tick', data: { message: 'Null' }, users: ['u1'] },
       { event: 'alert', data: { message: 'Maintenance at 5' }, broadcast: true },
       { event: 'notification', data: { message: 'Deploy', version: 2 }, broadcast: true },
       { event: 'notification', data: { title: 'New Message' }, users: ['user1', 'user2'] },
@@ -207,7 +209,7 @@ describe('HeraldPublisher: requests', () => {
     await p.sendVideoProcessingNotification('video123', 'completed', { quality: '4K' }, 'users', ['a', 'b']);
     await p.sendDataExportNotification('export123', 'completed', { format: 'CSV' }, 'users', 'a, b');
     await p.sendPostUpdateNotification('post123', 'created', { title: 'New' }, 'broadcast');
-    await p.sendProfileUpdateNotification('user123', 'avatar_changed', 7, 'user', 'user123');
+    await p.sendProfileUpdateNotification('user123', 'avatar_changed', null, 'user', 'user123');
     expect(requests.map((r) => r.body)).toEqual([
       { event: 'payment', data: { paymentId: 'payment123', status: 'completed', amount: 99.99, currency: 'USD' }, users: ['user456'] },
       { event: 'job', data: { jobType: 'video-processing', status: 'completed', videoId: 'video123' }, users: ['user789'] },
@@ -216,7 +218,7 @@ describe('HeraldPublisher: requests', () => {
       { event: 'video_processing', data: { videoId: 'video123', status: 'completed', quality: '4K' }, users: ['a', 'b'] },
       { event: 'data_export', data: { exportId: 'export123', status: 'completed', format: 'CSV' }, users: ['a', 'b'] },
       { event: 'post', data: { postId: 'post123', status: 'created', title: 'New' }, broadcast: true },
-      { event: 'profile', data: { userId: 'user123', status: 'avatar_changed', data: 7 }, users: ['user123'] },
+      { event: 'profile', data: { userId: 'user123', status: 'avatar_changed' }, users: ['user123'] },
     ]);
     // Bad targets are caught before anything is sent.
     expect(() => p.sendPaymentNotification('p', 's', {}, 'user')).toThrow(/targetId/);
@@ -224,6 +226,8 @@ describe('HeraldPublisher: requests', () => {
     expect(() => p.sendPaymentNotification('p', 's', {}, 'channel', ['a', 'b'])).toThrow(/channel/);
     expect(() => p.sendPaymentNotification('p', 's', {}, 'room' as never, 'x')).toThrow(/targetType/);
     expect(() => p.sendEntityNotification('nope' as never, 'p', 's', {}, 'broadcast')).toThrow(/kind/);
+    expect(() => p.sendPaymentNotification('p', 's', 7, 'broadcast')).toThrow(/object/);
+    expect(() => p.sendPaymentNotification('p', 's', [1], 'broadcast')).toThrow(/object/);
     expect(() => p.sendToUser('u', 42 as never)).toThrow(/\{type, data\}/);
     expect(requests).toHaveLength(8);
   });
