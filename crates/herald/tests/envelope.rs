@@ -27,6 +27,7 @@ struct Got {
     sse_id: String,
     sse_type: String,
     envelope: Value,
+    retry: Option<Duration>,
 }
 
 impl Got {
@@ -67,6 +68,7 @@ impl Enveloped {
             sse_id: e.id,
             sse_type: e.event,
             envelope,
+            retry: e.retry,
         }
     }
 
@@ -293,6 +295,40 @@ async fn plain_and_enveloped_tabs_each_get_their_format() {
     );
     let e = plain.next_event().await;
     assert_eq!((e.event.as_str(), e.data.as_str()), ("note", "t"));
+}
+
+/// At shutdown an enveloped client gets `disconnected` (reason `server_shutdown`) with the
+/// spread `retry:` hint, then the end, as a plain one does.
+#[tokio::test]
+async fn shutdown_is_enveloped_with_its_retry_hint() {
+    let mut config = Config::default();
+    config.hub.retry = Duration::from_secs(1);
+    config.hub.shutdown_reconnect_window = Duration::from_secs(4);
+    let srv = TestServer::with_config(config).await;
+    let mut alice = Enveloped::open(&srv, "userId=alice", None).await;
+    let connected = alice.next().await;
+    assert_eq!(connected.name(), "connected");
+    assert_eq!(
+        connected.retry,
+        Some(Duration::from_secs(1)),
+        "the stream's first retry hint"
+    );
+    srv.cancel();
+    let bye = alice.next().await;
+    check_shape(&bye);
+    assert_eq!(bye.name(), "disconnected");
+    assert_eq!(bye.envelope["data"]["reason"], "server_shutdown");
+    let retry = bye.retry.expect("a retry hint comes with the shutdown");
+    assert!(
+        retry >= Duration::from_secs(1) && retry <= Duration::from_secs(4),
+        "{retry:?}"
+    );
+    let rest = alice.until_end().await;
+    assert!(
+        rest.iter().all(|e| e.data.contains("\"heartbeat\"")),
+        "nothing after disconnected: {rest:?}"
+    );
+    srv.stop().await;
 }
 
 #[tokio::test]
