@@ -114,6 +114,8 @@ export interface StreamCallbacks {
   alive(id: string | undefined): void;
   /** The stream failed or ended. `status`: the HTTP status, where the implementation shows it. */
   fail(status: number | undefined, message: string | undefined, failure?: StreamFailure): void;
+  /** The stream's `retry:` hint, in ms, where the implementation shows it (the fetch reader does). */
+  retry?(ms: number): void;
 }
 
 /** One open stream, as its driver hands it over. */
@@ -206,6 +208,8 @@ export class Connection implements Transport {
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private livenessTimer: ReturnType<typeof setTimeout> | undefined;
   private connectionId: string | undefined;
+  /** The last `retry:` hint of a stream (ms): the least delay after `disconnected` with `backoff` advice. */
+  private retryHint: number | undefined;
   private started = false;
   private stopped = false;
   private driverIndex = 0;
@@ -332,6 +336,9 @@ export class Connection implements Transport {
       message: (name, raw, data, id) => live() && this.deliver(gen, name, raw, data, id),
       alive: (id) => live() && this.handleAlive(gen, id),
       fail: (status, message, failure) => live() && this.handleError(status, message, failure),
+      retry: (ms) => {
+        if (live()) this.retryHint = ms;
+      },
     };
     try {
       this.stream = driver.connect(factory, query, this.names, cb);
@@ -423,7 +430,10 @@ export class Connection implements Transport {
     const action = this.decide({ type: 'disconnected', data: data ?? { reason } }, () => decideOnDisconnected(data, this.policyContext()));
     if (action === 'stop') this.stop(reason, err);
     // `now`: the hub ended a healthy connection (its maximum age): come back without a delay.
-    else this.drop(err, advice === 'now' ? 0 : undefined);
+    else if (advice === 'now') this.drop(err, 0);
+    // Otherwise after the backoff, and no sooner than the stream's `retry:` hint (docs/api.md):
+    // at shutdown the hub spreads its clients' hints over the restart window.
+    else this.drop(err, Math.max(this.config.backoff.next(), Math.min(this.retryHint ?? 0, MAX_RETRY_AFTER_MS)));
   }
 
   // ---------------------------------------------------------------- policy

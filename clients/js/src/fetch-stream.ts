@@ -127,7 +127,9 @@ export class FetchSseDriver implements StreamDriver<FetchLike> {
           if (done) break;
           const text = decoder.decode(value, { stream: true });
           if (!text) continue;
+          const retryBefore = parser.retry;
           const events = parser.push(text);
+          if (parser.retry !== undefined && parser.retry !== retryBefore) cb.retry?.(parser.retry);
           if (!events.length) {
             // Bytes but no complete event (a comment heartbeat, a partial frame): still alive.
             cb.alive(undefined);

@@ -141,6 +141,26 @@ describe('the fetch reader against a loopback server', () => {
     client.close();
   });
 
+  it('after disconnected with "backoff" advice, waits at least the stream\'s retry: hint', async () => {
+    const at: number[] = [];
+    const url = await start((_req, res, n) => {
+      at.push(Date.now());
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const send = (event: string, data: unknown) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+      send('connected', { connectionId: `c${n}` });
+      if (n === 0) {
+        // As the hub at shutdown: a spread retry hint, then disconnected.
+        res.write('retry: 1200\n');
+        send('disconnected', { reason: 'server_shutdown', reconnect: 'backoff' });
+        res.end();
+      }
+    });
+    const client = new HeraldClient({ url, shareConnection: false, envelope: false, backoff: { initialDelay: 10, jitter: 0 } });
+    await vi.waitFor(() => expect(client.connectionId).toBe('c1'), { timeout: 5000 });
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(1150);
+    client.close();
+  });
+
   it('treats a 200 that is not an event stream as a failed attempt', async () => {
     const url = await start((_req, res, n) => {
       if (n === 0) {
