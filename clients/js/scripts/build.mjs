@@ -5,9 +5,9 @@
  * - dist/cjs/: CommonJS, one file per module (esbuild transform of dist/*.js), with the same
  *   declarations and a package.json `{"type": "commonjs"}` so Node and TypeScript read both as
  *   CommonJS (package.json's `require` condition).
- * - dist/browser/: the ESM files with `eventsource-package.js` replaced by its browser stand-in,
- *   so that browser bundles (package.json's `browser` condition) never contain the Node
- *   `eventsource` package.
+ * - dist/browser/: the ESM files (and declarations) with `eventsource-package.js` replaced by its
+ *   browser stand-in, so that browser bundles (package.json's `browser` condition) never contain
+ *   the Node `eventsource` package.
  */
 import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -31,6 +31,7 @@ for (const file of files) {
   const src = join(dist, file);
   if (file.endsWith('.d.ts')) {
     await copyFile(src, join(cjs, file));
+    if (!file.startsWith('eventsource-package.browser')) await copyFile(src, join(browser, file));
     continue;
   }
   const code = await readFile(src, 'utf8');

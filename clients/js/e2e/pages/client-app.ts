@@ -1,12 +1,12 @@
 /**
- * Test page for HeraldClient (bundled from dist/ by the e2e setup). Configured by its query:
+ * Test page for HeraldClient (bundled from dist/browser/, the browser build, by the e2e setup). Configured by its query:
  *   ?hub=http://127.0.0.1:8080&userId=dave&share=1&backoff={"initialDelay":100}&events=tick,notification
  *   &transport=websocket&path=/api/sse (both optional)
  *   &token=<jwt> (sent by the fetch reader as `Authorization: Bearer`) &star=1 (record every event
  *   through `on('*')` instead of the `events` names) &reader=eventsource
  * It records what the client delivers in `window.__herald` for the tests to read, and renders it.
  */
-import { HeraldClient } from '../../dist/index.js';
+import { HeraldClient } from '../../dist/browser/index.js';
 
 interface Received {
   event: string;

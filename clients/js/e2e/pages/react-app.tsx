@@ -1,11 +1,11 @@
 /**
- * Test page for the React hook `useSSE` (bundled from dist/ with React by the e2e setup).
+ * Test page for the React hook `useSSE` (bundled from dist/browser/, the browser build, with React by the e2e setup).
  * Configured by its query: ?hub=http://127.0.0.1:8080&userId=alice
  * Rendered in StrictMode, so the hook's mount/unmount/mount is exercised too.
  */
 import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
-import { useSSE } from '../../dist/react.js';
+import { useSSE } from '../../dist/browser/react.js';
 
 const q = new URLSearchParams(location.search);
 const hub = q.get('hub') ?? '';
