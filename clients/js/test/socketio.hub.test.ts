@@ -234,7 +234,9 @@ describe('/socket.io/ against the real hub, with npm socket.io-client', () => {
     expect((await postJson(`${h.url}/api/sse/disconnect`, { connections: [connectionId] })).status).toBe(200);
     const disconnected = await first.waitFor('disconnected', (g) => g.event === 'disconnected');
     expect(disconnected.data).toMatchObject({ reason: 'server_disconnect', reconnect: 'backoff' });
-    expect(await closed).toBe('io server disconnect');
+    // A socket on a WebSocket of its own is closed as a transport close, after which
+    // socket.io-client reconnects by itself (reconnection is off here; see the next test).
+    expect(await closed).toBe('transport close');
 
     for (const n of [3, 4]) await publish(h, { event: 'tick', data: n, users: ['alice'] });
     const resumed = await open(h, { userId: 'alice', lastEventId: last.id }, 'polling');
@@ -242,6 +244,91 @@ describe('/socket.io/ against the real hub, with npm socket.io-client', () => {
     await publish(h, { event: 'end', data: null, users: ['alice'] });
     expect(await ticks(resumed)).toEqual([3, 4, 5]);
   });
+
+  it('websocket: after a hub-ended connection socket.io-client reconnects by itself and resumes from auth as a function', async () => {
+    const h = await hub();
+    let lastEventId: string | undefined;
+    const socket = io(h.url, {
+      // The auth callback runs at every (re)connect: it carries the last id seen.
+      auth: (cb) => cb(lastEventId === undefined ? { userId: 'alice' } : { userId: 'alice', lastEventId }),
+      transports: ['websocket'],
+      forceNew: true,
+      reconnectionDelay: 50,
+      reconnectionDelayMax: 200,
+    });
+    sockets.push(socket);
+    const got: Got[] = [];
+    let connects = 0;
+    const waiters = new Set<() => void>();
+    socket.onAny((event: string, data: unknown, id?: string) => {
+      if (id !== undefined && event !== 'connected') lastEventId = id;
+      if (event === 'connected') connects += 1;
+      got.push(id === undefined ? { event, data } : { event, data, id });
+      waiters.forEach((w) => w());
+    });
+    const until = (what: string, pred: () => boolean) =>
+      within(10_000, `${what} (received ${JSON.stringify(got)})`, new Promise<void>((resolve) => {
+        const check = () => { if (pred()) { waiters.delete(check); resolve(); } };
+        waiters.add(check);
+        check();
+      }));
+    await until('the first connected', () => connects === 1);
+    for (const n of [1, 2]) await publish(h, { event: 'tick', data: n, users: ['alice'] });
+    await until('tick 2', () => got.some((g) => g.event === 'tick' && g.data === 2));
+    const connectionId = (got[0]!.data as { connectionId: string }).connectionId;
+    expect((await postJson(`${h.url}/api/sse/disconnect`, { connections: [connectionId] })).status).toBe(200);
+    await until('the second connected', () => connects === 2);
+    for (const n of [3, 4]) await publish(h, { event: 'tick', data: n, users: ['alice'] });
+    await publish(h, { event: 'end', data: null, users: ['alice'] });
+    await until('the end marker', () => got.some((g) => g.event === 'end'));
+    expect(got.filter((g) => g.event === 'tick').map((g) => g.data)).toEqual([1, 2, 3, 4]);
+    expect(got.filter((g) => g.event === 'disconnected')).toHaveLength(1);
+  });
+
+  it('websocket, raw Engine.IO: open packet, pings answered, another namespace refused, a retry after connect_error', async () => {
+    const h = await hub(['--ws-ping-interval', '1s']);
+    const ws = new WebSocket(`${h.url.replace('http', 'ws')}/socket.io/?EIO=4&transport=websocket`);
+    raw.push(ws);
+    const messages: string[] = [];
+    const waiters = new Set<() => void>();
+    ws.on('message', (m) => {
+      const text = m.toString();
+      messages.push(text);
+      if (text === '2') ws.send('3');
+      waiters.forEach((w) => w());
+    });
+    const next = (what: string, pred: (m: string) => boolean) =>
+      within(10_000, `${what} (received ${JSON.stringify(messages)})`, new Promise<string>((resolve) => {
+        const check = () => {
+          const i = messages.findIndex(pred);
+          if (i !== -1) { waiters.delete(check); resolve(messages.splice(i, 1)[0]!); }
+        };
+        waiters.add(check);
+        check();
+      }));
+    const open = JSON.parse((await next('the open packet', (m) => m.startsWith('0'))).slice(1));
+    expect(open).toMatchObject({ upgrades: [], pingInterval: 1000 });
+    expect(typeof open.sid).toBe('string');
+    ws.send('40/admin,{}');
+    expect(await next('the namespace refusal', (m) => m.startsWith('44/admin,'))).toBe('44/admin,{"message":"Invalid namespace"}');
+    ws.send('40{"userId":5}');
+    const refused = JSON.parse((await next('connect_error', (m) => m.startsWith('44{'))).slice(2));
+    expect(refused.message).toBe('invalid_auth: auth.userId: must be a string');
+    ws.send('40{"userId":"bob","channels":["news"]}');
+    const ack = JSON.parse((await next('the CONNECT ack', (m) => m.startsWith('40'))).slice(2));
+    expect(typeof ack.sid).toBe('string');
+    const connected = JSON.parse((await next('connected', (m) => m.startsWith('42["connected"'))).slice(2));
+    expect(connected[1]).toMatchObject({ connectionId: ack.sid, userId: 'bob', channels: ['news'] });
+    await next('a ping', (m) => m === '2');
+    await next('a second ping (the first was answered)', (m) => m === '2');
+    await publish(h, { event: 'note', text: 'two\nlines', channels: ['news'] });
+    const note = JSON.parse((await next('the event', (m) => m.startsWith('42["note"'))).slice(2));
+    expect(note.slice(0, 2)).toEqual(['note', 'two\nlines']);
+    const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+    ws.send('41');
+    await within(10_000, 'the hub to close the socket after 41', closed);
+    await waitUntil('the connection to be unregistered', async () => (await stats(h)).connections === 0);
+   }, 30_000);
 
   for (const transport of ['polling', 'websocket'] as const) {
     it(`${transport}: shutdown says disconnected, then disconnects the socket, and the hub exits`, async () => {
@@ -265,7 +352,7 @@ describe('/socket.io/ against the real hub, with npm socket.io-client', () => {
       const reason = await closed;
       const bye = c.got.find((g) => g.event === 'disconnected');
       if (transport === 'websocket') {
-        expect(reason).toBe('io server disconnect');
+        expect(reason).toBe('transport close');
         expect(bye?.data).toMatchObject({ reason: 'server_shutdown' });
       } else {
         expect(reason).toMatch(/^(io server disconnect|transport (error|close))$/);

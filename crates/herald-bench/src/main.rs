@@ -15,6 +15,7 @@ mod probe;
 mod publish;
 mod report;
 mod run;
+mod sio;
 mod sse;
 mod target;
 mod track;
@@ -136,9 +137,10 @@ struct TargetArgs {
     /// Kind of server: sets the default URL templates, publish body and readiness rule.
     #[arg(long, value_enum, default_value_t = TargetKind::Herald)]
     target: TargetKind,
-    /// How subscribers receive events: sse (GET a text/event-stream) or websocket (Herald:
-    /// ws://…/api/ws, one JSON message per event) [default: the subscribe URLs' scheme, sse
-    /// for the presets].
+    /// How subscribers receive events: sse (GET a text/event-stream), websocket (Herald:
+    /// ws://…/api/ws, one JSON message per event) or socketio (Herald: sio://…/socket.io/,
+    /// Socket.IO v5 over WebSocket, identity in the handshake auth built from the URL's query)
+    /// [default: the subscribe URLs' scheme, sse for the presets].
     #[arg(long, value_enum)]
     transport: Option<Transport>,
     /// Base URL of the server; repeat for several server processes (subscribers are spread

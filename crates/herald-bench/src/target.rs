@@ -62,7 +62,10 @@ pub(crate) struct Endpoint {
     /// The template as given, for reports.
     pub(crate) raw: String,
     /// `ws://`: a WebSocket subscriber (opening handshake, then one event per message).
+    /// `sio://` too: Socket.IO rides on a WebSocket.
     pub(crate) websocket: bool,
+    /// `sio://`: a Socket.IO subscriber (Engine.IO v4 over WebSocket; see the `sio` module).
+    pub(crate) socketio: bool,
     pub(crate) addr: SocketAddr,
     /// The `Host` header value.
     pub(crate) host: String,
@@ -79,14 +82,16 @@ impl Endpoint {
     /// Parses a URL template, refusing anything that is not plain HTTP (or plain WebSocket) to
     /// a loopback address.
     pub(crate) fn parse(template: &str) -> anyhow::Result<Self> {
-        let (rest, websocket) = if let Some(rest) = template.strip_prefix("http://") {
-            (rest, false)
+        let (rest, websocket, socketio) = if let Some(rest) = template.strip_prefix("http://") {
+            (rest, false, false)
         } else if let Some(rest) = template.strip_prefix("ws://") {
-            (rest, true)
+            (rest, true, false)
+        } else if let Some(rest) = template.strip_prefix("sio://") {
+            (rest, true, true)
         } else if template.starts_with("https://") || template.starts_with("wss://") {
             bail!("{template}: TLS is not supported (loopback benchmarks use plain http and ws)")
         } else {
-            bail!("{template}: expected a URL starting with http:// (or ws://)")
+            bail!("{template}: expected a URL starting with http:// (or ws://, sio://)")
         };
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(split);
@@ -124,6 +129,7 @@ impl Endpoint {
         Ok(Endpoint {
             raw: template.to_owned(),
             websocket,
+            socketio,
             addr: SocketAddr::new(ip, port),
             host: authority.to_owned(),
             parts: parse_parts(&path).with_context(|| format!("{template}: bad template"))?,
@@ -253,6 +259,27 @@ pub(crate) enum Transport {
     /// WebSocket: an opening handshake (`101`), then one event per message (Herald: `GET
     /// /api/ws`, `{"id","event","data"}` text messages).
     Websocket,
+    /// Socket.IO v5 over a WebSocket (`sio://` URLs; Herald: `/socket.io/` with the identity in
+    /// the handshake `auth`), one `42["name",data]` packet per event.
+    Socketio,
+}
+
+impl Transport {
+    fn of(endpoint: &Endpoint) -> Transport {
+        match (endpoint.websocket, endpoint.socketio) {
+            (_, true) => Transport::Socketio,
+            (true, false) => Transport::Websocket,
+            (false, false) => Transport::Sse,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Sse => "sse",
+            Transport::Websocket => "websocket",
+            Transport::Socketio => "socketio",
+        }
+    }
 }
 
 /// The shape of a publish request body.
@@ -319,12 +346,15 @@ impl Target {
             "{channel}"
         };
         let ws = input.transport == Some(Transport::Websocket);
+        let sio = input.transport == Some(Transport::Socketio);
         let (sub_default, pub_default, stats_default): (&str, &str, Option<&str>) = match input.kind
         {
             // Targeted publishes go to users: no channel to join.
             TargetKind::Herald if input.per_user => (
                 if ws {
                     "/api/ws?userId={user}"
+                } else if sio {
+                    "/socket.io/?userId={user}"
                 } else {
                     "/api/sse?userId={user}"
                 },
@@ -334,6 +364,8 @@ impl Target {
             TargetKind::Herald => (
                 if ws {
                     "/api/ws?channels={channel}&userId={user}"
+                } else if sio {
+                    "/socket.io/?channels={channel}&userId={user}"
                 } else {
                     "/api/sse?channels={channel}&userId={user}"
                 },
@@ -361,6 +393,7 @@ impl Target {
                     let url = with_chan(b, sub_default);
                     match url.strip_prefix("http://") {
                         Some(rest) if ws => format!("ws://{rest}"),
+                        Some(rest) if sio => format!("sio://{rest}"),
                         _ => url,
                     }
                 })
@@ -402,21 +435,14 @@ impl Target {
             .map(|s| Endpoint::parse(s))
             .collect::<anyhow::Result<_>>()?;
         anyhow::ensure!(!subscribe.is_empty(), "no subscribe URL");
-        let transport = if subscribe[0].websocket {
-            Transport::Websocket
-        } else {
-            Transport::Sse
-        };
-        if let Some(e) = subscribe
-            .iter()
-            .find(|e| e.websocket != subscribe[0].websocket)
-        {
-            bail!("{e}: all subscribe URLs must use the same transport (http:// for SSE, ws:// for WebSocket)");
+        let transport = Transport::of(&subscribe[0]);
+        if let Some(e) = subscribe.iter().find(|e| Transport::of(e) != transport) {
+            bail!("{e}: all subscribe URLs must use the same transport (http:// for SSE, ws:// for WebSocket, sio:// for Socket.IO)");
         }
-        if input.transport.is_some_and(|t| t != transport) {
+        if let Some(given) = input.transport.filter(|&t| t != transport) {
             bail!(
-                "--transport {} does not match the subscribe URL {} (http:// is SSE, ws:// is WebSocket)",
-                if ws { "websocket" } else { "sse" },
+                "--transport {} does not match the subscribe URL {} (http:// is SSE, ws:// is WebSocket, sio:// is Socket.IO)",
+                given.name(),
                 subscribe[0]
             );
         }

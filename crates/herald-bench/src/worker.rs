@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{self, BodyDecoder, Framing};
+use crate::sio;
 use crate::sse::{scan_payload, SseParser};
 use crate::target::{self, Endpoint, Name, Vars};
 use crate::track::{self, Expect, Tracker};
@@ -486,9 +487,17 @@ struct Conn {
     parser: SseParser,
     /// WebSocket: the frame reader (SSE: `None`).
     ws: Option<WsReader>,
+    /// Socket.IO: its handshake state (SSE and plain WebSocket: `None`).
+    sio: Option<SioConn>,
     /// WebSocket: frames to send back (pongs), written after each read.
     reply: Vec<u8>,
     ready: bool,
+}
+
+/// A Socket.IO subscriber's handshake state.
+struct SioConn {
+    /// The namespace `CONNECT` packet, sent when the Engine.IO `open` arrives.
+    connect: Option<Vec<u8>>,
 }
 
 thread_local! {
@@ -581,6 +590,13 @@ async fn open(
     };
     let mut path = Vec::with_capacity(128);
     endpoint.write_path(&mut path, &vars);
+    let sio = endpoint.socketio.then(|| {
+        let (target, connect) = sio::handshake(&path);
+        path = target;
+        SioConn {
+            connect: Some(connect),
+        }
+    });
     let key = endpoint.websocket.then(|| ws::key_for(global));
     let mut headers = match &key {
         None => vec![
@@ -645,8 +661,10 @@ async fn open(
         pending: Vec::new(),
         parser: SseParser::default(),
         ws: key.is_some().then(WsReader::default),
+        sio,
         reply: Vec::new(),
-        ready: sh.spec.ready_event.is_none(),
+        // A Socket.IO subscriber is registered once the server acknowledges its namespace.
+        ready: sh.spec.ready_event.is_none() && !endpoint.socketio,
     };
     conn.decoder
         .feed(&raw[len..], &mut conn.pending)
@@ -772,10 +790,14 @@ fn book(sh: &Shared, local: usize, conn: &mut Conn, tracker: &mut Tracker) -> Re
         pending,
         parser,
         ws,
+        sio,
         reply,
         ready,
         ..
     } = conn;
+    let mut sio_out = Vec::new();
+    let mut sio_end = None;
+    let mut sio_connected = false;
     let mut on_event = |name: &[u8], id: Option<&[u8]>, data: &[u8]| {
         if let Some(id) = id {
             tracker.record_id(id);
@@ -801,11 +823,41 @@ fn book(sh: &Shared, local: usize, conn: &mut Conn, tracker: &mut Tracker) -> Re
         }
         Some(reader) => reader
             .feed(pending, reply, |message| {
-                let (name, id, data) = ws::split_message(message);
-                on_event(name, id, data);
+                let Some(sio) = sio.as_mut() else {
+                    let (name, id, data) = ws::split_message(message);
+                    on_event(name, id, data);
+                    return;
+                };
+                match sio::parse(message) {
+                    sio::Packet::Event { name, data } => on_event(name, None, data),
+                    sio::Packet::Ping => ws::write_frame(&mut sio_out, ws::TEXT, b"3"),
+                    sio::Packet::Open => {
+                        if let Some(connect) = sio.connect.take() {
+                            ws::write_frame(&mut sio_out, ws::TEXT, &connect);
+                        }
+                    }
+                    sio::Packet::Connected => sio_connected = true,
+                    sio::Packet::ConnectError(why) => {
+                        sio_end.get_or_insert_with(|| {
+                            format!("Socket.IO connect_error {}", String::from_utf8_lossy(why))
+                        });
+                    }
+                    sio::Packet::Disconnect => {
+                        sio_end.get_or_insert_with(|| "disconnected by the server".to_owned());
+                    }
+                    sio::Packet::Other => {}
+                }
             })
             .map(drop)
             .map_err(|end| end.to_string()),
+    };
+    reply.extend_from_slice(&sio_out);
+    if sio_connected && ready_event.is_none() {
+        *ready = true;
+    }
+    let ended = match (ended, sio_end) {
+        (Ok(()), Some(why)) => Err(why),
+        (ended, _) => ended,
     };
     if ws.as_ref().is_some_and(|r| r.held() > MAX_PENDING) {
         return Err(format!(

@@ -33,7 +33,7 @@ pub(crate) fn accept_for(key: &str) -> String {
 
 /// Opcodes.
 const CONTINUATION: u8 = 0x0;
-const TEXT: u8 = 0x1;
+pub(crate) const TEXT: u8 = 0x1;
 const BINARY: u8 = 0x2;
 const CLOSE: u8 = 0x8;
 const PING: u8 = 0x9;
@@ -198,7 +198,7 @@ fn parse_header(b: &[u8]) -> Option<Result<FrameHeader, String>> {
 
 /// Appends one complete, masked client frame (§5.3: every client frame is masked). The mask is
 /// fixed: it protects proxies that do not exist on loopback.
-fn write_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+pub(crate) fn write_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
     const MASK: [u8; 4] = [0x5A, 0xA5, 0x3C, 0xC3];
     out.push(0x80 | opcode);
     match payload.len() {

@@ -287,7 +287,7 @@ impl fmt::Debug for Payload {
 }
 
 /// How many wire formats an event keeps an encoding of; see [`crate::transport::WireFormat`].
-pub const FORMAT_SLOTS: usize = 4;
+pub const FORMAT_SLOTS: usize = 5;
 
 /// A published event with its id: what every transport delivers.
 ///

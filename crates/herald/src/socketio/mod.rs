@@ -2,6 +2,13 @@
 //! speak), on [`socketioxide`], with its `polling` and `websocket` transports and the upgrade
 //! between them.
 //!
+//! Two paths serve it. A socket that starts on a WebSocket (`transport=websocket`, no session
+//! id) is served on Herald's own WebSocket ([`websocket`], in the Engine.IO dialect of
+//! `crate::ws`'s socket), each event's packet encoded once for every such socket
+//! ([`packets`]). Every other request (long polling, and the upgrade of a polling session to a
+//! WebSocket) goes to socketioxide, which carries the whole protocol; what follows describes
+//! that path, whose sockets the identity, events and refusals of the first path match.
+//!
 //! socketioxide carries the protocol; Herald does the routing. Each socket of the `/` namespace
 //! is a registry connection like an SSE or WebSocket one (targets, bounded outbox, slow-reader
 //! eviction, limits, resume), in its own wire format ([`format::SOCKETIO_FORMAT`]); socketioxide
@@ -23,6 +30,8 @@
 //! the connection.
 
 pub mod format;
+pub mod packets;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -91,7 +100,22 @@ pub(crate) fn endpoint(state: &AppState) -> MethodRouter<AppState> {
         async move { connect(&state, &socket, auth.ok()).await }
     };
     io.ns("/", handler.with(middleware));
-    axum::routing::get_service(service.clone()).post_service(service)
+    let polling = service.clone();
+    let get = move |axum::extract::State(state): axum::extract::State<AppState>,
+                    request: axum::extract::Request| {
+        let polling = polling.clone();
+        async move {
+            if websocket::is_direct_websocket(&request) {
+                websocket::open(state, request).await
+            } else {
+                match tower::ServiceExt::oneshot(polling, request).await {
+                    Ok(response) => response.map(axum::body::Body::new),
+                    Err(never) => match never {},
+                }
+            }
+        }
+    };
+    axum::routing::get(get).post_service(service)
 }
 
 /// Why a handshake was refused: the `connect_error` message.

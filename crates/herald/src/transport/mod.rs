@@ -35,9 +35,12 @@ pub mod slot {
     /// Socket.IO transport emits from; one encoding for both.
     pub const JSON_LINES: usize = 1;
     /// SSE with `?envelope=1` ([`crate::sse::envelope`]): every event as a default `message`
-    /// whose data is the JSON-lines object. (This was the free slot; a further transport
+    /// whose data is the JSON-lines object. (This was the free slot `NEXT`; a further transport
     /// raises [`FORMAT_SLOTS`](super::FORMAT_SLOTS) and takes the number below `TEST`.)
     pub const SSE_ENVELOPE: usize = 2;
+    /// Socket.IO packets (`42["name",data,"id"]`, [`crate::socketio::packets`]): what Socket.IO
+    /// sockets on a WebSocket of Herald's own are sent.
+    pub const SOCKETIO_PACKETS: usize = 3;
     /// The last slot, which tests use for their own formats.
     pub const TEST: usize = super::FORMAT_SLOTS - 1;
 }

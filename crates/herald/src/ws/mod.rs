@@ -15,7 +15,7 @@
 //! once and its bytes shared by every connection, which per-connection compression would undo.
 
 pub mod frame;
-mod socket;
+pub(crate) mod socket;
 
 use std::net::SocketAddr;
 
@@ -98,7 +98,14 @@ async fn open(state: AppState, request: Request) -> Result<Response, ApiError> {
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| async move {
-            socket::run(socket, subscription, evicted, pings).await;
+            socket::run(
+                socket,
+                subscription,
+                evicted,
+                pings,
+                socket::Dialect::Herald,
+            )
+            .await;
             drop(tracked);
         }))
 }

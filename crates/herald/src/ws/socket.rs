@@ -10,6 +10,11 @@
 //!   nothing, no pong to the last ping either, for `ping_interval + pong_timeout`;
 //! - the **eviction** token, which the registry cancels when the client reads too slowly.
 //!
+//! A socket speaks one of two [`Dialect`]s: Herald's own (`GET /api/ws`), or Engine.IO v4 for
+//! the Socket.IO sockets that open a WebSocket directly ([`crate::socketio`]), whose keepalive
+//! is the Engine.IO `2`/`3` text packets instead of WebSocket pings, and whose client leaves
+//! with a `41` or `1` packet.
+//!
 //! The reader and the writer are the two halves of one socket, so a writer blocked on a client
 //! that does not read still lets the reader notice that it answers no pings, and the eviction
 //! drops the socket in any state. Whatever ends the loop, the subscription is dropped with it
@@ -29,6 +34,17 @@ use crate::transport::Subscription;
 /// How long the server waits for the client's half of a closing handshake (or to get its own
 /// close frame out) before it drops the socket.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What a socket speaks on top of WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// Herald's JSON messages ([`super::frame`]); WebSocket ping/pong.
+    Herald,
+    /// Engine.IO v4 packets carrying Socket.IO ones ([`crate::socketio::packets`]): the server
+    /// pings with a `2` message, the client answers `3`; `41` (leave the namespace) or `1`
+    /// (close) from the client ends the socket; binary messages (attachments) are ignored.
+    EngineIo,
+}
 
 /// The ping settings of one socket.
 #[derive(Debug, Clone, Copy)]
@@ -62,9 +78,12 @@ pub(crate) async fn run(
     mut subscription: Subscription,
     evicted: CancellationToken,
     pings: Pings,
+    dialect: Dialect,
 ) {
     let connection = subscription.connection_id();
     let (mut sink, mut stream) = socket.split();
+    // Engine.IO: whether the hub's `disconnected` event said not to reconnect.
+    let mut final_disconnect = false;
     let writer = async {
         let start = Instant::now() + pings.interval;
         let mut ticks = tokio::time::interval_at(start, pings.interval);
@@ -78,6 +97,9 @@ pub(crate) async fn run(
                         match next {
                             Some(Ok(chunk)) => {
                                 for frame in split_frames(&chunk) {
+                                    if dialect == Dialect::EngineIo {
+                                        final_disconnect |= says_do_not_reconnect(&frame);
+                                    }
                                     let Ok(text) = Utf8Bytes::try_from(frame) else {
                                         // Frames are JSON, cut at ASCII newlines: always UTF-8.
                                         tracing::error!(%connection, "a frame is not UTF-8; closing");
@@ -104,7 +126,11 @@ pub(crate) async fn run(
                     }
                 }
                 _ = ticks.tick() => {
-                    if sink.send(Message::Ping(Bytes::new())).await.is_err() {
+                    let ping = match dialect {
+                        Dialect::Herald => Message::Ping(Bytes::new()),
+                        Dialect::EngineIo => Message::Text(Utf8Bytes::from_static("2")),
+                    };
+                    if sink.send(ping).await.is_err() {
                         return End::Failed;
                     }
                 }
@@ -122,6 +148,12 @@ pub(crate) async fn run(
             };
             match message {
                 Message::Close(_) => return End::ClientClosed,
+                Message::Text(text)
+                    if dialect == Dialect::EngineIo && (text == "41" || text.starts_with('1')) =>
+                {
+                    return End::ClientClosed
+                }
+                Message::Binary(_) if dialect == Dialect::EngineIo => {}
                 Message::Binary(_) => return End::Binary,
                 // Pings are answered by the protocol layer; pongs and text only show that the
                 // peer is alive. (Text is reserved for client commands; none is defined yet.)
@@ -138,6 +170,11 @@ pub(crate) async fn run(
     tracing::debug!(%connection, ?end, "WebSocket ended");
     // Unregistered now, not after the closing handshake below.
     drop(subscription);
+    if end == End::Closed && final_disconnect {
+        // Socket.IO's "server disconnect": socket.io-client does not reconnect on its own.
+        // Otherwise the plain close is a "transport close", after which it does.
+        let _ = sink.send(Message::Text(Utf8Bytes::from_static("41"))).await;
+    }
     let closing = match end {
         End::Closed => Some((close_code::NORMAL, "closed by the server")),
         End::Binary => Some((close_code::UNSUPPORTED, "binary messages are not supported")),
@@ -168,6 +205,14 @@ pub(crate) async fn run(
     .await;
 }
 
+/// Whether `packet` is a Socket.IO `disconnected` event advising not to reconnect.
+fn says_do_not_reconnect(packet: &[u8]) -> bool {
+    const PREFIX: &[u8] = b"42[\"disconnected\",";
+    packet.starts_with(PREFIX)
+        && serde_json::from_slice::<(String, serde_json::Value)>(&packet[2..])
+            .is_ok_and(|(_, data)| data["reconnect"] == "no")
+}
+
 /// The frames of a chunk the outbox coalesced: each frame of the WebSocket format ends with
 /// `\n` (see [`super::frame`]), so the chunk is cut there, without copying, into one message
 /// per frame, the `\n` left out.
@@ -194,6 +239,26 @@ pub(crate) fn split_frames(chunk: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_disconnected_event_advising_no_ends_a_socketio_session_for_good() {
+        let packet = |data: &str| format!("42[\"disconnected\",{data}]").into_bytes();
+        assert!(says_do_not_reconnect(&packet(
+            r#"{"reason":"x","reconnect":"no"}"#
+        )));
+        for other in [
+            packet(r#"{"reason":"server_shutdown","reconnect":"now"}"#),
+            packet(r#"{"reason":"token_expired","reconnect":"new_token"}"#),
+            br#"42["note",{"reconnect":"no"}]"#.to_vec(),
+            b"42[\"disconnected\",".to_vec(),
+        ] {
+            assert!(
+                !says_do_not_reconnect(&other),
+                "{}",
+                String::from_utf8_lossy(&other)
+            );
+        }
+    }
 
     #[test]
     fn a_chunk_is_cut_into_its_frames_without_copying() {
