@@ -179,6 +179,7 @@ mod tests {
         assert_ne!(SSE_ENVELOPE.slot(), frame::SSE.slot());
         assert_ne!(SSE_ENVELOPE.slot(), crate::ws::frame::WS_JSON.slot());
         assert!(SSE_ENVELOPE.slot() < crate::event::FORMAT_SLOTS);
+        assert_ne!(SSE_ENVELOPE.slot(), slot::SOCKETIO_PACKETS);
         assert_ne!(SSE_ENVELOPE.slot(), slot::TEST);
     }
 }
