@@ -99,7 +99,7 @@ app.post('/api/orders/:id/ship', async (req, res) => {
 app.post('/api/maintenance', async (req, res) => {
   const message = typeof req.body?.message === 'string' ? req.body.message : 'Maintenance in 5 minutes';
   // Every connection of every user.
-  const delivered = await notify('maintenance', () => herald.notifyAll('alert', { message, severity: 'warning' }));
+  const delivered = await notify('maintenance', () => herald.notifyAll(message, 'alert', { severity: 'warning' }));
   res.json({ notified: delivered });
 });
 
@@ -142,13 +142,14 @@ const PAGE = `<!doctype html>
     es?.close();
     const user = $('user').value.trim();
     // The page talks to Herald directly (the hub allows this origin with --cors-origins).
-    es = new EventSource(HERALD_URL + '/api/sse?userId=' + encodeURIComponent(user) + '&channels=orders');
+    // envelope=1: every event arrives as one default message {id, event, data}, whatever its name.
+    es = new EventSource(HERALD_URL + '/api/sse?userId=' + encodeURIComponent(user) + '&channels=orders&envelope=1');
     es.onopen = () => ($('status').textContent = 'open');
     es.onerror = () => ($('status').textContent = es.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting');
-    // EventSource only delivers named events you listen to.
-    for (const name of ['notification', 'update', 'alert', 'orders.created']) {
-      es.addEventListener(name, (e) => log(name + ' ' + e.data));
-    }
+    es.onmessage = (m) => {
+      const { event, data } = JSON.parse(m.data);
+      if (event !== 'heartbeat') log(event + ' ' + JSON.stringify(data));
+    };
   };
 
   const post = async (path, body) => {

@@ -1,6 +1,6 @@
 /**
  * Runs once before the e2e files: checks Chromium and the herald binary, builds the package
- * (`npm run build` -> dist/), and bundles the test pages (pages/*.ts[x], which import from dist/)
+ * (`npm run build` -> dist/), and bundles the test pages (pages/*.ts[x], which import from dist/browser/)
  * with esbuild into a temporary directory that the tests serve over HTTP.
  */
 import { spawnSync } from 'node:child_process';

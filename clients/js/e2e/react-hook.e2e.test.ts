@@ -1,7 +1,8 @@
 /**
  * `useSSE` from the built package, in a React page bundled with esbuild and served from another
  * origin than the hub (so `--cors-origins` is exercised), with events published from Node by
- * `HeraldPublisher`: each page gets the events targeted at its user and none of the others'.
+ * `HeraldPublisher`: each page gets the events targeted at its user and none of the others',
+ * under names the page never listed (the client's default fetch reader asks for `envelope=1`).
  */
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -43,14 +44,19 @@ async function shown(page: Page): Promise<Shown[]> {
   );
 }
 
-async function openApp(userId: string): Promise<{ page: Page; corsHeader: Promise<string | undefined> }> {
+async function openApp(userId: string): Promise<{ page: Page; corsHeader: Promise<string | undefined>; reader: { type: string; envelope: string | null } }> {
   const page = await browser.newPage();
-  const corsHeader = page
-    .waitForResponse((r) => r.url().startsWith(`${hub.url}/api/sse?`), { timeout: 15_000 })
-    .then((r) => r.headers()['access-control-allow-origin']);
+  const response = page.waitForResponse((r) => r.url().startsWith(`${hub.url}/api/sse?`), { timeout: 15_000 });
+  const corsHeader = response.then((r) => r.headers()['access-control-allow-origin']);
+  const reader = { type: '', envelope: null as string | null };
+  void response.then((r) => {
+    reader.type = r.request().resourceType();
+    reader.envelope = new URL(r.url()).searchParams.get('envelope');
+  });
   await page.goto(`${pages.url}/react.html?hub=${encodeURIComponent(hub.url)}&userId=${userId}`);
   await page.locator('[data-testid="app"][data-status="open"]').waitFor();
-  return { page, corsHeader };
+  await response;
+  return { page, corsHeader, reader };
 }
 
 describe('useSSE (React) from dist/', () => {
@@ -71,15 +77,15 @@ describe('useSSE (React) from dist/', () => {
     expect(await alice.page.locator('[data-testid="app"]').getAttribute('data-connection-id')).toBe(aliceConn[0]);
     expect(await userConnections(hub, 'bob')).toHaveLength(1);
 
-    // Interleave events for bob and alice; the publisher helpers' event names are the hook's defaults.
+    // Interleave events for bob and alice, under names the page never listed (envelope=1).
     const sent: Record<string, { id: string; event: string; data: unknown }[]> = { alice: [], bob: [] };
     const record = async (user: 'alice' | 'bob', event: string, data: unknown, p: Promise<{ id: string; delivered: number }>) => {
       const r = await p;
       expect(r.delivered).toBe(1);
       sent[user]!.push({ id: r.id, event, data });
     };
-    await record('bob', 'notification', { title: 'for bob 1' }, publisher.notifyUser('bob', 'notification', { title: 'for bob 1' }));
-    await record('alice', 'notification', { title: 'for alice 1' }, publisher.notifyUser('alice', 'notification', { title: 'for alice 1' }));
+    await record('bob', 'notification', { message: 'for bob 1' }, publisher.notifyUser('bob', 'for bob 1'));
+    await record('alice', 'order_update', { orderId: '123', status: 'shipped' }, publisher.sendToUser('alice', { type: 'order_update', data: { orderId: '123', status: 'shipped' } }));
     await record('bob', 'alert', { message: 'bob alert', severity: 'warning' }, publisher.sendAlert('bob', 'bob alert', 'warning'));
     await record(
       'alice',
@@ -90,12 +96,13 @@ describe('useSSE (React) from dist/', () => {
     await record(
       'alice',
       'notification',
-      { title: 'Shipped', body: 'Order 42', kind: 'success' },
+      { title: 'Shipped', message: 'Order 42', type: 'success' },
       publisher.sendNotification('alice', 'Shipped', 'Order 42', 'success'),
     );
     // A last event to both: once it is shown, everything published before it to that user is
     // too (the hub keeps publish order per connection), so a stray event would be visible by now.
-    const last = await publisher.sendToUsers(['alice', 'bob'], 'notification', { title: 'last' });
+    await record('bob', 'dashboardUpdate', { widgets: 3 }, publisher.sendToUser('bob', 'dashboardUpdate', { widgets: 3 }));
+    const last = await publisher.sendToUsers('notification', { title: 'last' }, ['alice', 'bob']);
     expect(last.delivered).toBe(2);
     for (const user of ['alice', 'bob'] as const) sent[user]!.push({ id: last.id, event: 'notification', data: { title: 'last' } });
 
@@ -105,6 +112,8 @@ describe('useSSE (React) from dist/', () => {
     expect(await shown(bob.page)).toEqual(sent.bob);
 
     // Closing the tab ends its connection on the hub.
+    // Chromium read the stream with fetch (not EventSource), asking for envelope=1.
+    expect(alice.reader).toEqual({ type: 'fetch', envelope: '1' });
     await bob.page.close();
     await waitUntil('bob to be gone', async () => (await userConnections(hub, 'bob')).length === 0);
     expect(await userConnections(hub, 'alice')).toEqual(aliceConn);

@@ -85,7 +85,7 @@ describe('resume with lastEventId', () => {
     const page = await openClient(hub, 'dave');
     const ids: string[] = [];
     const publish = async (n: number) => {
-      const r = await publisher.notifyUser('dave', 'tick', { n });
+      const r = await publisher.sendToUser('dave', 'tick', { n });
       ids.push(r.id);
       return r;
     };
@@ -125,7 +125,7 @@ describe('resume with lastEventId', () => {
     const page = await openClient(hub, 'erin');
     const ids: string[] = [];
     let n = 0;
-    const publishNext = async () => ids.push((await publisher.notifyUser('erin', 'tick', { n: ++n })).id);
+    const publishNext = async () => ids.push((await publisher.sendToUser('erin', 'tick', { n: ++n })).id);
     const connections = async () => (await state(page)).connected.length;
 
     for (let cut = 1; cut <= 3; cut++) {
@@ -161,7 +161,7 @@ describe('resume with lastEventId', () => {
     const page = await openClient(hub, 'frank');
     const ids: string[] = [];
     let n = 0;
-    const publishNext = async () => ids.push((await publisher.notifyUser('frank', 'tick', { n: ++n })).id);
+    const publishNext = async () => ids.push((await publisher.sendToUser('frank', 'tick', { n: ++n })).id);
 
     // A producer publishing back to back (at most MAX events), and a restart in the middle; the
     // producer pauses only while no hub is listening (publishing nothing while down).
@@ -204,7 +204,7 @@ describe('resume with lastEventId', () => {
     hubs.push(hub);
     const publisher = new HeraldPublisher({ url: hub.url, timeoutMs: 5_000, retries: 0 });
     const page = await openClient(hub, 'ivy');
-    await publisher.notifyUser('ivy', 'tick', { n: 1 });
+    await publisher.sendToUser('ivy', 'tick', { n: 1 });
     await waitForTicks(page, 1);
     expect(await hub.stop('SIGTERM')).toBe(0);
     hub = await startHerald({ port, args });
@@ -213,7 +213,7 @@ describe('resume with lastEventId', () => {
     await page.waitForFunction(() => (window as any).__herald.resets.length === 1 && (window as any).__herald.status === 'open');
     const s = await state(page);
     expect(s.resets).toEqual([expect.objectContaining({ reason: 'unknown_epoch' })]);
-    await publisher.notifyUser('ivy', 'tick', { n: 2 });
+    await publisher.sendToUser('ivy', 'tick', { n: 2 });
     await waitForTicks(page, 2);
     expect((await state(page)).events.map((e) => e.data.n)).toEqual([1, 2]);
     await page.close();

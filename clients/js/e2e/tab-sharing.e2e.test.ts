@@ -61,7 +61,7 @@ describe('tab sharing (shareConnection: true)', () => {
     const ids: string[] = [];
     let n = 0;
     const publishNext = async () => {
-      const r = await publisher.notifyUser('gina', 'tick', { n: ++n });
+      const r = await publisher.sendToUser('gina', 'tick', { n: ++n });
       ids.push(r.id);
       return r;
     };

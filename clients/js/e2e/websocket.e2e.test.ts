@@ -73,7 +73,7 @@ describe('HeraldClient over the browser WebSocket', () => {
 
     const ids: string[] = [];
     let n = 0;
-    const publishNext = async () => ids.push((await publisher.notifyUser('wendy', 'tick', { n: ++n })).id);
+    const publishNext = async () => ids.push((await publisher.sendToUser('wendy', 'tick', { n: ++n })).id);
     for (let i = 0; i < 5; i++) await publishNext();
     const text = await publisher.publish({ event: 'tick', text: 'plain\ntext', users: ['wendy'] });
     expect(text.delivered).toBe(1);
@@ -119,7 +119,7 @@ describe('HeraldClient over the browser WebSocket', () => {
     expect((await state(sse)).transport).toBe('sse');
     const ws = await openClient(h, 'amy', { transport: 'auto', path: '/api/no-sse-here' });
     expect((await state(ws)).transport).toBe('websocket');
-    const r = await publisher.notifyUser('amy', 'tick', { n: 1 });
+    const r = await publisher.sendToUser('amy', 'tick', { n: 1 });
     expect(r.delivered).toBe(2);
     for (const page of [sse, ws]) {
       await page.waitForFunction(() => (window as any).__herald.events.length >= 1);

@@ -16,6 +16,7 @@ import { SseConnection, type TokenSource, type Transport, type TransportSink } f
 import { Emitter, ListenerSet } from './emitter.js';
 import { EventIdTracker } from './event-id.js';
 import type { EventSourceConstructor } from './eventsource.js';
+import type { HeraldAuthError } from './errors.js';
 import type { DisconnectPolicy } from './policy.js';
 import {
   defaultShareConnection,
@@ -94,7 +95,11 @@ export interface HeraldClientOptions {
   shareConnection?: boolean;
   /** Override the derived tab-sharing key (lock/channel names). */
   shareKey?: string;
-  /** Event names to listen for from the start (useful with the `'*'` wildcard). */
+  /**
+   * Event names to listen for from the start. Needed only where events arrive by name (a hub
+   * older than `envelope=1`, or `envelope: false`) and the EventSource reader is used: there an
+   * unlisted name never arrives. With the default every event arrives anyway.
+   */
   events?: readonly string[];
   /** EventSource constructor to use (tests, Node polyfills). Default: global, else the `eventsource` package. */
   EventSource?: EventSourceConstructor;
@@ -115,6 +120,41 @@ export interface HeraldClientOptions {
   locks?: LockManagerLike;
   /** BroadcastChannel constructor for tab sharing (default global). */
   BroadcastChannel?: BroadcastChannelConstructor;
+  /**
+   * Connect at construction. Default true, except in server code of a framework that renders
+   * on the server (Next.js: `process.env.NEXT_RUNTIME` set and no `window`), where a module-level
+   * client must not open a stream per server process. With false, call {@link HeraldClient.connect}.
+   */
+  autoConnect?: boolean;
+  /**
+   * SSE: ask the hub for `envelope=1` (every event as a default `message` carrying `{id, event,
+   * data}`) and unwrap it, so that every event reaches `on(name)` and `on('*')` without listing
+   * names first. Default true; a hub older than the option ignores it and sends named events,
+   * which the client then handles as before. `false` asks for named events.
+   */
+  envelope?: boolean;
+  /**
+   * SSE: read the stream with `fetch` (default wherever `fetch` can stream a body: it sends the
+   * token as `Authorization: Bearer`, sees HTTP statuses and the hub's error codes, stops on
+   * 401/403 with a {@link HeraldAuthError} and waits for `Retry-After` on 429/503) or with an
+   * `EventSource` (`'eventsource'`: the native one, else the `eventsource` package). Passing the
+   * `EventSource` option, or an `eventSourceInit` other than `{withCredentials}`, chooses the
+   * EventSource.
+   */
+  sseReader?: 'fetch' | 'eventsource';
+  /** SSE over fetch: the `fetch` to use. Default the global one. */
+  fetch?: (input: string, init?: RequestInit) => Promise<Response>;
+  /** SSE over fetch: extra request headers (the token goes in `Authorization` on its own). */
+  headers?: Record<string, string>;
+  /** SSE over fetch: `credentials`. Default `same-origin`; `include` with `eventSourceInit: {withCredentials: true}`. */
+  credentials?: RequestCredentials;
+}
+
+/** Whether this is server code of a framework that renders on the server (see `autoConnect`). */
+export function isServerRendering(): boolean {
+  if (typeof (globalThis as { window?: unknown }).window !== 'undefined') return false;
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  return !!env?.NEXT_RUNTIME;
 }
 
 const SYSTEM_SET: ReadonlySet<string> = new Set(SYSTEM_EVENTS);
@@ -130,6 +170,7 @@ export class HeraldClient<E extends EventMap = EventMap> {
   private readonly tracker: EventIdTracker;
   private readonly transport: Transport;
   private currentState: ClientState;
+  private started = false;
   /** The tab-sharing key when sharing is active. */
   readonly shareKey: string | undefined;
 
@@ -175,6 +216,11 @@ export class HeraldClient<E extends EventMap = EventMap> {
         wsPath: options.wsPath ?? DEFAULT_WS_PATH,
         WebSocket: options.WebSocket,
         webSocketOptions: options.webSocketOptions,
+        envelope: options.envelope,
+        sseReader: options.sseReader,
+        fetch: options.fetch,
+        headers: options.headers,
+        credentials: options.credentials,
       };
       if (kind === 'websocket') return new WebSocketConnection(config, s);
       if (kind === 'auto') return new AutoConnection(config, s);
@@ -205,7 +251,22 @@ export class HeraldClient<E extends EventMap = EventMap> {
       this.transport = createConnection(sink);
     }
     for (const name of options.events ?? []) this.listenFor(name);
+    if (options.autoConnect ?? !isServerRendering()) this.connect();
+  }
+
+  /**
+   * Open the connection: needed only with `autoConnect: false` (or the server-rendering default);
+   * a no-op once started or closed.
+   */
+  connect(): void {
+    if (this.started || this.closed) return;
+    this.started = true;
     this.transport.start();
+  }
+
+  /** Whether {@link connect} ran (at construction with `autoConnect`). */
+  get connectStarted(): boolean {
+    return this.started;
   }
 
   // ------------------------------------------------------------ state
@@ -248,8 +309,9 @@ export class HeraldClient<E extends EventMap = EventMap> {
   /**
    * Handle an event by name. The handler gets the parsed JSON data and the full
    * event (`id`, `event`, `raw`). `'*'` receives every event this client
-   * receives (named events only arrive for names someone listens to: use
-   * `on(name)` or the `events` option). Returns an unsubscribe function.
+   * receives: every event the hub sends (with `envelope=1`, the default; over an
+   * EventSource without it, only the names listened to via `on(name)` or the `events`
+   * option). Returns an unsubscribe function.
    */
   on(event: '*', handler: (data: unknown, event: AnyHeraldEvent<E>) => void): () => void;
   on<K extends keyof AllEvents<E> & string>(event: K, handler: HeraldHandler<AllEvents<E>[K], K>): () => void;
@@ -293,7 +355,9 @@ export class HeraldClient<E extends EventMap = EventMap> {
 
   /** Drop the current stream and reconnect now (followers ask the leader). No-op once closed. */
   reconnect(): void {
-    if (!this.closed) this.transport.reconnect();
+    if (this.closed) return;
+    if (!this.started) return this.connect();
+    this.transport.reconnect();
   }
 
   /** Stop everything: EventSource, timers, tab-sharing lock and channel, and all listeners. Final. */

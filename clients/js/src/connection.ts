@@ -14,7 +14,7 @@
  * A WebSocket never reconnects by itself: the same logic brings it back.
  */
 import { Backoff } from './backoff.js';
-import { HeraldConnectionError } from './errors.js';
+import { HeraldAuthError, HeraldConnectionError } from './errors.js';
 import {
   getGlobalEventSource,
   loadEventSourcePackage,
@@ -23,9 +23,19 @@ import {
   type EventSourceMessageLike,
 } from './eventsource.js';
 import { decideOnDisconnected, decideOnHttpStatus, reconnectAdvice, type DisconnectPolicy, type PolicyAction } from './policy.js';
+import { canFetchStream, FetchSseDriver } from './fetch-stream.js';
+import { deliverSse } from './sse-parser.js';
 import { StatusMachine, type StatusInput } from './status.js';
 import { SYSTEM_EVENTS, type ClientState, type ConnectedData, type DisconnectedData, type HeraldEvent, type TransportKind } from './types.js';
-import { buildSubscribeUrl, type SubscribeUrlParams } from './url.js';
+import { buildSubscribeUrl, withEnvelope, type SubscribeUrlParams } from './url.js';
+
+export { deliverSse, parseData } from './sse-parser.js';
+
+/**
+ * Longest `Retry-After` the client waits for before reconnecting (5 minutes): a hub asks for
+ * seconds; a larger value (a misconfigured proxy) must not park a page for hours.
+ */
+export const MAX_RETRY_AFTER_MS = 300_000;
 
 /** A token, or a function returning a (possibly fresh) token before each connect. */
 export type TokenSource =
@@ -73,6 +83,24 @@ export interface ConnectionConfig {
   disconnectPolicy?: DisconnectPolicy | undefined;
   /** Reconnect immediately on the browser's `online` event. Default true. */
   reconnectOnOnline?: boolean | undefined;
+  /** SSE: ask the hub for `envelope=1` and unwrap it, so every event arrives whatever its name. Default true. */
+  envelope?: boolean | undefined;
+  /** SSE: read the stream with `fetch` (default where it can stream) or an `EventSource`. */
+  sseReader?: 'fetch' | 'eventsource' | undefined;
+  /** SSE over fetch: the `fetch` to use (default the global one). */
+  fetch?: ((input: string, init?: RequestInit) => Promise<Response>) | undefined;
+  /** SSE over fetch: extra request headers. */
+  headers?: Record<string, string> | undefined;
+  /** SSE over fetch: `credentials` (default `same-origin`, `include` with `eventSourceInit.withCredentials`). */
+  credentials?: RequestCredentials | undefined;
+}
+
+/** Details of a refused request, where the stream implementation sees them (fetch does). */
+export interface StreamFailure {
+  /** The hub's error code (`{"error": {"code"}}`). */
+  code?: string | undefined;
+  /** `Retry-After`, in ms. */
+  retryAfterMs?: number | undefined;
 }
 
 /** What a {@link StreamDriver} reports about the stream it opened. The connection ignores the
@@ -85,7 +113,9 @@ export interface StreamCallbacks {
   /** Something arrived that nobody listens to: a sign of life; its id, if any, a resume position. */
   alive(id: string | undefined): void;
   /** The stream failed or ended. `status`: the HTTP status, where the implementation shows it. */
-  fail(status: number | undefined, message: string | undefined): void;
+  fail(status: number | undefined, message: string | undefined, failure?: StreamFailure): void;
+  /** The stream's `retry:` hint, in ms, where the implementation shows it (the fetch reader does). */
+  retry?(ms: number): void;
 }
 
 /** One open stream, as its driver hands it over. */
@@ -115,16 +145,6 @@ function isPromiseLike<T>(v: unknown): v is PromiseLike<T> {
   return !!v && typeof (v as { then?: unknown }).then === 'function';
 }
 
-/** Parse an SSE data field: JSON when possible, the raw string otherwise. */
-export function parseData(raw: string): unknown {
-  if (raw === '') return raw;
-  try {
-    return JSON.parse(raw) as unknown;
-  } catch {
-    return raw;
-  }
-}
-
 /** SSE over an EventSource (injected, global, or the `eventsource` package). */
 export class SseDriver implements StreamDriver<EventSourceConstructor> {
   readonly kind = 'sse';
@@ -137,7 +157,8 @@ export class SseDriver implements StreamDriver<EventSourceConstructor> {
   }
 
   connect(Ctor: EventSourceConstructor, query: SubscribeUrlParams, names: ReadonlySet<string>, cb: StreamCallbacks): StreamHandle {
-    const url = buildSubscribeUrl(this.config.url, query, this.config.path);
+    const envelope = this.config.envelope !== false;
+    const url = buildSubscribeUrl(this.config.url, envelope ? withEnvelope(query) : query, this.config.path);
     const es: EventSourceLike = this.config.eventSourceInit ? new Ctor(url, this.config.eventSourceInit) : new Ctor(url);
     const listeners = new Map<string, (ev: EventSourceMessageLike) => void>();
     const attach = (name: string) => {
@@ -150,7 +171,7 @@ export class SseDriver implements StreamDriver<EventSourceConstructor> {
         }
         const raw = typeof ev.data === 'string' ? ev.data : ev.data == null ? '' : String(ev.data);
         // EventSource's lastEventId persists across events without an id (see Connection.deliver).
-        cb.message(name, raw, parseData(raw), ev.lastEventId || undefined);
+        deliverSse(cb, envelope, name, raw, ev.lastEventId || undefined);
       };
       listeners.set(name, listener);
       es.addEventListener(name, listener);
@@ -187,6 +208,8 @@ export class Connection implements Transport {
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private livenessTimer: ReturnType<typeof setTimeout> | undefined;
   private connectionId: string | undefined;
+  /** The last `retry:` hint of a stream (ms): the least delay after `disconnected` with `backoff` advice. */
+  private retryHint: number | undefined;
   private started = false;
   private stopped = false;
   private driverIndex = 0;
@@ -312,7 +335,10 @@ export class Connection implements Transport {
       open: () => live() && this.handleOpen(gen),
       message: (name, raw, data, id) => live() && this.deliver(gen, name, raw, data, id),
       alive: (id) => live() && this.handleAlive(gen, id),
-      fail: (status, message) => live() && this.handleError(status, message),
+      fail: (status, message, failure) => live() && this.handleError(status, message, failure),
+      retry: (ms) => {
+        if (live()) this.retryHint = ms;
+      },
     };
     try {
       this.stream = driver.connect(factory, query, this.names, cb);
@@ -339,12 +365,17 @@ export class Connection implements Transport {
     this.armLiveness(gen);
   }
 
-  private handleError(status: number | undefined, message: string | undefined): void {
+  private handleError(status: number | undefined, message: string | undefined, failure: StreamFailure = {}): void {
     if (status !== undefined) {
-      const err = new HeraldConnectionError('http', `subscribe failed with HTTP ${status}`, { status });
+      const { code, retryAfterMs } = failure;
+      const text = `subscribe failed with HTTP ${status}${code ? ` ${code}` : ''}${message ? `: ${message}` : ''}`;
+      const extra = { status, code, retryAfterMs };
+      const err = status === 401 || status === 403 ? new HeraldAuthError(text, extra) : new HeraldConnectionError('http', text, extra);
       const action = this.decide({ type: 'http', status }, () => decideOnHttpStatus(status, this.policyContext()));
       if (action === 'stop') return this.stop(`http_${status}`, err);
-      return this.drop(err);
+      // 429 and 503 say when to come back: not sooner than `Retry-After` (capped).
+      const backoff = this.config.backoff.next();
+      return this.drop(err, retryAfterMs !== undefined ? Math.max(backoff, Math.min(retryAfterMs, MAX_RETRY_AFTER_MS)) : backoff);
     }
     const msg = message ? `: ${message}` : '';
     this.drop(new HeraldConnectionError('network', `connection lost${msg}`));
@@ -399,7 +430,10 @@ export class Connection implements Transport {
     const action = this.decide({ type: 'disconnected', data: data ?? { reason } }, () => decideOnDisconnected(data, this.policyContext()));
     if (action === 'stop') this.stop(reason, err);
     // `now`: the hub ended a healthy connection (its maximum age): come back without a delay.
-    else this.drop(err, advice === 'now' ? 0 : undefined);
+    else if (advice === 'now') this.drop(err, 0);
+    // Otherwise after the backoff, and no sooner than the stream's `retry:` hint (docs/api.md):
+    // at shutdown the hub spreads its clients' hints over the restart window.
+    else this.drop(err, Math.max(this.config.backoff.next(), Math.min(this.retryHint ?? 0, MAX_RETRY_AFTER_MS)));
   }
 
   // ---------------------------------------------------------------- policy
@@ -476,9 +510,31 @@ export class Connection implements Transport {
   }
 }
 
-/** The SSE connection: a {@link Connection} over EventSource streams. */
+/**
+ * The SSE driver for `config`: `fetch` streaming by default where the runtime has it, else an
+ * EventSource. An injected `EventSource`, an `eventSourceInit` other than `withCredentials`, or
+ * `sseReader: 'eventsource'` choose the EventSource.
+ */
+export function sseDriver(config: ConnectionConfig): StreamDriver<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const init = config.eventSourceInit;
+  const onlyCredentials = !init || Object.keys(init).every((k) => k === 'withCredentials');
+  const wantsEventSource = config.sseReader === 'eventsource' || (config.sseReader === undefined && (!!config.EventSource || !onlyCredentials));
+  if (!wantsEventSource && canFetchStream(config.fetch ?? (globalThis as { fetch?: unknown }).fetch)) {
+    return new FetchSseDriver({
+      url: config.url,
+      path: config.path,
+      fetch: config.fetch,
+      headers: config.headers,
+      credentials: config.credentials ?? (init?.withCredentials ? 'include' : undefined),
+      envelope: config.envelope,
+    });
+  }
+  return new SseDriver(config);
+}
+
+/** The SSE connection: a {@link Connection} over SSE streams (fetch or EventSource, see {@link sseDriver}). */
 export class SseConnection extends Connection {
   constructor(config: ConnectionConfig, sink: TransportSink) {
-    super(config, sink, [new SseDriver(config)]);
+    super(config, sink, [sseDriver(config)]);
   }
 }

@@ -107,17 +107,41 @@ export type ConnectionErrorKind = 'network' | 'http' | 'liveness' | 'disconnecte
 
 /** An error observed on the SSE connection (reported via `onError` / `state.error`). */
 export class HeraldConnectionError extends Error {
-  override readonly name = 'HeraldConnectionError';
+  override readonly name: string = 'HeraldConnectionError';
   readonly kind: ConnectionErrorKind;
-  /** HTTP status when the EventSource implementation exposes it. */
+  /** HTTP status when the stream implementation exposes it (the fetch reader always does). */
   readonly status: number | undefined;
   /** `disconnected.reason` for kind `disconnected`. */
   readonly reason: string | undefined;
+  /** The hub's error code of a refused subscribe (`{"error": {"code"}}`), where it was readable (fetch reader). */
+  readonly code: string | undefined;
+  /** `Retry-After` of a refused subscribe (429, 503), in ms. */
+  readonly retryAfterMs: number | undefined;
 
-  constructor(kind: ConnectionErrorKind, message: string, extra: { status?: number; reason?: string; cause?: unknown } = {}) {
+  constructor(
+    kind: ConnectionErrorKind,
+    message: string,
+    extra: { status?: number | undefined; reason?: string | undefined; code?: string | undefined; retryAfterMs?: number | undefined; cause?: unknown } = {},
+  ) {
     super(message, extra.cause === undefined ? undefined : { cause: extra.cause });
     this.kind = kind;
     this.status = extra.status;
     this.reason = extra.reason;
+    this.code = extra.code;
+    this.retryAfterMs = extra.retryAfterMs;
+  }
+}
+
+/**
+ * The hub refused the subscriber's credentials: HTTP 401 (`unauthorized`: no token, or a bad
+ * one) or 403 (`forbidden`, `identity_not_allowed`, `channel_not_allowed`, `origin_not_allowed`…).
+ * The client stops on it unless `token` is a function (it then reconnects with a fresh token).
+ * Seen with the fetch reader (the default); a native EventSource cannot see statuses.
+ */
+export class HeraldAuthError extends HeraldConnectionError {
+  override readonly name: string = 'HeraldAuthError';
+
+  constructor(message: string, extra: { status: number; code?: string | undefined; retryAfterMs?: number | undefined }) {
+    super('http', message, extra);
   }
 }

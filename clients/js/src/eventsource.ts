@@ -2,8 +2,9 @@
  * The minimal EventSource surface the client uses, and how a constructor is found:
  * an injected one (`EventSource` option), else the global one (browsers, Deno,
  * Node >= 22 with the flag), else the `eventsource` npm package, imported lazily
- * so browser users never load it.
+ * so browser users never load it (and the browser build does not contain it).
  */
+import { importEventSourcePackage } from './eventsource-package.js';
 
 export interface EventSourceMessageLike {
   readonly type: string;
@@ -34,7 +35,7 @@ let loading: Promise<EventSourceConstructor> | undefined;
 
 /** Lazily import the `eventsource` npm package (Node). Cached. */
 export function loadEventSourcePackage(): Promise<EventSourceConstructor> {
-  loading ??= import('eventsource').then(
+  loading ??= importEventSourcePackage().then(
     (mod) => mod.EventSource as unknown as EventSourceConstructor,
     (err: unknown) => {
       loading = undefined;

@@ -10,6 +10,7 @@ export {
   DEFAULT_HEARTBEAT_INTERVAL,
   DEFAULT_LIVENESS_TIMEOUT,
   LIVENESS_HEARTBEATS,
+  isServerRendering,
   type HeraldClientOptions,
   type TransportOption,
 } from './client.js';
@@ -22,7 +23,10 @@ export {
   type BackoffOptions,
   type ResolvedBackoffOptions,
 } from './backoff.js';
-export { buildSubscribeUrl, joinUrl, normalizeChannels, DEFAULT_SSE_PATH, type SubscribeUrlParams } from './url.js';
+export { buildSubscribeUrl, joinUrl, normalizeChannels, withEnvelope, DEFAULT_SSE_PATH, type SubscribeUrlParams } from './url.js';
+export { SseParser, unwrapEnvelope, envelopeRaw, type Envelope, type SseMessage } from './sse-parser.js';
+export { FetchSseDriver, canFetchStream, type FetchLike, type FetchStreamConfig } from './fetch-stream.js';
+export { parseRetryAfter } from './retry-after.js';
 export { nextStatus, StatusMachine, type StatusInput } from './status.js';
 export { EventIdTracker } from './event-id.js';
 export {
@@ -40,6 +44,9 @@ export {
   SseConnection,
   SseDriver,
   parseData,
+  deliverSse,
+  sseDriver,
+  type StreamFailure,
   type TokenSource,
   type Transport,
   type TransportSink,
@@ -86,6 +93,7 @@ export {
   HeraldErrorCodes,
   OutcomeUnknownError,
   HeraldConnectionError,
+  HeraldAuthError,
   type ConnectionErrorKind,
   type HeraldErrorBody,
   type HeraldErrorCode,

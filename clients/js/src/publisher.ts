@@ -4,7 +4,7 @@
  *
  * ```ts
  * const herald = new HeraldPublisher({ url: 'http://127.0.0.1:8080', key: process.env.HERALD_KEY });
- * const { id, delivered } = await herald.notifyUser('alice', 'notification', { title: 'Hi' });
+ * const { id, delivered } = await herald.notifyUser('alice', 'Your order shipped', 'notification', { orderId: 42 });
  * ```
  *
  * Retry policy (see {@link isRetryable}): a publish is retried only when a retry cannot
@@ -31,7 +31,10 @@
  */
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { HeraldError, OutcomeUnknownError, type HeraldErrorCode } from './errors.js';
+import { parseRetryAfter } from './retry-after.js';
 import { joinUrl } from './url.js';
+
+export { parseRetryAfter } from './retry-after.js';
 
 export { HeraldError, HeraldErrorCodes, OutcomeUnknownError } from './errors.js';
 export type { HeraldErrorBody, HeraldErrorCode } from './errors.js';
@@ -101,7 +104,83 @@ export interface HeraldStats {
   eventsDelivered: number;
   evictedSlowConsumers: number;
   uptimeSeconds: number;
+  /** Seeds' name: every open connection (cluster-wide on Redis). Always set by `getStats()`. */
+  totalConnections: number;
+  /** Seeds' name: distinct users with an open connection (a user on two nodes counts once). Always set by `getStats()`. */
+  uniqueUsers: number;
   [key: string]: unknown;
+}
+
+/** The seeds' event object: `{type, data}` (seed 001's `sendToUser(userId, event)`). */
+export interface SeedEvent<T = unknown> {
+  type: string;
+  data?: T;
+}
+
+/** The event names of seed 002's domain helpers, each with the field its id goes under. */
+export const ENTITY_ID_FIELDS = {
+  payment: 'paymentId',
+  job: 'jobType',
+  account: 'userId',
+  system_health: 'component',
+  video_processing: 'videoId',
+  data_export: 'exportId',
+  post: 'postId',
+  profile: 'userId',
+} as const;
+
+/** A domain helper's kind: its event name. */
+export type EntityKind = keyof typeof ENTITY_ID_FIELDS;
+
+/** Where a domain helper sends: seed 002's `targetType`. */
+export type EntityTargetType = 'user' | 'users' | 'channel' | 'broadcast';
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * `{message, ...data}` for an object `data`, `{message}` without one (`undefined` or `null`),
+ * else `{message, data}` (as the Rust `herald::helpers` and the Python SDK).
+ */
+export function messageData(message: string, data?: unknown): Record<string, unknown> {
+  if (isPlainObject(data)) return { message, ...data };
+  return data === undefined || data === null ? { message } : { message, data };
+}
+
+function entityTarget(targetType: EntityTargetType, targetId: string | readonly string[] | undefined): Partial<PublishBody> {
+  const ids = (typeof targetId === 'string' ? targetId.split(',') : [...(targetId ?? [])]).map((s) => s.trim()).filter(Boolean);
+  switch (targetType) {
+    case 'broadcast':
+      return { broadcast: true };
+    case 'user':
+    case 'users':
+      if (!ids.length) throw new TypeError(`HeraldPublisher: targetType "${targetType}" needs a targetId`);
+      if (targetType === 'user' && ids.length > 1) throw new TypeError('HeraldPublisher: targetType "user" takes one user id (use "users")');
+      return { users: ids };
+    case 'channel':
+      if (ids.length !== 1) throw new TypeError('HeraldPublisher: targetType "channel" needs one channel name as targetId');
+      return { channels: ids };
+    default:
+      throw new TypeError(`HeraldPublisher: unknown targetType ${JSON.stringify(targetType)} (user, users, channel or broadcast)`);
+  }
+}
+
+/** Reads the two call forms `(event, data, options?)` and `({type, data}, options?)`. */
+function seedForm(method: string, event: string | SeedEvent, rest: unknown[]): [string, unknown, PublishOptions | undefined] {
+  if (typeof event === 'string') return [event, rest[0], rest[1] as PublishOptions | undefined];
+  if (isPlainObject(event) && typeof event.type === 'string') return [event.type, event.data, rest[0] as PublishOptions | undefined];
+  throw new TypeError(`HeraldPublisher.${method}: give (event, data) or ({type, data})`);
+}
+
+/** {@link HeraldStats} with the seeds' `totalConnections` and `uniqueUsers` filled in (see `getStats`). */
+export function withSeedStats(raw: HeraldStats): HeraldStats {
+  const stats = { ...raw } as HeraldStats;
+  const cluster = isPlainObject(raw.cluster) ? raw.cluster : undefined;
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+  stats.totalConnections = num(raw.totalConnections) ?? num(cluster?.connections) ?? num(raw.connections) ?? 0;
+  stats.uniqueUsers = num(raw.uniqueUsers) ?? num(cluster?.users) ?? num(raw.users) ?? 0;
+  return stats;
 }
 
 export type AlertSeverity = 'info' | 'success' | 'warning' | 'error' | 'critical' | (string & {});
@@ -155,16 +234,6 @@ export interface PublishOptions extends RequestOptions {
 /** Type guard for failed batch items. */
 export function isPublishItemError(r: BatchItemResult): r is PublishItemError {
   return !!r && typeof r === 'object' && 'error' in r && !!(r as PublishItemError).error;
-}
-
-/** Parse `Retry-After` (delta-seconds or HTTP-date) into ms. */
-export function parseRetryAfter(value: string | null | undefined, now: number = Date.now()): number | undefined {
-  if (!value) return undefined;
-  const v = value.trim();
-  if (/^\d+(\.\d+)?$/.test(v)) return Math.round(Number(v) * 1000);
-  const date = Date.parse(v);
-  if (Number.isNaN(date)) return undefined;
-  return Math.max(0, date - now);
 }
 
 /** 503 codes after which the hub sent nothing for certain. */
@@ -422,21 +491,72 @@ export class HeraldPublisher {
     return (await this.call<DisconnectResult>(this.admin('POST', '/api/sse/disconnect-all', {}), options, this.budget())).data;
   }
 
-  /** `GET /api/sse/stats`. */
+  /**
+   * `GET /api/sse/stats`, with the seeds' names added.
+   *
+   * Contract: the answer always has `totalConnections` (every open connection, of every
+   * transport, on every node of a cluster) and `uniqueUsers` (distinct user ids with at least one
+   * open connection: a user with tabs on two nodes counts once). A hub that sends these fields
+   * itself is taken at its word (this release's hub does). From an older hub they are derived:
+   * from its cluster block (`cluster.connections`, `cluster.users`) on Redis, else from
+   * `connections` / `users`; there `cluster.users` is summed over nodes, so a user with tabs on
+   * two nodes counts twice until the hub sends `uniqueUsers`.
+   */
   async getStats(options?: RequestOptions): Promise<HeraldStats> {
-    return (await this.call<HeraldStats>(this.admin('GET', '/api/sse/stats', undefined), options, this.budget())).data;
+    const raw = (await this.call<HeraldStats>(this.admin('GET', '/api/sse/stats', undefined), options, this.budget())).data;
+    return withSeedStats(raw);
   }
 
   // ------------------------------------------------------------ helpers
+  //
+  // The seeds' helper functions, with the same names, argument orders and payloads as the
+  // Rust `herald::helpers` and the Python SDK (issue 15's wire contract). Each resolves to the
+  // hub's `{id, delivered}` (`delivered`: the connections it reached, the seeds' "count").
 
-  /** Send `event` to every connection of one user. */
-  notifyUser<T>(userId: string, event: string, data: T, options?: PublishOptions): Promise<PublishResult> {
-    return this.publish({ event, data, users: [userId] }, options);
+  /**
+   * `sendToUser(userId, event, data)` (seed 002) or `sendToUser(userId, {type, data})`
+   * (seed 001): event `event` (or `type`) with `data`, to every connection of one user.
+   */
+  sendToUser<T>(userId: string, event: string, data: T, options?: PublishOptions): Promise<PublishResult>;
+  sendToUser<T>(userId: string, event: SeedEvent<T>, options?: PublishOptions): Promise<PublishResult>;
+  sendToUser(userId: string, event: string | SeedEvent, ...rest: unknown[]): Promise<PublishResult> {
+    const [name, data, options] = seedForm('sendToUser', event, rest);
+    return this.publish({ event: name, data, users: [userId] }, options);
   }
 
-  /** Send `event` to every connection of these users. */
-  sendToUsers<T>(userIds: string[], event: string, data: T, options?: PublishOptions): Promise<PublishResult> {
-    return this.publish({ event, data, users: [...userIds] }, options);
+  /**
+   * `sendToConnection(connectionId, {type, data})` (seed 001) or
+   * `sendToConnection(connectionId, event, data)`: to one connection (its `connectionId`, from
+   * the `connected` event).
+   */
+  sendToConnection<T>(connectionId: string, event: string, data: T, options?: PublishOptions): Promise<PublishResult>;
+  sendToConnection<T>(connectionId: string, event: SeedEvent<T>, options?: PublishOptions): Promise<PublishResult>;
+  sendToConnection(connectionId: string, event: string | SeedEvent, ...rest: unknown[]): Promise<PublishResult> {
+    const [name, data, options] = seedForm('sendToConnection', event, rest);
+    return this.publish({ event: name, data, connections: [connectionId] }, options);
+  }
+
+  /** `sendToClient(clientId, event, data)` (seed 002): {@link sendToConnection} (a seed client id is a connection id). */
+  sendToClient<T>(connectionId: string, event: string, data: T, options?: PublishOptions): Promise<PublishResult>;
+  sendToClient<T>(connectionId: string, event: SeedEvent<T>, options?: PublishOptions): Promise<PublishResult>;
+  sendToClient(connectionId: string, event: string | SeedEvent, ...rest: unknown[]): Promise<PublishResult> {
+    const [name, data, options] = seedForm('sendToClient', event, rest);
+    return this.publish({ event: name, data, connections: [connectionId] }, options);
+  }
+
+  /**
+   * `sendToUsers(event, data, userIds)` (seed 003's order): `event` with `data` to every
+   * connection of these users. The 0.1 order `(userIds, event, data)` is still accepted (an
+   * array first) but deprecated.
+   */
+  sendToUsers<T>(event: string, data: T, userIds: readonly string[], options?: PublishOptions): Promise<PublishResult>;
+  /** @deprecated The 0.1 order: use `sendToUsers(event, data, userIds)`. */
+  sendToUsers<T>(userIds: readonly string[], event: string, data: T, options?: PublishOptions): Promise<PublishResult>;
+  sendToUsers(a: string | readonly string[], b: unknown, c: unknown, options?: PublishOptions): Promise<PublishResult> {
+    const [event, data, users] = Array.isArray(a) ? [b, c, a] : [a, b, c];
+    if (typeof event !== 'string') throw new TypeError('HeraldPublisher.sendToUsers(event, data, userIds): event must be a string');
+    if (!Array.isArray(users)) throw new TypeError('HeraldPublisher.sendToUsers(event, data, userIds): userIds must be an array');
+    return this.publish({ event, data, users: [...(users as string[])] }, options);
   }
 
   /** Send `event` to every subscriber of a channel. */
@@ -444,35 +564,115 @@ export class HeraldPublisher {
     return this.publish({ event, data, channels: [channel] }, options);
   }
 
-  /** Broadcast `event` to every connection. */
-  notifyAll<T>(event: string, data: T, options?: PublishOptions): Promise<PublishResult> {
-    return this.publish({ event, data, broadcast: true }, options);
+  /**
+   * `broadcastMessage(event, data)` (seed 003) or `broadcastMessage({type, data})` (seed 001's
+   * `broadcast(event)`): `event` with `data` to every connection.
+   */
+  broadcastMessage<T>(event: string, data: T, options?: PublishOptions): Promise<PublishResult>;
+  broadcastMessage<T>(event: SeedEvent<T>, options?: PublishOptions): Promise<PublishResult>;
+  broadcastMessage(event: string | SeedEvent, ...rest: unknown[]): Promise<PublishResult> {
+    const [name, data, options] = seedForm('broadcastMessage', event, rest);
+    return this.publish({ event: name, data, broadcast: true }, options);
   }
 
-  /** Alias of {@link notifyAll}. */
-  broadcastMessage<T>(event: string, data: T, options?: PublishOptions): Promise<PublishResult> {
-    return this.notifyAll(event, data, options);
+  /**
+   * `notifyUser(userId, message, type = 'notification', data?)` (seed 001): event `type`, data
+   * `{message, ...data}` when `data` is an object, else `{message, data}` (`{message}` without
+   * `data`).
+   */
+  notifyUser(userId: string, message: string, type: string = 'notification', data?: unknown, options?: PublishOptions): Promise<PublishResult> {
+    return this.publish({ event: type, data: messageData(message, data), users: [userId] }, options);
   }
 
-  /** Event `alert` with data `{message, severity}`. */
+  /** `notifyAll(message, type = 'notification', data?)` (seed 001): as {@link notifyUser}, to every connection. */
+  notifyAll(message: string, type: string = 'notification', data?: unknown, options?: PublishOptions): Promise<PublishResult> {
+    return this.publish({ event: type, data: messageData(message, data), broadcast: true }, options);
+  }
+
+  /** `sendAlert(userId, message, severity = 'info')`: event `alert` with data `{message, severity}`. */
   sendAlert(userId: string, message: string, severity: AlertSeverity = 'info', options?: PublishOptions): Promise<PublishResult> {
-    return this.notifyUser(userId, 'alert', { message, severity }, options);
+    return this.sendToUser(userId, 'alert', { message, severity }, options);
   }
 
-  /** Event `update` with data `{type, payload}`. */
+  /** `sendUpdate(userId, updateType, payload)`: event `update` with data `{type, payload}`. */
   sendUpdate<T>(userId: string, updateType: string, payload: T, options?: PublishOptions): Promise<PublishResult> {
-    return this.notifyUser(userId, 'update', { type: updateType, payload }, options);
+    return this.sendToUser(userId, 'update', { type: updateType, payload }, options);
   }
 
-  /** Event `notification` with data `{title, body, kind}`. */
-  sendNotification(
-    userId: string,
-    title: string,
-    body: string,
-    kind: string = 'info',
+  /**
+   * `sendNotification(userId, title, message, type = 'info')` (seed 003): event `notification`
+   * with data `{title, message, type}`. (0.1 sent `{title, body, kind}`.)
+   */
+  sendNotification(userId: string, title: string, message: string, type: string = 'info', options?: PublishOptions): Promise<PublishResult> {
+    return this.sendToUser(userId, 'notification', { title, message, type }, options);
+  }
+
+  /**
+   * The generic form of seed 002's domain helpers: event `kind`, data `{<idField>: id, status,
+   * ...data}` (the id field per kind in {@link ENTITY_ID_FIELDS}; `data` is an object, or
+   * `undefined` / `null` for none), to `targetType` `user` (`targetId` a user id), `users` (an
+   * array of user ids, or a comma-separated string), `channel` (a channel name) or `broadcast`
+   * (no `targetId`).
+   *
+   * @throws TypeError for an unknown `kind` or `targetType`, a missing or extra `targetId`, or a
+   * `data` that is not an object (as the Rust `send_entity_notification` refuses it).
+   */
+  sendEntityNotification(
+    kind: EntityKind,
+    id: string,
+    status: string,
+    data: unknown,
+    targetType: EntityTargetType,
+    targetId?: string | readonly string[],
     options?: PublishOptions,
   ): Promise<PublishResult> {
-    return this.notifyUser(userId, 'notification', { title, body, kind }, options);
+    const field = ENTITY_ID_FIELDS[kind];
+    if (!field) throw new TypeError(`HeraldPublisher.sendEntityNotification: unknown kind ${JSON.stringify(kind)} (${Object.keys(ENTITY_ID_FIELDS).join(', ')})`);
+    if (data !== undefined && data !== null && !isPlainObject(data)) {
+      throw new TypeError('HeraldPublisher.sendEntityNotification: data is a JSON object (or undefined / null for none)');
+    }
+    const payload = { [field]: id, status, ...(data ?? {}) };
+    return this.publish({ event: kind, data: payload, ...entityTarget(targetType, targetId) }, options);
+  }
+
+  /** Seed 002: event `payment`, data `{paymentId, status, ...data}`. */
+  sendPaymentNotification(paymentId: string, status: string, data: unknown, targetType: EntityTargetType, targetId?: string | readonly string[], options?: PublishOptions): Promise<PublishResult> {
+    return this.sendEntityNotification('payment', paymentId, status, data, targetType, targetId, options);
+  }
+
+  /** Seed 002: event `job`, data `{jobType, status, ...data}`. */
+  sendJobNotification(jobType: string, status: string, data: unknown, targetType: EntityTargetType, targetId?: string | readonly string[], options?: PublishOptions): Promise<PublishResult> {
+    return this.sendEntityNotification('job', jobType, status, data, targetType, targetId, options);
+  }
+
+  /** Seed 002: event `account`, data `{userId, status, ...data}`. */
+  sendUserAccountNotification(userId: string, status: string, data: unknown, targetType: EntityTargetType, targetId?: string | readonly string[], options?: PublishOptions): Promise<PublishResult> {
+    return this.sendEntityNotification('account', userId, status, data, targetType, targetId, options);
+  }
+
+  /** Seed 002: event `system_health`, data `{component, status, ...data}`. */
+  sendSystemHealthNotification(component: string, status: string, data: unknown, targetType: EntityTargetType, targetId?: string | readonly string[], options?: PublishOptions): Promise<PublishResult> {
+    return this.sendEntityNotification('system_health', component, status, data, targetType, targetId, options);
+  }
+
+  /** Seed 002: event `video_processing`, data `{videoId, status, ...data}`. */
+  sendVideoProcessingNotification(videoId: string, status: string, data: unknown, targetType: EntityTargetType, targetId?: string | readonly string[], options?: PublishOptions): Promise<PublishResult> {
+    return this.sendEntityNotification('video_processing', videoId, status, data, targetType, targetId, options);
+  }
+
+  /** Seed 002: event `data_export`, data `{exportId, status, ...data}`. */
+  sendDataExportNotification(exportId: string, status: string, data: unknown, targetType: EntityTargetType, targetId?: string | readonly string[], options?: PublishOptions): Promise<PublishResult> {
+    return this.sendEntityNotification('data_export', exportId, status, data, targetType, targetId, options);
+  }
+
+  /** Seed 002: event `post`, data `{postId, status, ...data}`. */
+  sendPostUpdateNotification(postId: string, status: string, data: unknown, targetType: EntityTargetType, targetId?: string | readonly string[], options?: PublishOptions): Promise<PublishResult> {
+    return this.sendEntityNotification('post', postId, status, data, targetType, targetId, options);
+  }
+
+  /** Seed 002: event `profile`, data `{userId, status, ...data}`. */
+  sendProfileUpdateNotification(userId: string, status: string, data: unknown, targetType: EntityTargetType, targetId?: string | readonly string[], options?: PublishOptions): Promise<PublishResult> {
+    return this.sendEntityNotification('profile', userId, status, data, targetType, targetId, options);
   }
 
   // ------------------------------------------------------------ transport

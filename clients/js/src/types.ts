@@ -8,13 +8,21 @@ export type TransportKind = 'sse' | 'websocket';
 /** Connection status of a {@link HeraldClient}. */
 export type ConnectionStatus = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
-/** Data of the `connected` system event (first event of every stream, no id). */
+/**
+ * Data of the `connected` system event, first on every stream (its id, on a new connection, is
+ * the hub's newest event id: a resume position). `serverTime` is RFC 3339 (`2026-11-21T10:00:00.000Z`).
+ */
 export interface ConnectedData {
+  /** 32 hex digits. */
   connectionId: string;
   userId?: string | null;
   username?: string | null;
   channels?: string[];
-  serverTime?: number | string;
+  serverTime?: string;
+  /** The subscribe query's `sessionId`, where the hub supports connection metadata. */
+  sessionId?: string | null;
+  /** The connection's metadata (query `metadata=`, JWT claim or auth hook), where the hub supports it. */
+  metadata?: Record<string, unknown> | null;
 }
 
 /** Data of the `heartbeat` system event (no id). */
@@ -24,14 +32,21 @@ export interface HeartbeatData {
 }
 
 /**
- * Known values of `disconnected.reason`. The server may add more: the client
- * decides on `disconnected.reconnect`, not on the reason (see `policy.ts`).
+ * Known values of `disconnected.reason` (docs/api.md, "Events the hub sends"):
+ * - `server_disconnect`: `POST /api/sse/disconnect` or `/disconnect-all` (advice `backoff`);
+ * - `server_shutdown`: the hub is stopping (`backoff`, with a spread `retry:`);
+ * - `timeout`: the connection reached its maximum age, `--connection-timeout` (`now`);
+ * - `token_expired`: the subscriber's token ran out (`new_token`);
+ * - `idle`: nothing but heartbeats for `--idle-timeout`, on hubs that have it (`backoff`).
+ * The server may add more: the client decides on `disconnected.reconnect`, not on the reason
+ * (see `policy.ts`).
  */
 export type DisconnectReason =
   | 'server_disconnect'
   | 'server_shutdown'
   | 'timeout'
   | 'token_expired'
+  | 'idle'
   | (string & {});
 
 /**
@@ -49,23 +64,40 @@ export interface DisconnectedData {
   reason: DisconnectReason;
   /** The hub's advice; absent from hubs older than the field (the client then goes by `reason`). */
   reconnect?: ReconnectAdvice;
+  /** For people; may change. */
   message?: string;
-  timestamp?: number | string;
+  /** RFC 3339. */
+  timestamp?: string;
 }
 
-/** Data of the `reset` system event: "you may have missed events, refetch state". */
+/**
+ * Data of the `reset` system event: "you may have missed events, refetch state". Its id is the
+ * hub's newest event id (where the next resume starts).
+ */
 export interface ResetData {
+  /**
+   * `history_gap`: events after `lastEventId` left the replay window; `unknown_epoch`: the id
+   * is from another run of the hub (restarted without `--data-dir`) or unreadable;
+   * `replay_too_large`: more to replay than the hub's cap.
+   */
   reason: 'history_gap' | 'unknown_epoch' | 'replay_too_large' | (string & {});
-  [key: string]: unknown;
+  /** The id the client asked to resume from. */
+  lastEventId: string;
+  /** For people; may change. */
+  message: string;
 }
 
-/** Data of `presence:join` / `presence:leave`. The exact shape is server-defined. */
+/**
+ * Data of `presence:join` (a user's first connection to a presence channel, on any node) and
+ * `presence:leave` (their last one closed). Sent on channels matching `--presence-channels`;
+ * anonymous connections cause none.
+ */
 export interface PresenceData {
-  userId?: string | null;
-  username?: string | null;
-  connectionId?: string;
-  channels?: string[];
-  [key: string]: unknown;
+  channel: string;
+  userId: string;
+  username: string | null;
+  /** RFC 3339. */
+  timestamp: string;
 }
 
 /** The system events every Herald stream may carry. */
@@ -104,13 +136,16 @@ export type AllEvents<E extends EventMap> = HeraldSystemEvents & { message: unkn
 
 /** One event as delivered to handlers. */
 export interface HeraldEvent<T = unknown, K extends string = string> {
-  /** The SSE event name (`event:` field; `message` when absent). */
+  /** The event name (the envelope's `event`, or the SSE `event:` field; `message` when absent). */
   event: K;
   /** Parsed JSON of the `data:` field (the raw string when it is not valid JSON). */
   data: T;
   /** The SSE `id:` of this event; `undefined` for system events without an id. Opaque: compare for equality only. */
   id: string | undefined;
-  /** The raw `data:` string as received. */
+  /**
+   * The payload as text: the `data:` string as received, or, from an envelope (`envelope=1`, or a
+   * WebSocket frame), a text payload as it is and a JSON payload serialised again.
+   */
   raw: string;
   /** Local receive time (ms since epoch). */
   receivedAt: number;

@@ -70,3 +70,8 @@ export function buildSubscribeUrl(base: string, params: SubscribeUrlParams = {},
   }
   return parts.length ? `${url}?${parts.join('&')}` : url;
 }
+
+/** `query` with the hub's `envelope=1` (every event as a default `message` carrying `{id, event, data}`). */
+export function withEnvelope(query: SubscribeUrlParams): SubscribeUrlParams {
+  return { ...query, params: { ...query.params, envelope: 1 } };
+}

@@ -8,7 +8,7 @@
  * ids, `connected`/`disconnected`/`reset`, the reconnect advice, backoff, liveness) is the shared
  * {@link Connection}'s, exactly as for SSE.
  */
-import { Connection, SseDriver, type ConnectionConfig, type StreamCallbacks, type StreamDriver, type StreamHandle, type TransportSink } from './connection.js';
+import { Connection, sseDriver, type ConnectionConfig, type StreamCallbacks, type StreamDriver, type StreamHandle, type TransportSink } from './connection.js';
 import { buildSubscribeUrl, joinUrl, type SubscribeUrlParams } from './url.js';
 
 export const DEFAULT_WS_PATH = '/api/ws';
@@ -83,6 +83,8 @@ export interface WebSocketDriverConfig {
   WebSocket?: WebSocketConstructor | undefined;
   /** Third constructor argument (npm `ws`: `{headers}`, `{origin}`, ...). */
   webSocketOptions?: Record<string, unknown> | undefined;
+  /** `false`: dispatch only the names someone listens to, as an SSE EventSource without `envelope=1` would. */
+  envelope?: boolean | undefined;
 }
 
 const noop = () => {};
@@ -114,9 +116,9 @@ export class WebSocketDriver implements StreamDriver<WebSocketConstructor> {
       }
       if (!frame || typeof frame !== 'object' || typeof frame.event !== 'string') return cb.alive(undefined);
       const id = typeof frame.id === 'string' && frame.id ? frame.id : undefined;
-      // As over SSE, only names someone listens to are dispatched: the same handlers see the
-      // same events whichever transport runs.
-      if (!names.has(frame.event)) return cb.alive(id);
+      // Every event is dispatched, as over SSE with `envelope=1` (the default), so `on('*')` sees
+      // the same events whichever transport runs; with `envelope: false` only listened names.
+      if (this.config.envelope === false && !names.has(frame.event)) return cb.alive(id);
       const data = frame.data === undefined ? '' : frame.data;
       const raw = typeof data === 'string' ? data : JSON.stringify(data);
       cb.message(frame.event, raw, data, id);
@@ -163,6 +165,6 @@ export class WebSocketConnection extends Connection {
 /** `transport: "auto"`: SSE first, a WebSocket when SSE delivers nothing (see README). */
 export class AutoConnection extends Connection {
   constructor(config: WebSocketConnectionConfig, sink: TransportSink) {
-    super(config, sink, [new SseDriver(config), new WebSocketDriver(config)]);
+    super(config, sink, [sseDriver(config), new WebSocketDriver(config)]);
   }
 }

@@ -25,13 +25,37 @@ describe('HeraldClient in a browser window', () => {
     expect(ES.instances).toHaveLength(2);
   });
 
+  it('reads with fetch by default, and falls back to the global EventSource where fetch cannot stream', () => {
+    const ES = createFakeEventSource();
+    const fetchMock = vi.fn(() => new Promise<Response>(() => {}));
+    vi.stubGlobal('EventSource', ES);
+    vi.stubGlobal('fetch', fetchMock);
+    try {
+      const a = new HeraldClient({ url: '', userId: 'u', shareConnection: false, token: 't' });
+      expect(fetchMock).toHaveBeenCalledTimes(1);
+      const [url, init] = fetchMock.mock.calls[0] as unknown as [string, RequestInit];
+      expect(url).toBe('/api/sse?userId=u&envelope=1');
+      expect((init.headers as Record<string, string>).authorization).toBe('Bearer t');
+      expect(ES.instances).toHaveLength(0);
+      a.close();
+      // No streaming fetch (no ReadableStream): the native EventSource, token in the query.
+      vi.stubGlobal('ReadableStream', undefined);
+      const b = new HeraldClient({ url: '', userId: 'u', shareConnection: false, token: 't' });
+      expect(ES.instances).toHaveLength(1);
+      expect(ES.last!.url).toBe('/api/sse?userId=u&token=t&envelope=1');
+      b.close();
+    } finally {
+      vi.unstubAllGlobals();
+    }
+  });
+
   it('uses the global EventSource when none is injected', () => {
     const ES = createFakeEventSource();
     vi.stubGlobal('EventSource', ES);
     try {
-      const c = new HeraldClient({ url: '', userId: 'u', shareConnection: false });
+      const c = new HeraldClient({ url: '', userId: 'u', shareConnection: false, sseReader: 'eventsource' });
       expect(ES.instances).toHaveLength(1);
-      expect(ES.last!.url).toBe('/api/sse?userId=u');
+      expect(ES.last!.url).toBe('/api/sse?userId=u&envelope=1');
       c.close();
     } finally {
       vi.unstubAllGlobals();

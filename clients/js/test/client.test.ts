@@ -38,7 +38,7 @@ describe('HeraldClient: connecting', () => {
   it('opens an EventSource on the subscribe URL', () => {
     make({ userId: 'alice', username: 'Alice', channels: ['orders', 'news'], token: 'jwt' });
     expect(ES.instances).toHaveLength(1);
-    expect(es().url).toBe('http://127.0.0.1:8080/api/sse?userId=alice&username=Alice&channels=orders,news&token=jwt');
+    expect(es().url).toBe('http://127.0.0.1:8080/api/sse?userId=alice&username=Alice&channels=orders,news&token=jwt&envelope=1');
   });
 
   it('passes the initial lastEventId and eventSourceInit', () => {

@@ -115,7 +115,7 @@ describe('HeraldPublisher against the real hub: errors', () => {
     const h = await hub(['--publisher-key', KEY]);
     const rec = recorder();
     const wrong = new HeraldPublisher({ url: h.url, key: 'not-the-key-0123456789', retries: 3, retryBackoff: fast, fetch: rec.fetch });
-    const e1 = await rejection(wrong.notifyAll('tick', 1));
+    const e1 = await rejection(wrong.broadcastMessage('tick', 1));
     expect(e1).toMatchObject({ status: 401, code: 'unauthorized', attempts: 1 });
     expect(e1.message).toMatch(/not valid/);
     const e2 = await rejection(new HeraldPublisher({ url: h.url, retries: 3, fetch: rec.fetch }).getStats());
@@ -152,7 +152,7 @@ describe('HeraldPublisher against the real hub: errors', () => {
     const h = await hub(['--max-body-size', '1KiB']);
     const rec = recorder();
     const p = new HeraldPublisher({ url: h.url, retries: 3, retryBackoff: fast, fetch: rec.fetch });
-    const e = await rejection(p.notifyAll('tick', 'x'.repeat(4096)));
+    const e = await rejection(p.broadcastMessage('tick', 'x'.repeat(4096)));
     expect(e).toMatchObject({ status: 413, code: 'payload_too_large', attempts: 1 });
     expect(rec.attempts).toHaveLength(1);
   });
@@ -206,7 +206,7 @@ describe('HeraldPublisher against the real hub: retries where nothing was sent',
     let last: HeraldError | undefined;
     for (let i = 0; i < 5 && !last; i++) {
       try {
-        await p.notifyAll('tick', i);
+        await p.broadcastMessage('tick', i);
       } catch (e) {
         last = e as HeraldError;
       }
@@ -357,7 +357,7 @@ describe('HeraldPublisher against the real hub: retries where nothing was sent',
     await h.stop('SIGTERM', 10_000);
     const rec = recorder();
     const p = new HeraldPublisher({ url: `http://127.0.0.1:${port}`, retries: 2, retryBackoff: fast, fetch: rec.fetch, idempotencyKeys: false });
-    const refused = await rejection(p.notifyAll('tick', 1));
+    const refused = await rejection(p.broadcastMessage('tick', 1));
     expect(refused).toMatchObject({ status: 0, code: 'network_error', attempts: 3 });
     expect(refused).not.toBeInstanceOf(OutcomeUnknownError);
     expect(rec.attempts.map((a) => a.code)).toEqual(['ECONNREFUSED', 'ECONNREFUSED', 'ECONNREFUSED']);
@@ -419,8 +419,8 @@ describe.runIf(HUB_HAS_IDEMPOTENCY)('HeraldPublisher against the real hub: idemp
     const h = await hub();
     const rec = recorder();
     const p = new HeraldPublisher({ url: h.url, retries: 3, retryBackoff: fast, fetch: rec.fetch });
-    await p.notifyAll('tick', { n: 1 }, { idempotencyKey: 'k-reused' });
-    const e = await rejection(p.notifyAll('tick', { n: 2 }, { idempotencyKey: 'k-reused' }));
+    await p.broadcastMessage('tick', { n: 1 }, { idempotencyKey: 'k-reused' });
+    const e = await rejection(p.broadcastMessage('tick', { n: 2 }, { idempotencyKey: 'k-reused' }));
     expect(e).toMatchObject({ status: 422, code: 'idempotency_key_reused', attempts: 1, idempotencyKey: 'k-reused' });
     expect(e.message.length).toBeGreaterThan(0);
     expect(e).not.toBeInstanceOf(OutcomeUnknownError);
@@ -431,11 +431,11 @@ describe.runIf(HUB_HAS_IDEMPOTENCY)('HeraldPublisher against the real hub: idemp
     const h = await hub();
     const p = new HeraldPublisher({ url: h.url, retries: 2, retryBackoff: fast });
     for (const key of ['has space', 'x'.repeat(129), 'tab\there', 'é']) {
-      const e = await rejection(p.notifyAll('tick', 1, { idempotencyKey: key }));
+      const e = await rejection(p.broadcastMessage('tick', 1, { idempotencyKey: key }));
       expect(e).toMatchObject({ status: 400, code: 'invalid_field', attempts: 1 });
     }
     // 128 printable characters are fine.
-    await p.notifyAll('tick', 1, { idempotencyKey: '!~'.repeat(64) });
+    await p.broadcastMessage('tick', 1, { idempotencyKey: '!~'.repeat(64) });
     const batch = await p.publishMany([
       { event: 'tick', data: 1, broadcast: true, idempotencyKey: 'has space' },
       { event: 'tick', data: 2, broadcast: true },

@@ -16,6 +16,8 @@ import {
   isPublishItemError,
   isRetryable,
   parseRetryAfter,
+  withSeedStats,
+  type HeraldStats,
 } from '../src/publisher.js';
 
 interface Recorded {
@@ -111,6 +113,18 @@ async function rejection(p: Promise<unknown>): Promise<HeraldError> {
   throw new Error('expected a rejection');
 }
 
+describe('withSeedStats', () => {
+  const base = { connections: 3, users: 2, anonymousConnections: 0, channels: {}, eventsPublished: 0, eventsDelivered: 0, evictedSlowConsumers: 0, uptimeSeconds: 1 };
+  it('keeps the hub\'s own totalConnections / uniqueUsers', () => {
+    expect(withSeedStats({ ...base, totalConnections: 9, uniqueUsers: 4 } as HeraldStats)).toMatchObject({ totalConnections: 9, uniqueUsers: 4 });
+  });
+  it('uses the cluster block of an older Redis hub, else the node figures', () => {
+    const clustered = { ...base, cluster: { connections: 7, users: 5 } } as unknown as HeraldStats;
+    expect(withSeedStats(clustered)).toMatchObject({ connections: 3, totalConnections: 7, uniqueUsers: 5 });
+    expect(withSeedStats(base as HeraldStats)).toMatchObject({ totalConnections: 3, uniqueUsers: 2 });
+  });
+});
+
 describe('HeraldPublisher: requests', () => {
   it('publish() POSTs JSON with the bearer key and returns {id, delivered}', async () => {
     const res = await publisher().publish({ event: 'notification', data: { a: 1 }, users: ['alice'], fallback: 'none' });
@@ -127,41 +141,95 @@ describe('HeraldPublisher: requests', () => {
 
   it('sends no Authorization header without a key, and keeps a base path prefix', async () => {
     reply = (req, res) => json(res, 200, { id: 'x', delivered: 0, path: req.url });
-    await new HeraldPublisher({ url: `${base}/herald/` }).notifyAll('e', null);
+    await new HeraldPublisher({ url: `${base}/herald/` }).broadcastMessage('e', null);
     expect(requests[0]!.headers['authorization']).toBeUndefined();
     expect(requests[0]!.url).toBe('/herald/api/sse/message');
   });
 
   it('adds custom headers', async () => {
-    await publisher({ headers: { 'x-request-id': 'r1' } }).notifyAll('e', 1);
+    await publisher({ headers: { 'x-request-id': 'r1' } }).broadcastMessage('e', 1);
     expect(requests[0]!.headers['x-request-id']).toBe('r1');
   });
 
-  it('helpers build the documented bodies', async () => {
+  it('helpers build the bodies of the wire contract (issue 15)', async () => {
     const p = publisher();
-    await p.notifyUser('alice', 'ping', { n: 1 });
-    await p.sendToUsers(['alice', 'bob'], 'ping', 2);
+    await p.notifyUser('u1', 'Your order shipped', 'notification');
+    await p.notifyUser('u1', 'Shipped', 'order_update', { orderId: '123' });
+    await p.notifyUser('u1', 'Hi');
+    await p.notifyUser('u1', 'Count', 'tick', 5);
+    await p.notifyUser('u1', 'Null', 'tick', null);
+    await p.notifyAll('Maintenance at 5', 'alert');
+    await p.notifyAll('Deploy', undefined, { version: 2 });
+    await p.sendToUsers('notification', { title: 'New Message' }, ['user1', 'user2']);
+    await p.sendToUsers(['alice', 'bob'], 'ping', 2); // the deprecated 0.1 order
     await p.sendToChannel('orders', 'order.created', { id: 9 });
-    await p.notifyAll('maintenance', { at: 'noon' });
-    await p.broadcastMessage('hello', 'world');
+    await p.broadcastMessage('system-update', { message: 'soon', type: 'warning' });
+    await p.broadcastMessage({ type: 'hello', data: 'world' });
+    await p.sendToUser('user123', { type: 'order_update', data: { orderId: '123', status: 'shipped' } });
+    await p.sendToUser('user123', 'profile:updated', { field: 'avatar' });
+    await p.sendToConnection('c1', { type: 'x', data: 1 });
+    await p.sendToClient('c2', 'user:message', { message: 'Hello' });
     await p.sendAlert('alice', 'Disk full', 'warning');
     await p.sendAlert('alice', 'FYI');
     await p.sendUpdate('alice', 'profile', { name: 'A' });
-    await p.sendNotification('alice', 'Title', 'Body', 'success');
-    await p.sendNotification('bob', 'T', 'B');
+    await p.sendNotification('user123', 'Welcome!', 'Welcome to our platform', 'success');
+    await p.sendNotification('bob', 'T', 'M');
     expect(requests.map((r) => r.body)).toEqual([
-      { event: 'ping', data: { n: 1 }, users: ['alice'] },
+      { event: 'notification', data: { message: 'Your order shipped' }, users: ['u1'] },
+      { event: 'order_update', data: { message: 'Shipped', orderId: '123' }, users: ['u1'] },
+      { event: 'notification', data: { message: 'Hi' }, users: ['u1'] },
+      { event: 'tick', data: { message: 'Count', data: 5 }, users: ['u1'] },
+      { event: 'tick', data: { message: 'Null' }, users: ['u1'] },
+      { event: 'alert', data: { message: 'Maintenance at 5' }, broadcast: true },
+      { event: 'notification', data: { message: 'Deploy', version: 2 }, broadcast: true },
+      { event: 'notification', data: { title: 'New Message' }, users: ['user1', 'user2'] },
       { event: 'ping', data: 2, users: ['alice', 'bob'] },
       { event: 'order.created', data: { id: 9 }, channels: ['orders'] },
-      { event: 'maintenance', data: { at: 'noon' }, broadcast: true },
+      { event: 'system-update', data: { message: 'soon', type: 'warning' }, broadcast: true },
       { event: 'hello', data: 'world', broadcast: true },
+      { event: 'order_update', data: { orderId: '123', status: 'shipped' }, users: ['user123'] },
+      { event: 'profile:updated', data: { field: 'avatar' }, users: ['user123'] },
+      { event: 'x', data: 1, connections: ['c1'] },
+      { event: 'user:message', data: { message: 'Hello' }, connections: ['c2'] },
       { event: 'alert', data: { message: 'Disk full', severity: 'warning' }, users: ['alice'] },
       { event: 'alert', data: { message: 'FYI', severity: 'info' }, users: ['alice'] },
       { event: 'update', data: { type: 'profile', payload: { name: 'A' } }, users: ['alice'] },
-      { event: 'notification', data: { title: 'Title', body: 'Body', kind: 'success' }, users: ['alice'] },
-      { event: 'notification', data: { title: 'T', body: 'B', kind: 'info' }, users: ['bob'] },
+      { event: 'notification', data: { title: 'Welcome!', message: 'Welcome to our platform', type: 'success' }, users: ['user123'] },
+      { event: 'notification', data: { title: 'T', message: 'M', type: 'info' }, users: ['bob'] },
     ]);
     expect(requests.every((r) => r.url === '/api/sse/message' && r.method === 'POST')).toBe(true);
+  });
+
+  it('the eight domain helpers of seed 002 over sendEntityNotification', async () => {
+    const p = publisher();
+    await p.sendPaymentNotification('payment123', 'completed', { amount: 99.99, currency: 'USD' }, 'user', 'user456');
+    await p.sendJobNotification('video-processing', 'completed', { videoId: 'video123' }, 'user', 'user789');
+    await p.sendUserAccountNotification('user123', 'created', { email: 'j@example.com' }, 'user', 'user123');
+    await p.sendSystemHealthNotification('database', 'warning', { message: 'High memory' }, 'channel', 'system-monitoring');
+    await p.sendVideoProcessingNotification('video123', 'completed', { quality: '4K' }, 'users', ['a', 'b']);
+    await p.sendDataExportNotification('export123', 'completed', { format: 'CSV' }, 'users', 'a, b');
+    await p.sendPostUpdateNotification('post123', 'created', { title: 'New' }, 'broadcast');
+    await p.sendProfileUpdateNotification('user123', 'avatar_changed', null, 'user', 'user123');
+    expect(requests.map((r) => r.body)).toEqual([
+      { event: 'payment', data: { paymentId: 'payment123', status: 'completed', amount: 99.99, currency: 'USD' }, users: ['user456'] },
+      { event: 'job', data: { jobType: 'video-processing', status: 'completed', videoId: 'video123' }, users: ['user789'] },
+      { event: 'account', data: { userId: 'user123', status: 'created', email: 'j@example.com' }, users: ['user123'] },
+      { event: 'system_health', data: { component: 'database', status: 'warning', message: 'High memory' }, channels: ['system-monitoring'] },
+      { event: 'video_processing', data: { videoId: 'video123', status: 'completed', quality: '4K' }, users: ['a', 'b'] },
+      { event: 'data_export', data: { exportId: 'export123', status: 'completed', format: 'CSV' }, users: ['a', 'b'] },
+      { event: 'post', data: { postId: 'post123', status: 'created', title: 'New' }, broadcast: true },
+      { event: 'profile', data: { userId: 'user123', status: 'avatar_changed' }, users: ['user123'] },
+    ]);
+    // Bad targets are caught before anything is sent.
+    expect(() => p.sendPaymentNotification('p', 's', {}, 'user')).toThrow(/targetId/);
+    expect(() => p.sendPaymentNotification('p', 's', {}, 'user', ['a', 'b'])).toThrow(/"users"/);
+    expect(() => p.sendPaymentNotification('p', 's', {}, 'channel', ['a', 'b'])).toThrow(/channel/);
+    expect(() => p.sendPaymentNotification('p', 's', {}, 'room' as never, 'x')).toThrow(/targetType/);
+    expect(() => p.sendEntityNotification('nope' as never, 'p', 's', {}, 'broadcast')).toThrow(/kind/);
+    expect(() => p.sendPaymentNotification('p', 's', 7, 'broadcast')).toThrow(/object/);
+    expect(() => p.sendPaymentNotification('p', 's', [1], 'broadcast')).toThrow(/object/);
+    expect(() => p.sendToUser('u', 42 as never)).toThrow(/\{type, data\}/);
+    expect(requests).toHaveLength(8);
   });
 
   it('publishMany() posts an array and returns per-item results', async () => {
@@ -184,6 +252,8 @@ describe('HeraldPublisher: requests', () => {
     expect(await p.disconnectAll()).toEqual({ disconnected: 7 });
     const stats = await p.getStats();
     expect(stats).toMatchObject({ connections: 4, channels: { orders: 2 }, uptimeSeconds: 5 });
+    // The seeds' names, derived from a hub that does not send them.
+    expect(stats).toMatchObject({ totalConnections: 4, uniqueUsers: 2 });
     expect(requests.map((r) => [r.method, r.url, r.body])).toEqual([
       ['POST', '/api/sse/disconnect', { users: ['alice'], connections: ['c1'] }],
       ['POST', '/api/sse/disconnect-all', {}],
@@ -199,8 +269,8 @@ describe('HeraldPublisher: idempotency keys (request shape)', () => {
 
   it('every publish carries a fresh Idempotency-Key header by default', async () => {
     const p = publisher();
-    await p.notifyAll('e', 1);
-    await p.notifyAll('e', 1);
+    await p.broadcastMessage('e', 1);
+    await p.broadcastMessage('e', 1);
     const keys = requests.map((r) => r.headers['idempotency-key']);
     expect(keys[0]).toMatch(UUID);
     expect(keys[1]).toMatch(UUID);
@@ -210,7 +280,7 @@ describe('HeraldPublisher: idempotency keys (request shape)', () => {
 
   it('a caller key (per call, else in the body) is sent as the header, not in the body', async () => {
     const p = publisher();
-    await p.notifyAll('e', 1, { idempotencyKey: 'call-key' });
+    await p.broadcastMessage('e', 1, { idempotencyKey: 'call-key' });
     await p.publish({ event: 'e', data: 2, broadcast: true, idempotencyKey: 'body-key' });
     await p.publish({ event: 'e', data: 3, broadcast: true, idempotencyKey: 'body-key' }, { idempotencyKey: 'wins' });
     expect(requests.map((r) => r.headers['idempotency-key'])).toEqual(['call-key', 'body-key', 'wins']);
@@ -223,8 +293,8 @@ describe('HeraldPublisher: idempotency keys (request shape)', () => {
 
   it('idempotencyKeys: false sends no key unless the caller gives one', async () => {
     const p = publisher({ idempotencyKeys: false });
-    await p.notifyAll('e', 1);
-    await p.notifyAll('e', 1, { idempotencyKey: 'mine' });
+    await p.broadcastMessage('e', 1);
+    await p.broadcastMessage('e', 1, { idempotencyKey: 'mine' });
     expect(requests.map((r) => r.headers['idempotency-key'])).toEqual([undefined, 'mine']);
   });
 
@@ -246,9 +316,9 @@ describe('HeraldPublisher: idempotency keys (request shape)', () => {
 
   it('Idempotent-Replayed: true sets `replayed` on the result', async () => {
     reply = (_r, res) => json(res, 200, { id: 'ep-9', delivered: 1 }, { 'idempotent-replayed': 'true' });
-    expect(await publisher().notifyAll('e', 1)).toEqual({ id: 'ep-9', delivered: 1, replayed: true });
+    expect(await publisher().broadcastMessage('e', 1)).toEqual({ id: 'ep-9', delivered: 1, replayed: true });
     reply = herald;
-    expect(await publisher().notifyAll('e', 1)).not.toHaveProperty('replayed');
+    expect(await publisher().broadcastMessage('e', 1)).not.toHaveProperty('replayed');
   });
 
   it('a failed publishMany() call exposes the item keys, to resend without duplicates', async () => {
@@ -277,7 +347,7 @@ describe('HeraldPublisher: transport edge cases (not about what the hub answers)
       res.writeHead(500, { 'content-type': 'text/plain' });
       res.end('upstream exploded');
     };
-    const err = await rejection(publisher().notifyAll('e', 1));
+    const err = await rejection(publisher().broadcastMessage('e', 1));
     expect(err).toMatchObject({ status: 500, code: 'http_500', message: 'upstream exploded' });
     // A 500 may have happened after the publish: outcome unknown, not retried.
     expect(err).toBeInstanceOf(OutcomeUnknownError);
@@ -286,7 +356,7 @@ describe('HeraldPublisher: transport edge cases (not about what the hub answers)
 
   it('a per-call timeout overrides the default', async () => {
     reply = () => {};
-    const err = await rejection(publisher({ timeoutMs: 60_000, retries: 0 }).notifyAll('e', 1, { timeoutMs: 50 }));
+    const err = await rejection(publisher({ timeoutMs: 60_000, retries: 0 }).broadcastMessage('e', 1, { timeoutMs: 50 }));
     expect(err.code).toBe('timeout');
   });
 
@@ -294,7 +364,7 @@ describe('HeraldPublisher: transport edge cases (not about what the hub answers)
     reply = () => {};
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 50);
-    const err = await rejection(publisher({ retries: 3 }).notifyAll('e', 1, { signal: ac.signal }));
+    const err = await rejection(publisher({ retries: 3 }).broadcastMessage('e', 1, { signal: ac.signal }));
     expect(err).toMatchObject({ status: 0, code: 'aborted', attempts: 1 });
     expect(requests).toHaveLength(1);
   });

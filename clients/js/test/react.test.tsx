@@ -240,3 +240,93 @@ describe('hooks with transport', () => {
     expect(result.client!.activeTransport).toBe('sse');
   });
 });
+
+describe('the seeds\' hook shapes (unit; against the hub: hooks.hub.test.tsx)', () => {
+  it('useSSE() and useSSE(path) read the same origin with fetch and envelope=1', () => {
+    const fetchMock = vi.fn(() => new Promise<Response>(() => {}));
+    vi.stubGlobal('fetch', fetchMock);
+    try {
+      let a!: UseSSEResult;
+      let b!: UseSSEResult;
+      function App() {
+        a = useSSE();
+        b = useSSE('/api/sse', { shareConnection: false });
+        return null;
+      }
+      render(<App />);
+      const urls = fetchMock.mock.calls.map((c) => (c as unknown as [string])[0]);
+      expect(urls).toContain('/api/sse?envelope=1');
+      expect(a.connectionStatus).toBe('connecting');
+      expect(b.error).toBeNull();
+      expect(b.messages).toEqual([]);
+    } finally {
+      vi.unstubAllGlobals();
+    }
+  });
+
+  it('seed 004: eventHandlers (ping = heartbeat), isConnected, error string, lastEvent, closeConnection', () => {
+    let r!: UseSSEResult;
+    const seen: string[] = [];
+    function App() {
+      r = useSSE({
+        url: 'http://h',
+        EventSource: ES,
+        shareConnection: false,
+        eventHandlers: {
+          dashboardUpdate: (d: { n: number }) => seen.push(`dash ${d.n}`),
+          ping: () => seen.push('ping'),
+        },
+      });
+      return null;
+    }
+    render(<App />);
+    const es = ES.open[0]!;
+    // Without envelope support (this fake sends named events), the handler's name is listened to.
+    expect(es.url).toContain('envelope=1');
+    act(() => {
+      es.open();
+      es.emit('connected', { connectionId: 'c' });
+      es.emit('heartbeat', { ts: 1 });
+      es.emit('dashboardUpdate', { n: 1 }, 'ep-1');
+    });
+    expect(seen).toEqual(['ping', 'dash 1']);
+    expect(r.isConnected).toBe(true);
+    expect(r.connectionStatus).toBe('connected');
+    expect(r.lastEvent).toMatchObject({ type: 'dashboardUpdate', data: { n: 1 } });
+    act(() => es.emit('disconnected', { reason: 'server_disconnect', reconnect: 'backoff' }));
+    expect(typeof r.error).toBe('string');
+    expect(r.error).toContain('server_disconnect');
+    expect(r.lastError).toBeInstanceOf(Error);
+    act(() => r.closeConnection());
+    expect(r.status).toBe('closed');
+    expect(r.connectionStatus).toBe('disconnected');
+  });
+
+  it('seed 002: removeHandler(name) in the cleanup is right under strict mode', () => {
+    const got: unknown[] = [];
+    let r!: UseEventSourceResult;
+    function App() {
+      r = useEventSource({ url: 'http://h', userId: 'u', username: 'john_doe', EventSource: ES, shareConnection: false });
+      const { addHandler, removeHandler } = r;
+      useEffect(() => {
+        addHandler('notification', (d: unknown) => got.push(d));
+        addHandler('ping', () => got.push('ping'));
+        return () => {
+          removeHandler('notification');
+          removeHandler('ping');
+        };
+      }, [addHandler, removeHandler]);
+      return null;
+    }
+    render(<App />);
+    const es = ES.open[0]!;
+    act(() => {
+      es.open();
+      es.emit('heartbeat', { ts: 1 });
+      es.emit('notification', { title: 'once' }, 'ep-1');
+    });
+    // The effect ran twice (strict mode); its first cleanup removed the first handlers.
+    expect(got).toEqual(['ping', { title: 'once' }]);
+    expect(r.connected).toBe(true);
+  });
+});

@@ -104,7 +104,9 @@ describe('HeraldClient over WebSocket against the real hub', () => {
     expect(await aliceSse.ticks()).toEqual([1, { n: 2 }, 'three\nlines']);
     // A text payload stays text over the WebSocket, JSON-looking or not.
     expect(await bob.ticks()).toEqual(['three\nlines', '{"looks":"like json"}', 5]);
-    expect(alice.named('other')).toEqual([]);
+    // Every event reaches on('*'), named in advance or not, on both transports (issue 15).
+    expect(alice.named('other').map((e) => e.data)).toEqual(['unlistened']);
+    expect(aliceSse.named('other').map((e) => e.data)).toEqual(['unlistened']);
     // The same ids on both transports; the client resumes from the last one.
     const ids = alice.named('tick').map((e) => e.id);
     expect(ids.every((id) => typeof id === 'string')).toBe(true);

@@ -15,7 +15,7 @@
 //! | [`engine`] | [`Engine`]: the broker and the presence store of one backend, as the configuration's `engine` names it (memory or Redis); [`EngineError`](engine::EngineError) |
 //! | [`broker`] | the [`Broker`](broker::Broker) trait (publish, ids, the replay window, commands between nodes): [`MemoryBroker`](broker::MemoryBroker) (one process, optional durable window) and [`RedisBroker`](broker::RedisBroker) (a cluster on Redis; `broker/redis/` is also the link to Redis both Redis halves share) |
 //! | [`presence`] | the [`PresenceStore`](presence::PresenceStore) trait (who is connected where: stats, presence queries, presence events): [`MemoryPresence`](presence::MemoryPresence) (the registry answers) and [`RedisPresence`](presence::RedisPresence) (this node's presence in Redis, kept from the registry's joins and leaves; queries to every node) |
-//! | [`sse`] | the SSE wire format ([`sse::frame`], [`sse::frame::SSE`]) |
+//! | [`sse`] | the SSE wire format ([`sse::frame`], [`sse::frame::SSE`]), and its `?envelope=1` variant ([`sse::envelope`]: every event a default `message` carrying `{"id","event","data"}`) |
 //! | [`ws`] | the WebSocket transport: `GET /api/ws` ([`ws::subscribe`]), its JSON wire format ([`ws::frame`]) and the socket loop (pings, pong deadline, eviction) |
 //! | [`socketio`] | the Socket.IO transport: `/socket.io/` on socketioxide (protocol v5), the handshake `auth` through the checks of `GET /api/sse`, one registry connection per socket and the task that emits its events ([`socketio::format`]) |
 //! | [`event`], [`target`] | events (id, name, JSON-or-text [`Payload`], per-format encodings), user, channel and connection ids, [`Target`] |

@@ -5,7 +5,7 @@ import { useSSE } from '@herald/client/react';
 
 // The events this page receives, and their data (what the route handler publishes).
 type Events = {
-  notification: { title: string; body: string; kind: string };
+  notification: { title: string; message: string; type: string };
 };
 
 // Inlined at build time. The hub must allow this app's origin: --cors-origins http://localhost:3000
@@ -36,7 +36,7 @@ export function Notifications({ userId }: { userId: string }) {
     <section>
       <p>
         Listening as <b>{userId}</b>: <span data-testid="status">{status}</span>
-        {error && status !== 'open' ? <small> ({error.message})</small> : null}
+        {error && status !== 'open' ? <small> ({error})</small> : null}
       </p>
       <p>
         <input value={title} onChange={(e) => setTitle(e.target.value)} aria-label="title" />{' '}
@@ -49,7 +49,7 @@ export function Notifications({ userId }: { userId: string }) {
           .map((e, i) =>
             e.event === 'notification' ? (
               <li key={e.id ?? i}>
-                <b>{e.data.title}</b> {e.data.body}
+                <b>{e.data.title}</b> {e.data.message}
               </li>
             ) : (
               <li key={e.id ?? i}>

@@ -1,10 +1,12 @@
 /**
- * Test page for HeraldClient (bundled from dist/ by the e2e setup). Configured by its query:
+ * Test page for HeraldClient (bundled from dist/browser/, the browser build, by the e2e setup). Configured by its query:
  *   ?hub=http://127.0.0.1:8080&userId=dave&share=1&backoff={"initialDelay":100}&events=tick,notification
  *   &transport=websocket&path=/api/sse (both optional)
+ *   &token=<jwt> (sent by the fetch reader as `Authorization: Bearer`) &star=1 (record every event
+ *   through `on('*')` instead of the `events` names) &reader=eventsource
  * It records what the client delivers in `window.__herald` for the tests to read, and renders it.
  */
-import { HeraldClient } from '../../dist/index.js';
+import { HeraldClient } from '../../dist/browser/index.js';
 
 interface Received {
   event: string;
@@ -22,6 +24,9 @@ interface PageState {
   connectionId: string | undefined;
   lastEventId: string | undefined;
   transport: string | undefined;
+  /** Every connection error: its class name, status and hub code. */
+  errors: { name: string; kind: string; status: number | undefined; code: string | undefined; message: string }[];
+  closeReason: string | undefined;
 }
 
 const q = new URLSearchParams(location.search);
@@ -36,6 +41,8 @@ const state: PageState = {
   connectionId: undefined,
   lastEventId: undefined,
   transport: undefined,
+  errors: [],
+  closeReason: undefined,
 };
 (window as unknown as { __herald: PageState }).__herald = state;
 
@@ -48,6 +55,12 @@ const client = new HeraldClient({
   events: names,
   transport: (q.get('transport') as 'sse' | 'websocket' | 'auto' | null) ?? undefined,
   path: q.get('path') ?? undefined,
+  token: q.get('token') ?? undefined,
+  sseReader: (q.get('reader') as 'fetch' | 'eventsource' | null) ?? undefined,
+});
+client.onError((e) => {
+  const err = e as Error & { kind?: string; status?: number; code?: string };
+  state.errors.push({ name: err.name, kind: err.kind ?? '', status: err.status, code: err.code, message: err.message });
 });
 (window as unknown as { __client: HeraldClient }).__client = client;
 
@@ -61,7 +74,20 @@ const render = () => {
   document.getElementById('cid')!.textContent = state.connectionId ?? '';
 };
 
-for (const name of names) {
+const record = (name: string, data: unknown, ev: { id: string | undefined }) => {
+  state.events.push({ event: name, id: ev.id, data });
+  state.lastEventId = client.lastEventId;
+  const li = document.createElement('li');
+  li.dataset.testid = 'event';
+  li.textContent = `${name} ${ev.id ?? ''} ${JSON.stringify(data)}`;
+  document.getElementById('events')!.appendChild(li);
+};
+if (q.get('star') === '1') {
+  client.on('*', (data, ev) => {
+    if (ev.event !== 'connected' && ev.event !== 'heartbeat') record(ev.event, data, ev);
+  });
+}
+for (const name of q.get('star') === '1' ? [] : names) {
   client.on(name, (data: unknown, ev) => {
     state.events.push({ event: name, id: ev.id, data });
     state.lastEventId = client.lastEventId;
@@ -79,6 +105,7 @@ client.onStateChange((s) => {
   state.role = s.role;
   state.connectionId = s.connectionId;
   state.transport = s.transport;
+  state.closeReason = s.closeReason;
   render();
 });
 state.status = client.status;

@@ -25,13 +25,18 @@ pub(crate) struct SubscribeQuery {
     pub(crate) channels: Vec<ChannelName>,
     pub(crate) last_event_id: Option<String>,
     pub(crate) token: Option<String>,
+    /// `envelope=1`: every event as a default `message` carrying `{"id","event","data"}`
+    /// ([`crate::sse::envelope`]). Only `GET /api/sse` reads it; the WebSocket's frames
+    /// already have that shape.
+    pub(crate) envelope: bool,
 }
 
 /// Longest `Last-Event-ID` accepted; ids of this hub are far shorter.
 const MAX_LAST_EVENT_ID_LEN: usize = 128;
 
-/// Parses `userId`, `username`, `channels` (comma-separated and/or repeated) and `lastEventId`.
-/// Other parameters are ignored (cache busters).
+/// Parses `userId`, `username`, `channels` (comma-separated and/or repeated), `lastEventId`,
+/// `token` and `envelope` (`1`/`true` or `0`/`false`). Other parameters are ignored (cache
+/// busters).
 pub(crate) fn parse_query(query: Option<&str>) -> Result<SubscribeQuery, ApiError> {
     let mut q = SubscribeQuery::default();
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -48,6 +53,18 @@ pub(crate) fn parse_query(query: Option<&str>) -> Result<SubscribeQuery, ApiErro
             "username" => q.username = Some(validate_username(&value)?),
             "lastEventId" => q.last_event_id = Some(last_event_id(&value)?),
             "token" => q.token = Some(value.into_owned()),
+            "envelope" => {
+                q.envelope = match &*value {
+                    "1" | "true" => true,
+                    "0" | "false" | "" => false,
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "invalid_field",
+                            "envelope: 1 (or true) for every event as an enveloped message, 0 (or false) for named events",
+                        ))
+                    }
+                }
+            }
             "channels" | "channel" => {
                 // Spaces around names are forgiven; any other character is judged by the name.
                 for name in value
@@ -222,7 +239,12 @@ pub async fn subscribe(
     let closer = closer
         .filter(|_| version < Version::HTTP_2)
         .map(|Extension(c)| c);
-    let request = admission.into_request(&state, &crate::sse::frame::SSE, closer)?;
+    let format: &'static dyn WireFormat = if admission.query.envelope {
+        &crate::sse::envelope::SSE_ENVELOPE
+    } else {
+        &crate::sse::frame::SSE
+    };
+    let request = admission.into_request(&state, format, closer)?;
     let stream = state.hub.connect(request).await?;
     Ok(stream_response(Body::new(stream)))
 }
@@ -257,5 +279,20 @@ mod tests {
         assert!(parse_query(Some("channels=a%20b")).is_err());
         assert!(parse_query(Some("userId=a&userId=b")).is_err());
         assert!(parse_query(Some("unknown=1&_=123")).is_ok());
+        assert!(parse_query(Some("envelope=yes")).is_err());
+    }
+
+    #[test]
+    fn envelope_flag() {
+        for (query, on) in [
+            ("envelope=1", true),
+            ("envelope=true", true),
+            ("envelope=0", false),
+            ("envelope=false", false),
+            ("envelope=", false),
+            ("userId=a", false),
+        ] {
+            assert_eq!(parse_query(Some(query)).unwrap().envelope, on, "{query}");
+        }
     }
 }

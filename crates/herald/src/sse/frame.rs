@@ -108,7 +108,7 @@ pub fn encode_event(id: Option<&EventId>, event: &EventName, data: &str) -> Byte
 
 /// Appends `id` as its text (`<12 hex digits>-<decimal seq>`, as its `Display` writes it),
 /// without the formatting machinery: every event frame starts with one.
-fn put_event_id(buf: &mut BytesMut, id: &EventId) {
+pub(crate) fn put_event_id(buf: &mut BytesMut, id: &EventId) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let epoch = id.epoch.as_u64();
     let mut hex = [0u8; 12];

@@ -34,8 +34,10 @@ pub mod slot {
     /// JSON lines ([`crate::ws::frame::JsonLines`]): WebSocket text frames, and the records the
     /// Socket.IO transport emits from; one encoding for both.
     pub const JSON_LINES: usize = 1;
-    /// Free for the next transport (Mercure's SSE).
-    pub const NEXT: usize = 2;
+    /// SSE with `?envelope=1` ([`crate::sse::envelope`]): every event as a default `message`
+    /// whose data is the JSON-lines object. (This was the free slot `NEXT`; a further transport
+    /// raises [`FORMAT_SLOTS`](super::FORMAT_SLOTS) and takes the number below `TEST`.)
+    pub const SSE_ENVELOPE: usize = 2;
     /// Socket.IO packets (`42["name",data,"id"]`, [`crate::socketio::packets`]): what Socket.IO
     /// sockets on a WebSocket of Herald's own are sent.
     pub const SOCKETIO_PACKETS: usize = 3;
@@ -189,7 +191,7 @@ mod tests {
 
     #[test]
     fn encodings_race_to_one() {
-        let a = std::sync::Arc::new(Counting(AtomicUsize::new(0), slot::NEXT));
+        let a = std::sync::Arc::new(Counting(AtomicUsize::new(0), slot::SSE_ENVELOPE));
         let id = EventId {
             epoch: Epoch::random(),
             seq: 1,
@@ -208,7 +210,7 @@ mod tests {
         for t in threads {
             assert_eq!(
                 &t.join().unwrap()[..],
-                format!("{}:x", slot::NEXT).as_bytes()
+                format!("{}:x", slot::SSE_ENVELOPE).as_bytes()
             );
         }
         assert_eq!(a.0.load(Ordering::SeqCst), 1);
