@@ -241,6 +241,12 @@ pub(crate) struct Identity {
     pub(crate) user: Option<UserId>,
     pub(crate) username: Option<Arc<str>>,
     pub(crate) expires_at: Option<SystemTime>,
+    /// The client's session id (`sessionId` in the query, where query identity is allowed).
+    pub(crate) session_id: Option<Arc<str>>,
+    /// Metadata shown with the connection in presence answers: the query's `metadata` (where
+    /// query identity is allowed) or the token's `metadata` claim; checked by
+    /// [`check_metadata`](crate::hub::check_metadata).
+    pub(crate) metadata: Option<crate::hub::Metadata>,
 }
 
 /// Whether a subscriber's token may come from the token cookie. A browser sends cookies with
@@ -297,25 +303,33 @@ pub(crate) fn subscriber_identity(
             format!("channel {c} is not allowed {why}"),
         )
     };
+    // `sessionId` and `metadata` describe the subscriber too: the same rule as `userId`.
+    let from_query = query.user.is_some()
+        || query.username.is_some()
+        || query.session_id.is_some()
+        || query.metadata.is_some();
     let Some(jwt) = &config.jwt else {
-        if (query.user.is_some() || query.username.is_some()) && !config.identity_from_query {
+        if from_query && !config.identity_from_query {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "identity_not_allowed",
-                "this hub does not accept userId/username from the query string",
+                "this hub does not accept userId/username/sessionId/metadata from the query string",
             ));
         }
         return Ok(Identity {
             user: query.user.clone(),
             username: query.username.clone(),
             expires_at: None,
+            session_id: query.session_id.clone(),
+            metadata: query.metadata.clone(),
         });
     };
-    if query.user.is_some() || query.username.is_some() {
+    if from_query {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "identity_not_allowed",
-            "userId/username cannot be given in the query: the identity comes from the token",
+            "userId/username/sessionId/metadata cannot be given in the query: the identity comes \
+             from the token",
         ));
     }
     match subscriber_token(
@@ -343,6 +357,8 @@ pub(crate) fn subscriber_identity(
                     TokenExpiry::Close => Some(claims.expires_at),
                     TokenExpiry::Tolerate => None,
                 },
+                session_id: None,
+                metadata: claims.metadata,
             })
         }
         None if config.allow_anonymous => {

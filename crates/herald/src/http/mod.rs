@@ -10,7 +10,7 @@
 //! | `GET /api/sse/stats`, `GET /api/sse/stats/stream`, `POST /api/sse/disconnect`, `POST /api/sse/disconnect-all` | [`admin`] |
 //! | `GET /api/sse/presence?channel=`, `GET /api/sse/presence/users/{id}` | [`admin`] |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | [`admin`] |
-//! | `GET /sse-test`, `GET /admin`, `GET /api/openapi.json` | [`console`]: the browser test console, the admin dashboard, the OpenAPI description |
+//! | `GET /sse-test` (alias `GET /sse-client`), `GET /admin`, `GET /api/openapi.json` | [`console`]: the browser test console, the admin dashboard, the OpenAPI description |
 //!
 //! Browser pages: every publish and admin route sits behind `auth::require_publisher` or
 //! `auth::require_admin`, which first apply the Origin rule (`origin::check_origin`: `403
@@ -163,6 +163,8 @@ fn routes(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
         ),
         ("/metrics", administering(get(admin::metrics))),
         ("/sse-test", get(console::page)),
+        // Seed 003's name of the same console.
+        ("/sse-client", get(console::page)),
         ("/admin", get(console::admin_page)),
         ("/api/openapi.json", get(console::openapi)),
         ("/healthz", get(admin::healthz)),

@@ -227,6 +227,13 @@ fn serve(state: AppState, socket: SocketRef) {
             async {}
         }
     });
+    // Any event the client emits shows it is not idle (`idle_timeout`). Engine.IO's own
+    // ping and pong stay inside socketioxide and do not count.
+    let activity = subscription.activity();
+    socket.on_fallback(move || {
+        activity.touch();
+        async {}
+    });
     if !socket.connected() {
         gone.cancel();
     }

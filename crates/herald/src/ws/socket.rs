@@ -64,6 +64,7 @@ pub(crate) async fn run(
     pings: Pings,
 ) {
     let connection = subscription.connection_id();
+    let activity = subscription.activity();
     let (mut sink, mut stream) = socket.split();
     let writer = async {
         let start = Instant::now() + pings.interval;
@@ -124,8 +125,9 @@ pub(crate) async fn run(
                 Message::Close(_) => return End::ClientClosed,
                 Message::Binary(_) => return End::Binary,
                 // Pings are answered by the protocol layer; pongs and text only show that the
-                // peer is alive. (Text is reserved for client commands; none is defined yet.)
-                Message::Ping(_) | Message::Pong(_) | Message::Text(_) => {}
+                // peer is alive (and not idle). (Text is reserved for client commands; none is
+                // defined yet.)
+                Message::Ping(_) | Message::Pong(_) | Message::Text(_) => activity.touch(),
             }
         }
     };

@@ -70,6 +70,10 @@ const PRESENCE_CHECK_EVERY: u64 = 30;
 const PRESENCE_SYNC_BUDGET: usize = 4096;
 /// Most presence changes in one script call.
 const PRESENCE_BATCH: usize = 256;
+/// Most user entries (summed over the live nodes) the cluster stats read to count distinct
+/// users ([`ClusterStats::unique_users`]): beyond, the count would hold Redis up for tens of
+/// milliseconds on every stats call, and it is left out.
+const UNIQUE_USERS_SCAN: usize = 100_000;
 
 /// Keeps this node's presence in Redis and answers presence for the whole cluster. Made by
 /// [`RedisBroker::presence`](crate::broker::RedisBroker::presence), on the broker's link.
@@ -214,14 +218,21 @@ impl PresenceStore for RedisPresence {
         call.key(keys.nodes())
             .arg(millis(shared.options.node_ttl))
             .arg(keys.node_prefix())
-            .arg(keys::CHANNELS);
+            .arg(keys::CHANNELS)
+            .arg(keys::USERS)
+            .arg(UNIQUE_USERS_SCAN);
         let reply: Vec<Value> = shared
             .run(link.session, call.invoke_async(&mut link.conn))
             .await?;
+        let (unique, reply) = match reply.split_first() {
+            Some((first, rest)) => (number(first), rest),
+            None => (None, &reply[..]),
+        };
         let mut stats = ClusterStats {
             node_id: shared.options.node_id.clone(),
             connections: 0,
             users: 0,
+            unique_users: unique.map(|n| n as usize),
             anonymous_connections: 0,
             channels: BTreeMap::new(),
             events_delivered: 0,
