@@ -433,3 +433,122 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// A Socket.IO client spoken by hand (Engine.IO v4 over a WebSocket): it answers the Engine.IO
+/// pings (`2` → `3`) and connects to `/` with `auth`.
+struct SocketIo {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl SocketIo {
+    async fn connect(herald: &HeraldProcess, auth: Value) -> SocketIo {
+        let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", herald.addr);
+        let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("handshake timed out")
+            .expect("handshake failed");
+        let mut client = SocketIo { socket };
+        let open = client.packet().await.expect("an Engine.IO open packet");
+        assert!(open.starts_with('0'), "{open}");
+        client
+            .socket
+            .send(Message::Text(format!("40{auth}").into()))
+            .await
+            .unwrap();
+        let connect = client.packet().await.expect("a namespace connect");
+        assert!(connect.starts_with("40"), "{connect}");
+        let (event, _) = client.event().await.expect("the connected event");
+        assert_eq!(event, "connected");
+        client
+    }
+
+    /// The next Engine.IO packet other than a ping (which it answers); `None` once closed.
+    async fn packet(&mut self) -> Option<String> {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .expect("no packet within the wait");
+            match frame {
+                Some(Ok(Message::Text(text))) if text.as_str() == "2" => {
+                    self.socket.send(Message::Text("3".into())).await.ok()?;
+                }
+                Some(Ok(Message::Text(text))) => return Some(text.as_str().to_owned()),
+                Some(Ok(_)) => {}
+                _ => return None,
+            }
+        }
+    }
+
+    /// The next Socket.IO event (`42[name, data, …]`), as (name, data); `None` once closed.
+    async fn event(&mut self) -> Option<(String, Value)> {
+        loop {
+            let packet = self.packet().await?;
+            if let Some(body) = packet.strip_prefix("42") {
+                let list: Vec<Value> = serde_json::from_str(body).unwrap();
+                return Some((list[0].as_str().unwrap().to_owned(), list[1].clone()));
+            }
+            if packet.starts_with("41") {
+                return None; // disconnected from the namespace
+            }
+        }
+    }
+
+    /// Reads until the `disconnected` event; returns its data.
+    async fn until_disconnected(&mut self) -> Value {
+        loop {
+            match self.event().await {
+                Some((name, data)) if name == "disconnected" => return data,
+                Some((name, _)) if name == "heartbeat" => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+}
+
+/// Socket.IO: a client that only listens (it answers Engine.IO's pings, which stay inside the
+/// protocol layer) is closed as idle; one that emits events is not.
+#[tokio::test]
+async fn socketio_emitted_events_count_as_activity_and_engine_io_pings_do_not() {
+    let herald = HeraldProcess::start(
+        &[
+            "--idle-timeout",
+            "800ms",
+            "--cleanup-interval",
+            "100ms",
+            "--ws-ping-interval",
+            "200ms",
+        ],
+        &[],
+    )
+    .await;
+    let opened = Instant::now();
+    let mut listener = SocketIo::connect(&herald, json!({"userId": "listener"})).await;
+    let mut talker =
+        SocketIo::connect(&herald, json!({"userId": "talker", "sessionId": "t-1"})).await;
+    let talking = tokio::spawn(async move {
+        let until = Instant::now() + Duration::from_secs(2);
+        let mut beat = tokio::time::interval(Duration::from_millis(200));
+        while Instant::now() < until {
+            tokio::select! {
+                _ = beat.tick() => {
+                    talker.socket.send(Message::Text("42[\"typing\",{}]".into())).await.unwrap();
+                }
+                packet = talker.packet() => {
+                    let packet = packet.expect("the talking socket ended");
+                    assert!(!packet.contains("\"disconnected\""), "closed while talking: {packet}");
+                }
+            }
+        }
+        talker
+    });
+    let data = listener.until_disconnected().await;
+    assert!(opened.elapsed() >= Duration::from_millis(800));
+    assert_eq!(data["reason"], "idle", "{data}");
+    let (_, presence) = get(&herald, "/api/sse/presence/users/talker").await;
+    assert_eq!(presence["connections"][0]["sessionId"], "t-1", "{presence}");
+    let mut talker = talking.await.unwrap();
+    let data = talker.until_disconnected().await;
+    assert_eq!(data["reason"], "idle", "{data}");
+}
