@@ -1,7 +1,8 @@
-//! The hub's background loops: the shared heartbeat, the sweep (stale and too-old connections),
-//! token expiry, and presence events. [`spawn`] starts them, with the registry's fan-out shard
-//! tasks, when a hub starts ([`Hub::start`](super::Hub::start)); they stop when the hub's
-//! lifecycle is cancelled ([`Hub::shutdown`](super::Hub::shutdown), or the root above it).
+//! The hub's background loops: the shared heartbeat, the sweep (stale, too-old and idle
+//! connections), token expiry, and presence events. [`spawn`] starts them, with the registry's
+//! fan-out shard tasks, when a hub starts ([`Hub::start`](super::Hub::start)); they stop when
+//! the hub's lifecycle is cancelled ([`Hub::shutdown`](super::Hub::shutdown), or the root above
+//! it).
 //!
 //! Each loop holds the hub weakly, so a hub whose handles are all dropped goes away (its `Drop`
 //! then cancels the loops). Every timer here is Tokio's, so the loops run on a paused clock in
