@@ -202,7 +202,7 @@ pub struct Stats {
     pub total_connections: usize,
     /// The seeds' name (`uniqueUsers`): distinct connected users in the whole hub, a user with
     /// tabs on two nodes of a cluster counted once ([`ClusterStats::unique_users`]); else
-    /// [`Stats::users`]. On a cluster too large to count them cheaply (more than 100 000 users
+    /// [`Stats::users`]. On a cluster too large to count them cheaply (more than 20 000 users
     /// summed over the nodes) it is the sum over nodes, [`ClusterStats::users`], an upper bound.
     pub unique_users: usize,
     /// Open connections on this node.

@@ -213,7 +213,7 @@ pub struct ClusterStats {
     pub users: usize,
     /// Distinct users with a connection on any node (a user connected to two nodes counts
     /// once); `None` when the store cannot count them cheaply (the Redis store: more than
-    /// 100 000 users summed over the nodes).
+    /// 20 000 users summed over the nodes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unique_users: Option<usize>,
     /// Connections without a user, on all nodes.
