@@ -498,9 +498,9 @@ impl Registry {
     /// Connections whose outbox is already closed (stale); when `timeout` is set, those open
     /// for longer than it (expired); when `idle` is set, those not active for that long
     /// (idle), where a connection is active at a sweep when its flag ([`Connection::touch`]) was
-    /// set since the previous one. A connection is idle `idle` after the first sweep that
-    /// found it inactive, so it is closed between `idle` and `idle` plus two sweep intervals
-    /// after its last activity, never sooner.
+    /// set since the previous one. A connection is idle once `idle` has passed since the last
+    /// sweep that found it active (or since it opened), so it is closed between `idle` and
+    /// `idle` plus two sweep intervals after its last activity, never sooner.
     pub(crate) fn sweep_candidates(
         &self,
         now: Instant,
