@@ -203,7 +203,11 @@ async fn websocket_client_frames_and_pongs_count_as_activity() {
     .await;
     let opened = Instant::now();
     let mut silent = ws(&herald, "userId=silent").await;
-    let mut talker = ws(&herald, "userId=talker").await;
+    let mut talker = ws(
+        &herald,
+        "userId=talker&sessionId=ws-1&metadata=%7B%22a%22%3A1%7D",
+    )
+    .await;
     let talking = tokio::spawn(async move {
         // A client frame every 200 ms for 2 s, reading all along.
         let until = Instant::now() + Duration::from_secs(2);
@@ -228,6 +232,12 @@ async fn websocket_client_frames_and_pongs_count_as_activity() {
     assert!(opened.elapsed() >= Duration::from_millis(800));
     assert!(heartbeats >= 2, "{heartbeats}");
     assert_eq!(last["data"]["reason"], "idle", "{last}");
+    // The talking socket is still open, with its session id and metadata.
+    let (_, presence) = get(&herald, "/api/sse/presence/users/talker").await;
+    let entry = &presence["connections"][0];
+    assert_eq!(entry["transport"], "websocket", "{presence}");
+    assert_eq!(entry["sessionId"], "ws-1", "{presence}");
+    assert_eq!(entry["metadata"], json!({"a": 1}), "{presence}");
     let mut talker = talking.await.unwrap();
     // Silent from now on: it goes idle as well.
     let (last, _) = ws_until_disconnected(&mut talker).await;
