@@ -474,16 +474,19 @@ pub enum Severity {
     Warning,
     /// Something failed.
     Error,
+    /// Something failed badly (the TypeScript publisher's `AlertSeverity` names it too).
+    Critical,
 }
 
 impl Severity {
-    /// Its name on the wire: `info`, `success`, `warning` or `error`.
+    /// Its name on the wire: `info`, `success`, `warning`, `error` or `critical`.
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Info => "info",
             Severity::Success => "success",
             Severity::Warning => "warning",
             Severity::Error => "error",
+            Severity::Critical => "critical",
         }
     }
 }
@@ -503,10 +506,11 @@ impl FromStr for Severity {
             "success" => Severity::Success,
             "warning" => Severity::Warning,
             "error" => Severity::Error,
+            "critical" => Severity::Critical,
             _ => {
                 return Err(InvalidInput::new(
                     "severity",
-                    "one of info, success, warning, error",
+                    "one of info, success, warning, error, critical",
                 ))
             }
         })
@@ -699,7 +703,7 @@ mod tests {
             EventName::new(kind.event()).unwrap();
         }
         assert!("invoice".parse::<EntityKind>().is_err());
-        for s in ["info", "success", "warning", "error"] {
+        for s in ["info", "success", "warning", "error", "critical"] {
             assert_eq!(s.parse::<Severity>().unwrap().as_str(), s);
             assert_eq!(
                 serde_json::to_value(s.parse::<Severity>().unwrap()).unwrap(),
