@@ -330,6 +330,35 @@ describe('/socket.io/ against the real hub, with npm socket.io-client', () => {
     await waitUntil('the connection to be unregistered', async () => (await stats(h)).connections === 0);
    }, 30_000);
 
+  it('websocket: a refusal that may pass later (a full hub) closes the transport, so the client retries until it gets in', async () => {
+    const h = await hub(['--max-connections', '1']);
+    const first = await open(h, { userId: 'first' });
+    const socket = io(h.url, {
+      auth: { userId: 'second' },
+      transports: ['websocket'],
+      forceNew: true,
+      reconnectionDelay: 50,
+      reconnectionDelayMax: 100,
+    });
+    sockets.push(socket);
+    const errors: string[] = [];
+    socket.on('connect_error', (e) => errors.push(e.message));
+    let attempts = 0;
+    const retried = within(10_000, 'three reconnection attempts', new Promise<void>((resolve) => {
+      socket.io.on('reconnect_attempt', () => { if (++attempts === 3) resolve(); });
+    }));
+    await retried;
+    // No final refusal: socket.io-client stops retrying after a connect_error from the server.
+    expect(errors.filter((m) => m.startsWith('too_many_connections'))).toEqual([]);
+    expect(socket.connected).toBe(false);
+    // Room again: the retrying client gets in by itself.
+    first.socket.disconnect();
+    await within(10_000, 'the second socket to connect', new Promise<void>((resolve) => {
+      if (socket.connected) resolve();
+      socket.once('connect', () => resolve());
+    }));
+  });
+
   for (const transport of ['polling', 'websocket'] as const) {
     it(`${transport}: shutdown says disconnected, then disconnects the socket, and the hub exits`, async () => {
       const h = await hub();

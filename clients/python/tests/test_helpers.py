@@ -175,3 +175,25 @@ async def test_async_publish_text(hub: Any, listen: Any) -> None:
         result = await p.publish_text("note", "plain", users=["u1"])
         ev = li.get()
         assert (ev.raw, ev.id) == ("plain", result.id)
+
+
+def test_session_id_and_metadata_show_in_user_presence(hub: Any, publisher: HeraldPublisher, listen: Any) -> None:
+    a = listen(hub.url, user_id="u1", session_id="sess-1", metadata={"plan": "pro", "tab": 2})
+    b = listen(hub.url, user_id="u1")
+    a.connected()
+    b.connected()
+    conns = publisher.user_presence("u1")["connections"]
+    assert [(c["sessionId"], c["metadata"]) for c in conns] == [("sess-1", {"plan": "pro", "tab": 2}), (None, None)]
+    stats = publisher.get_stats()
+    assert stats["totalConnections"] == 2 and stats["uniqueUsers"] == 1
+    with pytest.raises(TypeError):
+        listen(hub.url, user_id="u2", metadata=[1, 2])  # type: ignore[arg-type]
+
+
+def test_metadata_over_1_kib_is_refused(hub: Any, listen: Any) -> None:
+    from herald_client import HeraldError
+
+    li = listen(hub.url, user_id="u1", metadata={"x": "y" * 1100}, reconnect=False)
+    with pytest.raises(HeraldError) as e:
+        li.get()
+    assert e.value.status == 400 and e.value.code == "invalid_field"

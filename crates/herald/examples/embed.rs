@@ -36,7 +36,7 @@ async fn ship_order(
         .send_update(&user, "order_shipped", &json!({ "orderId": order }))
         .await
         .map_err(bad)?;
-    hub.send_alert(&user, "Your order is on its way", Severity::Success)
+    hub.send_alert(&user, "Your order is on its way", Some(Severity::Success))
         .await
         .map_err(bad)?;
     Ok(Json(

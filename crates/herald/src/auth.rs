@@ -315,6 +315,8 @@ struct RawClaims {
     publish: Option<PublishClaim>,
     #[serde(default)]
     admin: bool,
+    #[serde(default)]
+    metadata: Option<serde_json::Value>,
 }
 
 impl RawClaims {
@@ -356,6 +358,15 @@ impl RawClaims {
             expires_at: expiry_time(self.exp),
             publish,
             admin: self.admin,
+            metadata: match self.metadata {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::Object(m)) => {
+                    crate::hub::check_metadata(&m)
+                        .map_err(|e| AuthError::BadClaims(format!("metadata: {}", e.message)))?;
+                    Some(m)
+                }
+                Some(_) => return Err(AuthError::BadClaims("metadata: a JSON object".to_owned())),
+            },
         })
     }
 }
@@ -383,6 +394,9 @@ pub struct Claims {
     pub publish: PublishScope,
     /// `admin`: may use the admin endpoints.
     pub admin: bool,
+    /// `metadata`: a JSON object of at most [`MAX_METADATA_BYTES`](crate::hub::MAX_METADATA_BYTES),
+    /// shown with the subscriber's connections in presence answers.
+    pub metadata: Option<crate::hub::Metadata>,
 }
 
 impl Claims {

@@ -117,6 +117,12 @@ pub struct HubConfig {
     pub cleanup_interval: Duration,
     /// Close connections older than this (with reason `timeout`); `None` keeps them open.
     pub connection_timeout: Option<Duration>,
+    /// Close connections that were idle this long (with reason `idle`): nothing but heartbeats
+    /// was sent to them and nothing was received from them (WebSocket pongs and frames,
+    /// Socket.IO packets). `None` (the default) keeps idle connections. Checked at every sweep
+    /// (`cleanup_interval`), from a flag each connection sets when it is active: no timer per
+    /// connection.
+    pub idle_timeout: Option<Duration>,
     /// The `retry:` hint at the start of every stream ([`DEFAULT_RETRY`]).
     pub retry: Duration,
     /// Most connections at once ([`DEFAULT_MAX_CONNECTIONS`]); more get `503`.
@@ -156,6 +162,7 @@ impl Default for HubConfig {
             heartbeat_style: HeartbeatStyle::Event,
             cleanup_interval: DEFAULT_CLEANUP_INTERVAL,
             connection_timeout: None,
+            idle_timeout: None,
             retry: DEFAULT_RETRY,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
@@ -519,6 +526,11 @@ impl Config {
         if hub.connection_timeout.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError(
                 "connection_timeout must be positive (leave it unset to keep connections)".into(),
+            ));
+        }
+        if hub.idle_timeout.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError(
+                "idle_timeout must be positive (leave it unset to keep idle connections)".into(),
             ));
         }
         for (name, v) in [

@@ -9,7 +9,7 @@
 //! | Module | What it is |
 //! |---|---|
 //! | [`hub`] | [`Hub`], the facade: start, connect, publish, disconnect, stats, shutdown; `hub/tasks.rs`: its background loops (heartbeat, sweep, token expiry, presence) |
-//! | [`helpers`] | backend conveniences over [`Hub::publish`]: `send_to_user`, `notify_user`, `send_alert`, [`Severity`]… |
+//! | [`helpers`] | backend conveniences over [`Hub::publish`] with the seeds' names and payloads: `send_to_user`, `send_to_users`, `notify_user`, `send_alert`, `send_notification`, the domain helpers over `send_entity_notification` ([`EntityKind`](helpers::EntityKind), [`Recipients`](helpers::Recipients)), [`Severity`]… |
 //! | `registry` (private) | live connections of every transport, indexed by id, user and channel; fan-out |
 //! | [`transport`] | what the core asks of a transport: its [`WireFormat`](transport::WireFormat), the connection's [`Subscription`] and outbox |
 //! | [`engine`] | [`Engine`]: the broker and the presence store of one backend, as the configuration's `engine` names it (memory or Redis); [`EngineError`](engine::EngineError) |
@@ -92,7 +92,7 @@
 //! let app = axum::Router::new().merge(http::router(http::AppState::new(hub.clone(), HttpConfig::default())));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! tokio::spawn(async move { axum::serve(listener, app).await });
-//! hub.notify_user(&UserId::new("alice")?, "Your order shipped").await?;
+//! hub.notify_user(&UserId::new("alice")?, "Your order shipped", None, None).await?;
 //! // At exit: stop everything, end the streams, then wait for what is left.
 //! lifecycle.cancel();
 //! hub.shutdown().await;

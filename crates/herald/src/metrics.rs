@@ -51,6 +51,12 @@ pub enum DisconnectReason {
     /// The subscriber's token expired (its `exp` passed, with `token_expiry = close`). Advice:
     /// [`Reconnect::NewToken`]: the same token would be refused.
     TokenExpired,
+    /// The connection was idle for `idle_timeout`: nothing but heartbeats was sent to it and
+    /// nothing was received from it (WebSocket pongs and frames, Socket.IO packets). Distinct
+    /// from [`DisconnectReason::Timeout`], which is about age, not activity. Advice:
+    /// [`Reconnect::Backoff`]: a page still open comes back after a delay and resumes with its
+    /// last event id; one nobody looks at any more is gone.
+    Idle,
 }
 
 /// Whether and when a client should reconnect after a [`DisconnectReason`]: the `reconnect`
@@ -87,7 +93,7 @@ impl Reconnect {
 
 impl DisconnectReason {
     /// Every reason, in the order the stats list them.
-    pub const ALL: [DisconnectReason; 7] = [
+    pub const ALL: [DisconnectReason; 8] = [
         DisconnectReason::ClientClosed,
         DisconnectReason::SlowConsumer,
         DisconnectReason::ServerDisconnect,
@@ -95,6 +101,7 @@ impl DisconnectReason {
         DisconnectReason::Timeout,
         DisconnectReason::Stale,
         DisconnectReason::TokenExpired,
+        DisconnectReason::Idle,
     ];
 
     /// The reason as it appears in `disconnected` events (`reason`), metrics and stats.
@@ -107,6 +114,7 @@ impl DisconnectReason {
             DisconnectReason::Timeout => "timeout",
             DisconnectReason::Stale => "stale",
             DisconnectReason::TokenExpired => "token_expired",
+            DisconnectReason::Idle => "idle",
         }
     }
 
@@ -127,7 +135,8 @@ impl DisconnectReason {
             | DisconnectReason::Stale => Reconnect::Now,
             DisconnectReason::SlowConsumer
             | DisconnectReason::ServerDisconnect
-            | DisconnectReason::ServerShutdown => Reconnect::Backoff,
+            | DisconnectReason::ServerShutdown
+            | DisconnectReason::Idle => Reconnect::Backoff,
             DisconnectReason::TokenExpired => Reconnect::NewToken,
         }
     }
@@ -142,6 +151,7 @@ impl DisconnectReason {
             DisconnectReason::ServerShutdown => "The server is shutting down; reconnect later",
             DisconnectReason::Timeout => "The connection reached its maximum age; reconnect",
             DisconnectReason::TokenExpired => "The token expired; reconnect with a fresh one",
+            DisconnectReason::Idle => "The connection was idle; reconnect when needed",
         }
     }
 }
@@ -462,6 +472,7 @@ mod tests {
             ("timeout", "now"),
             ("stale", "now"),
             ("token_expired", "new_token"),
+            ("idle", "backoff"),
         ];
         let seen: Vec<_> = DisconnectReason::ALL
             .iter()

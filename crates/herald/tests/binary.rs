@@ -402,6 +402,7 @@ fn sample_value(key: &str, fixtures: &std::path::Path, dir: &std::path::Path) ->
         "heartbeat_style" => "\"comment\"".into(),
         "cleanup_interval" => "\"30s\"".into(),
         "connection_timeout" => "\"1h\"".into(),
+        "idle_timeout" => "\"10m\"".into(),
         "retry" => "3000".into(),
         "max_connections" => "10000".into(),
         "max_connections_per_user" => "32".into(),

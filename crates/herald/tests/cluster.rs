@@ -698,6 +698,61 @@ async fn presence_fallback_and_stats_span_the_cluster() {
     .await;
 }
 
+/// The seeds' `uniqueUsers` on a cluster: a user with tabs on two nodes counts once (where the
+/// per-node `users` figures add up to twice), and `totalConnections` is every node's; the
+/// connection metadata (`sessionId`, `metadata`) of one node shows in presence answers from
+/// another (through the Redis presence store's queries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unique_users_count_a_user_on_two_nodes_once_and_metadata_crosses_nodes() {
+    let redis = RedisServer::start().await;
+    let (_prefix, [a, b, c]) = three_nodes(&redis, "unique").await;
+    let _alice_a = a.subscribe("userId=alice&sessionId=tab-a").await;
+    let mut alice_b = b
+        .subscribe("userId=alice&sessionId=tab-b&metadata=%7B%22plan%22%3A%22pro%22%7D")
+        .await;
+    let _bob_b = b.subscribe("userId=bob").await;
+    let _anon_c = c.subscribe("").await;
+    let stats = wait_for_cluster(&c, "4 connections, 2 distinct users", |s| {
+        s.connections == 4 && s.unique_users == Some(2)
+    })
+    .await;
+    assert_eq!(
+        stats.users, 3,
+        "the per-node figures count alice twice: {stats:?}"
+    );
+
+    let http = c.api.get("/api/sse/stats").await;
+    assert_eq!(http["totalConnections"], 4, "{http}");
+    assert_eq!(http["uniqueUsers"], 2, "{http}");
+    assert_eq!(http["connections"], 1, "this node's own figure: {http}");
+    assert_eq!(http["users"], 0, "this node's own figure: {http}");
+    assert_eq!(http["cluster"]["uniqueUsers"], 2, "{http}");
+    assert_eq!(http["cluster"]["users"], 3, "{http}");
+
+    let alice = c.api.get("/api/sse/presence/users/alice").await;
+    let list = alice["connections"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{alice}");
+    let on = |node: &str| list.iter().find(|e| e["nodeId"] == node).unwrap();
+    assert_eq!(on("a")["sessionId"], "tab-a", "{alice}");
+    assert_eq!(on("a")["metadata"], Value::Null, "{alice}");
+    assert_eq!(on("b")["sessionId"], "tab-b", "{alice}");
+    assert_eq!(on("b")["metadata"], json!({"plan": "pro"}), "{alice}");
+
+    // Alice's tab on b closes: she is still one user (on a), bob the other.
+    b.api
+        .post(
+            "/api/sse/disconnect",
+            &json!({"connections": [alice_b.connection_id]}),
+        )
+        .await;
+    assert_eq!(
+        alice_b.expect("disconnected").await["reason"],
+        "server_disconnect"
+    );
+    let stats = wait_for_cluster(&c, "3 connections", |s| s.connections == 3).await;
+    assert_eq!((stats.users, stats.unique_users), (2, Some(2)), "{stats:?}");
+}
+
 /// Polls the cluster stats of `node` (its presence store's, as `Hub::stats` gets them) until
 /// `check` holds; fails after [`WAIT`] (with a hint when a node does not report its connections).
 async fn wait_for_cluster(

@@ -318,6 +318,7 @@ async fn real_answers_match_the_documented_schemas() {
     for (url, ctype) in [
         ("/metrics", "application/openmetrics-text"),
         ("/sse-test", "text/html"),
+        ("/sse-client", "text/html"),
         ("/admin", "text/html"),
         ("/api/sse/stats/stream", "text/event-stream"),
     ] {

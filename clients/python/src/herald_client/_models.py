@@ -64,19 +64,17 @@ class HeraldStats:
 
     @property
     def total_connections(self) -> int:
-        """Seed name of ``connections``."""
-        return self.connections
+        """The seeds' ``totalConnections``: open connections in the whole hub (every node of a
+        cluster), as the hub answers it (``connections`` from hubs that predate the name)."""
+        return int(self.raw["totalConnections"])
 
     @property
     def unique_users(self) -> int:
-        """Seed name of ``users`` (a user with several tabs counts once)."""
-        return self.users
+        """The seeds' ``uniqueUsers``: distinct connected users in the whole hub; a user with
+        several tabs, on one node or on several nodes of a cluster, counts once."""
+        return int(self.raw["uniqueUsers"])
 
     def __getitem__(self, key: str) -> Any:
-        if key == "totalConnections":
-            return self.connections
-        if key == "uniqueUsers":
-            return self.users
         return self.raw[key]
 
     @classmethod

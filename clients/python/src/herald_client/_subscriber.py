@@ -10,6 +10,7 @@ and sends ``Last-Event-ID``, so the events published meanwhile arrive once, in o
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 import threading
@@ -45,6 +46,8 @@ class _State:
         reconnect: bool,
         params: Optional[Mapping[str, str]],
         headers: Optional[Mapping[str, str]],
+        session_id: Optional[str] = None,
+        metadata: Optional[Mapping[str, Any]] = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.endpoint = self.url if self.url.endswith("/api/sse") else self.url + "/api/sse"
@@ -56,6 +59,12 @@ class _State:
             self.params["username"] = username
         if chans:
             self.params["channels"] = ",".join(chans)
+        if session_id is not None:
+            self.params["sessionId"] = session_id
+        if metadata is not None:
+            if not isinstance(metadata, Mapping):
+                raise TypeError("metadata is a mapping (sent as a JSON object)")
+            self.params["metadata"] = json.dumps(dict(metadata), separators=(",", ":"))
         self.headers: Dict[str, str] = {"user-agent": USER_AGENT}
         bearer = token or key
         if bearer:
@@ -133,8 +142,10 @@ class HeraldSubscriber:
 
     ``token`` (a subscriber JWT) or ``key`` is sent as ``Authorization: Bearer`` (a publisher
     key is not a subscriber token: on a hub with JWT authentication pass ``token``).
-    ``user_id``/``username`` go in the query, which the hub accepts only where query identity is
-    allowed (a keyless loopback hub, or ``--identity-from-query true``). ``max_retries``:
+    ``user_id``/``username``, ``session_id`` and ``metadata`` (a mapping, sent as a JSON object of
+    at most 1 KiB; both shown with the connection in ``user_presence``) go in the query, which
+    the hub accepts only where query identity is allowed (a keyless loopback hub, or
+    ``--identity-from-query true``). ``max_retries``:
     consecutive failed reconnects before giving up (``None``: forever). :meth:`close` (from
     another thread too) ends the iteration.
     """
@@ -157,9 +168,11 @@ class HeraldSubscriber:
         params: Optional[Mapping[str, str]] = None,
         headers: Optional[Mapping[str, str]] = None,
         client: Optional[httpx.Client] = None,
+        session_id: Optional[str] = None,
+        metadata: Optional[Mapping[str, Any]] = None,
     ) -> None:
         self._s = _State(url, user_id, channels, token, key, username, last_event_id, read_timeout, connect_timeout,
-                         max_reconnect_delay, max_retries, reconnect, params, headers)
+                         max_reconnect_delay, max_retries, reconnect, params, headers, session_id, metadata)
         self._own_client = client is None
         self._client = client if client is not None else httpx.Client()
         self._stop = threading.Event()
@@ -262,9 +275,11 @@ class AsyncHeraldSubscriber:
         params: Optional[Mapping[str, str]] = None,
         headers: Optional[Mapping[str, str]] = None,
         client: Optional[httpx.AsyncClient] = None,
+        session_id: Optional[str] = None,
+        metadata: Optional[Mapping[str, Any]] = None,
     ) -> None:
         self._s = _State(url, user_id, channels, token, key, username, last_event_id, read_timeout, connect_timeout,
-                         max_reconnect_delay, max_retries, reconnect, params, headers)
+                         max_reconnect_delay, max_retries, reconnect, params, headers, session_id, metadata)
         self._own_client = client is None
         self._client = client if client is not None else httpx.AsyncClient()
 

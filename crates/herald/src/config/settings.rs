@@ -446,6 +446,11 @@ pub struct Settings {
     /// every sweep.
     #[cfg_attr(feature = "cli", arg(long))]
     pub connection_timeout: Option<HumanDuration>,
+    /// Close connections to which nothing but heartbeats was sent, and from which nothing was
+    /// received (WebSocket pongs and frames, Socket.IO packets), for this long (reason `idle`;
+    /// clients reconnect and resume); 0 or unset keeps them. Checked at every sweep.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub idle_timeout: Option<HumanDuration>,
     /// The `retry:` reconnection hint sent to clients. [default: 3s]
     #[cfg_attr(feature = "cli", arg(long))]
     pub retry: Option<HumanDuration>,
@@ -642,6 +647,7 @@ impl Settings {
         hub.heartbeat_style = s.heartbeat_style.unwrap_or_default();
         set(&mut hub.cleanup_interval, s.cleanup_interval.map(|d| d.0));
         hub.connection_timeout = s.connection_timeout.map(|d| d.0).filter(|d| !d.is_zero());
+        hub.idle_timeout = s.idle_timeout.map(|d| d.0).filter(|d| !d.is_zero());
         set(&mut hub.retry, s.retry.map(|d| d.0));
         set(&mut hub.max_connections, s.max_connections);
         set(

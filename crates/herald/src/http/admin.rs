@@ -179,8 +179,8 @@ pub async fn channel_presence(
     })))
 }
 
-/// `GET /api/sse/presence/users/{id}`: whether a user is online, their connections and the
-/// union of their channels.
+/// `GET /api/sse/presence/users/{id}`: whether a user is online, their connections (each with
+/// its `sessionId` and `metadata`, `null` when none) and the union of their channels.
 pub async fn user_presence(
     State(state): State<AppState>,
     Path(user): Path<String>,
@@ -203,6 +203,8 @@ pub async fn user_presence(
                 "channels": &*c.channels,
                 "connectedAt": humantime::format_rfc3339_millis(c.connected_at).to_string(),
                 "transport": c.transport,
+                "sessionId": c.session_id.as_deref(),
+                "metadata": c.metadata.as_deref(),
             });
             // The node that holds it, when the hub has several.
             if let Some(node) = &n.node_id {

@@ -244,10 +244,12 @@ pub(crate) struct Identity {
     /// The channels it may join (a token's `channels` claim, the auth hook's `channels`);
     /// `None`: whatever it asks for (identity from the query, or none at all).
     pub(crate) grants: Option<Grants>,
-    /// The auth hook's `metadata` (a JSON object), for the connection.
-    // Read once connection metadata reaches the hub (the lead merges that branch).
-    #[allow(dead_code)]
-    pub(crate) metadata: Option<serde_json::Value>,
+    /// The client's session id (`sessionId` in the query, where query identity is allowed).
+    pub(crate) session_id: Option<Arc<str>>,
+    /// Metadata shown with the connection in presence answers: the query's `metadata` (where
+    /// query identity is allowed), the token's `metadata` claim or the auth hook's `metadata`;
+    /// checked by [`check_metadata`](crate::hub::check_metadata).
+    pub(crate) metadata: Option<crate::hub::Metadata>,
 }
 
 /// Channel grants (names or `prefix*`) and who gave them, for the error message.
@@ -363,15 +365,19 @@ pub(crate) fn subscriber_identity<'a>(
     query: &super::subscribe::SubscribeQuery,
     cookie: TokenCookie,
 ) -> Result<Decision<'a>, ApiError> {
-    let named_in_query = query.user.is_some() || query.username.is_some();
+    // `sessionId` and `metadata` describe the subscriber too: the same rule as `userId`.
+    let named_in_query = query.user.is_some()
+        || query.username.is_some()
+        || query.session_id.is_some()
+        || query.metadata.is_some();
     let Some(jwt) = &config.jwt else {
         if let Some(hook) = hook {
             if named_in_query {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "identity_not_allowed",
-                    "userId/username cannot be given in the query: the identity comes from the \
-                     app (the auth hook)",
+                    "userId/username/sessionId/metadata cannot be given in the query: the \
+                     identity comes from the app (the auth hook)",
                 ));
             }
             return Ok(Decision::AskApp(hook));
@@ -380,12 +386,14 @@ pub(crate) fn subscriber_identity<'a>(
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "identity_not_allowed",
-                "this hub does not accept userId/username from the query string",
+                "this hub does not accept userId/username/sessionId/metadata from the query string",
             ));
         }
         return Ok(Decision::Known(Identity {
             user: query.user.clone(),
             username: query.username.clone(),
+            session_id: query.session_id.clone(),
+            metadata: query.metadata.clone(),
             ..Identity::default()
         }));
     };
@@ -393,7 +401,8 @@ pub(crate) fn subscriber_identity<'a>(
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "identity_not_allowed",
-            "userId/username cannot be given in the query: the identity comes from the token",
+            "userId/username/sessionId/metadata cannot be given in the query: the identity \
+             comes from the token",
         ));
     }
     match subscriber_token(
@@ -419,7 +428,8 @@ pub(crate) fn subscriber_identity<'a>(
                     TokenExpiry::Tolerate => None,
                 },
                 grants: Some(Grants::new(claims.channels, "by this token")),
-                metadata: None,
+                session_id: None,
+                metadata: claims.metadata,
             }))
         }
         None => match hook {

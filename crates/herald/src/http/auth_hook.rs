@@ -59,8 +59,6 @@ use crate::target::{validate_username, ChannelPattern, UserId};
 
 /// Longest answer body read from the app; a longer one is a malformed answer.
 pub(crate) const MAX_ANSWER_BYTES: usize = 64 * 1024;
-/// Longest `metadata` object accepted from the app, serialized.
-pub(crate) const MAX_METADATA_BYTES: usize = 4 * 1024;
 /// Most characters of a refusal's message passed on to the subscriber.
 pub(crate) const MAX_MESSAGE_CHARS: usize = 200;
 /// Most answers the cache holds. When full, expired entries go first, then arbitrary ones.
@@ -530,14 +528,8 @@ fn admission(answer: &[u8], now: SystemTime, expiry: TokenExpiry) -> Result<Verd
     }
     let metadata = match fields.get("metadata") {
         None | Some(Value::Null) => None,
-        Some(object @ Value::Object(_)) => {
-            // A `Value` always serializes.
-            let size = serde_json::to_vec(object).expect("JSON serializes").len();
-            if size > MAX_METADATA_BYTES {
-                return Err(format!(
-                    "metadata: {size} bytes, more than {MAX_METADATA_BYTES}"
-                ));
-            }
+        Some(Value::Object(object)) => {
+            crate::hub::check_metadata(object).map_err(|e| e.to_string())?;
             Some(object.clone())
         }
         Some(_) => return Err("metadata: must be a JSON object".into()),
@@ -550,6 +542,7 @@ fn admission(answer: &[u8], now: SystemTime, expiry: TokenExpiry) -> Result<Verd
             TokenExpiry::Tolerate => None,
         },
         grants: Some(super::auth::Grants::new(grants, "by the app")),
+        session_id: None,
         metadata,
     }))
 }
@@ -597,7 +590,7 @@ mod tests {
         }
         let big = format!(
             r#"{{"userId": "a", "metadata": {{"x": "{}"}}}}"#,
-            "y".repeat(5000)
+            "y".repeat(crate::hub::MAX_METADATA_BYTES)
         );
         assert!(admit(&big).is_err());
         assert!(matches!(

@@ -1,4 +1,5 @@
-//! Static documents: `GET /sse-test`, a test console for trying Herald in a browser, and `GET /admin`,
+//! Static documents: `GET /sse-test` (also `GET /sse-client`, seed 003's name), a test console
+//! for trying Herald in a browser, and `GET /admin`,
 //! the admin dashboard, both embedded in the binary (plain
 //! HTML and JavaScript, no build step). It connects, shows the live event log, publishes, and
 //! watches stats, all through the public API.

@@ -10,7 +10,7 @@
 //! | `GET /api/sse/stats`, `GET /api/sse/stats/stream`, `POST /api/sse/disconnect`, `POST /api/sse/disconnect-all` | [`admin`] |
 //! | `GET /api/sse/presence?channel=`, `GET /api/sse/presence/users/{id}` | [`admin`] |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | [`admin`] |
-//! | `GET /sse-test`, `GET /admin`, `GET /api/openapi.json` | [`console`]: the browser test console, the admin dashboard, the OpenAPI description |
+//! | `GET /sse-test` (alias `GET /sse-client`), `GET /admin`, `GET /api/openapi.json` | [`console`]: the browser test console, the admin dashboard, the OpenAPI description |
 //! | `POST /api/webhooks/{name}` | [`webhooks`]: signed deliveries of the configured webhook sources (authenticated by their signatures, not by publisher keys) |
 //!
 //! Browser pages: every publish and admin route sits behind `auth::require_publisher` or
@@ -181,6 +181,8 @@ fn routes(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
         ),
         ("/metrics", administering(get(admin::metrics))),
         ("/sse-test", get(console::page)),
+        // Seed 003's name of the same console.
+        ("/sse-client", get(console::page)),
         ("/admin", get(console::admin_page)),
         ("/api/openapi.json", get(console::openapi)),
         // Inbound webhooks (POST, authenticated by each source's signatures rather than by

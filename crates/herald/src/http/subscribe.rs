@@ -12,7 +12,7 @@ use axum::Extension;
 use super::auth::{Decision, Identity, TokenCookie};
 use super::auth_hook::{HookCall, Transport};
 use super::{ApiError, AppState};
-use crate::hub::ConnectRequest;
+use crate::hub::{check_metadata, check_session_id, ConnectRequest, Metadata, MAX_METADATA_BYTES};
 use crate::registry::TransportCloser;
 use crate::target::{validate_username, ChannelName, UserId};
 use crate::transport::WireFormat;
@@ -29,14 +29,18 @@ pub(crate) struct SubscribeQuery {
     /// ([`crate::sse::envelope`]). Only `GET /api/sse` reads it; the WebSocket's frames
     /// already have that shape.
     pub(crate) envelope: bool,
+    /// `sessionId`: checked by [`check_session_id`](crate::hub::check_session_id).
+    pub(crate) session_id: Option<std::sync::Arc<str>>,
+    /// `metadata`: a JSON object of at most [`MAX_METADATA_BYTES`].
+    pub(crate) metadata: Option<crate::hub::Metadata>,
 }
 
 /// Longest `Last-Event-ID` accepted; ids of this hub are far shorter.
 const MAX_LAST_EVENT_ID_LEN: usize = 128;
 
 /// Parses `userId`, `username`, `channels` (comma-separated and/or repeated), `lastEventId`,
-/// `token` and `envelope` (`1`/`true` or `0`/`false`). Other parameters are ignored (cache
-/// busters).
+/// `token`, `envelope` (`1`/`true` or `0`/`false`), `sessionId` and `metadata` (a URL-encoded
+/// JSON object). Other parameters are ignored (cache busters).
 pub(crate) fn parse_query(query: Option<&str>) -> Result<SubscribeQuery, ApiError> {
     let mut q = SubscribeQuery::default();
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -65,6 +69,25 @@ pub(crate) fn parse_query(query: Option<&str>) -> Result<SubscribeQuery, ApiErro
                     }
                 }
             }
+            "sessionId" => {
+                if q.session_id.is_some() {
+                    return Err(ApiError::bad_request(
+                        "invalid_field",
+                        "sessionId: give it at most once",
+                    ));
+                }
+                check_session_id(&value)?;
+                q.session_id = Some(value.into());
+            }
+            "metadata" => {
+                if q.metadata.is_some() {
+                    return Err(ApiError::bad_request(
+                        "invalid_field",
+                        "metadata: give it at most once",
+                    ));
+                }
+                q.metadata = Some(metadata(&value)?);
+            }
             "channels" | "channel" => {
                 // Spaces around names are forgiven; any other character is judged by the name.
                 for name in value
@@ -79,6 +102,22 @@ pub(crate) fn parse_query(query: Option<&str>) -> Result<SubscribeQuery, ApiErro
         }
     }
     Ok(q)
+}
+
+/// The `metadata` parameter: a JSON object of at most [`MAX_METADATA_BYTES`] (the text, before
+/// parsing, is held to the same bound, so no large input is parsed).
+fn metadata(value: &str) -> Result<Metadata, ApiError> {
+    let bad = |why: &str| ApiError::bad_request("invalid_field", format!("metadata: {why}"));
+    if value.len() > MAX_METADATA_BYTES {
+        return Err(bad(&format!("at most {MAX_METADATA_BYTES} bytes of JSON")));
+    }
+    let parsed: serde_json::Value =
+        serde_json::from_str(value).map_err(|e| bad(&format!("not JSON ({e})")))?;
+    let serde_json::Value::Object(object) = parsed else {
+        return Err(bad("a JSON object, like {\"plan\":\"pro\"}"));
+    };
+    check_metadata(&object)?;
+    Ok(object)
 }
 
 fn last_event_id(value: &str) -> Result<String, ApiError> {
@@ -197,6 +236,8 @@ impl Admission {
             peer_ip: self.peer_ip,
             expires_at: self.identity.expires_at,
             format: Some(format),
+            session_id: self.identity.session_id,
+            metadata: self.identity.metadata,
         })
     }
 }
@@ -293,6 +334,31 @@ mod tests {
             ("userId=a", false),
         ] {
             assert_eq!(parse_query(Some(query)).unwrap().envelope, on, "{query}");
+        }
+    }
+
+    #[test]
+    fn session_id_and_metadata() {
+        let q = parse_query(Some(
+            "sessionId=s-1&metadata=%7B%22plan%22%3A%22pro%22%2C%22n%22%3A1%7D",
+        ))
+        .unwrap();
+        assert_eq!(q.session_id.as_deref(), Some("s-1"));
+        assert_eq!(
+            serde_json::Value::Object(q.metadata.unwrap()),
+            serde_json::json!({"plan": "pro", "n": 1})
+        );
+        let big = format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_METADATA_BYTES));
+        for bad in [
+            "metadata=%5B1%5D".to_owned(), // an array
+            "metadata=nope".to_owned(),    // not JSON
+            "metadata=%7B%7D&metadata=%7B%7D".to_owned(),
+            format!("metadata={big}"),
+            "sessionId=".to_owned(),
+            "sessionId=a%0Ab".to_owned(),
+            "sessionId=a&sessionId=b".to_owned(),
+        ] {
+            assert!(parse_query(Some(&bad)).is_err(), "{bad}");
         }
     }
 }

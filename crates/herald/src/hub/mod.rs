@@ -53,6 +53,66 @@ const FAN_OUT_DRAIN: Duration = Duration::from_secs(2);
 /// Most channels one connection may subscribe to.
 pub const MAX_CHANNELS_PER_CONNECTION: usize = 64;
 
+/// Most bytes of a connection's metadata, as compact JSON: it is kept with the connection and
+/// copied into every presence answer that lists it, so it stays small.
+pub const MAX_METADATA_BYTES: usize = 1024;
+
+/// Most characters of a connection's session id.
+pub const MAX_SESSION_ID_LEN: usize = 256;
+
+/// Connection metadata: a JSON object of at most [`MAX_METADATA_BYTES`] (compact JSON), shown
+/// with the connection in presence answers (`GET /api/sse/presence/users/{id}`).
+pub type Metadata = serde_json::Map<String, serde_json::Value>;
+
+/// Checks a session id: 1 to [`MAX_SESSION_ID_LEN`] characters, no control characters.
+///
+/// # Errors
+/// [`InvalidInput`](crate::InvalidInput) on field `sessionId`.
+pub fn check_session_id(id: &str) -> std::result::Result<(), crate::InvalidInput> {
+    if id.is_empty() || id.chars().count() > MAX_SESSION_ID_LEN {
+        return Err(crate::InvalidInput::new(
+            "sessionId",
+            format!("a session id is 1 to {MAX_SESSION_ID_LEN} characters"),
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(crate::InvalidInput::new(
+            "sessionId",
+            "a session id has no control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks connection metadata: at most [`MAX_METADATA_BYTES`] as compact JSON.
+///
+/// # Errors
+/// [`InvalidInput`](crate::InvalidInput) on field `metadata`.
+pub fn check_metadata(metadata: &Metadata) -> std::result::Result<(), crate::InvalidInput> {
+    // Counted without building the text (a serializer that only counts).
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            if self.0 > MAX_METADATA_BYTES {
+                return Err(std::io::ErrorKind::FileTooLarge.into());
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    if serde_json::to_writer(&mut count, metadata).is_err() || count.0 > MAX_METADATA_BYTES {
+        return Err(crate::InvalidInput::new(
+            "metadata",
+            format!("connection metadata is at most {MAX_METADATA_BYTES} bytes of JSON"),
+        ));
+    }
+    Ok(())
+}
+
 /// Who is connecting and what they listen to.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectRequest {
@@ -75,6 +135,11 @@ pub struct ConnectRequest {
     pub expires_at: Option<SystemTime>,
     /// The wire format of the connection's transport; `None` is SSE ([`frame::SSE`]).
     pub format: Option<&'static dyn WireFormat>,
+    /// The client's session id (seed 001's `sessionId`), shown in presence answers; checked
+    /// by [`check_session_id`].
+    pub session_id: Option<Arc<str>>,
+    /// Metadata shown with the connection in presence answers; checked by [`check_metadata`].
+    pub metadata: Option<Metadata>,
 }
 
 impl ConnectRequest {
@@ -114,15 +179,35 @@ impl ConnectRequest {
         self.format = Some(format);
         self
     }
+
+    /// Sets the session id.
+    pub fn with_session_id(mut self, session_id: impl Into<Arc<str>>) -> Self {
+        self.session_id = Some(session_id.into());
+        self
+    }
+
+    /// Sets the metadata.
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
 }
 
 /// Figures of `GET /api/sse/stats`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stats {
-    /// Open connections.
+    /// The seeds' name (`totalConnections`): open connections in the whole hub, on every node
+    /// of a cluster ([`ClusterStats::connections`]), else [`Stats::connections`].
+    pub total_connections: usize,
+    /// The seeds' name (`uniqueUsers`): distinct connected users in the whole hub, a user with
+    /// tabs on two nodes of a cluster counted once ([`ClusterStats::unique_users`]); else
+    /// [`Stats::users`]. On a cluster too large to count them cheaply (more than 20 000 users
+    /// summed over the nodes) it is the sum over nodes, [`ClusterStats::users`], an upper bound.
+    pub unique_users: usize,
+    /// Open connections on this node.
     pub connections: usize,
-    /// Distinct connected users.
+    /// Distinct connected users on this node.
     pub users: usize,
     /// Connections without a user.
     pub anonymous_connections: usize,
@@ -377,9 +462,16 @@ impl Hub {
     /// # Errors
     /// [`Error::TooManyConnections`], [`Error::UserConnectionLimit`], [`Error::ShuttingDown`],
     /// [`Error::Engine`] when the broker cannot be read, or [`Error::Invalid`] with more than
-    /// [`MAX_CHANNELS_PER_CONNECTION`] channels.
+    /// [`MAX_CHANNELS_PER_CONNECTION`] channels, a session id [`check_session_id`] refuses or
+    /// metadata [`check_metadata`] refuses.
     pub async fn connect(&self, request: ConnectRequest) -> Result<EventStream> {
         let inner = &self.inner;
+        if let Some(id) = &request.session_id {
+            check_session_id(id)?;
+        }
+        if let Some(metadata) = &request.metadata {
+            check_metadata(metadata)?;
+        }
         let mut channels = request.channels;
         channels.sort_unstable();
         channels.dedup();
@@ -402,6 +494,10 @@ impl Hub {
             format: request.format.unwrap_or(&frame::SSE),
             closer: request.closer,
             peer_ip: request.peer_ip,
+            session_id: request.session_id,
+            metadata: request.metadata.map(Arc::new),
+            active: Default::default(),
+            last_active_ms: Default::default(),
         });
         let resume_from = request.last_event_id.filter(|s| !s.is_empty());
         // Live events wait until the stream's start position is known (and, for a resume, the
@@ -528,7 +624,13 @@ impl Hub {
                     None
                 }
             };
+        let (total_connections, unique_users) = match &cluster {
+            Some(c) => (c.connections, c.unique_users.unwrap_or(c.users)),
+            None => (counts.connections, counts.users),
+        };
         Stats {
+            total_connections,
+            unique_users,
             connections: counts.connections,
             users: counts.users,
             anonymous_connections: counts.anonymous_connections,

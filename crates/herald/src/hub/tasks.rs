@@ -1,7 +1,8 @@
-//! The hub's background loops: the shared heartbeat, the sweep (stale and too-old connections),
-//! token expiry, and presence events. [`spawn`] starts them, with the registry's fan-out shard
-//! tasks, when a hub starts ([`Hub::start`](super::Hub::start)); they stop when the hub's
-//! lifecycle is cancelled ([`Hub::shutdown`](super::Hub::shutdown), or the root above it).
+//! The hub's background loops: the shared heartbeat, the sweep (stale, too-old and idle
+//! connections), token expiry, and presence events. [`spawn`] starts them, with the registry's
+//! fan-out shard tasks, when a hub starts ([`Hub::start`](super::Hub::start)); they stop when
+//! the hub's lifecycle is cancelled ([`Hub::shutdown`](super::Hub::shutdown), or the root above
+//! it).
 //!
 //! Each loop holds the hub weakly, so a hub whose handles are all dropped goes away (its `Drop`
 //! then cancels the loops). Every timer here is Tokio's, so the loops run on a paused clock in
@@ -180,8 +181,9 @@ async fn heartbeat_loop(hub: Weak<HubInner>, cancel: CancellationToken) {
     }
 }
 
-/// Removes connections whose stream already ended (stale) and closes those older than
-/// `connection_timeout`.
+/// Removes connections whose stream already ended (stale), closes those older than
+/// `connection_timeout` (reason `timeout`) and those idle for `idle_timeout` (reason `idle`:
+/// see [`Registry::sweep_candidates`](crate::registry::Registry::sweep_candidates)).
 async fn sweep_loop(hub: Weak<HubInner>, cancel: CancellationToken) {
     let Some(period) = hub.upgrade().map(|h| h.config.cleanup_interval) else {
         return;
@@ -194,15 +196,18 @@ async fn sweep_loop(hub: Weak<HubInner>, cancel: CancellationToken) {
             _ = ticker.tick() => {}
         }
         let Some(hub) = hub.upgrade() else { return };
-        let (stale, expired) = hub
-            .registry
-            .sweep_candidates(clock::monotonic_now(), hub.config.connection_timeout);
-        for id in &stale {
+        let found = hub.registry.sweep_candidates(
+            clock::monotonic_now(),
+            hub.config.connection_timeout,
+            hub.config.idle_timeout,
+        );
+        for id in &found.stale {
             hub.registry.remove(*id, DisconnectReason::Stale);
         }
-        let closed = close_all(&hub.registry, expired, DisconnectReason::Timeout);
-        if !stale.is_empty() || closed > 0 {
-            tracing::debug!(stale = stale.len(), timed_out = closed, "sweep");
+        let closed = close_all(&hub.registry, found.expired, DisconnectReason::Timeout);
+        let idle = close_all(&hub.registry, found.idle, DisconnectReason::Idle);
+        if !found.stale.is_empty() || closed > 0 || idle > 0 {
+            tracing::debug!(stale = found.stale.len(), timed_out = closed, idle, "sweep");
         }
     }
 }
@@ -362,6 +367,82 @@ mod tests {
         assert_eq!(hub.connection_count(), 1);
     }
 
+    /// Everything queued right now, and whether the stream has ended.
+    fn drain(stream: &mut EventStream) -> (String, bool) {
+        let mut all = String::new();
+        loop {
+            match queued(stream) {
+                None => return (all, false),
+                Some(None) => return (all, true),
+                Some(Some(text)) => all.push_str(&text),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_closed_and_heartbeats_do_not_keep_it() {
+        let config = HubConfig {
+            heartbeat_interval: Duration::from_secs(5),
+            cleanup_interval: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(30)),
+            ..quiet()
+        };
+        let hub = start(config).await;
+        let mut idle = connect(&hub, ConnectRequest::anonymous()).await;
+        let mut busy = connect(&hub, ConnectRequest::user(crate::UserId::new("u").unwrap())).await;
+        // Nothing but heartbeats (every 5 s) for `idle`; one event at 5 s for `busy`.
+        advance(Duration::from_secs(5)).await;
+        hub.send_to_user(&crate::UserId::new("u").unwrap(), "n", &1)
+            .await
+            .unwrap();
+        // The sweeps of 10 s and 20 s; then up to just before the one of 30 s.
+        advance(Duration::from_secs(5)).await;
+        advance(Duration::from_secs(10)).await;
+        advance(Duration::from_secs(10) - MS).await;
+        let (seen, ended) = drain(&mut idle);
+        assert!(!ended, "closed before it was idle for 30 s: {seen}");
+        assert!(
+            seen.contains("event: heartbeat"),
+            "heartbeats were sent: {seen}"
+        );
+        advance(MS).await;
+        let (last, ended) = drain(&mut idle);
+        assert!(last.contains("event: disconnected"), "{last}");
+        assert!(last.contains("\"reason\":\"idle\""), "{last}");
+        assert!(last.contains("\"reconnect\":\"backoff\""), "{last}");
+        assert!(ended, "the idle stream ends");
+        // `busy` had an event at 5 s, which the sweep of 10 s saw: it is closed at the sweep of
+        // 40 s, 30 s after that one, never sooner.
+        let (seen, ended) = drain(&mut busy);
+        assert!(seen.contains("event: n"), "{seen}");
+        assert!(!ended, "closed with the idle one: {seen}");
+        advance(Duration::from_secs(10) - MS).await;
+        assert!(!drain(&mut busy).1, "closed before 30 s without activity");
+        advance(MS).await;
+        let (last, ended) = drain(&mut busy);
+        assert!(last.contains("\"reason\":\"idle\""), "{last}");
+        assert!(ended);
+        assert_eq!(hub.connection_count(), 0);
+        assert_eq!(disconnects(&hub, "idle"), 2);
+        assert_eq!(disconnects(&hub, "timeout"), 0, "idle is not the age limit");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_an_idle_timeout_idle_connections_stay() {
+        let config = HubConfig {
+            cleanup_interval: Duration::from_secs(10),
+            ..quiet()
+        };
+        assert_eq!(config.idle_timeout, None, "off by default");
+        let hub = start(config).await;
+        let mut stream = connect(&hub, ConnectRequest::anonymous()).await;
+        for _ in 0..100 {
+            advance(Duration::from_secs(10)).await;
+        }
+        assert_eq!(queued(&mut stream), None);
+        assert_eq!(hub.connection_count(), 1);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_sweep_removes_a_stale_connection_at_its_next_tick() {
         let config = HubConfig {
@@ -381,6 +462,10 @@ mod tests {
             format: &crate::sse::frame::SSE,
             closer: None,
             peer_ip: None,
+            session_id: None,
+            metadata: None,
+            active: Default::default(),
+            last_active_ms: Default::default(),
         });
         hub.inner.registry.register(stale.clone()).unwrap();
         stale.outbox.close(None);

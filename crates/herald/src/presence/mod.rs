@@ -141,6 +141,11 @@ pub struct ConnectionInfo {
     pub connected_at: SystemTime,
     /// Its transport ([`WireFormat::name`](crate::transport::WireFormat::name)).
     pub transport: &'static str,
+    /// The session id the client gave (`sessionId`), if any.
+    pub session_id: Option<Arc<str>>,
+    /// The connection's metadata (a JSON object: from the `metadata` query parameter, the
+    /// token's `metadata` claim or the auth hook), if any.
+    pub metadata: Option<Arc<crate::hub::Metadata>>,
 }
 
 /// A connection and the node that holds it.
@@ -206,6 +211,11 @@ pub struct ClusterStats {
     pub connections: usize,
     /// Users with a connection, summed over nodes (a user connected to two nodes counts twice).
     pub users: usize,
+    /// Distinct users with a connection on any node (a user connected to two nodes counts
+    /// once); `None` when the store cannot count them cheaply (the Redis store: more than
+    /// 20 000 users summed over the nodes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unique_users: Option<usize>,
     /// Connections without a user, on all nodes.
     pub anonymous_connections: usize,
     /// Subscribers per channel, on all nodes.

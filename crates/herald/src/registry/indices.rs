@@ -43,7 +43,10 @@ pub(super) fn push_to_targets(
     let seq = event.id.seq;
     let mut push =
         |conn: &Arc<Connection>| match conn.outbox.push_event(seq, event.encoded(conn.format)) {
-            Ok(true) => pushed += 1,
+            Ok(true) => {
+                pushed += 1;
+                conn.touch();
+            }
             Ok(false) | Err(PushError::Closed) => {}
             Err(PushError::Full) => slow.push(conn.clone()),
         };

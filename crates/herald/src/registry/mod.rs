@@ -27,7 +27,7 @@ mod presence;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -81,9 +81,28 @@ pub(crate) struct Connection {
     pub(crate) closer: Option<TransportCloser>,
     /// The client's address, for the per-address limit.
     pub(crate) peer_ip: Option<IpAddr>,
+    /// The client's session id (seed 001's `sessionId`), shown in presence answers.
+    pub(crate) session_id: Option<Arc<str>>,
+    /// What the client, its token or the auth hook said about the connection (a JSON object),
+    /// shown in presence answers.
+    pub(crate) metadata: Option<Arc<crate::hub::Metadata>>,
+    /// Whether something other than a heartbeat was sent to it, or anything was received from
+    /// it, since the last sweep: set by fan-out and by the transports ([`Connection::touch`]),
+    /// taken by the sweep ([`Registry::sweep_candidates`]) for `idle_timeout`. A flag and not a
+    /// timestamp, so that the hot path stores a byte and reads no clock.
+    pub(crate) active: AtomicBool,
+    /// When the sweep last found it active, in milliseconds after `opened_at` (0: never since
+    /// it opened). Written by the sweep only.
+    pub(crate) last_active_ms: AtomicU64,
 }
 
 impl Connection {
+    /// Records activity: something other than a heartbeat was sent, or something was received.
+    /// One relaxed store; the sweep reads it.
+    pub(crate) fn touch(&self) {
+        self.active.store(true, Ordering::Relaxed);
+    }
+
     /// The key of the client's address in per-address limits (see [`ip_key`]).
     fn ip_key(&self) -> Option<IpAddr> {
         self.peer_ip.map(ip_key)
@@ -129,6 +148,17 @@ pub(crate) struct Limits {
     pub(crate) max_connections: usize,
     pub(crate) max_connections_per_user: usize,
     pub(crate) max_connections_per_ip: Option<usize>,
+}
+
+/// What one sweep found (see [`Registry::sweep_candidates`]).
+#[derive(Debug, Default)]
+pub(crate) struct SweepCandidates {
+    /// Their stream already ended.
+    pub(crate) stale: Vec<ConnectionId>,
+    /// Older than `connection_timeout`.
+    pub(crate) expired: Vec<ConnectionId>,
+    /// Idle for `idle_timeout`.
+    pub(crate) idle: Vec<ConnectionId>,
 }
 
 /// Counts of the registry at one instant.
@@ -465,26 +495,44 @@ impl Registry {
             .collect()
     }
 
-    /// Connections whose outbox is already closed (stale) and, when `timeout` is set, those
-    /// open for longer than it.
+    /// Connections whose outbox is already closed (stale); when `timeout` is set, those open
+    /// for longer than it (expired); when `idle` is set, those not active for that long
+    /// (idle), where a connection is active at a sweep when its flag ([`Connection::touch`]) was
+    /// set since the previous one. A connection is idle once `idle` has passed since the last
+    /// sweep that found it active (or since it opened), so it is closed between `idle` and
+    /// `idle` plus two sweep intervals after its last activity, never sooner.
     pub(crate) fn sweep_candidates(
         &self,
         now: Instant,
         timeout: Option<Duration>,
-    ) -> (Vec<ConnectionId>, Vec<ConnectionId>) {
-        let mut stale = Vec::new();
-        let mut expired = Vec::new();
+        idle: Option<Duration>,
+    ) -> SweepCandidates {
+        let mut found = SweepCandidates::default();
         for shard in self.shards.iter() {
             let ix = shard.indices.read();
             for conn in ix.by_id.values() {
                 if conn.outbox.is_closed() {
-                    stale.push(conn.id);
-                } else if timeout.is_some_and(|t| now.duration_since(conn.opened_at) >= t) {
-                    expired.push(conn.id);
+                    found.stale.push(conn.id);
+                    continue;
+                }
+                let age = now.duration_since(conn.opened_at);
+                if timeout.is_some_and(|t| age >= t) {
+                    found.expired.push(conn.id);
+                    continue;
+                }
+                let Some(idle) = idle else { continue };
+                let age_ms = age.as_millis() as u64;
+                if conn.active.swap(false, Ordering::Relaxed) {
+                    conn.last_active_ms.store(age_ms, Ordering::Relaxed);
+                } else {
+                    let since = age_ms.saturating_sub(conn.last_active_ms.load(Ordering::Relaxed));
+                    if u128::from(since) >= idle.as_millis() {
+                        found.idle.push(conn.id);
+                    }
                 }
             }
         }
-        (stale, expired)
+        found
     }
 
     /// Stops accepting new connections.
@@ -544,6 +592,8 @@ fn connection_info(c: &Connection) -> ConnectionInfo {
         channels: c.channels.clone(),
         connected_at: c.opened_at_wall,
         transport: c.format.name(),
+        session_id: c.session_id.clone(),
+        metadata: c.metadata.clone(),
     }
 }
 
@@ -612,6 +662,10 @@ mod tests {
             outbox: Outbox::new(4, 1 << 20),
             closer: None,
             peer_ip: None,
+            session_id: None,
+            metadata: None,
+            active: AtomicBool::new(false),
+            last_active_ms: AtomicU64::new(0),
         })
     }
 

@@ -19,7 +19,8 @@
 //! `disconnected`, `reset` and `heartbeat` alike.
 //!
 //! The handshake's `auth` payload carries what `GET /api/sse` takes in its query:
-//! `{"token", "channels": [...], "lastEventId"}`, or `{"userId", "username", "channels"}` where
+//! `{"token", "channels": [...], "lastEventId"}`, or `{"userId", "username", "channels",
+//! "sessionId", "metadata": {...}}` where
 //! identity from the query is allowed. It passes the same checks (`http::subscribe::admit`,
 //! plus the socket rule of `Origin`, `http::origin`); a refusal is the namespace's
 //! `connect_error`, whose message is `<code>: <explanation>` (the code of the JSON error the SSE
@@ -174,6 +175,7 @@ async fn connect(
 }
 
 /// The `auth` payload as the query of `GET /api/sse`: `token`, `userId`, `username`,
+/// `sessionId`, `metadata` (an object, or its JSON text),
 /// `lastEventId` (strings) and `channels` (an array of names, or a comma-separated string).
 /// Other keys are ignored.
 fn auth_query(auth: Option<&serde_json::Value>) -> Result<String, ApiError> {
@@ -188,7 +190,7 @@ fn auth_query(auth: Option<&serde_json::Value>) -> Result<String, ApiError> {
             "the handshake's auth must be an object: {\"token\", \"channels\", \"lastEventId\"}",
         ));
     };
-    for key in ["token", "userId", "username", "lastEventId"] {
+    for key in ["token", "userId", "username", "lastEventId", "sessionId"] {
         match fields.get(key) {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) => {
@@ -200,6 +202,22 @@ fn auth_query(auth: Option<&serde_json::Value>) -> Result<String, ApiError> {
                     format!("auth.{key}: must be a string"),
                 ))
             }
+        }
+    }
+    // An object (or its JSON text), checked like the query's `metadata`.
+    match fields.get("metadata") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            query.append_pair("metadata", &Value::Object(m.clone()).to_string());
+        }
+        Some(Value::String(s)) => {
+            query.append_pair("metadata", s);
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_field",
+                "auth.metadata: must be a JSON object",
+            ))
         }
     }
     match fields.get("channels") {
@@ -253,6 +271,13 @@ fn serve(state: AppState, socket: SocketRef) {
             gone.cancel();
             async {}
         }
+    });
+    // Any event the client emits shows it is not idle (`idle_timeout`). Engine.IO's own
+    // ping and pong stay inside socketioxide and do not count.
+    let activity = subscription.activity();
+    socket.on_fallback(move || {
+        activity.touch();
+        async {}
     });
     if !socket.connected() {
         gone.cancel();
@@ -387,6 +412,14 @@ mod tests {
         assert_eq!(q, "token=a.b.c&lastEventId=abc-1&channels=x&channels=y-z");
         let q = auth_query(Some(&json!({"userId": "al ice", "channels": "a,b"}))).unwrap();
         assert_eq!(q, "userId=al+ice&channels=a%2Cb");
+        let q = auth_query(Some(
+            &json!({"userId": "a", "sessionId": "s1", "metadata": {"p": 1}}),
+        ))
+        .unwrap();
+        assert_eq!(q, "userId=a&sessionId=s1&metadata=%7B%22p%22%3A1%7D");
+        let parsed = crate::http::subscribe::parse_query(Some(&q)).unwrap();
+        assert_eq!(parsed.session_id.as_deref(), Some("s1"));
+        assert_eq!(parsed.metadata.unwrap()["p"], 1);
         assert_eq!(auth_query(None).unwrap(), "");
         assert_eq!(auth_query(Some(&json!(null))).unwrap(), "");
     }
@@ -399,6 +432,8 @@ mod tests {
             json!({"channels": [1]}),
             json!({"channels": {"a": 1}}),
             json!({"channels": ["a,b"]}),
+            json!({"metadata": [1]}),
+            json!({"sessionId": 1}),
         ] {
             let e = auth_query(Some(&bad)).unwrap_err();
             assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{bad}");

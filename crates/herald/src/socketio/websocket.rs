@@ -28,6 +28,7 @@ use std::time::Duration;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use tokio_util::sync::CancellationToken;
@@ -48,7 +49,15 @@ const READ_BUFFER: usize = 512;
 /// Bytes of messages gathered before they are written.
 const WRITE_BUFFER: usize = 16 * 1024;
 /// How long a client has to send its `CONNECT` after the `open` packet.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most sockets of this path waiting for their `CONNECT` at once (per process): a socket is
+/// upgraded before it is admitted (its identity comes in the `CONNECT`), so these are bounded
+/// on their own; past it the upgrade is refused with `503` and the client retries.
+const MAX_PENDING_HANDSHAKES: usize = 4096;
+
+/// The sockets of this path waiting for their `CONNECT`.
+static PENDING_HANDSHAKES: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAX_PENDING_HANDSHAKES);
 /// Refused `CONNECT`s one socket may try before it is closed.
 const MAX_ATTEMPTS: usize = 3;
 
@@ -73,13 +82,18 @@ pub(crate) fn is_direct_websocket(request: &Request) -> bool {
 /// Upgrades `request` and serves the socket (see the module docs). A request that is not a
 /// WebSocket handshake gets Engine.IO's answer to a bad request.
 pub(crate) async fn open(state: AppState, request: Request) -> Response {
+    let Ok(pending) = PENDING_HANDSHAKES.try_acquire() else {
+        let body =
+            serde_json::json!({"code": 5, "message": "too many handshakes in progress; retry"});
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    };
     let (mut parts, _body) = request.into_parts();
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(upgrade) => upgrade,
         Err(rejection) => {
             // Engine.IO's own error body: `{"code": 3, "message": "Bad request"}`.
             let body = serde_json::json!({"code": 3, "message": rejection.body_text()});
-            return (axum::http::StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
         }
     };
     let tracked = state.hub.lifecycle().tasks().token();
@@ -89,7 +103,7 @@ pub(crate) async fn open(state: AppState, request: Request) -> Response {
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| async move {
-            serve(state, parts, socket).await;
+            serve(state, parts, socket, pending).await;
             drop(tracked);
         })
 }
@@ -100,7 +114,12 @@ fn session_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn serve(state: AppState, parts: Parts, mut socket: WebSocket) {
+async fn serve(
+    state: AppState,
+    parts: Parts,
+    mut socket: WebSocket,
+    pending: tokio::sync::SemaphorePermit<'static>,
+) {
     let pings = Pings {
         interval: state.config.ws_ping_interval,
         timeout: state.config.ws_pong_timeout,
@@ -127,6 +146,7 @@ async fn serve(state: AppState, parts: Parts, mut socket: WebSocket) {
         return;
     };
     drop(parts);
+    drop(pending);
     socket::run(socket, subscription, evicted, pings, Dialect::EngineIo).await;
 }
 
@@ -172,6 +192,17 @@ async fn handshake(
                 let ack = format!("40{{\"sid\":\"{}\"}}", subscription.connection_id());
                 socket.send(Message::Text(ack.into())).await.ok()?;
                 return Some((subscription, evicted));
+            }
+            Err(refusal)
+                if matches!(
+                    refusal.0.status,
+                    StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+                ) =>
+            {
+                // A refusal that may pass later (rate limits, a full or draining hub, the auth
+                // hook down): closing the transport makes socket.io-client reconnect with its
+                // backoff, where a `connect_error` would leave it disconnected for good.
+                return None;
             }
             Err(refusal) => {
                 let packet = format!("44{}", serde_json::json!({"message": refusal.to_string()}));

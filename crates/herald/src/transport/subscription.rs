@@ -27,6 +27,18 @@ pub struct Subscription {
     opening: Option<Bytes>,
 }
 
+/// Where a transport reports that the client sent something (a WebSocket pong or frame, a
+/// Socket.IO packet): the connection is not idle. One relaxed store per call.
+#[derive(Debug, Clone)]
+pub(crate) struct Activity(Arc<Connection>);
+
+impl Activity {
+    /// The client sent something.
+    pub(crate) fn touch(&self) {
+        self.0.touch();
+    }
+}
+
 /// The stream was cut by the hub because the client read too slowly. The HTTP server drops the
 /// connection when a body fails, which is the intent.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -50,6 +62,12 @@ impl Subscription {
     /// The id of this stream's connection.
     pub fn connection_id(&self) -> ConnectionId {
         self.conn.id
+    }
+
+    /// A handle through which the transport reports what it received from the client (for
+    /// `idle_timeout`), usable beside the stream.
+    pub(crate) fn activity(&self) -> Activity {
+        Activity(self.conn.clone())
     }
 
     fn poll_bytes(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, StreamAborted>>> {

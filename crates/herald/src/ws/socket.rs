@@ -81,6 +81,7 @@ pub(crate) async fn run(
     dialect: Dialect,
 ) {
     let connection = subscription.connection_id();
+    let activity = subscription.activity();
     let (mut sink, mut stream) = socket.split();
     // Engine.IO: whether the hub's `disconnected` event said not to reconnect.
     let mut final_disconnect = false;
@@ -153,11 +154,12 @@ pub(crate) async fn run(
                 {
                     return End::ClientClosed
                 }
-                Message::Binary(_) if dialect == Dialect::EngineIo => {}
+                Message::Binary(_) if dialect == Dialect::EngineIo => activity.touch(),
                 Message::Binary(_) => return End::Binary,
                 // Pings are answered by the protocol layer; pongs and text only show that the
-                // peer is alive. (Text is reserved for client commands; none is defined yet.)
-                Message::Ping(_) | Message::Pong(_) | Message::Text(_) => {}
+                // peer is alive (and not idle). (Text is reserved for client commands; none is
+                // defined yet.)
+                Message::Ping(_) | Message::Pong(_) | Message::Text(_) => activity.touch(),
             }
         }
     };

@@ -1089,7 +1089,7 @@ pub(crate) fn text(v: &Value) -> Option<String> {
     }
 }
 
-fn signed(v: &Value) -> Option<i64> {
+pub(crate) fn signed(v: &Value) -> Option<i64> {
     match v {
         Value::Int(n) => Some(*n),
         other => text(other)?.parse().ok(),

@@ -320,14 +320,22 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. int(now - tonumber(ARGV[2
 return existed
 "#;
 
-/// Every live node's figures and channels.
+/// Every live node's figures and channels, and the cluster's distinct users.
 ///
-/// KEYS: nodes. ARGV: 1 node TTL (ms), 2 node key prefix, 3 channels suffix.
+/// KEYS: nodes. ARGV: 1 node TTL (ms), 2 node key prefix, 3 channels suffix, 4 users suffix,
+/// 5 most user fields (summed over the nodes) to read for the distinct count, 6 the summed
+/// field count the caller already has a fresh distinct count for (-1: none).
 ///
-/// Returns `{node, {field, value...}, {channel, count...}, node, ...}`.
+/// Returns `{distinct, fields, node, {field, value...}, {channel, count...}, node, ...}`:
+/// `fields` is the live nodes' users hashes' lengths summed; `distinct` the number of distinct
+/// users in them (a user connected to two nodes counts once), -1 when they hold more than
+/// ARGV[5] fields together (counting would hold Redis up for too long: about a microsecond per
+/// field), or -2 when `fields` is ARGV[6] (the caller's count stands; nothing was read). One
+/// live node's count is its hash's length, at any size.
 const NODES: &str = r#"
 local now = now_ms()
-local out = {}
+local out = {0, 0}
+local users = {}
 for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf')) do
   local base = ARGV[2] .. node
   local summary = redis.call('HGETALL', base)
@@ -335,7 +343,31 @@ for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1
     out[#out + 1] = node
     out[#out + 1] = summary
     out[#out + 1] = redis.call('HGETALL', base .. ARGV[3])
+    users[#users + 1] = base .. ARGV[4]
   end
+end
+local total = 0
+for _, key in ipairs(users) do
+  total = total + redis.call('HLEN', key)
+end
+out[2] = total
+if #users <= 1 then
+  out[1] = total
+elseif total == tonumber(ARGV[6]) then
+  out[1] = -2
+elseif total > tonumber(ARGV[5]) then
+  out[1] = -1
+else
+  local seen, distinct = {}, 0
+  for _, key in ipairs(users) do
+    for _, user in ipairs(redis.call('HKEYS', key)) do
+      if not seen[user] then
+        seen[user] = true
+        distinct = distinct + 1
+      end
+    end
+  end
+  out[1] = distinct
 end
 return out
 "#;

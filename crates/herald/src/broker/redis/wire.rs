@@ -169,6 +169,12 @@ pub(crate) struct ConnectionEntry {
     /// Its transport (absent from nodes before transports had names: `sse`).
     #[serde(default = "sse")]
     pub(crate) transport: String,
+    /// The client's session id (absent from older nodes, and when none was given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) session_id: Option<String>,
+    /// The connection's metadata object (absent from older nodes, and when there is none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) metadata: Option<crate::hub::Metadata>,
 }
 
 fn sse() -> String {
@@ -195,6 +201,8 @@ impl ConnectionEntry {
             channels: c.channels.iter().map(|c| c.as_str().to_owned()).collect(),
             connected_ms: to_ms(c.connected_at),
             transport: c.transport.to_owned(),
+            session_id: c.session_id.as_deref().map(str::to_owned),
+            metadata: c.metadata.as_deref().cloned(),
         }
     }
 
@@ -213,6 +221,8 @@ impl ConnectionEntry {
                 .into(),
             connected_at: from_ms(self.connected_ms),
             transport: crate::transport::name_of(&self.transport),
+            session_id: self.session_id.as_deref().map(Into::into),
+            metadata: self.metadata.clone().map(std::sync::Arc::new),
         })
     }
 }

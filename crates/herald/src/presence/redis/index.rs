@@ -364,6 +364,8 @@ mod tests {
             channels: c.channels.clone(),
             connected_at: c.opened_at_wall,
             transport: c.format.name(),
+            session_id: None,
+            metadata: None,
         }
     }
 
@@ -412,6 +414,10 @@ mod tests {
             format: &crate::transport::test_format::LINES,
             closer: None,
             peer_ip: None,
+            session_id: None,
+            metadata: None,
+            active: Default::default(),
+            last_active_ms: Default::default(),
         })
     }
 
@@ -573,6 +579,8 @@ mod tests {
                 .into(),
             connected_at: SystemTime::now(),
             transport: "sse",
+            session_id: None,
+            metadata: None,
         };
         let a = c("alice", &["news"]);
         index.joined(&a, &[]);

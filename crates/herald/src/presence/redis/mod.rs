@@ -70,6 +70,14 @@ const PRESENCE_CHECK_EVERY: u64 = 30;
 const PRESENCE_SYNC_BUDGET: usize = 4096;
 /// Most presence changes in one script call.
 const PRESENCE_BATCH: usize = 256;
+/// Most user entries (summed over the live nodes) the cluster stats read to count distinct
+/// users ([`ClusterStats::unique_users`]), in one script: about a microsecond each (measured:
+/// 99 000 entries on three nodes took 90 to 120 ms), during which Redis serves nobody else.
+/// Beyond, the count is left out.
+const UNIQUE_USERS_SCAN: usize = 20_000;
+/// How long a distinct-user count is reused while the summed entries stay the same (the stats
+/// stream asks every second).
+const UNIQUE_USERS_REUSE: Duration = Duration::from_secs(5);
 
 /// Keeps this node's presence in Redis and answers presence for the whole cluster. Made by
 /// [`RedisBroker::presence`](crate::broker::RedisBroker::presence), on the broker's link.
@@ -79,6 +87,9 @@ pub struct RedisPresence {
     /// The report task and the token it stops on, once a hub started the store
     /// ([`PresenceStore::start`]); taken by [`PresenceStore::shutdown`].
     task: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
+    /// The last distinct-user count of the cluster stats: when, over how many summed user
+    /// entries, and the count.
+    unique_users: Mutex<Option<(tokio::time::Instant, u64, u64)>>,
 }
 
 impl fmt::Debug for RedisPresence {
@@ -130,6 +141,7 @@ impl RedisPresence {
             shared,
             state: Arc::new(State::default()),
             task: Mutex::new(None),
+            unique_users: Mutex::new(None),
         }
     }
 
@@ -210,18 +222,42 @@ impl PresenceStore for RedisPresence {
         let shared = &self.shared;
         let mut link = shared.commands()?;
         let keys = &shared.keys;
+        // A count of the same summed entries, recent enough, is not made again.
+        let known = *self.unique_users.lock();
+        let known = known.filter(|(at, _, _)| at.elapsed() < UNIQUE_USERS_REUSE);
         let mut call = shared.scripts.nodes.prepare_invoke();
         call.key(keys.nodes())
             .arg(millis(shared.options.node_ttl))
             .arg(keys.node_prefix())
-            .arg(keys::CHANNELS);
+            .arg(keys::CHANNELS)
+            .arg(keys::USERS)
+            .arg(UNIQUE_USERS_SCAN)
+            .arg(known.map_or(-1, |(_, fields, _)| fields as i64));
         let reply: Vec<Value> = shared
             .run(link.session, call.invoke_async(&mut link.conn))
             .await?;
+        let (unique, reply) = match reply.as_slice() {
+            [distinct, fields, rest @ ..] => {
+                let distinct = crate::broker::redis::signed(distinct);
+                let fields = number(fields).unwrap_or(0);
+                let unique = match distinct {
+                    Some(-2) => known.map(|(_, _, n)| n),
+                    Some(n) if n >= 0 => {
+                        let n = n as u64;
+                        *self.unique_users.lock() = Some((tokio::time::Instant::now(), fields, n));
+                        Some(n)
+                    }
+                    _ => None,
+                };
+                (unique, rest)
+            }
+            _ => (None, &reply[..]),
+        };
         let mut stats = ClusterStats {
             node_id: shared.options.node_id.clone(),
             connections: 0,
             users: 0,
+            unique_users: unique.map(|n| n as usize),
             anonymous_connections: 0,
             channels: BTreeMap::new(),
             events_delivered: 0,
