@@ -305,6 +305,8 @@ pub struct HttpConfig {
     /// How long a WebSocket peer has to answer a ping before it is dropped as dead
     /// ([`DEFAULT_WS_PONG_TIMEOUT`]).
     pub ws_pong_timeout: Duration,
+    /// The Mercure hub at `/.well-known/mercure`; `None` (the default) leaves it off.
+    pub mercure: Option<crate::mercure::MercureConfig>,
 }
 
 impl Default for HttpConfig {
@@ -330,6 +332,7 @@ impl Default for HttpConfig {
             publish_origins: Vec::new(),
             ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
             ws_pong_timeout: DEFAULT_WS_PONG_TIMEOUT,
+            mercure: None,
         }
     }
 }
@@ -455,6 +458,23 @@ impl Config {
                     "publish_origins: {origin:?} is not an origin like https://admin.example.com \
                      (`*` is not allowed: list the pages that may publish)"
                 )));
+            }
+        }
+        if let Some(m) = &self.http.mercure {
+            if m.publisher_key.is_none() {
+                return Err(ConfigError(
+                    "mercure is on but has no publisher key: set --mercure-publisher-jwt-key \
+                     (MERCURE_PUBLISHER_JWT_KEY)"
+                        .into(),
+                ));
+            }
+            if m.subscriber_key.is_none() && !m.anonymous {
+                return Err(ConfigError(
+                    "mercure is on but no subscriber could connect: set \
+                     --mercure-subscriber-jwt-key (MERCURE_SUBSCRIBER_JWT_KEY) or \
+                     --mercure-anonymous"
+                        .into(),
+                ));
             }
         }
         let hub = &self.hub;

@@ -57,6 +57,8 @@ pub struct AppParts {
     /// HTTP settings.
     pub config: Arc<HttpConfig>,
     pub(crate) limits: Arc<auth::RateLimits>,
+    /// The Mercure hub's state, when `config.mercure` turns it on.
+    pub(crate) mercure: Option<Arc<crate::mercure::MercureState>>,
 }
 
 impl AppState {
@@ -65,6 +67,10 @@ impl AppState {
         AppState(Arc::new(AppParts {
             hub,
             limits: Arc::new(auth::RateLimits::new(&config)),
+            mercure: config
+                .mercure
+                .clone()
+                .map(|m| Arc::new(crate::mercure::MercureState::new(m))),
             config: Arc::new(config),
         }))
     }
@@ -109,7 +115,7 @@ fn routes(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
             .layer::<_, Infallible>(admin.clone())
             .layer::<_, Infallible>(body_timeout.clone())
     };
-    vec![
+    let mut routes = vec![
         // The subscribe endpoint (GET, open) and a publish alias (POST, keyed).
         (
             STREAM_PATH,
@@ -167,7 +173,12 @@ fn routes(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/openapi.json", get(console::openapi)),
         ("/healthz", get(admin::healthz)),
         ("/readyz", get(admin::readyz)),
-    ]
+    ];
+    // The Mercure hub (GET subscribes, POST publishes; its own tokens and refusals), when on.
+    if state.mercure.is_some() {
+        routes.push((crate::mercure::HUB_PATH, crate::mercure::endpoint(state)));
+    }
+    routes
 }
 
 /// The paths [`router`] serves (path parameters written `{name}`), in the order of its route
@@ -243,6 +254,8 @@ fn cors_layer(config: &HttpConfig) -> Option<CorsLayer> {
             ])
             .expose_headers([
                 header::RETRY_AFTER,
+                // Mercure's answer to a reconnection.
+                HeaderName::from_static("last-event-id"),
                 HeaderName::from_static(publish::IDEMPOTENT_REPLAYED),
             ])
             .allow_credentials(config.cors_credentials)

@@ -152,6 +152,7 @@ impl Admission {
             peer_ip: self.peer_ip,
             expires_at: self.identity.expires_at,
             format: Some(format),
+            ..ConnectRequest::default()
         })
     }
 }

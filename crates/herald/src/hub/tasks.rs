@@ -381,6 +381,7 @@ mod tests {
             format: &crate::sse::frame::SSE,
             closer: None,
             peer_ip: None,
+            filter: None,
         });
         hub.inner.registry.register(stale.clone()).unwrap();
         stale.outbox.close(None);

@@ -81,6 +81,9 @@ pub(crate) struct Connection {
     pub(crate) closer: Option<TransportCloser>,
     /// The client's address, for the per-address limit.
     pub(crate) peer_ip: Option<IpAddr>,
+    /// Decides per event whether the connection gets it, beyond its targets (a protocol's own
+    /// matching: Mercure's topic selectors); `None` takes whatever its targets select.
+    pub(crate) filter: Option<Arc<dyn crate::transport::DeliveryFilter>>,
 }
 
 impl Connection {
@@ -612,6 +615,7 @@ mod tests {
             outbox: Outbox::new(4, 1 << 20),
             closer: None,
             peer_ip: None,
+            filter: None,
         })
     }
 

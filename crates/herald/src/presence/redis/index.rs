@@ -412,6 +412,7 @@ mod tests {
             format: &crate::transport::test_format::LINES,
             closer: None,
             peer_ip: None,
+            filter: None,
         })
     }
 
