@@ -2,6 +2,8 @@
 //! written the way Symfony's Mercure component publishes), SSE subscribers read with an
 //! independent parser (`eventsource-stream`), tokens with the `mercure` claim.
 
+#[path = "support/redis.rs"]
+mod redis_support;
 mod support;
 
 use std::time::Duration;
@@ -648,4 +650,82 @@ async fn herald_keeps_working_beside_it() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     end(&p).await;
     assert_eq!(sub.until_end().await, Vec::<String>::new());
+}
+
+/// Two nodes on one Redis: an update published on either reaches subscribers on both, and a
+/// subscriber resumes on the other node, from a publisher's id or `earliest`.
+#[tokio::test]
+async fn two_nodes_on_redis() {
+    let redis = redis_support::RedisServer::start().await;
+    let prefix = format!("t-mercure-{:08x}", rand::random::<u32>());
+    let url = redis.url();
+    let node = |id: &'static str| {
+        let (url, prefix) = (url.clone(), prefix.clone());
+        async move {
+            HeraldProcess::start(
+                &[
+                    "--mercure",
+                    "--mercure-anonymous",
+                    "--engine",
+                    &url,
+                    "--redis-prefix",
+                    &prefix,
+                    "--node-id",
+                    id,
+                ],
+                &[
+                    ("MERCURE_PUBLISHER_JWT_KEY", SECRET),
+                    ("MERCURE_SUBSCRIBER_JWT_KEY", SECRET),
+                ],
+            )
+            .await
+        }
+    };
+    let a = node("a").await;
+    let b = node("b").await;
+    let q = [("topic", "https://example.com/books/{id}"), ("topic", END)];
+    let mut on_a = subscribe(&a, &q, &[]).await;
+    let mut on_b = subscribe(&b, &q, &[]).await;
+    publish(
+        &a,
+        &[
+            ("topic", "https://example.com/books/1"),
+            ("data", "from a"),
+            ("id", "x1"),
+        ],
+    )
+    .await;
+    publish(
+        &b,
+        &[
+            ("topic", "https://example.com/books/2"),
+            ("data", "from b"),
+            ("id", "x2"),
+        ],
+    )
+    .await;
+    publish(
+        &a,
+        &[
+            ("topic", "https://example.com/books/3"),
+            ("data", "again a"),
+            ("id", "x3"),
+        ],
+    )
+    .await;
+    end(&a).await;
+    assert_eq!(on_a.until_end().await, ["from a", "from b", "again a"]);
+    assert_eq!(on_b.until_end().await, ["from a", "from b", "again a"]);
+    // Resuming on b from an id a published (b never saw its publish), and from `earliest`.
+    let mut resumed = subscribe(&b, &q, &[("last-event-id", "x1")]).await;
+    assert_eq!(resumed.headers["last-event-id"], "x1");
+    let mut earliest = {
+        let mut q = q.to_vec();
+        q.push(("lastEventID", "earliest"));
+        subscribe(&b, &q, &[]).await
+    };
+    end(&b).await;
+    // (The first `end` is in the history too: the replay stops there.)
+    assert_eq!(resumed.until_end().await, ["from b", "again a"]);
+    assert_eq!(earliest.until_end().await, ["from a", "from b", "again a"]);
 }

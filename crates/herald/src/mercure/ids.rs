@@ -2,10 +2,11 @@
 //! a publisher's id (`Last-Event-ID: https://example.com/updates/42`) resumes from that event.
 //!
 //! Kept by the node that published the update, right after its broker gave it an id, and
-//! bounded (the oldest ids are forgotten first; a forgotten id is answered like an unknown one:
-//! the stream starts live and says where in `Last-Event-ID`). On one node that covers every
-//! id a subscriber can have received. On Redis, a subscriber that resumes on another node than
-//! the publisher's does not find the id here yet (see `docs/guides/mercure.md`, "Limits").
+//! bounded (the oldest ids are forgotten first). An id not found here (published on another
+//! node of a Redis cluster, before a restart, or forgotten) is looked for in the history
+//! itself, among what the subscriber would have received, within the replay cap
+//! ([`LenientStart::AfterMatching`](crate::transport::LenientStart::AfterMatching)); when it is
+//! not there either, the stream starts live and `Last-Event-ID` says where.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

@@ -25,6 +25,7 @@ use axum::response::Response;
 use axum::Extension;
 
 use super::auth::{self, TokenSource};
+use super::update::Update;
 use super::{
     all_channel, api_error, has_control, hub_error, plain, topic_channel, MAX_ID_LEN,
     MAX_SELECTORS, MAX_TOPIC_LEN, MERCURE,
@@ -175,7 +176,17 @@ pub(crate) async fn subscribe(
     let lenient_start = match requested.as_deref() {
         None => None,
         Some(EARLIEST) => Some(LenientStart::Earliest),
-        Some(id) => mercure.ids.lock().get(id).map(LenientStart::After),
+        Some(id) => Some(match mercure.ids.lock().get(id) {
+            Some(event) => LenientStart::After(event),
+            // Published on another node, or before a restart: found in the history itself,
+            // among what this subscriber would have received (bounded by the replay cap).
+            None => {
+                let id = id.to_owned();
+                LenientStart::AfterMatching(std::sync::Arc::new(move |e| {
+                    Update::from_event(e).is_some_and(|u| u.id == id)
+                }))
+            }
+        }),
     };
     // What it listens to: exact topics through their channels, anything else through the
     // channel every update targets; the filter decides.

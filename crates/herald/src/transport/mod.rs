@@ -160,12 +160,27 @@ impl FilterScratch {
 /// has no `reset` event (Mercure): what can be replayed is, and otherwise the stream starts
 /// live and the transport tells the client itself (Mercure: the `Last-Event-ID` response
 /// header). See [`Subscription::replayed`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum LenientStart {
     /// After this event, when every event since is retained and within the replay cap.
     After(EventId),
     /// Every retained event, when they fit within the replay cap.
     Earliest,
+    /// After the newest retained event (of those the connection would have received) that
+    /// the function picks, when they all fit within the replay cap: for a position the
+    /// transport cannot map to an [`EventId`] itself (a protocol's own event ids, published
+    /// on another node). Nothing picked: live.
+    AfterMatching(Arc<dyn Fn(&Event) -> bool + Send + Sync>),
+}
+
+impl fmt::Debug for LenientStart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LenientStart::After(id) => write!(f, "After({id})"),
+            LenientStart::Earliest => f.write_str("Earliest"),
+            LenientStart::AfterMatching(_) => f.write_str("AfterMatching(..)"),
+        }
+    }
 }
 
 #[cfg(test)]

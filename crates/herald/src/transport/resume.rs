@@ -127,15 +127,11 @@ pub(crate) async fn start_lenient(
         user: conn.user.clone(),
         channels: conn.channels.clone(),
     };
-    let after = match start {
-        LenientStart::After(id) => Some(id),
-        LenientStart::Earliest => {
-            let oldest = broker
-                .history_stats()
-                .and_then(|s| s.oldest_id)
-                .and_then(|id| id.parse::<EventId>().ok());
-            // Nothing retained (`None`): everything there is (nothing) is sent.
-            oldest.map(|oldest| EventId {
+    let after = match &start {
+        LenientStart::After(id) => Some(*id),
+        // Nothing retained (`None`): everything there is (nothing) is sent.
+        LenientStart::Earliest | LenientStart::AfterMatching(_) => {
+            broker.oldest().await?.map(|oldest| EventId {
                 epoch: oldest.epoch,
                 seq: oldest.seq.saturating_sub(1),
             })
@@ -145,26 +141,42 @@ pub(crate) async fn start_lenient(
         Some(after) => Some(broker.replay(after, &filter, cap).await?),
         None => None,
     };
+    let live = |conn: &Connection| {
+        // As a fresh client (see `start`).
+        let floor = match position {
+            Some(position) => position.seq,
+            None => 0,
+        };
+        conn.outbox.release([], floor);
+    };
     match replay {
         Some(Replay::Events { events, head }) => {
-            let events = filtered(conn, events);
+            let mut events = filtered(conn, events);
+            if let LenientStart::AfterMatching(picks) = &start {
+                match events.iter().rposition(|e| picks(e)) {
+                    Some(at) => {
+                        events.drain(..=at);
+                    }
+                    None => {
+                        live(conn);
+                        return Ok(false);
+                    }
+                }
+            }
             metrics.resumed(events.len());
             let format = conn.format;
             conn.outbox
                 .release(events.iter().map(|e| e.encoded(format)), head.seq);
             Ok(true)
         }
-        other => {
-            if other.is_some() {
-                metrics.reset();
-            }
-            // Live, as a fresh client (see `start`).
-            let floor = match position {
-                Some(position) => position.seq,
-                None => 0,
-            };
-            conn.outbox.release([], floor);
-            Ok(other.is_none() && start == LenientStart::Earliest)
+        Some(Replay::Reset { .. }) => {
+            metrics.reset();
+            live(conn);
+            Ok(false)
+        }
+        None => {
+            live(conn);
+            Ok(matches!(start, LenientStart::Earliest))
         }
     }
 }
