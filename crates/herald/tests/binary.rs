@@ -441,6 +441,7 @@ fn sample_value(key: &str, fixtures: &std::path::Path, dir: &std::path::Path) ->
         "mercure_publisher_jwt_alg" => "\"HS256\"".into(),
         "mercure_subscriber_jwt_alg" => "\"HS256\"".into(),
         "mercure_anonymous" => "true".into(),
+        "mercure_subscriptions" => "true".into(),
         "log_format" => "\"text\"".into(),
         _ => return None,
     })

@@ -729,3 +729,121 @@ async fn two_nodes_on_redis() {
     assert_eq!(resumed.until_end().await, ["from b", "again a"]);
     assert_eq!(earliest.until_end().await, ["from a", "from b", "again a"]);
 }
+
+/// `--mercure-subscriptions`: a private update when a subscription starts and ends, for a
+/// subscriber allowed to see them, and the JSON-LD subscriptions API.
+#[tokio::test]
+async fn subscription_events_and_the_subscriptions_api() {
+    let p = hub(&["--mercure-anonymous", "--mercure-subscriptions"]).await;
+    let selector = "/.well-known/mercure/subscriptions/{topic}/{subscriber}";
+    let token = jwt(
+        json!({"mercure": {"subscribe": [selector, "/.well-known/mercure/subscriptions{/topic}{/subscriber}"]}}),
+    );
+    let bearer = format!("Bearer {token}");
+    let mut watcher = subscribe(&p, &[("topic", selector)], &[("authorization", &bearer)]).await;
+    // An anonymous subscriber does not see them (they are private).
+    let mut anonymous = subscribe(&p, &[("topic", selector), ("topic", END)], &[]).await;
+    let books = "https://example.com/books/{id}";
+    let reader = subscribe(&p, &[("topic", books)], &[]).await;
+    let event_for = |data: &str| -> Value { serde_json::from_str(data).unwrap() };
+    let joined = loop {
+        let e = watcher.next().await;
+        let v = event_for(&e.data);
+        if v["topic"] == books {
+            break v;
+        }
+    };
+    assert_eq!(joined["type"], "Subscription");
+    assert_eq!(joined["active"], true);
+    assert_eq!(joined["@context"], "https://mercure.rocks/");
+    let subscriber = joined["subscriber"].as_str().unwrap().to_owned();
+    assert!(subscriber.starts_with("urn:uuid:"), "{subscriber}");
+    let id = joined["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("/.well-known/mercure/subscriptions/https%3A%2F%2Fexample.com%2Fbooks%2F%7Bid%7D/urn%3Auuid%3A"), "{id}");
+    // The API.
+    let get = |path: String, auth: Option<String>| {
+        let mut req = http_client().get(p.url(&path));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        async move {
+            let r = send(req).await;
+            let status = r.status();
+            let ct = r
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, ct, r.text().await.unwrap())
+        }
+    };
+    let (status, ct, body) = get(
+        "/.well-known/mercure/subscriptions".into(),
+        Some(bearer.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ct.as_deref(), Some("application/ld+json"));
+    let all: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(all["type"], "Subscriptions");
+    assert!(all["lastEventID"].is_string());
+    let listed = all["subscriptions"].as_array().unwrap();
+    assert!(listed
+        .iter()
+        .any(|s| s["subscriber"] == subscriber.as_str() && s["topic"] == books));
+    let escaped = "https%3A%2F%2Fexample.com%2Fbooks%2F%7Bid%7D";
+    let (status, _, body) = get(
+        format!("/.well-known/mercure/subscriptions/{escaped}"),
+        Some(bearer.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let for_topic: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(for_topic["subscriptions"].as_array().unwrap().len(), 1);
+    let (status, _, body) = get(id.clone(), Some(bearer.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let one: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (one["id"].as_str(), one["active"].as_bool()),
+        (Some(id.as_str()), Some(true))
+    );
+    assert_eq!(
+        get(
+            format!("/.well-known/mercure/subscriptions/{escaped}/urn%3Auuid%3Anobody"),
+            Some(bearer.clone())
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get("/.well-known/mercure/subscriptions".into(), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let other = format!(
+        "Bearer {}",
+        jwt(json!({"mercure": {"subscribe": ["https://example.com/{x}"]}}))
+    );
+    assert_eq!(
+        get("/.well-known/mercure/subscriptions".into(), Some(other))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    // The subscriber leaves: its subscription ends.
+    drop(reader);
+    let left = loop {
+        let e = watcher.next().await;
+        let v = event_for(&e.data);
+        if v["subscriber"] == subscriber.as_str() {
+            break v;
+        }
+    };
+    assert_eq!(
+        (left["active"].as_bool(), left["topic"].as_str()),
+        (Some(false), Some(books))
+    );
+    end(&p).await;
+    assert_eq!(anonymous.until_end().await, Vec::<String>::new());
+}

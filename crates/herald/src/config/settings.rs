@@ -576,6 +576,10 @@ pub struct Settings {
     /// [default: false]
     #[cfg_attr(feature = "cli", arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg()))]
     pub mercure_anonymous: Option<bool>,
+    /// Publish Mercure subscription events (a private update when a subscription starts or
+    /// ends) and serve /.well-known/mercure/subscriptions. [default: false]
+    #[cfg_attr(feature = "cli", arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg()))]
+    pub mercure_subscriptions: Option<bool>,
     /// Log format. Log levels come from HERALD_LOG or RUST_LOG (e.g. `info,herald=debug`).
     /// [default: text]
     #[cfg_attr(feature = "cli", arg(long))]
@@ -722,6 +726,7 @@ fn mercure(s: &Settings) -> Result<Option<MercureConfig>, ConfigError> {
             s.mercure_subscriber_jwt_alg,
         )?,
         anonymous: s.mercure_anonymous.unwrap_or(false),
+        subscriptions: s.mercure_subscriptions.unwrap_or(false),
     }))
 }
 

@@ -175,8 +175,13 @@ fn routes(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/readyz", get(admin::readyz)),
     ];
     // The Mercure hub (GET subscribes, POST publishes; its own tokens and refusals), when on.
-    if state.mercure.is_some() {
+    if let Some(mercure) = &state.mercure {
         routes.push((crate::mercure::HUB_PATH, crate::mercure::endpoint(state)));
+        if mercure.config.subscriptions {
+            for path in crate::mercure::SUBSCRIPTIONS_PATHS {
+                routes.push((path, crate::mercure::subscriptions_endpoint()));
+            }
+        }
     }
     routes
 }

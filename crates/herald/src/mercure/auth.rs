@@ -144,6 +144,7 @@ impl MercureKey {
         Ok(MercureClaims {
             publish: strings(mercure.publish),
             subscribe: strings(mercure.subscribe),
+            payload: mercure.payload,
             expires_at: raw
                 .exp
                 .filter(|e| e.is_finite() && *e >= 0.0)
@@ -166,6 +167,8 @@ struct RawMercure {
     publish: Option<Vec<serde_json::Value>>,
     #[serde(default)]
     subscribe: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    payload: Option<serde_json::Value>,
 }
 
 /// What a verified token allows.
@@ -177,6 +180,8 @@ pub(crate) struct MercureClaims {
     pub(crate) subscribe: Option<Vec<String>>,
     /// `exp`: the subscriber's stream ends then.
     pub(crate) expires_at: Option<SystemTime>,
+    /// `mercure.payload`: shown in the subscriber's subscriptions.
+    pub(crate) payload: Option<serde_json::Value>,
 }
 
 /// Where a request's token came from.

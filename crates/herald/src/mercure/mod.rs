@@ -19,6 +19,7 @@
 //! | `auth.rs` | tokens: keys, the `mercure` claim, where a request carries one |
 //! | `selector.rs` | topic selectors: `*`, exact, URI Templates |
 //! | `format.rs` | the wire format and the topic filter |
+//! | `subscriptions.rs` | subscription events and the subscriptions API (`--mercure-subscriptions`) |
 //! | `update.rs`, `ids.rs` | the update's record; Mercure ids to events |
 
 pub mod auth;
@@ -27,6 +28,7 @@ mod ids;
 mod publish;
 mod selector;
 mod subscribe;
+mod subscriptions;
 mod update;
 
 pub use auth::{JwtAlg, MercureKey};
@@ -74,6 +76,8 @@ pub struct MercureConfig {
     pub subscriber_key: Option<MercureKey>,
     /// Accept subscribers without a token (they never get private updates).
     pub anonymous: bool,
+    /// Publish subscription events and serve the subscriptions API.
+    pub subscriptions: bool,
 }
 
 /// The Mercure side of a running hub: its settings, the compiled selectors and the ids.
@@ -82,6 +86,7 @@ pub(crate) struct MercureState {
     pub(crate) config: MercureConfig,
     pub(crate) selectors: format::SelectorStore,
     pub(crate) ids: Mutex<ids::IdIndex>,
+    pub(crate) subscribers: subscriptions::Subscribers,
 }
 
 impl MercureState {
@@ -90,6 +95,7 @@ impl MercureState {
             config,
             selectors: format::SelectorStore::default(),
             ids: Mutex::new(ids::IdIndex::new(ids::DEFAULT_MAX_IDS)),
+            subscribers: subscriptions::Subscribers::default(),
         }
     }
 }
@@ -124,6 +130,18 @@ pub(crate) fn endpoint(state: &AppState) -> MethodRouter<AppState> {
             .layer::<_, Infallible>(body_limit)
             .layer::<_, Infallible>(body_timeout),
     )
+}
+
+/// The paths of the subscriptions API (`--mercure-subscriptions`).
+pub(crate) const SUBSCRIPTIONS_PATHS: [&str; 3] = [
+    "/.well-known/mercure/subscriptions",
+    "/.well-known/mercure/subscriptions/{topic}",
+    "/.well-known/mercure/subscriptions/{topic}/{subscriber}",
+];
+
+/// The subscriptions API: `GET` lists active subscriptions.
+pub(crate) fn subscriptions_endpoint() -> MethodRouter<AppState> {
+    get(subscriptions::list)
 }
 
 /// A protocol answer: `status` and a `text/plain` sentence.

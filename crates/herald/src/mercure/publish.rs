@@ -126,7 +126,7 @@ pub(crate) fn parse_form(body: &[u8]) -> Result<Form, String> {
 }
 
 /// A fresh `urn:uuid:` (version 4) for an update the publisher gave no id.
-fn generated_id() -> String {
+pub(crate) fn generated_id() -> String {
     let mut b = [0u8; 16];
     rand::rng().fill_bytes(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;

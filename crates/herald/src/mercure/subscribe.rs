@@ -227,7 +227,21 @@ pub(crate) async fn subscribe(
             mercure.ids.lock().newest().unwrap_or(EARLIEST).to_owned()
         }
     });
-    let mut response = Response::new(Body::new(stream));
+    let body = if mercure.config.subscriptions {
+        let subscriber = super::subscriptions::Subscriber {
+            id: super::publish::generated_id(),
+            topics: query.topics.clone(),
+            payload: claims.as_ref().and_then(|c| c.payload.clone()),
+        };
+        let guard = super::subscriptions::joined(&state.hub, &mercure, subscriber).await;
+        Body::new(Guarded {
+            body: stream,
+            _guard: guard,
+        })
+    } else {
+        Body::new(stream)
+    };
+    let mut response = Response::new(body);
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -242,6 +256,28 @@ pub(crate) async fn subscribe(
         h.insert("last-event-id", value);
     }
     response
+}
+
+/// A stream that holds its subscriber's guard: the subscriptions end with the stream.
+struct Guarded<B> {
+    body: B,
+    _guard: super::subscriptions::SubscriberGuard,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for Guarded<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 #[cfg(test)]
