@@ -546,6 +546,20 @@ async fn every_refusal_has_its_status_and_a_text_answer() {
         ),
         StatusCode::BAD_REQUEST
     );
+    // HEAD checks the same way and opens nothing.
+    let sub_bearer = format!("Bearer {sub}");
+    let head = send(
+        http_client()
+            .head(url(&p, &t))
+            .header("authorization", &sub_bearer),
+    )
+    .await;
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(head.headers()["content-type"], "text/event-stream");
+    assert_eq!(
+        send(http_client().head(url(&p, &t))).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     // The same cookie from the hub's own pages, and a header token from anywhere, are fine.
     subscribe(&p, &t, &[("cookie", &cookie)]).await;
     subscribe(

@@ -201,6 +201,10 @@ pub(crate) async fn subscribe(
         }
         _ => vec![all_channel()],
     };
+    if request.method() == axum::http::Method::HEAD {
+        // The checks only: no connection, no replay, no subscription.
+        return stream_headers(Response::new(Body::empty()));
+    }
     // As for /api/sse: on HTTP/1.1 an eviction closes the connection; HTTP/2 only the stream.
     let closer = closer
         .filter(|_| version < Version::HTTP_2)
@@ -241,7 +245,15 @@ pub(crate) async fn subscribe(
     } else {
         Body::new(stream)
     };
-    let mut response = Response::new(body);
+    let mut response = stream_headers(Response::new(body));
+    if let Some(value) = announced.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        response.headers_mut().insert("last-event-id", value);
+    }
+    response
+}
+
+/// The headers of an event stream, as the Mercure hub sends them.
+fn stream_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -252,9 +264,6 @@ pub(crate) async fn subscribe(
         HeaderValue::from_static("private, no-cache, no-store, must-revalidate, max-age=0"),
     );
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    if let Some(value) = announced.and_then(|id| HeaderValue::from_str(&id).ok()) {
-        h.insert("last-event-id", value);
-    }
     response
 }
 
