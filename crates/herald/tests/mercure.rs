@@ -861,3 +861,34 @@ async fn subscription_events_and_the_subscriptions_api() {
     end(&p).await;
     assert_eq!(anonymous.until_end().await, Vec::<String>::new());
 }
+
+/// `--publish-rate-per-key` counts Mercure publishers by their token's `sub`.
+#[tokio::test]
+async fn publishers_are_rate_limited_by_subject() {
+    let p = hub(&["--mercure-anonymous", "--publish-rate-per-key", "1/s:1"]).await;
+    let alice = jwt(json!({"sub": "alice", "mercure": {"publish": ["*"]}}));
+    let bob = jwt(json!({"sub": "bob", "mercure": {"publish": ["*"]}}));
+    assert_eq!(
+        post(&p, Some(&alice), form(&[("topic", "t")])).await.0,
+        StatusCode::OK
+    );
+    let (status, ct, body) = post(&p, Some(&alice), form(&[("topic", "t")])).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    let r = send(
+        http_client()
+            .post(p.url("/.well-known/mercure"))
+            .bearer_auth(&alice)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("topic=t"),
+    )
+    .await;
+    assert!(
+        r.headers().contains_key("retry-after"),
+        "429 says when to retry"
+    );
+    assert_eq!(
+        post(&p, Some(&bob), form(&[("topic", "t")])).await.0,
+        StatusCode::OK
+    );
+}

@@ -145,6 +145,10 @@ impl MercureKey {
             publish: strings(mercure.publish),
             subscribe: strings(mercure.subscribe),
             payload: mercure.payload,
+            subject: match raw.sub {
+                Some(serde_json::Value::String(s)) => Some(s),
+                _ => None,
+            },
             expires_at: raw
                 .exp
                 .filter(|e| e.is_finite() && *e >= 0.0)
@@ -157,6 +161,8 @@ impl MercureKey {
 struct RawClaims {
     #[serde(default)]
     mercure: Option<RawMercure>,
+    #[serde(default)]
+    sub: Option<serde_json::Value>,
     #[serde(default)]
     exp: Option<f64>,
 }
@@ -182,6 +188,8 @@ pub(crate) struct MercureClaims {
     pub(crate) expires_at: Option<SystemTime>,
     /// `mercure.payload`: shown in the subscriber's subscriptions.
     pub(crate) payload: Option<serde_json::Value>,
+    /// `sub`, when it is a string: names the publisher in rate limits.
+    pub(crate) subject: Option<String>,
 }
 
 /// Where a request's token came from.

@@ -187,8 +187,14 @@ pub(crate) fn api_error(e: crate::http::ApiError) -> Response {
         .as_str()
         .unwrap_or("refused")
         .to_owned();
-    let status = e.into_response().status();
-    plain(status, message)
+    let json = e.into_response();
+    let mut response = plain(json.status(), message);
+    if let Some(retry) = json.headers().get(header::RETRY_AFTER) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, retry.clone());
+    }
+    response
 }
 
 /// Whether `s` holds a control character (C0, DEL or C1): none may be in a topic, an id, a

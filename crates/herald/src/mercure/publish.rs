@@ -6,8 +6,8 @@
 //! Answers `200 text/plain` with the update's id, or, in `text/plain` too: `400` (a bad or
 //! missing field), `401` (no valid publisher token, or one without a `mercure.publish` claim),
 //! `403` (a topic the claim does not allow, or a page on an origin `--publish-origins` does not
-//! list), `413` (a body over `max_body_size`), `503` (shutting down, overloaded, the engine is
-//! unavailable).
+//! list), `413` (a body over `max_body_size`), `429` (`--publish-rate-per-key`, counted per
+//! token `sub`), `503` (shutting down, overloaded, the engine is unavailable).
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -171,6 +171,11 @@ pub(crate) async fn publish(State(state): State<AppState>, request: Request) -> 
             }
         }
     };
+    // `--publish-rate-per-key`, per token subject (tokens without one share a budget).
+    let publisher = format!("mercure:{}", claims.subject.as_deref().unwrap_or(""));
+    if let Err(e) = state.limits.check_publish(&publisher) {
+        return super::api_error(e);
+    }
     let Some(allowed) = claims.publish else {
         return plain(
             StatusCode::UNAUTHORIZED,
