@@ -188,7 +188,8 @@ impl ChannelName {
         }
     }
 
-    /// Whether this is an internal channel ([`ChannelName::internal`]).
+    /// Whether this is an internal channel (`~…`: a protocol's own, such as Mercure's topics;
+    /// no client can name one).
     pub fn is_internal(&self) -> bool {
         self.0.starts_with('~')
     }

@@ -1,5 +1,5 @@
 //! What a Mercure subscriber receives: its wire format ([`MERCURE`]) and the filter that decides
-//! which updates reach it ([`TopicFilter`]).
+//! which updates reach it (`TopicFilter`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};

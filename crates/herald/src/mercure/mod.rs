@@ -5,12 +5,12 @@
 //!
 //! | Mercure | Herald |
 //! |---|---|
-//! | an update (topics, data, `id`, `type`, `retry`, `private`) | one event named `mercure:update` whose text payload is the update's record ([`update`]): every engine stores and carries it as it is |
-//! | a topic (any IRI, up to [`MAX_TOPIC_LEN`] bytes) | an internal channel, `~m:` and 32 hex digits of the topic's SHA-256 ([`topic_channel`]); no `/api/sse` client can name one |
+//! | an update (topics, data, `id`, `type`, `retry`, `private`) | one event named `mercure:update` whose text payload is the update's record (`update`): every engine stores and carries it as it is |
+//! | a topic (any IRI, up to [`MAX_TOPIC_LEN`] bytes) | an internal channel, `~m:` and 32 hex digits of the topic's SHA-256 (`topic_channel`); no `/api/sse` client can name one |
 //! | a subscriber with exact topics only | a connection on those topics' channels: an update reaches it through the channel index, O(1) per topic |
-//! | a subscriber with `*` or a URI Template | a connection on the one channel every update also targets ([`all_channel`]) |
-//! | matching, private updates | the connection's [`DeliveryFilter`](crate::transport::DeliveryFilter) ([`format::TopicFilter`]): interned per distinct subscription, so fan-out asks each distinct set of selectors once per update and shard |
-//! | the publisher's `id` | the SSE `id:` of the update ([`format::MERCURE`]); [`ids`] maps it to the event, for `Last-Event-ID` |
+//! | a subscriber with `*` or a URI Template | a connection on the one channel every update also targets (`all_channel`) |
+//! | matching, private updates | the connection's [`DeliveryFilter`](crate::transport::DeliveryFilter) (`format::TopicFilter`): interned per distinct subscription, so fan-out asks each distinct set of selectors once per update and shard |
+//! | the publisher's `id` | the SSE `id:` of the update (`format::MERCURE`); `ids` maps it to the event, for `Last-Event-ID` |
 //!
 //! | File | What |
 //! |---|---|
