@@ -323,6 +323,8 @@ pub struct HttpConfig {
     pub webhooks: Vec<crate::webhooks::WebhookConfig>,
     /// Asking the app who a subscriber is (`--auth-hook-url`); off unless its `url` is set.
     pub auth_hook: AuthHookConfig,
+    /// The Mercure hub at `/.well-known/mercure`; `None` (the default) leaves it off.
+    pub mercure: Option<crate::mercure::MercureConfig>,
 }
 
 /// The auth hook: on each subscribe without a JWT, Herald POSTs the subscriber's credentials
@@ -385,6 +387,7 @@ impl Default for HttpConfig {
             ws_pong_timeout: DEFAULT_WS_PONG_TIMEOUT,
             webhooks: Vec::new(),
             auth_hook: AuthHookConfig::default(),
+            mercure: None,
         }
     }
 }
@@ -510,6 +513,23 @@ impl Config {
                     "publish_origins: {origin:?} is not an origin like https://admin.example.com \
                      (`*` is not allowed: list the pages that may publish)"
                 )));
+            }
+        }
+        if let Some(m) = &self.http.mercure {
+            if m.publisher_key.is_none() {
+                return Err(ConfigError(
+                    "mercure is on but has no publisher key: set --mercure-publisher-jwt-key \
+                     (MERCURE_PUBLISHER_JWT_KEY)"
+                        .into(),
+                ));
+            }
+            if m.subscriber_key.is_none() && !m.anonymous {
+                return Err(ConfigError(
+                    "mercure is on but no subscriber could connect: set \
+                     --mercure-subscriber-jwt-key (MERCURE_SUBSCRIBER_JWT_KEY) or \
+                     --mercure-anonymous"
+                        .into(),
+                ));
             }
         }
         let hub = &self.hub;

@@ -22,6 +22,7 @@ pub const RESERVED_EVENT_NAMES: &[&str] = &[
     "reset",
     "presence:join",
     "presence:leave",
+    "mercure:update",
 ];
 
 /// The name of an event (the SSE `event:` field): 1 to [`MAX_EVENT_NAME_LEN`] characters of
@@ -287,7 +288,7 @@ impl fmt::Debug for Payload {
 }
 
 /// How many wire formats an event keeps an encoding of; see [`crate::transport::WireFormat`].
-pub const FORMAT_SLOTS: usize = 5;
+pub const FORMAT_SLOTS: usize = 6;
 
 /// A published event with its id: what every transport delivers.
 ///

@@ -153,6 +153,47 @@ impl ChannelName {
         Ok(ChannelName(s.into()))
     }
 
+    /// An internal channel: `~` and then 1 to [`MAX_CHANNEL_NAME_LEN`] - 1 characters of the
+    /// channel set or `*`. No client can name one (`~` is outside the set [`ChannelName::new`]
+    /// takes), so a protocol that maps its own subscriptions onto channels (Mercure's topics)
+    /// routes through the channel index without a client of `/api/sse` ever joining them.
+    ///
+    /// # Errors
+    /// When `s` is not of that form.
+    pub(crate) fn internal(s: &str) -> Result<Self, InvalidInput> {
+        let valid = s.len() <= MAX_CHANNEL_NAME_LEN
+            && s.strip_prefix('~').is_some_and(|rest| {
+                !rest.is_empty() && rest.chars().all(|c| is_channel_char(c) || c == '*')
+            });
+        if !valid {
+            return Err(InvalidInput::new(
+                "channels",
+                "not an internal channel name",
+            ));
+        }
+        Ok(ChannelName(s.into()))
+    }
+
+    /// A name read back from an engine's storage (a Redis stream, the durable file, another
+    /// node's presence): a client's channel ([`ChannelName::new`]) or an internal one
+    /// ([`ChannelName::internal`]).
+    ///
+    /// # Errors
+    /// When it is neither.
+    pub(crate) fn stored(s: &str) -> Result<Self, InvalidInput> {
+        if s.starts_with('~') {
+            Self::internal(s)
+        } else {
+            Self::new(s)
+        }
+    }
+
+    /// Whether this is an internal channel (`~…`: a protocol's own, such as Mercure's topics;
+    /// no client can name one).
+    pub fn is_internal(&self) -> bool {
+        self.0.starts_with('~')
+    }
+
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -379,6 +420,19 @@ impl TargetFields {
     /// An [`InvalidInput`] naming the field (`users`, `connections`, `channels`) of the first
     /// invalid entry, or the errors of [`Targets::new`] (no target; broadcast with others).
     pub fn into_targets(self) -> Result<Targets, InvalidInput> {
+        self.into_targets_with(ChannelName::new)
+    }
+
+    /// [`TargetFields::into_targets`] for targets an engine stored: internal channels
+    /// ([`ChannelName::internal`]) are accepted too.
+    pub(crate) fn into_stored_targets(self) -> Result<Targets, InvalidInput> {
+        self.into_targets_with(ChannelName::stored)
+    }
+
+    fn into_targets_with(
+        self,
+        channel_name: fn(&str) -> Result<ChannelName, InvalidInput>,
+    ) -> Result<Targets, InvalidInput> {
         let field = |field: &'static str| {
             move |mut e: InvalidInput| {
                 e.field = field.into();
@@ -397,7 +451,7 @@ impl TargetFields {
         }
         for channel in &self.channels {
             list.push(Target::Channel(
-                ChannelName::new(channel).map_err(field("channels"))?,
+                channel_name(channel).map_err(field("channels"))?,
             ));
         }
         if self.broadcast {

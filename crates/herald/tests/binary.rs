@@ -353,7 +353,8 @@ async fn serve_help() -> Vec<HelpEntry> {
         .collect()
 }
 
-/// The environment names of aliases kept from earlier releases (issue 11): never add one.
+/// The environment names of aliases kept from earlier releases (issue 11), and the Mercure hub's
+/// names of its keys (issue 14): never add another.
 const ALIASES: &[(&str, &str)] = &[
     ("heartbeat-interval", "SSE_HEARTBEAT_INTERVAL"),
     ("heartbeat-style", "SSE_HEARTBEAT_STYLE"),
@@ -366,6 +367,10 @@ const ALIASES: &[(&str, &str)] = &[
     ("queue-capacity", "SSE_QUEUE_CAPACITY"),
     ("queue-max-bytes", "SSE_QUEUE_MAX_BYTES"),
     ("engine", "HERALD_REDIS_URL"),
+    ("mercure-publisher-jwt-key", "MERCURE_PUBLISHER_JWT_KEY"),
+    ("mercure-subscriber-jwt-key", "MERCURE_SUBSCRIBER_JWT_KEY"),
+    ("mercure-publisher-jwt-alg", "MERCURE_PUBLISHER_JWT_ALG"),
+    ("mercure-subscriber-jwt-alg", "MERCURE_SUBSCRIBER_JWT_ALG"),
 ];
 
 /// A valid TOML value for each setting, so that one file can set them all.
@@ -436,6 +441,13 @@ fn sample_value(key: &str, fixtures: &std::path::Path, dir: &std::path::Path) ->
         "auth_hook_timeout" => "\"2s\"".into(),
         "auth_hook_cache_ttl" => "\"30s\"".into(),
         "auth_hook_secret" => "\"0123456789abcdef-hook-secret\"".into(),
+        "mercure" => "true".into(),
+        "mercure_publisher_jwt_key" => "\"!ChangeThisMercureHubJWTSecretKey!\"".into(),
+        "mercure_subscriber_jwt_key" => "\"!ChangeThisMercureHubJWTSecretKey!\"".into(),
+        "mercure_publisher_jwt_alg" => "\"HS256\"".into(),
+        "mercure_subscriber_jwt_alg" => "\"HS256\"".into(),
+        "mercure_anonymous" => "true".into(),
+        "mercure_subscriptions" => "true".into(),
         "log_format" => "\"text\"".into(),
         _ => return None,
     })

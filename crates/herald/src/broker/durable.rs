@@ -153,7 +153,7 @@ impl Record {
         Some(HistoryEntry {
             seq: id.seq,
             published_at: UNIX_EPOCH + Duration::from_millis(self.t),
-            targets: targets.into_targets().ok()?,
+            targets: targets.into_stored_targets().ok()?,
             fell_back: self.fell_back,
             event: Arc::new(event),
         })

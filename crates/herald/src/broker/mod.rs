@@ -162,6 +162,19 @@ pub trait Broker: Send + Sync + fmt::Debug {
     /// Figures of the replay window, if the broker keeps one.
     fn history_stats(&self) -> Option<HistoryStats>;
 
+    /// The oldest retained event, as of now (`None`: nothing is retained): a replay after the
+    /// event before it gives everything retained (a Mercure `earliest`). The default reads
+    /// [`Broker::history_stats`]; a broker whose figures can lag behind reads its history.
+    ///
+    /// # Errors
+    /// [`EngineError::Unavailable`] when the history cannot be read.
+    async fn oldest(&self) -> Result<Option<EventId>, EngineError> {
+        Ok(self
+            .history_stats()
+            .and_then(|s| s.oldest_id)
+            .and_then(|id| id.parse().ok()))
+    }
+
     /// Whether the broker works right now (for `/readyz`).
     fn health(&self) -> EngineHealth;
 

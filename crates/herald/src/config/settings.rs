@@ -57,6 +57,7 @@ use super::{
 #[cfg(doc)]
 use super::{HttpConfig, HubConfig};
 use crate::auth::{JwtVerifier, PublishScope, PublisherKey};
+use crate::mercure::{JwtAlg, MercureConfig, MercureKey};
 use crate::target::ChannelPattern;
 
 /// A duration setting: `15s`, `500ms`, `2m`, `1h` (humantime); a bare number is milliseconds
@@ -585,6 +586,32 @@ pub struct Settings {
     /// call, so the app can tell the call is Herald's; strongly advised off loopback.
     #[cfg_attr(feature = "cli", arg(long, hide_env_values = true))]
     pub auth_hook_secret: Option<Secret>,
+    /// Serve the Mercure protocol at /.well-known/mercure (publishers and subscribers of a
+    /// Mercure hub work unchanged; see docs/guides/mercure.md). [default: false]
+    #[cfg_attr(feature = "cli", arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg()))]
+    pub mercure: Option<bool>,
+    /// Key that verifies Mercure publishers' tokens: the HS256 secret, or the PEM text of the
+    /// RS256/ES256 public key (as Mercure's MERCURE_PUBLISHER_JWT_KEY).
+    #[cfg_attr(feature = "cli", arg(long, hide_env_values = true))]
+    pub mercure_publisher_jwt_key: Option<Secret>,
+    /// Key that verifies Mercure subscribers' tokens: the HS256 secret, or the PEM text of the
+    /// RS256/ES256 public key (as Mercure's MERCURE_SUBSCRIBER_JWT_KEY).
+    #[cfg_attr(feature = "cli", arg(long, hide_env_values = true))]
+    pub mercure_subscriber_jwt_key: Option<Secret>,
+    /// Algorithm of the Mercure publisher key: HS256, RS256 or ES256. [default: HS256]
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub mercure_publisher_jwt_alg: Option<JwtAlg>,
+    /// Algorithm of the Mercure subscriber key: HS256, RS256 or ES256. [default: HS256]
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub mercure_subscriber_jwt_alg: Option<JwtAlg>,
+    /// Let Mercure subscribers connect without a token (they never get private updates).
+    /// [default: false]
+    #[cfg_attr(feature = "cli", arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg()))]
+    pub mercure_anonymous: Option<bool>,
+    /// Publish Mercure subscription events (a private update when a subscription starts or
+    /// ends) and serve /.well-known/mercure/subscriptions. [default: false]
+    #[cfg_attr(feature = "cli", arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg()))]
+    pub mercure_subscriptions: Option<bool>,
     /// Log format. Log levels come from HERALD_LOG or RUST_LOG (e.g. `info,herald=debug`).
     /// [default: text]
     #[cfg_attr(feature = "cli", arg(long))]
@@ -612,6 +639,7 @@ impl Settings {
             c.listen = listen;
         }
         c.http.jwt = jwt(&s)?;
+        c.http.mercure = mercure(&s)?;
         c.http.publisher_keys = publisher_keys(s.publisher_key, s.publisher_keys)?;
         if let Some(cookie) = s.token_cookie {
             c.http.token_cookie = cookie;
@@ -749,6 +777,37 @@ fn auth_hook(
     }
     set(&mut c.timeout, timeout.map(|d| d.0));
     Ok(c)
+}
+
+/// The Mercure settings, when `mercure` is on (the keys are checked here, their presence by
+/// [`Config::validate`]).
+fn mercure(s: &Settings) -> Result<Option<MercureConfig>, ConfigError> {
+    if s.mercure != Some(true) {
+        return Ok(None);
+    }
+    let key = |what: &str, text: &Option<Secret>, alg: Option<JwtAlg>| {
+        text.as_ref()
+            .filter(|k| !k.expose().is_empty())
+            .map(|k| {
+                MercureKey::new(alg.unwrap_or_default(), k.expose())
+                    .map_err(|e| ConfigError(format!("mercure_{what}_jwt_key: {e}")))
+            })
+            .transpose()
+    };
+    Ok(Some(MercureConfig {
+        publisher_key: key(
+            "publisher",
+            &s.mercure_publisher_jwt_key,
+            s.mercure_publisher_jwt_alg,
+        )?,
+        subscriber_key: key(
+            "subscriber",
+            &s.mercure_subscriber_jwt_key,
+            s.mercure_subscriber_jwt_alg,
+        )?,
+        anonymous: s.mercure_anonymous.unwrap_or(false),
+        subscriptions: s.mercure_subscriptions.unwrap_or(false),
+    }))
 }
 
 fn set<T>(field: &mut T, value: Option<T>) {

@@ -87,7 +87,7 @@ impl RateLimits {
         Self::check(&self.resumes, &key, "resumes from this address")
     }
 
-    fn check_publish(&self, publisher: &str) -> Result<(), ApiError> {
+    pub(crate) fn check_publish(&self, publisher: &str) -> Result<(), ApiError> {
         Self::check(
             &self.publishes,
             &publisher.to_owned(),

@@ -64,6 +64,8 @@ pub struct AppParts {
     pub(crate) webhooks: Arc<crate::webhooks::Webhooks>,
     /// The auth hook, when `auth_hook.url` is set.
     pub(crate) auth_hook: Option<Arc<auth_hook::AuthHook>>,
+    /// The Mercure hub's state, when `config.mercure` turns it on.
+    pub(crate) mercure: Option<Arc<crate::mercure::MercureState>>,
 }
 
 impl AppState {
@@ -83,6 +85,10 @@ impl AppState {
             limits: Arc::new(auth::RateLimits::new(&config)),
             auth_hook: auth_hook::AuthHook::new(&config.auth_hook, config.token_expiry)
                 .map(Arc::new),
+            mercure: config
+                .mercure
+                .clone()
+                .map(|m| Arc::new(crate::mercure::MercureState::new(m))),
             config: Arc::new(config),
         }))
     }
@@ -127,7 +133,7 @@ fn routes(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
             .layer::<_, Infallible>(admin.clone())
             .layer::<_, Infallible>(body_timeout.clone())
     };
-    vec![
+    let mut routes = vec![
         // The subscribe endpoint (GET, open) and a publish alias (POST, keyed).
         (
             STREAM_PATH,
@@ -193,7 +199,17 @@ fn routes(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
         ),
         ("/healthz", get(admin::healthz)),
         ("/readyz", get(admin::readyz)),
-    ]
+    ];
+    // The Mercure hub (GET subscribes, POST publishes; its own tokens and refusals), when on.
+    if let Some(mercure) = &state.mercure {
+        routes.push((crate::mercure::HUB_PATH, crate::mercure::endpoint(state)));
+        if mercure.config.subscriptions {
+            for path in crate::mercure::SUBSCRIPTIONS_PATHS {
+                routes.push((path, crate::mercure::subscriptions_endpoint()));
+            }
+        }
+    }
+    routes
 }
 
 /// The paths [`router`] serves (path parameters written `{name}`), in the order of its route
@@ -269,6 +285,8 @@ fn cors_layer(config: &HttpConfig) -> Option<CorsLayer> {
             ])
             .expose_headers([
                 header::RETRY_AFTER,
+                // Mercure's answer to a reconnection.
+                HeaderName::from_static("last-event-id"),
                 HeaderName::from_static(publish::IDEMPOTENT_REPLAYED),
             ])
             .allow_credentials(config.cors_credentials)

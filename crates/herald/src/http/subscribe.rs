@@ -238,6 +238,7 @@ impl Admission {
             format: Some(format),
             session_id: self.identity.session_id,
             metadata: self.identity.metadata,
+            ..ConnectRequest::default()
         })
     }
 }

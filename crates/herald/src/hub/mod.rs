@@ -44,7 +44,7 @@ use crate::sse::frame;
 use crate::sse::EventStream;
 use crate::target::{ChannelName, ConnectionId, Targets, UserId};
 use crate::transport::outbox::Outbox;
-use crate::transport::{resume, WireFormat};
+use crate::transport::{resume, DeliveryFilter, LenientStart, WireFormat};
 
 /// Longest wait at shutdown for the fan-out of events already published to finish before the
 /// streams end.
@@ -140,6 +140,14 @@ pub struct ConnectRequest {
     pub session_id: Option<Arc<str>>,
     /// Metadata shown with the connection in presence answers; checked by [`check_metadata`].
     pub metadata: Option<Metadata>,
+    /// Decides per event whether the connection gets it, beyond its channels (a protocol's own
+    /// matching, such as Mercure's topic selectors); `None` takes everything its targets
+    /// select. Applies to the replay too.
+    pub filter: Option<Arc<dyn DeliveryFilter>>,
+    /// For protocols without a `reset` event: where the stream starts, replaying what can be
+    /// replayed and otherwise starting live ([`Subscription::replayed`](crate::Subscription::replayed)
+    /// tells which). Takes the place of [`last_event_id`](Self::last_event_id).
+    pub lenient_start: Option<LenientStart>,
 }
 
 impl ConnectRequest {
@@ -498,6 +506,7 @@ impl Hub {
             metadata: request.metadata.map(Arc::new),
             active: Default::default(),
             last_active_ms: Default::default(),
+            filter: request.filter,
         });
         let resume_from = request.last_event_id.filter(|s| !s.is_empty());
         // Live events wait until the stream's start position is known (and, for a resume, the
@@ -516,18 +525,36 @@ impl Hub {
         }
         // From here on, dropping `stream` (an error below, or the client leaving) unregisters.
         let mut stream = EventStream::new(conn.clone(), inner.registry.clone());
-        let connected_id = resume::start(
-            &conn,
-            position,
-            resume_from,
-            inner.broker.as_ref(),
-            ReplayCap {
-                max_events: inner.config.max_replay_events,
-                max_bytes: inner.config.max_replay_bytes,
-            },
-            &inner.metrics,
-        )
-        .await?;
+        let cap = ReplayCap {
+            max_events: inner.config.max_replay_events,
+            max_bytes: inner.config.max_replay_bytes,
+        };
+        let connected_id = match request.lenient_start {
+            Some(start) => {
+                let replayed = resume::start_lenient(
+                    &conn,
+                    position,
+                    start,
+                    inner.broker.as_ref(),
+                    cap,
+                    &inner.metrics,
+                )
+                .await?;
+                stream.set_replayed(replayed);
+                None
+            }
+            None => {
+                resume::start(
+                    &conn,
+                    position,
+                    resume_from,
+                    inner.broker.as_ref(),
+                    cap,
+                    &inner.metrics,
+                )
+                .await?
+            }
+        };
         let connected = json!({
             "connectionId": conn.id,
             "userId": conn.user,

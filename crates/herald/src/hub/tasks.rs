@@ -466,6 +466,7 @@ mod tests {
             metadata: None,
             active: Default::default(),
             last_active_ms: Default::default(),
+            filter: None,
         });
         hub.inner.registry.register(stale.clone()).unwrap();
         stale.outbox.close(None);

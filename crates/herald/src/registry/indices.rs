@@ -8,6 +8,7 @@ use super::Connection;
 use crate::event::Event;
 use crate::target::{ChannelName, ConnectionId, Target, Targets, UserId};
 use crate::transport::outbox::PushError;
+use crate::transport::FilterScratch;
 
 /// The indices of one shard.
 #[derive(Debug, Default)]
@@ -41,15 +42,26 @@ pub(super) fn push_to_targets(
 ) -> u64 {
     let mut pushed = 0u64;
     let seq = event.id.seq;
-    let mut push =
-        |conn: &Arc<Connection>| match conn.outbox.push_event(seq, event.encoded(conn.format)) {
+    // Made on the first filtered connection only: plain connections pay nothing for it.
+    let mut scratch: Option<FilterScratch> = None;
+    let mut push = |conn: &Arc<Connection>| {
+        if let Some(filter) = &conn.filter {
+            if !scratch
+                .get_or_insert_with(FilterScratch::default)
+                .decide(filter, event)
+            {
+                return;
+            }
+        }
+        match conn.outbox.push_event(seq, event.encoded(conn.format)) {
             Ok(true) => {
                 pushed += 1;
                 conn.touch();
             }
             Ok(false) | Err(PushError::Closed) => {}
             Err(PushError::Full) => slow.push(conn.clone()),
-        };
+        }
+    };
     if everyone {
         ix.by_id.values().for_each(&mut push);
     } else {

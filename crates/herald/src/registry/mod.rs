@@ -94,6 +94,9 @@ pub(crate) struct Connection {
     /// When the sweep last found it active, in milliseconds after `opened_at` (0: never since
     /// it opened). Written by the sweep only.
     pub(crate) last_active_ms: AtomicU64,
+    /// Decides per event whether the connection gets it, beyond its targets (a protocol's own
+    /// matching: Mercure's topic selectors); `None` takes whatever its targets select.
+    pub(crate) filter: Option<Arc<dyn crate::transport::DeliveryFilter>>,
 }
 
 impl Connection {
@@ -666,6 +669,7 @@ mod tests {
             metadata: None,
             active: AtomicBool::new(false),
             last_active_ms: AtomicU64::new(0),
+            filter: None,
         })
     }
 
@@ -811,6 +815,62 @@ mod tests {
         assert_eq!(received(&fast), 1);
         assert_eq!(r.counts().connections, 1);
         assert!(slow.outbox.is_closed());
+    }
+
+    /// Accepts events whose payload is in its list; counts how often it is asked.
+    #[derive(Debug)]
+    struct Only(&'static [&'static str], std::sync::atomic::AtomicUsize);
+
+    impl crate::transport::DeliveryFilter for Only {
+        fn accepts(&self, event: &Event, _: &mut crate::transport::FilterScratch) -> bool {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.contains(&event.payload.as_str())
+        }
+    }
+
+    #[test]
+    fn a_shared_filter_is_asked_once_per_event_and_shard() {
+        let r = registry(100, 100);
+        let only = Arc::new(Only(&["!"], std::sync::atomic::AtomicUsize::new(0)));
+        let filter: Arc<dyn crate::transport::DeliveryFilter> = only.clone();
+        let filtered: Vec<_> = (0..30)
+            .map(|_| {
+                let c = conn(None, &["news"]);
+                let mut c = Arc::into_inner(c).unwrap();
+                c.filter = Some(filter.clone());
+                Arc::new(c)
+            })
+            .collect();
+        let plain = conn(None, &["news"]);
+        for c in filtered.iter().chain([&plain]) {
+            r.register(c.clone()).unwrap();
+        }
+        let t = Targets::one(chan("news"));
+        r.deliver(&event(1), &t);
+        fan_out(&r);
+        assert!(filtered.iter().all(|c| received(c) == 1));
+        assert_eq!(received(&plain), 1);
+        let asked = only.1.load(Ordering::SeqCst);
+        assert!(
+            asked <= r.shard_count(),
+            "asked {asked} times for 30 connections"
+        );
+        // An event the filter refuses reaches only the unfiltered connection.
+        let refused = Arc::new(Event::new(
+            EventId {
+                epoch: crate::event::Epoch::random(),
+                seq: 2,
+            },
+            crate::event::EventName::new("n").unwrap(),
+            crate::event::Payload::text("?"),
+        ));
+        r.deliver(&refused, &t);
+        fan_out(&r);
+        assert!(filtered.iter().all(|c| drained(c).is_empty()));
+        assert_eq!(
+            drained(&plain).len(),
+            "event  n ?\n".len() + refused.id.to_string().len()
+        );
     }
 
     #[test]

@@ -132,7 +132,7 @@ pub(crate) fn put_event_id(buf: &mut BytesMut, id: &EventId) {
 }
 
 /// Appends `data: <line>\n` for every line of `data`, splitting on CRLF, CR and LF.
-fn put_data_lines(buf: &mut BytesMut, data: &str) {
+pub(crate) fn put_data_lines(buf: &mut BytesMut, data: &str) {
     let bytes = data.as_bytes();
     let mut start = 0;
     let mut i = 0;

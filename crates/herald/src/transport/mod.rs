@@ -19,6 +19,7 @@ mod subscription;
 pub use subscription::{StreamAborted, Subscription};
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,13 +42,16 @@ pub mod slot {
     /// Socket.IO packets (`42["name",data,"id"]`, [`crate::socketio::packets`]): what Socket.IO
     /// sockets on a WebSocket of Herald's own are sent.
     pub const SOCKETIO_PACKETS: usize = 3;
+    /// Mercure's SSE ([`crate::mercure`]): the publisher's ids, `event:` only for a `type`,
+    /// `retry:` when given.
+    pub const MERCURE: usize = 4;
     /// The last slot, which tests use for their own formats.
     pub const TEST: usize = super::FORMAT_SLOTS - 1;
 }
 
 /// Every transport name a [`WireFormat::name`] gives, so that a name read back from another
 /// node becomes the same `&'static str` ([`name_of`]).
-pub const NAMES: &[&str] = &["sse", "websocket", "socketio", "test"];
+pub const NAMES: &[&str] = &["sse", "websocket", "socketio", "mercure", "test"];
 
 /// The known transport name `name`, or `"other"` (a newer node's transport).
 pub fn name_of(name: &str) -> &'static str {
@@ -90,6 +94,97 @@ pub trait WireFormat: Send + Sync + fmt::Debug + 'static {
     fn encode_retry(&self, delay: Duration) -> Option<Bytes> {
         let _ = delay;
         None
+    }
+}
+
+/// Decides, per event, whether one connection gets it, beyond what its targets select: the
+/// matching of a protocol whose subscriptions are not plain channels (Mercure's topic selectors
+/// and private updates; see [`crate::mercure`]).
+///
+/// Fan-out asks a connection's filter once per event; connections that share one filter (the
+/// same `Arc`) are asked once per event and shard, whatever their number, so a transport that
+/// interns its filters (one per distinct subscription) pays per distinct subscription, not per
+/// connection. The replay of a resume is filtered the same way, so nothing a filter refuses
+/// live reaches the client through a replay.
+pub trait DeliveryFilter: Send + Sync + fmt::Debug + 'static {
+    /// Whether the connection gets `event`. `scratch` is shared by every filter asked about
+    /// this event in one fan-out pass (one shard), so that what a filter works out from the
+    /// event (its decoded form) is worked out once.
+    fn accepts(&self, event: &Event, scratch: &mut FilterScratch) -> bool;
+}
+
+/// Per-event scratch space of [`DeliveryFilter`]s: the decisions made so far (by filter) and
+/// one value of the filters' own, made on first use.
+#[derive(Default)]
+pub struct FilterScratch {
+    decided: std::collections::HashMap<usize, bool>,
+    state: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl fmt::Debug for FilterScratch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FilterScratch")
+            .field("decided", &self.decided.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most decisions a scratch remembers: beyond, filters are asked again (still correct, only
+/// slower). Interned filters make this the number of distinct subscriptions in one shard.
+const MAX_REMEMBERED_DECISIONS: usize = 4096;
+
+impl FilterScratch {
+    /// The filters' own value for this event, made by `init` on first use (or when the value
+    /// held is of another type).
+    pub fn state<T: Send + 'static>(&mut self, init: impl FnOnce() -> T) -> &mut T {
+        if !self.state.as_ref().is_some_and(|s| s.is::<T>()) {
+            self.state = Some(Box::new(init()));
+        }
+        // Just made sure it holds a `T`.
+        self.state
+            .as_mut()
+            .and_then(|s| s.downcast_mut::<T>())
+            .expect("the state holds a T")
+    }
+
+    /// Whether `filter` accepts `event`, asking it only the first time.
+    pub(crate) fn decide(&mut self, filter: &Arc<dyn DeliveryFilter>, event: &Event) -> bool {
+        let key = Arc::as_ptr(filter) as *const () as usize;
+        if let Some(&accepted) = self.decided.get(&key) {
+            return accepted;
+        }
+        let accepted = filter.accepts(event, self);
+        if self.decided.len() < MAX_REMEMBERED_DECISIONS {
+            self.decided.insert(key, accepted);
+        }
+        accepted
+    }
+}
+
+/// Where the stream of a client that names a position starts, for transports whose protocol
+/// has no `reset` event (Mercure): what can be replayed is, and otherwise the stream starts
+/// live and the transport tells the client itself (Mercure: the `Last-Event-ID` response
+/// header). See [`Subscription::replayed`].
+#[derive(Clone)]
+pub enum LenientStart {
+    /// After this event, when every event since is retained and within the replay cap.
+    After(EventId),
+    /// Every retained event, when they fit within the replay cap.
+    Earliest,
+    /// After the newest retained event (of those the connection would have received) that
+    /// the function picks, when they all fit within the replay cap: for a position the
+    /// transport cannot map to an [`EventId`] itself (a protocol's own event ids, published
+    /// on another node). Nothing picked: live.
+    AfterMatching(Arc<dyn Fn(&Event) -> bool + Send + Sync>),
+}
+
+impl fmt::Debug for LenientStart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LenientStart::After(id) => write!(f, "After({id})"),
+            LenientStart::Earliest => f.write_str("Earliest"),
+            LenientStart::AfterMatching(_) => f.write_str("AfterMatching(..)"),
+        }
     }
 }
 

@@ -8,12 +8,15 @@
 
 use serde_json::json;
 
+use std::sync::Arc;
+
 use crate::broker::Broker;
 use crate::error::Result;
-use crate::event::{EventId, EventName};
+use crate::event::{Event, EventId, EventName};
 use crate::history::{Replay, ReplayCap, ReplayFilter};
 use crate::metrics::Metrics;
 use crate::registry::Connection;
+use crate::transport::{FilterScratch, LenientStart};
 
 /// Starts the stream of `conn`, registered (its outbox held) when the registry's position was
 /// `position`: for a fresh client, releases the live events after that position; for a client
@@ -63,6 +66,7 @@ pub(crate) async fn start(
             };
             match replay {
                 Replay::Events { events, head } => {
+                    let events = filtered(conn, events);
                     metrics.resumed(events.len());
                     let format = conn.format;
                     conn.outbox
@@ -89,4 +93,90 @@ pub(crate) async fn start(
             None
         }
     })
+}
+
+/// The replayed events `conn`'s filter accepts (all of them without a filter): a replay never
+/// gives a client what live delivery would not have.
+fn filtered(conn: &Connection, events: Vec<Arc<Event>>) -> Vec<Arc<Event>> {
+    match &conn.filter {
+        None => events,
+        Some(filter) => events
+            .into_iter()
+            .filter(|e| filter.accepts(e, &mut FilterScratch::default()))
+            .collect(),
+    }
+}
+
+/// Starts the stream of `conn` (registered with its outbox held at `position`) from `start`,
+/// for protocols without a `reset` event: queues the replay when the broker can give all of it
+/// within `cap`, and otherwise starts live, as a fresh client does. Returns whether it replayed.
+///
+/// `Earliest` replays from just before the oldest retained event the broker reports.
+///
+/// # Errors
+/// [`crate::Error::Engine`] when the broker cannot be read.
+pub(crate) async fn start_lenient(
+    conn: &Connection,
+    position: Option<EventId>,
+    start: LenientStart,
+    broker: &dyn Broker,
+    cap: ReplayCap,
+    metrics: &Metrics,
+) -> Result<bool> {
+    let filter = ReplayFilter {
+        user: conn.user.clone(),
+        channels: conn.channels.clone(),
+    };
+    let after = match &start {
+        LenientStart::After(id) => Some(*id),
+        // Nothing retained (`None`): everything there is (nothing) is sent.
+        LenientStart::Earliest | LenientStart::AfterMatching(_) => {
+            broker.oldest().await?.map(|oldest| EventId {
+                epoch: oldest.epoch,
+                seq: oldest.seq.saturating_sub(1),
+            })
+        }
+    };
+    let replay = match after {
+        Some(after) => Some(broker.replay(after, &filter, cap).await?),
+        None => None,
+    };
+    let live = |conn: &Connection| {
+        // As a fresh client (see `start`).
+        let floor = match position {
+            Some(position) => position.seq,
+            None => 0,
+        };
+        conn.outbox.release([], floor);
+    };
+    match replay {
+        Some(Replay::Events { events, head }) => {
+            let mut events = filtered(conn, events);
+            if let LenientStart::AfterMatching(picks) = &start {
+                match events.iter().rposition(|e| picks(e)) {
+                    Some(at) => {
+                        events.drain(..=at);
+                    }
+                    None => {
+                        live(conn);
+                        return Ok(false);
+                    }
+                }
+            }
+            metrics.resumed(events.len());
+            let format = conn.format;
+            conn.outbox
+                .release(events.iter().map(|e| e.encoded(format)), head.seq);
+            Ok(true)
+        }
+        Some(Replay::Reset { .. }) => {
+            metrics.reset();
+            live(conn);
+            Ok(false)
+        }
+        None => {
+            live(conn);
+            Ok(matches!(start, LenientStart::Earliest))
+        }
+    }
 }

@@ -25,6 +25,7 @@ pub struct Subscription {
     conn: Arc<Connection>,
     registry: Arc<Registry>,
     opening: Option<Bytes>,
+    replayed: Option<bool>,
 }
 
 /// Where a transport reports that the client sent something (a WebSocket pong or frame, a
@@ -51,7 +52,20 @@ impl Subscription {
             conn,
             registry,
             opening: None,
+            replayed: None,
         }
+    }
+
+    pub(crate) fn set_replayed(&mut self, replayed: bool) {
+        self.replayed = Some(replayed);
+    }
+
+    /// For a connection opened with a [`LenientStart`](super::LenientStart): whether the
+    /// replay it asked for was queued (`Some(true)`), or the stream started live instead
+    /// (`Some(false)`: the position is unknown or too old, or the replay exceeds the cap).
+    /// `None` for other connections.
+    pub fn replayed(&self) -> Option<bool> {
+        self.replayed
     }
 
     /// Sets the bytes the stream starts with (before anything queued).

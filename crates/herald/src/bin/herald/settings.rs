@@ -29,8 +29,9 @@ pub(crate) struct ServeArgs {
     settings: Settings,
 }
 
-/// Older environment names, accepted when the rule's name is unset: `(flag, alias)`. Never add
-/// to this list; new settings follow the rule.
+/// Other environment names, accepted when the rule's name is unset: `(flag, alias)`: the older
+/// names of earlier releases, and the Mercure hub's own names of its keys, so that a Mercure
+/// deployment's environment carries over. Never add another; new settings follow the rule.
 pub(crate) const ENV_ALIASES: &[(&str, &str)] = &[
     ("heartbeat-interval", "SSE_HEARTBEAT_INTERVAL"),
     ("heartbeat-style", "SSE_HEARTBEAT_STYLE"),
@@ -43,6 +44,10 @@ pub(crate) const ENV_ALIASES: &[(&str, &str)] = &[
     ("queue-capacity", "SSE_QUEUE_CAPACITY"),
     ("queue-max-bytes", "SSE_QUEUE_MAX_BYTES"),
     ("engine", "HERALD_REDIS_URL"),
+    ("mercure-publisher-jwt-key", "MERCURE_PUBLISHER_JWT_KEY"),
+    ("mercure-subscriber-jwt-key", "MERCURE_SUBSCRIBER_JWT_KEY"),
+    ("mercure-publisher-jwt-alg", "MERCURE_PUBLISHER_JWT_ALG"),
+    ("mercure-subscriber-jwt-alg", "MERCURE_SUBSCRIBER_JWT_ALG"),
 ];
 
 /// The environment variable of a flag: `HERALD_` + the flag in UPPER_SNAKE.

@@ -624,6 +624,23 @@ impl Broker for RedisBroker {
         self.shared.history.lock().clone()
     }
 
+    /// Reads the stream's figures now (the cached ones are refreshed only now and then).
+    async fn oldest(&self) -> Result<Option<EventId>, EngineError> {
+        let shared = &self.shared;
+        let mut link = shared.commands()?;
+        let session = link.session;
+        let info = shared
+            .run(session, shared.info(&mut link.conn, None))
+            .await?;
+        shared.update_history(&info);
+        Ok(shared
+            .history
+            .lock()
+            .as_ref()
+            .and_then(|h| h.oldest_id.as_deref())
+            .and_then(|id| id.parse().ok()))
+    }
+
     fn health(&self) -> EngineHealth {
         match &*self.shared.health.lock() {
             Health::Up => EngineHealth::Ok,

@@ -65,7 +65,7 @@ pub(crate) fn decode_targets(text: &str) -> Option<Targets> {
         let target = match line.split_at_checked(2) {
             _ if line == "*" => Target::Broadcast,
             Some(("u:", user)) => Target::User(UserId::new(user).ok()?),
-            Some(("c:", channel)) => Target::Channel(ChannelName::new(channel).ok()?),
+            Some(("c:", channel)) => Target::Channel(ChannelName::stored(channel).ok()?),
             Some(("k:", id)) => Target::Connection(id.parse::<ConnectionId>().ok()?),
             _ => return None,
         };
@@ -215,7 +215,7 @@ impl ConnectionEntry {
             channels: self
                 .channels
                 .iter()
-                .map(|c| ChannelName::new(c))
+                .map(|c| ChannelName::stored(c))
                 .collect::<Result<Vec<_>, _>>()
                 .ok()?
                 .into(),

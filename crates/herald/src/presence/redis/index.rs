@@ -418,6 +418,7 @@ mod tests {
             metadata: None,
             active: Default::default(),
             last_active_ms: Default::default(),
+            filter: None,
         })
     }
 

@@ -12,7 +12,7 @@ pub(crate) fn member_field(member: &PresenceMember) -> String {
 pub(crate) fn member_of(field: &str) -> Option<PresenceMember> {
     let (channel, user) = field.split_once('\n')?;
     Some(PresenceMember {
-        channel: crate::target::ChannelName::new(channel).ok()?,
+        channel: crate::target::ChannelName::stored(channel).ok()?,
         user: crate::target::UserId::new(user).ok()?,
         username: None,
     })

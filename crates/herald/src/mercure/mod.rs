@@ -1,0 +1,224 @@
+//! The Mercure protocol (the 0.x generation that deployed hubs and clients speak) on Herald's
+//! core: `/.well-known/mercure`, enabled by `--mercure`.
+//!
+//! Mercure's concepts are mapped onto the core's once, here at the edge:
+//!
+//! | Mercure | Herald |
+//! |---|---|
+//! | an update (topics, data, `id`, `type`, `retry`, `private`) | one event named `mercure:update` whose text payload is the update's record (`update`): every engine stores and carries it as it is |
+//! | a topic (any IRI, up to [`MAX_TOPIC_LEN`] bytes) | an internal channel, `~m:` and 32 hex digits of the topic's SHA-256 (`topic_channel`); no `/api/sse` client can name one |
+//! | a subscriber with exact topics only | a connection on those topics' channels: an update reaches it through the channel index, O(1) per topic |
+//! | a subscriber with `*` or a URI Template | a connection on the one channel every update also targets (`all_channel`) |
+//! | matching, private updates | the connection's [`DeliveryFilter`](crate::transport::DeliveryFilter) (`format::TopicFilter`): interned per distinct subscription, so fan-out asks each distinct set of selectors once per update and shard |
+//! | the publisher's `id` | the SSE `id:` of the update (`format::MERCURE`); `ids` maps it to the event, for `Last-Event-ID` |
+//!
+//! | File | What |
+//! |---|---|
+//! | `publish.rs` | `POST`: the form, the publisher's token, the update |
+//! | `subscribe.rs` | `GET`: the selectors, the subscriber's token, reconnection |
+//! | `auth.rs` | tokens: keys, the `mercure` claim, where a request carries one |
+//! | `selector.rs` | topic selectors: `*`, exact, URI Templates |
+//! | `format.rs` | the wire format and the topic filter |
+//! | `subscriptions.rs` | subscription events and the subscriptions API (`--mercure-subscriptions`) |
+//! | `update.rs`, `ids.rs` | the update's record; Mercure ids to events |
+
+pub mod auth;
+pub mod format;
+mod ids;
+mod publish;
+mod selector;
+mod subscribe;
+mod subscriptions;
+mod update;
+
+pub use auth::{JwtAlg, MercureKey};
+pub use format::{MercureFormat, MERCURE};
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, MethodRouter};
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use tower_http::timeout::RequestBodyTimeoutLayer;
+
+use crate::http::AppState;
+use crate::target::ChannelName;
+
+/// The hub's URL path.
+pub const HUB_PATH: &str = "/.well-known/mercure";
+
+/// Longest topic (and topic selector), in bytes.
+pub const MAX_TOPIC_LEN: usize = 8192;
+
+/// Most topics of one update.
+pub const MAX_TOPICS_PER_UPDATE: usize = 64;
+
+/// Most `topic` selectors of one subscription.
+pub const MAX_SELECTORS: usize = 128;
+
+/// Longest update id (and `Last-Event-ID`), in bytes.
+pub const MAX_ID_LEN: usize = 1024;
+
+/// Longest `type`, in bytes.
+pub const MAX_TYPE_LEN: usize = 1024;
+
+/// The Mercure settings.
+#[derive(Debug, Clone, Default)]
+pub struct MercureConfig {
+    /// Verifies publishers' tokens; without one, nobody can publish.
+    pub publisher_key: Option<MercureKey>,
+    /// Verifies subscribers' tokens; without one, a presented token is refused (subscribers are
+    /// anonymous, when [`anonymous`](Self::anonymous) allows).
+    pub subscriber_key: Option<MercureKey>,
+    /// Accept subscribers without a token (they never get private updates).
+    pub anonymous: bool,
+    /// Publish subscription events and serve the subscriptions API.
+    pub subscriptions: bool,
+}
+
+/// The Mercure side of a running hub: its settings, the compiled selectors and the ids.
+#[derive(Debug)]
+pub(crate) struct MercureState {
+    pub(crate) config: MercureConfig,
+    pub(crate) selectors: format::SelectorStore,
+    pub(crate) ids: Mutex<ids::IdIndex>,
+    pub(crate) subscribers: subscriptions::Subscribers,
+}
+
+impl MercureState {
+    pub(crate) fn new(config: MercureConfig) -> Self {
+        MercureState {
+            config,
+            selectors: format::SelectorStore::default(),
+            ids: Mutex::new(ids::IdIndex::new(ids::DEFAULT_MAX_IDS)),
+            subscribers: subscriptions::Subscribers::default(),
+        }
+    }
+}
+
+/// The internal channel of `topic`: the same on every node, whatever the topic's length or
+/// characters. A hash collision (128 bits) would only make fan-out ask one more connection's
+/// filter, which compares the topics themselves.
+pub(crate) fn topic_channel(topic: &str) -> ChannelName {
+    let digest = Sha256::digest(topic.as_bytes());
+    let mut name = String::with_capacity(35);
+    name.push_str("~m:");
+    for byte in &digest[..16] {
+        // Writing to a String cannot fail.
+        let _ = write!(name, "{byte:02x}");
+    }
+    // `~m:` and hex digits: a valid internal name.
+    ChannelName::internal(&name).expect("a valid internal channel")
+}
+
+/// The channel every update also targets: subscribers with `*` or a template listen there.
+pub(crate) fn all_channel() -> ChannelName {
+    ChannelName::internal("~m:*").expect("a valid internal channel")
+}
+
+/// `/.well-known/mercure`: `GET` subscribes, `POST` publishes (its body bounded by
+/// `max_body_size` and `body_read_timeout`).
+pub(crate) fn endpoint(state: &AppState) -> MethodRouter<AppState> {
+    let body_limit = DefaultBodyLimit::max(state.config.max_body_size);
+    let body_timeout = RequestBodyTimeoutLayer::new(state.config.body_read_timeout);
+    get(subscribe::subscribe).merge(
+        axum::routing::post(publish::publish)
+            .layer::<_, Infallible>(body_limit)
+            .layer::<_, Infallible>(body_timeout),
+    )
+}
+
+/// The paths of the subscriptions API (`--mercure-subscriptions`).
+pub(crate) const SUBSCRIPTIONS_PATHS: [&str; 3] = [
+    "/.well-known/mercure/subscriptions",
+    "/.well-known/mercure/subscriptions/{topic}",
+    "/.well-known/mercure/subscriptions/{topic}/{subscriber}",
+];
+
+/// The subscriptions API: `GET` lists active subscriptions.
+pub(crate) fn subscriptions_endpoint() -> MethodRouter<AppState> {
+    get(subscriptions::list)
+}
+
+/// A protocol answer: `status` and a `text/plain` sentence.
+pub(crate) fn plain(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut text = message.into();
+    text.push('\n');
+    let mut response = (status, text).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// The protocol answer to a hub error.
+pub(crate) fn hub_error(e: crate::Error) -> Response {
+    use crate::Error as E;
+    let status = match &e {
+        E::Invalid(_) => StatusCode::BAD_REQUEST,
+        E::UserConnectionLimit { .. } | E::IpConnectionLimit { .. } => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
+        E::TooManyConnections { .. } | E::ShuttingDown | E::Engine(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        tracing::debug!(error = %e, "mercure request refused");
+    }
+    let mut response = plain(status, e.to_string());
+    if status != StatusCode::BAD_REQUEST {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// An error of the HTTP layer (rate limits) as a protocol answer.
+pub(crate) fn api_error(e: crate::http::ApiError) -> Response {
+    let body = e.body();
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or("refused")
+        .to_owned();
+    let json = e.into_response();
+    let mut response = plain(json.status(), message);
+    if let Some(retry) = json.headers().get(header::RETRY_AFTER) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, retry.clone());
+    }
+    response
+}
+
+/// Whether `s` holds a control character (C0, DEL or C1): none may be in a topic, an id, a
+/// `type`, or a selector.
+pub(crate) fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_map_to_internal_channels() {
+        let long = format!("https://example.com/{}", "é".repeat(2000));
+        let a = topic_channel(&long);
+        assert!(a.is_internal() && a.as_str().len() == 35, "{a:?}");
+        assert_eq!(a, topic_channel(&long), "the same on every node");
+        assert_ne!(a, topic_channel("https://example.com/x"));
+        assert!(all_channel().is_internal());
+        assert!(
+            ChannelName::new(a.as_str()).is_err(),
+            "no client can name it"
+        );
+        assert_eq!(ChannelName::stored(a.as_str()).unwrap(), a);
+    }
+}

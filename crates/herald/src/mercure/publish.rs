@@ -1,0 +1,314 @@
+//! `POST /.well-known/mercure`: publish an update.
+//!
+//! The body is `application/x-www-form-urlencoded`: `topic` (one or more; the first is the
+//! canonical topic, the others alternates), `data` (kept byte for byte), `private` (present:
+//! private), `id` (the publisher's; otherwise the hub makes a `urn:uuid:`), `type` and `retry`.
+//! Answers `200 text/plain` with the update's id, or, in `text/plain` too: `400` (a bad or
+//! missing field), `401` (no valid publisher token, or one without a `mercure.publish` claim),
+//! `403` (a topic the claim does not allow, or a page on an origin `--publish-origins` does not
+//! list), `413` (a body over `max_body_size`), `429` (`--publish-rate-per-key`, counted per
+//! token `sub`), `503` (shutting down, overloaded, the engine is unavailable).
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use rand::RngCore;
+
+use super::auth::{self, TokenSource};
+use super::update::Update;
+use super::{
+    all_channel, has_control, hub_error, plain, topic_channel, MAX_ID_LEN, MAX_TOPICS_PER_UPDATE,
+    MAX_TOPIC_LEN, MAX_TYPE_LEN,
+};
+use crate::broker::Publication;
+use crate::http::AppState;
+use crate::target::{Fallback, Target, Targets};
+
+/// The fields of a publish request.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Form {
+    pub(crate) topics: Vec<String>,
+    pub(crate) data: Option<String>,
+    pub(crate) private: bool,
+    pub(crate) id: Option<String>,
+    pub(crate) event_type: Option<String>,
+    pub(crate) retry: Option<u64>,
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component: `+` is a space, `%XX` a byte;
+/// the result must be UTF-8. Unlike a lossy decoder, invalid UTF-8 is refused, so the data a
+/// subscriber gets is exactly the data sent.
+fn decode(part: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(part.len());
+    let mut i = 0;
+    while i < part.len() {
+        match part[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = part
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Parses and checks the form; the first value of a field counts (but every `topic`).
+///
+/// # Errors
+/// A sentence for the `400` answer.
+pub(crate) fn parse_form(body: &[u8]) -> Result<Form, String> {
+    let mut form = Form::default();
+    let (mut id, mut event_type, mut retry) = (None, None, None);
+    for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let (key, value) = match pair.iter().position(|b| *b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let key = decode(key).ok_or("a field name is not UTF-8")?;
+        let value = || decode(value).ok_or(format!("{key:?} is not UTF-8 once decoded"));
+        match key.as_str() {
+            "topic" => form.topics.push(value()?),
+            "data" if form.data.is_none() => form.data = Some(value()?),
+            "private" => form.private = true,
+            "id" if id.is_none() => id = Some(value()?),
+            "type" if event_type.is_none() => event_type = Some(value()?),
+            "retry" if retry.is_none() => retry = Some(value()?),
+            _ => {}
+        }
+    }
+    if form.topics.is_empty() {
+        return Err("Missing \"topic\" parameter.".into());
+    }
+    if form.topics.len() > MAX_TOPICS_PER_UPDATE {
+        return Err(format!(
+            "at most {MAX_TOPICS_PER_UPDATE} \"topic\" fields per update"
+        ));
+    }
+    for topic in &form.topics {
+        if topic.is_empty() || topic.len() > MAX_TOPIC_LEN || has_control(topic) {
+            return Err(format!(
+                "a \"topic\" is 1 to {MAX_TOPIC_LEN} bytes without control characters"
+            ));
+        }
+    }
+    let field = |name: &str, value: Option<String>, max: usize| match value {
+        Some(v) if v.len() > max || has_control(&v) => Err(format!(
+            "\"{name}\" is at most {max} bytes without control characters"
+        )),
+        Some(v) if v.is_empty() => Ok(None),
+        other => Ok(other),
+    };
+    form.id = field("id", id, MAX_ID_LEN)?;
+    form.event_type = field("type", event_type, MAX_TYPE_LEN)?;
+    form.retry = match retry.filter(|r| !r.is_empty()) {
+        None => None,
+        Some(r) if r.bytes().all(|b| b.is_ascii_digit()) => Some(
+            r.parse()
+                .map_err(|_| "Invalid \"retry\" parameter.".to_owned())?,
+        ),
+        Some(_) => return Err("Invalid \"retry\" parameter.".into()),
+    };
+    Ok(form)
+}
+
+/// A fresh `urn:uuid:` (version 4) for an update the publisher gave no id.
+pub(crate) fn generated_id() -> String {
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "urn:uuid:{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Publishes an update; see the module docs.
+pub(crate) async fn publish(State(state): State<AppState>, request: Request) -> Response {
+    let Some(mercure) = state.mercure.clone() else {
+        return plain(StatusCode::NOT_FOUND, "Mercure is not enabled on this hub");
+    };
+    // The Origin rule of every publisher (`--publish-origins`), cookie or not.
+    if let Err(e) = crate::http::origin::check_origin(&state.config, &request) {
+        return super::api_error(e);
+    }
+    let headers = request.headers().clone();
+    let claims = match auth::token(&headers, None) {
+        Err(why) => return plain(StatusCode::UNAUTHORIZED, why),
+        Ok(None) => {
+            return plain(
+                StatusCode::UNAUTHORIZED,
+                "a publisher token is required: Authorization: Bearer <jwt>",
+            )
+        }
+        Ok(Some((token, source))) => {
+            debug_assert_ne!(source, TokenSource::Query);
+            let Some(key) = &mercure.config.publisher_key else {
+                return plain(StatusCode::UNAUTHORIZED, "this hub has no publisher key");
+            };
+            match key.verify(token) {
+                Ok(claims) => claims,
+                Err(why) => return plain(StatusCode::UNAUTHORIZED, why),
+            }
+        }
+    };
+    // `--publish-rate-per-key`, per token subject (tokens without one share a budget).
+    let publisher = format!("mercure:{}", claims.subject.as_deref().unwrap_or(""));
+    if let Err(e) = state.limits.check_publish(&publisher) {
+        return super::api_error(e);
+    }
+    let Some(allowed) = claims.publish else {
+        return plain(
+            StatusCode::UNAUTHORIZED,
+            "the token has no mercure.publish claim",
+        );
+    };
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if form_type.is_some_and(|t| t != "application/x-www-form-urlencoded") {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "publish with Content-Type: application/x-www-form-urlencoded",
+        );
+    }
+    let body = match <Bytes as axum::extract::FromRequest<AppState>>::from_request(request, &state)
+        .await
+    {
+        Ok(body) => body,
+        Err(rejection) => return plain(rejection.status(), rejection.body_text()),
+    };
+    let form = match parse_form(&body) {
+        Ok(form) => form,
+        Err(why) => return plain(StatusCode::BAD_REQUEST, why),
+    };
+    // Every topic must be allowed by the claim (the 0.x rule).
+    let selectors: Vec<_> = allowed
+        .iter()
+        .map(|s| mercure.selectors.selector(s))
+        .collect();
+    if let Some(topic) = form
+        .topics
+        .iter()
+        .find(|t| !selectors.iter().any(|s| s.matches(t)))
+    {
+        return plain(
+            StatusCode::FORBIDDEN,
+            format!("the token may not publish to the topic {topic:?}"),
+        );
+    }
+    let update = Update {
+        id: form.id.unwrap_or_else(generated_id),
+        topics: form.topics,
+        private: form.private,
+        event_type: form.event_type,
+        retry: form.retry,
+        data: form.data.unwrap_or_default(),
+    };
+    let mut channels: Vec<_> = update.topics.iter().map(|t| topic_channel(t)).collect();
+    channels.push(all_channel());
+    channels.sort_unstable();
+    channels.dedup();
+    // Channels only: never empty, never a broadcast.
+    let targets = Targets::new(
+        channels.into_iter().map(Target::Channel).collect(),
+        Fallback::None,
+    )
+    .expect("channel targets");
+    let (name, payload) = update.to_event_parts();
+    let published = match state
+        .hub
+        .publish(Publication {
+            name,
+            payload,
+            targets,
+            idempotency: None,
+        })
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return hub_error(e),
+    };
+    mercure.ids.lock().insert(&update.id, published.id);
+    plain(StatusCode::OK, update.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_form_is_decoded_byte_for_byte() {
+        let f = parse_form(
+            b"topic=https%3A%2F%2Fexample.com%2Fbooks%2F1&topic=urn%3Aalt&data=a+b%0A%0Ac%0D%0A%25&private=on&id=%2Fupdates%2F1&type=book+updated&retry=1500&other=x",
+        )
+        .unwrap();
+        assert_eq!(f.topics, ["https://example.com/books/1", "urn:alt"]);
+        assert_eq!(f.data.as_deref(), Some("a b\n\nc\r\n%"));
+        assert!(f.private);
+        assert_eq!(f.id.as_deref(), Some("/updates/1"));
+        assert_eq!(f.event_type.as_deref(), Some("book updated"));
+        assert_eq!(f.retry, Some(1500));
+        let f = parse_form(b"topic=t&data=&id=").unwrap();
+        assert_eq!(
+            (f.data.as_deref(), f.id, f.private),
+            (Some(""), None, false)
+        );
+    }
+
+    #[test]
+    fn bad_forms_are_refused() {
+        for bad in [
+            &b""[..],
+            b"data=x",
+            b"topic=",
+            b"topic=a%0Ab",
+            b"topic=t&id=a%0Aid: forged",
+            b"topic=t&type=a%0Db",
+            b"topic=t&retry=-1",
+            b"topic=t&retry=1.5",
+            b"topic=t&retry=99999999999999999999999",
+            b"topic=t&data=%FF",
+        ] {
+            assert!(parse_form(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let many: String = (0..=MAX_TOPICS_PER_UPDATE)
+            .map(|i| format!("topic={i}&"))
+            .collect();
+        assert!(parse_form(many.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn generated_ids_are_uuids() {
+        let id = generated_id();
+        assert!(id.starts_with("urn:uuid:") && id.len() == 45, "{id}");
+        assert_eq!(&id[23..24], "4");
+        assert_ne!(id, generated_id());
+    }
+}

@@ -1,0 +1,894 @@
+//! The Mercure protocol (0.x) against the real `herald` binary: form POSTs as publishers (one
+//! written the way Symfony's Mercure component publishes), SSE subscribers read with an
+//! independent parser (`eventsource-stream`), tokens with the `mercure` claim.
+
+#[path = "support/redis.rs"]
+mod redis_support;
+mod support;
+
+use std::time::Duration;
+
+use eventsource_stream::{Event, Eventsource};
+use futures_util::{Stream, StreamExt};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::{http_client, send, HeraldProcess, WAIT};
+
+const SECRET: &str = "!ChangeThisMercureHubJWTSecretKey!";
+
+fn jwt(claims: Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn publisher() -> String {
+    jwt(json!({"mercure": {"publish": ["*"]}}))
+}
+
+/// A hub with Mercure on, its keys given under Mercure's own environment names.
+async fn hub(args: &[&str]) -> HeraldProcess {
+    let mut all = vec!["--mercure"];
+    all.extend_from_slice(args);
+    HeraldProcess::start(
+        &all,
+        &[
+            ("MERCURE_PUBLISHER_JWT_KEY", SECRET),
+            ("MERCURE_SUBSCRIBER_JWT_KEY", SECRET),
+        ],
+    )
+    .await
+}
+
+/// Percent-encodes a form value as PHP's `http_build_query` does (RFC 1738: spaces as `+`).
+fn form_value(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", form_value(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A publish: its status, `Content-Type` and body.
+async fn post(
+    p: &HeraldProcess,
+    token: Option<&str>,
+    body: String,
+) -> (StatusCode, String, String) {
+    let mut req = http_client()
+        .post(p.url("/.well-known/mercure"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = send(req).await;
+    let status = r.status();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, ct, r.text().await.unwrap())
+}
+
+/// Publishes and returns the update's id.
+async fn publish(p: &HeraldProcess, fields: &[(&str, &str)]) -> String {
+    let (status, ct, body) = post(p, Some(&publisher()), form(fields)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    body.trim_end().to_owned()
+}
+
+type Events = std::pin::Pin<Box<dyn Stream<Item = Result<Event, String>> + Send>>;
+
+/// A Mercure subscriber.
+struct Sub {
+    events: Events,
+    headers: reqwest::header::HeaderMap,
+}
+
+impl Sub {
+    async fn next(&mut self) -> Event {
+        match tokio::time::timeout(WAIT, self.events.next()).await {
+            Ok(Some(Ok(e))) => e,
+            other => panic!("no event: {other:?}"),
+        }
+    }
+
+    /// Every event up to the one whose data is `end` (excluded): their data.
+    async fn until_end(&mut self) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let e = self.next().await;
+            if e.data == "end" {
+                return seen;
+            }
+            seen.push(e.data);
+        }
+    }
+}
+
+fn url(p: &HeraldProcess, query: &[(&str, &str)]) -> String {
+    let q: Vec<String> = query
+        .iter()
+        .map(|(k, v)| format!("{k}={}", form_value(v)))
+        .collect();
+    p.url(&format!("/.well-known/mercure?{}", q.join("&")))
+}
+
+async fn try_subscribe(
+    p: &HeraldProcess,
+    query: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = http_client().get(url(p, query));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(req).await
+}
+
+async fn subscribe(p: &HeraldProcess, query: &[(&str, &str)], headers: &[(&str, &str)]) -> Sub {
+    let r = try_subscribe(p, query, headers).await;
+    let status = r.status();
+    if status != StatusCode::OK {
+        panic!("subscribe: {status} {}", r.text().await.unwrap());
+    }
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let headers = r.headers().clone();
+    Sub {
+        events: Box::pin(
+            r.bytes_stream()
+                .eventsource()
+                .map(|r| r.map_err(|e| e.to_string())),
+        ),
+        headers,
+    }
+}
+
+const END: &str = "urn:test:end";
+
+async fn end(p: &HeraldProcess) {
+    publish(p, &[("topic", END), ("data", "end")]).await;
+}
+
+#[tokio::test]
+async fn exact_topics_templates_and_several_selectors() {
+    let p = hub(&["--mercure-anonymous"]).await;
+    let mut exact = subscribe(
+        &p,
+        &[("topic", "https://example.com/books/1"), ("topic", END)],
+        &[],
+    )
+    .await;
+    let mut template = subscribe(
+        &p,
+        &[("topic", "https://example.com/books/{id}"), ("topic", END)],
+        &[],
+    )
+    .await;
+    let mut several = subscribe(
+        &p,
+        &[
+            ("topic", "urn:a"),
+            ("topic", "https://example.com/authors/{id}{?lang}"),
+            ("topic", END),
+        ],
+        &[],
+    )
+    .await;
+    let mut all = subscribe(&p, &[("topic", "*")], &[]).await;
+    for (topic, data) in [
+        ("https://example.com/books/1", "b1"),
+        ("https://example.com/books/2", "b2"),
+        ("https://example.com/books/2/reviews", "r2"),
+        ("https://example.com/authors/7?lang=fr", "a7"),
+        ("urn:a", "ua"),
+        ("urn:other", "uo"),
+    ] {
+        publish(&p, &[("topic", topic), ("data", data)]).await;
+    }
+    // An update with several topics reaches each subscriber once.
+    publish(
+        &p,
+        &[
+            ("topic", "https://example.com/books/1"),
+            ("topic", "urn:a"),
+            ("data", "both"),
+        ],
+    )
+    .await;
+    end(&p).await;
+    assert_eq!(exact.until_end().await, ["b1", "both"]);
+    assert_eq!(template.until_end().await, ["b1", "b2", "both"]);
+    assert_eq!(several.until_end().await, ["a7", "ua", "both"]);
+    assert_eq!(
+        all.until_end().await,
+        ["b1", "b2", "r2", "a7", "ua", "uo", "both"]
+    );
+    // A topic of any length and characters (an IRI, 3,000 characters).
+    let long = format!("https://example.com/livres/{}", "é".repeat(1500));
+    let mut one = subscribe(&p, &[("topic", &long), ("topic", END)], &[]).await;
+    publish(&p, &[("topic", &long), ("data", "long")]).await;
+    end(&p).await;
+    assert_eq!(one.until_end().await, ["long"]);
+}
+
+#[tokio::test]
+async fn private_updates_reach_only_authorized_subscribers() {
+    let p = hub(&["--mercure-anonymous"]).await;
+    let inbox = "https://example.com/users/1/inbox";
+    let allowed =
+        jwt(json!({"mercure": {"subscribe": ["https://example.com/users/1/{box}", END]}}));
+    let wrong = jwt(json!({"mercure": {"subscribe": ["https://example.com/users/2/{box}"]}}));
+    let query = [
+        ("topic", "https://example.com/users/{id}/{box}"),
+        ("topic", END),
+    ];
+    let mut anonymous = subscribe(&p, &query, &[]).await;
+    let bearer = format!("Bearer {allowed}");
+    let mut header = subscribe(&p, &query, &[("authorization", &bearer)]).await;
+    let cookie = format!("mercureAuthorization={allowed}");
+    let mut by_cookie = subscribe(&p, &query, &[("cookie", &cookie)]).await;
+    let mut by_query = {
+        let mut q = query.to_vec();
+        q.push(("authorization", &allowed));
+        subscribe(&p, &q, &[]).await
+    };
+    let wrong_bearer = format!("Bearer {wrong}");
+    let mut wrong_claim = subscribe(&p, &query, &[("authorization", &wrong_bearer)]).await;
+    publish(
+        &p,
+        &[("topic", inbox), ("data", "secret"), ("private", "on")],
+    )
+    .await;
+    publish(&p, &[("topic", inbox), ("data", "public")]).await;
+    // A private update is for whoever may read one of its topics.
+    publish(
+        &p,
+        &[
+            ("topic", "https://example.com/users/3/inbox"),
+            ("topic", inbox),
+            ("data", "alternate"),
+            ("private", "on"),
+        ],
+    )
+    .await;
+    end(&p).await;
+    for sub in [&mut header, &mut by_cookie, &mut by_query] {
+        assert_eq!(sub.until_end().await, ["secret", "public", "alternate"]);
+    }
+    assert_eq!(anonymous.until_end().await, ["public"]);
+    assert_eq!(wrong_claim.until_end().await, ["public"]);
+    // Nor through a replay.
+    let mut replayed = subscribe(&p, &[("topic", "*"), ("lastEventID", "earliest")], &[]).await;
+    assert_eq!(replayed.headers["last-event-id"], "earliest");
+    assert_eq!(replayed.until_end().await, ["public"]);
+}
+
+#[tokio::test]
+async fn data_ids_types_and_retry_are_sent_as_published() {
+    let p = hub(&["--mercure-anonymous"]).await;
+    let mut sub = subscribe(&p, &[("topic", "urn:t")], &[]).await;
+    let data = "line 1\n\n  line 3 with \"quotes\" & = + %\n{\"json\": true}\n";
+    let id = publish(
+        &p,
+        &[
+            ("topic", "urn:t"),
+            ("data", data),
+            ("id", "https://example.com/updates/1"),
+            ("type", "book updated"),
+            ("retry", "2500"),
+        ],
+    )
+    .await;
+    assert_eq!(id, "https://example.com/updates/1", "the publisher's id");
+    let e = sub.next().await;
+    assert_eq!(e.id, "https://example.com/updates/1");
+    assert_eq!(e.event, "book updated");
+    assert_eq!(e.retry, Some(Duration::from_millis(2500)));
+    assert_eq!(e.data, data, "byte for byte, empty lines included");
+    // Without an id the hub makes a urn:uuid, which the event carries; without a type it is a
+    // `message`; empty data is an event too.
+    let id = publish(&p, &[("topic", "urn:t"), ("data", "")]).await;
+    assert!(id.starts_with("urn:uuid:") && id.len() == 45, "{id}");
+    let e = sub.next().await;
+    assert_eq!(
+        (e.id.as_str(), e.event.as_str(), e.data.as_str()),
+        (id.as_str(), "message", "")
+    );
+}
+
+#[tokio::test]
+async fn reconnection_with_last_event_id_and_earliest() {
+    let p = hub(&["--mercure-anonymous"]).await;
+    let topic = [("topic", "urn:r"), ("topic", END)];
+    for n in 1..=3 {
+        let id = format!("https://example.com/r/{n}");
+        publish(
+            &p,
+            &[("topic", "urn:r"), ("data", &format!("u{n}")), ("id", &id)],
+        )
+        .await;
+    }
+    // The header, as EventSource sends it when it reconnects.
+    let mut header = subscribe(&p, &topic, &[("last-event-id", "https://example.com/r/1")]).await;
+    assert_eq!(header.headers["last-event-id"], "https://example.com/r/1");
+    // The query parameter, for a first connection.
+    let mut query = {
+        let mut q = topic.to_vec();
+        q.push(("lastEventID", "https://example.com/r/2"));
+        subscribe(&p, &q, &[]).await
+    };
+    let mut earliest = {
+        let mut q = topic.to_vec();
+        q.push(("lastEventID", "earliest"));
+        subscribe(&p, &q, &[]).await
+    };
+    assert_eq!(earliest.headers["last-event-id"], "earliest");
+    // An id the hub does not know: live from now on, and the answer says where that is.
+    let mut unknown = subscribe(&p, &topic, &[("last-event-id", "urn:never-published")]).await;
+    assert_eq!(unknown.headers["last-event-id"], "https://example.com/r/3");
+    // A fresh subscriber gets no header.
+    let fresh = subscribe(&p, &topic, &[]).await;
+    assert!(fresh.headers.get("last-event-id").is_none());
+    publish(&p, &[("topic", "urn:r"), ("data", "live")]).await;
+    end(&p).await;
+    // Each in order, nothing twice.
+    assert_eq!(header.until_end().await, ["u2", "u3", "live"]);
+    assert_eq!(query.until_end().await, ["u3", "live"]);
+    assert_eq!(earliest.until_end().await, ["u1", "u2", "u3", "live"]);
+    assert_eq!(unknown.until_end().await, ["live"]);
+    // The replayed events keep the publisher's ids.
+    let mut again = subscribe(
+        &p,
+        &[("topic", "urn:r")],
+        &[("last-event-id", "https://example.com/r/2")],
+    )
+    .await;
+    assert_eq!(again.next().await.id, "https://example.com/r/3");
+}
+
+#[tokio::test]
+async fn a_resume_beyond_the_replay_cap_starts_live_and_says_so() {
+    let p = hub(&["--mercure-anonymous", "--max-replay-events", "2"]).await;
+    for n in 1..=4 {
+        publish(
+            &p,
+            &[
+                ("topic", "urn:c"),
+                ("data", &format!("u{n}")),
+                ("id", &format!("c{n}")),
+            ],
+        )
+        .await;
+    }
+    let q = [("topic", "urn:c"), ("topic", END)];
+    let mut within = subscribe(&p, &q, &[("last-event-id", "c2")]).await;
+    assert_eq!(within.headers["last-event-id"], "c2");
+    let mut beyond = subscribe(&p, &q, &[("last-event-id", "c1")]).await;
+    assert_eq!(
+        beyond.headers["last-event-id"], "c4",
+        "where the stream starts"
+    );
+    end(&p).await;
+    assert_eq!(within.until_end().await, ["u3", "u4"]);
+    assert_eq!(beyond.until_end().await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn every_refusal_has_its_status_and_a_text_answer() {
+    let p = hub(&["--cors-origins", "https://app.example.com"]).await;
+    let ok = publisher();
+    let expect = |(status, ct, body): (StatusCode, String, String), want: StatusCode| {
+        assert_eq!(status, want, "{body}");
+        assert!(ct.starts_with("text/plain"), "{want}: {ct} {body}");
+    };
+    // Publishers.
+    expect(
+        post(&p, None, form(&[("topic", "t")])).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    expect(
+        post(&p, Some("not-a-jwt"), form(&[("topic", "t")])).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    let other_key = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"mercure": {"publish": ["*"]}}),
+        &EncodingKey::from_secret(b"another secret entirely"),
+    )
+    .unwrap();
+    expect(
+        post(&p, Some(&other_key), form(&[("topic", "t")])).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    let no_claim = jwt(json!({"mercure": {"subscribe": ["*"]}}));
+    expect(
+        post(&p, Some(&no_claim), form(&[("topic", "t")])).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    let expired = jwt(json!({"mercure": {"publish": ["*"]}, "exp": 1000}));
+    expect(
+        post(&p, Some(&expired), form(&[("topic", "t")])).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    let books = jwt(json!({"mercure": {"publish": ["https://example.com/books/{id}"]}}));
+    expect(
+        post(
+            &p,
+            Some(&books),
+            form(&[("topic", "https://example.com/books/1"), ("topic", "urn:x")]),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+    );
+    assert_eq!(
+        post(
+            &p,
+            Some(&books),
+            form(&[("topic", "https://example.com/books/1")])
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    let empty = jwt(json!({"mercure": {"publish": []}}));
+    expect(
+        post(&p, Some(&empty), form(&[("topic", "t")])).await,
+        StatusCode::FORBIDDEN,
+    );
+    for bad in [
+        form(&[("data", "no topic")]),
+        form(&[("topic", "t"), ("retry", "soon")]),
+        form(&[("topic", "t"), ("id", "a\nid: forged")]),
+        form(&[("topic", "t"), ("type", "a\r\nevent: forged")]),
+        form(&[("topic", "a\nb")]),
+        "topic=t&data=%FF%FE".to_owned(),
+    ] {
+        expect(post(&p, Some(&ok), bad).await, StatusCode::BAD_REQUEST);
+    }
+    let r = send(
+        http_client()
+            .post(p.url("/.well-known/mercure"))
+            .bearer_auth(&ok)
+            .header("content-type", "application/json")
+            .body("{\"topic\": \"t\"}"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let big = format!("topic=t&data={}", "x".repeat(70 * 1024));
+    assert_eq!(
+        post(&p, Some(&ok), big).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    // A page on another origin may not publish (with a cookie or not).
+    let r = send(
+        http_client()
+            .post(p.url("/.well-known/mercure"))
+            .header("origin", "https://evil.example")
+            .header("cookie", format!("mercureAuthorization={ok}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("topic=t"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // Subscribers.
+    let status = |r: reqwest::Response| {
+        let ct = r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert!(
+            ct.as_deref().unwrap_or("").starts_with("text/plain"),
+            "{ct:?}"
+        );
+        r.status()
+    };
+    let t = [("topic", "urn:t")];
+    assert_eq!(
+        status(try_subscribe(&p, &[], &[]).await),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        status(try_subscribe(&p, &t, &[]).await),
+        StatusCode::UNAUTHORIZED,
+        "anonymous is off"
+    );
+    assert_eq!(
+        status(try_subscribe(&p, &t, &[("authorization", "Bearer nope")]).await),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(try_subscribe(&p, &[("topic", "urn:t"), ("authorization", "nope")], &[]).await),
+        StatusCode::UNAUTHORIZED
+    );
+    let sub = jwt(json!({"mercure": {"subscribe": ["*"]}}));
+    let cookie = format!("mercureAuthorization={sub}");
+    assert_eq!(
+        status(
+            try_subscribe(
+                &p,
+                &t,
+                &[("cookie", &cookie), ("origin", "https://evil.example")]
+            )
+            .await
+        ),
+        StatusCode::FORBIDDEN,
+        "a cookie from an origin CORS does not list"
+    );
+    let too_many: Vec<(&str, &str)> = std::iter::repeat_n(("topic", "urn:t"), 129).collect();
+    assert_eq!(
+        status(
+            try_subscribe(
+                &p,
+                &too_many,
+                &[("authorization", &format!("Bearer {sub}"))]
+            )
+            .await
+        ),
+        StatusCode::BAD_REQUEST
+    );
+    // HEAD checks the same way and opens nothing.
+    let sub_bearer = format!("Bearer {sub}");
+    let head = send(
+        http_client()
+            .head(url(&p, &t))
+            .header("authorization", &sub_bearer),
+    )
+    .await;
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(head.headers()["content-type"], "text/event-stream");
+    assert_eq!(
+        send(http_client().head(url(&p, &t))).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // The same cookie from the hub's own pages, and a header token from anywhere, are fine.
+    subscribe(&p, &t, &[("cookie", &cookie)]).await;
+    subscribe(
+        &p,
+        &t,
+        &[
+            ("authorization", &format!("Bearer {sub}")),
+            ("origin", "https://evil.example"),
+        ],
+    )
+    .await;
+}
+
+/// A publisher written the way Symfony's Mercure component publishes: `http_build_query` of the
+/// update (each topic its own `topic=` field, `private=on`), an HS256 JWT with the `mercure`
+/// claim in a `Bearer` header; the answer's body is the id.
+#[tokio::test]
+async fn a_publisher_written_like_symfony_mercure() {
+    let p = hub(&["--mercure-anonymous"]).await;
+    let mut sub = subscribe(&p, &[("topic", "https://example.com/books/{id}")], &[]).await;
+    // `new Update(['https://example.com/books/1', 'https://example.com/books/1.jsonld'],
+    // json_encode(['status' => 'OutOfStock']), false, null, 'book')`
+    let body = "topic=https%3A%2F%2Fexample.com%2Fbooks%2F1&topic=https%3A%2F%2Fexample.com%2Fbooks%2F1.jsonld&data=%7B%22status%22%3A%22OutOfStock%22%7D&type=book";
+    let token = jwt(json!({"mercure": {"publish": ["*"], "subscribe": ["*"]}}));
+    let r = send(
+        http_client()
+            .post(p.url("/.well-known/mercure"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", format!("Bearer {token}"))
+            .body(body),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let id = r.text().await.unwrap();
+    let e = sub.next().await;
+    assert_eq!(e.id, id.trim_end());
+    assert_eq!(
+        (e.event.as_str(), e.data.as_str()),
+        ("book", "{\"status\":\"OutOfStock\"}")
+    );
+}
+
+#[tokio::test]
+async fn es256_keys_as_pem_text() {
+    let pair = rcgen::KeyPair::generate().unwrap();
+    let public = pair.public_key_pem();
+    let p = HeraldProcess::start(
+        &[
+            "--mercure",
+            "--mercure-anonymous",
+            "--mercure-publisher-jwt-alg",
+            "ES256",
+        ],
+        &[("HERALD_MERCURE_PUBLISHER_JWT_KEY", public.as_str())],
+    )
+    .await;
+    let token = encode(
+        &Header::new(Algorithm::ES256),
+        &json!({"mercure": {"publish": ["*"]}}),
+        &EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let mut sub = subscribe(&p, &[("topic", "urn:es")], &[]).await;
+    let (status, _, body) = post(
+        &p,
+        Some(&token),
+        form(&[("topic", "urn:es"), ("data", "signed")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(sub.next().await.data, "signed");
+    // An HS256 token is not accepted by an ES256 key.
+    assert_eq!(
+        post(&p, Some(&publisher()), form(&[("topic", "urn:es")]))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn herald_keeps_working_beside_it() {
+    let p = hub(&["--mercure-anonymous"]).await;
+    let r = send(http_client().get(p.url("/api/sse?channels=news"))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // A Mercure subscriber does not get Herald broadcasts.
+    let mut sub = subscribe(&p, &[("topic", "*")], &[]).await;
+    let r = send(
+        http_client()
+            .post(p.url("/api/sse/message"))
+            .json(&json!({"broadcast": true, "event": "note", "data": {"x": 1}})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // Herald publishers cannot forge an update.
+    let r = send(
+        http_client()
+            .post(p.url("/api/sse/message"))
+            .json(&json!({"broadcast": true, "event": "mercure:update", "text": "{}\nforged"})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    end(&p).await;
+    assert_eq!(sub.until_end().await, Vec::<String>::new());
+}
+
+/// Two nodes on one Redis: an update published on either reaches subscribers on both, and a
+/// subscriber resumes on the other node, from a publisher's id or `earliest`.
+#[tokio::test]
+async fn two_nodes_on_redis() {
+    let redis = redis_support::RedisServer::start().await;
+    let prefix = format!("t-mercure-{:08x}", rand::random::<u32>());
+    let url = redis.url();
+    let node = |id: &'static str| {
+        let (url, prefix) = (url.clone(), prefix.clone());
+        async move {
+            HeraldProcess::start(
+                &[
+                    "--mercure",
+                    "--mercure-anonymous",
+                    "--engine",
+                    &url,
+                    "--redis-prefix",
+                    &prefix,
+                    "--node-id",
+                    id,
+                ],
+                &[
+                    ("MERCURE_PUBLISHER_JWT_KEY", SECRET),
+                    ("MERCURE_SUBSCRIBER_JWT_KEY", SECRET),
+                ],
+            )
+            .await
+        }
+    };
+    let a = node("a").await;
+    let b = node("b").await;
+    let q = [("topic", "https://example.com/books/{id}"), ("topic", END)];
+    let mut on_a = subscribe(&a, &q, &[]).await;
+    let mut on_b = subscribe(&b, &q, &[]).await;
+    publish(
+        &a,
+        &[
+            ("topic", "https://example.com/books/1"),
+            ("data", "from a"),
+            ("id", "x1"),
+        ],
+    )
+    .await;
+    publish(
+        &b,
+        &[
+            ("topic", "https://example.com/books/2"),
+            ("data", "from b"),
+            ("id", "x2"),
+        ],
+    )
+    .await;
+    publish(
+        &a,
+        &[
+            ("topic", "https://example.com/books/3"),
+            ("data", "again a"),
+            ("id", "x3"),
+        ],
+    )
+    .await;
+    end(&a).await;
+    assert_eq!(on_a.until_end().await, ["from a", "from b", "again a"]);
+    assert_eq!(on_b.until_end().await, ["from a", "from b", "again a"]);
+    // Resuming on b from an id a published (b never saw its publish), and from `earliest`.
+    let mut resumed = subscribe(&b, &q, &[("last-event-id", "x1")]).await;
+    assert_eq!(resumed.headers["last-event-id"], "x1");
+    let mut earliest = {
+        let mut q = q.to_vec();
+        q.push(("lastEventID", "earliest"));
+        subscribe(&b, &q, &[]).await
+    };
+    end(&b).await;
+    // (The first `end` is in the history too: the replay stops there.)
+    assert_eq!(resumed.until_end().await, ["from b", "again a"]);
+    assert_eq!(earliest.until_end().await, ["from a", "from b", "again a"]);
+}
+
+/// `--mercure-subscriptions`: a private update when a subscription starts and ends, for a
+/// subscriber allowed to see them, and the JSON-LD subscriptions API.
+#[tokio::test]
+async fn subscription_events_and_the_subscriptions_api() {
+    let p = hub(&["--mercure-anonymous", "--mercure-subscriptions"]).await;
+    let selector = "/.well-known/mercure/subscriptions/{topic}/{subscriber}";
+    let token = jwt(
+        json!({"mercure": {"subscribe": [selector, "/.well-known/mercure/subscriptions{/topic}{/subscriber}"]}}),
+    );
+    let bearer = format!("Bearer {token}");
+    let mut watcher = subscribe(&p, &[("topic", selector)], &[("authorization", &bearer)]).await;
+    // An anonymous subscriber does not see them (they are private).
+    let mut anonymous = subscribe(&p, &[("topic", selector), ("topic", END)], &[]).await;
+    let books = "https://example.com/books/{id}";
+    let reader = subscribe(&p, &[("topic", books)], &[]).await;
+    let event_for = |data: &str| -> Value { serde_json::from_str(data).unwrap() };
+    let joined = loop {
+        let e = watcher.next().await;
+        let v = event_for(&e.data);
+        if v["topic"] == books {
+            break v;
+        }
+    };
+    assert_eq!(joined["type"], "Subscription");
+    assert_eq!(joined["active"], true);
+    assert_eq!(joined["@context"], "https://mercure.rocks/");
+    let subscriber = joined["subscriber"].as_str().unwrap().to_owned();
+    assert!(subscriber.starts_with("urn:uuid:"), "{subscriber}");
+    let id = joined["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("/.well-known/mercure/subscriptions/https%3A%2F%2Fexample.com%2Fbooks%2F%7Bid%7D/urn%3Auuid%3A"), "{id}");
+    // The API.
+    let get = |path: String, auth: Option<String>| {
+        let mut req = http_client().get(p.url(&path));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        async move {
+            let r = send(req).await;
+            let status = r.status();
+            let ct = r
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, ct, r.text().await.unwrap())
+        }
+    };
+    let (status, ct, body) = get(
+        "/.well-known/mercure/subscriptions".into(),
+        Some(bearer.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ct.as_deref(), Some("application/ld+json"));
+    let all: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(all["type"], "Subscriptions");
+    assert!(all["lastEventID"].is_string());
+    let listed = all["subscriptions"].as_array().unwrap();
+    assert!(listed
+        .iter()
+        .any(|s| s["subscriber"] == subscriber.as_str() && s["topic"] == books));
+    let escaped = "https%3A%2F%2Fexample.com%2Fbooks%2F%7Bid%7D";
+    let (status, _, body) = get(
+        format!("/.well-known/mercure/subscriptions/{escaped}"),
+        Some(bearer.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let for_topic: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(for_topic["subscriptions"].as_array().unwrap().len(), 1);
+    let (status, _, body) = get(id.clone(), Some(bearer.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let one: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (one["id"].as_str(), one["active"].as_bool()),
+        (Some(id.as_str()), Some(true))
+    );
+    assert_eq!(
+        get(
+            format!("/.well-known/mercure/subscriptions/{escaped}/urn%3Auuid%3Anobody"),
+            Some(bearer.clone())
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get("/.well-known/mercure/subscriptions".into(), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let other = format!(
+        "Bearer {}",
+        jwt(json!({"mercure": {"subscribe": ["https://example.com/{x}"]}}))
+    );
+    assert_eq!(
+        get("/.well-known/mercure/subscriptions".into(), Some(other))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    // The subscriber leaves: its subscription ends.
+    drop(reader);
+    let left = loop {
+        let e = watcher.next().await;
+        let v = event_for(&e.data);
+        if v["subscriber"] == subscriber.as_str() {
+            break v;
+        }
+    };
+    assert_eq!(
+        (left["active"].as_bool(), left["topic"].as_str()),
+        (Some(false), Some(books))
+    );
+    end(&p).await;
+    assert_eq!(anonymous.until_end().await, Vec::<String>::new());
+}
+
+/// `--publish-rate-per-key` counts Mercure publishers by their token's `sub`.
+#[tokio::test]
+async fn publishers_are_rate_limited_by_subject() {
+    let p = hub(&["--mercure-anonymous", "--publish-rate-per-key", "1/s:1"]).await;
+    let alice = jwt(json!({"sub": "alice", "mercure": {"publish": ["*"]}}));
+    let bob = jwt(json!({"sub": "bob", "mercure": {"publish": ["*"]}}));
+    assert_eq!(
+        post(&p, Some(&alice), form(&[("topic", "t")])).await.0,
+        StatusCode::OK
+    );
+    let (status, ct, body) = post(&p, Some(&alice), form(&[("topic", "t")])).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    let r = send(
+        http_client()
+            .post(p.url("/.well-known/mercure"))
+            .bearer_auth(&alice)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("topic=t"),
+    )
+    .await;
+    assert!(
+        r.headers().contains_key("retry-after"),
+        "429 says when to retry"
+    );
+    assert_eq!(
+        post(&p, Some(&bob), form(&[("topic", "t")])).await.0,
+        StatusCode::OK
+    );
+}
