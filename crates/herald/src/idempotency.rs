@@ -29,6 +29,9 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(600);
 /// Default most keys one memory broker remembers at once.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
+/// The prefix of the keys inbound webhooks publish under; publishers may not use it.
+pub const RESERVED_PREFIX: &str = "wh:";
+
 /// A publisher-chosen key that makes a publish safe to retry: 1 to 128 printable ASCII
 /// characters without spaces (a UUID fits).
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -54,6 +57,22 @@ impl IdempotencyKey {
             ));
         }
         Ok(IdempotencyKey(key.into()))
+    }
+
+    /// A key a publisher gave (`idempotencyKey`, `Idempotency-Key`): as [`new`](Self::new),
+    /// and not under [`RESERVED_PREFIX`], which the inbound webhooks' keys use (a publisher
+    /// that took a delivery's key first would make that delivery answer `409`).
+    ///
+    /// # Errors
+    /// Those of [`new`](Self::new), and one for a reserved key.
+    pub fn from_publisher(key: &str) -> Result<Self, InvalidInput> {
+        if key.starts_with(RESERVED_PREFIX) {
+            return Err(InvalidInput::new(
+                "idempotencyKey",
+                format!("keys starting with {RESERVED_PREFIX:?} are reserved for inbound webhooks"),
+            ));
+        }
+        Self::new(key)
     }
 
     /// The key's text.
@@ -290,6 +309,9 @@ mod tests {
         assert!(IdempotencyKey::new("é").is_err());
         assert!(IdempotencyKey::new(&"k".repeat(129)).is_err());
         assert!(IdempotencyKey::new(&"k".repeat(128)).is_ok());
+        assert!(IdempotencyKey::from_publisher("wh:abc:0").is_err());
+        assert!(IdempotencyKey::new("wh:abc:0").is_ok());
+        assert!(IdempotencyKey::from_publisher("whole").is_ok());
     }
 
     #[test]

@@ -122,21 +122,27 @@ impl HookCall<'_> {
 /// The app's decision.
 #[derive(Debug, Clone)]
 enum Verdict {
-    Admit(Identity),
-    Refuse { status: StatusCode, message: String },
+    /// Admitted as this identity; the second field is the app's `expiresAt`, which bounds how
+    /// long the answer is cached even where the connection tolerates expiry
+    /// (`token_expiry = tolerate` leaves the identity without one).
+    Admit(Identity, Option<SystemTime>),
+    Refuse {
+        status: StatusCode,
+        message: String,
+    },
 }
 
 impl Verdict {
     fn outcome(&self) -> AuthHookOutcome {
         match self {
-            Verdict::Admit(_) => AuthHookOutcome::Admitted,
+            Verdict::Admit(..) => AuthHookOutcome::Admitted,
             Verdict::Refuse { .. } => AuthHookOutcome::Refused,
         }
     }
 
     fn into_result(self) -> Result<Identity, ApiError> {
         match self {
-            Verdict::Admit(identity) => Ok(identity),
+            Verdict::Admit(identity, _) => Ok(identity),
             Verdict::Refuse { status, message } => {
                 Err(ApiError::new(status, "auth_hook_refused", message))
             }
@@ -388,11 +394,7 @@ impl AuthHook {
     fn remember(&self, key: [u8; 32], verdict: &Verdict, ttl: Duration) {
         let now = Instant::now();
         let mut until = now + ttl;
-        if let Verdict::Admit(Identity {
-            expires_at: Some(at),
-            ..
-        }) = verdict
-        {
+        if let Verdict::Admit(_, Some(at)) = verdict {
             let left = at.duration_since(SystemTime::now()).unwrap_or_default();
             until = until.min(now + left);
         }
@@ -534,17 +536,20 @@ fn admission(answer: &[u8], now: SystemTime, expiry: TokenExpiry) -> Result<Verd
         }
         Some(_) => return Err("metadata: must be a JSON object".into()),
     };
-    Ok(Verdict::Admit(Identity {
-        user,
-        username,
-        expires_at: match expiry {
-            TokenExpiry::Close => expires_at,
-            TokenExpiry::Tolerate => None,
+    Ok(Verdict::Admit(
+        Identity {
+            user,
+            username,
+            expires_at: match expiry {
+                TokenExpiry::Close => expires_at,
+                TokenExpiry::Tolerate => None,
+            },
+            grants: Some(super::auth::Grants::new(grants, "by the app")),
+            session_id: None,
+            metadata,
         },
-        grants: Some(super::auth::Grants::new(grants, "by the app")),
-        session_id: None,
-        metadata,
-    }))
+        expires_at,
+    ))
 }
 
 #[cfg(test)]
@@ -557,7 +562,7 @@ mod tests {
 
     #[test]
     fn an_answer_is_held_to_the_rules_of_claims() {
-        let Ok(Verdict::Admit(id)) = admit(
+        let Ok(Verdict::Admit(id, _)) = admit(
             r#"{"userId": "alice", "username": "Alice", "channels": ["orders:*", "news"],
                 "expiresAt": 99999999999, "metadata": {"plan": "pro"}}"#,
         ) else {
@@ -567,9 +572,19 @@ mod tests {
         assert_eq!(id.username.as_deref(), Some("Alice"));
         assert!(id.expires_at.is_some());
         assert_eq!(id.metadata.unwrap()["plan"], "pro");
+        // With expiry tolerated the connection keeps no deadline, but the cache still does.
+        let Ok(Verdict::Admit(id, at)) = admission(
+            br#"{"userId": "a", "expiresAt": 99999999999}"#,
+            SystemTime::now(),
+            TokenExpiry::Tolerate,
+        ) else {
+            panic!("admitted")
+        };
+        assert!(id.expires_at.is_none());
+        assert!(at.is_some());
         assert!(matches!(
             admit(r#"{"userId": null}"#),
-            Ok(Verdict::Admit(Identity { user: None, .. }))
+            Ok(Verdict::Admit(Identity { user: None, .. }, _))
         ));
         for bad in [
             "{}",

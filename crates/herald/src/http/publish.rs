@@ -106,7 +106,7 @@ pub fn parse_publication(value: Value) -> Result<Publication, InvalidInput> {
     };
     let idempotency = match body.remove("idempotencyKey") {
         None | Some(Value::Null) => None,
-        Some(Value::String(key)) => Some(IdempotencyKey::new(&key)?),
+        Some(Value::String(key)) => Some(IdempotencyKey::from_publisher(&key)?),
         Some(_) => return Err(InvalidInput::new("idempotencyKey", "must be a string")),
     };
 
@@ -201,7 +201,9 @@ pub async fn publish(
         let key = header
             .to_str()
             .map_err(|_| InvalidInput::new("Idempotency-Key", "must be printable ASCII"))
-            .and_then(|text| IdempotencyKey::new(text).map_err(|e| rename(e, "Idempotency-Key")))?;
+            .and_then(|text| {
+                IdempotencyKey::from_publisher(text).map_err(|e| rename(e, "Idempotency-Key"))
+            })?;
         match &publication.idempotency {
             Some(field) if *field != key => {
                 return Err(InvalidInput::new(

@@ -233,7 +233,7 @@ impl Source {
         h.update(delivery_id.as_bytes());
         let digest = h.finalize();
         let mut text = String::with_capacity(3 + 40 + 4);
-        text.push_str("wh:");
+        text.push_str(crate::idempotency::RESERVED_PREFIX);
         for b in &digest[..20] {
             text.push_str(&format!("{b:02x}"));
         }
