@@ -146,12 +146,29 @@ async fn connect(
     socket: &SocketRef,
     auth: Option<serde_json::Value>,
 ) -> Result<(), Refusal> {
-    let parts = socket.req_parts();
+    let (subscription, evicted) =
+        admit_socket(state, socket.req_parts(), auth.as_ref(), &SOCKETIO_FORMAT).await?;
+    socket
+        .extensions
+        .insert(Pending(Arc::new(Mutex::new(Some((subscription, evicted))))));
+    Ok(())
+}
+
+/// What both paths check before a socket becomes a connection: the socket rule of `Origin`
+/// on the handshake request `parts`, then the checks of `GET /api/sse` with `auth` as the query
+/// (`http::subscribe::admit`); then [`Hub::connect`](crate::Hub::connect) in `format`. The
+/// connection's subscription, and the token the registry cancels to evict it.
+async fn admit_socket(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    auth: Option<&serde_json::Value>,
+    format: &'static dyn crate::transport::WireFormat,
+) -> Result<(Subscription, CancellationToken), Refusal> {
     let cookie = crate::http::origin::check_socket_origin(
         &state.config,
         &axum::http::Request::from_parts(parts.clone(), ()),
     )?;
-    let query = auth_query(auth.as_ref())?;
+    let query = auth_query(auth)?;
     let admission = admit(
         state,
         parts.extensions.get::<ConnectInfo<SocketAddr>>(),
@@ -162,16 +179,10 @@ async fn connect(
     )
     .await?;
     let evicted = CancellationToken::new();
-    let request = admission.into_request(
-        state,
-        &SOCKETIO_FORMAT,
-        Some(TransportCloser::new(evicted.clone())),
-    )?;
+    let request =
+        admission.into_request(state, format, Some(TransportCloser::new(evicted.clone())))?;
     let subscription = state.hub.connect(request).await.map_err(ApiError::from)?;
-    socket
-        .extensions
-        .insert(Pending(Arc::new(Mutex::new(Some((subscription, evicted))))));
-    Ok(())
+    Ok((subscription, evicted))
 }
 
 /// The `auth` payload as the query of `GET /api/sse`: `token`, `userId`, `username`,

@@ -22,11 +22,10 @@
 //! of being parsed and encoded per socket, and an idle socket holds what a `/api/ws` one holds
 //! (BENCHMARKS.md, "Socket.IO against a Node socket.io server").
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, FromRequestParts, Request};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -34,11 +33,8 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use super::packets::SOCKETIO_PACKETS;
-use super::{auth_query, Refusal};
-use crate::http::auth_hook::Transport;
-use crate::http::subscribe::admit;
+use super::{admit_socket, Refusal};
 use crate::http::{ApiError, AppState};
-use crate::registry::TransportCloser;
 use crate::transport::Subscription;
 use crate::ws::socket::{self, Dialect, Pings};
 
@@ -225,10 +221,6 @@ async fn connect(
     parts: &Parts,
     auth: &str,
 ) -> Result<(Subscription, CancellationToken), Refusal> {
-    let cookie = crate::http::origin::check_socket_origin(
-        &state.config,
-        &axum::http::Request::from_parts(parts.clone(), ()),
-    )?;
     let auth: Option<serde_json::Value> = if auth.is_empty() {
         None
     } else {
@@ -236,24 +228,7 @@ async fn connect(
             ApiError::bad_request("invalid_auth", "the handshake's auth is not JSON")
         })?)
     };
-    let query = auth_query(auth.as_ref())?;
-    let admission = admit(
-        state,
-        parts.extensions.get::<ConnectInfo<SocketAddr>>(),
-        &parts.headers,
-        Some(&query),
-        cookie,
-        Transport::SocketIo,
-    )
-    .await?;
-    let evicted = CancellationToken::new();
-    let request = admission.into_request(
-        state,
-        &SOCKETIO_PACKETS,
-        Some(TransportCloser::new(evicted.clone())),
-    )?;
-    let subscription = state.hub.connect(request).await.map_err(ApiError::from)?;
-    Ok((subscription, evicted))
+    admit_socket(state, parts, auth.as_ref(), &SOCKETIO_PACKETS).await
 }
 
 #[cfg(test)]
