@@ -129,6 +129,11 @@ struct PublisherArgs {
     /// Seconds one publish request may take.
     #[arg(long, default_value_t = 10.0)]
     request_timeout: f64,
+    /// Events per publish request: above 1, each request POSTs a JSON array of this many
+    /// events to Herald's batch endpoint (the publish URL with `/messages` for `/message`).
+    /// Herald targets only.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
 }
 
 /// Which server, at which URLs.

@@ -39,6 +39,8 @@ pub(crate) struct PublishPlan {
     /// Events per second; 0 = as fast as accepted.
     pub(crate) rate: f64,
     pub(crate) concurrency: usize,
+    /// Events per request: above 1, a JSON array to the batch endpoint (`…/messages`).
+    pub(crate) batch: usize,
     pub(crate) payload_bytes: usize,
     pub(crate) request_timeout: Duration,
     /// No event is sent after this.
@@ -173,55 +175,53 @@ async fn slot(
     let mut body = Vec::with_capacity(plan.payload_bytes + 256);
     let mut request = Vec::with_capacity(plan.payload_bytes + 1024);
     let mut path = Vec::with_capacity(128);
+    let batch = plan.batch.max(1) as u64;
     loop {
-        let n = next.fetch_add(1, Relaxed);
-        if n >= plan.events {
+        let first = next.fetch_add(batch, Relaxed);
+        if first >= plan.events {
             break;
         }
+        let seqs = first..(first + batch).min(plan.events);
         if plan.rate > 0.0 {
-            let at = start + Duration::from_secs_f64(n as f64 / plan.rate);
+            let at = start + Duration::from_secs_f64(first as f64 / plan.rate);
             if at >= plan.deadline {
-                o.failed.push(n);
+                o.failed.extend(seqs.clone());
                 *o.errors
                     .entry("not sent before the timeout".into())
-                    .or_default() += 1;
+                    .or_default() += seqs.end - seqs.start;
                 break;
             }
             tokio::time::sleep_until(at).await;
         }
         if Instant::now() >= plan.deadline {
-            o.failed.push(n);
+            o.failed.extend(seqs.clone());
             *o.errors
                 .entry("not sent before the timeout".into())
-                .or_default() += 1;
+                .or_default() += seqs.end - seqs.start;
             break;
         }
-        let vars = match &plan.routing {
-            Routing::Channel(c) => Vars {
-                channel: Name::fixed(c),
-                user: Name::fixed(""),
-                index: n,
-            },
-            Routing::Users {
-                prefix,
-                users,
-                seed,
-            } => {
-                let name = Name::numbered(prefix, target_user(*seed, n, *users));
-                Vars {
-                    channel: name,
-                    user: name,
-                    index: n,
-                }
-            }
-        };
-        let mut all_ok = true;
+        let mut failed: Vec<u64> = Vec::new();
         for (url, client) in plan.urls.iter().zip(clients.iter_mut()) {
-            path.clear();
-            url.write_path(&mut path, &vars);
             let ts = now_us();
             body.clear();
-            write_body(&mut body, &plan, &vars, n, ts, &pad);
+            path.clear();
+            if batch > 1 {
+                body.push(b'[');
+            }
+            for n in seqs.clone() {
+                let vars = vars_of(&plan.routing, n);
+                if n == seqs.start {
+                    url.write_path(&mut path, &vars);
+                } else {
+                    body.push(b',');
+                }
+                write_body(&mut body, &plan, &vars, n, ts, &pad);
+            }
+            if batch > 1 {
+                body.push(b']');
+                // The batch endpoint of a `/message` URL (checked when the job was made).
+                path.push(b's');
+            }
             request.clear();
             http::write_request(
                 &mut request,
@@ -237,6 +237,23 @@ async fn slot(
             }
             o.requests += 1;
             match client.send(&request, plan.request_timeout).await {
+                Ok(status) if (200..300).contains(&status) && batch > 1 => {
+                    o.latency
+                        .saturating_record((sent.elapsed().as_micros() as u64).max(1));
+                    match batch_results(&client.body, seqs.end - seqs.start) {
+                        Ok((delivered, errors)) => {
+                            *o.delivered.get_or_insert(0) += delivered;
+                            for (i, code) in errors {
+                                failed.push(seqs.start + i);
+                                *o.errors.entry(format!("batch item {code}")).or_default() += 1;
+                            }
+                        }
+                        Err(e) => {
+                            failed.extend(seqs.clone());
+                            *o.errors.entry(format!("batch answer: {e}")).or_default() += 1;
+                        }
+                    }
+                }
                 Ok(status) if (200..300).contains(&status) => {
                     o.latency
                         .saturating_record((sent.elapsed().as_micros() as u64).max(1));
@@ -245,28 +262,75 @@ async fn slot(
                     }
                 }
                 Ok(status) => {
-                    all_ok = false;
+                    failed.extend(seqs.clone());
                     let code = json_str_field(&client.body, "code")
                         .map(|c| format!(" {c}"))
                         .unwrap_or_default();
                     *o.errors.entry(format!("HTTP {status}{code}")).or_default() += 1;
                 }
                 Err(e) => {
-                    all_ok = false;
+                    failed.extend(seqs.clone());
                     *o.errors.entry(format!("publish: {e}")).or_default() += 1;
                 }
             }
         }
         o.last_ack = Some((Instant::now(), now_us()));
-        if all_ok {
-            o.ok += 1;
-            acked.fetch_add(1, Relaxed);
-        } else {
-            o.failed.push(n);
-        }
+        failed.sort_unstable();
+        failed.dedup();
+        let ok = (seqs.end - seqs.start) - failed.len() as u64;
+        o.ok += ok;
+        acked.fetch_add(ok, Relaxed);
+        o.failed.extend(failed);
     }
     o.connections = clients.iter().map(|c| c.connects).sum();
     o
+}
+
+/// Where event `n` goes.
+fn vars_of(routing: &Routing, n: u64) -> Vars<'_> {
+    match routing {
+        Routing::Channel(c) => Vars {
+            channel: Name::fixed(c),
+            user: Name::fixed(""),
+            index: n,
+        },
+        Routing::Users {
+            prefix,
+            users,
+            seed,
+        } => {
+            let name = Name::numbered(prefix, target_user(*seed, n, *users));
+            Vars {
+                channel: name,
+                user: name,
+                index: n,
+            }
+        }
+    }
+}
+
+/// Reads a batch answer `{"results": [{"id", "delivered"} | {"error": {"code"}}, ...]}`: the
+/// sum of `delivered`, and the index and code of every item that failed (or was missing).
+fn batch_results(body: &[u8], items: u64) -> Result<(u64, Vec<(u64, String)>), String> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let results = v["results"]
+        .as_array()
+        .ok_or_else(|| "no results array".to_owned())?;
+    let mut delivered = 0;
+    let mut errors = Vec::new();
+    for i in 0..items {
+        match results.get(i as usize) {
+            Some(r) if r.get("error").is_none() => {
+                delivered += r["delivered"].as_u64().unwrap_or(0);
+            }
+            Some(r) => errors.push((
+                i,
+                r["error"]["code"].as_str().unwrap_or("unknown").to_owned(),
+            )),
+            None => errors.push((i, "missing".to_owned())),
+        }
+    }
+    Ok((delivered, errors))
 }
 
 /// The benchmark payload: `{"seq":N,"ts":T,"pad":"xxx…"}`, padded to `payload_bytes` in all.
@@ -347,6 +411,7 @@ mod tests {
             events: 1,
             rate: 0.0,
             concurrency: 1,
+            batch: 1,
             payload_bytes: 0,
             request_timeout: Duration::from_secs(1),
             deadline: Instant::now(),

@@ -53,6 +53,8 @@ pub(crate) struct Job {
     pub(crate) publish_headers: Vec<(String, String)>,
     pub(crate) rate: f64,
     pub(crate) concurrency: usize,
+    /// Events per publish request (1: the single endpoint; more: the batch endpoint).
+    pub(crate) batch: usize,
     pub(crate) payload_bytes: usize,
     pub(crate) request_timeout: Duration,
     pub(crate) timeout: Duration,
@@ -163,6 +165,15 @@ impl Job {
         if concurrency == 0 {
             bail!("--concurrency must be at least 1");
         }
+        if p.batch == 0 {
+            bail!("--batch must be at least 1");
+        }
+        if p.batch > 1
+            && (target.body != crate::target::BodyMode::Herald
+                || target.publish.iter().any(|e| !e.raw.ends_with("/message")))
+        {
+            bail!("--batch needs Herald publish URLs ending in /message (the batch endpoint is /messages)");
+        }
 
         // Open files: each connection is one; keep a margin for the rest.
         let margin = 256 + (concurrency * target.publish.len()) as u64;
@@ -227,6 +238,7 @@ impl Job {
             publish_headers,
             rate: p.rate,
             concurrency,
+            batch: p.batch,
             payload_bytes: p.payload_bytes,
             request_timeout: secs("--request-timeout", p.request_timeout)?,
             timeout: secs("--timeout", r.timeout)?,
@@ -423,6 +435,7 @@ pub(crate) async fn execute(job: Job) -> anyhow::Result<bool> {
             events: job.events,
             rate: job.rate,
             concurrency: job.concurrency,
+            batch: job.batch,
             payload_bytes: job.payload_bytes,
             request_timeout: job.request_timeout,
             deadline,

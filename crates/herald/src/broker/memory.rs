@@ -70,32 +70,24 @@ impl MemoryBroker {
     }
 }
 
-/// Most window entries a resume copies (as pointers) per hold of the broker's lock.
-const REPLAY_CHUNK: usize = 256;
+/// The idempotency fingerprint of a publication that has a key (hashed outside the lock).
+fn fingerprint_of(publication: &Publication) -> Option<String> {
+    publication
+        .idempotency
+        .as_ref()
+        .map(|_| idempotency::fingerprint(publication))
+}
 
-#[async_trait]
-impl Broker for MemoryBroker {
-    fn start(&self, delivery: Arc<dyn Delivery>, lifecycle: &Lifecycle) {
-        // A second start keeps the first delivery: one broker serves one hub.
-        if self.delivery.set(delivery).is_err() {
-            return;
-        }
-        if let Some(durable) = &self.durable {
-            durable.start(lifecycle);
-        }
-    }
-
-    async fn publish(&self, publication: Publication) -> Result<Published, EngineError> {
-        let delivery = self.delivery.get().ok_or(EngineError::NotRunning)?;
-        if delivery.is_overloaded() {
-            return Err(EngineError::Overloaded);
-        }
-        // Hashed before taking the lock: the body can be 64 KiB.
-        let fingerprint = publication
-            .idempotency
-            .as_ref()
-            .map(|_| idempotency::fingerprint(&publication));
-        let mut window = self.window.lock();
+impl MemoryBroker {
+    /// Assigns the id, delivers and retains, under the window's lock: the one section that
+    /// orders every event.
+    fn publish_locked(
+        &self,
+        window: &mut ReplayBuffer,
+        delivery: &dyn Delivery,
+        publication: Publication,
+        fingerprint: Option<String>,
+    ) -> Result<Published, EngineError> {
         let mut seen = publication.idempotency.as_ref().map(|key| {
             let fp = fingerprint.unwrap_or_default();
             let mut cache = self.idempotency.lock();
@@ -136,8 +128,87 @@ impl Broker for MemoryBroker {
         if let Some((mut cache, key, fp, _)) = seen.take() {
             cache.remember(key, fp, published, Instant::now());
         }
-        drop(window);
         Ok(published)
+    }
+}
+
+/// Most events of a batch published per hold of the broker's lock.
+const BATCH_CHUNK: usize = 64;
+
+/// Most window entries a resume copies (as pointers) per hold of the broker's lock.
+const REPLAY_CHUNK: usize = 256;
+
+#[async_trait]
+impl Broker for MemoryBroker {
+    fn start(&self, delivery: Arc<dyn Delivery>, lifecycle: &Lifecycle) {
+        // A second start keeps the first delivery: one broker serves one hub.
+        if self.delivery.set(delivery).is_err() {
+            return;
+        }
+        if let Some(durable) = &self.durable {
+            durable.start(lifecycle);
+        }
+    }
+
+    async fn publish(&self, publication: Publication) -> Result<Published, EngineError> {
+        let delivery = self.delivery.get().ok_or(EngineError::NotRunning)?;
+        if delivery.is_overloaded() {
+            return Err(EngineError::Overloaded);
+        }
+        // Hashed before taking the lock: the body can be 64 KiB.
+        let fingerprint = fingerprint_of(&publication);
+        // The sends to idle connections' sockets happen after the lock is released.
+        crate::registry::deferring(|| {
+            let mut window = self.window.lock();
+            self.publish_locked(&mut window, delivery.as_ref(), publication, fingerprint)
+        })
+    }
+
+    async fn publish_batch(
+        &self,
+        publications: Vec<Publication>,
+    ) -> Vec<Result<Published, EngineError>> {
+        let Some(delivery) = self.delivery.get() else {
+            return publications
+                .iter()
+                .map(|_| Err(EngineError::NotRunning))
+                .collect();
+        };
+        let mut results = Vec::with_capacity(publications.len());
+        let mut items = publications.into_iter().map(|p| {
+            let fingerprint = fingerprint_of(&p);
+            (p, fingerprint)
+        });
+        loop {
+            // A chunk per hold of the lock, so that other publishers get their turn. Queued,
+            // not written directly: a batch's events then go out the way a burst does, several
+            // to a write where they share a connection, from the connections' own tasks.
+            let more = crate::registry::queueing(|| {
+                let mut window = self.window.lock();
+                let mut taken = 0;
+                for (publication, fingerprint) in items.by_ref() {
+                    results.push(if delivery.is_overloaded() {
+                        Err(EngineError::Overloaded)
+                    } else {
+                        self.publish_locked(
+                            &mut window,
+                            delivery.as_ref(),
+                            publication,
+                            fingerprint,
+                        )
+                    });
+                    taken += 1;
+                    if taken == BATCH_CHUNK {
+                        return true;
+                    }
+                }
+                false
+            });
+            if !more {
+                return results;
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     async fn command(&self, command: Command) -> Result<usize, EngineError> {

@@ -127,6 +127,20 @@ pub trait Broker: Send + Sync + fmt::Debug {
     /// must report it rather than pretend it was sent.
     async fn publish(&self, publication: Publication) -> Result<Published, EngineError>;
 
+    /// Publishes several events, in order, each with its own outcome (as [`Broker::publish`]
+    /// would give it). The default publishes them one by one; a broker that can do better (one
+    /// lock, one round trip) does.
+    async fn publish_batch(
+        &self,
+        publications: Vec<Publication>,
+    ) -> Vec<Result<Published, EngineError>> {
+        let mut results = Vec::with_capacity(publications.len());
+        for publication in publications {
+            results.push(self.publish(publication).await);
+        }
+        results
+    }
+
     /// Runs `command` on every node; returns how many connections it affected on this node and
     /// (where the broker knows) the others.
     ///

@@ -256,22 +256,42 @@ pub async fn publish_batch(
     state
         .limits
         .check_publish_batch(&publisher.name, items.len())?;
-    let mut results = Vec::with_capacity(items.len());
-    for item in items {
-        let outcome = match parse_publication(item) {
-            Ok(p) => match check_scope(&publisher, &p) {
-                Ok(()) => state.hub.publish(p).await.map_err(ApiError::from),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e.into()),
-        };
-        results.push(match outcome {
-            Ok(published) => {
-                serde_json::to_value(PublishResponse::from(published)).unwrap_or(Value::Null)
+    // Checked first, published together (in order), answered in the items' order.
+    let checked: Vec<Result<Publication, ApiError>> = items
+        .into_iter()
+        .map(|item| {
+            let p = parse_publication(item)?;
+            check_scope(&publisher, &p)?;
+            Ok(p)
+        })
+        .collect();
+    let mut valid = Vec::with_capacity(checked.len());
+    let mut outcomes: Vec<Option<Result<Published, ApiError>>> = Vec::with_capacity(checked.len());
+    for item in checked {
+        match item {
+            Ok(p) => {
+                valid.push(p);
+                outcomes.push(None);
             }
-            Err(e) => e.body(),
-        });
+            Err(e) => outcomes.push(Some(Err(e))),
+        }
     }
+    let mut published = state.hub.publish_batch(valid).await.into_iter();
+    let results: Vec<Value> = outcomes
+        .into_iter()
+        .map(|outcome| {
+            let outcome = outcome.unwrap_or_else(|| match published.next() {
+                Some(result) => result.map_err(ApiError::from),
+                None => Err(ApiError::from(crate::Error::ShuttingDown)),
+            });
+            match outcome {
+                Ok(published) => {
+                    serde_json::to_value(PublishResponse::from(published)).unwrap_or(Value::Null)
+                }
+                Err(e) => e.body(),
+            }
+        })
+        .collect();
     Ok(Json(serde_json::json!({ "results": results })))
 }
 

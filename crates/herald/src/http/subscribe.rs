@@ -288,7 +288,11 @@ pub async fn subscribe(
     };
     let request = admission.into_request(&state, format, closer)?;
     let stream = state.hub.connect(request).await?;
-    Ok(stream_response(Body::new(stream)))
+    // For the lean HTTP/1.1 writer, which writes idle connections' events from the publisher.
+    let writer = stream.writer_handle();
+    let mut response = stream_response(Body::new(stream));
+    response.extensions_mut().insert(writer);
+    Ok(response)
 }
 
 fn stream_response(body: Body) -> Response {

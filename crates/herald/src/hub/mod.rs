@@ -596,6 +596,31 @@ impl Hub {
         Ok(published)
     }
 
+    /// Publishes several events, in order, each with its own outcome: what
+    /// [`publish`](Self::publish) would answer for each, in one call to the broker (the memory
+    /// broker takes its lock once per chunk of events, not once per event).
+    pub async fn publish_batch(&self, publications: Vec<Publication>) -> Vec<Result<Published>> {
+        let inner = &self.inner;
+        if inner.registry.is_closing() {
+            return publications
+                .iter()
+                .map(|_| Err(Error::ShuttingDown))
+                .collect();
+        }
+        let started = Instant::now();
+        let results = inner.broker.publish_batch(publications).await;
+        let seconds = started.elapsed().as_secs_f64();
+        results
+            .into_iter()
+            .map(|result| {
+                let published = result?;
+                inner.metrics.events_published.inc();
+                inner.metrics.publish_seconds.observe(seconds);
+                Ok(published)
+            })
+            .collect()
+    }
+
     /// Ends the connections of these users and these connection ids, each with a
     /// `disconnected` event (reason `server_disconnect`). Returns how many ended.
     ///

@@ -123,7 +123,7 @@ impl Registry {
                 let mut slow = Vec::new();
                 let pushed = {
                     let ix = shard.indices.read();
-                    push_to_targets(&ix, event, targets, false, &mut slow)
+                    push_to_targets(&ix, event, targets, false, true, &mut slow)
                 };
                 drop(queue);
                 for conn in &slow {
@@ -179,7 +179,8 @@ impl Registry {
             {
                 let ix = shard.indices.read();
                 for d in &batch {
-                    pushed += push_to_targets(&ix, &d.event, &d.targets, d.everyone, &mut slow);
+                    pushed +=
+                        push_to_targets(&ix, &d.event, &d.targets, d.everyone, false, &mut slow);
                 }
             }
             for conn in &slow {

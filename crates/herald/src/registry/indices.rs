@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::Connection;
 use crate::event::Event;
 use crate::target::{ChannelName, ConnectionId, Target, Targets, UserId};
-use crate::transport::outbox::PushError;
+use crate::transport::outbox::{Claimed, PushError};
 use crate::transport::FilterScratch;
 
 /// The indices of one shard.
@@ -32,16 +32,19 @@ pub(super) fn count_targets(ix: &Indices, list: &[Target]) -> usize {
 
 /// Pushes `event` into the outbox of every connection of `ix` that `targets` selects (or all of
 /// them when `everyone`), in each connection's wire format; collects the full ones in `slow`.
-/// Returns how many took it.
+/// With `direct`, an idle connection with a direct socket is written to from this thread
+/// instead ([`super::direct`]). Returns how many took it.
 pub(super) fn push_to_targets(
     ix: &Indices,
     event: &Event,
     targets: &Targets,
     everyone: bool,
+    direct: bool,
     slow: &mut Vec<Arc<Connection>>,
 ) -> u64 {
     let mut pushed = 0u64;
     let seq = event.id.seq;
+    let direct = direct && super::direct::allowed();
     // Made on the first filtered connection only: plain connections pay nothing for it.
     let mut scratch: Option<FilterScratch> = None;
     let mut push = |conn: &Arc<Connection>| {
@@ -53,7 +56,20 @@ pub(super) fn push_to_targets(
                 return;
             }
         }
-        match conn.outbox.push_event(seq, event.encoded(conn.format)) {
+        let frame = event.encoded(conn.format);
+        let queued = if direct {
+            conn.outbox.claim(seq, frame).map(|claimed| match claimed {
+                Claimed::Direct(claim) => {
+                    super::direct::submit(conn, claim);
+                    true
+                }
+                Claimed::Queued => true,
+                Claimed::Dropped => false,
+            })
+        } else {
+            conn.outbox.push_event(seq, frame)
+        };
+        match queued {
             Ok(true) => {
                 pushed += 1;
                 conn.touch();

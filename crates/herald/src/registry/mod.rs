@@ -21,6 +21,7 @@
 //! ([`PresenceFeed`]), if it has one, while still holding the global lock: the feed sees every
 //! connection's join before its leave, and takes only a short lock of its own.
 
+mod direct;
 mod fanout;
 mod indices;
 mod presence;
@@ -44,6 +45,7 @@ use crate::presence::{ConnectionInfo, PresenceFeed, PresenceMember, PresenceUpda
 use crate::target::{ChannelName, ChannelPattern, ConnectionId, UserId};
 use crate::transport::outbox::Outbox;
 use crate::transport::WireFormat;
+pub(crate) use direct::{deferring, queueing};
 
 /// A handle that closes the transport under a connection (its TCP connection), for when ending
 /// the response body is not enough: a client that stopped reading leaves the server blocked on a

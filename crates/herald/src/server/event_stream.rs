@@ -14,6 +14,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -24,6 +25,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::http::STREAM_PATH;
+use crate::transport::outbox::DirectWrite;
+use crate::transport::WriterHandle;
 
 /// Most headers in a request head read here.
 const MAX_HEADERS: usize = 64;
@@ -234,15 +237,22 @@ fn build_request(head: &[u8]) -> Option<axum::http::Request<Body>> {
 /// for an HTTP/1.0 client) as frames become available, until the body ends, the client goes
 /// away, or a write fails. The connection is not reused afterwards.
 ///
+/// Once the stream's first bytes are out, the socket is also handed to the connection's outbox
+/// (when the response carries a [`WriterHandle`]): an event for a connection with nothing
+/// queued is then written by the publishing thread itself ([`SocketSink`]), and this task only
+/// wakes for backlogs, heartbeats from the shard tasks, and the rest of a write the socket did
+/// not take whole.
+///
 /// `abort` cancels a write that the client's full socket holds up (the hub evicted it); while
 /// waiting for events, the body's own error does that.
 pub(crate) async fn write_response(
-    stream: &mut TcpStream,
+    stream: TcpStream,
     response: axum::http::Response<Body>,
     http10: bool,
     abort: &tokio_util::sync::CancellationToken,
 ) {
-    let (parts, mut body) = response.into_parts();
+    let (mut parts, mut body) = response.into_parts();
+    let writer = parts.extensions.remove::<WriterHandle>();
     let mut head = BytesMut::with_capacity(256);
     let status = parts.status;
     head.put_slice(b"HTTP/1.1 ");
@@ -267,19 +277,37 @@ pub(crate) async fn write_response(
     }
     head.put_slice(b"connection: close\r\n\r\n");
     drop(parts);
-    if stream.write_all(&head).await.is_err() {
+    let socket = Arc::new(stream);
+    if write_all(&socket, &head).await.is_err() {
         return;
     }
     drop(head);
+    // Takes the socket back from the outbox however this function ends.
+    let mut direct = DirectGuard { writer, sink: None };
     let mut probe = [0u8; 1];
     let mut stray = 0usize;
     loop {
+        // A direct write the socket did not take whole: the rest goes before anything else.
+        if let Some(rest) = direct.sink.as_ref().and_then(|s| s.rest.lock().take()) {
+            let written = tokio::select! {
+                biased;
+                w = write_all(&socket, &rest) => w,
+                _ = abort.cancelled() => return,
+            };
+            if written.is_err() {
+                return;
+            }
+            direct.written();
+            continue;
+        }
         let frame = tokio::select! {
+            biased;
+            () = direct.rest_ready() => continue,
             frame = body.frame() => frame,
             // Clients send nothing after the request but may send a stray empty line: a read
             // of 0 bytes (or an error) means they closed. Bytes are ignored, up to a bound
             // (no request after a stream's can ever be answered on this connection).
-            read = stream.read(&mut probe) => match read {
+            read = read_some(&socket, &mut probe) => match read {
                 Ok(n) if n > 0 && stray < MAX_STRAY_BYTES => {
                     stray += n;
                     continue;
@@ -332,7 +360,7 @@ pub(crate) async fn write_response(
             // the write alone.
             let written = tokio::select! {
                 biased;
-                w = stream.write_all(&out) => w,
+                w = write_all(&socket, &out) => w,
                 _ = abort.cancelled() => return,
             };
             if written.is_err() {
@@ -342,11 +370,142 @@ pub(crate) async fn write_response(
         if ended {
             break;
         }
+        // The first bytes (the opening) are out: from now on publishers may write directly.
+        direct.install(&socket, !http10);
+        direct.written();
     }
+    drop(direct);
     if !http10 {
-        let _ = stream.write_all(b"0\r\n\r\n").await;
+        let _ = write_all(&socket, b"0\r\n\r\n").await;
     }
-    let _ = stream.shutdown().await;
+    if let Ok(mut stream) = Arc::try_unwrap(socket) {
+        let _ = stream.shutdown().await;
+    }
+}
+
+/// Writes all of `bytes` to a socket that publishers may also write to directly.
+async fn write_all(socket: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match socket.try_write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads what the socket holds (at least one byte, or 0 at its end).
+async fn read_some(socket: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        socket.readable().await?;
+        match socket.try_read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            read => return read,
+        }
+    }
+}
+
+/// The socket of a lean event stream as its outbox sees it: publishers write an event's chunk
+/// straight to it (`send` with `MSG_DONTWAIT` semantics: never waiting) when the connection has
+/// nothing queued; what the socket does not take waits here for the writer task.
+#[derive(Debug)]
+struct SocketSink {
+    socket: Arc<TcpStream>,
+    chunked: bool,
+    /// The part of a direct write the socket did not take.
+    rest: parking_lot::Mutex<Option<Bytes>>,
+    /// Wakes the writer task for `rest`.
+    ready: tokio::sync::Notify,
+}
+
+impl DirectWrite for SocketSink {
+    fn write_now(&self, frame: &[u8]) -> bool {
+        if frame.is_empty() {
+            // (An empty chunk would end the response.)
+            return true;
+        }
+        let mut size = [0u8; 20];
+        let size_len = if self.chunked {
+            let mut cursor = io::Cursor::new(&mut size[..]);
+            // 16 hex digits and CRLF at most: always fits.
+            let _ = io::Write::write_fmt(&mut cursor, format_args!("{:x}\r\n", frame.len()));
+            cursor.position() as usize
+        } else {
+            0
+        };
+        let trailer: &[u8] = if self.chunked { b"\r\n" } else { b"" };
+        let parts: [&[u8]; 3] = [&size[..size_len], frame, trailer];
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let written = match self.socket.try_write_vectored(&parts.map(io::IoSlice::new)) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            // A broken connection: the writer task sees it on its next read or write.
+            Err(_) => return true,
+        };
+        if written >= total {
+            return true;
+        }
+        let mut rest = BytesMut::with_capacity(total - written);
+        let mut skip = written;
+        for part in parts {
+            if skip >= part.len() {
+                skip -= part.len();
+                continue;
+            }
+            rest.put_slice(&part[skip..]);
+            skip = 0;
+        }
+        *self.rest.lock() = Some(rest.freeze());
+        self.ready.notify_one();
+        false
+    }
+}
+
+/// The writer's side of direct writes: installs the socket in the outbox, and takes it back
+/// when dropped (so the outbox never holds the socket past the writer).
+struct DirectGuard {
+    writer: Option<WriterHandle>,
+    sink: Option<Arc<SocketSink>>,
+}
+
+impl DirectGuard {
+    fn install(&mut self, socket: &Arc<TcpStream>, chunked: bool) {
+        if let (Some(writer), None) = (&self.writer, &self.sink) {
+            let sink = Arc::new(SocketSink {
+                socket: socket.clone(),
+                chunked,
+                rest: parking_lot::Mutex::new(None),
+                ready: tokio::sync::Notify::new(),
+            });
+            writer.set_direct(Some(sink.clone()));
+            self.sink = Some(sink);
+        }
+    }
+
+    /// The writer finished a write.
+    fn written(&self) {
+        if let Some(writer) = &self.writer {
+            writer.written();
+        }
+    }
+
+    /// Resolves when a direct write left a rest for the writer (never without a sink).
+    async fn rest_ready(&self) {
+        match &self.sink {
+            Some(sink) => sink.ready.notified().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for DirectGuard {
+    fn drop(&mut self) {
+        if let (Some(writer), Some(_)) = (&self.writer, &self.sink) {
+            writer.set_direct(None);
+        }
+    }
 }
 
 /// A stream that first yields bytes already read from it, then reads on: lets hyper parse a

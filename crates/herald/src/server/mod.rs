@@ -390,7 +390,7 @@ impl Connection {
     /// Serves an event-stream request without hyper (see the `event_stream` module).
     async fn run_event_stream(
         self,
-        mut stream: tokio::net::TcpStream,
+        stream: tokio::net::TcpStream,
         mut request: axum::http::Request<axum::body::Body>,
     ) {
         let closer = CancellationToken::new();
@@ -405,7 +405,7 @@ impl Connection {
         let Ok(response) = Box::pin(router.oneshot(request)).await;
         // Ends when the response does, the client leaves, or the hub evicts the client (then
         // the socket is dropped at once).
-        event_stream::write_response(&mut stream, response, http10, &closer).await;
+        event_stream::write_response(stream, response, http10, &closer).await;
     }
 
     /// Serves the connection with hyper. Its first request head must have arrived by

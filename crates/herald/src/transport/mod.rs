@@ -16,6 +16,7 @@ pub(crate) mod outbox;
 pub(crate) mod resume;
 mod subscription;
 
+pub(crate) use subscription::WriterHandle;
 pub use subscription::{StreamAborted, Subscription};
 
 use std::fmt;

@@ -9,6 +9,7 @@
 //! `.await`, and the lock is one byte, which matters at tens of thousands of connections.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
@@ -21,6 +22,16 @@ pub(crate) enum PushError {
     Full,
     /// The connection is closing or closed.
     Closed,
+}
+
+/// A socket that takes a connection's frames straight from the publishing thread (see
+/// [`Outbox::claim`]): the lean HTTP/1.1 event stream installs one, so that an event for an
+/// idle connection costs one `send` and no task wake-up.
+pub(crate) trait DirectWrite: Send + Sync + std::fmt::Debug {
+    /// Writes `frame` (in the stream's framing) without waiting. True when all of it went out;
+    /// otherwise the sink keeps what is left (all of it when the socket took nothing) and has
+    /// its writer task send it, which then calls [`Outbox::written`].
+    fn write_now(&self, frame: &[u8]) -> bool;
 }
 
 /// What the body gets when it polls the outbox.
@@ -60,6 +71,13 @@ struct Inner {
     replay_after: usize,
     replay_frames: usize,
     replay_bytes: usize,
+    /// The socket to write to directly when nothing is queued or being written.
+    direct: Option<Arc<dyn DirectWrite>>,
+    /// The writer task holds bytes it took from here (or a direct write's remainder) and has
+    /// not finished writing them: direct writes wait.
+    writer_busy: bool,
+    /// A publisher is writing a frame directly: the writer task waits.
+    claimed: bool,
 }
 
 impl Inner {
@@ -112,6 +130,9 @@ impl Outbox {
                 replay_after: 0,
                 replay_frames: 0,
                 replay_bytes: 0,
+                direct: None,
+                writer_busy: false,
+                claimed: false,
             }),
             max_frames: max_frames.max(1),
             max_bytes,
@@ -174,6 +195,71 @@ impl Outbox {
             }
         }
         self.push(frame).map(|()| true)
+    }
+
+    /// Like [`push_event`](Self::push_event), but when the outbox has a direct socket and nothing
+    /// is queued or being written, claims the socket instead of queueing: the caller then
+    /// writes the frame with [`DirectClaim::write`] (now, or once it has released its locks) and
+    /// no task is woken. Otherwise queues it (or holds it, or drops it as already sent), as
+    /// `push_event` does.
+    ///
+    /// # Errors
+    /// As [`push_event`](Self::push_event).
+    pub(crate) fn claim(&self, seq: u64, frame: Bytes) -> Result<Claimed, PushError> {
+        {
+            let mut inner = self.inner.lock();
+            if inner.state == State::Open
+                && inner.held.is_none()
+                && seq > inner.floor
+                && inner.frames.is_empty()
+                && !inner.writer_busy
+                && !inner.claimed
+            {
+                if let Some(sink) = inner.direct.clone() {
+                    inner.claimed = true;
+                    return Ok(Claimed::Direct(DirectClaim { sink, frame }));
+                }
+            }
+        }
+        self.push_event(seq, frame).map(|queued| {
+            if queued {
+                Claimed::Queued
+            } else {
+                Claimed::Dropped
+            }
+        })
+    }
+
+    /// Ends a direct write: `complete` when the whole frame went out; otherwise the sink holds
+    /// the rest for its writer, and direct writes wait until the writer calls
+    /// [`written`](Self::written). Wakes the writer when frames were queued meanwhile.
+    pub(crate) fn end_claim(&self, complete: bool) {
+        let waker = {
+            let mut inner = self.inner.lock();
+            inner.claimed = false;
+            if !complete {
+                inner.writer_busy = true;
+            }
+            if !complete || !inner.frames.is_empty() || inner.state != State::Open {
+                inner.waker.take()
+            } else {
+                None
+            }
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Installs (or with `None` removes) the socket for direct writes. The writer installs it
+    /// once the stream's first bytes are written, so nothing can overtake them.
+    pub(crate) fn set_direct(&self, sink: Option<Arc<dyn DirectWrite>>) {
+        self.inner.lock().direct = sink;
+    }
+
+    /// The writer task finished writing what it last took (see [`DirectWrite`]).
+    pub(crate) fn written(&self) {
+        self.inner.lock().writer_busy = false;
     }
 
     /// Starts holding live events (before a replay).
@@ -266,6 +352,14 @@ impl Outbox {
         if inner.state == State::Aborted {
             return Poll::Ready(Drained::Aborted);
         }
+        if inner.claimed {
+            // A publisher is writing to the socket; `end_claim` wakes us.
+            match &inner.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => inner.waker = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
         let Some(first) = inner.pop_front() else {
             if inner.state == State::Closing {
                 return Poll::Ready(Drained::End);
@@ -282,6 +376,9 @@ impl Outbox {
                 .front()
                 .is_some_and(|f| len + f.len() <= MAX_COALESCED_BYTES)
         };
+        if inner.direct.is_some() {
+            inner.writer_busy = true;
+        }
         if !next_fits(&inner, first.len()) {
             return Poll::Ready(Drained::Data(first));
         }
@@ -297,6 +394,32 @@ impl Outbox {
             inner.frames.shrink_to(4);
         }
         Poll::Ready(Drained::Data(buf.freeze()))
+    }
+}
+
+/// What [`Outbox::claim`] did with a frame.
+#[derive(Debug)]
+pub(crate) enum Claimed {
+    /// The caller writes it to the socket.
+    Direct(DirectClaim),
+    /// Queued (or held) for the writer task.
+    Queued,
+    /// At or below the stream's start position: already sent as part of a replay.
+    Dropped,
+}
+
+/// A frame that [`Outbox::claim`] let its caller write straight to the socket.
+#[derive(Debug)]
+pub(crate) struct DirectClaim {
+    sink: Arc<dyn DirectWrite>,
+    frame: Bytes,
+}
+
+impl DirectClaim {
+    /// Writes the frame and ends the claim on `outbox` (the one that made it).
+    pub(crate) fn write(self, outbox: &Outbox) {
+        let complete = self.sink.write_now(&self.frame);
+        outbox.end_claim(complete);
     }
 }
 
@@ -438,6 +561,102 @@ mod tests {
                 Poll::Ready(Drained::Data(d)) => assert_eq!(d.len(), 40 * 1024),
                 other => panic!("{other:?}"),
             }
+        }
+    }
+
+    /// A socket that takes `room` more bytes, recording what it took.
+    #[derive(Debug, Default)]
+    struct Sink {
+        taken: parking_lot::Mutex<Vec<u8>>,
+        room: std::sync::atomic::AtomicUsize,
+    }
+
+    impl DirectWrite for Sink {
+        fn write_now(&self, frame: &[u8]) -> bool {
+            let room = self.room.load(std::sync::atomic::Ordering::SeqCst);
+            let n = room.min(frame.len());
+            self.room.fetch_sub(n, std::sync::atomic::Ordering::SeqCst);
+            self.taken.lock().extend_from_slice(&frame[..n]);
+            n == frame.len()
+        }
+    }
+
+    #[test]
+    fn direct_writes_only_when_nothing_is_queued_or_being_written() {
+        let o = Outbox::new(8, 1 << 20);
+        let sink = Arc::new(Sink::default());
+        sink.room
+            .store(1 << 20, std::sync::atomic::Ordering::SeqCst);
+        // Without a sink: queued.
+        assert!(matches!(
+            o.claim(1, Bytes::from_static(b"a")),
+            Ok(Claimed::Queued)
+        ));
+        o.set_direct(Some(sink.clone()));
+        // Something queued: still queued (it must go first).
+        assert!(matches!(
+            o.claim(2, Bytes::from_static(b"b")),
+            Ok(Claimed::Queued)
+        ));
+        match drain(&o) {
+            Poll::Ready(Drained::Data(d)) => assert_eq!(&d[..], b"ab"),
+            other => panic!("{other:?}"),
+        }
+        // The writer holds "ab" until it says it is written.
+        assert!(matches!(
+            o.claim(3, Bytes::from_static(b"c")),
+            Ok(Claimed::Queued)
+        ));
+        o.written();
+        match drain(&o) {
+            Poll::Ready(Drained::Data(d)) => assert_eq!(&d[..], b"c"),
+            other => panic!("{other:?}"),
+        }
+        o.written();
+        assert!(drain(&o).is_pending());
+        // Idle: the publisher writes; while it does, others queue and the writer waits.
+        let Ok(Claimed::Direct(claim)) = o.claim(4, Bytes::from_static(b"d")) else {
+            panic!("an idle outbox is claimed");
+        };
+        assert!(matches!(
+            o.claim(5, Bytes::from_static(b"e")),
+            Ok(Claimed::Queued)
+        ));
+        assert!(drain(&o).is_pending(), "the writer waits for the claim");
+        claim.write(&o);
+        assert_eq!(&sink.taken.lock()[..], b"d");
+        match drain(&o) {
+            Poll::Ready(Drained::Data(d)) => assert_eq!(&d[..], b"e"),
+            other => panic!("{other:?}"),
+        }
+        o.written();
+        // Already sent (at or below the floor) and held frames are never written directly.
+        o.hold();
+        assert!(matches!(
+            o.claim(6, Bytes::from_static(b"f")),
+            Ok(Claimed::Queued)
+        ));
+        o.release([], 6);
+        assert!(matches!(
+            o.claim(6, Bytes::from_static(b"f")),
+            Ok(Claimed::Dropped)
+        ));
+        // A socket that takes only part: direct writes stop until the writer sent the rest.
+        sink.room.store(0, std::sync::atomic::Ordering::SeqCst);
+        let Ok(Claimed::Direct(claim)) = o.claim(7, Bytes::from_static(b"g")) else {
+            panic!("an idle outbox is claimed");
+        };
+        claim.write(&o);
+        sink.room
+            .store(1 << 20, std::sync::atomic::Ordering::SeqCst);
+        assert!(matches!(
+            o.claim(8, Bytes::from_static(b"h")),
+            Ok(Claimed::Queued)
+        ));
+        o.written();
+        match drain(&o) {
+            Poll::Ready(Drained::Data(d)) => assert_eq!(&d[..], b"h"),
+            other => panic!("{other:?}"),
         }
     }
 }

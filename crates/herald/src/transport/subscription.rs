@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use http_body::{Body, Frame, SizeHint};
 
-use super::outbox::Drained;
+use super::outbox::{DirectWrite, Drained};
 use crate::metrics::DisconnectReason;
 use crate::registry::{Connection, Registry};
 use crate::target::ConnectionId;
@@ -37,6 +37,24 @@ impl Activity {
     /// The client sent something.
     pub(crate) fn touch(&self) {
         self.0.touch();
+    }
+}
+
+/// What the lean HTTP/1.1 writer (`server::event_stream`) needs of a stream's connection beside
+/// its body: where to install its socket for direct writes, and where to say a write is done.
+/// Passed in the response's extensions.
+#[derive(Debug, Clone)]
+pub(crate) struct WriterHandle(Arc<Connection>);
+
+impl WriterHandle {
+    /// See [`Outbox::set_direct`](super::outbox::Outbox::set_direct).
+    pub(crate) fn set_direct(&self, sink: Option<Arc<dyn DirectWrite>>) {
+        self.0.outbox.set_direct(sink);
+    }
+
+    /// See [`Outbox::written`](super::outbox::Outbox::written).
+    pub(crate) fn written(&self) {
+        self.0.outbox.written();
     }
 }
 
@@ -71,6 +89,11 @@ impl Subscription {
     /// Sets the bytes the stream starts with (before anything queued).
     pub(crate) fn set_opening(&mut self, opening: Bytes) {
         self.opening = Some(opening);
+    }
+
+    /// The handle a socket writer uses for direct writes ([`WriterHandle`]).
+    pub(crate) fn writer_handle(&self) -> WriterHandle {
+        WriterHandle(self.conn.clone())
     }
 
     /// The id of this stream's connection.
