@@ -183,6 +183,27 @@ impl Endpoint {
     }
 }
 
+/// `PING` on a new connection: a server that wants a password (`requirepass`, an ACL user)
+/// answers it with `NOAUTH`, which says more than the protocol error its first large command
+/// would get.
+///
+/// # Errors
+/// The server's answer, or a timeout.
+pub(crate) async fn ping(
+    conn: &mut ::redis::aio::MultiplexedConnection,
+    limit: Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(limit, ::redis::cmd("PING").query_async::<()>(conn)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if e.code() == Some("NOAUTH") => Err(format!(
+            "{e} (the server wants a password: redis://USER:PASSWORD@HOST…, or \
+             redis://:PASSWORD@HOST… for requirepass)"
+        )),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("Redis did not answer PING in time".into()),
+    }
+}
+
 const CA_WITHOUT_TLS: &str =
     "redis_ca_file needs a TLS engine URL: rediss://… or rediss+sentinel://…";
 

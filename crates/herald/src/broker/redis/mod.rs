@@ -822,11 +822,13 @@ impl Shared {
             .set_connection_timeout(Some(self.options.command_timeout))
             .set_response_timeout(Some(response_timeout));
         let connect = client.get_multiplexed_async_connection_with_config(&config);
-        match tokio::time::timeout(self.options.command_timeout * 2, connect).await {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("connecting timed out".into()),
-        }
+        let mut conn = match tokio::time::timeout(self.options.command_timeout * 2, connect).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("connecting timed out".into()),
+        };
+        endpoint::ping(&mut conn, self.options.command_timeout).await?;
+        Ok(conn)
     }
 
     async fn open_pubsub(&self, client: &Client) -> Result<PubSub, String> {
