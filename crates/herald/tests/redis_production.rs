@@ -356,9 +356,7 @@ async fn tls_with_a_private_ca_connects_and_refuses_a_server_it_did_not_sign() {
     )
     .await;
     assert!(e.contains("no PEM certificate"), "{e}");
-    for e in [&e] {
-        assert!(!e.contains("panicked"), "{e}");
-    }
+    assert!(!e.contains("panicked"), "{e}");
 }
 
 // --- requirepass and ACL users ---------------------------------------------------------------
@@ -369,7 +367,8 @@ async fn requirepass_and_acl_users_work_and_wrong_credentials_fail_clearly_witho
     let mut redis = Redis::plain(&dir, &["--requirepass", "default-hunter1"]).await;
     let admin = format!("redis://:default-hunter1@127.0.0.1:{}/0", redis.port);
     let mut conn = connect(&admin).await;
-    // A user for Herald: its own password, every key and channel, the commands it uses.
+    // A user for Herald as docs/deploy.md gives it: its own password, the keys and channels of
+    // the prefix `herald`, the command categories it uses.
     let _: () = query(
         &mut conn,
         redis::cmd("ACL")
@@ -377,9 +376,17 @@ async fn requirepass_and_acl_users_work_and_wrong_credentials_fail_clearly_witho
             .arg("herald")
             .arg("on")
             .arg(">acl-hunter2")
-            .arg("~*")
-            .arg("&*")
-            .arg("+@all"),
+            .arg("~herald:*")
+            .arg("&herald:*")
+            .arg("+@read")
+            .arg("+@write")
+            .arg("+@stream")
+            .arg("+@pubsub")
+            .arg("+@scripting")
+            .arg("+@connection")
+            .arg("+@keyspace")
+            .arg("+info")
+            .arg("+time"),
     )
     .await;
 
@@ -390,8 +397,7 @@ async fn requirepass_and_acl_users_work_and_wrong_credentials_fail_clearly_witho
 
     // An ACL user with its password, through the environment.
     let user_url = format!("redis://herald:acl-hunter2@127.0.0.1:{}/0", redis.port);
-    let mut p =
-        HeraldProcess::start(&["--redis-prefix", "acl"], &[("HERALD_ENGINE", &user_url)]).await;
+    let mut p = HeraldProcess::start(&[], &[("HERALD_ENGINE", &user_url)]).await;
     round_trip(&p).await;
     let http = support::http_client();
     let stats = support::send(http.get(p.url("/api/sse/stats")))
@@ -425,6 +431,10 @@ async fn requirepass_and_acl_users_work_and_wrong_credentials_fail_clearly_witho
     let log = p.final_log().await;
     assert!(log.contains("lost Redis"), "{log}");
     assert!(log.contains("redis://herald:***@127.0.0.1"), "{log}");
+    assert!(
+        !log.contains("NOPERM"),
+        "the documented ACL lacks a permission: {log}"
+    );
     assert!(!log.contains("hunter"), "{log}");
 
     // Wrong credentials: a clear startup error that names the user, never the password.
@@ -602,8 +612,10 @@ struct Node {
 
 impl Node {
     async fn start(set: &SentinelSet, prefix: &str, name: &str) -> Node {
-        let mut config = Config::default();
-        config.listen = "127.0.0.1:0".parse().unwrap();
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Config::default()
+        };
         let mut o = RedisOptions::new(set.herald_url(), config.hub.history);
         o.sentinel_password = Some(Secret::new(SENTINEL_PASSWORD));
         o.prefix = prefix.into();
@@ -866,6 +878,7 @@ async fn sentinel_failover_keeps_every_acknowledged_event_when_the_replica_is_in
     let a = Node::start(&set, &prefix, "a").await;
     let b = Node::start(&set, &prefix, "b").await;
     let mut subscriber = b.open("channels=feed", None).await;
+    let mut bob = b.open("userId=bob", None).await;
     let publisher = Publisher::start(a.api());
     wait_until("30 publishes", WAIT, || publisher.published() >= 30).await;
 
@@ -874,7 +887,9 @@ async fn sentinel_failover_keeps_every_acknowledged_event_when_the_replica_is_in
     let mut master = connect(&set.data_url(set.master.port)).await;
     let synced: i64 = query(&mut master, redis::cmd("WAIT").arg(1).arg(5000)).await;
     assert_eq!(synced, 1, "the replica did not acknowledge the writes");
+    let before = publisher.published();
     set.master.kill();
+    let killed = tokio::time::Instant::now();
     publisher.resume();
 
     // During the outage: 503, never a silent loss.
@@ -883,7 +898,12 @@ async fn sentinel_failover_keeps_every_acknowledged_event_when_the_replica_is_in
     })
     .await;
     set.wait_for_promotion().await;
-    let before = publisher.published();
+    let promoted_after = killed.elapsed();
+    wait_until("a publish on the new master", FAILOVER_WAIT, || {
+        publisher.published() > before
+    })
+    .await;
+    let publishing_after = killed.elapsed();
     wait_until("30 publishes on the new master", FAILOVER_WAIT, || {
         publisher.published() >= before + 30
     })
@@ -919,9 +939,27 @@ async fn sentinel_failover_keeps_every_acknowledged_event_when_the_replica_is_in
         .filter(|o| !matches!(o, Outcome::Published(_)))
         .count();
     eprintln!(
-        "failover: {} published, {failed} refused (503) during the outage",
+        "failover: {} published, {failed} refused (503) during the outage; the sentinel \
+         promoted the replica {promoted_after:?} after the SIGKILL, publishing worked again \
+         after {publishing_after:?}",
         ids.len()
     );
+
+    // Presence and routing live on the new master too: node a counts bob (on node b).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = a
+            .api()
+            .publish(json!({"event": "for-bob", "data": 1, "users": ["bob"]}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(bob.next_event().await.event, "for-bob");
+        if body["delivered"] == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The subscriber on the other node stayed connected and got each one once, in order.
     let got = read_until_marker(&mut subscriber).await;
@@ -1133,5 +1171,89 @@ async fn the_binary_reaches_the_master_through_the_sentinel_and_reports_bad_set_
         );
         assert!(!e.contains("hunter"), "{args:?}: {e}");
         assert!(!e.contains("panicked"), "{args:?}: {e}");
+    }
+}
+
+/// `min-replicas-to-write 1` with `min-replicas-max-lag 1` on the master (Redis's own setting;
+/// Herald does not call `WAIT`) bounds the window: once the replica has been gone for more than
+/// the lag, the master refuses writes and publishes get 503 `engine_unavailable` instead of
+/// being acknowledged by a master alone. When the replica is back, publishing works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_replicas_to_write_turns_an_unreplicated_master_into_503s() {
+    let dir = TempDir::new("redis-min-replicas");
+    let master = Redis::plain(
+        &dir,
+        &[
+            "--min-replicas-to-write",
+            "1",
+            "--min-replicas-max-lag",
+            "1",
+        ],
+    )
+    .await;
+    let master_port = master.port.to_string();
+    let mut replica = Redis::plain(&dir, &["--replicaof", "127.0.0.1", &master_port]).await;
+    let mut admin = connect(&format!("redis://127.0.0.1:{}/0", master.port)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let info: String = query(&mut admin, redis::cmd("INFO").arg("replication")).await;
+        if info.contains("connected_slaves:1") && info.contains("state=online") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{info}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let p = HeraldProcess::start(
+        &[
+            "--engine",
+            &format!("redis://127.0.0.1:{}/0", master.port),
+            "--redis-prefix",
+            "minrep",
+        ],
+        &[],
+    )
+    .await;
+    round_trip(&p).await;
+    let http = support::http_client();
+    let publish = || async {
+        read_json(
+            support::send(
+                http.post(p.url("/api/sse/message"))
+                    .json(&json!({"event": "x", "data": 1, "channels": ["c"]})),
+            )
+            .await,
+        )
+        .await
+    };
+
+    // The replica dies: within the lag (1 s) and Redis's once-a-second check, writes stop.
+    replica.kill();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let refused = loop {
+        let (status, body) = publish().await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break body;
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(tokio::time::Instant::now() < deadline, "never refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(refused["error"]["code"], "engine_unavailable", "{refused}");
+    drop(replica);
+
+    // A replica again: publishes are accepted again.
+    let _replica = Redis::plain(&dir, &["--replicaof", "127.0.0.1", &master_port]).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = publish().await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still refused: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
