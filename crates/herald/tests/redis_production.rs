@@ -945,7 +945,23 @@ async fn sentinel_failover_keeps_every_acknowledged_event_when_the_replica_is_in
         ids.len()
     );
 
-    // Presence and routing live on the new master too: node a counts bob (on node b).
+    // Presence and routing live on the new master too: node a counts bob (on node b), and
+    // carol, who connects to node b only now, once node b wrote her to the new master.
+    let mut carol = b.open("userId=carol", None).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = a
+            .api()
+            .publish(json!({"event": "for-carol", "data": 1, "users": ["carol"]}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(carol.next_event().await.event, "for-carol");
+        if body["delivered"] == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let (status, body) = a

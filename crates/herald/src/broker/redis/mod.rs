@@ -398,6 +398,7 @@ impl RedisBroker {
         *shared.commands.write() = Some(Commands { conn, session: 0 });
         tracing::info!(
             redis = %url,
+            server = %client.get_connection_info().addr(),
             prefix = %shared.options.prefix,
             node = %shared.options.node_id,
             epoch = %info.epoch,
