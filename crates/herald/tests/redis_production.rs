@@ -1279,3 +1279,80 @@ async fn min_replicas_to_write_turns_an_unreplicated_master_into_503s() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `rediss+sentinel://`: TLS to the sentinel and to the master it names, both checked against
+/// `--redis-ca-file`; without the CA, a clear startup error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_sentinel_names_a_tls_master_checked_against_the_ca() {
+    let dir = TempDir::new("redis-tls-sentinel");
+    let pki = Pki::new("sentinel");
+    let (ca, cert, key) = pki.write(&dir, "s");
+    let tls = |port: &str| -> Vec<String> {
+        [
+            "--port",
+            "0",
+            "--tls-port",
+            port,
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+            "--tls-replication",
+            "yes",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let master_port = free_port();
+    let mut args = tls(&master_port.to_string());
+    let dir_s = dir.0.to_str().unwrap().to_owned();
+    args.extend(
+        [
+            "--requirepass",
+            DATA_PASSWORD,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &dir_s,
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _master = Redis::start(master_port, &args).await;
+    let sentinel_port = free_port();
+    let conf = dir.write(
+        "sentinel.conf",
+        &format!(
+            "port 0\ntls-port {sentinel_port}\nbind 127.0.0.1\ndir {dir_s}\n\
+             tls-cert-file {cert}\ntls-key-file {key}\ntls-ca-cert-file {ca}\n\
+             tls-auth-clients no\ntls-replication yes\nrequirepass {SENTINEL_PASSWORD}\n\
+             sentinel monitor mymaster 127.0.0.1 {master_port} 1\n\
+             sentinel auth-pass mymaster {DATA_PASSWORD}\n"
+        ),
+    );
+    let _sentinel = Redis::start(sentinel_port, &[conf.to_str().unwrap(), "--sentinel"]).await;
+    let url = format!("rediss+sentinel://:{DATA_PASSWORD}@127.0.0.1:{sentinel_port}/mymaster/0");
+    let env = [("HERALD_REDIS_SENTINEL_PASSWORD", SENTINEL_PASSWORD)];
+    let p = HeraldProcess::start(&["--engine", &url, "--redis-ca-file", &ca], &env).await;
+    round_trip(&p).await;
+    let log = p.log();
+    assert!(
+        log.contains(&format!("server=127.0.0.1:{master_port}")),
+        "{log}"
+    );
+    assert!(!log.contains("hunter"), "{log}");
+    drop(p);
+    // Without the CA, the sentinel's certificate is not trusted.
+    let e = herald_fails(&["--engine", &url], &env).await;
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    assert!(!e.contains("hunter"), "{e}");
+}
