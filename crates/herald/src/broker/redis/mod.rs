@@ -32,7 +32,8 @@
 //!   when its publish script counts `delivered` and decides `fallback: broadcast`.
 //! - **Connections to Redis**: per node, one multiplexed connection for commands (shared by every
 //!   publish and by the presence store), one for the blocking reader and one pub/sub
-//!   subscription; never one per client.
+//!   subscription; never one per client. They go to one server (`redis://`, `rediss://`) or to
+//!   the master Redis Sentinel names, asked again for every new session ([`endpoint`]).
 //! - **Failures**: a supervisor task ([`link`]) owns those connections. When Redis goes away it
 //!   logs once, reports [`EngineHealth::Degraded`], makes publishes fail with
 //!   [`EngineError::Unavailable`], and reconnects with capped exponential backoff; SSE
