@@ -428,7 +428,10 @@ fn sample_value(key: &str, fixtures: &std::path::Path, dir: &std::path::Path) ->
         "idempotency_window" => "\"10m\"".into(),
         "idempotency_max_keys" => "100000".into(),
         "presence_channels" => "\"room:*, lobby\"".into(),
-        "engine" => "\"redis://127.0.0.1:6379/0\"".into(),
+        // A Sentinel URL with TLS, so that the CA file and the sentinels' password go with it.
+        "engine" => "\"rediss+sentinel://app:pw@127.0.0.1:26379/mymaster/0\"".into(),
+        "redis_ca_file" => path(dir.join("redis-ca.pem")),
+        "redis_sentinel_password" => "\"sentinel-secret\"".into(),
         "redis_prefix" => "\"herald\"".into(),
         "node_id" => "\"node-1\"".into(),
         "cors_origins" => "[\"https://app.example.com\"]".into(),
@@ -512,6 +515,8 @@ async fn every_setting_follows_the_naming_rule() {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let dir = std::env::temp_dir().join(format!("herald-every-key-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let ca = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.join("redis-ca.pem"), ca.cert.pem()).unwrap();
     let mut text = String::new();
     for e in entries.iter().filter(|e| e.flag != "config") {
         let key = e.flag.replace('-', "_");
@@ -543,8 +548,16 @@ async fn every_setting_follows_the_naming_rule() {
     let text: String = text
         .lines()
         .filter(|l| {
-            !["engine", "redis_prefix", "node_id", "tls_cert", "tls_key"]
-                .contains(&l.split(' ').next().unwrap())
+            ![
+                "engine",
+                "redis_prefix",
+                "node_id",
+                "redis_ca_file",
+                "redis_sentinel_password",
+                "tls_cert",
+                "tls_key",
+            ]
+            .contains(&l.split(' ').next().unwrap())
         })
         .map(|l| format!("{l}\n"))
         .collect();

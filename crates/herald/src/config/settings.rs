@@ -522,11 +522,22 @@ pub struct Settings {
     #[serde(default, deserialize_with = "list")]
     pub presence_channels: Option<Vec<String>>,
     /// Where events travel: `memory` (this process only) or
-    /// `redis://[:PASSWORD@]HOST[:PORT][/DB]` to run several nodes as one hub, sharing events,
-    /// replay window, presence and commands through Redis (see docs/deploy.md). [default:
-    /// memory]
+    /// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]` to run several nodes as one hub, sharing
+    /// events, replay window, presence and commands through Redis (see docs/deploy.md);
+    /// `rediss://` for TLS; Redis Sentinel:
+    /// `redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTER_NAME[/DB]` (or
+    /// `rediss+sentinel://`), the user and password being the master's. [default: memory]
     #[cfg_attr(feature = "cli", arg(long, hide_env_values = true))]
     pub engine: Option<Secret>,
+    /// PEM file of the CA certificate(s) that sign Redis's (and the sentinels') TLS
+    /// certificates, for a rediss:// engine with a private CA: only these are then trusted.
+    /// [default: the Mozilla roots]
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub redis_ca_file: Option<PathBuf>,
+    /// Password of the Redis Sentinel nodes, with a redis+sentinel:// engine (the engine URL's
+    /// password is the master's). [default: none]
+    #[cfg_attr(feature = "cli", arg(long, hide_env_values = true))]
+    pub redis_sentinel_password: Option<Secret>,
     /// Prefix of Herald's Redis keys and channels; every node of one cluster uses the same.
     /// [default: herald]
     #[cfg_attr(feature = "cli", arg(long))]
@@ -733,8 +744,17 @@ impl Settings {
         )?;
         c.engine = EngineConfig::from_settings(
             s.engine.map(|url| url.expose().to_owned()),
-            s.redis_prefix,
-            s.node_id,
+            RedisConfig {
+                prefix: s.redis_prefix,
+                node_id: s.node_id,
+                tls_ca: s
+                    .redis_ca_file
+                    .as_deref()
+                    .map(super::engine::read_ca_file)
+                    .transpose()?,
+                sentinel_password: s.redis_sentinel_password,
+                ..RedisConfig::new("")
+            },
         )?;
         Ok(c)
     }
@@ -921,49 +941,6 @@ fn jwt(s: &Settings) -> Result<Option<Arc<JwtVerifier>>, ConfigError> {
     Ok(Some(Arc::new(v)))
 }
 
-impl EngineConfig {
-    /// The engine of `engine` (`memory` or a Redis URL), `redis_prefix` and `node_id`.
-    ///
-    /// # Errors
-    /// An unknown scheme, `rediss://` (TLS is not built in), or a Redis setting without a Redis
-    /// engine.
-    pub fn from_settings(
-        engine: Option<String>,
-        prefix: Option<String>,
-        node_id: Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let engine = engine.map(|e| e.trim().to_owned()).unwrap_or_default();
-        if engine.is_empty() || engine == "memory" {
-            if prefix.is_some() || node_id.is_some() {
-                return Err(ConfigError(
-                    "redis_prefix and node_id need engine = redis://HOST:PORT/DB".into(),
-                ));
-            }
-            return Ok(EngineConfig::Memory);
-        }
-        if engine.starts_with("rediss://") {
-            return Err(ConfigError(
-                "engine: TLS to Redis (rediss://) is not built in; reach Redis over a private \
-                 network or a TLS tunnel and use redis://"
-                    .into(),
-            ));
-        }
-        if !["redis://", "redis+unix://", "unix://"]
-            .iter()
-            .any(|scheme| engine.starts_with(scheme))
-        {
-            return Err(ConfigError(
-                "engine: expected `memory` or a URL like redis://127.0.0.1:6379/0".into(),
-            ));
-        }
-        Ok(EngineConfig::Redis(RedisConfig {
-            url: engine,
-            prefix,
-            node_id,
-        }))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -984,31 +961,6 @@ mod tests {
         assert_eq!(parse_size("1 MiB").unwrap(), 1 << 20);
         assert!(parse_size("1GB").is_err());
         assert!(parse_size("x").is_err());
-    }
-
-    #[test]
-    fn engines() {
-        let url = "redis://127.0.0.1:6379/0".to_owned();
-        assert_eq!(
-            EngineConfig::from_settings(None, None, None).unwrap(),
-            EngineConfig::Memory
-        );
-        assert_eq!(
-            EngineConfig::from_settings(Some("memory".into()), None, None).unwrap(),
-            EngineConfig::Memory
-        );
-        assert_eq!(
-            EngineConfig::from_settings(Some(url.clone()), Some("p".into()), Some("n1".into()))
-                .unwrap(),
-            EngineConfig::Redis(RedisConfig {
-                url,
-                prefix: Some("p".into()),
-                node_id: Some("n1".into())
-            })
-        );
-        assert!(EngineConfig::from_settings(Some("rediss://h/0".into()), None, None).is_err());
-        assert!(EngineConfig::from_settings(Some("mysql://h".into()), None, None).is_err());
-        assert!(EngineConfig::from_settings(None, None, Some("n1".into())).is_err());
     }
 
     #[test]
@@ -1053,6 +1005,7 @@ mod tests {
             publisher_key: Some(Secret::new("hunter2hunter2hunter2")),
             publisher_keys: Some(vec!["a=hunter3hunter3hunter3".parse().unwrap()]),
             engine: Some(Secret::new("redis://:hunter4@10.0.0.5:6379/0")),
+            redis_sentinel_password: Some(Secret::new("hunter5")),
             ..Settings::default()
         };
         let debug = format!("{s:?}");

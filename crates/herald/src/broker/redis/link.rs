@@ -4,6 +4,11 @@
 //! Redis down, waits (capped exponential backoff with jitter) and opens a new session. Every
 //! loop ends when the broker's cancellation token fires. The presence store writes through the
 //! session's command connection ([`Shared::commands`]) from its own task.
+//!
+//! Every session starts by resolving where Redis is ([`Shared::resolve`]): with Redis Sentinel,
+//! the sentinels are asked for the master again, so that after a failover all three
+//! connections, and with them the presence store's writes, go to the newly promoted master,
+//! never back to the old address.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,6 +60,8 @@ impl Backoff {
 /// maintenance) up, reconnecting with backoff whenever it fails, until `cancel`.
 pub(super) async fn supervise(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut backoff = Backoff::new(shared.options.max_backoff);
+    // Where the last session was, to log a move to another server (a Sentinel failover).
+    let mut last_server: Option<String> = None;
     loop {
         let opened = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -74,6 +81,16 @@ pub(super) async fn supervise(shared: Arc<Shared>, cancel: CancellationToken) {
         };
         match opened {
             Ok(session) => {
+                if last_server.as_ref().is_some_and(|s| *s != session.server) {
+                    tracing::warn!(
+                        node = %shared.options.node_id,
+                        from = last_server.as_deref().unwrap_or_default(),
+                        to = %session.server,
+                        "Redis moved to another server (a Sentinel failover): connected to the \
+                         new master"
+                    );
+                }
+                last_server = Some(session.server.clone());
                 shared.up(session.commands.clone());
                 let started = Instant::now();
                 let failure = tokio::select! {
@@ -97,21 +114,27 @@ pub(super) async fn supervise(shared: Arc<Shared>, cancel: CancellationToken) {
 
 /// The connections of one stretch of Redis availability.
 struct Session {
+    /// The server's address (`host:port`), for logs.
+    server: String,
     commands: MultiplexedConnection,
     reader: MultiplexedConnection,
     pubsub: PubSub,
 }
 
 impl Session {
+    /// Finds the server (asking the sentinels again, with Sentinel) and opens the session's
+    /// three connections to it.
     async fn open(shared: &Shared) -> Result<Session, String> {
+        let client = shared.resolve().await?;
         let commands = shared
-            .open_connection(shared.options.command_timeout)
+            .open_connection(&client, shared.options.command_timeout)
             .await?;
         let reader = shared
-            .open_connection(READ_BLOCK + shared.options.command_timeout)
+            .open_connection(&client, READ_BLOCK + shared.options.command_timeout)
             .await?;
-        let pubsub = shared.open_pubsub().await?;
+        let pubsub = shared.open_pubsub(&client).await?;
         Ok(Session {
+            server: client.get_connection_info().addr().to_string(),
             commands,
             reader,
             pubsub,
@@ -121,6 +144,7 @@ impl Session {
     /// Runs the reader, the control loop and the maintenance until one fails; returns why.
     async fn run(self, shared: &Shared) -> String {
         let Session {
+            server: _,
             commands,
             mut reader,
             pubsub,

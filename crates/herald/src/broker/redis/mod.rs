@@ -32,7 +32,8 @@
 //!   when its publish script counts `delivered` and decides `fallback: broadcast`.
 //! - **Connections to Redis**: per node, one multiplexed connection for commands (shared by every
 //!   publish and by the presence store), one for the blocking reader and one pub/sub
-//!   subscription; never one per client.
+//!   subscription; never one per client. They go to one server (`redis://`, `rediss://`) or to
+//!   the master Redis Sentinel names, asked again for every new session ([`endpoint`]).
 //! - **Failures**: a supervisor task ([`link`]) owns those connections. When Redis goes away it
 //!   logs once, reports [`EngineHealth::Degraded`], makes publishes fail with
 //!   [`EngineError::Unavailable`], and reconnects with capped exponential backoff; SSE
@@ -40,6 +41,7 @@
 //!   ([`Broker::start`], on the hub's [`Lifecycle`]) and stops when that lifecycle is
 //!   cancelled; [`Broker::shutdown`] awaits it.
 
+mod endpoint;
 pub(crate) mod keys;
 mod link;
 pub(crate) mod scripts;
@@ -59,6 +61,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use self::endpoint::Endpoint;
 use self::keys::Keys;
 use self::scripts::Scripts;
 use self::wire::{ConnectionEntry, Op, Reply, Request, UserEntry};
@@ -93,10 +96,18 @@ const TRIM_BUDGET: usize = 1000;
 
 /// Settings of a [`RedisBroker`] and its [`RedisPresence`]. [`RedisOptions::new`] fills in the
 /// defaults.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisOptions {
-    /// `redis://[[user]:password@]host[:port][/db]`.
+    /// `redis://[[user]:password@]host[:port][/db]`, `rediss://…` (TLS), or Redis Sentinel:
+    /// `redis+sentinel://[[user]:password@]host:port[,host:port…]/master_name[/db]` (or
+    /// `rediss+sentinel://`), where the user and password are the master's. Details:
+    /// `docs/deploy.md`, "Production Redis".
     pub url: String,
+    /// PEM certificates of the CA(s) that sign the TLS certificates of Redis (and of the
+    /// sentinels): with them, only these are trusted. `None`: the Mozilla roots. Needs a TLS URL.
+    pub tls_ca: Option<Vec<u8>>,
+    /// The sentinels' password (`AUTH` to each sentinel), for a Sentinel URL.
+    pub sentinel_password: Option<crate::config::Secret>,
     /// Prefix of every key and channel (default `herald`). The nodes of one cluster share it;
     /// separate clusters on one Redis need separate prefixes.
     pub prefix: String,
@@ -131,6 +142,8 @@ impl RedisOptions {
     pub fn new(url: impl Into<String>, history: HistoryLimits) -> Self {
         RedisOptions {
             url: url.into(),
+            tls_ca: None,
+            sentinel_password: None,
             prefix: "herald".into(),
             node_id: default_node_id(),
             history,
@@ -170,6 +183,18 @@ impl RedisOptions {
     }
 }
 
+impl fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisOptions")
+            .field("url", &redacted_url(&self.url))
+            .field("tls_ca", &self.tls_ca.as_ref().map(|pem| pem.len()))
+            .field("sentinel_password", &self.sentinel_password)
+            .field("prefix", &self.prefix)
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
 fn valid_node_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
@@ -202,14 +227,17 @@ fn default_node_id() -> String {
     )
 }
 
-/// The URL with any password replaced by `***`, for logs and errors.
+/// The URL with any password replaced by `***` (the user name stays), for logs and errors.
 pub(crate) fn redacted_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
     let authority_end = rest.find('/').unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        Some(at) => {
+            let user = rest[..at].split_once(':').map_or("", |(user, _)| user);
+            format!("{scheme}://{user}:***@{}", &rest[at + 1..])
+        }
         None => url.to_owned(),
     }
 }
@@ -255,7 +283,8 @@ enum Health {
 pub(crate) struct Shared {
     pub(crate) options: RedisOptions,
     pub(crate) keys: Keys,
-    client: Client,
+    /// The server (or, with Sentinel, the master) each session connects to.
+    endpoint: endpoint::Endpoint,
     pub(crate) scripts: Scripts,
     /// When this node started (ms since the Unix epoch), for the cluster's per-node figures.
     pub(crate) started_ms: u64,
@@ -323,15 +352,15 @@ impl RedisBroker {
     /// [`EngineError::Unavailable`] when the options are invalid or Redis cannot be reached.
     pub async fn connect(options: RedisOptions) -> Result<Self, EngineError> {
         options.validate().map_err(EngineError::Unavailable)?;
-        let client = Client::open(options.url.as_str()).map_err(|e| {
-            EngineError::Unavailable(format!(
-                "invalid Redis URL {}: {e}",
-                redacted_url(&options.url)
-            ))
-        })?;
+        let endpoint = endpoint::Endpoint::new(
+            &options.url,
+            options.tls_ca.as_deref(),
+            options.sentinel_password.as_ref().map(|p| p.expose()),
+        )
+        .map_err(EngineError::Unavailable)?;
         let shared = Arc::new(Shared {
             keys: Keys::new(&options.prefix, &options.node_id),
-            client,
+            endpoint,
             scripts: Scripts::new(),
             started_ms: clock::now_ms(),
             delivery: OnceLock::new(),
@@ -353,8 +382,9 @@ impl RedisBroker {
         });
         let url = redacted_url(&shared.options.url);
         let unreachable = |e: String| EngineError::Unavailable(format!("Redis at {url}: {e}"));
+        let client = shared.resolve().await.map_err(unreachable)?;
         let mut conn = shared
-            .open_connection(shared.options.command_timeout)
+            .open_connection(&client, shared.options.command_timeout)
             .await
             .map_err(unreachable)?;
         let info = shared
@@ -369,6 +399,7 @@ impl RedisBroker {
         *shared.commands.write() = Some(Commands { conn, session: 0 });
         tracing::info!(
             redis = %url,
+            server = %client.get_connection_info().addr(),
             prefix = %shared.options.prefix,
             node = %shared.options.node_id,
             epoch = %info.epoch,
@@ -777,26 +808,34 @@ impl Shared {
         }
     }
 
+    /// The client of the server to connect to now: see [`endpoint::Endpoint::resolve`].
+    async fn resolve(&self) -> Result<Client, String> {
+        self.endpoint
+            .resolve(self.options.command_timeout * 2)
+            .await
+    }
+
     async fn open_connection(
         &self,
+        client: &Client,
         response_timeout: Duration,
     ) -> Result<MultiplexedConnection, String> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.options.command_timeout))
             .set_response_timeout(Some(response_timeout));
-        let connect = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config);
-        match tokio::time::timeout(self.options.command_timeout * 2, connect).await {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("connecting timed out".into()),
-        }
+        let connect = client.get_multiplexed_async_connection_with_config(&config);
+        let mut conn = match tokio::time::timeout(self.options.command_timeout * 2, connect).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("connecting timed out".into()),
+        };
+        endpoint::ping(&mut conn, self.options.command_timeout).await?;
+        Ok(conn)
     }
 
-    async fn open_pubsub(&self) -> Result<PubSub, String> {
+    async fn open_pubsub(&self, client: &Client) -> Result<PubSub, String> {
         let timeout = self.options.command_timeout;
-        let mut pubsub = match tokio::time::timeout(timeout, self.client.get_async_pubsub()).await {
+        let mut pubsub = match tokio::time::timeout(timeout, client.get_async_pubsub()).await {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => return Err(e.to_string()),
             Err(_) => return Err("connecting timed out".into()),
@@ -1143,10 +1182,15 @@ mod tests {
     fn urls_are_redacted() {
         assert_eq!(
             redacted_url("redis://:secret@host:6379/0"),
-            "redis://***@host:6379/0"
+            "redis://:***@host:6379/0"
         );
         assert_eq!(redacted_url("redis://host:6379/0"), "redis://host:6379/0");
-        assert_eq!(redacted_url("redis://u:p@ss@h/1"), "redis://***@h/1");
+        assert_eq!(redacted_url("redis://u:p@ss@h/1"), "redis://u:***@h/1");
+        assert_eq!(redacted_url("rediss://secret@h/1"), "rediss://:***@h/1");
+        assert_eq!(
+            redacted_url("redis+sentinel://app:pw@s1:26379,s2:26379/main/2"),
+            "redis+sentinel://app:***@s1:26379,s2:26379/main/2"
+        );
     }
 
     #[test]
