@@ -2,7 +2,8 @@
 //! RS256 or ES256), in either generation's form, and where a request carries it.
 //!
 //! - **0.x**: a `mercure` claim lists the topic selectors its holder may `publish` to and
-//!   `subscribe` to (privately); `exp` and `nbf` are checked when present, `aud` is not.
+//!   `subscribe` to (privately): strings (0.x selectors), or 1.0's `{"match": …}` objects;
+//!   `exp` and `nbf` are checked when present, `aud` is not.
 //! - **1.0** (the form of the token picks it: a `typ: at+jwt` header, or an
 //!   `authorization_details` claim): an OAuth 2.0 JWT access token (RFC 9068). Its `typ` must be
 //!   `at+jwt`, its `aud` (a string, or an array of them) must name the hub's resource
@@ -187,13 +188,17 @@ impl MercureKey {
         if at_jwt || raw.authorization_details.is_some() {
             return verify_access_token(raw, at_jwt, audience, subject, expires_at);
         }
+        // Strings are 0.x selectors; the objects of 1.0 (`{"match": …}`, which Mercure 1.0
+        // writes in a `mercure` claim too) are read as in authorization details; anything else
+        // is skipped, as the 0.x hub does.
         let strings = |list: Option<Vec<serde_json::Value>>| {
             list.map(|l| {
                 l.into_iter()
                     .filter_map(|v| match v {
                         serde_json::Value::String(s) => Some(SelectorSpec::template(s)),
-                        _ => None,
+                        other => topic_matcher(&other).ok(),
                     })
+                    .take(MAX_TOKEN_MATCHERS)
                     .collect::<Vec<_>>()
             })
         };
@@ -653,15 +658,15 @@ pub(crate) mod tests {
     fn claims_are_read() {
         let key = MercureKey::new(JwtAlg::Hs256, SECRET).unwrap();
         let t = hs256(
-            serde_json::json!({"mercure": {"publish": ["*"], "subscribe": ["a", {"match": "b"}]}}),
+            serde_json::json!({"mercure": {"publish": ["*"], "subscribe": ["a", {"match": "b"}, {"x": 1}, 7]}}),
         );
         let c = key.verify(&t, AUD).unwrap();
         assert_eq!(c.generation, Generation::V0);
         assert_eq!(c.publish.unwrap(), [SelectorSpec::template("*")]);
         assert_eq!(
             c.subscribe.unwrap(),
-            [SelectorSpec::template("a")],
-            "only string selectors (0.x)"
+            [SelectorSpec::template("a"), SelectorSpec::exact("b")],
+            "strings are 0.x selectors, 1.0 objects are read too, the rest is skipped"
         );
         assert!(c.expires_at.is_none(), "exp is optional");
         let c = key
