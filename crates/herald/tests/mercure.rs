@@ -1045,6 +1045,22 @@ async fn v1_match_and_match_urlpattern_beside_a_0x_subscriber() {
     let long = format!("https://example.com/{}", "a".repeat(3000));
     let r = try_subscribe(&p, &[("match_urlpattern", &long)], &[]).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST, "too long a pattern");
+    let patterns: Vec<String> = (0..33)
+        .map(|i| format!("https://example.com/{i}/:id"))
+        .collect();
+    let patterns: Vec<(&str, &str)> = patterns
+        .iter()
+        .map(|p| ("match_urlpattern", p.as_str()))
+        .collect();
+    assert_eq!(
+        try_subscribe(&p, &patterns, &[]).await.status(),
+        StatusCode::BAD_REQUEST,
+        "at most 32 URL Patterns"
+    );
+    assert_eq!(
+        try_subscribe(&p, &patterns[..32], &[]).await.status(),
+        StatusCode::OK
+    );
     let many: Vec<(&str, &str)> = std::iter::repeat_n(("match", "urn:t"), 129).collect();
     assert_eq!(
         try_subscribe(&p, &many, &[]).await.status(),

@@ -220,6 +220,13 @@ impl SelectorStore {
         }
     }
 
+    /// The compiled form of `spec`, when it is already compiled (and in use).
+    pub(crate) fn cached(&self, spec: &SelectorSpec) -> Option<Arc<Selector>> {
+        let mut key = String::with_capacity(spec.text.len() + 16);
+        push_key(&mut key, spec);
+        self.selectors.lock().map.get(&key).and_then(Weak::upgrade)
+    }
+
     /// The compiled form of `spec`.
     ///
     /// # Errors

@@ -121,6 +121,43 @@ impl MercureState {
 }
 
 impl MercureState {
+    /// The compiled forms of `specs`, interned: what a subscription or a publish holds while it
+    /// uses them. New ones are compiled on a blocking thread when any of them is not cached:
+    /// a URL Pattern or a URI Template can take a millisecond or more to compile, and a
+    /// request may bring dozens; the async threads keep serving meanwhile.
+    ///
+    /// # Errors
+    /// The first selector that does not compile (a URL Pattern), or too many URL Patterns
+    /// ([`selector::MAX_URL_PATTERNS`]).
+    pub(crate) async fn compile(
+        self: &std::sync::Arc<Self>,
+        specs: &[selector::SelectorSpec],
+    ) -> Result<Vec<std::sync::Arc<selector::Selector>>, String> {
+        let patterns = specs
+            .iter()
+            .filter(|s| s.kind == selector::SelectorKind::UrlPattern)
+            .count();
+        if patterns > selector::MAX_URL_PATTERNS {
+            return Err(format!(
+                "at most {} URL Patterns",
+                selector::MAX_URL_PATTERNS
+            ));
+        }
+        let cached: Option<Vec<_>> = specs.iter().map(|s| self.selectors.cached(s)).collect();
+        if let Some(all) = cached {
+            return Ok(all);
+        }
+        let (state, specs) = (self.clone(), specs.to_vec());
+        tokio::task::spawn_blocking(move || {
+            specs
+                .iter()
+                .map(|s| state.selectors.try_selector(s))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .unwrap_or_else(|_| Err("the selectors could not be compiled".into()))
+    }
+
     /// The resource identifier a 1.0 access token's `aud` must name on `request` (see
     /// [`MercureConfig::resource_identifier`]); empty when the request names no host.
     pub(crate) fn audience<B>(

@@ -203,13 +203,10 @@ pub(crate) async fn publish(State(state): State<AppState>, request: Request) -> 
             ),
         };
     };
-    let mut selectors = Vec::with_capacity(allowed.len());
-    for spec in &allowed {
-        match mercure.selectors.try_selector(spec) {
-            Ok(selector) => selectors.push(selector),
-            Err(why) => return bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), why),
-        }
-    }
+    let selectors = match mercure.compile(&allowed).await {
+        Ok(selectors) => selectors,
+        Err(why) => return bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), why),
+    };
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -63,6 +63,10 @@ const MAX_BOUNDED_PREFIX: usize = 256;
 /// shorter than topics.
 pub(crate) const MAX_PATTERN_LEN: usize = 2048;
 
+/// Most URL Patterns in one subscription's query, and in one token: each costs a compilation
+/// (off the async threads, see `MercureState::compile`).
+pub(crate) const MAX_URL_PATTERNS: usize = 32;
+
 /// How a selector's text is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum SelectorKind {

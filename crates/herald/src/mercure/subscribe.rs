@@ -179,13 +179,10 @@ pub(crate) async fn subscribe(
     };
     let v1 = query.generation == Generation::V1;
     // Each selector compiled once (interned while this subscription holds it).
-    let mut compiled = Vec::with_capacity(query.selectors.len());
-    for spec in &query.selectors {
-        match mercure.selectors.try_selector(spec) {
-            Ok(selector) => compiled.push(selector),
-            Err(why) => return plain(StatusCode::BAD_REQUEST, why),
-        }
-    }
+    let mut compiled = match mercure.compile(&query.selectors).await {
+        Ok(compiled) => compiled,
+        Err(why) => return plain(StatusCode::BAD_REQUEST, why),
+    };
     // The token, and who may present it where.
     let cookie = if v1 { auth::COOKIE_V1 } else { auth::COOKIE };
     let token = match auth::token_in(headers, query.authorization.as_deref(), &[cookie]) {
@@ -249,13 +246,9 @@ pub(crate) async fn subscribe(
                     "the access token grants no subscribe action",
                 );
             };
-            for spec in allowed {
-                match mercure.selectors.try_selector(spec) {
-                    Ok(selector) => compiled.push(selector),
-                    Err(why) => {
-                        return bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), why)
-                    }
-                }
+            match mercure.compile(allowed).await {
+                Ok(selectors) => compiled.extend(selectors),
+                Err(why) => return bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), why),
             }
         }
     }
