@@ -183,7 +183,7 @@ describe('Herald as a Mercure hub', () => {
     expect(lastEventIdHeader).toBe('earliest');
     expect(authorized.map((e) => e.data)).toEqual(['before', 'secret', 'public', 'end']);
     expect(anonymous.map((e) => e.data)).toEqual(['before', 'public', 'end']);
-    expect(authorized[0].id).toBe('urn:m:1');
+    expect(authorized[0]?.id).toBe('urn:m:1');
   });
 
   it('replays after lastEventID, and from earliest', async () => {
