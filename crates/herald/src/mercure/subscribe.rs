@@ -86,7 +86,11 @@ fn parse_query(query: Option<&str>) -> Result<Query, QueryError> {
             }
             // The draft reserves the whole `match` prefix: a misspelled matcher type fails
             // loudly instead of being ignored.
-            k if k.len() >= 5 && k[..5].eq_ignore_ascii_case("match") => {
+            k if k
+                .as_bytes()
+                .get(..5)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"match")) =>
+            {
                 return Err(Invalid(format!(
                     "unknown matcher parameter {k:?}: use \"match\" or \"match_urlpattern\""
                 )))
@@ -461,6 +465,9 @@ mod tests {
         assert!(invalid("match=a&matchtemplate=b"), "the reserved prefix");
         assert!(invalid("MATCH_x=a&topic=b"), "the reserved prefix");
         assert!(invalid("match=a%C2%85b"), "C1 controls");
+        // Not a character boundary at byte 5: no panic, and not the reserved prefix.
+        assert!(parse_query(Some("mat%C3%A9=x&match=a")).is_ok());
+        assert!(parse_query(Some("%C3%A9%C3%A9%C3%A9=x&match=a")).is_ok());
         assert_eq!(
             parse_query(Some("match=a&authorization=t")).unwrap_err(),
             QueryError::TokenInQuery
