@@ -1132,6 +1132,23 @@ async fn v1_access_tokens_and_their_refusals() {
             challenge(&r)
         );
     }
+    // The hub's own namespace is the hub's, for 1.0 publishers (0.x hubs had no such rule).
+    let everything = access_token(&aud, json!([grant(&["publish"], json!([{"match": "*"}]))]));
+    for topic in [
+        "/.well-known/mercure/subscriptions/exact/a/b",
+        "https://other.example/.well-known/mercure",
+    ] {
+        let r = post_raw(&p, &everything, form(&[("topic", topic)])).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{topic}");
+        assert!(challenge(&r).contains("insufficient_scope"));
+        let r = post_raw(
+            &p,
+            &jwt(json!({"mercure": {"publish": ["*"]}})),
+            form(&[("topic", topic)]),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK, "0.x: {topic}");
+    }
     // No publish action: 403.
     let subscriber = access_token(
         &aud,

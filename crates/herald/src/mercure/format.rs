@@ -220,6 +220,22 @@ impl SelectorStore {
         }
     }
 
+    /// Whether `topic` addresses the hub's own namespace: its path, once resolved against the
+    /// base URL as a URI reference, is `/.well-known/mercure` or below (whatever its scheme and
+    /// host, as the 1.0 draft has it), where the hub publishes its subscription events.
+    pub(crate) fn is_reserved(&self, topic: &str) -> bool {
+        url::Url::options()
+            .base_url(Some(&self.base))
+            .parse(topic)
+            .is_ok_and(|u| {
+                let path = u.path();
+                path == super::HUB_PATH
+                    || path
+                        .strip_prefix(super::HUB_PATH)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            })
+    }
+
     /// The compiled form of `spec`, when it is already compiled (and in use).
     pub(crate) fn cached(&self, spec: &SelectorSpec) -> Option<Arc<Selector>> {
         let mut key = String::with_capacity(spec.text.len() + 16);
@@ -308,6 +324,27 @@ mod tests {
 
     fn strings(list: &[&str]) -> Vec<SelectorSpec> {
         list.iter().map(|s| SelectorSpec::template(*s)).collect()
+    }
+
+    #[test]
+    fn the_hub_s_namespace() {
+        let store = SelectorStore::default();
+        for reserved in [
+            "/.well-known/mercure",
+            "/.well-known/mercure/subscriptions/exact/a/b",
+            "https://anywhere.example/.well-known/mercure/subscriptions",
+            "/x/../.well-known/mercure/",
+        ] {
+            assert!(store.is_reserved(reserved), "{reserved}");
+        }
+        for free in [
+            "/.well-known/mercurex",
+            "https://example.com/books/1",
+            "urn:x:/.well-known/mercure",
+            "/books/.well-known/mercure",
+        ] {
+            assert!(!store.is_reserved(free), "{free}");
+        }
     }
 
     #[test]

@@ -6,15 +6,17 @@
 //! Answers `200 text/plain` with the update's id, or, in `text/plain` too: `400` (a bad or
 //! missing field), `401` (no valid publisher token, or a 0.x one without a `mercure.publish`
 //! claim; with `WWW-Authenticate: Bearer`), `403` (a topic the token does not allow, a 1.0
-//! access token that grants no `publish` action, `error="insufficient_scope"`; or a page on an
-//! origin `--publish-origins` does not list), `413` (a body over `max_body_size`), `429` (`--publish-rate-per-key`, counted per
-//! token `sub`), `503` (shutting down, overloaded, the engine is unavailable).
+//! access token that grants no `publish` action, a 1.0 token's topic in the hub's namespace:
+//! `error="insufficient_scope"`; or a page on an origin `--publish-origins` does not list),
+//! `413` (a body over `max_body_size`), `429` (`--publish-rate-per-key`, counted per token
+//! `sub`), `503` (shutting down, overloaded, the engine is unavailable).
 //!
 //! Both generations publish the same form; the token's form picks how it is read (`auth.rs`):
 //! a 0.x token's `mercure.publish` selectors or a 1.0 token's `publish` authorization details
-//! must allow every topic of the update. The token comes from `Authorization: Bearer`, or
-//! else the `__Secure-mercure_access_token` (1.0) or `mercureAuthorization` (0.x) cookie,
-//! under the Origin rule.
+//! must allow every topic of the update, and a 1.0 token may not publish in the hub's own
+//! namespace (a topic whose path is `/.well-known/mercure` or below). The token comes from
+//! `Authorization: Bearer`, or else the `__Secure-mercure_access_token` (1.0) or
+//! `mercureAuthorization` (0.x) cookie, under the Origin rule.
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -233,6 +235,21 @@ pub(crate) async fn publish(State(state): State<AppState>, request: Request) -> 
         Ok(form) => form,
         Err(why) => return plain(StatusCode::BAD_REQUEST, why),
     };
+    // 1.0 reserves the hub's namespace to the hub (its subscription events): a publisher with
+    // a 1.0 token cannot forge them. 0.x hubs had no such rule, so 0.x tokens keep theirs.
+    if claims.generation == Generation::V1 {
+        if let Some(topic) = form
+            .topics
+            .iter()
+            .find(|t| mercure.selectors.is_reserved(t))
+        {
+            return bearer(
+                StatusCode::FORBIDDEN,
+                Some("insufficient_scope"),
+                format!("the topic {topic:?} is in the hub's namespace, /.well-known/mercure"),
+            );
+        }
+    }
     // Every topic must be allowed by the token (the 0.x rule, kept for 1.0 tokens).
     if let Some(topic) = form
         .topics
