@@ -15,9 +15,9 @@ function b64url(data: string | Buffer): string {
   return Buffer.from(data).toString('base64url');
 }
 
-/** An HS256 JWT with these claims. */
-function jwt(claims: object): string {
-  const head = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
+/** An HS256 JWT with these claims (and this `typ`). */
+function jwt(claims: object, typ = 'JWT'): string {
+  const head = b64url(JSON.stringify({ alg: 'HS256', typ }));
   const body = b64url(JSON.stringify(claims));
   const sig = createHmac('sha256', SECRET).update(`${head}.${body}`).digest();
   return `${head}.${body}.${b64url(sig)}`;
@@ -142,6 +142,48 @@ describe('Herald as a Mercure hub', () => {
     await until(anonymous, 'end');
     expect(authorized.map((e) => e.data)).toEqual(['secret', 'end']);
     expect(anonymous.map((e) => e.data)).toEqual(['end']);
+  });
+
+  it('Mercure 1.0: match_urlpattern, an at+jwt access token in a header, last_event_id', async () => {
+    const { url: base } = await start();
+    await publish(base, [['topic', 'https://example.com/users/1/inbox'], ['data', 'before'], ['id', 'urn:m:1']]);
+    const url = new URL(`${base}/.well-known/mercure`);
+    url.searchParams.append('match_urlpattern', 'https://example.com/users/:id/inbox');
+    url.searchParams.append('match', 'urn:end');
+    url.searchParams.append('last_event_id', 'earliest');
+    // The default resource identifier: the hub's URL as this request reaches it.
+    const token = jwt(
+      {
+        aud: `${base}/.well-known/mercure`,
+        exp: Math.floor(Date.now() / 1000) + 600,
+        authorization_details: [
+          {
+            type: 'https://mercure.rocks/authorization-detail',
+            actions: ['subscribe'],
+            topics: [{ match_urlpattern: 'https://example.com/users/1/:box' }],
+          },
+        ],
+      },
+      'at+jwt',
+    );
+    let lastEventIdHeader: string | null = null;
+    const authorized = await subscribe(url, {
+      fetch: async (input, init) => {
+        const res = await fetch(input, { ...init, headers: { ...(init?.headers ?? {}), Authorization: `Bearer ${token}` } });
+        lastEventIdHeader = res.headers.get('mercure-last-event-id');
+        return res;
+      },
+    });
+    const anonymous = await subscribe(url);
+    await publish(base, [['topic', 'https://example.com/users/1/inbox'], ['data', 'secret'], ['private', 'on']]);
+    await publish(base, [['topic', 'https://example.com/users/2/inbox'], ['data', 'public']]);
+    await publish(base, [['topic', 'urn:end'], ['data', 'end']]);
+    await until(authorized, 'end');
+    await until(anonymous, 'end');
+    expect(lastEventIdHeader).toBe('earliest');
+    expect(authorized.map((e) => e.data)).toEqual(['before', 'secret', 'public', 'end']);
+    expect(anonymous.map((e) => e.data)).toEqual(['before', 'public', 'end']);
+    expect(authorized[0]?.id).toBe('urn:m:1');
   });
 
   it('replays after lastEventID, and from earliest', async () => {

@@ -17,7 +17,7 @@
 //! | [`presence`] | the [`PresenceStore`](presence::PresenceStore) trait (who is connected where: stats, presence queries, presence events): [`MemoryPresence`](presence::MemoryPresence) (the registry answers) and [`RedisPresence`](presence::RedisPresence) (this node's presence in Redis, kept from the registry's joins and leaves; queries to every node) |
 //! | [`sse`] | the SSE wire format ([`sse::frame`], [`sse::frame::SSE`]), and its `?envelope=1` variant ([`sse::envelope`]: every event a default `message` carrying `{"id","event","data"}`) |
 //! | [`ws`] | the WebSocket transport: `GET /api/ws` ([`ws::subscribe`]), its JSON wire format ([`ws::frame`]) and the socket loop (pings, pong deadline, eviction) |
-//! | [`mercure`] | the Mercure protocol (0.x) at `/.well-known/mercure` (`--mercure`): topics as internal channels, selectors and private updates as a per-connection [`DeliveryFilter`](transport::DeliveryFilter), the publisher's ids, its own wire format |
+//! | [`mercure`] | the Mercure protocol (0.x and 1.0 side by side) at `/.well-known/mercure` (`--mercure`): topics as internal channels, selectors and private updates as a per-connection [`DeliveryFilter`](transport::DeliveryFilter), the publisher's ids, its own wire format |
 //! | [`socketio`] | the Socket.IO transport: `/socket.io/` on socketioxide (protocol v5), the handshake `auth` through the checks of `GET /api/sse`, one registry connection per socket and the task that emits its events ([`socketio::format`]) |
 //! | [`event`], [`target`] | events (id, name, JSON-or-text [`Payload`], per-format encodings), user, channel and connection ids, [`Target`] |
 //! | [`history`] | the replay window (events, not bytes) and its limits |

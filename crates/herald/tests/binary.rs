@@ -451,6 +451,7 @@ fn sample_value(key: &str, fixtures: &std::path::Path, dir: &std::path::Path) ->
         "mercure_subscriber_jwt_alg" => "\"HS256\"".into(),
         "mercure_anonymous" => "true".into(),
         "mercure_subscriptions" => "true".into(),
+        "mercure_resource_identifier" => "\"https://example.com/.well-known/mercure\"".into(),
         "log_format" => "\"text\"".into(),
         _ => return None,
     })

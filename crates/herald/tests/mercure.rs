@@ -1,6 +1,7 @@
-//! The Mercure protocol (0.x) against the real `herald` binary: form POSTs as publishers (one
+//! The Mercure protocol against the real `herald` binary: form POSTs as publishers (one
 //! written the way Symfony's Mercure component publishes), SSE subscribers read with an
-//! independent parser (`eventsource-stream`), tokens with the `mercure` claim.
+//! independent parser (`eventsource-stream`); 0.x tokens with the `mercure` claim and 1.0
+//! `at+jwt` access tokens with `authorization_details`, both generations on one hub.
 
 #[path = "support/redis.rs"]
 mod redis_support;
@@ -891,4 +892,528 @@ async fn publishers_are_rate_limited_by_subject() {
         post(&p, Some(&bob), form(&[("topic", "t")])).await.0,
         StatusCode::OK
     );
+}
+
+// ---- Mercure 1.0, beside 0.x ----
+
+const DETAIL: &str = "https://mercure.rocks/authorization-detail";
+
+/// A 1.0 access token: `typ: at+jwt`, `aud`, `exp`, and these authorization details.
+fn access_token(aud: &str, details: Value) -> String {
+    access_token_with(
+        Some("at+jwt"),
+        json!({"aud": aud, "authorization_details": details}),
+    )
+}
+
+/// A token with this `typ` header and these claims (`exp` added unless given).
+fn access_token_with(typ: Option<&str>, mut claims: Value) -> String {
+    let mut header = Header::new(Algorithm::HS256);
+    header.typ = typ.map(str::to_owned);
+    if claims.get("exp").is_none() {
+        claims["exp"] = json!(4_000_000_000u64);
+    }
+    encode(
+        &header,
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn grant(actions: &[&str], topics: Value) -> Value {
+    json!({"type": DETAIL, "actions": actions, "topics": topics})
+}
+
+/// The hub's resource identifier when none is configured: its URL as the request reached it.
+fn reached(p: &HeraldProcess) -> String {
+    p.url("/.well-known/mercure")
+}
+
+fn challenge(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// A publish with a token, its whole answer.
+async fn post_raw(p: &HeraldProcess, token: &str, body: String) -> reqwest::Response {
+    send(
+        http_client()
+            .post(p.url("/.well-known/mercure"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .bearer_auth(token)
+            .body(body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn v1_match_and_match_urlpattern_beside_a_0x_subscriber() {
+    let p = hub(&["--mercure-anonymous"]).await;
+    let mut exact = subscribe(
+        &p,
+        &[("match", "https://example.com/books/1"), ("match", END)],
+        &[],
+    )
+    .await;
+    let mut pattern = subscribe(
+        &p,
+        &[
+            ("match_urlpattern", "https://example.com/books/:id"),
+            ("match", END),
+        ],
+        &[],
+    )
+    .await;
+    let mut several = subscribe(
+        &p,
+        &[
+            ("match", "urn:a"),
+            ("match_urlpattern", "https://example.com/authors/:id(\\d+)"),
+            ("match", END),
+        ],
+        &[],
+    )
+    .await;
+    let mut all = subscribe(&p, &[("match", "*")], &[]).await;
+    // A 0.x app on the same hub.
+    let mut old = subscribe(
+        &p,
+        &[("topic", "https://example.com/books/{id}"), ("topic", END)],
+        &[],
+    )
+    .await;
+    for (topic, data) in [
+        ("https://example.com/books/1", "b1"),
+        ("https://example.com/books/2", "b2"),
+        ("https://example.com/books/1/reviews", "r1"),
+        ("https://example.com/authors/7", "a7"),
+        ("https://example.com/authors/x", "ax"),
+        ("urn:a", "ua"),
+        ("https://example.com/{id}", "literal"),
+    ] {
+        publish(&p, &[("topic", topic), ("data", data)]).await;
+    }
+    // A 1.0 publisher too: both generations' subscribers get its update, once.
+    let v1 = access_token(
+        &reached(&p),
+        json!([grant(&["publish"], json!([{"match": "*"}]))]),
+    );
+    let r = post_raw(
+        &p,
+        &v1,
+        form(&[("topic", "https://example.com/books/3"), ("data", "b3")]),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    end(&p).await;
+    assert_eq!(exact.until_end().await, ["b1"]);
+    assert_eq!(pattern.until_end().await, ["b1", "b2", "b3"]);
+    assert_eq!(several.until_end().await, ["a7", "ua"]);
+    assert_eq!(old.until_end().await, ["b1", "b2", "b3"]);
+    assert_eq!(
+        all.until_end().await,
+        ["b1", "b2", "r1", "a7", "ax", "ua", "literal", "b3"]
+    );
+    // Refusals of the query, in text/plain.
+    for (query, why) in [
+        (
+            vec![("match_urlpattern", "https://example.com/books/:id(")],
+            "a pattern that does not compile",
+        ),
+        (
+            vec![("match_urlpattern", "https://example.com/(?<=a)b")],
+            "look-behind",
+        ),
+        (vec![("matchTemplate", "x")], "an unknown matcher type"),
+        (vec![("match", "a"), ("topic", "b")], "both generations"),
+        (
+            vec![("match", "a"), ("lastEventID", "x")],
+            "0.x's resume name",
+        ),
+        (vec![("last_event_id", "x")], "no selector"),
+    ] {
+        let r = try_subscribe(&p, &query, &[]).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{why}");
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+    }
+    let long = format!("https://example.com/{}", "a".repeat(3000));
+    let r = try_subscribe(&p, &[("match_urlpattern", &long)], &[]).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "too long a pattern");
+    let patterns: Vec<String> = (0..33)
+        .map(|i| format!("https://example.com/{i}/:id"))
+        .collect();
+    let patterns: Vec<(&str, &str)> = patterns
+        .iter()
+        .map(|p| ("match_urlpattern", p.as_str()))
+        .collect();
+    assert_eq!(
+        try_subscribe(&p, &patterns, &[]).await.status(),
+        StatusCode::BAD_REQUEST,
+        "at most 32 URL Patterns"
+    );
+    assert_eq!(
+        try_subscribe(&p, &patterns[..32], &[]).await.status(),
+        StatusCode::OK
+    );
+    let many: Vec<(&str, &str)> = std::iter::repeat_n(("match", "urn:t"), 129).collect();
+    assert_eq!(
+        try_subscribe(&p, &many, &[]).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn v1_access_tokens_and_their_refusals() {
+    let p = hub(&[]).await;
+    let aud = reached(&p);
+    let books = json!([{"match_urlpattern": "https://example.com/books/:id"}]);
+    let publisher = access_token(&aud, json!([grant(&["publish"], books.clone())]));
+    let (status, ct, id) = post(
+        &p,
+        Some(&publisher),
+        form(&[("topic", "https://example.com/books/1"), ("data", "x")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{id}");
+    assert!(
+        ct.starts_with("text/plain") && id.starts_with("urn:uuid:"),
+        "{ct} {id}"
+    );
+    // A topic the details do not cover: 403 insufficient_scope.
+    let r = post_raw(&p, &publisher, form(&[("topic", "urn:x")])).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(
+        challenge(&r).contains("insufficient_scope"),
+        "{}",
+        challenge(&r)
+    );
+    // Every refused token: 401 invalid_token.
+    let wrong_aud = access_token(
+        "https://other.example/.well-known/mercure",
+        json!([grant(&["publish"], books.clone())]),
+    );
+    let wrong_typ = access_token_with(
+        Some("JWT"),
+        json!({"aud": aud, "authorization_details": [grant(&["publish"], books.clone())]}),
+    );
+    let no_exp = access_token_with(
+        Some("at+jwt"),
+        json!({"aud": aud, "exp": null, "authorization_details": [grant(&["publish"], books.clone())]}),
+    );
+    let bad_pattern = access_token(
+        &aud,
+        json!([grant(
+            &["publish"],
+            json!([{"match_urlpattern": "https://example.com/:id("}])
+        )]),
+    );
+    let bad_entry = access_token(
+        &aud,
+        json!([grant(&["publish"], books.clone()), {"type": DETAIL, "actions": ["publish"]}]),
+    );
+    for (token, why) in [
+        (&wrong_aud, "wrong aud"),
+        (&wrong_typ, "wrong typ"),
+        (&no_exp, "no exp"),
+        (&bad_pattern, "a pattern that does not compile"),
+        (&bad_entry, "a detail without topics"),
+    ] {
+        let r = post_raw(&p, token, form(&[("topic", "https://example.com/books/1")])).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{why}");
+        assert!(
+            challenge(&r).contains("invalid_token"),
+            "{why}: {}",
+            challenge(&r)
+        );
+    }
+    // The hub's own namespace is the hub's, for 1.0 publishers (0.x hubs had no such rule).
+    let everything = access_token(&aud, json!([grant(&["publish"], json!([{"match": "*"}]))]));
+    for topic in [
+        "/.well-known/mercure/subscriptions/exact/a/b",
+        "https://other.example/.well-known/mercure",
+    ] {
+        let r = post_raw(&p, &everything, form(&[("topic", topic)])).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{topic}");
+        assert!(challenge(&r).contains("insufficient_scope"));
+        let r = post_raw(
+            &p,
+            &jwt(json!({"mercure": {"publish": ["*"]}})),
+            form(&[("topic", topic)]),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK, "0.x: {topic}");
+    }
+    // No publish action: 403.
+    let subscriber = access_token(
+        &aud,
+        json!([grant(&["subscribe"], json!([{"match": "*"}]))]),
+    );
+    let r = post_raw(
+        &p,
+        &subscriber,
+        form(&[("topic", "https://example.com/books/1")]),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(challenge(&r).contains("insufficient_scope"));
+    // No token at all: 401 with a bare challenge.
+    let r = send(
+        http_client()
+            .post(p.url("/.well-known/mercure"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("topic=t"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(challenge(&r), "Bearer");
+    // Subscribers: the same checks.
+    let q = [("match", "urn:t")];
+    let bearer = |t: &str| format!("Bearer {t}");
+    for (token, want, error) in [
+        (&wrong_aud, StatusCode::UNAUTHORIZED, "invalid_token"),
+        (&wrong_typ, StatusCode::UNAUTHORIZED, "invalid_token"),
+        (&no_exp, StatusCode::UNAUTHORIZED, "invalid_token"),
+        (&publisher, StatusCode::FORBIDDEN, "insufficient_scope"),
+    ] {
+        let r = try_subscribe(&p, &q, &[("authorization", &bearer(token))]).await;
+        assert_eq!(r.status(), want, "{error}");
+        assert!(challenge(&r).contains(error), "{}", challenge(&r));
+    }
+    let r = try_subscribe(&p, &q, &[]).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "anonymous is off");
+    assert_eq!(challenge(&r), "Bearer");
+    // No token in the query of a 1.0 request, even a good one.
+    for param in ["authorization", "access_token"] {
+        let r = try_subscribe(&p, &[("match", "urn:t"), (param, &subscriber)], &[]).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{param}");
+        assert!(challenge(&r).contains("invalid_request"));
+    }
+    subscribe(&p, &q, &[("authorization", &bearer(&subscriber))]).await;
+    // A 0.x token is still read as 0.x, on either request.
+    let old = jwt(json!({"mercure": {"subscribe": ["*"]}}));
+    subscribe(&p, &q, &[("authorization", &bearer(&old))]).await;
+    // The 1.0 token on a 0.x request is read as 1.0 (its aud checked).
+    subscribe(
+        &p,
+        &[("topic", "urn:t")],
+        &[("authorization", &bearer(&subscriber))],
+    )
+    .await;
+    let r = try_subscribe(
+        &p,
+        &[("topic", "urn:t")],
+        &[("authorization", &bearer(&wrong_aud))],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn v1_resource_identifier_setting() {
+    let id = "https://hub.example.com/.well-known/mercure";
+    let p = hub(&["--mercure-resource-identifier", id]).await;
+    let details = json!([grant(
+        &["publish"],
+        json!([{"match_urlpattern": "/books/:id"}])
+    )]);
+    let configured = access_token(id, details.clone());
+    let as_reached = access_token(&reached(&p), details);
+    let r = post_raw(
+        &p,
+        &as_reached,
+        form(&[("topic", "https://hub.example.com/books/1")]),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "the URL as reached is not the aud"
+    );
+    // A relative pattern resolves against the resource identifier: it allows that host's
+    // absolute topics and relative ones, no other host's.
+    for (topic, want) in [
+        ("https://hub.example.com/books/1", StatusCode::OK),
+        ("/books/2", StatusCode::OK),
+        ("https://other.example/books/1", StatusCode::FORBIDDEN),
+    ] {
+        let r = post_raw(&p, &configured, form(&[("topic", topic)])).await;
+        assert_eq!(r.status(), want, "{topic}");
+    }
+}
+
+#[tokio::test]
+async fn v1_private_updates() {
+    let p = hub(&["--mercure-anonymous"]).await;
+    let aud = reached(&p);
+    let q = [
+        ("match_urlpattern", "https://example.com/books/:id"),
+        ("match", END),
+    ];
+    let with = |t: &str| format!("Bearer {t}");
+    let authorized = access_token(
+        &aud,
+        json!([grant(
+            &["subscribe"],
+            json!([{"match_urlpattern": "https://example.com/books/:id"}])
+        )]),
+    );
+    let other_book = access_token(
+        &aud,
+        json!([grant(
+            &["subscribe"],
+            json!([{"match": "https://example.com/books/2"}])
+        )]),
+    );
+    let mut yes = subscribe(&p, &q, &[("authorization", &with(&authorized))]).await;
+    let mut wrong = subscribe(&p, &q, &[("authorization", &with(&other_book))]).await;
+    let mut anonymous = subscribe(&p, &q, &[]).await;
+    // A 0.x subscriber whose mercure claim allows it, on the same hub.
+    let old = jwt(json!({"mercure": {"subscribe": ["https://example.com/books/{id}"]}}));
+    let mut old_yes = subscribe(
+        &p,
+        &[("topic", "https://example.com/books/{id}"), ("topic", END)],
+        &[("authorization", &with(&old))],
+    )
+    .await;
+    let publisher = access_token(&aud, json!([grant(&["publish"], json!([{"match": "*"}]))]));
+    for fields in [
+        vec![
+            ("topic", "https://example.com/books/1"),
+            ("data", "secret"),
+            ("private", "on"),
+        ],
+        vec![("topic", "https://example.com/books/1"), ("data", "public")],
+    ] {
+        let r = post_raw(&p, &publisher, form(&fields)).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    end(&p).await;
+    assert_eq!(yes.until_end().await, ["secret", "public"]);
+    assert_eq!(old_yes.until_end().await, ["secret", "public"]);
+    assert_eq!(wrong.until_end().await, ["public"]);
+    assert_eq!(anonymous.until_end().await, ["public"]);
+}
+
+#[tokio::test]
+async fn v1_last_event_id_and_mercure_last_event_id() {
+    let p = hub(&["--mercure-anonymous"]).await;
+    for n in 1..=3 {
+        let id = format!("https://example.com/r/{n}");
+        publish(
+            &p,
+            &[("topic", "urn:r"), ("data", &format!("u{n}")), ("id", &id)],
+        )
+        .await;
+    }
+    let q = |extra: &[(&'static str, &'static str)]| {
+        let mut q = vec![("match", "urn:r"), ("match", END)];
+        q.extend_from_slice(extra);
+        q
+    };
+    // The 1.0 query name, answered with the 1.0 header only.
+    let mut query = subscribe(&p, &q(&[("last_event_id", "https://example.com/r/1")]), &[]).await;
+    assert_eq!(
+        query.headers["mercure-last-event-id"],
+        "https://example.com/r/1"
+    );
+    assert!(query.headers.get("last-event-id").is_none());
+    // The request header keeps its name (EventSource sends it), and wins over the query.
+    let mut header = subscribe(
+        &p,
+        &q(&[("last_event_id", "https://example.com/r/1")]),
+        &[("last-event-id", "https://example.com/r/2")],
+    )
+    .await;
+    assert_eq!(
+        header.headers["mercure-last-event-id"],
+        "https://example.com/r/2"
+    );
+    let mut earliest = subscribe(&p, &q(&[("last_event_id", "earliest")]), &[]).await;
+    assert_eq!(earliest.headers["mercure-last-event-id"], "earliest");
+    let mut unknown = subscribe(&p, &q(&[("last_event_id", "urn:never")]), &[]).await;
+    assert_eq!(
+        unknown.headers["mercure-last-event-id"],
+        "https://example.com/r/3"
+    );
+    // A 0.x request on the same hub keeps the 0.x names.
+    let old = subscribe(
+        &p,
+        &[
+            ("topic", "urn:r"),
+            ("lastEventID", "https://example.com/r/2"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(old.headers["last-event-id"], "https://example.com/r/2");
+    assert!(old.headers.get("mercure-last-event-id").is_none());
+    let fresh = subscribe(&p, &q(&[]), &[]).await;
+    assert!(fresh.headers.get("mercure-last-event-id").is_none());
+    publish(&p, &[("topic", "urn:r"), ("data", "live")]).await;
+    end(&p).await;
+    // Each in order, nothing twice.
+    assert_eq!(query.until_end().await, ["u2", "u3", "live"]);
+    assert_eq!(header.until_end().await, ["u3", "live"]);
+    assert_eq!(earliest.until_end().await, ["u1", "u2", "u3", "live"]);
+    assert_eq!(unknown.until_end().await, ["live"]);
+}
+
+#[tokio::test]
+async fn v1_cookie_name() {
+    let p = hub(&[]).await;
+    let aud = reached(&p);
+    let token = access_token(
+        &aud,
+        json!([grant(&["subscribe", "publish"], json!([{"match": "*"}]))]),
+    );
+    let v1_cookie = format!("__Secure-mercure_access_token={token}");
+    let v0_cookie = format!("mercureAuthorization={token}");
+    let q = [("match", "urn:c"), ("match", END)];
+    let mut sub = subscribe(&p, &q, &[("cookie", &v1_cookie)]).await;
+    // Each generation reads its own cookie only.
+    assert_eq!(
+        try_subscribe(&p, &q, &[("cookie", &v0_cookie)])
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        try_subscribe(&p, &[("topic", "urn:c")], &[("cookie", &v1_cookie)])
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // From a page on an origin CORS does not list, the cookie is refused.
+    assert_eq!(
+        try_subscribe(
+            &p,
+            &q,
+            &[("cookie", &v1_cookie), ("origin", "https://evil.example")]
+        )
+        .await
+        .status(),
+        StatusCode::FORBIDDEN
+    );
+    // A publisher may send the 1.0 cookie too (no Origin: not a browser page).
+    let r = send(
+        http_client()
+            .post(p.url("/.well-known/mercure"))
+            .header("cookie", &v1_cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[
+                ("topic", "urn:c"),
+                ("data", "private"),
+                ("private", "on"),
+            ])),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    end(&p).await;
+    assert_eq!(sub.until_end().await, ["private"]);
 }

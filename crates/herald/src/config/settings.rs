@@ -623,6 +623,11 @@ pub struct Settings {
     /// ends) and serve /.well-known/mercure/subscriptions. [default: false]
     #[cfg_attr(feature = "cli", arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg()))]
     pub mercure_subscriptions: Option<bool>,
+    /// The Mercure hub's OAuth resource identifier, e.g. https://example.com/.well-known/mercure:
+    /// the aud every Mercure 1.0 access token must name, and the base of relative URL Patterns.
+    /// Set it behind a proxy. [default: the hub URL as each request reached it]
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub mercure_resource_identifier: Option<String>,
     /// Log format. Log levels come from HERALD_LOG or RUST_LOG (e.g. `info,herald=debug`).
     /// [default: text]
     #[cfg_attr(feature = "cli", arg(long))]
@@ -827,6 +832,23 @@ fn mercure(s: &Settings) -> Result<Option<MercureConfig>, ConfigError> {
         )?,
         anonymous: s.mercure_anonymous.unwrap_or(false),
         subscriptions: s.mercure_subscriptions.unwrap_or(false),
+        resource_identifier: s
+            .mercure_resource_identifier
+            .as_deref()
+            .map(|text| {
+                let text = text.trim();
+                url::Url::parse(text)
+                    .ok()
+                    .filter(|u| u.has_host() && text.len() <= crate::mercure::MAX_TOPIC_LEN)
+                    .map(|_| text.to_owned())
+                    .ok_or_else(|| {
+                        ConfigError(format!(
+                            "mercure_resource_identifier: {text:?} is not an absolute URL \
+                             (https://example.com/.well-known/mercure)"
+                        ))
+                    })
+            })
+            .transpose()?,
     }))
 }
 

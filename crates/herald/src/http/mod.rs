@@ -285,8 +285,9 @@ fn cors_layer(config: &HttpConfig) -> Option<CorsLayer> {
             ])
             .expose_headers([
                 header::RETRY_AFTER,
-                // Mercure's answer to a reconnection.
+                // Mercure's answer to a reconnection (0.x, and 1.0's name).
                 HeaderName::from_static("last-event-id"),
+                HeaderName::from_static("mercure-last-event-id"),
                 HeaderName::from_static(publish::IDEMPOTENT_REPLAYED),
             ])
             .allow_credentials(config.cors_credentials)

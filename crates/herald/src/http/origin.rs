@@ -134,6 +134,22 @@ fn own_site<B>(config: &HttpConfig, request: &axum::http::Request<B>) -> Option<
     Site::new(scheme, host)
 }
 
+/// The hub's own origin as this request's client sees it (see `own_site`), as text:
+/// `scheme://host`, with `:port` only when it is not the scheme's default. The Mercure hub's
+/// default resource identifier starts with it.
+pub(crate) fn own_origin<B>(
+    config: &HttpConfig,
+    request: &axum::http::Request<B>,
+) -> Option<String> {
+    let site = own_site(config, request)?;
+    Some(match site.port {
+        Some(port) if Some(port) != default_port(&site.scheme) => {
+            format!("{}://{}:{port}", site.scheme, site.host)
+        }
+        _ => format!("{}://{}", site.scheme, site.host),
+    })
+}
+
 fn origin_allowed<B>(config: &HttpConfig, request: &axum::http::Request<B>, origin: &str) -> bool {
     let Some(site) = Site::parse_origin(origin) else {
         return false;

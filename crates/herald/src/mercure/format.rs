@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
 
-use super::selector::Selector;
+use super::selector::{Selector, SelectorSpec};
 use super::update::Update;
 use crate::config::HeartbeatStyle;
 use crate::event::{Event, EventId, EventName};
@@ -79,9 +79,10 @@ pub(crate) fn encode_update(update: &Update) -> Bytes {
     buf.freeze()
 }
 
-/// What one subscriber listens to: its topic selectors (the `topic` parameters) and, with a
-/// token, the selectors of its `mercure.subscribe` claim that open private updates to it
-/// (`None`: anonymous, never a private update).
+/// What one subscriber listens to: its topic selectors (the `topic`, `match` or
+/// `match_urlpattern` parameters) and, with a token, the selectors of its `mercure.subscribe`
+/// claim or its `subscribe` authorization details that open private updates to it (`None`:
+/// anonymous, never a private update).
 ///
 /// It gets an update when one of the update's topics matches one of its selectors and, for a
 /// private update, one of the topics (not necessarily the same) matches one of the claim's
@@ -144,11 +145,29 @@ impl DeliveryFilter for TopicFilter {
 }
 
 /// Compiled selectors and filters, each kept once while someone uses it: compiling a template
-/// costs far more than matching it, and a shared filter is asked once per update and shard.
-#[derive(Debug, Default)]
+/// or a URL Pattern costs far more than matching it, and a shared filter is asked once per
+/// update and shard.
+///
+/// Relative URL Patterns and relative topics are resolved against one base URL, the hub's
+/// resource identifier when `--mercure-resource-identifier` sets it (so `/books/:id` also
+/// matches `https://that-host/books/1`), otherwise [`DEFAULT_BASE`]: relative patterns then
+/// match relative topics (such as the hub's own `/.well-known/mercure/subscriptions/…`) and
+/// absolute ones on that placeholder host only.
+#[derive(Debug)]
 pub(crate) struct SelectorStore {
+    base: url::Url,
     selectors: Mutex<Interned<Selector>>,
     filters: Mutex<Interned<TopicFilter>>,
+}
+
+/// The base URL of relative URL Patterns when no resource identifier is configured.
+pub(crate) const DEFAULT_BASE: &str = "https://mercure.invalid/.well-known/mercure";
+
+impl Default for SelectorStore {
+    fn default() -> Self {
+        // A constant, valid URL.
+        SelectorStore::new(url::Url::parse(DEFAULT_BASE).expect("a valid URL"))
+    }
 }
 
 /// Values by key, held weakly: a value lives as long as its users.
@@ -183,49 +202,100 @@ impl<T> Interned<T> {
     }
 }
 
+/// The interning key of one selector.
+fn push_key(key: &mut String, spec: &SelectorSpec) {
+    key.push_str(spec.kind.name());
+    key.push('\0');
+    key.push_str(&spec.text);
+    key.push('\0');
+}
+
 impl SelectorStore {
-    /// The compiled form of `text`.
-    pub(crate) fn selector(&self, text: &str) -> Arc<Selector> {
-        // Compiled outside the lock when new: a template can take a while.
-        if let Some(live) = self.selectors.lock().map.get(text).and_then(Weak::upgrade) {
-            return live;
+    /// A store whose relative URL Patterns resolve against `base`.
+    pub(crate) fn new(base: url::Url) -> Self {
+        SelectorStore {
+            base,
+            selectors: Mutex::default(),
+            filters: Mutex::default(),
         }
-        let compiled = Selector::parse(text);
-        self.selectors.lock().get_or_insert(text, || compiled)
+    }
+
+    /// Whether `topic` addresses the hub's own namespace: its path, once resolved against the
+    /// base URL as a URI reference, is `/.well-known/mercure` or below (whatever its scheme and
+    /// host, as the 1.0 draft has it), where the hub publishes its subscription events.
+    pub(crate) fn is_reserved(&self, topic: &str) -> bool {
+        url::Url::options()
+            .base_url(Some(&self.base))
+            .parse(topic)
+            .is_ok_and(|u| {
+                let path = u.path();
+                path == super::HUB_PATH
+                    || path
+                        .strip_prefix(super::HUB_PATH)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            })
+    }
+
+    /// The compiled form of `spec`, when it is already compiled (and in use).
+    pub(crate) fn cached(&self, spec: &SelectorSpec) -> Option<Arc<Selector>> {
+        let mut key = String::with_capacity(spec.text.len() + 16);
+        push_key(&mut key, spec);
+        self.selectors.lock().map.get(&key).and_then(Weak::upgrade)
+    }
+
+    /// The compiled form of `spec`.
+    ///
+    /// # Errors
+    /// A URL Pattern that does not compile (see [`Selector::compile`]).
+    pub(crate) fn try_selector(&self, spec: &SelectorSpec) -> Result<Arc<Selector>, String> {
+        let mut key = String::with_capacity(spec.text.len() + 16);
+        push_key(&mut key, spec);
+        // Compiled outside the lock when new: a template can take a while.
+        if let Some(live) = self.selectors.lock().map.get(&key).and_then(Weak::upgrade) {
+            return Ok(live);
+        }
+        let compiled = Selector::compile(spec, &self.base)?;
+        Ok(self.selectors.lock().get_or_insert(&key, || compiled))
+    }
+
+    /// The compiled form of `spec`; a URL Pattern that does not compile (callers check them
+    /// first, with [`try_selector`](Self::try_selector)) matches only its own text.
+    pub(crate) fn selector(&self, spec: &SelectorSpec) -> Arc<Selector> {
+        self.try_selector(spec)
+            .unwrap_or_else(|_| Arc::new(Selector::Exact(spec.text.as_str().into())))
     }
 
     /// The filter of a subscriber with these selectors and claim (see [`TopicFilter`]).
     pub(crate) fn filter(
         &self,
-        selectors: &[String],
-        allowed: Option<&[String]>,
+        selectors: &[SelectorSpec],
+        allowed: Option<&[SelectorSpec]>,
     ) -> Arc<TopicFilter> {
-        let sorted = |key: &mut String, list: &[String]| {
-            let mut list: Vec<&str> = list.iter().map(String::as_str).collect();
+        fn sorted(list: &[SelectorSpec]) -> Vec<&SelectorSpec> {
+            let mut list: Vec<&SelectorSpec> = list.iter().collect();
             list.sort_unstable();
             list.dedup();
-            for s in list {
-                key.push_str(s);
-                key.push('\0');
-            }
-        };
+            list
+        }
         let mut key = String::new();
-        sorted(&mut key, selectors);
+        for s in sorted(selectors) {
+            push_key(&mut key, s);
+        }
         match allowed {
             Some(allowed) => {
                 key.push('\u{1}');
-                sorted(&mut key, allowed);
+                for s in sorted(allowed) {
+                    push_key(&mut key, s);
+                }
             }
             None => key.push('\u{2}'),
         }
         if let Some(live) = self.filters.lock().map.get(&key).and_then(Weak::upgrade) {
             return live;
         }
-        let compile = |list: &[String]| {
-            let mut list: Vec<&str> = list.iter().map(String::as_str).collect();
-            list.sort_unstable();
-            list.dedup();
-            list.into_iter()
+        let compile = |list: &[SelectorSpec]| {
+            sorted(list)
+                .into_iter()
                 .map(|s| self.selector(s))
                 .collect::<Vec<_>>()
         };
@@ -252,8 +322,29 @@ mod tests {
         }
     }
 
-    fn strings(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
+    fn strings(list: &[&str]) -> Vec<SelectorSpec> {
+        list.iter().map(|s| SelectorSpec::template(*s)).collect()
+    }
+
+    #[test]
+    fn the_hub_s_namespace() {
+        let store = SelectorStore::default();
+        for reserved in [
+            "/.well-known/mercure",
+            "/.well-known/mercure/subscriptions/exact/a/b",
+            "https://anywhere.example/.well-known/mercure/subscriptions",
+            "/x/../.well-known/mercure/",
+        ] {
+            assert!(store.is_reserved(reserved), "{reserved}");
+        }
+        for free in [
+            "/.well-known/mercurex",
+            "https://example.com/books/1",
+            "urn:x:/.well-known/mercure",
+            "/books/.well-known/mercure",
+        ] {
+            assert!(!store.is_reserved(free), "{free}");
+        }
     }
 
     #[test]

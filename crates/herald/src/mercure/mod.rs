@@ -1,5 +1,10 @@
-//! The Mercure protocol (the 0.x generation that deployed hubs and clients speak) on Herald's
-//! core: `/.well-known/mercure`, enabled by `--mercure`.
+//! The Mercure protocol on Herald's core: `/.well-known/mercure`, enabled by `--mercure`.
+//!
+//! Both generations are served side by side, so that a 0.x app and a 1.0 app share one hub:
+//! the 0.x protocol that deployed hubs and clients speak (`topic=`, the `mercure` claim), and
+//! Mercure 1.0 (`match=`, `match_urlpattern=`, `at+jwt` access tokens). A request's parameters
+//! pick the generation of its names (`subscribe.rs`), a token's form how it is read
+//! (`auth.rs`); an update published by either reaches the subscribers of both.
 //!
 //! Mercure's concepts are mapped onto the core's once, here at the edge:
 //!
@@ -16,8 +21,8 @@
 //! |---|---|
 //! | `publish.rs` | `POST`: the form, the publisher's token, the update |
 //! | `subscribe.rs` | `GET`: the selectors, the subscriber's token, reconnection |
-//! | `auth.rs` | tokens: keys, the `mercure` claim, where a request carries one |
-//! | `selector.rs` | topic selectors: `*`, exact, URI Templates |
+//! | `auth.rs` | tokens: keys, the `mercure` claim, 1.0 access tokens, where a request carries one |
+//! | `selector.rs` | topic selectors: `*`, exact, URI Templates, URL Patterns |
 //! | `format.rs` | the wire format and the topic filter |
 //! | `subscriptions.rs` | subscription events and the subscriptions API (`--mercure-subscriptions`) |
 //! | `update.rs`, `ids.rs` | the update's record; Mercure ids to events |
@@ -78,6 +83,13 @@ pub struct MercureConfig {
     pub anonymous: bool,
     /// Publish subscription events and serve the subscriptions API.
     pub subscriptions: bool,
+    /// The hub's OAuth 2.0 resource identifier (`--mercure-resource-identifier`): the `aud`
+    /// every 1.0 access token must name, and the base URL of relative URL Patterns. `None`:
+    /// the hub's URL as each request reached it (`{scheme}://{host}/.well-known/mercure`,
+    /// with the scheme and host a trusted proxy forwards), which is not the public URL behind
+    /// a proxy that Herald does not trust or that maps another path.
+    /// An absolute URL (the settings check it); compared with `aud` as written.
+    pub resource_identifier: Option<String>,
 }
 
 /// The Mercure side of a running hub: its settings, the compiled selectors and the ids.
@@ -91,11 +103,73 @@ pub(crate) struct MercureState {
 
 impl MercureState {
     pub(crate) fn new(config: MercureConfig) -> Self {
+        let selectors = match config
+            .resource_identifier
+            .as_deref()
+            .and_then(|id| url::Url::parse(id).ok())
+        {
+            Some(base) => format::SelectorStore::new(base),
+            None => format::SelectorStore::default(),
+        };
         MercureState {
             config,
-            selectors: format::SelectorStore::default(),
+            selectors,
             ids: Mutex::new(ids::IdIndex::new(ids::DEFAULT_MAX_IDS)),
             subscribers: subscriptions::Subscribers::default(),
+        }
+    }
+}
+
+impl MercureState {
+    /// The compiled forms of `specs`, interned: what a subscription or a publish holds while it
+    /// uses them. New ones are compiled on a blocking thread when any of them is not cached:
+    /// a URL Pattern or a URI Template can take a millisecond or more to compile, and a
+    /// request may bring dozens; the async threads keep serving meanwhile.
+    ///
+    /// # Errors
+    /// The first selector that does not compile (a URL Pattern), or too many URL Patterns
+    /// ([`selector::MAX_URL_PATTERNS`]).
+    pub(crate) async fn compile(
+        self: &std::sync::Arc<Self>,
+        specs: &[selector::SelectorSpec],
+    ) -> Result<Vec<std::sync::Arc<selector::Selector>>, String> {
+        let patterns = specs
+            .iter()
+            .filter(|s| s.kind == selector::SelectorKind::UrlPattern)
+            .count();
+        if patterns > selector::MAX_URL_PATTERNS {
+            return Err(format!(
+                "at most {} URL Patterns",
+                selector::MAX_URL_PATTERNS
+            ));
+        }
+        let cached: Option<Vec<_>> = specs.iter().map(|s| self.selectors.cached(s)).collect();
+        if let Some(all) = cached {
+            return Ok(all);
+        }
+        let (state, specs) = (self.clone(), specs.to_vec());
+        tokio::task::spawn_blocking(move || {
+            specs
+                .iter()
+                .map(|s| state.selectors.try_selector(s))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .unwrap_or_else(|_| Err("the selectors could not be compiled".into()))
+    }
+
+    /// The resource identifier a 1.0 access token's `aud` must name on `request` (see
+    /// [`MercureConfig::resource_identifier`]); empty when the request names no host.
+    pub(crate) fn audience<B>(
+        &self,
+        config: &crate::config::HttpConfig,
+        request: &axum::http::Request<B>,
+    ) -> String {
+        match &self.config.resource_identifier {
+            Some(id) => id.clone(),
+            None => crate::http::origin::own_origin(config, request)
+                .map(|origin| format!("{origin}{HUB_PATH}"))
+                .unwrap_or_default(),
         }
     }
 }
@@ -153,6 +227,27 @@ pub(crate) fn plain(status: StatusCode, message: impl Into<String>) -> Response 
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    response
+}
+
+/// An authorization refusal as RFC 6750 answers it: `status`, a `WWW-Authenticate: Bearer`
+/// challenge with `error` when given (`invalid_token`, `insufficient_scope`,
+/// `invalid_request`), and the sentence.
+pub(crate) fn bearer(
+    status: StatusCode,
+    error: Option<&str>,
+    message: impl Into<String>,
+) -> Response {
+    let mut response = plain(status, message);
+    let challenge = match error {
+        Some(code) => format!("Bearer error=\"{code}\""),
+        None => "Bearer".to_owned(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
     response
 }
 

@@ -4,10 +4,19 @@
 //! canonical topic, the others alternates), `data` (kept byte for byte), `private` (present:
 //! private), `id` (the publisher's; otherwise the hub makes a `urn:uuid:`), `type` and `retry`.
 //! Answers `200 text/plain` with the update's id, or, in `text/plain` too: `400` (a bad or
-//! missing field), `401` (no valid publisher token, or one without a `mercure.publish` claim),
-//! `403` (a topic the claim does not allow, or a page on an origin `--publish-origins` does not
-//! list), `413` (a body over `max_body_size`), `429` (`--publish-rate-per-key`, counted per
-//! token `sub`), `503` (shutting down, overloaded, the engine is unavailable).
+//! missing field), `401` (no valid publisher token, or a 0.x one without a `mercure.publish`
+//! claim; with `WWW-Authenticate: Bearer`), `403` (a topic the token does not allow, a 1.0
+//! access token that grants no `publish` action, a 1.0 token's topic in the hub's namespace:
+//! `error="insufficient_scope"`; or a page on an origin `--publish-origins` does not list),
+//! `413` (a body over `max_body_size`), `429` (`--publish-rate-per-key`, counted per token
+//! `sub`), `503` (shutting down, overloaded, the engine is unavailable).
+//!
+//! Both generations publish the same form; the token's form picks how it is read (`auth.rs`):
+//! a 0.x token's `mercure.publish` selectors or a 1.0 token's `publish` authorization details
+//! must allow every topic of the update, and a 1.0 token may not publish in the hub's own
+//! namespace (a topic whose path is `/.well-known/mercure` or below). The token comes from
+//! `Authorization: Bearer`, or else the `__Secure-mercure_access_token` (1.0) or
+//! `mercureAuthorization` (0.x) cookie, under the Origin rule.
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -15,11 +24,11 @@ use axum::http::{header, StatusCode};
 use axum::response::Response;
 use rand::RngCore;
 
-use super::auth::{self, TokenSource};
+use super::auth::{self, Generation, TokenSource};
 use super::update::Update;
 use super::{
-    all_channel, has_control, hub_error, plain, topic_channel, MAX_ID_LEN, MAX_TOPICS_PER_UPDATE,
-    MAX_TOPIC_LEN, MAX_TYPE_LEN,
+    all_channel, bearer, has_control, hub_error, plain, topic_channel, MAX_ID_LEN,
+    MAX_TOPICS_PER_UPDATE, MAX_TOPIC_LEN, MAX_TYPE_LEN,
 };
 use crate::broker::Publication;
 use crate::http::AppState;
@@ -152,22 +161,28 @@ pub(crate) async fn publish(State(state): State<AppState>, request: Request) -> 
         return super::api_error(e);
     }
     let headers = request.headers().clone();
-    let claims = match auth::token(&headers, None) {
-        Err(why) => return plain(StatusCode::UNAUTHORIZED, why),
+    let claims = match auth::token_in(&headers, None, &[auth::COOKIE_V1, auth::COOKIE]) {
+        Err(why) => return bearer(StatusCode::UNAUTHORIZED, Some("invalid_request"), why),
         Ok(None) => {
-            return plain(
+            return bearer(
                 StatusCode::UNAUTHORIZED,
+                None,
                 "a publisher token is required: Authorization: Bearer <jwt>",
             )
         }
         Ok(Some((token, source))) => {
             debug_assert_ne!(source, TokenSource::Query);
             let Some(key) = &mercure.config.publisher_key else {
-                return plain(StatusCode::UNAUTHORIZED, "this hub has no publisher key");
+                return bearer(
+                    StatusCode::UNAUTHORIZED,
+                    Some("invalid_token"),
+                    "this hub has no publisher key",
+                );
             };
-            match key.verify(token) {
+            let audience = mercure.audience(&state.config, &request);
+            match key.verify(token, &audience) {
                 Ok(claims) => claims,
-                Err(why) => return plain(StatusCode::UNAUTHORIZED, why),
+                Err(why) => return bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), why),
             }
         }
     };
@@ -177,10 +192,22 @@ pub(crate) async fn publish(State(state): State<AppState>, request: Request) -> 
         return super::api_error(e);
     }
     let Some(allowed) = claims.publish else {
-        return plain(
-            StatusCode::UNAUTHORIZED,
-            "the token has no mercure.publish claim",
-        );
+        return match claims.generation {
+            Generation::V0 => bearer(
+                StatusCode::UNAUTHORIZED,
+                Some("invalid_token"),
+                "the token has no mercure.publish claim",
+            ),
+            Generation::V1 => bearer(
+                StatusCode::FORBIDDEN,
+                Some("insufficient_scope"),
+                "the access token grants no publish action",
+            ),
+        };
+    };
+    let selectors = match mercure.compile(&allowed).await {
+        Ok(selectors) => selectors,
+        Err(why) => return bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), why),
     };
     let form_type = headers
         .get(header::CONTENT_TYPE)
@@ -208,18 +235,30 @@ pub(crate) async fn publish(State(state): State<AppState>, request: Request) -> 
         Ok(form) => form,
         Err(why) => return plain(StatusCode::BAD_REQUEST, why),
     };
-    // Every topic must be allowed by the claim (the 0.x rule).
-    let selectors: Vec<_> = allowed
-        .iter()
-        .map(|s| mercure.selectors.selector(s))
-        .collect();
+    // 1.0 reserves the hub's namespace to the hub (its subscription events): a publisher with
+    // a 1.0 token cannot forge them. 0.x hubs had no such rule, so 0.x tokens keep theirs.
+    if claims.generation == Generation::V1 {
+        if let Some(topic) = form
+            .topics
+            .iter()
+            .find(|t| mercure.selectors.is_reserved(t))
+        {
+            return bearer(
+                StatusCode::FORBIDDEN,
+                Some("insufficient_scope"),
+                format!("the topic {topic:?} is in the hub's namespace, /.well-known/mercure"),
+            );
+        }
+    }
+    // Every topic must be allowed by the token (the 0.x rule, kept for 1.0 tokens).
     if let Some(topic) = form
         .topics
         .iter()
         .find(|t| !selectors.iter().any(|s| s.matches(t)))
     {
-        return plain(
+        return bearer(
             StatusCode::FORBIDDEN,
+            Some("insufficient_scope"),
             format!("the token may not publish to the topic {topic:?}"),
         );
     }

@@ -1,5 +1,14 @@
-//! Topic selectors of the 0.x protocol: `*`, an exact topic, or a URI Template (RFC 6570),
-//! each compiled once into what fan-out asks.
+//! Topic selectors, each compiled once into what fan-out asks.
+//!
+//! Two protocol generations name them differently, and each spelling is one [`SelectorKind`]:
+//!
+//! - 0.x (`topic=`, the `mercure` claim): `*`, an exact topic, or a URI Template (RFC 6570)
+//!   ([`SelectorKind::Template`]);
+//! - 1.0 (`match=` and `{"match": …}`: [`SelectorKind::Exact`]; `match_urlpattern=` and
+//!   `{"match_urlpattern": …}`: [`SelectorKind::UrlPattern`], a WHATWG URL Pattern such as
+//!   `https://example.com/books/:id`). `*` matches every topic in both 1.0 kinds.
+//!
+//! ## URI Templates (0.x)
 //!
 //! No maintained Rust crate matches URI Templates (they expand them), so the template is
 //! compiled here into a regular expression of the `regex` crate, whose matching is linear in
@@ -21,8 +30,24 @@
 //! expression. A selector that is not a valid template (`{` unclosed, a reserved operator such
 //! as `{=x}`) matches only itself, as in the Mercure hub. A template always matches its own
 //! text too.
+//!
+//! ## URL Patterns (1.0)
+//!
+//! Compiled by the `urlpattern` crate (the WHATWG URL Pattern Standard as Deno implements it),
+//! whose regular expressions are the `regex` crate's: matching is linear-time too, and a
+//! pattern whose regular expression groups need backtracking (look-around, back-references)
+//! does not compile and is refused. `ignoreCase` is off; hosts compare case-insensitively, as
+//! URL parsing lowercases them. A topic matches when it parses as a URL (relative topics are
+//! resolved against the base URL, see [`SelectorStore`](super::format::SelectorStore)) and the
+//! pattern accepts it; a topic that is not a URL never matches a URL Pattern. A pattern is at
+//! most [`MAX_PATTERN_LEN`] bytes; one that is not valid is refused (`400` in a query, `401` in
+//! a token) rather than taken literally.
+
+use std::fmt;
 
 use regex::{Regex, RegexBuilder};
+use url::Url;
+use urlpattern::{UrlPattern, UrlPatternInit, UrlPatternMatchInput, UrlPatternOptions};
 
 /// The selector that matches every topic.
 pub(crate) const ANY: &str = "*";
@@ -33,6 +58,77 @@ const MAX_COMPILED_SIZE: usize = 1 << 20;
 
 /// Prefix modifiers above this many characters match any length.
 const MAX_BOUNDED_PREFIX: usize = 256;
+
+/// Longest URL Pattern, in bytes: compiling one costs more than a template, so they are
+/// shorter than topics.
+pub(crate) const MAX_PATTERN_LEN: usize = 2048;
+
+/// Most URL Patterns in one subscription's query, and in one token: each costs a compilation
+/// (off the async threads, see `MercureState::compile`).
+pub(crate) const MAX_URL_PATTERNS: usize = 32;
+
+/// How a selector's text is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum SelectorKind {
+    /// 0.x: `*`, an exact topic or a URI Template (`topic=`, `mercure.subscribe`).
+    Template,
+    /// 1.0 exact matching: byte for byte, `*` for every topic (`match=`, `{"match": …}`).
+    Exact,
+    /// 1.0 URL Pattern (`match_urlpattern=`, `{"match_urlpattern": …}`).
+    UrlPattern,
+}
+
+impl SelectorKind {
+    /// The 1.0 name of the kind (`exact`, `urlpattern`; `template` for 0.x selectors), as the
+    /// subscriptions API's `{match_type}` segment and the docs spell it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            SelectorKind::Template => "template",
+            SelectorKind::Exact => "exact",
+            SelectorKind::UrlPattern => "urlpattern",
+        }
+    }
+}
+
+/// A selector as written: its kind and its text, before it is compiled (the form tokens and
+/// queries carry, and the key the compiled selectors are interned by).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct SelectorSpec {
+    pub(crate) kind: SelectorKind,
+    pub(crate) text: String,
+}
+
+impl SelectorSpec {
+    /// A 0.x selector (`topic=`, `mercure.subscribe`).
+    pub(crate) fn template(text: impl Into<String>) -> Self {
+        SelectorSpec {
+            kind: SelectorKind::Template,
+            text: text.into(),
+        }
+    }
+
+    /// A 1.0 exact matcher.
+    pub(crate) fn exact(text: impl Into<String>) -> Self {
+        SelectorSpec {
+            kind: SelectorKind::Exact,
+            text: text.into(),
+        }
+    }
+
+    /// A 1.0 URL Pattern.
+    pub(crate) fn url_pattern(text: impl Into<String>) -> Self {
+        SelectorSpec {
+            kind: SelectorKind::UrlPattern,
+            text: text.into(),
+        }
+    }
+}
+
+impl fmt::Display for SelectorSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind.name(), self.text)
+    }
+}
 
 /// One compiled topic selector.
 #[derive(Debug)]
@@ -48,10 +144,43 @@ pub(crate) enum Selector {
         /// `^…$` over the whole topic.
         regex: Regex,
     },
+    /// A URL Pattern and the base URL relative topics are resolved against.
+    UrlPattern { pattern: Box<UrlPattern>, base: Url },
 }
 
 impl Selector {
-    /// Compiles `text`.
+    /// Compiles `spec`; relative URL Patterns and topics are resolved against `base`.
+    ///
+    /// # Errors
+    /// A URL Pattern that is too long or not valid (0.x selectors always compile: an invalid
+    /// template matches only itself).
+    pub(crate) fn compile(spec: &SelectorSpec, base: &Url) -> Result<Selector, String> {
+        match spec.kind {
+            SelectorKind::Template => Ok(Selector::parse(&spec.text)),
+            SelectorKind::Exact if spec.text == ANY => Ok(Selector::Any),
+            SelectorKind::Exact => Ok(Selector::Exact(spec.text.as_str().into())),
+            SelectorKind::UrlPattern if spec.text == ANY => Ok(Selector::Any),
+            SelectorKind::UrlPattern => Selector::url_pattern(&spec.text, base),
+        }
+    }
+
+    /// Compiles a URL Pattern.
+    fn url_pattern(text: &str, base: &Url) -> Result<Selector, String> {
+        if text.len() > MAX_PATTERN_LEN {
+            return Err(format!("a URL Pattern is at most {MAX_PATTERN_LEN} bytes"));
+        }
+        let bad = |e: urlpattern::Error| format!("{text:?} is not a valid URL Pattern: {e}");
+        let init =
+            UrlPatternInit::parse_constructor_string::<regex::Regex>(text, Some(base.clone()))
+                .map_err(bad)?;
+        let pattern = UrlPattern::parse(init, UrlPatternOptions::default()).map_err(bad)?;
+        Ok(Selector::UrlPattern {
+            pattern: Box::new(pattern),
+            base: base.clone(),
+        })
+    }
+
+    /// Compiles a 0.x selector (`text`).
     pub(crate) fn parse(text: &str) -> Selector {
         if text == ANY {
             return Selector::Any;
@@ -74,6 +203,14 @@ impl Selector {
             Selector::Any => true,
             Selector::Exact(t) => **t == *topic,
             Selector::Template { raw, regex } => **raw == *topic || regex.is_match(topic),
+            Selector::UrlPattern { pattern, base } => {
+                let Ok(url) = Url::options().base_url(Some(base)).parse(topic) else {
+                    return false;
+                };
+                pattern
+                    .test(UrlPatternMatchInput::Url(url))
+                    .unwrap_or(false)
+            }
         }
     }
 
@@ -226,6 +363,94 @@ mod tests {
 
     fn matches(selector: &str, topic: &str) -> bool {
         Selector::parse(selector).matches(topic)
+    }
+
+    fn url_pattern(pattern: &str) -> Selector {
+        let base = Url::parse("https://hub.example.com/.well-known/mercure").unwrap();
+        Selector::compile(&SelectorSpec::url_pattern(pattern), &base).unwrap()
+    }
+
+    #[test]
+    fn url_patterns() {
+        let s = url_pattern("https://example.com/books/:id");
+        assert!(s.matches("https://example.com/books/1"));
+        assert!(
+            s.matches("https://EXAMPLE.com/books/abc"),
+            "hosts ignore case"
+        );
+        assert!(!s.matches("https://example.com/Books/1"), "paths do not");
+        assert!(!s.matches("https://example.com/books/1/reviews"));
+        assert!(!s.matches("https://example.com/books/"));
+        assert!(!s.matches("https://example.org/books/1"));
+        assert!(!s.matches("http://example.com/books/1"));
+        assert!(!s.matches("urn:isbn:1"), "not a URL of the pattern");
+        assert!(
+            s.matches("https://example.com/books/1?x=2"),
+            "search is a wildcard"
+        );
+        let wild = url_pattern("https://example.com/books/*");
+        assert!(wild.matches("https://example.com/books/1/reviews/2"));
+        let digits = url_pattern("https://example.com/books/:id(\\d+)");
+        assert!(digits.matches("https://example.com/books/42"));
+        assert!(!digits.matches("https://example.com/books/x"));
+        let optional = url_pattern("https://example.com/books{/:id}?");
+        assert!(optional.matches("https://example.com/books"));
+        assert!(optional.matches("https://example.com/books/1"));
+        let host = url_pattern("https://:tenant.example.com/*");
+        assert!(host.matches("https://acme.example.com/x"));
+        // A relative pattern and relative topics resolve against the base.
+        let relative = url_pattern("/.well-known/mercure/subscriptions/:kind/:topic/:subscriber");
+        assert!(relative.matches("/.well-known/mercure/subscriptions/exact/urn%3Aa/urn%3Auuid%3A1"));
+        assert!(
+            relative.matches("https://hub.example.com/.well-known/mercure/subscriptions/exact/a/b")
+        );
+        assert!(!relative.matches("/.well-known/mercure/subscriptions/exact/a"));
+        // `*` is every topic, in both 1.0 kinds.
+        assert!(url_pattern("*").matches("not even a URL"));
+    }
+
+    #[test]
+    fn bad_url_patterns_are_refused() {
+        let base = Url::parse("https://hub.example.com/").unwrap();
+        for bad in [
+            "https://example.com/books/:id(",
+            "https://example.com/(?<=a)b",
+            "https://example.com/:x(a)/:y(\\1)",
+            "https://example.com/{",
+            &format!("https://example.com/{}", "a".repeat(MAX_PATTERN_LEN)),
+        ] {
+            assert!(
+                Selector::compile(&SelectorSpec::url_pattern(bad), &base).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn exact_1_0_matchers() {
+        let base = Url::parse("https://hub.example.com/").unwrap();
+        let exact = |t: &str| Selector::compile(&SelectorSpec::exact(t), &base).unwrap();
+        assert!(exact("urn:a").matches("urn:a"));
+        assert!(!exact("urn:a").matches("urn:A"));
+        assert_eq!(
+            exact("https://example.com/{id}").as_exact(),
+            Some("https://example.com/{id}")
+        );
+        assert!(
+            !exact("https://example.com/{id}").matches("https://example.com/1"),
+            "no templates"
+        );
+        assert!(!exact("/books/:id").matches("/books/1"), "no patterns");
+        assert!(exact("*").matches("anything"));
+    }
+
+    #[test]
+    fn url_pattern_matching_stays_linear_on_hostile_input() {
+        let s = url_pattern("https://example.com/:a*:b*:c*:d*:e*x");
+        let topic = format!("https://example.com/{}", "a".repeat(8000));
+        let started = std::time::Instant::now();
+        let _ = s.matches(&topic);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]

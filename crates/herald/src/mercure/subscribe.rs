@@ -1,20 +1,32 @@
-//! `GET /.well-known/mercure`: subscribe.
+//! `GET /.well-known/mercure`: subscribe, in either generation of the protocol.
 //!
-//! One or more `topic` selectors (OR'ed); the token from `Authorization: Bearer`, the
-//! `authorization` query parameter or the `mercureAuthorization` cookie (a cookie counts only
-//! from a page the CORS settings let send it: the hub's own origin, or one of `--cors-origins`
-//! with `--cors-credentials`; another listed origin's cookie is ignored, an unlisted origin gets
-//! `403`); without one, only with `--mercure-anonymous`. Reconnection: `Last-Event-ID` (the
-//! header, or the `lastEventID` query parameter, or the older `Last-Event-ID` one), `earliest`
-//! for everything retained. When the hub cannot send everything after the id asked for (an
-//! unknown or too old id, more than the replay cap), the stream starts live and the
-//! `Last-Event-ID` response header names the newest update before it (`earliest` when there
-//! is none), as the protocol asks.
+//! The request's parameters pick its generation: `match` (exact; also `matchExact`),
+//! `match_urlpattern` (also `matchURLPattern`) or `last_event_id` make it a 1.0 request,
+//! `topic`, `lastEventID` or `authorization` a 0.x one; a request with both kinds is refused.
 //!
-//! Refusals, in `text/plain`: `400` (no `topic`, too many or too long selectors, a bad id),
-//! `401` (a bad token; no token without `--mercure-anonymous`), `403` (a cookie from an
-//! unlisted origin), `429` (connect or resume rate, per-address limit), `503` (the hub is full
-//! or shutting down).
+//! | | 0.x | 1.0 |
+//! |---|---|---|
+//! | selectors (OR'ed) | `topic`: `*`, exact, URI Templates | `match` (exact, `*`), `match_urlpattern` (URL Patterns) |
+//! | resume from (the `Last-Event-ID` header wins) | `lastEventID` (or the older `Last-Event-ID`) query | `last_event_id` query |
+//! | the token (`Authorization: Bearer` wins) | then `?authorization=`, then the `mercureAuthorization` cookie | then the `__Secure-mercure_access_token` cookie; `?authorization=` (and `?access_token=`) is refused |
+//! | where the stream starts, when a resume was asked | `Last-Event-ID` response header | `Mercure-Last-Event-ID` response header |
+//!
+//! Either token form is accepted on either request (a token's form picks how it is read, see
+//! `auth.rs`). A cookie counts only from a page the CORS settings let send it: the hub's own
+//! origin, or one of `--cors-origins` with `--cors-credentials`; another listed origin's cookie
+//! is ignored, an unlisted origin gets `403`. Without a token, only with
+//! `--mercure-anonymous`. Reconnection: `earliest` asks for everything retained. When the hub
+//! cannot send everything after the id asked for (an unknown or too old id, more than the
+//! replay cap), the stream starts live and the response header names the newest update before
+//! it (`earliest` when there is none), as the protocol asks.
+//!
+//! Refusals, in `text/plain`: `400` (no selector, too many or too long selectors, a URL
+//! Pattern that does not compile, an unknown `match…` parameter, both generations' parameters,
+//! `?authorization=` on a 1.0 request, a bad id), `401` (a bad token, with
+//! `WWW-Authenticate: Bearer error="invalid_token"`; no token without `--mercure-anonymous`,
+//! with `WWW-Authenticate: Bearer`), `403` (a cookie from an unlisted origin; a 1.0 access
+//! token that grants no `subscribe` action, `error="insufficient_scope"`), `429` (connect or
+//! resume rate, per-address limit), `503` (the hub is full or shutting down).
 
 use std::net::SocketAddr;
 
@@ -24,10 +36,11 @@ use axum::http::{header, HeaderValue, StatusCode, Version};
 use axum::response::Response;
 use axum::Extension;
 
-use super::auth::{self, TokenSource};
+use super::auth::{self, Generation, TokenSource};
+use super::selector::SelectorSpec;
 use super::update::Update;
 use super::{
-    all_channel, api_error, has_control, hub_error, plain, topic_channel, MAX_ID_LEN,
+    all_channel, api_error, bearer, has_control, hub_error, plain, topic_channel, MAX_ID_LEN,
     MAX_SELECTORS, MAX_TOPIC_LEN, MERCURE,
 };
 use crate::http::auth::TokenCookie;
@@ -42,36 +55,94 @@ const EARLIEST: &str = "earliest";
 /// The query of a subscribe request.
 #[derive(Debug, Default)]
 struct Query {
-    topics: Vec<String>,
+    generation: Generation,
+    selectors: Vec<SelectorSpec>,
     last_event_id: Option<String>,
     legacy_last_event_id: Option<String>,
     authorization: Option<String>,
 }
 
-fn parse_query(query: Option<&str>) -> Result<Query, String> {
+/// Why a query is refused (`400`).
+#[derive(Debug, PartialEq, Eq)]
+enum QueryError {
+    /// A malformed query.
+    Invalid(String),
+    /// A token in the query of a 1.0 request (RFC 6750 `invalid_request`).
+    TokenInQuery,
+}
+
+fn parse_query(query: Option<&str>) -> Result<Query, QueryError> {
+    use QueryError::Invalid;
     let mut q = Query::default();
+    // The parameters only one generation has.
+    let (mut v0, mut v1): (Option<String>, Option<String>) = (None, None);
+    let mut token_in_query = false;
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        match &*key {
-            "topic" => {
-                if value.len() > MAX_TOPIC_LEN || has_control(&value) {
-                    return Err(format!(
-                        "a \"topic\" selector is at most {MAX_TOPIC_LEN} bytes without control \
-                         characters"
-                    ));
-                }
-                q.topics.push(value.into_owned());
-                if q.topics.len() > MAX_SELECTORS {
-                    return Err(format!("at most {MAX_SELECTORS} \"topic\" selectors"));
-                }
+        let spec = match &*key {
+            "topic" => Some(SelectorSpec::template(value.as_ref())),
+            "match" | "matchExact" => Some(SelectorSpec::exact(value.as_ref())),
+            "match_urlpattern" | "matchURLPattern" => {
+                Some(SelectorSpec::url_pattern(value.as_ref()))
             }
+            // The draft reserves the whole `match` prefix: a misspelled matcher type fails
+            // loudly instead of being ignored.
+            k if k
+                .as_bytes()
+                .get(..5)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"match")) =>
+            {
+                return Err(Invalid(format!(
+                    "unknown matcher parameter {k:?}: use \"match\" or \"match_urlpattern\""
+                )))
+            }
+            _ => None,
+        };
+        if let Some(spec) = spec {
+            if value.len() > MAX_TOPIC_LEN || has_control(&value) {
+                return Err(Invalid(format!(
+                    "a {key:?} selector is at most {MAX_TOPIC_LEN} bytes without control \
+                     characters"
+                )));
+            }
+            q.selectors.push(spec);
+            if q.selectors.len() > MAX_SELECTORS {
+                return Err(Invalid(format!("at most {MAX_SELECTORS} selectors")));
+            }
+        }
+        match &*key {
+            "topic" | "lastEventID" | "Last-Event-ID" | "authorization" => {
+                v0.get_or_insert_with(|| key.clone().into_owned());
+            }
+            "match" | "matchExact" | "match_urlpattern" | "matchURLPattern" | "last_event_id" => {
+                v1.get_or_insert_with(|| key.clone().into_owned());
+            }
+            _ => {}
+        }
+        match &*key {
             "lastEventID" => q.last_event_id = Some(value.into_owned()),
+            "last_event_id" => q.last_event_id = Some(value.into_owned()),
             "Last-Event-ID" => q.legacy_last_event_id = Some(value.into_owned()),
             "authorization" => q.authorization = Some(value.into_owned()),
+            "access_token" => token_in_query = true,
             _ => {}
         }
     }
-    if q.topics.is_empty() {
-        return Err("Missing \"topic\" parameter.".into());
+    if v1.is_some() {
+        q.generation = Generation::V1;
+        if token_in_query || q.authorization.is_some() {
+            return Err(QueryError::TokenInQuery);
+        }
+    }
+    if let (Some(old), Some(new)) = (&v0, &v1) {
+        return Err(Invalid(format!(
+            "{old:?} (Mercure 0.x) and {new:?} (Mercure 1.0) cannot be mixed in one request"
+        )));
+    }
+    if q.selectors.is_empty() {
+        return Err(Invalid(match q.generation {
+            Generation::V0 => "Missing \"topic\" parameter.".into(),
+            Generation::V1 => "Missing \"match\" or \"match_urlpattern\" parameter.".into(),
+        }));
     }
     Ok(q)
 }
@@ -100,12 +171,27 @@ pub(crate) async fn subscribe(
     }
     let query = match parse_query(request.uri().query()) {
         Ok(q) => q,
+        Err(QueryError::Invalid(why)) => return plain(StatusCode::BAD_REQUEST, why),
+        Err(QueryError::TokenInQuery) => {
+            return bearer(
+                StatusCode::BAD_REQUEST,
+                Some("invalid_request"),
+                "Mercure 1.0 takes no token in the query (?authorization=, ?access_token=): \
+                 send Authorization: Bearer, or the __Secure-mercure_access_token cookie",
+            )
+        }
+    };
+    let v1 = query.generation == Generation::V1;
+    // Each selector compiled once (interned while this subscription holds it).
+    let mut compiled = match mercure.compile(&query.selectors).await {
+        Ok(compiled) => compiled,
         Err(why) => return plain(StatusCode::BAD_REQUEST, why),
     };
     // The token, and who may present it where.
-    let token = match auth::token(headers, query.authorization.as_deref()) {
+    let cookie = if v1 { auth::COOKIE_V1 } else { auth::COOKIE };
+    let token = match auth::token_in(headers, query.authorization.as_deref(), &[cookie]) {
         Ok(token) => token,
-        Err(why) => return plain(StatusCode::UNAUTHORIZED, why),
+        Err(why) => return bearer(StatusCode::UNAUTHORIZED, Some("invalid_request"), why),
     };
     let token = match token {
         Some((_, TokenSource::Cookie)) => {
@@ -116,8 +202,10 @@ pub(crate) async fn subscribe(
                 Err(_) => {
                     return plain(
                         StatusCode::FORBIDDEN,
-                        "the mercureAuthorization cookie is not accepted from this page's \
-                         origin; list it in --cors-origins with --cors-credentials",
+                        format!(
+                            "the {cookie} cookie is not accepted from this page's origin; list \
+                             it in --cors-origins with --cors-credentials"
+                        ),
                     )
                 }
             }
@@ -127,22 +215,47 @@ pub(crate) async fn subscribe(
     let claims = match token {
         Some((token, _)) => {
             let Some(key) = &mercure.config.subscriber_key else {
-                return plain(StatusCode::UNAUTHORIZED, "this hub has no subscriber key");
+                return bearer(
+                    StatusCode::UNAUTHORIZED,
+                    Some("invalid_token"),
+                    "this hub has no subscriber key",
+                );
             };
-            match key.verify(token) {
+            let audience = mercure.audience(&state.config, &request);
+            match key.verify(token, &audience) {
                 Ok(claims) => Some(claims),
-                Err(why) => return plain(StatusCode::UNAUTHORIZED, why),
+                Err(why) => return bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), why),
             }
         }
         None if mercure.config.anonymous => None,
         None => {
-            return plain(
+            let how = if v1 {
+                "Authorization: Bearer <access token> or the __Secure-mercure_access_token cookie"
+            } else {
+                "Authorization: Bearer <jwt>, the mercureAuthorization cookie or ?authorization="
+            };
+            return bearer(
                 StatusCode::UNAUTHORIZED,
-                "a subscriber token is required: Authorization: Bearer <jwt>, the \
-                 mercureAuthorization cookie or ?authorization=",
-            )
+                None,
+                format!("a subscriber token is required: {how}"),
+            );
         }
     };
+    if let Some(c) = &claims {
+        if c.generation == Generation::V1 {
+            let Some(allowed) = &c.subscribe else {
+                return bearer(
+                    StatusCode::FORBIDDEN,
+                    Some("insufficient_scope"),
+                    "the access token grants no subscribe action",
+                );
+            };
+            match mercure.compile(allowed).await {
+                Ok(selectors) => compiled.extend(selectors),
+                Err(why) => return bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), why),
+            }
+        }
+    }
     // Where to start.
     let requested = match headers.get("last-event-id") {
         Some(v) => match v.to_str() {
@@ -154,6 +267,7 @@ pub(crate) async fn subscribe(
                 )
             }
         },
+        // 1.0's `last_event_id` or 0.x's `lastEventID` (the parser keeps them apart).
         None => query
             .last_event_id
             .clone()
@@ -193,7 +307,10 @@ pub(crate) async fn subscribe(
     let allowed = claims
         .as_ref()
         .map(|c| c.subscribe.clone().unwrap_or_default());
-    let filter = mercure.selectors.filter(&query.topics, allowed.as_deref());
+    let filter = mercure
+        .selectors
+        .filter(&query.selectors, allowed.as_deref());
+    drop(compiled);
     let exact: Option<Vec<&str>> = filter.selectors.iter().map(|s| s.as_exact()).collect();
     let channels = match exact {
         Some(topics) if topics.len() <= MAX_CHANNELS_PER_CONNECTION => {
@@ -234,7 +351,8 @@ pub(crate) async fn subscribe(
     let body = if mercure.config.subscriptions {
         let subscriber = super::subscriptions::Subscriber {
             id: super::publish::generated_id(),
-            topics: query.topics.clone(),
+            // The selectors' texts (their kinds are not shown by the subscriptions API yet).
+            topics: query.selectors.iter().map(|s| s.text.clone()).collect(),
             payload: claims.as_ref().and_then(|c| c.payload.clone()),
         };
         let guard = super::subscriptions::joined(&state.hub, &mercure, subscriber).await;
@@ -247,7 +365,13 @@ pub(crate) async fn subscribe(
     };
     let mut response = stream_headers(Response::new(body));
     if let Some(value) = announced.and_then(|id| HeaderValue::from_str(&id).ok()) {
-        response.headers_mut().insert("last-event-id", value);
+        // Each generation's name (1.0 renamed it, so that it is not taken for the request's).
+        let name = if v1 {
+            "mercure-last-event-id"
+        } else {
+            "last-event-id"
+        };
+        response.headers_mut().insert(name, value);
     }
     response
 }
@@ -299,7 +423,14 @@ mod tests {
             "topic=https%3A%2F%2Fexample.com%2Fbooks%2F%7Bid%7D&topic=urn%3Aa&lastEventID=x&authorization=t&_=1",
         ))
         .unwrap();
-        assert_eq!(q.topics, ["https://example.com/books/{id}", "urn:a"]);
+        assert_eq!(q.generation, Generation::V0);
+        assert_eq!(
+            q.selectors,
+            [
+                SelectorSpec::template("https://example.com/books/{id}"),
+                SelectorSpec::template("urn:a")
+            ]
+        );
         assert_eq!(q.last_event_id.as_deref(), Some("x"));
         assert_eq!(q.authorization.as_deref(), Some("t"));
         assert!(parse_query(Some("lastEventID=x")).is_err());
@@ -307,5 +438,45 @@ mod tests {
         assert!(parse_query(Some("topic=a%0Ab")).is_err());
         let many: String = (0..=MAX_SELECTORS).map(|i| format!("topic={i}&")).collect();
         assert!(parse_query(Some(&many)).is_err());
+    }
+
+    #[test]
+    fn the_1_0_query() {
+        let q = parse_query(Some(
+            "match=urn%3Aa&match_urlpattern=https%3A%2F%2Fexample.com%2Fbooks%2F%3Aid&matchURLPattern=%2Fx%2F%3Ay&matchExact=b&last_event_id=x",
+        ))
+        .unwrap();
+        assert_eq!(q.generation, Generation::V1);
+        assert_eq!(
+            q.selectors,
+            [
+                SelectorSpec::exact("urn:a"),
+                SelectorSpec::url_pattern("https://example.com/books/:id"),
+                SelectorSpec::url_pattern("/x/:y"),
+                SelectorSpec::exact("b"),
+            ]
+        );
+        assert_eq!(q.last_event_id.as_deref(), Some("x"));
+        let invalid = |q: &str| matches!(parse_query(Some(q)), Err(QueryError::Invalid(_)));
+        assert!(invalid("last_event_id=x"), "no selector");
+        assert!(invalid("match=a&topic=b"), "both generations");
+        assert!(invalid("match=a&lastEventID=b"), "both generations");
+        assert!(invalid("topic=a&last_event_id=b"), "both generations");
+        assert!(invalid("match=a&matchtemplate=b"), "the reserved prefix");
+        assert!(invalid("MATCH_x=a&topic=b"), "the reserved prefix");
+        assert!(invalid("match=a%C2%85b"), "C1 controls");
+        // Not a character boundary at byte 5: no panic, and not the reserved prefix.
+        assert!(parse_query(Some("mat%C3%A9=x&match=a")).is_ok());
+        assert!(parse_query(Some("%C3%A9%C3%A9%C3%A9=x&match=a")).is_ok());
+        assert_eq!(
+            parse_query(Some("match=a&authorization=t")).unwrap_err(),
+            QueryError::TokenInQuery
+        );
+        assert_eq!(
+            parse_query(Some("match=a&access_token=t")).unwrap_err(),
+            QueryError::TokenInQuery
+        );
+        // `access_token` means nothing to 0.x.
+        assert!(parse_query(Some("topic=a&access_token=t")).is_ok());
     }
 }

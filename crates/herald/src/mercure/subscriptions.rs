@@ -200,7 +200,7 @@ pub(crate) async fn list(
         Ok(None) => return plain(StatusCode::UNAUTHORIZED, "a subscriber token is required"),
         Ok(Some((token, _))) => match &mercure.config.subscriber_key {
             None => return plain(StatusCode::UNAUTHORIZED, "this hub has no subscriber key"),
-            Some(key) => match key.verify(token) {
+            Some(key) => match key.verify(token, &mercure.audience(&state.config, &request)) {
                 Ok(claims) => claims,
                 Err(why) => return plain(StatusCode::UNAUTHORIZED, why),
             },
