@@ -34,7 +34,7 @@ use crate::http::auth::TokenCookie;
 use crate::http::AppState;
 use crate::hub::{ConnectRequest, MAX_CHANNELS_PER_CONNECTION};
 use crate::registry::TransportCloser;
-use crate::transport::LenientStart;
+use crate::transport::{LenientOutcome, LenientStart};
 
 /// The reserved `Last-Event-ID` that asks for every retained update.
 const EARLIEST: &str = "earliest";
@@ -209,6 +209,15 @@ pub(crate) async fn subscribe(
     let closer = closer
         .filter(|_| version < Version::HTTP_2)
         .map(|Extension(c)| c);
+    // With subscription events, the subscriber's record rides on its connection (listed by
+    // every node through presence).
+    let subscriber = mercure.config.subscriptions.then(|| {
+        super::subscriptions::Subscriber::with_topics(
+            &query.topics,
+            claims.as_ref().and_then(|c| c.payload.clone()),
+            allowed.clone(),
+        )
+    });
     let connect = ConnectRequest {
         channels,
         closer,
@@ -217,26 +226,23 @@ pub(crate) async fn subscribe(
         format: Some(&MERCURE),
         filter: Some(filter),
         lenient_start,
+        metadata: subscriber.as_ref().map(|s| s.metadata()),
         ..ConnectRequest::default()
     };
     let stream = match state.hub.connect(connect).await {
         Ok(stream) => stream,
         Err(e) => return hub_error(e),
     };
-    let announced = requested.as_ref().map(|id| {
-        if stream.replayed() == Some(true) {
-            id.clone()
-        } else {
-            // Not everything asked for could be sent: say where the stream starts.
-            mercure.ids.lock().newest().unwrap_or(EARLIEST).to_owned()
+    // Not everything asked for could be sent: say where the stream starts (the newest update
+    // before what it sends, one this subscriber may see; else `earliest`).
+    let announced = requested.as_ref().map(|id| match stream.lenient_outcome() {
+        Some(LenientOutcome::Complete) | None => id.clone(),
+        Some(LenientOutcome::After(event)) => {
+            Update::from_event(event).map_or_else(|| EARLIEST.to_owned(), |u| u.id.clone())
         }
+        Some(LenientOutcome::FromOldest | LenientOutcome::Live) => EARLIEST.to_owned(),
     });
-    let body = if mercure.config.subscriptions {
-        let subscriber = super::subscriptions::Subscriber {
-            id: super::publish::generated_id(),
-            topics: query.topics.clone(),
-            payload: claims.as_ref().and_then(|c| c.payload.clone()),
-        };
+    let body = if let Some(subscriber) = subscriber {
         let guard = super::subscriptions::joined(&state.hub, &mercure, subscriber).await;
         Body::new(Guarded {
             body: stream,

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use crate::broker::Broker;
 use crate::error::Result;
 use crate::event::{Event, EventId, EventName};
-use crate::history::{Replay, ReplayCap, ReplayFilter};
+use crate::history::{Replay, ReplayCap, ReplayFilter, ResetReason};
 use crate::metrics::Metrics;
 use crate::registry::Connection;
-use crate::transport::{FilterScratch, LenientStart};
+use crate::transport::{FilterScratch, LenientOutcome, LenientStart};
 
 /// Starts the stream of `conn`, registered (its outbox held) when the registry's position was
 /// `position`: for a fresh client, releases the live events after that position; for a client
@@ -107,11 +107,31 @@ fn filtered(conn: &Connection, events: Vec<Arc<Event>>) -> Vec<Arc<Event>> {
     }
 }
 
+/// Most probes of a start that could not replay everything (each a replay bounded by the cap,
+/// over a range twice the last one's): at most `2^LENIENT_PROBES` times the event cap of
+/// retained events are read, and never more than twice the retained window.
+const LENIENT_PROBES: u32 = 12;
+
 /// Starts the stream of `conn` (registered with its outbox held at `position`) from `start`,
-/// for protocols without a `reset` event: queues the replay when the broker can give all of it
-/// within `cap`, and otherwise starts live, as a fresh client does. Returns whether it replayed.
+/// for protocols without a `reset` event.
 ///
-/// `Earliest` replays from just before the oldest retained event the broker reports.
+/// When the broker can give everything after the start within `cap`, it is queued
+/// ([`LenientOutcome::Complete`]). Otherwise (the position is unknown or too old, or more than
+/// the cap follows it) the stream sends what it can: the newest events that fit within the
+/// cap, found by probing back from the head over doubling ranges (`head - e`, `head - 2e`, … for
+/// an event cap `e`, at most [`LENIENT_PROBES`] probes, none before the position asked for or the
+/// oldest retained event), each probe a replay the broker bounds by the cap as any resume. The
+/// replay of the widest probe that fit is sent from its second event on, and the first, the
+/// newest event before what is sent that the connection would have received, is the outcome
+/// ([`LenientOutcome::After`]): the protocol names it to the client. When the widest probe read
+/// everything retained (an unknown position), all of it is sent
+/// ([`LenientOutcome::FromOldest`]). With nothing to send, the stream starts live
+/// ([`LenientOutcome::Live`]).
+///
+/// The cap counts what the broker's replay counts: every retained event the connection's
+/// targets select (for a connection on a channel every update targets, all of them), before
+/// the connection's filter. `Earliest` is every retained event. `AfterMatching` is found among
+/// the probes' events: once found, what follows it is sent whole.
 ///
 /// # Errors
 /// [`crate::Error::Engine`] when the broker cannot be read.
@@ -122,24 +142,19 @@ pub(crate) async fn start_lenient(
     broker: &dyn Broker,
     cap: ReplayCap,
     metrics: &Metrics,
-) -> Result<bool> {
+) -> Result<LenientOutcome> {
     let filter = ReplayFilter {
         user: conn.user.clone(),
         channels: conn.channels.clone(),
     };
-    let after = match &start {
-        LenientStart::After(id) => Some(*id),
-        // Nothing retained (`None`): everything there is (nothing) is sent.
-        LenientStart::Earliest | LenientStart::AfterMatching(_) => {
-            broker.oldest().await?.map(|oldest| EventId {
-                epoch: oldest.epoch,
-                seq: oldest.seq.saturating_sub(1),
-            })
-        }
-    };
-    let replay = match after {
-        Some(after) => Some(broker.replay(after, &filter, cap).await?),
-        None => None,
+    let oldest = broker.oldest().await?.map(|oldest| EventId {
+        epoch: oldest.epoch,
+        seq: oldest.seq.saturating_sub(1),
+    });
+    let release = |events: &[Arc<Event>], head: EventId| {
+        let format = conn.format;
+        conn.outbox
+            .release(events.iter().map(|e| e.encoded(format)), head.seq);
     };
     let live = |conn: &Connection| {
         // As a fresh client (see `start`).
@@ -149,34 +164,101 @@ pub(crate) async fn start_lenient(
         };
         conn.outbox.release([], floor);
     };
-    match replay {
-        Some(Replay::Events { events, head }) => {
-            let mut events = filtered(conn, events);
-            if let LenientStart::AfterMatching(picks) = &start {
-                match events.iter().rposition(|e| picks(e)) {
-                    Some(at) => {
-                        events.drain(..=at);
-                    }
-                    None => {
-                        live(conn);
-                        return Ok(false);
+    // The exact start first: after the id, or after everything retained.
+    let (exact, picks) = match &start {
+        LenientStart::After(id) => (Some(*id), None),
+        LenientStart::Earliest => (oldest, None),
+        LenientStart::AfterMatching(picks) => (None, Some(picks.clone())),
+    };
+    // How far back the probes may go: not before the position asked for (when it is known
+    // and retained), nor before the oldest retained event.
+    let mut floor = oldest;
+    if let Some(after) = exact {
+        match broker.replay(after, &filter, cap).await? {
+            Replay::Events { events, head } => {
+                let events = filtered(conn, events);
+                metrics.resumed(events.len());
+                release(&events, head);
+                return Ok(LenientOutcome::Complete);
+            }
+            Replay::Reset {
+                reason: ResetReason::ReplayTooLarge,
+                ..
+            } => floor = Some(after),
+            Replay::Reset { .. } => {}
+        }
+    } else if picks.is_none() || oldest.is_none() {
+        // `Earliest` with nothing retained: everything there is (nothing) is sent.
+        live(conn);
+        return Ok(if picks.is_none() {
+            LenientOutcome::Complete
+        } else {
+            LenientOutcome::Live
+        });
+    }
+    let Some(floor) = floor else {
+        // Nothing retained.
+        live(conn);
+        return Ok(LenientOutcome::Live);
+    };
+    let head = broker.head().await?;
+    if head.epoch != floor.epoch || head.seq <= floor.seq {
+        live(conn);
+        return Ok(LenientOutcome::Live);
+    }
+    let step = (cap.max_events.max(1) as u64).min(head.seq - floor.seq);
+    // The replay of the widest probe that fit, its head, and whether it read everything
+    // retained.
+    let mut best: Option<(Vec<Arc<Event>>, EventId, bool)> = None;
+    let mut span = step;
+    for _ in 0..LENIENT_PROBES {
+        let from_seq = head.seq.saturating_sub(span).max(floor.seq);
+        let last = from_seq == floor.seq;
+        // The floor itself is known not to fit when the exact start was too large.
+        if last && exact == Some(floor) {
+            break;
+        }
+        let from = EventId {
+            epoch: head.epoch,
+            seq: from_seq,
+        };
+        match broker.replay(from, &filter, cap).await? {
+            Replay::Events { events, head } => {
+                let events = filtered(conn, events);
+                if let Some(picks) = &picks {
+                    if let Some(at) = events.iter().rposition(|e| picks(e)) {
+                        let rest = &events[at + 1..];
+                        metrics.resumed(rest.len());
+                        release(rest, head);
+                        return Ok(LenientOutcome::Complete);
                     }
                 }
+                best = Some((events, head, from == floor && Some(floor) == oldest));
             }
+            // Too large, or the window moved: the last probe that fit is the answer.
+            Replay::Reset { .. } => break,
+        }
+        if last {
+            break;
+        }
+        span = span.saturating_mul(2);
+    }
+    metrics.reset();
+    match best {
+        Some((events, head, true)) if !events.is_empty() => {
             metrics.resumed(events.len());
-            let format = conn.format;
-            conn.outbox
-                .release(events.iter().map(|e| e.encoded(format)), head.seq);
-            Ok(true)
+            release(&events, head);
+            Ok(LenientOutcome::FromOldest)
         }
-        Some(Replay::Reset { .. }) => {
-            metrics.reset();
-            live(conn);
-            Ok(false)
+        Some((events, head, _)) if !events.is_empty() => {
+            let rest = &events[1..];
+            metrics.resumed(rest.len());
+            release(rest, head);
+            Ok(LenientOutcome::After(events[0].clone()))
         }
-        None => {
+        _ => {
             live(conn);
-            Ok(matches!(start, LenientStart::Earliest))
+            Ok(LenientOutcome::Live)
         }
     }
 }
