@@ -262,3 +262,168 @@ pub(crate) async fn start_lenient(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::{Command, Delivery, MemoryBroker, Publication, Published};
+    use crate::config::HubConfig;
+    use crate::engine::{EngineError, EngineHealth};
+    use crate::history::HistoryStats;
+    use crate::lifecycle::Lifecycle;
+    use crate::presence::MemoryPresence;
+    use crate::target::{ChannelName, Fallback, Target, Targets};
+    use crate::{ConnectRequest, Engine, Hub, Payload};
+    use async_trait::async_trait;
+    use parking_lot::Mutex;
+
+    /// The memory broker, with the start of every replay asked of it.
+    #[derive(Debug)]
+    struct Recording {
+        inner: MemoryBroker,
+        replays: Mutex<Vec<EventId>>,
+    }
+
+    #[async_trait]
+    impl Broker for Recording {
+        fn start(&self, delivery: Arc<dyn Delivery>, lifecycle: &Lifecycle) {
+            self.inner.start(delivery, lifecycle)
+        }
+        async fn publish(&self, publication: Publication) -> Result<Published, EngineError> {
+            self.inner.publish(publication).await
+        }
+        async fn command(&self, command: Command) -> Result<usize, EngineError> {
+            self.inner.command(command).await
+        }
+        async fn head(&self) -> Result<EventId, EngineError> {
+            self.inner.head().await
+        }
+        async fn replay(
+            &self,
+            after: EventId,
+            filter: &ReplayFilter,
+            cap: ReplayCap,
+        ) -> Result<Replay, EngineError> {
+            self.replays.lock().push(after);
+            self.inner.replay(after, filter, cap).await
+        }
+        fn history_stats(&self) -> Option<HistoryStats> {
+            self.inner.history_stats()
+        }
+        async fn oldest(&self) -> Result<Option<EventId>, EngineError> {
+            self.inner.oldest().await
+        }
+        fn health(&self) -> EngineHealth {
+            self.inner.health()
+        }
+        async fn shutdown(&self) {
+            self.inner.shutdown().await
+        }
+    }
+
+    /// A hub with a replay cap of `cap` and `events` retained events: every `every`-th on
+    /// channel `c`, the others on `other`.
+    async fn hub(cap: usize, events: u64, every: u64) -> (Hub, Arc<Recording>, Lifecycle) {
+        let mut config = HubConfig::default();
+        config.max_replay_events = cap;
+        config.history.max_events = events as usize + 10;
+        let broker = Arc::new(Recording {
+            inner: MemoryBroker::new(config.history),
+            replays: Mutex::new(Vec::new()),
+        });
+        let lifecycle = Lifecycle::new();
+        let engine = Engine::new(broker.clone(), Arc::new(MemoryPresence::new()));
+        let hub = Hub::start(config, engine, &lifecycle);
+        for n in 1..=events {
+            let channel = if n % every == 0 { "c" } else { "other" };
+            hub.publish(Publication {
+                name: EventName::new("n").unwrap(),
+                payload: Payload::text(n.to_string()),
+                targets: Targets::new(
+                    vec![Target::Channel(ChannelName::new(channel).unwrap())],
+                    Fallback::None,
+                )
+                .unwrap(),
+                idempotency: None,
+            })
+            .await
+            .unwrap();
+        }
+        broker.replays.lock().clear();
+        (hub, broker, lifecycle)
+    }
+
+    fn on_c(start: LenientStart) -> ConnectRequest {
+        ConnectRequest {
+            channels: vec![ChannelName::new("c").unwrap()],
+            lenient_start: Some(start),
+            ..ConnectRequest::default()
+        }
+    }
+
+    fn seq_of(outcome: Option<&LenientOutcome>) -> Option<u64> {
+        match outcome {
+            Some(LenientOutcome::After(e)) => Some(e.id.seq),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn beyond_the_cap_the_newest_events_that_fit_are_sent_after_a_bounded_search() {
+        // Every event on `c`: a resume from the start is 5000 events, the cap 10.
+        let (hub, broker, _lifecycle) = hub(10, 5000, 1).await;
+        let head = broker.head().await.unwrap();
+        let after = |seq| EventId {
+            epoch: head.epoch,
+            seq,
+        };
+        let stream = hub
+            .connect(on_c(LenientStart::After(after(1))))
+            .await
+            .unwrap();
+        // The exact replay, then the probe of the last 10 (fits) and of the last 20 (does not):
+        // the stream stands at the first of the last 10 and sends the 9 after it.
+        assert_eq!(seq_of(stream.lenient_outcome()), Some(head.seq - 9));
+        let probes = broker.replays.lock().clone();
+        assert_eq!(
+            probes,
+            [after(1), after(head.seq - 10), after(head.seq - 20)]
+        );
+        drop(stream);
+        // An id that is never found: the probes double until one does not fit, never more.
+        broker.replays.lock().clear();
+        let never = LenientStart::AfterMatching(Arc::new(|_| false));
+        let stream = hub.connect(on_c(never)).await.unwrap();
+        assert_eq!(seq_of(stream.lenient_outcome()), Some(head.seq - 9));
+        assert_eq!(broker.replays.lock().len(), 2);
+        drop(stream);
+        // Within the cap: everything, one replay.
+        broker.replays.lock().clear();
+        let stream = hub
+            .connect(on_c(LenientStart::After(after(head.seq - 10))))
+            .await
+            .unwrap();
+        assert!(matches!(
+            stream.lenient_outcome(),
+            Some(LenientOutcome::Complete)
+        ));
+        assert_eq!(broker.replays.lock().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn sparse_matches_are_searched_within_the_probe_budget() {
+        // One event in 1000 on `c`, 20 000 retained, the cap 2: the probes widen (each reading
+        // what the cap allows of `c`'s events) up to the retained window, at most
+        // LENIENT_PROBES of them, reading in all less than twice the window.
+        let (hub, broker, _lifecycle) = hub(2, 20_000, 1000).await;
+        let head = broker.head().await.unwrap();
+        let never = LenientStart::AfterMatching(Arc::new(|_| false));
+        let stream = hub.connect(on_c(never)).await.unwrap();
+        let probes = broker.replays.lock().clone();
+        assert!(probes.len() as u32 <= LENIENT_PROBES, "{probes:?}");
+        let read: u64 = probes.iter().map(|p| head.seq - p.seq).sum();
+        assert!(read < 2 * 20_000, "{read} entries read");
+        // The two newest events of `c` fit: the stream stands at the older of them.
+        assert_eq!(seq_of(stream.lenient_outcome()), Some(19_000));
+    }
+}
