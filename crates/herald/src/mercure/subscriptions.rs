@@ -104,21 +104,31 @@ pub(crate) struct Subscriber {
 }
 
 impl Subscriber {
+    /// A new subscriber (a new `urn:uuid:` id) with these selectors, of either generation.
+    pub(crate) fn new(
+        subscriptions: Vec<(MatchType, String)>,
+        payload: Option<Value>,
+        allowed: Option<Vec<String>>,
+    ) -> Self {
+        Subscriber {
+            id: super::publish::generated_id(),
+            subscriptions,
+            payload,
+            allowed,
+        }
+    }
+
     /// A 0.x subscriber with `topic` selectors.
     pub(crate) fn with_topics(
         topics: &[String],
         payload: Option<Value>,
         allowed: Option<Vec<String>>,
     ) -> Self {
-        Subscriber {
-            id: super::publish::generated_id(),
-            subscriptions: topics
-                .iter()
-                .map(|t| (MatchType::Topic, t.clone()))
-                .collect(),
-            payload,
-            allowed,
-        }
+        let subscriptions = topics
+            .iter()
+            .map(|t| (MatchType::Topic, t.clone()))
+            .collect();
+        Self::new(subscriptions, payload, allowed)
     }
 
     /// Its record, as its connection's metadata: `{"mercure": {"subscriber", "topic": [...],
