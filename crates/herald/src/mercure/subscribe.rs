@@ -7,9 +7,10 @@
 //! `403`); without one, only with `--mercure-anonymous`. Reconnection: `Last-Event-ID` (the
 //! header, or the `lastEventID` query parameter, or the older `Last-Event-ID` one), `earliest`
 //! for everything retained. When the hub cannot send everything after the id asked for (an
-//! unknown or too old id, more than the replay cap), the stream starts live and the
-//! `Last-Event-ID` response header names the newest update before it (`earliest` when there
-//! is none), as the protocol asks.
+//! unknown or too old id, more than the replay cap), it sends the newest updates that fit
+//! within the cap and the `Last-Event-ID` response header names the update before them, one
+//! this subscriber may see (`earliest` when there is none, or when everything retained is
+//! sent), as the protocol asks (see `transport::resume::start_lenient`).
 //!
 //! Refusals, in `text/plain`: `400` (no `topic`, too many or too long selectors, a bad id),
 //! `401` (a bad token; no token without `--mercure-anonymous`), `403` (a cookie from an
