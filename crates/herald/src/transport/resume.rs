@@ -324,8 +324,10 @@ mod tests {
     /// A hub with a replay cap of `cap` and `events` retained events: every `every`-th on
     /// channel `c`, the others on `other`.
     async fn hub(cap: usize, events: u64, every: u64) -> (Hub, Arc<Recording>, Lifecycle) {
-        let mut config = HubConfig::default();
-        config.max_replay_events = cap;
+        let mut config = HubConfig {
+            max_replay_events: cap,
+            ..HubConfig::default()
+        };
         config.history.max_events = events as usize + 10;
         let broker = Arc::new(Recording {
             inner: MemoryBroker::new(config.history),
