@@ -229,7 +229,7 @@ async fn slot(
                 &url.host,
                 &path,
                 &plan.headers,
-                Some(("application/json", &body)),
+                Some((plan.body.content_type(), &body)),
             );
             let sent = Instant::now();
             if o.first_send.is_none() {
@@ -363,6 +363,22 @@ fn write_body(
 ) {
     match plan.body {
         BodyMode::Raw => write_payload(out, seq, ts, plan.payload_bytes, pad),
+        BodyMode::Mercure => {
+            // A Mercure update: the channel (or user) is the topic, the event name its `type`.
+            out.extend_from_slice(b"topic=");
+            let mut name = Vec::new();
+            match plan.routing {
+                Routing::Channel(_) => vars.channel.write_to(&mut name),
+                Routing::Users { .. } => vars.user.write_to(&mut name),
+            }
+            form_escape(out, &name);
+            out.extend_from_slice(b"&type=");
+            form_escape(out, plan.event_name.as_bytes());
+            out.extend_from_slice(b"&data=");
+            let mut data = Vec::with_capacity(plan.payload_bytes + 64);
+            write_payload(&mut data, seq, ts, plan.payload_bytes, pad);
+            form_escape(out, &data);
+        }
         BodyMode::Herald => {
             out.extend_from_slice(b"{\"event\":\"");
             out.extend_from_slice(plan.event_name.as_bytes());
@@ -383,9 +399,71 @@ fn write_body(
     }
 }
 
+/// `bytes` as an `application/x-www-form-urlencoded` value: letters, digits and `*-._` stay,
+/// everything else is `%XX`.
+fn form_escape(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"*-._".contains(&b) {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mercure_bodies_are_forms() {
+        let mut p = plan(BodyMode::Mercure, Routing::Channel("news".into()));
+        p.event_name = "bench".into();
+        let vars = Vars {
+            channel: Name::fixed("news"),
+            user: Name::fixed("u1"),
+            index: 0,
+        };
+        let mut out = Vec::new();
+        write_body(&mut out, &p, &vars, 7, 9, b"xx");
+        let fields: Vec<(String, String)> = url_pairs(&out);
+        assert_eq!(fields[0], ("topic".into(), "news".into()));
+        assert_eq!(fields[1], ("type".into(), "bench".into()));
+        assert_eq!(fields[2].0, "data");
+        let v: serde_json::Value = serde_json::from_str(&fields[2].1).unwrap();
+        assert_eq!((v["seq"].as_u64(), v["ts"].as_u64()), (Some(7), Some(9)));
+        assert_eq!(
+            BodyMode::Mercure.content_type(),
+            "application/x-www-form-urlencoded"
+        );
+    }
+
+    fn url_pairs(body: &[u8]) -> Vec<(String, String)> {
+        let text = std::str::from_utf8(body).unwrap();
+        text.split('&')
+            .map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap();
+                (unescape(k), unescape(v))
+            })
+            .collect()
+    }
+
+    fn unescape(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
 
     #[test]
     fn payload_is_padded_to_size() {

@@ -262,6 +262,11 @@ pub(crate) enum Transport {
     /// Socket.IO v5 over a WebSocket (`sio://` URLs; Herald: `/socket.io/` with the identity in
     /// the handshake `auth`), one `42["name",data]` packet per event.
     Socketio,
+    /// Mercure (Herald's `/.well-known/mercure`, started with `--mercure --mercure-anonymous`):
+    /// SSE subscribers on `?topic={channel}` (`?topic={user}` for `publish`), ready on the
+    /// response headers; updates POSTed as forms (`--publish-body mercure`) with the
+    /// publisher's JWT from `--key`.
+    Mercure,
 }
 
 impl Transport {
@@ -278,6 +283,7 @@ impl Transport {
             Transport::Sse => "sse",
             Transport::Websocket => "websocket",
             Transport::Socketio => "socketio",
+            Transport::Mercure => "mercure",
         }
     }
 }
@@ -290,6 +296,19 @@ pub(crate) enum BodyMode {
     Herald,
     /// The payload JSON itself (nchan: the event data is exactly the POSTed body).
     Raw,
+    /// A Mercure update: a form with `topic` (the channel), `type` (the event name) and `data`
+    /// (the payload JSON); give the publisher's JWT with `--key`.
+    Mercure,
+}
+
+impl BodyMode {
+    /// The `Content-Type` of a publish request.
+    pub(crate) fn content_type(self) -> &'static str {
+        match self {
+            BodyMode::Herald | BodyMode::Raw => "application/json",
+            BodyMode::Mercure => "application/x-www-form-urlencoded",
+        }
+    }
 }
 
 /// Where each event goes when several publish URLs are given.
@@ -347,8 +366,19 @@ impl Target {
         };
         let ws = input.transport == Some(Transport::Websocket);
         let sio = input.transport == Some(Transport::Socketio);
+        let mercure = input.transport == Some(Transport::Mercure);
         let (sub_default, pub_default, stats_default): (&str, &str, Option<&str>) = match input.kind
         {
+            // Mercure: the topic is the channel (the user, for targeted publishes).
+            TargetKind::Herald if mercure => (
+                if input.per_user {
+                    "/.well-known/mercure?topic={user}"
+                } else {
+                    "/.well-known/mercure?topic={channel}"
+                },
+                "/.well-known/mercure",
+                Some("/api/sse/stats"),
+            ),
             // Targeted publishes go to users: no channel to join.
             TargetKind::Herald if input.per_user => (
                 if ws {
@@ -418,10 +448,12 @@ impl Target {
             given => given.to_vec(),
         };
         let body = input.body.unwrap_or(match input.kind {
+            _ if mercure => BodyMode::Mercure,
             TargetKind::Herald | TargetKind::Generic => BodyMode::Herald,
             TargetKind::Nchan => BodyMode::Raw,
         });
-        let ready_event = if input.ready_on_headers {
+        // A Mercure stream has no `connected` event: ready once its headers arrive.
+        let ready_event = if input.ready_on_headers || (mercure && input.ready_event.is_none()) {
             None
         } else {
             match (input.ready_event, input.kind) {
@@ -435,9 +467,13 @@ impl Target {
             .map(|s| Endpoint::parse(s))
             .collect::<anyhow::Result<_>>()?;
         anyhow::ensure!(!subscribe.is_empty(), "no subscribe URL");
-        let transport = Transport::of(&subscribe[0]);
+        let mut transport = Transport::of(&subscribe[0]);
         if let Some(e) = subscribe.iter().find(|e| Transport::of(e) != transport) {
             bail!("{e}: all subscribe URLs must use the same transport (http:// for SSE, ws:// for WebSocket, sio:// for Socket.IO)");
+        }
+        // Mercure subscribers are SSE subscribers.
+        if mercure && transport == Transport::Sse {
+            transport = Transport::Mercure;
         }
         if let Some(given) = input.transport.filter(|&t| t != transport) {
             bail!(
@@ -618,5 +654,42 @@ mod tests {
         g.transport = Some(Transport::Sse);
         let err = Target::resolve(&g).unwrap_err().to_string();
         assert!(err.contains("does not match"), "{err}");
+    }
+
+    #[test]
+    fn mercure_preset() {
+        let bases = vec!["http://127.0.0.1:8080".to_owned()];
+        let mut i = TargetInput {
+            kind: TargetKind::Herald,
+            transport: Some(Transport::Mercure),
+            bases: &bases,
+            subscribe: &[],
+            publish: &[],
+            stats: &[],
+            body: None,
+            ready_event: None,
+            ready_on_headers: false,
+            publish_to: PublishTo::All,
+            per_user: false,
+        };
+        let m = Target::resolve(&i).unwrap();
+        assert_eq!(m.transport, Transport::Mercure);
+        assert_eq!(
+            m.subscribe[0].raw,
+            "http://127.0.0.1:8080/.well-known/mercure?topic={channel}"
+        );
+        assert!(!m.subscribe[0].websocket);
+        assert_eq!(
+            m.publish[0].raw,
+            "http://127.0.0.1:8080/.well-known/mercure"
+        );
+        assert_eq!(m.body, BodyMode::Mercure);
+        assert_eq!(m.ready_event, None, "ready on the headers");
+        assert_eq!(m.stats[0].raw, "http://127.0.0.1:8080/api/sse/stats");
+        i.per_user = true;
+        assert_eq!(
+            Target::resolve(&i).unwrap().subscribe[0].raw,
+            "http://127.0.0.1:8080/.well-known/mercure?topic={user}"
+        );
     }
 }

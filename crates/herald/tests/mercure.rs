@@ -344,9 +344,10 @@ async fn reconnection_with_last_event_id_and_earliest() {
         subscribe(&p, &q, &[]).await
     };
     assert_eq!(earliest.headers["last-event-id"], "earliest");
-    // An id the hub does not know: live from now on, and the answer says where that is.
+    // An id the hub does not know: everything retained (within the cap), and the answer says
+    // that it starts from the earliest.
     let mut unknown = subscribe(&p, &topic, &[("last-event-id", "urn:never-published")]).await;
-    assert_eq!(unknown.headers["last-event-id"], "https://example.com/r/3");
+    assert_eq!(unknown.headers["last-event-id"], "earliest");
     // A fresh subscriber gets no header.
     let fresh = subscribe(&p, &topic, &[]).await;
     assert!(fresh.headers.get("last-event-id").is_none());
@@ -356,7 +357,7 @@ async fn reconnection_with_last_event_id_and_earliest() {
     assert_eq!(header.until_end().await, ["u2", "u3", "live"]);
     assert_eq!(query.until_end().await, ["u3", "live"]);
     assert_eq!(earliest.until_end().await, ["u1", "u2", "u3", "live"]);
-    assert_eq!(unknown.until_end().await, ["live"]);
+    assert_eq!(unknown.until_end().await, ["u1", "u2", "u3", "live"]);
     // The replayed events keep the publisher's ids.
     let mut again = subscribe(
         &p,
@@ -367,31 +368,49 @@ async fn reconnection_with_last_event_id_and_earliest() {
     assert_eq!(again.next().await.id, "https://example.com/r/3");
 }
 
+/// Issue 8's replay cap on this endpoint: a resume beyond it sends the newest updates that fit
+/// and names, in `Last-Event-ID`, the update before them (one the subscriber may see). For `*`
+/// and templates the cap counts every update they would replay, whatever its topic.
 #[tokio::test]
-async fn a_resume_beyond_the_replay_cap_starts_live_and_says_so() {
+async fn a_resume_beyond_the_replay_cap_sends_what_fits_and_says_where() {
     let p = hub(&["--mercure-anonymous", "--max-replay-events", "2"]).await;
-    for n in 1..=4 {
-        publish(
-            &p,
-            &[
-                ("topic", "urn:c"),
-                ("data", &format!("u{n}")),
-                ("id", &format!("c{n}")),
-            ],
-        )
-        .await;
+    // c1 … c8: odd ones on urn:a, even ones on urn:b, c8 private.
+    for n in 1..=8 {
+        let topic = if n % 2 == 1 { "urn:a" } else { "urn:b" };
+        let (data, id) = (format!("u{n}"), format!("c{n}"));
+        let mut fields = vec![("topic", topic), ("data", &data), ("id", &id)];
+        if n == 8 {
+            fields.push(("private", "on"));
+        }
+        publish(&p, &fields).await;
     }
-    let q = [("topic", "urn:c"), ("topic", END)];
-    let mut within = subscribe(&p, &q, &[("last-event-id", "c2")]).await;
-    assert_eq!(within.headers["last-event-id"], "c2");
-    let mut beyond = subscribe(&p, &q, &[("last-event-id", "c1")]).await;
-    assert_eq!(
-        beyond.headers["last-event-id"], "c4",
-        "where the stream starts"
-    );
+    let exact = [("topic", "urn:a"), ("topic", END)];
+    let all = [("topic", "*")];
+    let template = [("topic", "urn:{x}"), ("topic", END)];
+    let last = |id: &'static str| [("last-event-id", id)];
+    // urn:a from c5: one update to replay, within the cap.
+    let mut exact_within = subscribe(&p, &exact, &last("c5")).await;
+    assert_eq!(exact_within.headers["last-event-id"], "c5");
+    // urn:a from c1: c3, c5, c7 are more than 2; c5 and c7 fit: c7 is sent, after c5.
+    let mut exact_beyond = subscribe(&p, &exact, &last("c1")).await;
+    assert_eq!(exact_beyond.headers["last-event-id"], "c5");
+    // `*` from c1: every topic's updates count (7 of them). The two newest fit, c7 and the
+    // private c8; this subscriber may not see c8, so the stream stands at c7 and sends nothing
+    // (never naming c8).
+    let mut all_beyond = subscribe(&p, &all, &last("c1")).await;
+    assert_eq!(all_beyond.headers["last-event-id"], "c7");
+    // A template from c6: c7 and c8 fit (c8 filtered out as private).
+    let mut template_within = subscribe(&p, &template, &last("c6")).await;
+    assert_eq!(template_within.headers["last-event-id"], "c6");
+    // A template from c4: c5 … c8 are four, over the cap although only two are on urn:a.
+    let mut template_beyond = subscribe(&p, &template, &last("c4")).await;
+    assert_eq!(template_beyond.headers["last-event-id"], "c7");
     end(&p).await;
-    assert_eq!(within.until_end().await, ["u3", "u4"]);
-    assert_eq!(beyond.until_end().await, Vec::<String>::new());
+    assert_eq!(exact_within.until_end().await, ["u7"]);
+    assert_eq!(exact_beyond.until_end().await, ["u7"]);
+    assert_eq!(all_beyond.until_end().await, Vec::<String>::new());
+    assert_eq!(template_within.until_end().await, ["u7"]);
+    assert_eq!(template_beyond.until_end().await, Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -1336,11 +1355,9 @@ async fn v1_last_event_id_and_mercure_last_event_id() {
     );
     let mut earliest = subscribe(&p, &q(&[("last_event_id", "earliest")]), &[]).await;
     assert_eq!(earliest.headers["mercure-last-event-id"], "earliest");
+    // An id the hub does not know: everything retained, from `earliest` (as for 0.x).
     let mut unknown = subscribe(&p, &q(&[("last_event_id", "urn:never")]), &[]).await;
-    assert_eq!(
-        unknown.headers["mercure-last-event-id"],
-        "https://example.com/r/3"
-    );
+    assert_eq!(unknown.headers["mercure-last-event-id"], "earliest");
     // A 0.x request on the same hub keeps the 0.x names.
     let old = subscribe(
         &p,
@@ -1361,7 +1378,7 @@ async fn v1_last_event_id_and_mercure_last_event_id() {
     assert_eq!(query.until_end().await, ["u2", "u3", "live"]);
     assert_eq!(header.until_end().await, ["u3", "live"]);
     assert_eq!(earliest.until_end().await, ["u1", "u2", "u3", "live"]);
-    assert_eq!(unknown.until_end().await, ["live"]);
+    assert_eq!(unknown.until_end().await, ["u1", "u2", "u3", "live"]);
 }
 
 #[tokio::test]
@@ -1416,4 +1433,178 @@ async fn v1_cookie_name() {
     assert_eq!(r.status(), StatusCode::OK);
     end(&p).await;
     assert_eq!(sub.until_end().await, ["private"]);
+}
+
+/// The next subscription event `want` accepts, checking on the way that no event arrives twice.
+async fn next_for(
+    watcher: &mut Sub,
+    seen: &mut std::collections::HashSet<String>,
+    want: impl Fn(&Value) -> bool,
+) -> Value {
+    loop {
+        let e = watcher.next().await;
+        assert!(seen.insert(e.id.clone()), "event {} arrived twice", e.id);
+        let v: Value = serde_json::from_str(&e.data).unwrap();
+        if want(&v) {
+            return v;
+        }
+    }
+}
+
+/// The subscriptions API and subscription events across a Redis cluster of two real nodes: a
+/// subscriber on node A is listed by node B, its events reach B's subscribers, and it leaves
+/// B's listing when it disconnects and when its node is SIGKILLed.
+#[tokio::test]
+async fn subscriptions_across_two_nodes_on_redis() {
+    let redis = redis_support::RedisServer::start().await;
+    let prefix = format!("t-msubs-{:08x}", rand::random::<u32>());
+    let url = redis.url();
+    let node = |id: &'static str| {
+        let (url, prefix) = (url.clone(), prefix.clone());
+        async move {
+            HeraldProcess::start(
+                &[
+                    "--mercure",
+                    "--mercure-anonymous",
+                    "--mercure-subscriptions",
+                    "--engine",
+                    &url,
+                    "--redis-prefix",
+                    &prefix,
+                    "--node-id",
+                    id,
+                ],
+                &[
+                    ("MERCURE_PUBLISHER_JWT_KEY", SECRET),
+                    ("MERCURE_SUBSCRIBER_JWT_KEY", SECRET),
+                ],
+            )
+            .await
+        }
+    };
+    let mut a = node("a").await;
+    let b = node("b").await;
+    let selector = "/.well-known/mercure/subscriptions/{topic}/{subscriber}";
+    let bearer = format!(
+        "Bearer {}",
+        jwt(json!({"mercure": {"subscribe": [
+            selector,
+            "/.well-known/mercure/subscriptions{/topic}{/subscriber}",
+            END,
+        ]}}))
+    );
+    // The watcher is on B.
+    let mut watcher = subscribe(
+        &b,
+        &[("topic", selector), ("topic", END)],
+        &[("authorization", &bearer)],
+    )
+    .await;
+    let mut seen_ids = std::collections::HashSet::new();
+    let books = "https://example.com/books/{id}";
+    // A subscriber on A, with a payload in its token.
+    let reader_token = jwt(json!({"mercure": {"subscribe": [], "payload": {"user": "ann"}}}));
+    let reader = subscribe(
+        &a,
+        &[("topic", books)],
+        &[("authorization", &format!("Bearer {reader_token}"))],
+    )
+    .await;
+    // Its subscription event reaches B's watcher.
+    let joined = next_for(&mut watcher, &mut seen_ids, |v| v["topic"] == books).await;
+    assert_eq!(joined["active"], true);
+    assert_eq!(joined["payload"], json!({"user": "ann"}));
+    let subscriber = joined["subscriber"].as_str().unwrap().to_owned();
+    let id = joined["id"].as_str().unwrap().to_owned();
+    // B lists it: the whole collection, the topic's and the subscription itself.
+    let list = |path: String| {
+        let req = http_client()
+            .get(b.url(&path))
+            .header("authorization", &bearer);
+        async move {
+            let r = send(req).await;
+            let status = r.status();
+            (status, r.text().await.unwrap())
+        }
+    };
+    let listed = |body: &str, who: &str| -> bool {
+        let v: Value = serde_json::from_str(body).unwrap();
+        v["subscriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["subscriber"] == who && s["topic"] == books)
+    };
+    let (status, body) = list("/.well-known/mercure/subscriptions".into()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(listed(&body, &subscriber), "B lists A's subscriber: {body}");
+    let (status, body) = list(format!(
+        "/.well-known/mercure/subscriptions/{}",
+        "https%3A%2F%2Fexample.com%2Fbooks%2F%7Bid%7D"
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(listed(&body, &subscriber), "{body}");
+    let (status, body) = list(id.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let one: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (one["subscriber"].as_str(), one["payload"].clone()),
+        (Some(subscriber.as_str()), json!({"user": "ann"}))
+    );
+    // A 1.0 collection path answers too (no 1.0 subscriber here).
+    let (status, body) = list("/.well-known/mercure/subscriptions/Exact/urn%3Anone".into()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["subscriptions"], json!([]));
+    // It disconnects: the end of its subscription reaches B, and B no longer lists it.
+    drop(reader);
+    let left = next_for(&mut watcher, &mut seen_ids, |v| {
+        v["subscriber"] == subscriber.as_str()
+    })
+    .await;
+    assert_eq!(left["active"], false);
+    let gone = |who: String| {
+        let list = &list;
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let (status, body) = list("/.well-known/mercure/subscriptions".into()).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                if !listed(&body, &who) {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{who} still listed after {WAIT:?}: {body}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    gone(subscriber.clone()).await;
+    // Another subscriber on A; A is SIGKILLed: B stops listing it.
+    let _second = subscribe(&a, &[("topic", books)], &[]).await;
+    let joined = next_for(&mut watcher, &mut seen_ids, |v| {
+        v["topic"] == books && v["active"] == true
+    })
+    .await;
+    let second = joined["subscriber"].as_str().unwrap().to_owned();
+    let (_, body) = list("/.well-known/mercure/subscriptions".into()).await;
+    assert!(listed(&body, &second), "{body}");
+    a.sigkill().await;
+    gone(second).await;
+    // Nothing arrived twice up to a trailing marker.
+    end(&b).await;
+    loop {
+        let e = watcher.next().await;
+        if e.data == "end" {
+            break;
+        }
+        assert!(
+            seen_ids.insert(e.id.clone()),
+            "event {} arrived twice",
+            e.id
+        );
+    }
 }

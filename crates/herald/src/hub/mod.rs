@@ -36,8 +36,8 @@ use crate::history::{HistoryStats, ReplayCap};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{DisconnectReason, Metrics};
 use crate::presence::{
-    ChannelPresence, ClusterStats, ConnectionInfo, LocalPresence, MemoryPresence, NodeConnection,
-    PresenceStore,
+    ChannelPresence, ClusterStats, ConnectionInfo, ConnectionQuery, LocalPresence, MemoryPresence,
+    NodeConnection, PresenceStore,
 };
 use crate::registry::{Connection, Limits, Registry, TransportCloser};
 use crate::sse::frame;
@@ -89,12 +89,21 @@ pub fn check_session_id(id: &str) -> std::result::Result<(), crate::InvalidInput
 /// # Errors
 /// [`InvalidInput`](crate::InvalidInput) on field `metadata`.
 pub fn check_metadata(metadata: &Metadata) -> std::result::Result<(), crate::InvalidInput> {
+    check_metadata_within(metadata, MAX_METADATA_BYTES)
+}
+
+/// Checks connection metadata against `limit` bytes of compact JSON (a transport's
+/// [`WireFormat::max_metadata_bytes`]).
+fn check_metadata_within(
+    metadata: &Metadata,
+    limit: usize,
+) -> std::result::Result<(), crate::InvalidInput> {
     // Counted without building the text (a serializer that only counts).
-    struct Count(usize);
+    struct Count(usize, usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             self.0 += buf.len();
-            if self.0 > MAX_METADATA_BYTES {
+            if self.0 > self.1 {
                 return Err(std::io::ErrorKind::FileTooLarge.into());
             }
             Ok(buf.len())
@@ -103,11 +112,11 @@ pub fn check_metadata(metadata: &Metadata) -> std::result::Result<(), crate::Inv
             Ok(())
         }
     }
-    let mut count = Count(0);
-    if serde_json::to_writer(&mut count, metadata).is_err() || count.0 > MAX_METADATA_BYTES {
+    let mut count = Count(0, limit);
+    if serde_json::to_writer(&mut count, metadata).is_err() || count.0 > limit {
         return Err(crate::InvalidInput::new(
             "metadata",
-            format!("connection metadata is at most {MAX_METADATA_BYTES} bytes of JSON"),
+            format!("connection metadata is at most {limit} bytes of JSON"),
         ));
     }
     Ok(())
@@ -316,6 +325,10 @@ impl LocalPresence for Local {
     fn user_connections(&self, user: &UserId) -> Vec<ConnectionInfo> {
         self.registry.user_connections(user)
     }
+
+    fn connections(&self, query: &ConnectionQuery) -> Vec<ConnectionInfo> {
+        self.registry.connections(query)
+    }
 }
 
 /// The data of the `disconnected` event for `reason`: its name, the advice on reconnecting, and
@@ -478,7 +491,8 @@ impl Hub {
             check_session_id(id)?;
         }
         if let Some(metadata) = &request.metadata {
-            check_metadata(metadata)?;
+            let format = request.format.unwrap_or(&frame::SSE);
+            check_metadata_within(metadata, format.max_metadata_bytes())?;
         }
         let mut channels = request.channels;
         channels.sort_unstable();
@@ -713,6 +727,14 @@ impl Hub {
     /// [`Error::Engine`] when the other nodes cannot be asked.
     pub async fn user_connections(&self, user: &UserId) -> Result<Vec<NodeConnection>> {
         Ok(self.inner.presence.user_connections(user).await?)
+    }
+
+    /// The connections `query` selects on every node, oldest first, with their metadata.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] when the other nodes cannot be asked.
+    pub async fn connections(&self, query: &ConnectionQuery) -> Result<Vec<NodeConnection>> {
+        Ok(self.inner.presence.connections(query).await?)
     }
 
     /// Number of open connections.

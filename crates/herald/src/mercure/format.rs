@@ -57,6 +57,10 @@ impl WireFormat for MercureFormat {
     fn encode_retry(&self, delay: Duration) -> Option<Bytes> {
         Some(frame::encode_retry(delay))
     }
+
+    fn max_metadata_bytes(&self) -> usize {
+        super::subscriptions::MAX_RECORD_BYTES
+    }
 }
 
 /// The SSE frame of one update.

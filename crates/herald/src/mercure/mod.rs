@@ -24,7 +24,7 @@
 //! | `auth.rs` | tokens: keys, the `mercure` claim, 1.0 access tokens, where a request carries one |
 //! | `selector.rs` | topic selectors: `*`, exact, URI Templates, URL Patterns |
 //! | `format.rs` | the wire format and the topic filter |
-//! | `subscriptions.rs` | subscription events and the subscriptions API (`--mercure-subscriptions`) |
+//! | `subscriptions.rs` | subscription events and the subscriptions API (`--mercure-subscriptions`), for the whole cluster: a subscriber's subscriptions are its connection's metadata |
 //! | `update.rs`, `ids.rs` | the update's record; Mercure ids to events |
 
 pub mod auth;
@@ -98,7 +98,6 @@ pub(crate) struct MercureState {
     pub(crate) config: MercureConfig,
     pub(crate) selectors: format::SelectorStore,
     pub(crate) ids: Mutex<ids::IdIndex>,
-    pub(crate) subscribers: subscriptions::Subscribers,
 }
 
 impl MercureState {
@@ -115,7 +114,6 @@ impl MercureState {
             config,
             selectors,
             ids: Mutex::new(ids::IdIndex::new(ids::DEFAULT_MAX_IDS)),
-            subscribers: subscriptions::Subscribers::default(),
         }
     }
 }
@@ -206,11 +204,14 @@ pub(crate) fn endpoint(state: &AppState) -> MethodRouter<AppState> {
     )
 }
 
-/// The paths of the subscriptions API (`--mercure-subscriptions`).
-pub(crate) const SUBSCRIPTIONS_PATHS: [&str; 3] = [
+/// The paths of the subscriptions API (`--mercure-subscriptions`): 0.x `/{topic}` and
+/// `/{topic}/{subscriber}`, 1.0 `/{matchType}/{match}` and `/{matchType}/{match}/{subscriber}`
+/// (the handler tells the two-segment forms apart).
+pub(crate) const SUBSCRIPTIONS_PATHS: [&str; 4] = [
     "/.well-known/mercure/subscriptions",
-    "/.well-known/mercure/subscriptions/{topic}",
-    "/.well-known/mercure/subscriptions/{topic}/{subscriber}",
+    "/.well-known/mercure/subscriptions/{a}",
+    "/.well-known/mercure/subscriptions/{a}/{b}",
+    "/.well-known/mercure/subscriptions/{a}/{b}/{c}",
 ];
 
 /// The subscriptions API: `GET` lists active subscriptions.

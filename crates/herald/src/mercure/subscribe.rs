@@ -4,6 +4,12 @@
 //! `match_urlpattern` (also `matchURLPattern`) or `last_event_id` make it a 1.0 request,
 //! `topic`, `lastEventID` or `authorization` a 0.x one; a request with both kinds is refused.
 //!
+//! When the hub cannot send everything after the id asked for (an unknown or too old id, more
+//! than the replay cap), it sends the newest updates that fit within the cap and the last-event-id
+//! response header names the update before them, one this subscriber may see (`earliest` when
+//! there is none, or when everything retained is sent), as the protocol asks (see
+//! `transport::resume::start_lenient`).
+//!
 //! | | 0.x | 1.0 |
 //! |---|---|---|
 //! | selectors (OR'ed) | `topic`: `*`, exact, URI Templates | `match` (exact, `*`), `match_urlpattern` (URL Patterns) |
@@ -47,7 +53,7 @@ use crate::http::auth::TokenCookie;
 use crate::http::AppState;
 use crate::hub::{ConnectRequest, MAX_CHANNELS_PER_CONNECTION};
 use crate::registry::TransportCloser;
-use crate::transport::LenientStart;
+use crate::transport::{LenientOutcome, LenientStart};
 
 /// The reserved `Last-Event-ID` that asks for every retained update.
 const EARLIEST: &str = "earliest";
@@ -326,6 +332,31 @@ pub(crate) async fn subscribe(
     let closer = closer
         .filter(|_| version < Version::HTTP_2)
         .map(|Extension(c)| c);
+    // With subscription events, the subscriber's record rides on its connection (listed by
+    // every node through presence).
+    let subscriber = mercure.config.subscriptions.then(|| {
+        use super::selector::SelectorKind;
+        use super::subscriptions::MatchType;
+        let subscriptions = query
+            .selectors
+            .iter()
+            .map(|s| {
+                let kind = match s.kind {
+                    SelectorKind::Template => MatchType::Topic,
+                    SelectorKind::Exact => MatchType::Exact,
+                    SelectorKind::UrlPattern => MatchType::UrlPattern,
+                };
+                (kind, s.text.clone())
+            })
+            .collect();
+        super::subscriptions::Subscriber::new(
+            subscriptions,
+            claims.as_ref().and_then(|c| c.payload.clone()),
+            allowed
+                .as_ref()
+                .map(|specs| specs.iter().map(|s| s.text.clone()).collect()),
+        )
+    });
     let connect = ConnectRequest {
         channels,
         closer,
@@ -334,27 +365,23 @@ pub(crate) async fn subscribe(
         format: Some(&MERCURE),
         filter: Some(filter),
         lenient_start,
+        metadata: subscriber.as_ref().map(|s| s.metadata()),
         ..ConnectRequest::default()
     };
     let stream = match state.hub.connect(connect).await {
         Ok(stream) => stream,
         Err(e) => return hub_error(e),
     };
-    let announced = requested.as_ref().map(|id| {
-        if stream.replayed() == Some(true) {
-            id.clone()
-        } else {
-            // Not everything asked for could be sent: say where the stream starts.
-            mercure.ids.lock().newest().unwrap_or(EARLIEST).to_owned()
+    // Not everything asked for could be sent: say where the stream starts (the newest update
+    // before what it sends, one this subscriber may see; else `earliest`).
+    let announced = requested.as_ref().map(|id| match stream.lenient_outcome() {
+        Some(LenientOutcome::Complete) | None => id.clone(),
+        Some(LenientOutcome::After(event)) => {
+            Update::from_event(event).map_or_else(|| EARLIEST.to_owned(), |u| u.id.clone())
         }
+        Some(LenientOutcome::FromOldest | LenientOutcome::Live) => EARLIEST.to_owned(),
     });
-    let body = if mercure.config.subscriptions {
-        let subscriber = super::subscriptions::Subscriber {
-            id: super::publish::generated_id(),
-            // The selectors' texts (their kinds are not shown by the subscriptions API yet).
-            topics: query.selectors.iter().map(|s| s.text.clone()).collect(),
-            payload: claims.as_ref().and_then(|c| c.payload.clone()),
-        };
+    let body = if let Some(subscriber) = subscriber {
         let guard = super::subscriptions::joined(&state.hub, &mercure, subscriber).await;
         Body::new(Guarded {
             body: stream,

@@ -5,7 +5,8 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 
 use super::{
-    ChannelPresence, ClusterStats, LocalPresence, NodeConnection, PresenceStore, PresenceUpdate,
+    ChannelPresence, ClusterStats, ConnectionQuery, LocalPresence, NodeConnection, PresenceStore,
+    PresenceUpdate,
 };
 use crate::broker::{Broker, Publication, Published};
 use crate::engine::EngineError;
@@ -62,6 +63,21 @@ impl PresenceStore for MemoryPresence {
         Ok(self
             .local()?
             .user_connections(user)
+            .into_iter()
+            .map(|connection| NodeConnection {
+                node_id: None,
+                connection,
+            })
+            .collect())
+    }
+
+    async fn connections(
+        &self,
+        query: &ConnectionQuery,
+    ) -> Result<Vec<NodeConnection>, EngineError> {
+        Ok(self
+            .local()?
+            .connections(query)
             .into_iter()
             .map(|connection| NodeConnection {
                 node_id: None,

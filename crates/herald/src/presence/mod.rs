@@ -92,6 +92,17 @@ pub trait PresenceStore: Send + Sync + fmt::Debug {
     /// As [`PresenceStore::channel_presence`].
     async fn user_connections(&self, user: &UserId) -> Result<Vec<NodeConnection>, EngineError>;
 
+    /// The connections `query` selects on every node (with their metadata), oldest first: how
+    /// a protocol that keeps its subscriptions as connection metadata (Mercure) lists them for
+    /// the whole cluster.
+    ///
+    /// # Errors
+    /// As [`PresenceStore::channel_presence`].
+    async fn connections(
+        &self,
+        query: &ConnectionQuery,
+    ) -> Result<Vec<NodeConnection>, EngineError>;
+
     /// Stops background work (awaiting the tasks [`PresenceStore::start`] spawned) and takes
     /// this node's presence out of the hub (Redis: its users leave where it was their last
     /// node). Called once, by the hub, at shutdown, after its own loops have stopped and before
@@ -107,6 +118,20 @@ pub trait LocalPresence: Send + Sync + fmt::Debug {
 
     /// The connections of `user` on this node, oldest first.
     fn user_connections(&self, user: &UserId) -> Vec<ConnectionInfo>;
+
+    /// The connections `query` selects on this node, oldest first.
+    fn connections(&self, query: &ConnectionQuery) -> Vec<ConnectionInfo>;
+}
+
+/// Which connections [`PresenceStore::connections`] lists: those of one transport, on some
+/// channels or on any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionQuery {
+    /// Their transport ([`WireFormat::name`](crate::transport::WireFormat::name)).
+    pub transport: String,
+    /// Only connections to at least one of these channels; empty: every connection of the
+    /// transport (a walk over all of this node's connections).
+    pub channels: Vec<ChannelName>,
 }
 
 /// Hears every join and leave of this node's registry, as it happens: the deltas a presence

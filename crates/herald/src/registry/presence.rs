@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use super::Registry;
 #[cfg(test)]
 use crate::presence::PresenceMember;
-use crate::presence::{ChannelPresence, PresenceUpdate, PresenceUser};
+use crate::presence::{
+    ChannelPresence, ConnectionInfo, ConnectionQuery, PresenceUpdate, PresenceUser,
+};
 use crate::target::{ChannelName, UserId};
 
 impl Registry {
@@ -69,6 +71,40 @@ impl Registry {
             users: list,
             anonymous_connections: anonymous,
         }
+    }
+
+    /// The connections `query` selects, oldest first: through the channel index when it names
+    /// channels, else a walk over every connection.
+    pub(crate) fn connections(&self, query: &ConnectionQuery) -> Vec<ConnectionInfo> {
+        let mut list: Vec<ConnectionInfo> = Vec::new();
+        let wanted = |c: &super::Connection| c.format.name() == query.transport;
+        for shard in self.shards.iter() {
+            let ix = shard.indices.read();
+            if query.channels.is_empty() {
+                list.extend(
+                    ix.by_id
+                        .values()
+                        .filter(|c| wanted(c))
+                        .map(|c| super::connection_info(c)),
+                );
+                continue;
+            }
+            let mut seen = std::collections::HashSet::new();
+            for channel in &query.channels {
+                for conn in ix
+                    .by_channel
+                    .get(channel)
+                    .into_iter()
+                    .flat_map(HashMap::values)
+                {
+                    if wanted(conn) && seen.insert(conn.id) {
+                        list.push(super::connection_info(conn));
+                    }
+                }
+            }
+        }
+        list.sort_by_key(|c| (c.connected_at, c.id));
+        list
     }
 
     /// Every user of a presence channel on this node (what the Redis presence store's index

@@ -5,7 +5,8 @@
 //! its whole life; an event stream needs neither. So the server reads the first request head of
 //! every plain-TCP connection itself, into a small buffer:
 //!
-//! - `GET /api/sse…`: the request still goes through the same axum router (authentication,
+//! - `GET /api/sse…` (and `GET /.well-known/mercure…`, Mercure's event streams, but not its
+//!   subscriptions API): the request still goes through the same axum router (authentication,
 //!   limits, errors and all), but the response is written here: the head once, then the body as
 //!   chunks straight to the socket, while a 1-byte read notices the client hanging up. Nothing
 //!   is kept between writes. The connection closes when the response ends.
@@ -25,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::http::STREAM_PATH;
+use crate::mercure::HUB_PATH;
 use crate::transport::outbox::DirectWrite;
 use crate::transport::WriterHandle;
 
@@ -193,8 +195,8 @@ fn is_socket_handshake(head: &[u8]) -> bool {
     parsed.method == Some("GET") && path.split('?').next() == Some(crate::ws::WS_PATH)
 }
 
-/// Builds the request when it is a bodiless `GET` of the stream path ([`STREAM_PATH`]) over
-/// HTTP/1.x; `None` otherwise.
+/// Builds the request when it is a bodiless `GET` of the stream path ([`STREAM_PATH`]) or of
+/// the Mercure hub ([`HUB_PATH`]) over HTTP/1.x; `None` otherwise.
 fn build_request(head: &[u8]) -> Option<axum::http::Request<Body>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
@@ -208,7 +210,7 @@ fn build_request(head: &[u8]) -> Option<axum::http::Request<Body>> {
     }
     let path = parsed.path?;
     let path_only = path.split('?').next().unwrap_or(path);
-    if parsed.method? != "GET" || path_only != STREAM_PATH {
+    if parsed.method? != "GET" || (path_only != STREAM_PATH && path_only != HUB_PATH) {
         return None;
     }
     let version = match parsed.version? {
@@ -630,8 +632,13 @@ mod tests {
         // A stray empty line after the head is no request.
         assert!(build_request(b"GET /api/sse HTTP/1.1\r\nHost: x\r\n\r\n\r\n").is_some());
         assert_eq!(r.headers()["last-event-id"], "1");
+        // Mercure's event streams too.
+        let m = build_request(b"GET /.well-known/mercure?topic=a HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(m.unwrap().uri(), "/.well-known/mercure?topic=a");
         for other in [
-            &b"POST /api/sse HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n"[..],
+            &b"GET /.well-known/mercure/subscriptions HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"POST /.well-known/mercure HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n",
+            b"POST /api/sse HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n",
             b"GET /api/sse/stats HTTP/1.1\r\nHost: x\r\n\r\n",
             b"GET /api/ssex HTTP/1.1\r\nHost: x\r\n\r\n",
             b"GET /api/sse HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",

@@ -96,6 +96,14 @@ pub trait WireFormat: Send + Sync + fmt::Debug + 'static {
         let _ = delay;
         None
     }
+
+    /// The most bytes (compact JSON) of a connection's metadata: clients' own metadata is
+    /// bounded by [`MAX_METADATA_BYTES`](crate::hub::MAX_METADATA_BYTES); a transport that
+    /// keeps its protocol's subscription there (Mercure: the selectors and the token's
+    /// payload, already bounded by its own input limits) may allow more.
+    fn max_metadata_bytes(&self) -> usize {
+        crate::hub::MAX_METADATA_BYTES
+    }
 }
 
 /// Decides, per event, whether one connection gets it, beyond what its targets select: the
@@ -177,6 +185,23 @@ pub enum LenientStart {
     /// transport cannot map to an [`EventId`] itself (a protocol's own event ids, published
     /// on another node). Nothing picked: live.
     AfterMatching(Arc<dyn Fn(&Event) -> bool + Send + Sync>),
+}
+
+/// How a [`LenientStart`] went ([`Subscription::lenient_outcome`](crate::Subscription::lenient_outcome)).
+#[derive(Debug, Clone)]
+pub enum LenientOutcome {
+    /// Everything asked for was queued.
+    Complete,
+    /// Not everything could be (the position is unknown or too old, or the replay exceeds the
+    /// cap): the stream replays what follows `after`, the newest event (that the connection
+    /// would have received) before the first one it sends. A protocol names it to its client
+    /// as where it now stands.
+    After(Arc<Event>),
+    /// Not everything could be: the stream replays every retained event the connection would
+    /// have received, which does not reach back to the position asked for (an unknown id).
+    FromOldest,
+    /// Nothing could be replayed: the stream starts live.
+    Live,
 }
 
 impl fmt::Debug for LenientStart {

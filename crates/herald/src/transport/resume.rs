@@ -13,10 +13,10 @@ use std::sync::Arc;
 use crate::broker::Broker;
 use crate::error::Result;
 use crate::event::{Event, EventId, EventName};
-use crate::history::{Replay, ReplayCap, ReplayFilter};
+use crate::history::{Replay, ReplayCap, ReplayFilter, ResetReason};
 use crate::metrics::Metrics;
 use crate::registry::Connection;
-use crate::transport::{FilterScratch, LenientStart};
+use crate::transport::{FilterScratch, LenientOutcome, LenientStart};
 
 /// Starts the stream of `conn`, registered (its outbox held) when the registry's position was
 /// `position`: for a fresh client, releases the live events after that position; for a client
@@ -107,11 +107,31 @@ fn filtered(conn: &Connection, events: Vec<Arc<Event>>) -> Vec<Arc<Event>> {
     }
 }
 
+/// Most probes of a start that could not replay everything (each a replay bounded by the cap,
+/// over a range twice the last one's): at most `2^LENIENT_PROBES` times the event cap of
+/// retained events are read, and never more than twice the retained window.
+const LENIENT_PROBES: u32 = 12;
+
 /// Starts the stream of `conn` (registered with its outbox held at `position`) from `start`,
-/// for protocols without a `reset` event: queues the replay when the broker can give all of it
-/// within `cap`, and otherwise starts live, as a fresh client does. Returns whether it replayed.
+/// for protocols without a `reset` event.
 ///
-/// `Earliest` replays from just before the oldest retained event the broker reports.
+/// When the broker can give everything after the start within `cap`, it is queued
+/// ([`LenientOutcome::Complete`]). Otherwise (the position is unknown or too old, or more than
+/// the cap follows it) the stream sends what it can: the newest events that fit within the
+/// cap, found by probing back from the head over doubling ranges (`head - e`, `head - 2e`, … for
+/// an event cap `e`, at most [`LENIENT_PROBES`] probes, none before the position asked for or the
+/// oldest retained event), each probe a replay the broker bounds by the cap as any resume. The
+/// replay of the widest probe that fit is sent from its second event on, and the first, the
+/// newest event before what is sent that the connection would have received, is the outcome
+/// ([`LenientOutcome::After`]): the protocol names it to the client. When the widest probe read
+/// everything retained (an unknown position), all of it is sent
+/// ([`LenientOutcome::FromOldest`]). With nothing to send, the stream starts live
+/// ([`LenientOutcome::Live`]).
+///
+/// The cap counts what the broker's replay counts: every retained event the connection's
+/// targets select (for a connection on a channel every update targets, all of them), before
+/// the connection's filter. `Earliest` is every retained event. `AfterMatching` is found among
+/// the probes' events: once found, what follows it is sent whole.
 ///
 /// # Errors
 /// [`crate::Error::Engine`] when the broker cannot be read.
@@ -122,24 +142,19 @@ pub(crate) async fn start_lenient(
     broker: &dyn Broker,
     cap: ReplayCap,
     metrics: &Metrics,
-) -> Result<bool> {
+) -> Result<LenientOutcome> {
     let filter = ReplayFilter {
         user: conn.user.clone(),
         channels: conn.channels.clone(),
     };
-    let after = match &start {
-        LenientStart::After(id) => Some(*id),
-        // Nothing retained (`None`): everything there is (nothing) is sent.
-        LenientStart::Earliest | LenientStart::AfterMatching(_) => {
-            broker.oldest().await?.map(|oldest| EventId {
-                epoch: oldest.epoch,
-                seq: oldest.seq.saturating_sub(1),
-            })
-        }
-    };
-    let replay = match after {
-        Some(after) => Some(broker.replay(after, &filter, cap).await?),
-        None => None,
+    let oldest = broker.oldest().await?.map(|oldest| EventId {
+        epoch: oldest.epoch,
+        seq: oldest.seq.saturating_sub(1),
+    });
+    let release = |events: &[Arc<Event>], head: EventId| {
+        let format = conn.format;
+        conn.outbox
+            .release(events.iter().map(|e| e.encoded(format)), head.seq);
     };
     let live = |conn: &Connection| {
         // As a fresh client (see `start`).
@@ -149,34 +164,268 @@ pub(crate) async fn start_lenient(
         };
         conn.outbox.release([], floor);
     };
-    match replay {
-        Some(Replay::Events { events, head }) => {
-            let mut events = filtered(conn, events);
-            if let LenientStart::AfterMatching(picks) = &start {
-                match events.iter().rposition(|e| picks(e)) {
-                    Some(at) => {
-                        events.drain(..=at);
-                    }
-                    None => {
-                        live(conn);
-                        return Ok(false);
+    // The exact start first: after the id, or after everything retained.
+    let (exact, picks) = match &start {
+        LenientStart::After(id) => (Some(*id), None),
+        LenientStart::Earliest => (oldest, None),
+        LenientStart::AfterMatching(picks) => (None, Some(picks.clone())),
+    };
+    // How far back the probes may go: not before the position asked for (when it is known
+    // and retained), nor before the oldest retained event.
+    let mut floor = oldest;
+    if let Some(after) = exact {
+        match broker.replay(after, &filter, cap).await? {
+            Replay::Events { events, head } => {
+                let events = filtered(conn, events);
+                metrics.resumed(events.len());
+                release(&events, head);
+                return Ok(LenientOutcome::Complete);
+            }
+            Replay::Reset {
+                reason: ResetReason::ReplayTooLarge,
+                ..
+            } => floor = Some(after),
+            Replay::Reset { .. } => {}
+        }
+    } else if picks.is_none() || oldest.is_none() {
+        // `Earliest` with nothing retained: everything there is (nothing) is sent.
+        live(conn);
+        return Ok(if picks.is_none() {
+            LenientOutcome::Complete
+        } else {
+            LenientOutcome::Live
+        });
+    }
+    let Some(floor) = floor else {
+        // Nothing retained.
+        live(conn);
+        return Ok(LenientOutcome::Live);
+    };
+    let head = broker.head().await?;
+    if head.epoch != floor.epoch || head.seq <= floor.seq {
+        live(conn);
+        return Ok(LenientOutcome::Live);
+    }
+    let step = (cap.max_events.max(1) as u64).min(head.seq - floor.seq);
+    // The replay of the widest probe that fit, its head, and whether it read everything
+    // retained.
+    let mut best: Option<(Vec<Arc<Event>>, EventId, bool)> = None;
+    let mut span = step;
+    for _ in 0..LENIENT_PROBES {
+        let from_seq = head.seq.saturating_sub(span).max(floor.seq);
+        let last = from_seq == floor.seq;
+        // The floor itself is known not to fit when the exact start was too large.
+        if last && exact == Some(floor) {
+            break;
+        }
+        let from = EventId {
+            epoch: head.epoch,
+            seq: from_seq,
+        };
+        match broker.replay(from, &filter, cap).await? {
+            Replay::Events { events, head } => {
+                let events = filtered(conn, events);
+                if let Some(picks) = &picks {
+                    if let Some(at) = events.iter().rposition(|e| picks(e)) {
+                        let rest = &events[at + 1..];
+                        metrics.resumed(rest.len());
+                        release(rest, head);
+                        return Ok(LenientOutcome::Complete);
                     }
                 }
+                best = Some((events, head, from == floor && Some(floor) == oldest));
             }
+            // Too large, or the window moved: the last probe that fit is the answer.
+            Replay::Reset { .. } => break,
+        }
+        if last {
+            break;
+        }
+        span = span.saturating_mul(2);
+    }
+    metrics.reset();
+    match best {
+        Some((events, head, true)) if !events.is_empty() => {
             metrics.resumed(events.len());
-            let format = conn.format;
-            conn.outbox
-                .release(events.iter().map(|e| e.encoded(format)), head.seq);
-            Ok(true)
+            release(&events, head);
+            Ok(LenientOutcome::FromOldest)
         }
-        Some(Replay::Reset { .. }) => {
-            metrics.reset();
+        Some((events, head, _)) if !events.is_empty() => {
+            let rest = &events[1..];
+            metrics.resumed(rest.len());
+            release(rest, head);
+            Ok(LenientOutcome::After(events[0].clone()))
+        }
+        _ => {
             live(conn);
-            Ok(false)
+            Ok(LenientOutcome::Live)
         }
-        None => {
-            live(conn);
-            Ok(matches!(start, LenientStart::Earliest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::{Command, Delivery, MemoryBroker, Publication, Published};
+    use crate::config::HubConfig;
+    use crate::engine::{EngineError, EngineHealth};
+    use crate::history::HistoryStats;
+    use crate::lifecycle::Lifecycle;
+    use crate::presence::MemoryPresence;
+    use crate::target::{ChannelName, Fallback, Target, Targets};
+    use crate::{ConnectRequest, Engine, Hub, Payload};
+    use async_trait::async_trait;
+    use parking_lot::Mutex;
+
+    /// The memory broker, with the start of every replay asked of it.
+    #[derive(Debug)]
+    struct Recording {
+        inner: MemoryBroker,
+        replays: Mutex<Vec<EventId>>,
+    }
+
+    #[async_trait]
+    impl Broker for Recording {
+        fn start(&self, delivery: Arc<dyn Delivery>, lifecycle: &Lifecycle) {
+            self.inner.start(delivery, lifecycle)
         }
+        async fn publish(&self, publication: Publication) -> Result<Published, EngineError> {
+            self.inner.publish(publication).await
+        }
+        async fn command(&self, command: Command) -> Result<usize, EngineError> {
+            self.inner.command(command).await
+        }
+        async fn head(&self) -> Result<EventId, EngineError> {
+            self.inner.head().await
+        }
+        async fn replay(
+            &self,
+            after: EventId,
+            filter: &ReplayFilter,
+            cap: ReplayCap,
+        ) -> Result<Replay, EngineError> {
+            self.replays.lock().push(after);
+            self.inner.replay(after, filter, cap).await
+        }
+        fn history_stats(&self) -> Option<HistoryStats> {
+            self.inner.history_stats()
+        }
+        async fn oldest(&self) -> Result<Option<EventId>, EngineError> {
+            self.inner.oldest().await
+        }
+        fn health(&self) -> EngineHealth {
+            self.inner.health()
+        }
+        async fn shutdown(&self) {
+            self.inner.shutdown().await
+        }
+    }
+
+    /// A hub with a replay cap of `cap` and `events` retained events: every `every`-th on
+    /// channel `c`, the others on `other`.
+    async fn hub(cap: usize, events: u64, every: u64) -> (Hub, Arc<Recording>, Lifecycle) {
+        let mut config = HubConfig {
+            max_replay_events: cap,
+            ..HubConfig::default()
+        };
+        config.history.max_events = events as usize + 10;
+        let broker = Arc::new(Recording {
+            inner: MemoryBroker::new(config.history),
+            replays: Mutex::new(Vec::new()),
+        });
+        let lifecycle = Lifecycle::new();
+        let engine = Engine::new(broker.clone(), Arc::new(MemoryPresence::new()));
+        let hub = Hub::start(config, engine, &lifecycle);
+        for n in 1..=events {
+            let channel = if n % every == 0 { "c" } else { "other" };
+            hub.publish(Publication {
+                name: EventName::new("n").unwrap(),
+                payload: Payload::text(n.to_string()),
+                targets: Targets::new(
+                    vec![Target::Channel(ChannelName::new(channel).unwrap())],
+                    Fallback::None,
+                )
+                .unwrap(),
+                idempotency: None,
+            })
+            .await
+            .unwrap();
+        }
+        broker.replays.lock().clear();
+        (hub, broker, lifecycle)
+    }
+
+    fn on_c(start: LenientStart) -> ConnectRequest {
+        ConnectRequest {
+            channels: vec![ChannelName::new("c").unwrap()],
+            lenient_start: Some(start),
+            ..ConnectRequest::default()
+        }
+    }
+
+    fn seq_of(outcome: Option<&LenientOutcome>) -> Option<u64> {
+        match outcome {
+            Some(LenientOutcome::After(e)) => Some(e.id.seq),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn beyond_the_cap_the_newest_events_that_fit_are_sent_after_a_bounded_search() {
+        // Every event on `c`: a resume from the start is 5000 events, the cap 10.
+        let (hub, broker, _lifecycle) = hub(10, 5000, 1).await;
+        let head = broker.head().await.unwrap();
+        let after = |seq| EventId {
+            epoch: head.epoch,
+            seq,
+        };
+        let stream = hub
+            .connect(on_c(LenientStart::After(after(1))))
+            .await
+            .unwrap();
+        // The exact replay, then the probe of the last 10 (fits) and of the last 20 (does not):
+        // the stream stands at the first of the last 10 and sends the 9 after it.
+        assert_eq!(seq_of(stream.lenient_outcome()), Some(head.seq - 9));
+        let probes = broker.replays.lock().clone();
+        assert_eq!(
+            probes,
+            [after(1), after(head.seq - 10), after(head.seq - 20)]
+        );
+        drop(stream);
+        // An id that is never found: the probes double until one does not fit, never more.
+        broker.replays.lock().clear();
+        let never = LenientStart::AfterMatching(Arc::new(|_| false));
+        let stream = hub.connect(on_c(never)).await.unwrap();
+        assert_eq!(seq_of(stream.lenient_outcome()), Some(head.seq - 9));
+        assert_eq!(broker.replays.lock().len(), 2);
+        drop(stream);
+        // Within the cap: everything, one replay.
+        broker.replays.lock().clear();
+        let stream = hub
+            .connect(on_c(LenientStart::After(after(head.seq - 10))))
+            .await
+            .unwrap();
+        assert!(matches!(
+            stream.lenient_outcome(),
+            Some(LenientOutcome::Complete)
+        ));
+        assert_eq!(broker.replays.lock().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn sparse_matches_are_searched_within_the_probe_budget() {
+        // One event in 1000 on `c`, 20 000 retained, the cap 2: the probes widen (each reading
+        // what the cap allows of `c`'s events) up to the retained window, at most
+        // LENIENT_PROBES of them, reading in all less than twice the window.
+        let (hub, broker, _lifecycle) = hub(2, 20_000, 1000).await;
+        let head = broker.head().await.unwrap();
+        let never = LenientStart::AfterMatching(Arc::new(|_| false));
+        let stream = hub.connect(on_c(never)).await.unwrap();
+        let probes = broker.replays.lock().clone();
+        assert!(probes.len() as u32 <= LENIENT_PROBES, "{probes:?}");
+        let read: u64 = probes.iter().map(|p| head.seq - p.seq).sum();
+        assert!(read < 2 * 20_000, "{read} entries read");
+        // The two newest events of `c` fit: the stream stands at the older of them.
+        assert_eq!(seq_of(stream.lenient_outcome()), Some(19_000));
     }
 }

@@ -25,7 +25,7 @@ pub struct Subscription {
     conn: Arc<Connection>,
     registry: Arc<Registry>,
     opening: Option<Bytes>,
-    replayed: Option<bool>,
+    replayed: Option<super::LenientOutcome>,
 }
 
 /// Where a transport reports that the client sent something (a WebSocket pong or frame, a
@@ -74,16 +74,25 @@ impl Subscription {
         }
     }
 
-    pub(crate) fn set_replayed(&mut self, replayed: bool) {
-        self.replayed = Some(replayed);
+    pub(crate) fn set_replayed(&mut self, outcome: super::LenientOutcome) {
+        self.replayed = Some(outcome);
     }
 
     /// For a connection opened with a [`LenientStart`](super::LenientStart): whether the
-    /// replay it asked for was queued (`Some(true)`), or the stream started live instead
-    /// (`Some(false)`: the position is unknown or too old, or the replay exceeds the cap).
-    /// `None` for other connections.
+    /// replay it asked for was queued whole (`Some(true)`), or not (`Some(false)`: the position
+    /// is unknown or too old, or the replay exceeds the cap; see
+    /// [`lenient_outcome`](Self::lenient_outcome) for where it starts instead). `None` for
+    /// other connections.
     pub fn replayed(&self) -> Option<bool> {
         self.replayed
+            .as_ref()
+            .map(|o| matches!(o, super::LenientOutcome::Complete))
+    }
+
+    /// For a connection opened with a [`LenientStart`](super::LenientStart): how its start
+    /// went. `None` for other connections.
+    pub fn lenient_outcome(&self) -> Option<&super::LenientOutcome> {
+        self.replayed.as_ref()
     }
 
     /// Sets the bytes the stream starts with (before anything queued).

@@ -1090,6 +1090,30 @@ impl Shared {
                     .map(ConnectionEntry::from_info)
                     .collect();
             }
+            Op::Connections {
+                transport,
+                channels,
+            } => {
+                let Some(local) = self.local.get() else {
+                    return reply;
+                };
+                // Internal channels too (a protocol's own): `stored` accepts both forms.
+                let query = crate::presence::ConnectionQuery {
+                    transport: transport.clone(),
+                    channels: channels
+                        .iter()
+                        .filter_map(|c| crate::target::ChannelName::stored(c).ok())
+                        .collect(),
+                };
+                if query.channels.len() < channels.len() {
+                    return reply; // A channel this node cannot read: nobody is on it here.
+                }
+                reply.connections = local
+                    .connections(&query)
+                    .iter()
+                    .map(ConnectionEntry::from_info)
+                    .collect();
+            }
         }
         reply
     }

@@ -111,6 +111,13 @@ pub(crate) enum Op {
     ChannelPresence { channel: String },
     /// Which connections this user has.
     UserConnections { user: String },
+    /// Which connections of this transport (on these channels, or on any) there are, with their
+    /// metadata ([`PresenceStore::connections`](crate::presence::PresenceStore::connections)).
+    Connections {
+        transport: String,
+        #[serde(default)]
+        channels: Vec<String>,
+    },
 }
 
 /// A node's answer to a [`Request`], on the asker's reply channel.

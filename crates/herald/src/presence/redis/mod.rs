@@ -49,8 +49,8 @@ use tokio_util::sync::CancellationToken;
 
 use self::index::Index;
 use super::{
-    ChannelPresence, ClusterStats, LocalPresence, NodeConnection, NodeStats, PresenceFeed,
-    PresenceMember, PresenceStore, PresenceUpdate, PresenceUser,
+    ChannelPresence, ClusterStats, ConnectionQuery, LocalPresence, NodeConnection, NodeStats,
+    PresenceFeed, PresenceMember, PresenceStore, PresenceUpdate, PresenceUser,
 };
 use crate::broker::redis::wire::{self, Op};
 use crate::broker::redis::{epoch_of, flag, keys, millis, number, pairs, text, Commands, Shared};
@@ -353,22 +353,26 @@ impl PresenceStore for RedisPresence {
                 user: user.as_str().to_owned(),
             })
             .await?;
-        let mut list: Vec<NodeConnection> = replies
-            .into_iter()
-            .flat_map(|reply| {
-                let node = reply.node;
-                reply
-                    .connections
-                    .into_iter()
-                    .filter_map(|c| c.to_info())
-                    .map(move |connection| NodeConnection {
-                        node_id: Some(node.clone()),
-                        connection,
-                    })
+        Ok(node_connections(replies))
+    }
+
+    async fn connections(
+        &self,
+        query: &ConnectionQuery,
+    ) -> Result<Vec<NodeConnection>, EngineError> {
+        self.local()?;
+        let replies = self
+            .shared
+            .request(Op::Connections {
+                transport: query.transport.clone(),
+                channels: query
+                    .channels
+                    .iter()
+                    .map(|c| c.as_str().to_owned())
+                    .collect(),
             })
-            .collect();
-        list.sort_by_key(|c| (c.connection.connected_at, c.connection.id));
-        Ok(list)
+            .await?;
+        Ok(node_connections(replies))
     }
 
     async fn shutdown(&self) {
@@ -422,6 +426,26 @@ impl PresenceStore for RedisPresence {
         }
         tracing::info!(node = %shared.options.node_id, "Redis presence store left the cluster");
     }
+}
+
+/// The connections of every node's reply, oldest first, each with its node's id.
+fn node_connections(replies: Vec<wire::Reply>) -> Vec<NodeConnection> {
+    let mut list: Vec<NodeConnection> = replies
+        .into_iter()
+        .flat_map(|reply| {
+            let node = reply.node;
+            reply
+                .connections
+                .into_iter()
+                .filter_map(|c| c.to_info())
+                .map(move |connection| NodeConnection {
+                    node_id: Some(node.clone()),
+                    connection,
+                })
+        })
+        .collect();
+    list.sort_by_key(|c| (c.connection.connected_at, c.connection.id));
+    list
 }
 
 /// Writes this node's presence every `presence_interval` until `cancel`. A report that fails
