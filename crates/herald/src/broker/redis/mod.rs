@@ -87,7 +87,8 @@ const READ_BLOCK: Duration = Duration::from_secs(1);
 const TRANSPORT_MIN_EVENTS: usize = 1000;
 /// ... and at least this many bytes of them ...
 const TRANSPORT_MIN_BYTES: usize = 1 << 20;
-/// ... and every event younger than this.
+/// ... and every event younger than this, beyond the count (not beyond the bytes): at a high
+/// publish rate the count alone would leave a node that reads a second late no margin.
 const TRANSPORT_MIN_AGE: Duration = Duration::from_secs(10);
 /// Stream entries one replay page reads by default.
 const DEFAULT_REPLAY_PAGE_SIZE: usize = 256;

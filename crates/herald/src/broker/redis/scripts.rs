@@ -69,6 +69,7 @@ local function trim(meta, events, max_count, max_bytes, cutoff, budget)
   local len = redis.call('XLEN', events)
   if len == 0 or budget <= 0 then return 0 end
   local bytes = tonumber(redis.call('HGET', meta, 'bytes') or '0')
+  local young = now_ms() - MIN_AGE_MS
   local removed, freed, last = 0, 0, nil
   local start = '-'
   while removed < budget do
@@ -76,9 +77,12 @@ local function trim(meta, events, max_count, max_bytes, cutoff, budget)
     if #page == 0 then break end
     local kept = false
     for _, e in ipairs(page) do
-      local too_many = len > max_count
+      local ms = tonumber(field(e[2], 'ms') or '0')
+      -- The count gives way to the transport margin (events younger than MIN_AGE_MS stay, for
+      -- nodes that read late at a high publish rate); the bytes do not (Redis's memory).
+      local too_many = len > max_count and ms < young
       local too_big = bytes > max_bytes and len > 1
-      local too_old = tonumber(field(e[2], 'ms') or '0') < cutoff
+      local too_old = ms < cutoff
       if removed >= budget or not (too_many or too_big or too_old) then
         kept = true
         break
@@ -595,7 +599,9 @@ pub(crate) struct Scripts {
 
 impl Scripts {
     pub(crate) fn new() -> Self {
-        let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
+        let min_age = super::millis(super::TRANSPORT_MIN_AGE);
+        let with_prelude =
+            |body: &str| Script::new(&format!("local MIN_AGE_MS = {min_age}\n{PRELUDE}\n{body}"));
         Scripts {
             publish: with_prelude(PUBLISH),
             replay: with_prelude(REPLAY),
