@@ -1383,6 +1383,163 @@ async fn publishes_survive_a_redis_crash_with_an_append_only_file() {
     );
 }
 
+/// The publish writer sends the publishes that arrive together as one batch (one script call).
+/// Redis (with an append-only file synced on every write) is killed with SIGKILL while 32
+/// publishers keep publishing, so batches are at Redis when it dies, then restarted: every
+/// publish that answered 200 reaches the subscriber exactly once, in id order, and each
+/// publisher's events in the order it sent them; one that answered `engine_unavailable` never
+/// arrives, one that answered `outcome_unknown` at most once. Nothing acknowledged is lost with
+/// its batch. A trailing marker proves nothing else arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_in_flight_when_redis_is_killed_are_refused_or_delivered_once() {
+    const PUBLISHERS: u64 = 32;
+    let mut redis = RedisServer::start_persistent().await;
+    let prefix = prefix("batch-kill");
+    let a = Node::start(&redis, &prefix, "a").await;
+    let b = Node::start(&redis, &prefix, "b").await;
+    let mut subscriber = b.subscribe("channels=feed").await;
+
+    // (publisher, its n-th publish) -> what it answered.
+    type Answers = Arc<std::sync::Mutex<Vec<((u64, u64), Outcome)>>>;
+    let answers: Answers = Arc::default();
+    let stop = CancellationToken::new();
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            let (api, answers, stop) = (a.api.clone(), answers.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.is_cancelled() {
+                    let (status, body) = api
+                        .publish(json!({"event": "tick", "data": {"p": p, "n": n}, "channels": ["feed"]}))
+                        .await;
+                    let outcome = match (status, body["error"]["code"].as_str()) {
+                        (StatusCode::OK, _) => {
+                            Outcome::Published(body["id"].as_str().unwrap().into())
+                        }
+                        (StatusCode::SERVICE_UNAVAILABLE, Some("engine_unavailable")) => {
+                            Outcome::NotSent
+                        }
+                        (StatusCode::SERVICE_UNAVAILABLE, Some("outcome_unknown")) => {
+                            Outcome::Unknown
+                        }
+                        _ => panic!("publisher {p}, publish {n}: unexpected {status} {body}"),
+                    };
+                    let refused = !matches!(outcome, Outcome::Published(_));
+                    answers.lock().unwrap().push(((p, n), outcome));
+                    n += 1;
+                    if refused {
+                        // Redis is down: do not spin.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    let count =
+        |f: fn(&Outcome) -> bool| answers.lock().unwrap().iter().filter(|(_, o)| f(o)).count();
+    let published = |o: &Outcome| matches!(o, Outcome::Published(_));
+    let failed = |o: &Outcome| !matches!(o, Outcome::Published(_));
+    wait_until("2,000 publishes", || count(published) >= 2000).await;
+    redis.kill();
+    wait_until("publishes refused while Redis is down", || {
+        count(failed) >= PUBLISHERS as usize
+    })
+    .await;
+    redis.restart().await;
+    let before = count(published);
+    wait_until("500 publishes after the restart", || {
+        count(published) >= before + 500
+    })
+    .await;
+    stop.cancel();
+    for publisher in publishers {
+        tokio::time::timeout(WAIT, publisher)
+            .await
+            .expect("a publisher did not stop")
+            .unwrap();
+    }
+    let answers = answers.lock().unwrap().clone();
+    let (marker, _) = a
+        .publish_ok(json!({"event": "marker", "data": 0, "channels": ["feed"]}))
+        .await;
+
+    // Read everything up to the marker.
+    let mut got: Vec<((u64, u64), String)> = Vec::new();
+    loop {
+        let event = subscriber.next_event().await;
+        match event.event.as_str() {
+            "marker" => {
+                assert_eq!(event.id, marker);
+                break;
+            }
+            "tick" => {
+                let data: Value = serde_json::from_str(&event.data).unwrap();
+                let key = (data["p"].as_u64().unwrap(), data["n"].as_u64().unwrap());
+                got.push((key, event.id));
+            }
+            other => panic!("unexpected {other}: {event:?}"),
+        }
+    }
+    let the_epoch = epoch(&marker).to_owned();
+    assert!(
+        got.iter().all(|(_, id)| epoch(id) == the_epoch),
+        "one epoch across the Redis restart"
+    );
+    assert!(
+        got.windows(2).all(|w| seq(&w[0].1) < seq(&w[1].1)),
+        "events arrive in id order, each once"
+    );
+    let mut received = std::collections::BTreeMap::new();
+    for (key, id) in &got {
+        assert!(
+            received.insert(*key, id.clone()).is_none(),
+            "publish {key:?} was delivered twice"
+        );
+    }
+    for p in 0..PUBLISHERS {
+        let mine: Vec<u64> = got
+            .iter()
+            .filter(|((q, _), _)| *q == p)
+            .map(|((_, n), _)| *n)
+            .collect();
+        assert!(
+            mine.windows(2).all(|w| w[0] < w[1]),
+            "publisher {p}'s events arrive in the order it published them: {mine:?}"
+        );
+    }
+    let (mut not_sent, mut unknown, mut unknown_delivered) = (0, 0, 0);
+    for (key, outcome) in &answers {
+        match outcome {
+            Outcome::Published(id) => assert_eq!(
+                received.get(key),
+                Some(id),
+                "publish {key:?} answered 200 ({id}) but was not delivered with that id"
+            ),
+            Outcome::NotSent => {
+                not_sent += 1;
+                assert!(
+                    !received.contains_key(key),
+                    "publish {key:?} answered engine_unavailable (nothing sent) but arrived"
+                );
+            }
+            Outcome::Unknown => {
+                unknown += 1;
+                unknown_delivered += usize::from(received.contains_key(key));
+            }
+        }
+    }
+    assert_eq!(
+        got.len(),
+        answers.iter().filter(|(_, o)| published(o)).count() + unknown_delivered,
+        "nothing arrived that was not published"
+    );
+    eprintln!(
+        "{} delivered, {not_sent} refused unsent, {unknown} uncertain ({unknown_delivered} of them \
+         delivered)",
+        got.len()
+    );
+}
+
 /// Polls `done` until it holds; fails after [`WAIT`].
 async fn wait_until(what: &str, done: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;

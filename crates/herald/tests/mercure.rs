@@ -764,6 +764,106 @@ async fn two_nodes_on_redis() {
     assert_eq!(earliest.until_end().await, ["from a", "from b", "again a"]);
 }
 
+/// One `HGET` on the test's Redis, over RESP: the value, if any.
+async fn redis_hget(redis: &redis_support::RedisServer, key: &str, field: &str) -> Option<String> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", redis.port))
+        .await
+        .unwrap();
+    let mut request = String::from("*3\r\n$4\r\nHGET\r\n");
+    for part in [key, field] {
+        request.push_str(&format!("${}\r\n{part}\r\n", part.len()));
+    }
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut reader = BufReader::new(conn);
+    let mut head = String::new();
+    reader.read_line(&mut head).await.unwrap();
+    let len: i64 = head.trim_end()[1..].parse().unwrap();
+    if len < 0 {
+        return None;
+    }
+    let mut body = vec![0; len as usize + 2];
+    reader.read_exact(&mut body).await.unwrap();
+    body.truncate(len as usize);
+    Some(String::from_utf8(body).unwrap())
+}
+
+/// On Redis a publisher's id is found in one lookup for the whole cluster (the ids hash beside
+/// the stream, written by the publish script), not by scanning what the subscriber would
+/// have received: a subscriber on node b to another topic than the update's resumes right after
+/// the update that node a published, which no scan of its topics could find.
+#[tokio::test]
+async fn on_redis_a_publishers_id_is_found_for_any_topic() {
+    let redis = redis_support::RedisServer::start().await;
+    let prefix = format!("t-mercure-ids-{:08x}", rand::random::<u32>());
+    let url = redis.url();
+    let node = |id: &'static str| {
+        let (url, prefix) = (url.clone(), prefix.clone());
+        async move {
+            HeraldProcess::start(
+                &[
+                    "--mercure",
+                    "--mercure-anonymous",
+                    "--engine",
+                    &url,
+                    "--redis-prefix",
+                    &prefix,
+                    "--node-id",
+                    id,
+                ],
+                &[
+                    ("MERCURE_PUBLISHER_JWT_KEY", SECRET),
+                    ("MERCURE_SUBSCRIBER_JWT_KEY", SECRET),
+                ],
+            )
+            .await
+        }
+    };
+    let a = node("a").await;
+    let b = node("b").await;
+    let books = |n: u32| format!("https://example.com/books/{n}");
+    publish(
+        &a,
+        &[("topic", &books(2)), ("data", "before"), ("id", "y0")],
+    )
+    .await;
+    publish(&a, &[("topic", &books(1)), ("data", "one"), ("id", "x1")]).await;
+    publish(&a, &[("topic", &books(2)), ("data", "two"), ("id", "y1")]).await;
+    // The hash holds the id with the event it names.
+    let at = redis_hget(&redis, &format!("{prefix}:ids"), "x1")
+        .await
+        .expect("x1 is in the ids hash");
+    assert_eq!(at.split(' ').count(), 2, "<epoch> <seq>: {at}");
+
+    let q = [("topic", books(2)), ("topic", END.to_owned())];
+    let q: Vec<(&str, &str)> = q.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut resumed = subscribe(&b, &q, &[("last-event-id", "x1")]).await;
+    assert_eq!(
+        resumed.headers["last-event-id"], "x1",
+        "resumed from x1 itself"
+    );
+    // An id nobody published: live, and the header says where the stream starts.
+    let mut unknown = subscribe(&b, &q, &[("last-event-id", "nobody")]).await;
+    assert_ne!(unknown.headers["last-event-id"], "nobody");
+    end(&b).await;
+    assert_eq!(
+        resumed.until_end().await,
+        ["two"],
+        "what followed x1 on books/2"
+    );
+    assert_eq!(unknown.until_end().await, Vec::<String>::new());
+    // A later update with the same id takes it over.
+    publish(
+        &b,
+        &[("topic", &books(1)), ("data", "one again"), ("id", "x1")],
+    )
+    .await;
+    let moved = redis_hget(&redis, &format!("{prefix}:ids"), "x1")
+        .await
+        .unwrap();
+    assert_ne!(moved, at, "the id names the newer event");
+}
+
 /// `--mercure-subscriptions`: a private update when a subscription starts and ends, for a
 /// subscriber allowed to see them, and the JSON-LD subscriptions API.
 #[tokio::test]

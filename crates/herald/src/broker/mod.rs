@@ -141,6 +141,29 @@ pub trait Broker: Send + Sync + fmt::Debug {
         results
     }
 
+    /// [`Broker::publish`], remembering that `key` (an id the publisher chose, such as a
+    /// Mercure update's) names the event while it is retained, for [`Broker::find_key`]. A
+    /// later event with the same key takes it over. The default remembers nothing.
+    ///
+    /// # Errors
+    /// As [`Broker::publish`].
+    async fn publish_keyed(
+        &self,
+        publication: Publication,
+        _key: &str,
+    ) -> Result<Published, EngineError> {
+        self.publish(publication).await
+    }
+
+    /// The retained event `key` names ([`Broker::publish_keyed`]), in one lookup: `None` when
+    /// the broker does not know it (never given, trimmed, or a broker that remembers no keys).
+    ///
+    /// # Errors
+    /// [`EngineError::Unavailable`] when the broker cannot look.
+    async fn find_key(&self, _key: &str) -> Result<Option<EventId>, EngineError> {
+        Ok(None)
+    }
+
     /// Runs `command` on every node; returns how many connections it affected on this node and
     /// (where the broker knows) the others.
     ///

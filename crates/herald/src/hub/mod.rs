@@ -31,7 +31,7 @@ use crate::clock;
 use crate::config::HubConfig;
 use crate::engine::{Engine, EngineHealth};
 use crate::error::{Error, Result};
-use crate::event::{Event, EventName};
+use crate::event::{Event, EventId, EventName};
 use crate::history::{HistoryStats, ReplayCap};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{DisconnectReason, Metrics};
@@ -596,12 +596,46 @@ impl Hub {
     /// # Errors
     /// [`Error::ShuttingDown`] during shutdown, [`Error::Engine`] when the broker cannot publish.
     pub async fn publish(&self, publication: Publication) -> Result<Published> {
+        self.publish_inner(publication, None).await
+    }
+
+    /// [`Hub::publish`], remembering that `key` (an id the publisher chose, such as a Mercure
+    /// update's id) names the event, for [`Hub::find_key`], where the broker keeps keys
+    /// (Redis: beside the stream, for the whole cluster, trimmed with it).
+    ///
+    /// # Errors
+    /// As [`Hub::publish`].
+    pub async fn publish_keyed(&self, publication: Publication, key: &str) -> Result<Published> {
+        self.publish_inner(publication, Some(key)).await
+    }
+
+    /// The retained event `key` names ([`Hub::publish_keyed`]) in one lookup, if the broker
+    /// knows it; `None` otherwise (unknown, trimmed, a broker that keeps no keys, or the
+    /// broker cannot be reached now).
+    pub async fn find_key(&self, key: &str) -> Option<EventId> {
+        match self.inner.broker.find_key(key).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot look up a publisher's id");
+                None
+            }
+        }
+    }
+
+    async fn publish_inner(
+        &self,
+        publication: Publication,
+        key: Option<&str>,
+    ) -> Result<Published> {
         let inner = &self.inner;
         if inner.registry.is_closing() {
             return Err(Error::ShuttingDown);
         }
         let started = Instant::now();
-        let published = inner.broker.publish(publication).await?;
+        let published = match key {
+            Some(key) => inner.broker.publish_keyed(publication, key).await?,
+            None => inner.broker.publish(publication).await?,
+        };
         inner.metrics.events_published.inc();
         inner
             .metrics

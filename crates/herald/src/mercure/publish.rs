@@ -283,12 +283,15 @@ pub(crate) async fn publish(State(state): State<AppState>, request: Request) -> 
     let (name, payload) = update.to_event_parts();
     let published = match state
         .hub
-        .publish(Publication {
-            name,
-            payload,
-            targets,
-            idempotency: None,
-        })
+        .publish_keyed(
+            Publication {
+                name,
+                payload,
+                targets,
+                idempotency: None,
+            },
+            &update.id,
+        )
         .await
     {
         Ok(p) => p,

@@ -293,13 +293,25 @@ pub(crate) async fn subscribe(
             }
         }
     }
+    // This node's own ids first, then the engine's (Redis: one lookup for the whole cluster).
+    let known = match requested.as_deref() {
+        None | Some(EARLIEST) => None,
+        Some(id) => {
+            let local = mercure.ids.lock().get(id);
+            match local {
+                Some(event) => Some(event),
+                None => state.hub.find_key(id).await,
+            }
+        }
+    };
     let lenient_start = match requested.as_deref() {
         None => None,
         Some(EARLIEST) => Some(LenientStart::Earliest),
-        Some(id) => Some(match mercure.ids.lock().get(id) {
+        Some(id) => Some(match known {
             Some(event) => LenientStart::After(event),
-            // Published on another node, or before a restart: found in the history itself,
-            // among what this subscriber would have received (bounded by the replay cap).
+            // Published before a restart, or on a node of an engine that keeps no ids: found
+            // in the history itself, among what this subscriber would have received (bounded
+            // by the replay cap).
             None => {
                 let id = id.to_owned();
                 LenientStart::AfterMatching(std::sync::Arc::new(move |e| {

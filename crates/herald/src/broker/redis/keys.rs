@@ -4,7 +4,8 @@
 //! | Name | Type | What it holds |
 //! |---|---|---|
 //! | `<prefix>:meta` | hash | `epoch` (12 hex digits), `seq` (the newest id's sequence), `base` (the epoch's first sequence minus one), `bytes` (frame bytes in the stream) |
-//! | `<prefix>:events` | stream | one entry per event, id `<seq>-0`: `f` frame, `e` epoch, `t` targets, `b` "1" when it went to everyone, `ms` publish time, `o` origin node |
+//! | `<prefix>:events` | stream | one entry per event, id `<seq>-0`: `v` storage form (`f` the frame, from earlier releases), `z` bytes it counts for, `e` epoch, `t` targets, `b` "1" when it went to everyone, `ms` publish time, `o` origin node, `k` the publisher's id for it (a Mercure update's id), if any |
+//! | `<prefix>:ids` | hash | publisher's id (`k`) → `<epoch> <seq>` of the newest retained event with that id; trimmed with the stream (`scripts::PRELUDE`'s `trim`), dropped with the epoch |
 //! | `<prefix>:idem:<key>` | string, TTL | what a publish with idempotency key `<key>` published: `<fingerprint> <epoch> <seq> <delivered>` |
 //! | `<prefix>:nodes` | sorted set | node id → time of its last report (ms, Redis clock) |
 //! | `<prefix>:node:<id>` | hash, TTL | the node's figures: `connections`, `users`, `anonymous`, `channels`, `presence`, `started`, `updated` |
@@ -50,6 +51,12 @@ impl Keys {
     /// The event stream.
     pub(crate) fn events(&self) -> String {
         format!("{}:events", self.prefix)
+    }
+
+    /// Publisher-chosen ids of retained events (`<epoch> <seq>` each). The scripts find it
+    /// beside the meta key (`ids_of` in `scripts::PRELUDE`).
+    pub(crate) fn ids(&self) -> String {
+        format!("{}:ids", self.prefix)
     }
 
     /// What an idempotency key published (`<fingerprint> <epoch> <seq> <delivered>`), kept
@@ -138,6 +145,11 @@ mod tests {
         let k = Keys::new("herald", "n1");
         assert_eq!(k.meta(), "herald:meta");
         assert_eq!(k.events(), "herald:events");
+        // The scripts derive it from the meta key.
+        assert_eq!(
+            k.ids(),
+            format!("{}ids", k.meta().strip_suffix("meta").unwrap())
+        );
         assert_eq!(k.this_node(), "herald:node:n1");
         assert_eq!(
             format!("{}{}{USERS}", k.node_prefix(), "n1"),

@@ -91,7 +91,7 @@ pub(super) async fn supervise(shared: Arc<Shared>, cancel: CancellationToken) {
                     );
                 }
                 last_server = Some(session.server.clone());
-                shared.up(session.commands.clone());
+                shared.up(session.commands.clone(), session.client.clone());
                 let started = Instant::now();
                 let failure = tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -116,6 +116,8 @@ pub(super) async fn supervise(shared: Arc<Shared>, cancel: CancellationToken) {
 struct Session {
     /// The server's address (`host:port`), for logs.
     server: String,
+    /// The server (with Sentinel, the master found for this session).
+    client: redis::Client,
     commands: MultiplexedConnection,
     reader: MultiplexedConnection,
     pubsub: PubSub,
@@ -135,6 +137,7 @@ impl Session {
         let pubsub = shared.open_pubsub(&client).await?;
         Ok(Session {
             server: client.get_connection_info().addr().to_string(),
+            client,
             commands,
             reader,
             pubsub,
@@ -145,6 +148,7 @@ impl Session {
     async fn run(self, shared: &Shared) -> String {
         let Session {
             server: _,
+            client: _,
             commands,
             mut reader,
             pubsub,
@@ -331,17 +335,35 @@ fn parse_entry(item: Value) -> Option<Entry> {
         Value::Map(map) => map.into_iter().flat_map(|(k, v)| [k, v]).collect(),
         _ => return None,
     };
-    for pair in list.chunks_exact(2) {
-        match text(&pair[0]).as_deref() {
+    // Every node reads every event of the cluster: the names are compared as bytes and the
+    // values taken, not copied.
+    let mut fields = list.into_iter();
+    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+        match field_name(&name) {
             // The storage form, or the SSE frame of an earlier release.
-            Some("v" | "f") => entry.event = text(&pair[1])?,
-            Some("e") => entry.epoch = epoch_of(&pair[1]),
-            Some("t") => entry.targets = text(&pair[1])?,
-            Some("b") => entry.everyone = text(&pair[1]).as_deref() == Some("1"),
+            Some(b"v" | b"f") => entry.event = into_text(value)?,
+            Some(b"e") => entry.epoch = epoch_of(&value),
+            Some(b"t") => entry.targets = into_text(value)?,
+            Some(b"b") => entry.everyone = field_name(&value) == Some(b"1"),
             _ => {}
         }
     }
     Some(entry)
+}
+
+fn field_name(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+fn into_text(v: Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b).ok(),
+        other => text(&other),
+    }
 }
 
 #[cfg(test)]

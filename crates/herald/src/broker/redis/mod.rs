@@ -5,12 +5,14 @@
 //!
 //! ## Design
 //!
-//! - **One stream carries every event.** A publish on any node runs one Lua script
+//! - **One stream carries every event.** A publish on any node runs in one Lua script
 //!   ([`scripts`]) that gives the event the next sequence of the epoch, appends it to the
 //!   stream `<prefix>:events` with entry id `<seq>-0` (its storage form, targets and whether it
 //!   went to everyone), trims the stream to the replay window, and decides `fallback: broadcast`
 //!   for the whole cluster from the nodes' presence. The event is retained before any node
-//!   sees it.
+//!   sees it. The publishes that arrive together on a node share one call of that script
+//!   (group commit, by the publish writer on its own thread: [`writer`]); the script's cost
+//!   per event does not grow with the event's audience or the stream's length.
 //! - **Each node reads the stream** with one blocking `XREAD` loop on its own connection and
 //!   hands every event, in order, to its [`Delivery`]: one delivery path for one node or many,
 //!   and one total order that every connection on every node sees. After a Redis blip the loop
@@ -30,10 +32,11 @@
 //! - **Presence** (this node's routing counts and presence events in Redis) is the presence
 //!   store's: see [`crate::presence::redis`]. The broker reads what every node's store wrote
 //!   when its publish script counts `delivered` and decides `fallback: broadcast`.
-//! - **Connections to Redis**: per node, one multiplexed connection for commands (shared by every
-//!   publish and by the presence store), one for the blocking reader and one pub/sub
-//!   subscription; never one per client. They go to one server (`redis://`, `rediss://`) or to
-//!   the master Redis Sentinel names, asked again for every new session ([`endpoint`]).
+//! - **Connections to Redis**: per node, one multiplexed connection for commands (shared by
+//!   replays, commands and the presence store), one for the publish writer, one for the
+//!   blocking reader and one pub/sub subscription; never one per client. They go to one server
+//!   (`redis://`, `rediss://`) or to the master Redis Sentinel names, asked again for every new
+//!   session ([`endpoint`]).
 //! - **Failures**: a supervisor task ([`link`]) owns those connections. When Redis goes away it
 //!   logs once, reports [`EngineHealth::Degraded`], makes publishes fail with
 //!   [`EngineError::Unavailable`], and reconnects with capped exponential backoff; SSE
@@ -46,6 +49,7 @@ pub(crate) mod keys;
 mod link;
 pub(crate) mod scripts;
 pub(crate) mod wire;
+mod writer;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -87,7 +91,8 @@ const READ_BLOCK: Duration = Duration::from_secs(1);
 const TRANSPORT_MIN_EVENTS: usize = 1000;
 /// ... and at least this many bytes of them ...
 const TRANSPORT_MIN_BYTES: usize = 1 << 20;
-/// ... and every event younger than this.
+/// ... and every event younger than this, beyond the count (not beyond the bytes): at a high
+/// publish rate the count alone would leave a node that reads a second late no margin.
 const TRANSPORT_MIN_AGE: Duration = Duration::from_secs(10);
 /// Stream entries one replay page reads by default.
 const DEFAULT_REPLAY_PAGE_SIZE: usize = 256;
@@ -251,6 +256,10 @@ pub struct RedisBroker {
     /// The supervisor task and the token it stops on, once a hub started the broker
     /// ([`Broker::start`]); taken by [`Broker::shutdown`].
     supervisor: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
+    /// The queue to the publish writer ([`writer`]), once the broker started.
+    writer: OnceLock<mpsc::Sender<writer::Pending>>,
+    /// Resolves when the writer's thread has ended; taken by [`Broker::shutdown`].
+    writer_done: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
 }
 
 impl fmt::Debug for RedisBroker {
@@ -318,6 +327,9 @@ pub(crate) struct Commands {
     /// Which session opened it: a failure on the connection of an earlier session (a command
     /// still in flight when Redis came back) must not take the new one down.
     pub(crate) session: u64,
+    /// The server the session's connections go to (with Sentinel, the master found when the
+    /// session opened): the publish writer opens its own connection there.
+    pub(crate) client: Client,
 }
 
 /// Where the stream stands (the `INFO` script's answer).
@@ -396,7 +408,11 @@ impl RedisBroker {
             seq: info.head,
         };
         shared.update_history(&info);
-        *shared.commands.write() = Some(Commands { conn, session: 0 });
+        *shared.commands.write() = Some(Commands {
+            conn,
+            session: 0,
+            client: client.clone(),
+        });
         tracing::info!(
             redis = %url,
             server = %client.get_connection_info().addr(),
@@ -408,6 +424,8 @@ impl RedisBroker {
         Ok(RedisBroker {
             shared,
             supervisor: Mutex::new(None),
+            writer: OnceLock::new(),
+            writer_done: Mutex::new(None),
         })
     }
 
@@ -430,17 +448,39 @@ impl Broker for RedisBroker {
             return; // One broker serves one hub.
         }
         let token = lifecycle.token().clone();
+        match writer::spawn(self.shared.clone(), token.clone()) {
+            Ok((queue, done)) => {
+                let _ = self.writer.set(queue);
+                *self.writer_done.lock() = Some(done);
+            }
+            // Publishes then answer 503 (`engine_unavailable`); everything else works.
+            Err(e) => tracing::error!(error = %e, "cannot start the Redis publish writer"),
+        }
         let task = lifecycle.spawn(link::supervise(self.shared.clone(), token.clone()));
         *self.supervisor.lock() = Some((token, task));
     }
 
     async fn publish(&self, publication: Publication) -> Result<Published, EngineError> {
+        self.publish_keyed(publication, "").await
+    }
+
+    /// The key goes into the stream entry and into the ids hash (`<prefix>:ids`) in the same
+    /// script, and leaves the hash when the entry is trimmed.
+    async fn publish_keyed(
+        &self,
+        publication: Publication,
+        key: &str,
+    ) -> Result<Published, EngineError> {
         let shared = &self.shared;
         let delivery = shared.running()?;
         if delivery.is_overloaded() {
             return Err(EngineError::Overloaded);
         }
-        let mut link = shared.commands()?;
+        // Fail fast (nothing sent) while Redis is unreachable.
+        shared.commands()?;
+        let queue = self.writer.get().ok_or_else(|| {
+            EngineError::Unavailable("the Redis publish writer is not running".into())
+        })?;
         let keys = &shared.keys;
         let (idempotency_key, fingerprint) = match &publication.idempotency {
             Some(key) => (
@@ -450,51 +490,39 @@ impl Broker for RedisBroker {
             // Unused by the script without a fingerprint; any key of ours will do.
             None => (keys.meta(), String::new()),
         };
-        let stored = Event::stored_form(&publication.name, &publication.payload);
         let everyone = publication.targets.is_broadcast();
         let fallback = publication.targets.fallback() == Fallback::Broadcast;
-        let kept = shared.transport_limits();
-        let mut call = shared.scripts.publish.prepare_invoke();
-        call.key(keys.meta())
-            .key(keys.events())
-            .key(keys.nodes())
-            .key(idempotency_key)
-            .arg(Epoch::random().to_string())
-            .arg(&stored)
-            .arg(wire::encode_targets(&publication.targets))
-            .arg(flag(everyone))
-            .arg(flag(fallback))
-            .arg(kept.max_events)
-            .arg(kept.max_bytes)
-            .arg(millis(kept.max_age))
-            .arg(millis(shared.options.node_ttl))
-            .arg(keys.node_prefix())
-            .arg(&shared.options.node_id)
-            .arg(keys::USERS)
-            .arg(keys::CHANNELS)
-            .arg(keys::CONNECTIONS)
-            .arg(&fingerprint)
-            .arg(millis(shared.options.idempotency_window).max(1))
-            .arg(Event::size_of(&publication.name, &publication.payload));
-        // Once the script has been sent, a timeout or a lost connection leaves its outcome
-        // unknown: it may have run. Only a failure before sending is "nothing was sent".
-        let reply: Vec<Value> = shared
-            .run(link.session, call.invoke_async(&mut link.conn))
-            .await
-            .map_err(|e| match e {
-                EngineError::Unavailable(reason) => EngineError::OutcomeUnknown(reason),
-                other => other,
-            })?;
-        let bad =
-            || EngineError::OutcomeUnknown("unexpected answer from the publish script".into());
-        if reply.get(5).and_then(text).as_deref() == Some("reused") {
-            return Err(EngineError::IdempotencyKeyReused);
-        }
-        let replayed = reply.get(5).and_then(text).as_deref() == Some("replayed");
-        let epoch = reply.first().and_then(epoch_of).ok_or_else(bad)?;
-        let seq = reply.get(1).and_then(number).ok_or_else(bad)?;
-        let delivered = reply.get(3).and_then(number).unwrap_or(0);
-        let without_presence = reply.get(4).and_then(number).unwrap_or(0);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let pending = writer::Pending {
+            idempotency_key,
+            fingerprint,
+            stored: Event::stored_form(&publication.name, &publication.payload),
+            targets: wire::encode_targets(&publication.targets),
+            everyone,
+            fallback,
+            size: Event::size_of(&publication.name, &publication.payload),
+            key: key.to_owned(),
+            queued: Instant::now(),
+            reply,
+        };
+        queue.try_send(pending).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => EngineError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => EngineError::NotRunning,
+        })?;
+        // The writer answers every publish it took; a writer gone mid-batch may have sent it.
+        let outcome = answer.await.map_err(|_| {
+            EngineError::OutcomeUnknown("the Redis publish writer stopped".into())
+        })??;
+        let (epoch, seq, delivered, without_presence) = match outcome.kind {
+            writer::OutcomeKind::Reused => return Err(EngineError::IdempotencyKeyReused),
+            _ => (
+                outcome.epoch,
+                outcome.seq,
+                outcome.delivered,
+                outcome.without_presence,
+            ),
+        };
+        let replayed = outcome.kind == writer::OutcomeKind::Replayed;
         if without_presence > 0
             && fallback
             && !everyone
@@ -511,6 +539,24 @@ impl Broker for RedisBroker {
             delivered: delivered as usize,
             replayed,
         })
+    }
+
+    /// One `HGET` of the ids hash.
+    async fn find_key(&self, key: &str) -> Result<Option<EventId>, EngineError> {
+        let shared = &self.shared;
+        let mut link = shared.commands()?;
+        let mut get = ::redis::cmd("HGET");
+        get.arg(shared.keys.ids()).arg(key);
+        let value: Option<String> = shared
+            .run(link.session, get.query_async(&mut link.conn))
+            .await?;
+        Ok(value.and_then(|v| {
+            let (epoch, seq) = v.split_once(' ')?;
+            Some(EventId {
+                epoch: epoch_of(&Value::SimpleString(epoch.to_owned()))?,
+                seq: seq.parse().ok()?,
+            })
+        }))
     }
 
     /// Runs `command` on every node that listens to the control channel; returns the
@@ -696,6 +742,14 @@ impl Broker for RedisBroker {
                 tracing::warn!("the Redis broker's tasks did not stop within 5s");
             }
         }
+        let writer = self.writer_done.lock().take();
+        if let Some(done) = writer {
+            // The writer answers the batch it has at Redis first (within `command_timeout`).
+            let limit = shared.options.command_timeout + Duration::from_secs(1);
+            if tokio::time::timeout(limit, done).await.is_err() {
+                tracing::warn!("the Redis publish writer did not stop within {limit:?}");
+            }
+        }
         // Release the command connection (the presence store already left the cluster).
         shared.commands.write().take();
         tracing::info!(node = %shared.options.node_id, "Redis broker stopped");
@@ -768,10 +822,14 @@ impl Shared {
         Err(EngineError::Unavailable(reason))
     }
 
-    /// Redis is reachable (again): commands go through `conn`.
-    fn up(&self, conn: MultiplexedConnection) {
+    /// Redis is reachable (again), at `client`'s server: commands go through `conn`.
+    fn up(&self, conn: MultiplexedConnection, client: Client) {
         let session = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
-        *self.commands.write() = Some(Commands { conn, session });
+        *self.commands.write() = Some(Commands {
+            conn,
+            session,
+            client,
+        });
         let mut health = self.health.lock();
         if let Health::Down { since, .. } = &*health {
             tracing::info!(

@@ -41,6 +41,11 @@ local function seq_of(id)
   return tonumber(string.match(id, '^(%d+)'))
 end
 
+-- The hash of publisher-chosen ids (`Keys::ids`), beside the meta key `<prefix>:meta`.
+local function ids_of(meta)
+  return string.sub(meta, 1, -5) .. 'ids'
+end
+
 -- The epoch, head and base, creating them (and dropping any stream left over) when Redis has
 -- none. A new epoch's sequence starts at the Redis clock in ms x 1000: above every sequence of
 -- an epoch before it, which would have needed a million events a second to get there. Nodes
@@ -50,107 +55,175 @@ local function ensure_meta(meta, events, candidate, now)
   local v = redis.call('HMGET', meta, 'epoch', 'seq', 'base')
   if not v[1] or not v[2] or not v[3] then
     local base = int(now * 1000)
-    redis.call('DEL', meta, events)
+    redis.call('DEL', meta, events, ids_of(meta))
     redis.call('HSET', meta, 'epoch', candidate, 'seq', base, 'base', base, 'bytes', 0)
     return candidate, tonumber(base), tonumber(base)
   end
   return v[1], tonumber(v[2]), tonumber(v[3])
 end
 
--- Drops the oldest events beyond the limits, at most `budget` of them.
+-- Drops the oldest events beyond the limits, at most `budget` of them. Reads the stream's
+-- oldest entries a few at a time and removes what goes in one `XTRIM MINID` (whole entries,
+-- no tombstones left behind), so its cost grows with what it removes, never with the stream.
 local function trim(meta, events, max_count, max_bytes, cutoff, budget)
-  local removed = 0
+  local len = redis.call('XLEN', events)
+  if len == 0 or budget <= 0 then return 0 end
+  local bytes = tonumber(redis.call('HGET', meta, 'bytes') or '0')
+  local young = now_ms() - MIN_AGE_MS
+  local removed, freed, last = 0, 0, nil
+  local start = '-'
   while removed < budget do
-    local first = redis.call('XRANGE', events, '-', '+', 'COUNT', 1)[1]
-    if first == nil then break end
-    local len = redis.call('XLEN', events)
-    local bytes = tonumber(redis.call('HGET', meta, 'bytes') or '0')
-    local too_many = len > max_count
-    local too_big = bytes > max_bytes and len > 1
-    local too_old = tonumber(field(first[2], 'ms') or '0') < cutoff
-    if not (too_many or too_big or too_old) then break end
-    redis.call('XDEL', events, first[1])
-    redis.call('HINCRBY', meta, 'bytes', -size_of(first[2]))
-    removed = removed + 1
+    local page = redis.call('XRANGE', events, start, '+', 'COUNT', math.min(budget - removed, 16))
+    if #page == 0 then break end
+    local kept = false
+    for _, e in ipairs(page) do
+      local ms = tonumber(field(e[2], 'ms') or '0')
+      -- The count gives way to the transport margin (events younger than MIN_AGE_MS stay, for
+      -- nodes that read late at a high publish rate); the bytes do not (Redis's memory).
+      local too_many = len > max_count and ms < young
+      local too_big = bytes > max_bytes and len > 1
+      local too_old = ms < cutoff
+      if removed >= budget or not (too_many or too_big or too_old) then
+        kept = true
+        break
+      end
+      local z = size_of(e[2])
+      len, bytes, freed = len - 1, bytes - z, freed + z
+      -- The event's publisher-chosen id goes with it (unless a newer event took the id).
+      local k = field(e[2], 'k')
+      if k then
+        local ids = ids_of(meta)
+        if redis.call('HGET', ids, k) == (field(e[2], 'e') or '') .. ' ' .. int(seq_of(e[1])) then
+          redis.call('HDEL', ids, k)
+        end
+      end
+      removed = removed + 1
+      last = e[1]
+    end
+    if kept then break end
+    start = '(' .. page[#page][1]
+  end
+  if last then
+    -- Everything up to and including `last`: the entries just read, oldest first.
+    redis.call('XTRIM', events, 'MINID', int(seq_of(last) + 1) .. '-0')
+    redis.call('HINCRBY', meta, 'bytes', -freed)
   end
   return removed
 end
 "#;
 
-/// Publishes one event.
+/// Publishes a batch of events (the publishes that arrived together on this node, in their
+/// order): one script call for all of them, so what is the same for every event of the batch
+/// (the epoch, the clock, the live nodes and their presence flags, the trimming) is done once.
+/// Each event costs a few commands whatever its audience (one counter read per live node and
+/// target, never one per subscriber) plus its `XADD`; trimming removes at most as many old
+/// events as the batch adds (plus 4), each in O(1).
 ///
-/// KEYS: meta, events, nodes, idempotency key (meta when there is none).
-/// ARGV: 1 epoch candidate, 2 the event's storage form (`Event::stored_form`), 3 targets, 4 "1"
-/// for a broadcast, 5 "1" for `fallback: broadcast`, 6 most events, 7 most bytes, 8 oldest age kept (ms),
-/// 9 node TTL (ms), 10 node key prefix, 11 this node, 12-14 users/channels/connections suffixes,
-/// 15 fingerprint of the publication ("" without an idempotency key), 16 idempotency window (ms),
-/// 17 the bytes the event counts for (`Event::size`).
+/// KEYS: meta, events, nodes, then per event its idempotency key (meta when it has none).
+/// ARGV: 1 epoch candidate, 2 most events, 3 most bytes, 4 oldest age kept (ms), 5 node TTL (ms),
+/// 6 node key prefix, 7 this node, 8-10 users/channels/connections suffixes, 11 idempotency
+/// window (ms), then 7 per event: its storage form (`Event::stored_form`), targets, "1" for a
+/// broadcast, "1" for `fallback: broadcast`, fingerprint of the publication ("" without an
+/// idempotency key), the bytes it counts for (`Event::size`), the publisher's id for it ("" for
+/// none: `Broker::publish_keyed`), kept in the ids hash while the event is retained.
 ///
-/// Returns `{epoch, seq, fell_back, delivered, nodes_without_presence, outcome}` where outcome
-/// is "new", "replayed" (the key's first answer, nothing published) or "reused" (the key was
-/// used for another event; nothing published).
+/// Returns 6 values per event, `epoch, seq, fell_back, delivered, nodes_without_presence,
+/// outcome`, where outcome is "new", "replayed" (the key's first answer, nothing published) or
+/// "reused" (the key was used for another event; nothing published).
 const PUBLISH: &str = r#"
 local meta, events, nodes = KEYS[1], KEYS[2], KEYS[3]
-local fingerprint = ARGV[15]
-if fingerprint ~= '' then
-  local seen = redis.call('GET', KEYS[4])
+local now = now_ms()
+local epoch = ensure_meta(meta, events, ARGV[1], now)
+local prefix = ARGV[6]
+local live = redis.call('ZRANGEBYSCORE', nodes, now - tonumber(ARGV[5]), '+inf')
+-- Per live node: its key prefix and whether it reports its connections (read once).
+local reporting, silent = {}, 0
+for _, node in ipairs(live) do
+  local base = prefix .. node
+  if redis.call('HGET', base, 'presence') == '1' then
+    reporting[#reporting + 1] = base
+  else
+    silent = silent + 1
+  end
+end
+local all = nil
+local function everybody()
+  if not all then
+    all = 0
+    for _, node in ipairs(live) do
+      all = all + tonumber(redis.call('HGET', prefix .. node, 'connections') or '0')
+    end
+  end
+  return all
+end
+local out = {}
+local added = 0
+local ids = ids_of(meta)
+local n = (#ARGV - 11) / 7
+for i = 0, n - 1 do
+  local a = 11 + i * 7
+  local key, fingerprint = KEYS[4 + i], ARGV[a + 5]
+  local seen = nil
+  if fingerprint ~= '' then seen = redis.call('GET', key) end
   if seen then
     local fp, e, s, d = string.match(seen, '^(%S+) (%S+) (%S+) (%S+)$')
     if fp ~= fingerprint then
-      return {'', 0, 0, 0, 0, 'reused'}
-    end
-    return {e, s, 0, tonumber(d), 0, 'replayed'}
-  end
-end
-local now = now_ms()
-local epoch = ensure_meta(meta, events, ARGV[1], now)
-local everyone = ARGV[4] == '1'
-local prefix = ARGV[10]
-local live = redis.call('ZRANGEBYSCORE', nodes, now - tonumber(ARGV[9]), '+inf')
-local function everybody()
-  local n = 0
-  for _, node in ipairs(live) do
-    n = n + tonumber(redis.call('HGET', prefix .. node, 'connections') or '0')
-  end
-  return n
-end
-local delivered, unknown, fell_back = 0, 0, 0
-if everyone then
-  delivered = everybody()
-else
-  for _, node in ipairs(live) do
-    local base = prefix .. node
-    if redis.call('HGET', base, 'presence') ~= '1' then
-      unknown = unknown + 1
+      out[#out + 1] = ''; out[#out + 1] = 0; out[#out + 1] = 0; out[#out + 1] = 0
+      out[#out + 1] = 0; out[#out + 1] = 'reused'
     else
-      for item in string.gmatch(ARGV[3], '[^\n]+') do
-        local kind, name = string.sub(item, 1, 1), string.sub(item, 3)
-        if kind == 'u' then
-          delivered = delivered + tonumber(redis.call('HGET', base .. ARGV[12], name) or '0')
-        elseif kind == 'c' then
-          delivered = delivered + tonumber(redis.call('HGET', base .. ARGV[13], name) or '0')
-        elseif kind == 'k' then
-          delivered = delivered + redis.call('SISMEMBER', base .. ARGV[14], name)
+      out[#out + 1] = e; out[#out + 1] = s; out[#out + 1] = 0; out[#out + 1] = tonumber(d)
+      out[#out + 1] = 0; out[#out + 1] = 'replayed'
+    end
+  else
+    local targets = ARGV[a + 2]
+    local everyone = ARGV[a + 3] == '1'
+    local delivered, unknown, fell_back = 0, 0, 0
+    if everyone then
+      delivered = everybody()
+    else
+      unknown = silent
+      for _, base in ipairs(reporting) do
+        for item in string.gmatch(targets, '[^\n]+') do
+          local kind, name = string.sub(item, 1, 1), string.sub(item, 3)
+          if kind == 'u' then
+            delivered = delivered + tonumber(redis.call('HGET', base .. ARGV[8], name) or '0')
+          elseif kind == 'c' then
+            delivered = delivered + tonumber(redis.call('HGET', base .. ARGV[9], name) or '0')
+          elseif kind == 'k' then
+            delivered = delivered + redis.call('SISMEMBER', base .. ARGV[10], name)
+          end
         end
       end
+      if delivered == 0 and unknown == 0 and ARGV[a + 4] == '1' then
+        everyone = true
+        fell_back = 1
+        delivered = everybody()
+      end
     end
-  end
-  if delivered == 0 and unknown == 0 and ARGV[5] == '1' then
-    everyone = true
-    fell_back = 1
-    delivered = everybody()
+    local seq = int(redis.call('HINCRBY', meta, 'seq', 1))
+    local k = ARGV[a + 7]
+    if k == '' then
+      redis.call('XADD', events, seq .. '-0', 'v', ARGV[a + 1], 'z', ARGV[a + 6], 'e', epoch,
+        't', targets, 'b', everyone and '1' or '0', 'ms', int(now), 'o', ARGV[7])
+    else
+      redis.call('XADD', events, seq .. '-0', 'v', ARGV[a + 1], 'z', ARGV[a + 6], 'e', epoch,
+        't', targets, 'b', everyone and '1' or '0', 'ms', int(now), 'o', ARGV[7], 'k', k)
+      redis.call('HSET', ids, k, epoch .. ' ' .. seq)
+    end
+    redis.call('HINCRBY', meta, 'bytes', tonumber(ARGV[a + 6]))
+    added = added + 1
+    if fingerprint ~= '' then
+      redis.call('SET', key, fingerprint .. ' ' .. epoch .. ' ' .. seq .. ' ' .. int(delivered),
+        'PX', ARGV[11])
+    end
+    out[#out + 1] = epoch; out[#out + 1] = seq; out[#out + 1] = fell_back
+    out[#out + 1] = delivered; out[#out + 1] = unknown; out[#out + 1] = 'new'
   end
 end
-local seq = int(redis.call('HINCRBY', meta, 'seq', 1))
-redis.call('XADD', events, seq .. '-0', 'v', ARGV[2], 'z', ARGV[17], 'e', epoch, 't', ARGV[3],
-  'b', everyone and '1' or '0', 'ms', int(now), 'o', ARGV[11])
-redis.call('HINCRBY', meta, 'bytes', tonumber(ARGV[17]))
-trim(meta, events, tonumber(ARGV[6]), tonumber(ARGV[7]), now - tonumber(ARGV[8]), 4)
-if fingerprint ~= '' then
-  redis.call('SET', KEYS[4], fingerprint .. ' ' .. epoch .. ' ' .. seq .. ' ' .. int(delivered),
-    'PX', ARGV[16])
+if added > 0 then
+  trim(meta, events, tonumber(ARGV[2]), tonumber(ARGV[3]), now - tonumber(ARGV[4]), added + 4)
 end
-return {epoch, seq, fell_back, delivered, unknown, 'new'}
+return out
 "#;
 
 /// Where a resume after an id starts, or why it cannot. Reads no events: the replay then pages
@@ -526,7 +599,9 @@ pub(crate) struct Scripts {
 
 impl Scripts {
     pub(crate) fn new() -> Self {
-        let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
+        let min_age = super::millis(super::TRANSPORT_MIN_AGE);
+        let with_prelude =
+            |body: &str| Script::new(&format!("local MIN_AGE_MS = {min_age}\n{PRELUDE}\n{body}"));
         Scripts {
             publish: with_prelude(PUBLISH),
             replay: with_prelude(REPLAY),
