@@ -289,22 +289,7 @@ pub(crate) async fn write_response(
     let mut probe = [0u8; 1];
     let mut stray = 0usize;
     loop {
-        // A direct write the socket did not take whole: the rest goes before anything else.
-        if let Some(rest) = direct.sink.as_ref().and_then(|s| s.rest.lock().take()) {
-            let written = tokio::select! {
-                biased;
-                w = write_all(&socket, &rest) => w,
-                _ = abort.cancelled() => return,
-            };
-            if written.is_err() {
-                return;
-            }
-            direct.written();
-            continue;
-        }
         let frame = tokio::select! {
-            biased;
-            () = direct.rest_ready() => continue,
             frame = body.frame() => frame,
             // Clients send nothing after the request but may send a stray empty line: a read
             // of 0 bytes (or an error) means they closed. Bytes are ignored, up to a bound
@@ -343,6 +328,18 @@ pub(crate) async fn write_response(
                     ended = true;
                     break;
                 }
+            }
+        }
+        // What a direct write left (the outbox's empty frame was the cue): older than
+        // anything taken here, so it goes first.
+        if let Some(rest) = direct.sink.as_ref().and_then(|s| s.rest.lock().take()) {
+            let written = tokio::select! {
+                biased;
+                w = write_all(&socket, &rest) => w,
+                _ = abort.cancelled() => return,
+            };
+            if written.is_err() {
+                return;
             }
         }
         let len: usize = pieces.iter().map(Bytes::len).sum();
@@ -418,8 +415,6 @@ struct SocketSink {
     chunked: bool,
     /// The part of a direct write the socket did not take.
     rest: parking_lot::Mutex<Option<Bytes>>,
-    /// Wakes the writer task for `rest`.
-    ready: tokio::sync::Notify,
 }
 
 impl DirectWrite for SocketSink {
@@ -460,7 +455,6 @@ impl DirectWrite for SocketSink {
             skip = 0;
         }
         *self.rest.lock() = Some(rest.freeze());
-        self.ready.notify_one();
         false
     }
 }
@@ -479,7 +473,6 @@ impl DirectGuard {
                 socket: socket.clone(),
                 chunked,
                 rest: parking_lot::Mutex::new(None),
-                ready: tokio::sync::Notify::new(),
             });
             writer.set_direct(Some(sink.clone()));
             self.sink = Some(sink);
@@ -490,14 +483,6 @@ impl DirectGuard {
     fn written(&self) {
         if let Some(writer) = &self.writer {
             writer.written();
-        }
-    }
-
-    /// Resolves when a direct write left a rest for the writer (never without a sink).
-    async fn rest_ready(&self) {
-        match &self.sink {
-            Some(sink) => sink.ready.notified().await,
-            None => std::future::pending().await,
         }
     }
 }

@@ -29,8 +29,9 @@ pub(crate) enum PushError {
 /// idle connection costs one `send` and no task wake-up.
 pub(crate) trait DirectWrite: Send + Sync + std::fmt::Debug {
     /// Writes `frame` (in the stream's framing) without waiting. True when all of it went out;
-    /// otherwise the sink keeps what is left (all of it when the socket took nothing) and has
-    /// its writer task send it, which then calls [`Outbox::written`].
+    /// otherwise the sink keeps what is left (all of it when the socket took nothing): the
+    /// outbox then hands its writer task an empty frame, on which the writer sends that rest
+    /// before anything else it took, and calls [`Outbox::written`] once done.
     fn write_now(&self, frame: &[u8]) -> bool;
 }
 
@@ -78,6 +79,9 @@ struct Inner {
     writer_busy: bool,
     /// A publisher is writing a frame directly: the writer task waits.
     claimed: bool,
+    /// A direct write left a rest with the sink: the writer's next poll gets an empty frame,
+    /// its cue to send that rest before anything newer.
+    rest_pending: bool,
 }
 
 impl Inner {
@@ -133,6 +137,7 @@ impl Outbox {
                 direct: None,
                 writer_busy: false,
                 claimed: false,
+                rest_pending: false,
             }),
             max_frames: max_frames.max(1),
             max_bytes,
@@ -239,6 +244,7 @@ impl Outbox {
             inner.claimed = false;
             if !complete {
                 inner.writer_busy = true;
+                inner.rest_pending = true;
             }
             if !complete || !inner.frames.is_empty() || inner.state != State::Open {
                 inner.waker.take()
@@ -359,6 +365,10 @@ impl Outbox {
                 _ => inner.waker = Some(cx.waker().clone()),
             }
             return Poll::Pending;
+        }
+        if inner.rest_pending {
+            inner.rest_pending = false;
+            return Poll::Ready(Drained::Data(Bytes::new()));
         }
         let Some(first) = inner.pop_front() else {
             if inner.state == State::Closing {
@@ -647,6 +657,11 @@ mod tests {
             panic!("an idle outbox is claimed");
         };
         claim.write(&o);
+        // The writer's cue to send the rest the sink kept.
+        match drain(&o) {
+            Poll::Ready(Drained::Data(d)) => assert!(d.is_empty()),
+            other => panic!("{other:?}"),
+        }
         sink.room
             .store(1 << 20, std::sync::atomic::Ordering::SeqCst);
         assert!(matches!(

@@ -461,7 +461,10 @@ async fn report_loop(shared: Arc<Shared>, state: Arc<State>, cancel: Cancellatio
             _ = ticker.tick() => {}
         }
         // While Redis is down there is nothing to write to; the supervisor reconnects.
-        let Ok(Commands { mut conn, session, .. }) = shared.commands() else {
+        let Ok(Commands {
+            mut conn, session, ..
+        }) = shared.commands()
+        else {
             continue;
         };
         let report = report(&shared, &state, &mut conn, session);
