@@ -279,13 +279,22 @@ pub(crate) async fn write_response(
     }
     head.put_slice(b"connection: close\r\n\r\n");
     drop(parts);
-    let socket = Arc::new(stream);
-    if write_all(&socket, &head).await.is_err() {
+    // One allocation for the socket and what direct writes need of it.
+    let sink = Arc::new(SocketSink {
+        socket: stream,
+        chunked: !http10,
+        rest: parking_lot::Mutex::new(None),
+    });
+    let socket = &sink.socket;
+    if write_all(socket, &head).await.is_err() {
         return;
     }
     drop(head);
     // Takes the socket back from the outbox however this function ends.
-    let mut direct = DirectGuard { writer, sink: None };
+    let mut direct = DirectGuard {
+        writer,
+        installed: false,
+    };
     let mut probe = [0u8; 1];
     let mut stray = 0usize;
     loop {
@@ -294,7 +303,7 @@ pub(crate) async fn write_response(
             // Clients send nothing after the request but may send a stray empty line: a read
             // of 0 bytes (or an error) means they closed. Bytes are ignored, up to a bound
             // (no request after a stream's can ever be answered on this connection).
-            read = read_some(&socket, &mut probe) => match read {
+            read = read_some(socket, &mut probe) => match read {
                 Ok(n) if n > 0 && stray < MAX_STRAY_BYTES => {
                     stray += n;
                     continue;
@@ -332,10 +341,11 @@ pub(crate) async fn write_response(
         }
         // What a direct write left (the outbox's empty frame was the cue): older than
         // anything taken here, so it goes first.
-        if let Some(rest) = direct.sink.as_ref().and_then(|s| s.rest.lock().take()) {
+        let rest = sink.rest.lock().take();
+        if let Some(rest) = rest {
             let written = tokio::select! {
                 biased;
-                w = write_all(&socket, &rest) => w,
+                w = write_all(socket, &rest) => w,
                 _ = abort.cancelled() => return,
             };
             if written.is_err() {
@@ -359,7 +369,7 @@ pub(crate) async fn write_response(
             // the write alone.
             let written = tokio::select! {
                 biased;
-                w = write_all(&socket, &out) => w,
+                w = write_all(socket, &out) => w,
                 _ = abort.cancelled() => return,
             };
             if written.is_err() {
@@ -370,14 +380,15 @@ pub(crate) async fn write_response(
             break;
         }
         // The first bytes (the opening) are out: from now on publishers may write directly.
-        direct.install(&socket, !http10);
+        direct.install(&sink);
         direct.written();
     }
     drop(direct);
     if !http10 {
-        let _ = write_all(&socket, b"0\r\n\r\n").await;
+        let _ = write_all(socket, b"0\r\n\r\n").await;
     }
-    if let Ok(mut stream) = Arc::try_unwrap(socket) {
+    if let Ok(sink) = Arc::try_unwrap(sink) {
+        let mut stream = sink.socket;
         let _ = stream.shutdown().await;
     }
 }
@@ -388,7 +399,10 @@ async fn write_all(socket: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
         match socket.try_write(bytes) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.writable().await?,
+            // Polled readiness, not `writable()`: no waiter node in the task's state.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::future::poll_fn(|cx| socket.poll_write_ready(cx)).await?;
+            }
             Err(e) => return Err(e),
         }
     }
@@ -398,7 +412,9 @@ async fn write_all(socket: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
 /// Reads what the socket holds (at least one byte, or 0 at its end).
 async fn read_some(socket: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     loop {
-        socket.readable().await?;
+        // Polled readiness, not `readable()`: an idle stream waits here, and the poll keeps
+        // no waiter node in its task.
+        std::future::poll_fn(|cx| socket.poll_read_ready(cx)).await?;
         match socket.try_read(buf) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             read => return read,
@@ -411,7 +427,7 @@ async fn read_some(socket: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
 /// nothing queued; what the socket does not take waits here for the writer task.
 #[derive(Debug)]
 struct SocketSink {
-    socket: Arc<TcpStream>,
+    socket: TcpStream,
     chunked: bool,
     /// The part of a direct write the socket did not take.
     rest: parking_lot::Mutex<Option<Bytes>>,
@@ -463,19 +479,14 @@ impl DirectWrite for SocketSink {
 /// when dropped (so the outbox never holds the socket past the writer).
 struct DirectGuard {
     writer: Option<WriterHandle>,
-    sink: Option<Arc<SocketSink>>,
+    installed: bool,
 }
 
 impl DirectGuard {
-    fn install(&mut self, socket: &Arc<TcpStream>, chunked: bool) {
-        if let (Some(writer), None) = (&self.writer, &self.sink) {
-            let sink = Arc::new(SocketSink {
-                socket: socket.clone(),
-                chunked,
-                rest: parking_lot::Mutex::new(None),
-            });
+    fn install(&mut self, sink: &Arc<SocketSink>) {
+        if let (Some(writer), false) = (&self.writer, self.installed) {
             writer.set_direct(Some(sink.clone()));
-            self.sink = Some(sink);
+            self.installed = true;
         }
     }
 
@@ -489,7 +500,7 @@ impl DirectGuard {
 
 impl Drop for DirectGuard {
     fn drop(&mut self) {
-        if let (Some(writer), Some(_)) = (&self.writer, &self.sink) {
+        if let (Some(writer), true) = (&self.writer, self.installed) {
             writer.set_direct(None);
         }
     }
