@@ -175,10 +175,15 @@ impl Broker for MemoryBroker {
                 .collect();
         };
         let mut results = Vec::with_capacity(publications.len());
-        let mut items = publications.into_iter().map(|p| {
-            let fingerprint = fingerprint_of(&p);
-            (p, fingerprint)
-        });
+        // Hashed before taking the lock (bodies can be 64 KiB each).
+        let items: Vec<_> = publications
+            .into_iter()
+            .map(|p| {
+                let fingerprint = fingerprint_of(&p);
+                (p, fingerprint)
+            })
+            .collect();
+        let mut items = items.into_iter();
         loop {
             // A chunk per hold of the lock, so that other publishers get their turn. Queued,
             // not written directly: a batch's events then go out the way a burst does, several

@@ -380,8 +380,10 @@ pub(crate) async fn write_response(
             break;
         }
         // The first bytes (the opening) are out: from now on publishers may write directly.
-        direct.install(&sink);
+        // (In this order: `written` after `install` could clear what a partial direct write,
+        // made in between, set to keep other publishers off the socket.)
         direct.written();
+        direct.install(&sink);
     }
     drop(direct);
     if !http10 {
@@ -460,6 +462,7 @@ impl DirectWrite for SocketSink {
         if written >= total {
             return true;
         }
+        debug_assert!(self.rest.lock().is_none(), "one rest at a time");
         let mut rest = BytesMut::with_capacity(total - written);
         let mut skip = written;
         for part in parts {

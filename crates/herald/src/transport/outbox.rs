@@ -219,6 +219,7 @@ impl Outbox {
                 && inner.frames.is_empty()
                 && !inner.writer_busy
                 && !inner.claimed
+                && !inner.rest_pending
             {
                 if let Some(sink) = inner.direct.clone() {
                     inner.claimed = true;
@@ -265,7 +266,11 @@ impl Outbox {
 
     /// The writer task finished writing what it last took (see [`DirectWrite`]).
     pub(crate) fn written(&self) {
-        self.inner.lock().writer_busy = false;
+        let mut inner = self.inner.lock();
+        // A direct write's rest not yet handed to the writer keeps the socket its own.
+        if !inner.rest_pending {
+            inner.writer_busy = false;
+        }
     }
 
     /// Starts holding live events (before a replay).
@@ -671,6 +676,39 @@ mod tests {
         o.written();
         match drain(&o) {
             Poll::Ready(Drained::Data(d)) => assert_eq!(&d[..], b"h"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_rest_keeps_publishers_off_the_socket_until_the_writer_took_it() {
+        let o = Outbox::new(8, 1 << 20);
+        let sink = Arc::new(Sink::default());
+        o.set_direct(Some(sink.clone()));
+        // The socket takes nothing: the whole frame is a rest.
+        let Ok(Claimed::Direct(claim)) = o.claim(1, Bytes::from_static(b"a")) else {
+            panic!("an idle outbox is claimed");
+        };
+        claim.write(&o);
+        // A `written` from the writer's previous write must not free the socket now.
+        o.written();
+        sink.room
+            .store(1 << 20, std::sync::atomic::Ordering::SeqCst);
+        assert!(matches!(
+            o.claim(2, Bytes::from_static(b"b")),
+            Ok(Claimed::Queued)
+        ));
+        match drain(&o) {
+            Poll::Ready(Drained::Data(d)) => assert!(d.is_empty(), "the cue comes first"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            o.claim(3, Bytes::from_static(b"c")),
+            Ok(Claimed::Queued)
+        ));
+        o.written();
+        match drain(&o) {
+            Poll::Ready(Drained::Data(d)) => assert_eq!(&d[..], b"bc"),
             other => panic!("{other:?}"),
         }
     }

@@ -1050,7 +1050,8 @@ impl Shared {
         let event = wire::decode_event(id, &entry.event).map(Arc::new);
         match (targets.zip(event), self.delivery.get()) {
             (Some((targets, event)), Some(delivery)) => {
-                let report = delivery.deliver(&event, &targets);
+                // Sends to idle sockets after the shards' locks, as in memory.
+                let report = crate::registry::deferring(|| delivery.deliver(&event, &targets));
                 self.delivered
                     .fetch_add(report.delivered as u64, Ordering::Relaxed);
             }
