@@ -214,7 +214,35 @@ async fn three_nodes(redis: &RedisServer, test: &str) -> (String, [Node; 3]) {
         Node::start(redis, &prefix, "b").await,
         Node::start(redis, &prefix, "c").await,
     ];
+    listening(redis, &prefix, 3).await;
     (prefix, nodes)
+}
+
+/// Waits (bounded) until `nodes` nodes listen on the cluster's control channel: a node's engine
+/// is up before its subscription is, and a command published in between would not reach it.
+async fn listening(redis: &RedisServer, prefix: &str, nodes: i64) {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = tokio::time::timeout(WAIT, client.get_multiplexed_async_connection())
+        .await
+        .expect("connect to redis in time")
+        .unwrap();
+    let channel = format!("{prefix}:control");
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let (_, count): (String, i64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(&channel)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if count >= nodes {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("every node subscribed to the control channel in time");
 }
 
 /// The sequence of an event id (`<epoch>-<seq>`).
