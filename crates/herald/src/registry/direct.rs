@@ -10,7 +10,22 @@ use super::Connection;
 use crate::transport::outbox::DirectClaim;
 
 /// Claims waiting for the end of a [`deferring`] section, in order.
-type Pending = Vec<(Arc<Connection>, DirectClaim)>;
+type Pending = Vec<PendingWrite>;
+
+/// A claimed write not made yet. Made when dropped, whatever drops it (the flush, or unwinding
+/// from a panic in an earlier write): a claim never ended would stall its connection.
+struct PendingWrite {
+    conn: Arc<Connection>,
+    claim: Option<DirectClaim>,
+}
+
+impl Drop for PendingWrite {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            claim.write(&self.conn.outbox);
+        }
+    }
+}
 
 thread_local! {
     /// The claims made on this thread inside [`deferring`], in order.
@@ -60,9 +75,8 @@ pub(crate) fn deferring<R>(f: impl FnOnce() -> R) -> R {
     impl Drop for Flush {
         fn drop(&mut self) {
             let writes = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
-            for (conn, claim) in writes {
-                claim.write(&conn.outbox);
-            }
+            // Each is written as it is dropped, in order.
+            drop(writes);
         }
     }
     let _flush = Flush;
@@ -73,7 +87,10 @@ pub(crate) fn deferring<R>(f: impl FnOnce() -> R) -> R {
 pub(super) fn submit(conn: &Arc<Connection>, claim: DirectClaim) {
     let now = DEFERRED.with(|d| match d.borrow_mut().as_mut() {
         Some(pending) => {
-            pending.push((conn.clone(), claim));
+            pending.push(PendingWrite {
+                conn: conn.clone(),
+                claim: Some(claim),
+            });
             None
         }
         None => Some(claim),
