@@ -495,6 +495,9 @@ describe.runIf(HUB_HAS_IDEMPOTENCY)('HeraldPublisher against the real hub: idemp
     redises.push(redis);
     const h = await hub(['--engine', redis.url]);
     const s = await sub(h, 'unk');
+    // One publish first: the hub's publish writer opens its Redis connection on its first
+    // publish, and a publish that cannot even connect is `engine_unavailable` (nothing sent).
+    await marker(h, s, 'unk');
 
     for (const keyed of [false, true]) {
       const n = keyed ? 2 : 1;
