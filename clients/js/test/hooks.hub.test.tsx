@@ -151,6 +151,8 @@ describe('seed hook shapes against the real hub', () => {
     await until('both handlers', () => notifications.length === 1 && dashboard.length === 1);
     expect(notifications).toEqual([{ title: 'Report Approved', body: 'ok' }]);
     expect(dashboard).toEqual([{ widgets: 3 }]);
+    // lastEvent is React state: the handlers run as the events arrive, the render that sets it follows.
+    await until('lastEvent is the second event', () => r.lastEvent?.type === 'dashboardUpdate');
     expect(r.lastEvent).toMatchObject({ type: 'dashboardUpdate', event: 'dashboardUpdate', data: { widgets: 3 } });
 
     // The server ends the stream: the error is a string the seed renders, and the hook comes back.
