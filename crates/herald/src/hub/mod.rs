@@ -569,21 +569,33 @@ impl Hub {
                 .await?
             }
         };
-        let connected = json!({
-            "connectionId": conn.id,
-            "userId": conn.user,
-            "username": conn.username.as_deref(),
-            "channels": &*conn.channels,
-            "serverTime": clock::rfc3339(now),
-        });
-        let mut opening = BytesMut::new();
+        // A struct, not `json!`: every connect builds one, and a `Value` map costs an
+        // allocation per key before it is written out.
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Connected<'a> {
+            connection_id: ConnectionId,
+            user_id: &'a Option<UserId>,
+            username: Option<&'a str>,
+            channels: &'a [ChannelName],
+            server_time: String,
+        }
+        let connected = serde_json::to_string(&Connected {
+            connection_id: conn.id,
+            user_id: &conn.user,
+            username: conn.username.as_deref(),
+            channels: &conn.channels,
+            server_time: clock::rfc3339(now),
+        })
+        .expect("the connected event serializes");
+        let mut opening = BytesMut::with_capacity(connected.len() + 64);
         if let Some(retry) = conn.format.encode_retry(inner.config.retry) {
             opening.put(retry);
         }
         opening.put(conn.format.encode_control(
             connected_id.as_ref(),
             &EventName::system("connected"),
-            &connected.to_string(),
+            &connected,
         ));
         stream.set_opening(opening.freeze());
         tracing::debug!(connection = %conn.id, user = ?conn.user, "connected");

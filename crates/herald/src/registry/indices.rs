@@ -1,10 +1,9 @@
 //! The indices of one shard (by id, by user, by channel) and the walks over the connections a
 //! target list selects.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::Connection;
+use super::{Connection, FastMap, FastSet};
 use crate::event::Event;
 use crate::target::{ChannelName, ConnectionId, Target, Targets, UserId};
 use crate::transport::outbox::{Claimed, PushError};
@@ -13,9 +12,9 @@ use crate::transport::FilterScratch;
 /// The indices of one shard.
 #[derive(Debug, Default)]
 pub(super) struct Indices {
-    pub(super) by_id: HashMap<ConnectionId, Arc<Connection>>,
-    pub(super) by_user: HashMap<UserId, Vec<Arc<Connection>>>,
-    pub(super) by_channel: HashMap<ChannelName, HashMap<ConnectionId, Arc<Connection>>>,
+    pub(super) by_id: FastMap<ConnectionId, Arc<Connection>>,
+    pub(super) by_user: FastMap<UserId, Vec<Arc<Connection>>>,
+    pub(super) by_channel: FastMap<ChannelName, FastMap<ConnectionId, Arc<Connection>>>,
 }
 
 /// How many connections of `ix` the targets select, each once: O(1) for a single target (the
@@ -23,7 +22,7 @@ pub(super) struct Indices {
 pub(super) fn count_targets(ix: &Indices, list: &[Target]) -> usize {
     match list {
         [Target::User(u)] => ix.by_user.get(u).map_or(0, Vec::len),
-        [Target::Channel(c)] => ix.by_channel.get(c).map_or(0, HashMap::len),
+        [Target::Channel(c)] => ix.by_channel.get(c).map_or(0, FastMap::len),
         [Target::Connection(id)] => usize::from(ix.by_id.contains_key(id)),
         [Target::Broadcast] => ix.by_id.len(),
         _ => visit_targets(ix, list, &mut |_| {}),
@@ -106,13 +105,13 @@ pub(super) fn visit_targets(
                 .by_channel
                 .get(c)
                 .into_iter()
-                .flat_map(HashMap::values)
+                .flat_map(FastMap::values)
                 .for_each(&mut visit),
             Target::Broadcast => ix.by_id.values().for_each(&mut visit),
         }
         return count;
     }
-    let mut seen = HashSet::new();
+    let mut seen = FastSet::default();
     let mut visit = |c: &Arc<Connection>| {
         if seen.insert(c.id) {
             count += 1;
@@ -127,7 +126,7 @@ pub(super) fn visit_targets(
                 .by_channel
                 .get(c)
                 .into_iter()
-                .flat_map(HashMap::values)
+                .flat_map(FastMap::values)
                 .for_each(&mut visit),
             Target::Broadcast => ix.by_id.values().for_each(&mut visit),
         }

@@ -247,13 +247,17 @@ fn build_request(head: &[u8]) -> Option<axum::http::Request<Body>> {
 ///
 /// `abort` cancels a write that the client's full socket holds up (the hub evicted it); while
 /// waiting for events, the body's own error does that.
-pub(crate) async fn write_response(
+///
+/// Not an `async fn`: an async function keeps its arguments in its future for as long as it
+/// runs, and this one runs as long as the stream, so the response's parts are consumed here and
+/// the future holds only what the stream needs.
+pub(crate) fn write_response(
     stream: TcpStream,
     response: axum::http::Response<Body>,
     http10: bool,
     abort: &tokio_util::sync::CancellationToken,
-) {
-    let (mut parts, mut body) = response.into_parts();
+) -> impl std::future::Future<Output = ()> + Send + '_ {
+    let (mut parts, body) = response.into_parts();
     let writer = parts.extensions.remove::<WriterHandle>();
     let mut head = BytesMut::with_capacity(256);
     let status = parts.status;
@@ -279,6 +283,18 @@ pub(crate) async fn write_response(
     }
     head.put_slice(b"connection: close\r\n\r\n");
     drop(parts);
+    stream_body(stream, head, body, writer, http10, abort)
+}
+
+/// The rest of [`write_response`], once the head is built.
+async fn stream_body(
+    stream: TcpStream,
+    mut head: BytesMut,
+    mut body: Body,
+    writer: Option<WriterHandle>,
+    http10: bool,
+    abort: &tokio_util::sync::CancellationToken,
+) {
     // One allocation for the socket and what direct writes need of it.
     let sink = Arc::new(SocketSink {
         socket: stream,
@@ -286,6 +302,27 @@ pub(crate) async fn write_response(
         rest: parking_lot::Mutex::new(None),
     });
     let socket = &sink.socket;
+    // What the body already holds (a stream's opening: the `connected` event, a replay) goes
+    // out with the head, in one write: one send and one wake-up of the client per connect.
+    let mut opening: Vec<Bytes> = Vec::new();
+    let mut ended = false;
+    while let Some(frame) = body.frame().now_or_never() {
+        match frame {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    opening.push(data);
+                }
+            }
+            Some(Err(_)) => return,
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    let opened = !opening.is_empty();
+    put_chunk(&mut head, &opening, !http10);
+    drop(opening);
     if write_all(socket, &head).await.is_err() {
         return;
     }
@@ -295,9 +332,14 @@ pub(crate) async fn write_response(
         writer,
         installed: false,
     };
+    if opened && !ended {
+        // As after any write below: publishers may now write directly.
+        direct.written();
+        direct.install(&sink);
+    }
     let mut probe = [0u8; 1];
     let mut stray = 0usize;
-    loop {
+    while !ended {
         let frame = tokio::select! {
             frame = body.frame() => frame,
             // Clients send nothing after the request but may send a stray empty line: a read
@@ -311,7 +353,6 @@ pub(crate) async fn write_response(
                 _ => return,
             },
         };
-        let mut ended = false;
         let mut pieces: Vec<Bytes> = match frame {
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => vec![data],
@@ -354,16 +395,8 @@ pub(crate) async fn write_response(
         }
         let len: usize = pieces.iter().map(Bytes::len).sum();
         if len > 0 {
-            let mut out = BytesMut::with_capacity(len + 12);
-            if !http10 {
-                out.put_slice(format!("{len:x}\r\n").as_bytes());
-            }
-            for piece in &pieces {
-                out.put_slice(piece);
-            }
-            if !http10 {
-                out.put_slice(b"\r\n");
-            }
+            let mut out = BytesMut::with_capacity(len + 20);
+            put_chunk(&mut out, &pieces, !http10);
             drop(pieces);
             // Checked only when the write does not complete at once: the common case polls
             // the write alone.
@@ -392,6 +425,25 @@ pub(crate) async fn write_response(
     if let Ok(sink) = Arc::try_unwrap(sink) {
         let mut stream = sink.socket;
         let _ = stream.shutdown().await;
+    }
+}
+
+/// Appends `pieces` to `out` as one chunk of the body (nothing when they are empty; with the
+/// chunk's size line and CRLF when `chunked`).
+fn put_chunk(out: &mut BytesMut, pieces: &[Bytes], chunked: bool) {
+    let len: usize = pieces.iter().map(Bytes::len).sum();
+    if len == 0 {
+        return;
+    }
+    out.reserve(len + 20);
+    if chunked {
+        let _ = std::fmt::Write::write_fmt(out, format_args!("{len:x}\r\n"));
+    }
+    for piece in pieces {
+        out.put_slice(piece);
+    }
+    if chunked {
+        out.put_slice(b"\r\n");
     }
 }
 

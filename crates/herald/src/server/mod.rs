@@ -277,7 +277,7 @@ pub async fn serve_router(
                     .await;
                     match first {
                         FirstRequest::EventStream(request) => {
-                            connection.run_event_stream(stream, *request).await
+                            connection.run_event_stream(stream, request).await
                         }
                         FirstRequest::Socket(prefix) => {
                             // Served by hyper here, on the stream runtime: the upgraded socket's
@@ -336,6 +336,11 @@ pub async fn serve_router(
     Ok(())
 }
 
+/// The value of `boxed`, its allocation freed now.
+fn unbox<T>(boxed: Box<T>) -> T {
+    *boxed
+}
+
 /// Runs `serve(stream)` on the API runtime when there is one (moving the socket's registration
 /// to that runtime's reactor), else here.
 fn spawn_api<F, Fut>(
@@ -391,7 +396,8 @@ impl Connection {
     async fn run_event_stream(
         self,
         stream: tokio::net::TcpStream,
-        mut request: axum::http::Request<axum::body::Body>,
+        // Boxed: an async function's arguments stay in its future as long as it runs.
+        mut request: Box<axum::http::Request<axum::body::Body>>,
     ) {
         let closer = CancellationToken::new();
         let ext = request.extensions_mut();
@@ -402,6 +408,9 @@ impl Connection {
         drop(self);
         // Boxed: the router's future is large and needed only until the response exists; the
         // long-lived rest of this task then holds little more than the socket and the body.
+        // Out of its box first: moving out of a `Box` frees it only when the box's binding goes
+        // out of scope, here at the end of the stream.
+        let request = unbox(request);
         let Ok(response) = Box::pin(router.oneshot(request)).await;
         // Ends when the response does, the client leaves, or the hub evicts the client (then
         // the socket is dropped at once).

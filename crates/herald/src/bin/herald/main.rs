@@ -119,7 +119,12 @@ async fn serve(
     options.api_runtime = Some(api);
     // A benchmark switch, not a setting: serve plain HTTP/1.1 streams through hyper.
     options.lean_event_streams = std::env::var_os("HERALD_STREAMS_VIA_HYPER").is_none();
-    herald::server::serve(listener, state, lifecycle, options).await?;
+    // On a worker thread, not on the thread that blocks on `main`'s future: a connection's task
+    // then starts on the worker that accepted it (tokio's local queue) instead of being handed
+    // from here to a worker, a wake-up and a context switch per connection.
+    tokio::spawn(herald::server::serve(listener, state, lifecycle, options))
+        .await
+        .context("the server task failed")??;
     tracing::info!("herald stopped");
     Ok(())
 }
