@@ -15,7 +15,9 @@
 //!   atomically: all of it or none of it. A batch that fails before it is sent is answered
 //!   [`EngineError::Unavailable`] (nothing published); once it has been sent, a timeout or a
 //!   lost connection answers every publish of it [`EngineError::OutcomeUnknown`] (it may have
-//!   run: Redis holds it or lost it with its data, and a new epoch tells the nodes).  A publish waits at most `command_timeout` in the
+//!   run: Redis holds it or lost it with its data, and a new epoch tells the nodes). Redis's
+//!   `NOREPLICAS` is the exception: Redis refuses the script's first write before it makes
+//!   any, so it is answered `Unavailable`. A publish waits at most `command_timeout` in the
 //!   queue (then it is refused, unsent) plus one round trip of `command_timeout`.
 //! - **Connected with the session.** The writer opens its connection when the supervisor opens
 //!   a session, before the session is reported up ([`Handle::open`]): a node that is ready
@@ -318,15 +320,28 @@ async fn send(
             .arg(&p.key);
     }
     // Once the script has been sent, a timeout or a lost connection leaves its outcome
-    // unknown: it may have run. Only a failure before sending is "nothing was sent".
+    // unknown: it may have run. Only a failure before sending is "nothing was sent", and so is
+    // Redis's `NOREPLICAS` (`min-replicas-to-write`): Redis refuses the script's first write
+    // before it makes any, so the batch wrote nothing.
     let session = link.session;
-    let reply: Vec<Value> = shared
-        .run(session, call.invoke_async(&mut link.conn))
+    let conn = &mut link.conn;
+    let refused_or_reply = shared
+        .run(session, async {
+            match call.invoke_async::<Vec<Value>>(conn).await {
+                Err(e) if e.code() == Some("NOREPLICAS") => Ok(Err(e.to_string())),
+                other => other.map(Ok),
+            }
+        })
         .await
         .map_err(|e| match e {
             EngineError::Unavailable(reason) => EngineError::OutcomeUnknown(reason),
             other => other,
         })?;
+    let reply = refused_or_reply.map_err(|reason| {
+        EngineError::Unavailable(format!(
+            "Redis refused the write, nothing was published: {reason}"
+        ))
+    })?;
     parse(&reply, batch.len()).ok_or_else(|| {
         EngineError::OutcomeUnknown("unexpected answer from the publish script".into())
     })
