@@ -100,19 +100,19 @@ impl Node {
         Self::with_config(redis, prefix, name, Config::default()).await
     }
 
-    async fn with_config(
-        redis: &RedisServer,
-        prefix: &str,
-        name: &str,
-        mut config: Config,
-    ) -> Node {
+    async fn with_config(redis: &RedisServer, prefix: &str, name: &str, config: Config) -> Node {
+        let engine = Engine::redis(options(redis, prefix, name, &config))
+            .await
+            .expect("connect to the test's Redis");
+        Self::with_engine(engine, config).await
+    }
+
+    /// A node on an engine already connected.
+    async fn with_engine(engine: Engine, mut config: Config) -> Node {
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.validate().expect("test configuration is valid");
         let listener = TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let engine = Engine::redis(options(redis, prefix, name, &config))
-            .await
-            .expect("connect to the test's Redis");
         let lifecycle = Lifecycle::new();
         let hub = Hub::start(config.hub.clone(), engine.clone(), &lifecycle);
         let state = AppState::new(hub.clone(), config.http.clone());
@@ -206,7 +206,8 @@ impl Drop for Node {
     }
 }
 
-/// Nodes `a`, `b` and `c` of a new cluster; and its key prefix.
+/// Nodes `a`, `b` and `c` of a new cluster, each ready; and its key prefix. A ready node
+/// listens on the control channel (commands and presence queries reach it).
 async fn three_nodes(redis: &RedisServer, test: &str) -> (String, [Node; 3]) {
     let prefix = prefix(test);
     let nodes = [
@@ -214,35 +215,143 @@ async fn three_nodes(redis: &RedisServer, test: &str) -> (String, [Node; 3]) {
         Node::start(redis, &prefix, "b").await,
         Node::start(redis, &prefix, "c").await,
     ];
-    listening(redis, &prefix, 3).await;
+    for node in &nodes {
+        node.wait_ready(StatusCode::OK).await;
+    }
     (prefix, nodes)
 }
 
-/// Waits (bounded) until `nodes` nodes listen on the cluster's control channel: a node's engine
-/// is up before its subscription is, and a command published in between would not reach it.
-async fn listening(redis: &RedisServer, prefix: &str, nodes: i64) {
+/// A connection of the test's own to `redis`, to look at and limit it.
+async fn admin(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = tokio::time::timeout(WAIT, client.get_multiplexed_async_connection())
+    tokio::time::timeout(WAIT, client.get_multiplexed_async_connection())
         .await
         .expect("connect to redis in time")
-        .unwrap();
-    let channel = format!("{prefix}:control");
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let (_, count): (String, i64) = redis::cmd("PUBSUB")
-                .arg("NUMSUB")
-                .arg(&channel)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            if count >= nodes {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        .unwrap()
+}
+
+async fn redis_query<T: redis::FromRedisValue>(
+    conn: &mut redis::aio::MultiplexedConnection,
+    cmd: &redis::Cmd,
+) -> T {
+    tokio::time::timeout(WAIT, cmd.query_async(conn))
+        .await
+        .expect("redis answered in time")
+        .unwrap()
+}
+
+/// How many connections listen on `channel`.
+async fn numsub(conn: &mut redis::aio::MultiplexedConnection, channel: &str) -> i64 {
+    let (_, count): (String, i64) =
+        redis_query(conn, redis::cmd("PUBSUB").arg("NUMSUB").arg(channel)).await;
+    count
+}
+
+/// Lets Redis take `more` connections beyond those it has now, and no others.
+async fn allow_connections(conn: &mut redis::aio::MultiplexedConnection, more: usize) {
+    let list: String = redis_query(conn, redis::cmd("CLIENT").arg("LIST")).await;
+    let now = list.lines().filter(|l| !l.trim().is_empty()).count();
+    let () = redis_query(
+        conn,
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxclients")
+            .arg(now + more),
+    )
+    .await;
+}
+
+async fn unlimit_connections(conn: &mut redis::aio::MultiplexedConnection) {
+    let () = redis_query(
+        conn,
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxclients")
+            .arg(10_000),
+    )
+    .await;
+}
+
+/// A node is ready (`/readyz`) only once its whole Redis session is open: the control-channel
+/// subscription (so a command published from then on reaches it) and the publish writer's
+/// connection (so the first publish after "ready" pays no connect and cannot find Redis
+/// unreachable). The engine connects, then Redis freezes before the node's session opens: not
+/// ready. Redis's `maxclients` then forbids new connections once it is ready: its publishes
+/// need none. After a Redis restart, a publish sent while the node reconnects waits for it
+/// instead of failing, and once the node is ready again its first publish needs no new
+/// connection either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_node_listens_for_commands_and_publishes_without_connecting() {
+    let mut redis = RedisServer::start().await;
+    let prefix = prefix("ready");
+    let control = format!("{prefix}:control");
+    let mut conn = admin(&redis).await;
+
+    let config = Config::default();
+    let engine = Engine::redis(options(&redis, &prefix, "a", &config))
+        .await
+        .expect("connect to the test's Redis");
+    redis.pause();
+    let a = Node::with_engine(engine, config).await;
+    // Asked at once, and again a little later: the session cannot open while Redis is frozen.
+    for pause in [0, 300] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let response = support::send(a.api.http.get(a.api.url("/readyz"))).await;
+        let (status, body) = read_json(response).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body["reason"].as_str().unwrap().contains("Redis"), "{body}");
+    }
+    redis.resume();
+    a.wait_ready(StatusCode::OK).await;
+    // No polling: ready means listening.
+    assert_eq!(numsub(&mut conn, &control).await, 1, "ready, so subscribed");
+    let mut on_a = a.subscribe("channels=news").await;
+    // No new connection to Redis from here on: the publish writer already has its own.
+    allow_connections(&mut conn, 0).await;
+    for n in 0..3 {
+        a.publish_ok(json!({"event": "first", "data": n, "channels": ["news"]}))
+            .await;
+    }
+    unlimit_connections(&mut conn).await;
+    expect_events(&mut on_a, &["first", "first", "first"]).await;
+
+    // Redis restarts (empty): a publish sent at once waits for the node's new session.
+    redis.restart().await;
+    let (status, body) = a
+        .api
+        .publish(json!({"event": "waited", "data": 0, "channels": ["news"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "waited for the new session: {body}");
+    a.wait_ready(StatusCode::OK).await;
+
+    // Once more, and this time no new connection once the node is ready again.
+    redis.restart().await;
+    let mut conn = admin(&redis).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while numsub(&mut conn, &control).await < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "never resubscribed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.wait_ready(StatusCode::OK).await;
+    allow_connections(&mut conn, 0).await;
+    let (status, body) = a
+        .api
+        .publish(json!({"event": "again", "data": 1, "channels": ["news"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "the writer was connected: {body}");
+    unlimit_connections(&mut conn).await;
+    a.publish_ok(json!({"event": "marker", "data": 2, "channels": ["news"]}))
+        .await;
+    // Each event once, in order (new epochs after each restart), then the marker.
+    let mut got = Vec::new();
+    loop {
+        let event = on_a.next_event().await;
+        if event.event == "marker" {
+            break;
         }
-    })
-    .await
-    .expect("every node subscribed to the control channel in time");
+        got.push(event.event);
+    }
+    assert_eq!(got, ["waited", "again"]);
 }
 
 /// The sequence of an event id (`<epoch>-<seq>`).

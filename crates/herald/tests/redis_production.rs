@@ -1192,8 +1192,10 @@ async fn the_binary_reaches_the_master_through_the_sentinel_and_reports_bad_set_
 
 /// `min-replicas-to-write 1` with `min-replicas-max-lag 1` on the master (Redis's own setting;
 /// Herald does not call `WAIT`) bounds the window: once the replica has been gone for more than
-/// the lag, the master refuses writes (`NOREPLICAS`) and publishes get 503 instead of being
-/// acknowledged by a master alone. When the replica is back, publishing works again.
+/// the lag, the master refuses writes (`NOREPLICAS`) and publishes get 503
+/// `engine_unavailable` (the script's first write is refused before it makes any: nothing
+/// was published) instead of being acknowledged by a master alone. When the replica is back,
+/// publishing works again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_replicas_to_write_turns_an_unreplicated_master_into_503s() {
     let dir = TempDir::new("redis-min-replicas");
@@ -1254,13 +1256,21 @@ async fn min_replicas_to_write_turns_an_unreplicated_master_into_503s() {
         assert!(tokio::time::Instant::now() < deadline, "never refused");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    // Redis refused the script before running it (NOREPLICAS), so nothing was published; the
-    // publish path reports any error after sending the script as `outcome_unknown`.
-    let code = refused["error"]["code"].as_str().unwrap_or_default();
-    assert!(
-        ["engine_unavailable", "outcome_unknown"].contains(&code),
-        "{refused}"
-    );
+    // Redis refused the script's first write (NOREPLICAS) before it made any: nothing was
+    // published, and the publisher is told so.
+    assert_eq!(refused["error"]["code"], "engine_unavailable", "{refused}");
+    let len = || async {
+        let mut admin = connect(&format!("redis://127.0.0.1:{}/0", master.port)).await;
+        query::<usize>(&mut admin, redis::cmd("XLEN").arg("minrep:events")).await
+    };
+    let before = len().await;
+    let (status, again) = publish().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{again}");
+    assert_eq!(again["error"]["code"], "engine_unavailable", "{again}");
+    assert_eq!(len().await, before, "a refused publish wrote nothing");
+    // Refused by the script's first write, not by a lost connection: the node stays up.
+    let (status, ready) = read_json(support::send(http.get(p.url("/readyz"))).await).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
     drop(replica);
 
     // A replica again: publishes are accepted again.

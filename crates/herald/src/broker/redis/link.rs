@@ -1,5 +1,6 @@
 //! The broker's background work: a supervisor keeps one session of Redis connections up (the
-//! command connection, the blocking stream reader, the pub/sub subscription) and runs the
+//! command connection, the blocking stream reader, the pub/sub subscription, and the publish
+//! writer's connection on the writer's thread) and runs the
 //! reader, the control loop and the periodic maintenance on it; when any of them fails it marks
 //! Redis down, waits (capped exponential backoff with jitter) and opens a new session. Every
 //! loop ends when the broker's cancellation token fires. The presence store writes through the
@@ -79,6 +80,19 @@ pub(super) async fn supervise(shared: Arc<Shared>, cancel: CancellationToken) {
             }
             Err(e) => Err(e),
         };
+        // The publish writer connects as part of the session: once the session is up, a
+        // publish pays no connect and cannot find Redis unreachable.
+        let number = shared.next_session();
+        let opened = match (opened, shared.writer.get()) {
+            (Ok(session), Some(writer)) => {
+                let connected = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    connected = writer.open(&shared, number, session.client.clone()) => connected,
+                };
+                connected.map(|()| session)
+            }
+            (opened, _) => opened,
+        };
         match opened {
             Ok(session) => {
                 if last_server.as_ref().is_some_and(|s| *s != session.server) {
@@ -91,7 +105,9 @@ pub(super) async fn supervise(shared: Arc<Shared>, cancel: CancellationToken) {
                     );
                 }
                 last_server = Some(session.server.clone());
-                shared.up(session.commands.clone(), session.client.clone());
+                // The control subscription was confirmed when the session opened
+                // (`open_pubsub`): a node reports ready only once commands reach it.
+                shared.up(number, session.commands.clone());
                 let started = Instant::now();
                 let failure = tokio::select! {
                     _ = cancel.cancelled() => return,

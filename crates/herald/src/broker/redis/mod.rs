@@ -39,10 +39,13 @@
 //!   session ([`endpoint`]).
 //! - **Failures**: a supervisor task ([`link`]) owns those connections. When Redis goes away it
 //!   logs once, reports [`EngineHealth::Degraded`], makes publishes fail with
-//!   [`EngineError::Unavailable`], and reconnects with capped exponential backoff; SSE
+//!   [`EngineError::Unavailable`] (those of the outage's first `command_timeout` wait for it
+//!   first), and reconnects with capped exponential backoff; SSE
 //!   connections and their heartbeats are untouched. The supervisor starts with the hub
 //!   ([`Broker::start`], on the hub's [`Lifecycle`]) and stops when that lifecycle is
-//!   cancelled; [`Broker::shutdown`] awaits it.
+//!   cancelled; [`Broker::shutdown`] awaits it. The engine reports
+//!   [`EngineHealth::Ok`] only once a session is open: the reader, the control subscription and
+//!   the publish writer's connection (until the first, "connecting").
 
 mod endpoint;
 pub(crate) mod keys;
@@ -256,8 +259,6 @@ pub struct RedisBroker {
     /// The supervisor task and the token it stops on, once a hub started the broker
     /// ([`Broker::start`]); taken by [`Broker::shutdown`].
     supervisor: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
-    /// The queue to the publish writer ([`writer`]), once the broker started.
-    writer: OnceLock<mpsc::Sender<writer::Pending>>,
     /// Resolves when the writer's thread has ended; taken by [`Broker::shutdown`].
     writer_done: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
 }
@@ -283,8 +284,16 @@ impl Drop for RedisBroker {
 /// Whether Redis is reachable.
 #[derive(Debug)]
 enum Health {
+    /// Connected, but the supervisor has not opened its first session yet (the reader, the
+    /// control subscription and the publish writer's connection): not ready.
+    Starting {
+        since: Instant,
+    },
     Up,
-    Down { reason: String, since: Instant },
+    Down {
+        reason: String,
+        since: Instant,
+    },
 }
 
 /// The link to Redis of one node: what the broker, the presence store and their background
@@ -306,6 +315,11 @@ pub(crate) struct Shared {
     /// Numbers the supervisor's sessions (see [`Commands::session`]).
     sessions: AtomicU64,
     health: Mutex<Health>,
+    /// Woken when a session is up.
+    up_notify: Notify,
+    /// The publish writer ([`writer`]), once the broker started: the supervisor has it
+    /// connect for every session before reporting the session up.
+    writer: OnceLock<writer::Handle>,
     /// The newest event this node handed to its delivery (set before handing it over): where
     /// a connection that registers now starts.
     position: Mutex<EventId>,
@@ -327,9 +341,6 @@ pub(crate) struct Commands {
     /// Which session opened it: a failure on the connection of an earlier session (a command
     /// still in flight when Redis came back) must not take the new one down.
     pub(crate) session: u64,
-    /// The server the session's connections go to (with Sentinel, the master found when the
-    /// session opened): the publish writer opens its own connection there.
-    pub(crate) client: Client,
 }
 
 /// Where the stream stands (the `INFO` script's answer).
@@ -379,7 +390,11 @@ impl RedisBroker {
             local: OnceLock::new(),
             commands: RwLock::new(None),
             sessions: AtomicU64::new(0),
-            health: Mutex::new(Health::Up),
+            health: Mutex::new(Health::Starting {
+                since: Instant::now(),
+            }),
+            up_notify: Notify::new(),
+            writer: OnceLock::new(),
             position: Mutex::new(EventId {
                 epoch: Epoch::from_u64(0),
                 seq: 0,
@@ -408,11 +423,7 @@ impl RedisBroker {
             seq: info.head,
         };
         shared.update_history(&info);
-        *shared.commands.write() = Some(Commands {
-            conn,
-            session: 0,
-            client: client.clone(),
-        });
+        *shared.commands.write() = Some(Commands { conn, session: 0 });
         tracing::info!(
             redis = %url,
             server = %client.get_connection_info().addr(),
@@ -424,7 +435,6 @@ impl RedisBroker {
         Ok(RedisBroker {
             shared,
             supervisor: Mutex::new(None),
-            writer: OnceLock::new(),
             writer_done: Mutex::new(None),
         })
     }
@@ -449,8 +459,8 @@ impl Broker for RedisBroker {
         }
         let token = lifecycle.token().clone();
         match writer::spawn(self.shared.clone(), token.clone()) {
-            Ok((queue, done)) => {
-                let _ = self.writer.set(queue);
+            Ok((handle, done)) => {
+                let _ = self.shared.writer.set(handle);
                 *self.writer_done.lock() = Some(done);
             }
             // Publishes then answer 503 (`engine_unavailable`); everything else works.
@@ -476,11 +486,15 @@ impl Broker for RedisBroker {
         if delivery.is_overloaded() {
             return Err(EngineError::Overloaded);
         }
-        // Fail fast (nothing sent) while Redis is unreachable.
-        shared.commands()?;
-        let queue = self.writer.get().ok_or_else(|| {
-            EngineError::Unavailable("the Redis publish writer is not running".into())
-        })?;
+        // While Redis is (re)connecting, wait a little for it; then fail (nothing sent).
+        shared.ready().await?;
+        let queue = &shared
+            .writer
+            .get()
+            .ok_or_else(|| {
+                EngineError::Unavailable("the Redis publish writer is not running".into())
+            })?
+            .queue;
         let keys = &shared.keys;
         let (idempotency_key, fingerprint) = match &publication.idempotency {
             Some(key) => (
@@ -721,6 +735,11 @@ impl Broker for RedisBroker {
     fn health(&self) -> EngineHealth {
         match &*self.shared.health.lock() {
             Health::Up => EngineHealth::Ok,
+            Health::Starting { .. } => EngineHealth::Degraded(
+                "connecting to Redis (the stream reader, the control channel and the publish \
+                 writer are not all up yet)"
+                    .into(),
+            ),
             Health::Down { reason, .. } => {
                 EngineHealth::Degraded(format!("Redis is unreachable: {reason}"))
             }
@@ -772,8 +791,44 @@ impl Shared {
         }
         Err(EngineError::Unavailable(match &*self.health.lock() {
             Health::Down { reason, .. } => format!("Redis is unreachable: {reason}"),
-            Health::Up => "not connected to Redis".into(),
+            Health::Up | Health::Starting { .. } => "not connected to Redis".into(),
         }))
+    }
+
+    /// Resolves once a session is up (the publish writer is connected). While Redis is
+    /// (re)connecting it waits, until `command_timeout` after the outage (or the start) began:
+    /// a publish during a blip or a session's turnover waits for it, one during a longer outage
+    /// is refused at once ([`EngineError::Unavailable`]; nothing is sent either way).
+    async fn ready(&self) -> Result<(), EngineError> {
+        let grace = self.options.command_timeout;
+        loop {
+            let notified = self.up_notify.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so that an `up` in between is not missed.
+            notified.as_mut().enable();
+            let since = match &*self.health.lock() {
+                Health::Up => None,
+                Health::Starting { since } | Health::Down { since, .. } => Some(*since),
+            };
+            let Some(since) = since else {
+                return self.commands().map(drop);
+            };
+            let deadline = tokio::time::Instant::from_std(since + grace);
+            if self.stopped.load(Ordering::Acquire)
+                || tokio::time::Instant::now() >= deadline
+                || tokio::time::timeout_at(deadline, notified).await.is_err()
+            {
+                return match &*self.health.lock() {
+                    Health::Up => Ok(()),
+                    Health::Down { reason, .. } => Err(EngineError::Unavailable(format!(
+                        "Redis is unreachable: {reason}"
+                    ))),
+                    Health::Starting { .. } => Err(EngineError::Unavailable(
+                        "not connected to Redis yet".into(),
+                    )),
+                };
+            }
+        }
     }
 
     /// What the stream physically keeps: the replay window, plus a margin for nodes that read
@@ -822,14 +877,15 @@ impl Shared {
         Err(EngineError::Unavailable(reason))
     }
 
-    /// Redis is reachable (again), at `client`'s server: commands go through `conn`.
-    fn up(&self, conn: MultiplexedConnection, client: Client) {
-        let session = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
-        *self.commands.write() = Some(Commands {
-            conn,
-            session,
-            client,
-        });
+    /// A new session's number.
+    fn next_session(&self) -> u64 {
+        self.sessions.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Redis is reachable (again): commands go through `conn`, and the publish writer is
+    /// connected for `session`.
+    fn up(&self, session: u64, conn: MultiplexedConnection) {
+        *self.commands.write() = Some(Commands { conn, session });
         let mut health = self.health.lock();
         if let Health::Down { since, .. } = &*health {
             tracing::info!(
@@ -839,6 +895,8 @@ impl Shared {
             );
         }
         *health = Health::Up;
+        drop(health);
+        self.up_notify.notify_waiters();
     }
 
     /// Redis is unreachable: logged once per outage, then quietly retried.
@@ -846,6 +904,19 @@ impl Shared {
         *self.commands.write() = None;
         let mut health = self.health.lock();
         match &mut *health {
+            Health::Starting { since } => {
+                tracing::error!(
+                    node = %self.options.node_id,
+                    redis = %redacted_url(&self.options.url),
+                    %reason,
+                    "cannot open the Redis session: publishes get 503 until it is open; \
+                     retrying with backoff"
+                );
+                *health = Health::Down {
+                    reason: reason.to_owned(),
+                    since: *since,
+                };
+            }
             Health::Up => {
                 tracing::error!(
                     node = %self.options.node_id,

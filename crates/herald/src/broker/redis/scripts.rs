@@ -72,8 +72,12 @@ local function trim(meta, events, max_count, max_bytes, cutoff, budget)
   local young = now_ms() - MIN_AGE_MS
   local removed, freed, last = 0, 0, nil
   local start = '-'
+  -- The first page is the oldest entry alone: most calls keep it (nothing is old enough yet),
+  -- and then reading more would be wasted.
+  local count = 1
   while removed < budget do
-    local page = redis.call('XRANGE', events, start, '+', 'COUNT', math.min(budget - removed, 16))
+    local page = redis.call('XRANGE', events, start, '+', 'COUNT', math.min(budget - removed, count))
+    count = 16
     if #page == 0 then break end
     local kept = false
     for _, e in ipairs(page) do
@@ -116,7 +120,8 @@ end
 /// order): one script call for all of them, so what is the same for every event of the batch
 /// (the epoch, the clock, the live nodes and their presence flags, the trimming) is done once.
 /// Each event costs a few commands whatever its audience (one counter read per live node and
-/// target, never one per subscriber) plus its `XADD`; trimming removes at most as many old
+/// target, never one per subscriber) plus its `XADD`; the sequence and the byte count are
+/// written once per batch; trimming removes at most as many old
 /// events as the batch adds (plus 4), each in O(1).
 ///
 /// KEYS: meta, events, nodes, then per event its idempotency key (meta when it has none).
@@ -133,7 +138,7 @@ end
 const PUBLISH: &str = r#"
 local meta, events, nodes = KEYS[1], KEYS[2], KEYS[3]
 local now = now_ms()
-local epoch = ensure_meta(meta, events, ARGV[1], now)
+local epoch, last = ensure_meta(meta, events, ARGV[1], now)
 local prefix = ARGV[6]
 local live = redis.call('ZRANGEBYSCORE', nodes, now - tonumber(ARGV[5]), '+inf')
 -- Per live node: its key prefix and whether it reports its connections (read once).
@@ -157,68 +162,88 @@ local function everybody()
   return all
 end
 local out = {}
-local added = 0
+local added, added_bytes = 0, 0
 local ids = ids_of(meta)
 local n = (#ARGV - 11) / 7
-for i = 0, n - 1 do
-  local a = 11 + i * 7
-  local key, fingerprint = KEYS[4 + i], ARGV[a + 5]
-  local seen = nil
-  if fingerprint ~= '' then seen = redis.call('GET', key) end
-  if seen then
-    local fp, e, s, d = string.match(seen, '^(%S+) (%S+) (%S+) (%S+)$')
-    if fp ~= fingerprint then
-      out[#out + 1] = ''; out[#out + 1] = 0; out[#out + 1] = 0; out[#out + 1] = 0
-      out[#out + 1] = 0; out[#out + 1] = 'reused'
+-- Formatted once: formatting a number is a large part of the script's own work.
+local now_text = int(now)
+local function publish_all()
+  for i = 0, n - 1 do
+    local a = 11 + i * 7
+    local key, fingerprint = KEYS[4 + i], ARGV[a + 5]
+    local seen = nil
+    if fingerprint ~= '' then seen = redis.call('GET', key) end
+    if seen then
+      local fp, e, s, d = string.match(seen, '^(%S+) (%S+) (%S+) (%S+)$')
+      if fp ~= fingerprint then
+        out[#out + 1] = ''; out[#out + 1] = 0; out[#out + 1] = 0; out[#out + 1] = 0
+        out[#out + 1] = 0; out[#out + 1] = 'reused'
+      else
+        out[#out + 1] = e; out[#out + 1] = s; out[#out + 1] = 0; out[#out + 1] = tonumber(d)
+        out[#out + 1] = 0; out[#out + 1] = 'replayed'
+      end
     else
-      out[#out + 1] = e; out[#out + 1] = s; out[#out + 1] = 0; out[#out + 1] = tonumber(d)
-      out[#out + 1] = 0; out[#out + 1] = 'replayed'
-    end
-  else
-    local targets = ARGV[a + 2]
-    local everyone = ARGV[a + 3] == '1'
-    local delivered, unknown, fell_back = 0, 0, 0
-    if everyone then
-      delivered = everybody()
-    else
-      unknown = silent
-      for _, base in ipairs(reporting) do
-        for item in string.gmatch(targets, '[^\n]+') do
-          local kind, name = string.sub(item, 1, 1), string.sub(item, 3)
-          if kind == 'u' then
-            delivered = delivered + tonumber(redis.call('HGET', base .. ARGV[8], name) or '0')
-          elseif kind == 'c' then
-            delivered = delivered + tonumber(redis.call('HGET', base .. ARGV[9], name) or '0')
-          elseif kind == 'k' then
-            delivered = delivered + redis.call('SISMEMBER', base .. ARGV[10], name)
+      local targets = ARGV[a + 2]
+      local everyone = ARGV[a + 3] == '1'
+      local delivered, unknown, fell_back = 0, 0, 0
+      if everyone then
+        delivered = everybody()
+      else
+        unknown = silent
+        for _, base in ipairs(reporting) do
+          for item in string.gmatch(targets, '[^\n]+') do
+            local kind, name = string.sub(item, 1, 1), string.sub(item, 3)
+            if kind == 'u' then
+              delivered = delivered + tonumber(redis.call('HGET', base .. ARGV[8], name) or '0')
+            elseif kind == 'c' then
+              delivered = delivered + tonumber(redis.call('HGET', base .. ARGV[9], name) or '0')
+            elseif kind == 'k' then
+              delivered = delivered + redis.call('SISMEMBER', base .. ARGV[10], name)
+            end
           end
         end
+        if delivered == 0 and unknown == 0 and ARGV[a + 4] == '1' then
+          everyone = true
+          fell_back = 1
+          delivered = everybody()
+        end
       end
-      if delivered == 0 and unknown == 0 and ARGV[a + 4] == '1' then
-        everyone = true
-        fell_back = 1
-        delivered = everybody()
+      -- The sequence and the byte count are written once for the batch, below (sequences stay
+      -- below 2^53: exact in a Lua number).
+      last = last + 1
+      local seq = int(last)
+      local k = ARGV[a + 7]
+      if k == '' then
+        redis.call('XADD', events, seq .. '-0', 'v', ARGV[a + 1], 'z', ARGV[a + 6], 'e', epoch,
+          't', targets, 'b', everyone and '1' or '0', 'ms', now_text, 'o', ARGV[7])
+      else
+        redis.call('XADD', events, seq .. '-0', 'v', ARGV[a + 1], 'z', ARGV[a + 6], 'e', epoch,
+          't', targets, 'b', everyone and '1' or '0', 'ms', now_text, 'o', ARGV[7], 'k', k)
+        redis.call('HSET', ids, k, epoch .. ' ' .. seq)
       end
+      added_bytes = added_bytes + tonumber(ARGV[a + 6])
+      added = added + 1
+      if fingerprint ~= '' then
+        redis.call('SET', key, fingerprint .. ' ' .. epoch .. ' ' .. seq .. ' ' .. int(delivered),
+          'PX', ARGV[11])
+      end
+      out[#out + 1] = epoch; out[#out + 1] = seq; out[#out + 1] = fell_back
+      out[#out + 1] = delivered; out[#out + 1] = unknown; out[#out + 1] = 'new'
     end
-    local seq = int(redis.call('HINCRBY', meta, 'seq', 1))
-    local k = ARGV[a + 7]
-    if k == '' then
-      redis.call('XADD', events, seq .. '-0', 'v', ARGV[a + 1], 'z', ARGV[a + 6], 'e', epoch,
-        't', targets, 'b', everyone and '1' or '0', 'ms', int(now), 'o', ARGV[7])
-    else
-      redis.call('XADD', events, seq .. '-0', 'v', ARGV[a + 1], 'z', ARGV[a + 6], 'e', epoch,
-        't', targets, 'b', everyone and '1' or '0', 'ms', int(now), 'o', ARGV[7], 'k', k)
-      redis.call('HSET', ids, k, epoch .. ' ' .. seq)
-    end
-    redis.call('HINCRBY', meta, 'bytes', tonumber(ARGV[a + 6]))
-    added = added + 1
-    if fingerprint ~= '' then
-      redis.call('SET', key, fingerprint .. ' ' .. epoch .. ' ' .. seq .. ' ' .. int(delivered),
-        'PX', ARGV[11])
-    end
-    out[#out + 1] = epoch; out[#out + 1] = seq; out[#out + 1] = fell_back
-    out[#out + 1] = delivered; out[#out + 1] = unknown; out[#out + 1] = 'new'
   end
+end
+-- A command that fails midway (Redis does not undo a script's writes) still leaves the
+-- sequence and the byte count matching the events appended before it.
+local ok, failure = pcall(publish_all)
+if added > 0 then
+  redis.call('HSET', meta, 'seq', int(last))
+  redis.call('HINCRBY', meta, 'bytes', added_bytes)
+end
+if not ok then
+  -- The command's own error, with its code (`NOREPLICAS`: nothing was written); `pcall`
+  -- hands it over as text.
+  if type(failure) == 'table' then failure = failure.err end
+  return redis.error_reply(tostring(failure))
 end
 if added > 0 then
   trim(meta, events, tonumber(ARGV[2]), tonumber(ARGV[3]), now - tonumber(ARGV[4]), added + 4)

@@ -15,9 +15,14 @@
 //!   atomically: all of it or none of it. A batch that fails before it is sent is answered
 //!   [`EngineError::Unavailable`] (nothing published); once it has been sent, a timeout or a
 //!   lost connection answers every publish of it [`EngineError::OutcomeUnknown`] (it may have
-//!   run: Redis holds it or lost it with its data, and a new epoch tells the nodes). A publish
-//!   waits at most `command_timeout` in the queue (then it is refused, unsent) plus one round
-//!   trip of `command_timeout`.
+//!   run: Redis holds it or lost it with its data, and a new epoch tells the nodes). Redis's
+//!   `NOREPLICAS` is the exception: Redis refuses the script's first write before it makes
+//!   any, so it is answered `Unavailable`. A publish waits at most `command_timeout` in the
+//!   queue (then it is refused, unsent) plus one round trip of `command_timeout`.
+//! - **Connected with the session.** The writer opens its connection when the supervisor opens
+//!   a session, before the session is reported up ([`Handle::open`]): a node that is ready
+//!   has its writer connected, and no publish pays a connect. A publish that arrives while
+//!   Redis reconnects waits for the new session (bounded, see `Shared::ready`).
 //! - **Order.** The queue is first in, first out and the script gives the events of a batch
 //!   their sequences in that order, so one publisher's events keep the order it published them
 //!   in.
@@ -82,13 +87,62 @@ pub(super) enum OutcomeKind {
     Reused,
 }
 
-/// Starts the writer on a thread of its own; returns the queue to it and a receiver that
-/// resolves when the thread has ended (after `cancel`, once the batch at Redis is answered).
+/// A request of the supervisor: connect the writer for a new session (before the session is
+/// reported up, so that the first publish of a session pays no connect and cannot find Redis
+/// unreachable once the engine said it was up).
+pub(super) struct Open {
+    pub(super) session: u64,
+    /// The session's server (with Sentinel, the master the supervisor found).
+    pub(super) client: ::redis::Client,
+    /// Answered once the writer's connection for `session` is open, or why it is not.
+    pub(super) done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The running writer: its queue of publishes and its queue of session changes.
+#[derive(Debug, Clone)]
+pub(super) struct Handle {
+    pub(super) queue: mpsc::Sender<Pending>,
+    sessions: mpsc::Sender<Open>,
+}
+
+impl Handle {
+    /// Has the writer open its connection for `session` on `client`'s server; resolves when it
+    /// is open. Bounded: the writer first answers the batch it may have at Redis (at most
+    /// `command_timeout`), then connects (at most twice that).
+    pub(super) async fn open(
+        &self,
+        shared: &Shared,
+        session: u64,
+        client: ::redis::Client,
+    ) -> Result<(), String> {
+        let (done, opened) = oneshot::channel();
+        let open = Open {
+            session,
+            client,
+            done,
+        };
+        if self.sessions.send(open).await.is_err() {
+            return Err("the Redis publish writer stopped".into());
+        }
+        let limit = shared.options.command_timeout * 4;
+        match tokio::time::timeout(limit, opened).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err("the Redis publish writer stopped".into()),
+            Err(_) => Err(format!(
+                "the Redis publish writer did not connect within {limit:?}"
+            )),
+        }
+    }
+}
+
+/// Starts the writer on a thread of its own; returns its handle and a receiver that resolves
+/// when the thread has ended (after `cancel`, once the batch at Redis is answered).
 pub(super) fn spawn(
     shared: Arc<Shared>,
     cancel: CancellationToken,
-) -> std::io::Result<(mpsc::Sender<Pending>, oneshot::Receiver<()>)> {
+) -> std::io::Result<(Handle, oneshot::Receiver<()>)> {
     let (tx, rx) = mpsc::channel(QUEUE);
+    let (sessions_tx, sessions) = mpsc::channel(4);
     let (done_tx, done_rx) = oneshot::channel();
     std::thread::Builder::new()
         .name("herald-redis-pub".into())
@@ -97,7 +151,7 @@ pub(super) fn spawn(
                 .enable_all()
                 .build();
             match runtime {
-                Ok(runtime) => runtime.block_on(run(&shared, rx, cancel)),
+                Ok(runtime) => runtime.block_on(run(&shared, rx, sessions, cancel)),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start the Redis publish writer's runtime");
                     refuse_all(rx, || {
@@ -107,18 +161,34 @@ pub(super) fn spawn(
             }
             let _ = done_tx.send(());
         })?;
-    Ok((tx, done_rx))
+    let handle = Handle {
+        queue: tx,
+        sessions: sessions_tx,
+    };
+    Ok((handle, done_rx))
 }
 
-/// Takes the queue's publishes in batches until `cancel`; then refuses what is still queued.
-async fn run(shared: &Shared, mut rx: mpsc::Receiver<Pending>, cancel: CancellationToken) {
-    // The writer's own connection, and the supervisor's session it was opened in.
+/// Takes the queue's publishes in batches, and opens the connection of each new session when
+/// the supervisor asks, until `cancel`; then refuses what is still queued.
+async fn run(
+    shared: &Shared,
+    mut rx: mpsc::Receiver<Pending>,
+    mut sessions: mpsc::Receiver<Open>,
+    cancel: CancellationToken,
+) {
+    // The writer's own connection, and the supervisor's session it was opened for.
     let mut link: Option<Commands> = None;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         let first = tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
+            // Before the publishes: they are for the session being opened.
+            Some(open) = sessions.recv() => {
+                let opened = connect(shared, &mut link, open.session, open.client).await;
+                let _ = open.done.send(opened);
+                continue;
+            }
             next = rx.recv() => match next {
                 Some(p) => p,
                 None => break,
@@ -135,6 +205,21 @@ async fn run(shared: &Shared, mut rx: mpsc::Receiver<Pending>, cancel: Cancellat
         write(shared, &mut link, &mut batch).await;
     }
     refuse_all(rx, || EngineError::NotRunning);
+}
+
+/// Opens the writer's connection for `session` (dropping the one of an earlier session).
+async fn connect(
+    shared: &Shared,
+    link: &mut Option<Commands>,
+    session: u64,
+    client: ::redis::Client,
+) -> Result<(), String> {
+    *link = None;
+    let conn = shared
+        .open_connection(&client, shared.options.command_timeout)
+        .await?;
+    *link = Some(Commands { conn, session });
+    Ok(())
 }
 
 fn refuse_all(mut rx: mpsc::Receiver<Pending>, error: impl Fn() -> EngineError) {
@@ -184,33 +269,21 @@ async fn write(shared: &Shared, link: &mut Option<Commands>, batch: &mut Vec<Pen
     }
 }
 
-/// The writer's connection for the supervisor's current session, opened on this thread when
-/// the session changed (Redis came back, or another connection failed): nothing is sent
-/// before the supervisor has checked where the stream stands ([`Shared::commands`] is empty
-/// until then).
+/// The writer's connection for the supervisor's current session. The supervisor has the
+/// writer connect before it reports a session up ([`Handle::open`]), so this only finds it
+/// missing when that session has already ended; nothing is sent before the supervisor has
+/// checked where the stream stands ([`Shared::commands`] is empty until then).
 async fn connection<'a>(
     shared: &Shared,
     link: &'a mut Option<Commands>,
 ) -> Result<&'a mut Commands, EngineError> {
-    let current = shared.commands()?;
-    let session = current.session;
-    if link.as_ref().is_none_or(|l| l.session != session) {
-        *link = None;
-        // The session's server: with Sentinel, the master the supervisor found.
-        let client = current.client;
-        let conn = shared
-            .open_connection(&client, shared.options.command_timeout)
-            .await
-            .map_err(|e| EngineError::Unavailable(format!("Redis: {e}")))?;
-        *link = Some(Commands {
-            conn,
-            session,
-            client,
-        });
+    let session = shared.commands()?.session;
+    match link {
+        Some(l) if l.session == session => Ok(l),
+        _ => Err(EngineError::Unavailable(
+            "Redis is reconnecting (the publish writer has no connection for this session)".into(),
+        )),
     }
-    // Set just above.
-    link.as_mut()
-        .ok_or_else(|| EngineError::Unavailable("not connected to Redis".into()))
 }
 
 /// One script call for the batch; one outcome per publish, in order.
@@ -247,15 +320,28 @@ async fn send(
             .arg(&p.key);
     }
     // Once the script has been sent, a timeout or a lost connection leaves its outcome
-    // unknown: it may have run. Only a failure before sending is "nothing was sent".
+    // unknown: it may have run. Only a failure before sending is "nothing was sent", and so is
+    // Redis's `NOREPLICAS` (`min-replicas-to-write`): Redis refuses the script's first write
+    // before it makes any, so the batch wrote nothing.
     let session = link.session;
-    let reply: Vec<Value> = shared
-        .run(session, call.invoke_async(&mut link.conn))
+    let conn = &mut link.conn;
+    let refused_or_reply = shared
+        .run(session, async {
+            match call.invoke_async::<Vec<Value>>(conn).await {
+                Err(e) if e.code() == Some("NOREPLICAS") => Ok(Err(e.to_string())),
+                other => other.map(Ok),
+            }
+        })
         .await
         .map_err(|e| match e {
             EngineError::Unavailable(reason) => EngineError::OutcomeUnknown(reason),
             other => other,
         })?;
+    let reply = refused_or_reply.map_err(|reason| {
+        EngineError::Unavailable(format!(
+            "Redis refused the write, nothing was published: {reason}"
+        ))
+    })?;
     parse(&reply, batch.len()).ok_or_else(|| {
         EngineError::OutcomeUnknown("unexpected answer from the publish script".into())
     })
