@@ -125,6 +125,8 @@ pub(crate) struct Run {
     _tracked: TaskTrackerToken,
 }
 
+// Not boxed: the open socket is the state that lasts, a box would only add a heap block to it.
+#[allow(clippy::large_enum_variant)]
 enum State {
     Open(Open),
     /// The closing handshake, boxed: only a closing socket needs room for it.
