@@ -330,6 +330,35 @@ describe('/socket.io/ against the real hub, with npm socket.io-client', () => {
     await waitUntil('the connection to be unregistered', async () => (await stats(h)).connections === 0);
    }, 30_000);
 
+  it('websocket, raw Engine.IO: a client that answers no `2` is dropped after pingInterval + pingTimeout, one that answers `3` stays', async () => {
+    const h = await hub(['--ws-ping-interval', '300ms', '--ws-pong-timeout', '700ms']);
+    const client = (userId: string, answers: boolean) => {
+      const ws = new WebSocket(`${h.url.replace('http', 'ws')}/socket.io/?EIO=4&transport=websocket`);
+      raw.push(ws);
+      const seen = { pings: 0, connected: false, connectedAt: 0 };
+      ws.on('message', (m) => {
+        const text = m.toString();
+        if (text.startsWith('0')) ws.send(`40{"userId":"${userId}"}`);
+        if (text.startsWith('42["connected"')) { seen.connected = true; seen.connectedAt = Date.now(); }
+        if (text === '2') { seen.pings += 1; if (answers) ws.send('3'); }
+      });
+      const closed = new Promise<number>((resolve) => ws.once('close', () => resolve(Date.now())));
+      return { ws, seen, closed };
+    };
+    const live = client('live', true);
+    const mute = client('mute', false);
+    await waitUntil('both connected', async () => live.seen.connected && mute.seen.connected);
+    const droppedAt = await within(10_000, 'the silent client to be dropped', mute.closed);
+    // Dropped no earlier than its deadline (1 s after the connection, give or take the ack).
+    expect(droppedAt - mute.seen.connectedAt).toBeGreaterThanOrEqual(800);
+    expect(mute.seen.pings).toBeGreaterThanOrEqual(1);
+    // The live one answered every ping and stays past several more deadlines.
+    const pings = live.seen.pings;
+    await waitUntil('more pings for the live client', async () => live.seen.pings >= pings + 4);
+    expect(live.ws.readyState).toBe(WebSocket.OPEN);
+    await waitUntil('only the live socket registered', async () => (await stats(h)).connections === 1);
+  }, 30_000);
+
   it('websocket: a refusal that may pass later (a full hub) closes the transport, so the client retries until it gets in', async () => {
     const h = await hub(['--max-connections', '1']);
     const first = await open(h, { userId: 'first' });

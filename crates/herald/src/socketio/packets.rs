@@ -15,7 +15,7 @@
 //! Each packet is encoded once per event, in its own cache slot ([`slot::SOCKETIO_PACKETS`]),
 //! and shared by every such socket; like the JSON lines of the WebSocket transport it ends with
 //! `\n` (which JSON never holds raw), so the socket writer cuts a coalesced chunk back into
-//! messages without copying ([`crate::ws`]'s `split_frames`). An event under a name
+//! messages without copying ([`crate::ws`]'s `next_frame`). An event under a name
 //! socket.io-client keeps for itself ([`super::RESERVED_EVENTS`]) encodes to nothing: it is
 //! not sent.
 

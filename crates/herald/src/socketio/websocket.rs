@@ -29,7 +29,8 @@ use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::future::Either;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use super::packets::SOCKETIO_PACKETS;
@@ -37,11 +38,10 @@ use super::{admit_socket, Refusal};
 use crate::http::{ApiError, AppState};
 use crate::transport::Subscription;
 use crate::ws::socket::{self, Dialect, Pings};
+use crate::ws::READ_BUFFER;
 
 /// Largest message a client may send (its `CONNECT` with a token, pongs).
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
-/// Read buffer of a socket (see `crate::ws`: sized for what clients send).
-const READ_BUFFER: usize = 512;
 /// Bytes of messages gathered before they are written.
 const WRITE_BUFFER: usize = 16 * 1024;
 /// How long a client has to send its `CONNECT` after the `open` packet.
@@ -93,14 +93,35 @@ pub(crate) async fn open(state: AppState, request: Request) -> Response {
         }
     };
     let tracked = state.hub.lifecycle().tasks().token();
+    let pings = Pings {
+        interval: state.config.ws_ping_interval,
+        timeout: state.config.ws_pong_timeout,
+    };
+    let handshaking = Box::new((state, parts, pending, pings, tracked));
     upgrade
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            serve(state, parts, socket, pending).await;
-            drop(tracked);
+        .on_upgrade(move |socket| {
+            // What the closure needs in one box, the handshake boxed, and then the socket's
+            // future itself: what the handshake needs (the request, the hub's state, its
+            // futures) is freed once it is done instead of staying in the socket's task for as
+            // long as the socket lives (axum keeps the closure's room in that task).
+            let (state, parts, pending, pings, tracked) = *handshaking;
+            Box::pin(handshake(state, parts, socket, pending, pings)).then(move |opened| {
+                match opened {
+                    Some((socket, subscription, evicted)) => Either::Left(socket::run(
+                        socket,
+                        subscription,
+                        evicted,
+                        pings,
+                        Dialect::EngineIo,
+                        tracked,
+                    )),
+                    None => Either::Right(std::future::ready(())),
+                }
+            })
         })
 }
 
@@ -110,16 +131,16 @@ fn session_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn serve(
+/// Sends the Engine.IO `open` packet, then waits for the client's `CONNECT` and admits it
+/// ([`connect_packet`]): the socket and its subscription, or `None` when the socket is done
+/// (closed here).
+async fn handshake(
     state: AppState,
     parts: Parts,
     mut socket: WebSocket,
     pending: tokio::sync::SemaphorePermit<'static>,
-) {
-    let pings = Pings {
-        interval: state.config.ws_ping_interval,
-        timeout: state.config.ws_pong_timeout,
-    };
+    pings: Pings,
+) -> Option<(WebSocket, Subscription, CancellationToken)> {
     let open = serde_json::json!({
         "sid": session_id(),
         "upgrades": [],
@@ -127,28 +148,24 @@ async fn serve(
         "pingTimeout": pings.timeout.as_millis() as u64,
         "maxPayload": MAX_CLIENT_MESSAGE,
     });
-    if socket
-        .send(Message::Text(format!("0{open}").into()))
-        .await
-        .is_err()
-    {
-        return;
+    let open = format!("0{open}");
+    if socket.send(Message::Text(open.into())).await.is_err() {
+        return None;
     }
-    // Boxed: the handshake's future (the hub's connect among it) is far larger than the
-    // socket's; inline, the task would keep room for it for as long as the socket lives.
-    let handshake = Box::pin(handshake(&state, &parts, &mut socket)).await;
-    let Some((subscription, evicted)) = handshake else {
-        let _ = socket.close().await;
-        return;
-    };
-    drop(parts);
+    let admitted = connect_packet(&state, &parts, &mut socket).await;
     drop(pending);
-    socket::run(socket, subscription, evicted, pings, Dialect::EngineIo).await;
+    match admitted {
+        Some((subscription, evicted)) => Some((socket, subscription, evicted)),
+        None => {
+            let _ = socket.close().await;
+            None
+        }
+    }
 }
 
 /// Waits for the client's `CONNECT` and admits it: the socket's subscription, or `None` when
 /// the client left, sent nothing in time, or was refused [`MAX_ATTEMPTS`] times.
-async fn handshake(
+async fn connect_packet(
     state: &AppState,
     parts: &Parts,
     socket: &mut WebSocket,

@@ -16,7 +16,7 @@
 //! Each frame is encoded once per event (in the event's cache, slot [`slot::JSON_LINES`], shared with Socket.IO) and
 //! ends with `\n`, a byte JSON never needs outside of a string (where serde_json escapes it):
 //! the outbox coalesces queued frames into one chunk, and the socket writer
-//! (`socket::split_frames`) cuts that chunk back into messages at each `\n` without copying.
+//! (`socket::next_frame`) cuts that chunk back into messages at each `\n` without copying.
 
 use std::io::Write as _;
 

@@ -42,8 +42,9 @@ const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 /// Read buffer of a socket. tungstenite allocates it up front (128 KiB by default), so it is
 /// sized for what clients send (pongs, small frames), not for what the hub sends: at ten
 /// thousand sockets that is 5 MiB rather than 1.25 GiB. A larger frame is read in several
-/// reads. (4 KiB gave 8.4 KiB per idle socket, 512 bytes 4.9: BENCHMARKS.md.)
-const READ_BUFFER: usize = 512;
+/// reads. (4 KiB gave 8.4 KiB per idle socket, 512 bytes 4.9: BENCHMARKS.md.) A client's
+/// messages are few and small, so a small buffer costs a few more reads of them, no more.
+pub(crate) const READ_BUFFER: usize = 128;
 /// Bytes of messages gathered before they are written: one write for a usual burst, and a
 /// small buffer kept per connection.
 const WRITE_BUFFER: usize = 16 * 1024;
@@ -95,21 +96,26 @@ async fn open(state: AppState, request: Request) -> Result<Response, ApiError> {
     // axum runs the upgraded socket on a task of its own; the token makes the hub's tracker
     // count it, so that shutdown waits for it as for any connection.
     let tracked = state.hub.lifecycle().tasks().token();
+    let serving = Box::new((subscription, evicted, pings, tracked));
     Ok(upgrade
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| async move {
+        // The socket's future itself, not an `async` block around it (a block would keep room
+        // for the socket it moves into the future), and what the closure needs in one box
+        // (axum keeps the closure's room in the socket's task for as long as the socket
+        // lives): BENCHMARKS.md, "Socket.IO against a Node socket.io server".
+        .on_upgrade(move |socket| {
+            let (subscription, evicted, pings, tracked) = *serving;
             socket::run(
                 socket,
                 subscription,
                 evicted,
                 pings,
                 socket::Dialect::Herald,
+                tracked,
             )
-            .await;
-            drop(tracked);
         }))
 }
 

@@ -1,10 +1,11 @@
 //! One upgraded WebSocket: the connection's [`Subscription`] written out as text messages,
 //! pings, and what the client sends.
 //!
-//! Three things run side by side until the first of them ends the connection:
+//! One future, [`Run`], owns the socket and serves it until the first of these ends it:
 //!
 //! - the **writer** drains the subscription (each chunk cut into messages at its `\n`s,
-//!   [`split_frames`]) and sends a ping every `ping_interval`;
+//!   [`next_frame`]), everything already queued fed before one flush, and sends a ping every
+//!   `ping_interval` when it is not blocked on the client;
 //! - the **reader** takes the client's frames: it answers pings (tungstenite queues the pong),
 //!   ignores text, ends on close, closes with `1003` on binary; and it drops a peer that has sent
 //!   nothing, no pong to the last ping either, for `ping_interval + pong_timeout`;
@@ -15,19 +16,31 @@
 //! is the Engine.IO `2`/`3` text packets instead of WebSocket pings, and whose client leaves
 //! with a `41` or `1` packet.
 //!
-//! The reader and the writer are the two halves of one socket, so a writer blocked on a client
-//! that does not read still lets the reader notice that it answers no pings, and the eviction
-//! drops the socket in any state. Whatever ends the loop, the subscription is dropped with it
-//! and the registry unregisters the connection.
+//! Each wake-up polls the eviction, then the reader, then the timer, then the writer, on the
+//! one socket (tungstenite's reads and writes do not block each other), so a writer blocked on
+//! a client that does not read still lets the reader notice that it answers no pings, and the
+//! eviction drops the socket in any state. Whatever ends the loop, the subscription is dropped
+//! with it and the registry unregisters the connection; the closing handshake, when there is
+//! one, runs after that.
+//!
+//! Why a hand-written future rather than a reader and a writer on the split socket: an idle
+//! socket is most of what a hub holds. Split, the socket moves into a shared lock (a heap
+//! block of its own), and the task keeps room for the two halves' futures, a ping interval
+//! and a timeout per read, and for the closing handshake; here an idle socket holds the
+//! socket, its subscription, one timer and the eviction's waiter (BENCHMARKS.md, "Socket.IO
+//! against a Node socket.io server").
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
-use bytes::Bytes;
-use futures_util::FutureExt as _;
-use futures_util::{SinkExt, StreamExt};
-use tokio::time::{Instant, MissedTickBehavior};
-use tokio_util::sync::CancellationToken;
+use bytes::{Buf, Bytes};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::transport::Subscription;
 
@@ -72,137 +85,280 @@ enum End {
     Failed,
 }
 
-/// Serves `socket` until the hub, the client or a failure ends it (see the module docs).
-pub(crate) async fn run(
+/// Serves `socket` until the hub, the client or a failure ends it (see the module docs);
+/// `tracked` (the hub's count of its tasks) is released when it is done. Must be called
+/// within the runtime (it starts the socket's timer).
+pub(crate) fn run(
     socket: WebSocket,
-    mut subscription: Subscription,
+    subscription: Subscription,
     evicted: CancellationToken,
     pings: Pings,
     dialect: Dialect,
-) {
-    let connection = subscription.connection_id();
-    let activity = subscription.activity();
-    let (mut sink, mut stream) = socket.split();
-    // Engine.IO: whether the hub's `disconnected` event said not to reconnect.
-    let mut final_disconnect = false;
-    let writer = async {
-        let start = Instant::now() + pings.interval;
-        let mut ticks = tokio::time::interval_at(start, pings.interval);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tracked: TaskTrackerToken,
+) -> Run {
+    let now = Instant::now();
+    let next_ping = now + pings.interval;
+    let deadline = now + pings.interval + pings.timeout;
+    Run {
+        state: State::Open(Open {
+            socket,
+            subscription,
+            evicted: Box::pin(evicted.cancelled_owned()),
+            timer: Box::pin(tokio::time::sleep_until(next_ping.min(deadline))),
+            next_ping,
+            deadline,
+            pings,
+            dialect,
+            chunk: Bytes::new(),
+            ping_due: false,
+            unflushed: false,
+            stream_ended: false,
+            final_disconnect: false,
+        }),
+        _tracked: tracked,
+    }
+}
+
+/// The future of one socket (see [`run`]).
+pub(crate) struct Run {
+    state: State,
+    _tracked: TaskTrackerToken,
+}
+
+// Not boxed: the open socket is the state that lasts, a box would only add a heap block to it.
+#[allow(clippy::large_enum_variant)]
+enum State {
+    Open(Open),
+    /// The closing handshake, boxed: only a closing socket needs room for it.
+    Closing(Pin<Box<dyn Future<Output = ()> + Send>>),
+    Done,
+}
+
+/// An open socket and what serving it needs between two wake-ups.
+struct Open {
+    socket: WebSocket,
+    subscription: Subscription,
+    /// Completes when the registry evicts the client.
+    evicted: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The one timer, due at the earlier of `next_ping` and `deadline`.
+    timer: Pin<Box<Sleep>>,
+    /// When the next ping is due.
+    next_ping: Instant,
+    /// When the peer is unresponsive unless it sends something before.
+    deadline: Instant,
+    pings: Pings,
+    dialect: Dialect,
+    /// What is left of the chunk being written (its frames not sent yet).
+    chunk: Bytes,
+    /// A ping waits for the writer.
+    ping_due: bool,
+    /// Messages were fed since the last flush.
+    unflushed: bool,
+    /// The subscription ended: flush, then close.
+    stream_ended: bool,
+    /// Engine.IO: whether the hub's `disconnected` event said not to reconnect.
+    final_disconnect: bool,
+}
+
+impl Future for Run {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
         loop {
-            tokio::select! {
-                chunk = subscription.next() => {
-                    let mut next = chunk;
-                    // Everything queued by now goes out in one flush (one write where it fits).
-                    loop {
-                        match next {
-                            Some(Ok(chunk)) => {
-                                for frame in split_frames(&chunk) {
-                                    if dialect == Dialect::EngineIo {
-                                        final_disconnect |= says_do_not_reconnect(&frame);
-                                    }
-                                    let Ok(text) = Utf8Bytes::try_from(frame) else {
-                                        // Frames are JSON, cut at ASCII newlines: always UTF-8.
-                                        tracing::error!(%connection, "a frame is not UTF-8; closing");
-                                        return End::Failed;
-                                    };
-                                    if sink.feed(Message::Text(text)).await.is_err() {
-                                        return End::Failed;
-                                    }
-                                }
-                            }
-                            Some(Err(_aborted)) => return End::Evicted,
-                            None => {
-                                let _ = sink.flush().await;
-                                return End::Closed;
-                            }
-                        }
-                        match subscription.next().now_or_never() {
-                            Some(more) => next = more,
-                            None => break,
-                        }
-                    }
-                    if sink.flush().await.is_err() {
-                        return End::Failed;
-                    }
-                }
-                _ = ticks.tick() => {
-                    let ping = match dialect {
-                        Dialect::Herald => Message::Ping(Bytes::new()),
-                        Dialect::EngineIo => Message::Text(Utf8Bytes::from_static("2")),
+            match &mut this.state {
+                State::Open(open) => {
+                    let end = ready!(open.poll_open(cx));
+                    let State::Open(open) = std::mem::replace(&mut this.state, State::Done) else {
+                        unreachable!("the state was open");
                     };
-                    if sink.send(ping).await.is_err() {
-                        return End::Failed;
+                    match open.finish(end) {
+                        Some(closing) => this.state = State::Closing(closing),
+                        None => return Poll::Ready(()),
+                    }
+                }
+                State::Closing(closing) => {
+                    ready!(closing.as_mut().poll(cx));
+                    this.state = State::Done;
+                    return Poll::Ready(());
+                }
+                State::Done => return Poll::Ready(()),
+            }
+        }
+    }
+}
+
+impl Open {
+    fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        if self.evicted.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(End::Evicted);
+        }
+        // The client's frames.
+        loop {
+            match Pin::new(&mut self.socket).poll_next(cx) {
+                Poll::Pending => break,
+                Poll::Ready(None) => return Poll::Ready(End::ClientClosed),
+                Poll::Ready(Some(Err(_))) => return Poll::Ready(End::Failed),
+                Poll::Ready(Some(Ok(message))) => {
+                    self.deadline = Instant::now() + self.pings.interval + self.pings.timeout;
+                    if let Some(end) = self.received(message) {
+                        return Poll::Ready(end);
                     }
                 }
             }
         }
-    };
-    let reader = async {
-        let patience = pings.interval + pings.timeout;
-        loop {
-            let message = match tokio::time::timeout(patience, stream.next()).await {
-                Err(_) => return End::Unresponsive,
-                Ok(None) => return End::ClientClosed,
-                Ok(Some(Err(_))) => return End::Failed,
-                Ok(Some(Ok(message))) => message,
-            };
-            match message {
-                Message::Close(_) => return End::ClientClosed,
-                Message::Text(text)
-                    if dialect == Dialect::EngineIo && (text == "41" || text.starts_with('1')) =>
-                {
-                    return End::ClientClosed
-                }
-                Message::Binary(_) if dialect == Dialect::EngineIo => activity.touch(),
-                Message::Binary(_) => return End::Binary,
-                // Pings are answered by the protocol layer; pongs and text only show that the
-                // peer is alive (and not idle). (Text is reserved for client commands; none is
-                // defined yet.)
-                Message::Ping(_) | Message::Pong(_) | Message::Text(_) => activity.touch(),
+        // The pong deadline and the pings: the timer is moved on lazily (a message received
+        // only moves `deadline`), so a busy socket does not reset it per message.
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            if now >= self.deadline {
+                return Poll::Ready(End::Unresponsive);
+            }
+            if now >= self.next_ping {
+                self.ping_due = true;
+                // A late tick is not caught up on: the next one is an interval from now.
+                self.next_ping = now + self.pings.interval;
+            }
+            let due = self.next_ping.min(self.deadline);
+            self.timer.as_mut().reset(due);
+        }
+        self.poll_write(cx)
+    }
+
+    /// What a message from the client does: `Some` when it ends the socket.
+    fn received(&mut self, message: Message) -> Option<End> {
+        let engine_io = self.dialect == Dialect::EngineIo;
+        match message {
+            Message::Close(_) => Some(End::ClientClosed),
+            Message::Text(text) if engine_io && (text == "41" || text.starts_with('1')) => {
+                Some(End::ClientClosed)
+            }
+            Message::Binary(_) if !engine_io => Some(End::Binary),
+            // Pings are answered by the protocol layer; pongs, text and (Engine.IO) binary
+            // attachments only show that the peer is alive (and not idle). (Text is reserved
+            // for client commands; none is defined yet.)
+            Message::Binary(_) | Message::Ping(_) | Message::Pong(_) | Message::Text(_) => {
+                // (An atomic store on the connection: the client's messages are few.)
+                self.subscription.activity().touch();
+                None
             }
         }
-    };
-    let end = tokio::select! {
-        biased;
-        _ = evicted.cancelled() => End::Evicted,
-        end = writer => end,
-        end = reader => end,
-    };
-    tracing::debug!(%connection, ?end, "WebSocket ended");
-    // Unregistered now, not after the closing handshake below.
-    drop(subscription);
-    if end == End::Closed && final_disconnect {
+    }
+
+    /// Feeds the socket while it takes more, everything already queued, then flushes once.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        let connection = self.subscription.connection_id();
+        loop {
+            match Pin::new(&mut self.socket).poll_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(End::Failed),
+                Poll::Ready(Ok(())) => {}
+            }
+            let message = if self.ping_due {
+                self.ping_due = false;
+                match self.dialect {
+                    Dialect::Herald => Message::Ping(Bytes::new()),
+                    Dialect::EngineIo => Message::Text(Utf8Bytes::from_static("2")),
+                }
+            } else if let Some(frame) = next_frame(&mut self.chunk) {
+                if self.dialect == Dialect::EngineIo {
+                    self.final_disconnect |= says_do_not_reconnect(&frame);
+                }
+                let Ok(text) = Utf8Bytes::try_from(frame) else {
+                    // Frames are JSON, cut at ASCII newlines: always UTF-8.
+                    tracing::error!(%connection, "a frame is not UTF-8; closing");
+                    return Poll::Ready(End::Failed);
+                };
+                Message::Text(text)
+            } else if self.stream_ended {
+                break;
+            } else {
+                match Pin::new(&mut self.subscription).poll_next(cx) {
+                    Poll::Ready(Some(Ok(chunk))) => {
+                        self.chunk = chunk;
+                        continue;
+                    }
+                    Poll::Ready(Some(Err(_aborted))) => return Poll::Ready(End::Evicted),
+                    Poll::Ready(None) => {
+                        self.stream_ended = true;
+                        continue;
+                    }
+                    Poll::Pending => break,
+                }
+            };
+            if Pin::new(&mut self.socket).start_send(message).is_err() {
+                return Poll::Ready(End::Failed);
+            }
+            self.unflushed = true;
+        }
+        if self.unflushed || self.stream_ended {
+            match Pin::new(&mut self.socket).poll_flush(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(result) => {
+                    self.unflushed = false;
+                    if self.stream_ended {
+                        return Poll::Ready(End::Closed);
+                    }
+                    if result.is_err() {
+                        return Poll::Ready(End::Failed);
+                    }
+                }
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Unregisters the connection and returns the closing handshake still to run, if any.
+    fn finish(self, end: End) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        let Open {
+            socket,
+            subscription,
+            final_disconnect,
+            ..
+        } = self;
+        tracing::debug!(connection = %subscription.connection_id(), ?end, "WebSocket ended");
+        // Unregistered now, not after the closing handshake below.
+        drop(subscription);
+        let closing = match end {
+            End::Closed => Some((close_code::NORMAL, "closed by the server")),
+            End::Binary => Some((close_code::UNSUPPORTED, "binary messages are not supported")),
+            // The client already sent its close frame: flushing the reply is all that is left.
+            End::ClientClosed => None,
+            End::Evicted | End::Unresponsive | End::Failed => return None,
+        };
         // Socket.IO's "server disconnect": socket.io-client does not reconnect on its own.
         // Otherwise the plain close is a "transport close", after which it does.
-        let _ = sink.send(Message::Text(Utf8Bytes::from_static("41"))).await;
+        let leave = end == End::Closed && final_disconnect;
+        Some(Box::pin(close(socket, leave, closing)))
     }
-    let closing = match end {
-        End::Closed => Some((close_code::NORMAL, "closed by the server")),
-        End::Binary => Some((close_code::UNSUPPORTED, "binary messages are not supported")),
-        // The client already sent its close frame: flushing the reply is all that is left.
-        End::ClientClosed => None,
-        End::Evicted | End::Unresponsive | End::Failed => return,
-    };
-    // Our close frame (or tungstenite's reply to the client's), then the client's reply to ours:
-    // closing the TCP connection before reading it could reset the connection and lose the
-    // last events still in the client's receive buffer.
+}
+
+/// The end of a socket the server or the client closes: the Socket.IO `41` first when `leave`,
+/// our close frame (or tungstenite's reply to the client's), then the client's reply to ours:
+/// closing the TCP connection before reading it could reset the connection and lose the last
+/// events still in the client's receive buffer.
+async fn close(mut socket: WebSocket, leave: bool, closing: Option<(u16, &'static str)>) {
+    if leave {
+        let _ = socket
+            .send(Message::Text(Utf8Bytes::from_static("41")))
+            .await;
+    }
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         if let Some((code, reason)) = closing {
             let frame = CloseFrame {
                 code,
                 reason: Utf8Bytes::from_static(reason),
             };
-            if sink.send(Message::Close(Some(frame))).await.is_err() {
+            if socket.send(Message::Close(Some(frame))).await.is_err() {
                 return;
             }
-            while let Some(Ok(message)) = stream.next().await {
+            while let Some(Ok(message)) = socket.next().await {
                 if matches!(message, Message::Close(_)) {
                     break;
                 }
             }
         }
-        let _ = sink.close().await;
+        let _ = socket.close().await;
     })
     .await;
 }
@@ -215,27 +371,38 @@ fn says_do_not_reconnect(packet: &[u8]) -> bool {
             .is_ok_and(|(_, data)| data["reconnect"] == "no")
 }
 
-/// The frames of a chunk the outbox coalesced: each frame of the WebSocket format ends with
-/// `\n` (see [`super::frame`]), so the chunk is cut there, without copying, into one message
-/// per frame, the `\n` left out.
-pub(crate) fn split_frames(chunk: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
-    let mut start = 0;
-    std::iter::from_fn(move || {
-        while start < chunk.len() {
-            let rest = &chunk[start..];
-            let (frame, next) = match rest.iter().position(|&b| b == b'\n') {
-                Some(i) => (chunk.slice(start..start + i), start + i + 1),
-                // Every frame ends with `\n`; a chunk that does not is sent whole rather
-                // than lost.
-                None => (chunk.slice(start..), chunk.len()),
-            };
-            start = next;
-            if !frame.is_empty() {
-                return Some(frame);
+/// The next frame of a chunk the outbox coalesced, taken off its front: each frame of the
+/// WebSocket format ends with `\n` (see [`super::frame`]), so the chunk is cut there, without
+/// copying, the `\n` left out. Once the chunk is used up it is replaced by an empty one, so
+/// that an idle socket does not keep the last chunk's bytes alive.
+fn next_frame(chunk: &mut Bytes) -> Option<Bytes> {
+    while !chunk.is_empty() {
+        let frame = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                let frame = chunk.split_to(i);
+                chunk.advance(1);
+                frame
             }
+            // Every frame ends with `\n`; a chunk that does not is sent whole rather than
+            // lost.
+            None => std::mem::take(chunk),
+        };
+        if chunk.is_empty() {
+            *chunk = Bytes::new();
         }
-        None
-    })
+        if !frame.is_empty() {
+            return Some(frame);
+        }
+    }
+    *chunk = Bytes::new();
+    None
+}
+
+/// The frames of a chunk, one message each (see [`next_frame`]).
+#[cfg(test)]
+fn split_frames(chunk: &Bytes) -> impl Iterator<Item = Bytes> {
+    let mut rest = chunk.clone();
+    std::iter::from_fn(move || next_frame(&mut rest))
 }
 
 #[cfg(test)]
