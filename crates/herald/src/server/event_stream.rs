@@ -41,8 +41,9 @@ const INITIAL_HEAD_BUFFER: usize = 1024;
 pub(crate) enum FirstRequest {
     /// A `GET /api/sse` request, parsed, ready for the router.
     EventStream(Box<axum::http::Request<Body>>),
-    /// A WebSocket handshake (`GET /api/ws`): for hyper, like [`FirstRequest::Other`], but on
-    /// the stream runtime, where the socket then stays (the API runtime is for short requests).
+    /// A WebSocket handshake (`GET /api/ws`, or `/socket.io/` with `transport=websocket`): for
+    /// hyper, like [`FirstRequest::Other`], but on the stream runtime, where the socket then
+    /// stays (the API runtime is for short requests).
     Socket(Bytes),
     /// Anything else: the bytes read so far, for hyper to parse again.
     Other(Bytes),
@@ -192,7 +193,14 @@ fn is_socket_handshake(head: &[u8]) -> bool {
         return false;
     }
     let path = parsed.path.unwrap_or("");
-    parsed.method == Some("GET") && path.split('?').next() == Some(crate::ws::WS_PATH)
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    parsed.method == Some("GET")
+        && (path == crate::ws::WS_PATH
+            // A Socket.IO socket on a WebSocket (from the start, or upgraded from polling): as
+            // long-lived as `/api/ws`'s, so it stays off the API runtime too.
+            || (path == crate::socketio::SOCKETIO_PATH
+                && form_urlencoded::parse(query.as_bytes())
+                    .any(|(key, value)| key == "transport" && value == "websocket")))
 }
 
 /// Builds the request when it is a bodiless `GET` of the stream path ([`STREAM_PATH`]) or of
