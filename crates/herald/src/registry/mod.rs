@@ -130,7 +130,9 @@ pub(crate) fn ip_key(ip: IpAddr) -> IpAddr {
 /// The maps of the registry's hot paths (every connect, close and targeted publish looks up
 /// several): foldhash, seeded at random per process, rather than SipHash, which took a tenth
 /// of a connect's and close's CPU. Keys come from clients (user ids, channel names), so the
-/// hasher stays keyed; the values are bounded by the connection limits either way.
+/// hasher stays keyed (a random global seed per process and one per map), but foldhash calls
+/// itself only minimally DoS-resistant, weaker than SipHash; what bounds an attack is that
+/// every map holds at most one entry per connection, within the connection limits.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 /// The set counterpart of [`FastMap`].
 pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
