@@ -146,8 +146,15 @@ async fn connect(
     socket: &SocketRef,
     auth: Option<serde_json::Value>,
 ) -> Result<(), Refusal> {
-    let (subscription, evicted) =
-        admit_socket(state, socket.req_parts(), auth.as_ref(), &SOCKETIO_FORMAT).await?;
+    let evicted = CancellationToken::new();
+    let subscription = admit_socket(
+        state,
+        socket.req_parts(),
+        auth.as_ref(),
+        &SOCKETIO_FORMAT,
+        Some(TransportCloser::new(evicted.clone())),
+    )
+    .await?;
     socket
         .extensions
         .insert(Pending(Arc::new(Mutex::new(Some((subscription, evicted))))));
@@ -156,14 +163,16 @@ async fn connect(
 
 /// What both paths check before a socket becomes a connection: the socket rule of `Origin`
 /// on the handshake request `parts`, then the checks of `GET /api/sse` with `auth` as the query
-/// (`http::subscribe::admit`); then [`Hub::connect`](crate::Hub::connect) in `format`. The
-/// connection's subscription, and the token the registry cancels to evict it.
+/// (`http::subscribe::admit`); then [`Hub::connect`](crate::Hub::connect) in `format`, with
+/// `closer` for the registry to close the transport with when it evicts the client. The
+/// connection's subscription.
 async fn admit_socket(
     state: &AppState,
     parts: &axum::http::request::Parts,
     auth: Option<&serde_json::Value>,
     format: &'static dyn crate::transport::WireFormat,
-) -> Result<(Subscription, CancellationToken), Refusal> {
+    closer: Option<TransportCloser>,
+) -> Result<Subscription, Refusal> {
     let cookie = crate::http::origin::check_socket_origin(
         &state.config,
         &axum::http::Request::from_parts(parts.clone(), ()),
@@ -178,11 +187,8 @@ async fn admit_socket(
         Transport::SocketIo,
     )
     .await?;
-    let evicted = CancellationToken::new();
-    let request =
-        admission.into_request(state, format, Some(TransportCloser::new(evicted.clone())))?;
-    let subscription = state.hub.connect(request).await.map_err(ApiError::from)?;
-    Ok((subscription, evicted))
+    let request = admission.into_request(state, format, closer)?;
+    Ok(state.hub.connect(request).await.map_err(ApiError::from)?)
 }
 
 /// The `auth` payload as the query of `GET /api/sse`: `token`, `userId`, `username`,

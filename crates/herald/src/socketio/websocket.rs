@@ -31,7 +31,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::Either;
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use tokio_util::sync::CancellationToken;
 
 use super::packets::SOCKETIO_PACKETS;
 use super::{admit_socket, Refusal};
@@ -111,10 +110,9 @@ pub(crate) async fn open(state: AppState, request: Request) -> Response {
             let (state, parts, pending, pings, tracked) = *handshaking;
             Box::pin(handshake(state, parts, socket, pending, pings)).then(move |opened| {
                 match opened {
-                    Some((socket, subscription, evicted)) => Either::Left(socket::run(
+                    Some((socket, subscription)) => Either::Left(socket::run(
                         socket,
                         subscription,
-                        evicted,
                         pings,
                         Dialect::EngineIo,
                         tracked,
@@ -140,7 +138,7 @@ async fn handshake(
     mut socket: WebSocket,
     pending: tokio::sync::SemaphorePermit<'static>,
     pings: Pings,
-) -> Option<(WebSocket, Subscription, CancellationToken)> {
+) -> Option<(WebSocket, Subscription)> {
     let open = serde_json::json!({
         "sid": session_id(),
         "upgrades": [],
@@ -155,7 +153,7 @@ async fn handshake(
     let admitted = connect_packet(&state, &parts, &mut socket).await;
     drop(pending);
     match admitted {
-        Some((subscription, evicted)) => Some((socket, subscription, evicted)),
+        Some(subscription) => Some((socket, subscription)),
         None => {
             let _ = socket.close().await;
             None
@@ -169,7 +167,7 @@ async fn connect_packet(
     state: &AppState,
     parts: &Parts,
     socket: &mut WebSocket,
-) -> Option<(Subscription, CancellationToken)> {
+) -> Option<Subscription> {
     let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
     let mut attempts = 0;
     loop {
@@ -201,10 +199,10 @@ async fn connect_packet(
         }
         let auth = rest.strip_prefix("/,").unwrap_or(rest);
         match connect(state, parts, auth).await {
-            Ok((subscription, evicted)) => {
+            Ok(subscription) => {
                 let ack = format!("40{{\"sid\":\"{}\"}}", subscription.connection_id());
                 socket.send(Message::Text(ack.into())).await.ok()?;
-                return Some((subscription, evicted));
+                return Some(subscription);
             }
             Err(refusal)
                 if matches!(
@@ -233,11 +231,7 @@ async fn connect_packet(
 }
 
 /// The checks of the polling path's `connect` middleware, for the `auth` JSON of a `CONNECT`.
-async fn connect(
-    state: &AppState,
-    parts: &Parts,
-    auth: &str,
-) -> Result<(Subscription, CancellationToken), Refusal> {
+async fn connect(state: &AppState, parts: &Parts, auth: &str) -> Result<Subscription, Refusal> {
     let auth: Option<serde_json::Value> = if auth.is_empty() {
         None
     } else {
@@ -245,7 +239,8 @@ async fn connect(
             ApiError::bad_request("invalid_auth", "the handshake's auth is not JSON")
         })?)
     };
-    admit_socket(state, parts, auth.as_ref(), &SOCKETIO_PACKETS).await
+    // No transport closer: an eviction aborts the outbox, which the socket watches.
+    admit_socket(state, parts, auth.as_ref(), &SOCKETIO_PACKETS, None).await
 }
 
 #[cfg(test)]

@@ -351,6 +351,23 @@ impl Outbox {
         }
     }
 
+    /// Ready once the stream was aborted (the client was evicted); otherwise registers the
+    /// caller's waker, which [`abort`](Self::abort) wakes (and so does any push: the slot is
+    /// [`poll_drain`](Self::poll_drain)'s). For a writer that also waits on something else (a
+    /// socket that takes no more) and so may not be in `poll_drain` when the abort comes: it
+    /// must run in the task that drains the outbox, the slot holds one waker.
+    pub(crate) fn poll_aborted(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = self.inner.lock();
+        if inner.state == State::Aborted {
+            return Poll::Ready(());
+        }
+        match &inner.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => inner.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
     /// True once [`close`](Self::close) or [`abort`](Self::abort) was called.
     pub(crate) fn is_closed(&self) -> bool {
         self.inner.lock().state != State::Open
@@ -506,6 +523,26 @@ mod tests {
         }
         assert!(matches!(drain(&o), Poll::Ready(Drained::End)));
         assert!(!o.close(None));
+    }
+
+    #[test]
+    fn an_abort_wakes_a_writer_that_waits_on_its_socket() {
+        let o = Outbox::new(8, 1024);
+        let flag = Arc::new(Flag(false.into()));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(o.poll_aborted(&mut cx).is_pending());
+        assert!(!flag.0.load(std::sync::atomic::Ordering::SeqCst));
+        o.abort();
+        assert!(
+            flag.0.load(std::sync::atomic::Ordering::SeqCst),
+            "not woken"
+        );
+        assert!(o.poll_aborted(&mut cx).is_ready());
+        // A close is not an abort: the writer drains the last frame.
+        let o = Outbox::new(8, 1024);
+        o.close(None);
+        assert!(o.poll_aborted(&mut cx).is_pending());
     }
 
     #[test]

@@ -116,6 +116,14 @@ impl Subscription {
         Activity(self.conn.clone())
     }
 
+    /// Ready once the registry evicted the client (see [`Outbox::poll_aborted`]): for a
+    /// transport whose writer waits on its socket and must still notice an eviction at once.
+    ///
+    /// [`Outbox::poll_aborted`]: super::outbox::Outbox::poll_aborted
+    pub(crate) fn poll_evicted(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.conn.outbox.poll_aborted(cx)
+    }
+
     fn poll_bytes(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, StreamAborted>>> {
         if let Some(opening) = self.opening.take() {
             return Poll::Ready(Some(Ok(opening)));

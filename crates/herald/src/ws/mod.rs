@@ -24,12 +24,10 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tokio_util::sync::CancellationToken;
 
 use crate::http::auth_hook::Transport;
 use crate::http::subscribe::admit;
 use crate::http::{ApiError, AppState};
-use crate::registry::TransportCloser;
 
 pub use frame::{JsonLines, WS_JSON};
 
@@ -82,12 +80,8 @@ async fn open(state: AppState, request: Request) -> Result<Response, ApiError> {
         Ok(upgrade) => upgrade,
         Err(rejection) => return Ok(not_a_handshake(&rejection)),
     };
-    let evicted = CancellationToken::new();
-    let request = admission.into_request(
-        &state,
-        &WS_JSON,
-        Some(TransportCloser::new(evicted.clone())),
-    )?;
+    // No transport closer: an eviction aborts the outbox, which the socket watches.
+    let request = admission.into_request(&state, &WS_JSON, None)?;
     let subscription = state.hub.connect(request).await?;
     let pings = socket::Pings {
         interval: state.config.ws_ping_interval,
@@ -96,7 +90,7 @@ async fn open(state: AppState, request: Request) -> Result<Response, ApiError> {
     // axum runs the upgraded socket on a task of its own; the token makes the hub's tracker
     // count it, so that shutdown waits for it as for any connection.
     let tracked = state.hub.lifecycle().tasks().token();
-    let serving = Box::new((subscription, evicted, pings, tracked));
+    let serving = Box::new((subscription, pings, tracked));
     Ok(upgrade
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
@@ -107,11 +101,10 @@ async fn open(state: AppState, request: Request) -> Result<Response, ApiError> {
         // (axum keeps the closure's room in the socket's task for as long as the socket
         // lives): BENCHMARKS.md, "Socket.IO against a Node socket.io server".
         .on_upgrade(move |socket| {
-            let (subscription, evicted, pings, tracked) = *serving;
+            let (subscription, pings, tracked) = *serving;
             socket::run(
                 socket,
                 subscription,
-                evicted,
                 pings,
                 socket::Dialect::Herald,
                 tracked,

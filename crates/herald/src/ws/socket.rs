@@ -9,17 +9,19 @@
 //! - the **reader** takes the client's frames: it answers pings (tungstenite queues the pong),
 //!   ignores text, ends on close, closes with `1003` on binary; and it drops a peer that has sent
 //!   nothing, no pong to the last ping either, for `ping_interval + pong_timeout`;
-//! - the **eviction** token, which the registry cancels when the client reads too slowly.
+//! - the **eviction**: the registry aborts the connection's outbox when the client reads too
+//!   slowly, which wakes the socket whether its writer waits on the outbox or on the socket.
 //!
 //! A socket speaks one of two [`Dialect`]s: Herald's own (`GET /api/ws`), or Engine.IO v4 for
 //! the Socket.IO sockets that open a WebSocket directly ([`crate::socketio`]), whose keepalive
 //! is the Engine.IO `2`/`3` text packets instead of WebSocket pings, and whose client leaves
 //! with a `41` or `1` packet.
 //!
-//! Each wake-up polls the eviction, then the reader, then the timer, then the writer, on the
-//! one socket (tungstenite's reads and writes do not block each other), so a writer blocked on
-//! a client that does not read still lets the reader notice that it answers no pings, and the
-//! eviction drops the socket in any state. Whatever ends the loop, the subscription is dropped
+//! Each wake-up polls the reader, then the timer, then the writer, on the one socket
+//! (tungstenite's reads and writes do not block each other), so a writer blocked on a client
+//! that does not read still lets the reader notice that it answers no pings; a writer that
+//! waits on the socket checks for an eviction before it sleeps, so an eviction drops the socket
+//! in any state. Whatever ends the loop, the subscription is dropped
 //! with it and the registry unregisters the connection; the closing handshake, when there is
 //! one, runs after that.
 //!
@@ -27,8 +29,9 @@
 //! socket is most of what a hub holds. Split, the socket moves into a shared lock (a heap
 //! block of its own), and the task keeps room for the two halves' futures, a ping interval
 //! and a timeout per read, and for the closing handshake; here an idle socket holds the
-//! socket, its subscription, one timer and the eviction's waiter (BENCHMARKS.md, "Socket.IO
-//! against a Node socket.io server").
+//! socket, its subscription and one timer (BENCHMARKS.md, "Socket.IO against a Node socket.io
+//! server"). The eviction needs no token of its own either (two heap blocks per socket): the
+//! outbox's abort is the signal.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -39,7 +42,6 @@ use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::{Buf, Bytes};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::transport::Subscription;
@@ -91,7 +93,6 @@ enum End {
 pub(crate) fn run(
     socket: WebSocket,
     subscription: Subscription,
-    evicted: CancellationToken,
     pings: Pings,
     dialect: Dialect,
     tracked: TaskTrackerToken,
@@ -103,7 +104,6 @@ pub(crate) fn run(
         state: State::Open(Open {
             socket,
             subscription,
-            evicted: Box::pin(evicted.cancelled_owned()),
             timer: Box::pin(tokio::time::sleep_until(next_ping.min(deadline))),
             next_ping,
             deadline,
@@ -138,8 +138,6 @@ enum State {
 struct Open {
     socket: WebSocket,
     subscription: Subscription,
-    /// Completes when the registry evicts the client.
-    evicted: Pin<Box<WaitForCancellationFutureOwned>>,
     /// The one timer, due at the earlier of `next_ping` and `deadline`.
     timer: Pin<Box<Sleep>>,
     /// When the next ping is due.
@@ -190,9 +188,6 @@ impl Future for Run {
 
 impl Open {
     fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<End> {
-        if self.evicted.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(End::Evicted);
-        }
         // The client's frames.
         loop {
             match Pin::new(&mut self.socket).poll_next(cx) {
@@ -250,7 +245,7 @@ impl Open {
         let connection = self.subscription.connection_id();
         loop {
             match Pin::new(&mut self.socket).poll_ready(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => return self.blocked(cx),
                 Poll::Ready(Err(_)) => return Poll::Ready(End::Failed),
                 Poll::Ready(Ok(())) => {}
             }
@@ -293,7 +288,7 @@ impl Open {
         }
         if self.unflushed || self.stream_ended {
             match Pin::new(&mut self.socket).poll_flush(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => return self.blocked(cx),
                 Poll::Ready(result) => {
                     self.unflushed = false;
                     if self.stream_ended {
@@ -306,6 +301,15 @@ impl Open {
             }
         }
         Poll::Pending
+    }
+
+    /// The writer waits on the socket, not on the outbox: an eviction must still wake it (a
+    /// client too slow to read is exactly the one whose socket takes no more).
+    fn blocked(&self, cx: &mut Context<'_>) -> Poll<End> {
+        match self.subscription.poll_evicted(cx) {
+            Poll::Ready(()) => Poll::Ready(End::Evicted),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// Unregisters the connection and returns the closing handshake still to run, if any.
