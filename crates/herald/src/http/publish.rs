@@ -6,8 +6,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Serialize;
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 use super::error::{body_rejection, json_error};
 use super::{ApiError, AppState};
@@ -64,87 +68,285 @@ impl From<Published> for PublishResponse {
 /// # Errors
 /// An [`InvalidInput`] naming the first bad field.
 pub fn parse_publication(value: Value) -> Result<Publication, InvalidInput> {
-    let Value::Object(mut body) = value else {
-        return Err(InvalidInput::with_code(
-            "invalid_json",
-            "body",
-            "the body must be a JSON object",
-        ));
-    };
-    if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(InvalidInput::new(
-            unknown.clone(),
-            format!("unknown field; expected one of {}", FIELDS.join(", ")),
-        ));
+    if !value.is_object() {
+        return Err(not_an_object());
     }
-    let name = match body.remove("event") {
-        None => EventName::new(EventName::DEFAULT)?,
-        Some(Value::String(s)) => EventName::new(&s)?,
-        Some(_) => return Err(InvalidInput::new("event", "must be a string")),
-    };
-    let payload = match (body.remove("data"), body.remove("text")) {
-        (Some(data), None) => Payload::json(&data)?,
-        (None, Some(Value::String(text))) => Payload::text(text),
-        (None, Some(_)) => {
-            return Err(InvalidInput::new(
-                "text",
-                "must be a string (the raw text to send; use data for JSON)",
-            ))
-        }
-        (Some(_), Some(_)) => {
-            return Err(InvalidInput::new(
-                "text",
-                "give either data (any JSON value) or text (raw text), not both",
-            ))
-        }
-        (None, None) => {
-            return Err(InvalidInput::new(
-                "data",
-                "data (any JSON value) or text (raw text) is required",
-            ))
-        }
-    };
-    let idempotency = match body.remove("idempotencyKey") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(key)) => Some(IdempotencyKey::from_publisher(&key)?),
-        Some(_) => return Err(InvalidInput::new("idempotencyKey", "must be a string")),
-    };
+    let text = value.to_string();
+    let fields: RawFields<'_> = serde_json::from_str(&text)
+        .map_err(|e| InvalidInput::with_code("invalid_json", "body", e.to_string()))?;
+    fields.into_publication()
+}
 
-    // The targets' fields are read one by one (and user ids may be numbers), so that an error
-    // names its field; then checked as every JSON form of targets is (`TargetFields`).
-    let users = strings(&mut body, "users", true)?;
-    let connections = strings(&mut body, "connections", false)?;
-    let channels = strings(&mut body, "channels", false)?;
-    let broadcast = match body.remove("broadcast") {
-        None | Some(Value::Bool(false)) => false,
-        Some(Value::Bool(true)) => true,
-        Some(_) => return Err(InvalidInput::new("broadcast", "must be true or false")),
-    };
-    let fallback = match body.remove("fallback") {
-        None => Fallback::None,
-        Some(Value::String(s)) if s == "none" => Fallback::None,
-        Some(Value::String(s)) if s == "broadcast" => Fallback::Broadcast,
-        Some(_) => {
-            return Err(InvalidInput::new(
-                "fallback",
-                "must be \"none\" or \"broadcast\"",
-            ))
-        }
-    };
-    let targets = TargetFields {
-        users,
-        channels,
-        connections,
-        broadcast,
-        fallback,
+/// Parses a publish body as it arrived: JSON bytes, read once into the event. The fields are
+/// taken as raw JSON borrowed from the body and decoded one by one; `data` is kept as the text
+/// the publisher sent (whitespace outside strings removed), not decoded into a tree and
+/// encoded again.
+fn parse_body(body: &[u8]) -> Result<Publication, ApiError> {
+    if first_byte(body) != Some(b'{') {
+        // Not an object (or not JSON): the decoded value says which, as it always did.
+        let value: Value = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+        return Ok(parse_publication(value)?);
     }
-    .into_targets()?;
-    Ok(Publication {
-        name,
-        payload,
-        targets,
-        idempotency,
-    })
+    let fields: RawFields<'_> = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+    Ok(fields.into_publication()?)
+}
+
+/// One item of a batch, already known to be valid JSON.
+fn parse_item(item: &RawValue) -> Result<Publication, InvalidInput> {
+    if first_byte(item.get().as_bytes()) != Some(b'{') {
+        return Err(not_an_object());
+    }
+    let fields: RawFields<'_> = serde_json::from_str(item.get())
+        .map_err(|e| InvalidInput::with_code("invalid_json", "body", e.to_string()))?;
+    fields.into_publication()
+}
+
+fn not_an_object() -> InvalidInput {
+    InvalidInput::with_code("invalid_json", "body", "the body must be a JSON object")
+}
+
+/// The first byte that is not JSON whitespace.
+fn first_byte(json: &[u8]) -> Option<u8> {
+    json.iter()
+        .copied()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+}
+
+/// `json` (valid JSON) without the whitespace outside its strings: what goes on the wire must
+/// be one line, and is compact as a re-encoding would be (numbers and escapes stay as sent).
+fn compact_json(json: &str) -> Cow<'_, str> {
+    let bytes = json.as_bytes();
+    let mut in_string = false;
+    let mut escaped = false;
+    // Allocated at the first byte to drop: text that is already compact is returned as it is.
+    let mut out: Option<Vec<u8>> = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        let drop = if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            false
+        } else if b == b'"' {
+            in_string = true;
+            false
+        } else {
+            matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+        };
+        match (&mut out, drop) {
+            (None, true) => {
+                let mut kept = Vec::with_capacity(bytes.len());
+                kept.extend_from_slice(&bytes[..i]);
+                out = Some(kept);
+            }
+            (Some(kept), false) => kept.push(b),
+            _ => {}
+        }
+    }
+    match out {
+        None => Cow::Borrowed(json),
+        // Only ASCII whitespace was removed, outside strings: still UTF-8.
+        Some(kept) => {
+            Cow::Owned(String::from_utf8(kept).expect("JSON minus ASCII whitespace is UTF-8"))
+        }
+    }
+}
+
+/// A publish object's fields as raw JSON borrowed from the body; decoded by
+/// [`RawFields::into_publication`], in the order that decides which error a bad body gets. A
+/// field given twice keeps its last value, as a decoded object would.
+#[derive(Default)]
+struct RawFields<'a> {
+    /// The first field that is not one of [`FIELDS`].
+    unknown: Option<String>,
+    event: Option<&'a RawValue>,
+    data: Option<&'a RawValue>,
+    text: Option<&'a RawValue>,
+    users: Option<&'a RawValue>,
+    connections: Option<&'a RawValue>,
+    channels: Option<&'a RawValue>,
+    broadcast: Option<&'a RawValue>,
+    fallback: Option<&'a RawValue>,
+    idempotency_key: Option<&'a RawValue>,
+}
+
+/// A key of a publish object: one of [`FIELDS`], or another.
+enum Field {
+    Event,
+    Data,
+    Text,
+    Users,
+    Connections,
+    Channels,
+    Broadcast,
+    Fallback,
+    IdempotencyKey,
+    Unknown(String),
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+        impl Visitor<'_> for FieldVisitor {
+            type Value = Field;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Field, E> {
+                Ok(match key {
+                    "event" => Field::Event,
+                    "data" => Field::Data,
+                    "text" => Field::Text,
+                    "users" => Field::Users,
+                    "connections" => Field::Connections,
+                    "channels" => Field::Channels,
+                    "broadcast" => Field::Broadcast,
+                    "fallback" => Field::Fallback,
+                    "idempotencyKey" => Field::IdempotencyKey,
+                    other => Field::Unknown(other.to_owned()),
+                })
+            }
+        }
+        deserializer.deserialize_identifier(FieldVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawFields<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = RawFields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawFields<'de>, A::Error> {
+                let mut fields = RawFields::default();
+                while let Some(key) = map.next_key::<Field>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    let slot = match key {
+                        Field::Event => &mut fields.event,
+                        Field::Data => &mut fields.data,
+                        Field::Text => &mut fields.text,
+                        Field::Users => &mut fields.users,
+                        Field::Connections => &mut fields.connections,
+                        Field::Channels => &mut fields.channels,
+                        Field::Broadcast => &mut fields.broadcast,
+                        Field::Fallback => &mut fields.fallback,
+                        Field::IdempotencyKey => &mut fields.idempotency_key,
+                        Field::Unknown(name) => {
+                            fields.unknown.get_or_insert(name);
+                            continue;
+                        }
+                    };
+                    *slot = Some(value);
+                }
+                Ok(fields)
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+/// The string a raw JSON value holds, if it is a string.
+fn raw_string(raw: &RawValue) -> Option<String> {
+    if raw.get().starts_with('"') {
+        serde_json::from_str(raw.get()).ok()
+    } else {
+        None
+    }
+}
+
+fn is_null(raw: &RawValue) -> bool {
+    raw.get() == "null"
+}
+
+impl RawFields<'_> {
+    fn into_publication(self) -> Result<Publication, InvalidInput> {
+        if let Some(unknown) = self.unknown {
+            return Err(InvalidInput::new(
+                unknown,
+                format!("unknown field; expected one of {}", FIELDS.join(", ")),
+            ));
+        }
+        let name = match self.event {
+            None => EventName::new(EventName::DEFAULT)?,
+            Some(raw) => match raw_string(raw) {
+                Some(s) => EventName::new(&s)?,
+                None => return Err(InvalidInput::new("event", "must be a string")),
+            },
+        };
+        let payload = match (self.data, self.text) {
+            (Some(data), None) => Payload::json_text(compact_json(data.get())),
+            (None, Some(text)) => match raw_string(text) {
+                Some(text) => Payload::text(text),
+                None => {
+                    return Err(InvalidInput::new(
+                        "text",
+                        "must be a string (the raw text to send; use data for JSON)",
+                    ))
+                }
+            },
+            (Some(_), Some(_)) => {
+                return Err(InvalidInput::new(
+                    "text",
+                    "give either data (any JSON value) or text (raw text), not both",
+                ))
+            }
+            (None, None) => {
+                return Err(InvalidInput::new(
+                    "data",
+                    "data (any JSON value) or text (raw text) is required",
+                ))
+            }
+        };
+        let idempotency = match self.idempotency_key {
+            None => None,
+            Some(raw) if is_null(raw) => None,
+            Some(raw) => match raw_string(raw) {
+                Some(key) => Some(IdempotencyKey::from_publisher(&key)?),
+                None => return Err(InvalidInput::new("idempotencyKey", "must be a string")),
+            },
+        };
+
+        // The targets' fields are read one by one (and user ids may be numbers), so that an
+        // error names its field; then checked as every JSON form of targets is (`TargetFields`).
+        let users = strings(self.users, "users", true)?;
+        let connections = strings(self.connections, "connections", false)?;
+        let channels = strings(self.channels, "channels", false)?;
+        let broadcast = match self.broadcast.map(RawValue::get) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(InvalidInput::new("broadcast", "must be true or false")),
+        };
+        let fallback = match self.fallback.map(raw_string) {
+            None => Fallback::None,
+            Some(Some(s)) if s == "none" => Fallback::None,
+            Some(Some(s)) if s == "broadcast" => Fallback::Broadcast,
+            Some(_) => {
+                return Err(InvalidInput::new(
+                    "fallback",
+                    "must be \"none\" or \"broadcast\"",
+                ))
+            }
+        };
+        let targets = TargetFields {
+            users,
+            channels,
+            connections,
+            broadcast,
+            fallback,
+        }
+        .into_targets()?;
+        Ok(Publication {
+            name,
+            payload,
+            targets,
+            idempotency,
+        })
+    }
 }
 
 fn rename(mut e: InvalidInput, field: &'static str) -> InvalidInput {
@@ -154,22 +356,25 @@ fn rename(mut e: InvalidInput, field: &'static str) -> InvalidInput {
 
 /// Takes an optional array of strings (numbers too when `numbers` is set, as user ids often are).
 fn strings(
-    body: &mut Map<String, Value>,
+    raw: Option<&RawValue>,
     field: &'static str,
     numbers: bool,
 ) -> Result<Vec<String>, InvalidInput> {
-    let items = match body.remove(field) {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(items)) => items,
-        Some(_) => return Err(InvalidInput::new(field, "must be an array of strings")),
+    let not_strings = || InvalidInput::new(field, "must be an array of strings");
+    let raw = match raw {
+        None => return Ok(Vec::new()),
+        Some(raw) if is_null(raw) => return Ok(Vec::new()),
+        Some(raw) if raw.get().starts_with('[') => raw,
+        Some(_) => return Err(not_strings()),
     };
+    let items: Vec<Value> = serde_json::from_str(raw.get()).map_err(|_| not_strings())?;
     items
         .into_iter()
         .map(|v| match v {
             Value::String(s) => Ok(s),
             // Integer ids (as many databases hand them out) become their decimal text.
             Value::Number(n) if numbers && (n.is_i64() || n.is_u64()) => Ok(n.to_string()),
-            _ => Err(InvalidInput::new(field, "must be an array of strings")),
+            _ => Err(not_strings()),
         })
         .collect()
 }
@@ -195,8 +400,7 @@ pub async fn publish(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|r| body_rejection(r, state.config.max_body_size))?;
-    let value: Value = serde_json::from_slice(&body).map_err(|e| json_error(&e))?;
-    let mut publication = parse_publication(value)?;
+    let mut publication = parse_body(&body)?;
     if let Some(header) = headers.get(IDEMPOTENCY_KEY) {
         let key = header
             .to_str()
@@ -233,10 +437,13 @@ pub async fn publish_batch(
     State(state): State<AppState>,
     Extension(publisher): Extension<Publisher>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BatchResponse>, ApiError> {
     let body = body.map_err(|r| body_rejection(r, state.config.max_batch_body_size))?;
-    let value: Value = serde_json::from_slice(&body).map_err(|e| json_error(&e))?;
-    let Value::Array(items) = value else {
+    let items: Vec<&RawValue> = if first_byte(&body) == Some(b'[') {
+        serde_json::from_slice(&body).map_err(|e| json_error(&e))?
+    } else {
+        // Not an array (or not JSON): say which.
+        serde_json::from_slice::<Value>(&body).map_err(|e| json_error(&e))?;
         return Err(ApiError::bad_request(
             "invalid_json",
             "the body must be a JSON array of publish objects",
@@ -260,7 +467,7 @@ pub async fn publish_batch(
     let checked: Vec<Result<Publication, ApiError>> = items
         .into_iter()
         .map(|item| {
-            let p = parse_publication(item)?;
+            let p = parse_item(item)?;
             check_scope(&publisher, &p)?;
             Ok(p)
         })
@@ -277,7 +484,7 @@ pub async fn publish_batch(
         }
     }
     let mut published = state.hub.publish_batch(valid).await.into_iter();
-    let results: Vec<Value> = outcomes
+    let results: Vec<BatchResult> = outcomes
         .into_iter()
         .map(|outcome| {
             let outcome = outcome.unwrap_or_else(|| match published.next() {
@@ -285,14 +492,26 @@ pub async fn publish_batch(
                 None => Err(ApiError::from(crate::Error::ShuttingDown)),
             });
             match outcome {
-                Ok(published) => {
-                    serde_json::to_value(PublishResponse::from(published)).unwrap_or(Value::Null)
-                }
-                Err(e) => e.body(),
+                Ok(published) => BatchResult::Published(PublishResponse::from(published)),
+                Err(e) => BatchResult::Failed(e.body()),
             }
         })
         .collect();
-    Ok(Json(serde_json::json!({ "results": results })))
+    Ok(Json(BatchResponse { results }))
+}
+
+/// The answer to a batch: one result per item, in order.
+#[derive(Debug, Serialize)]
+pub struct BatchResponse {
+    results: Vec<BatchResult>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum BatchResult {
+    Published(PublishResponse),
+    /// `{"error": {"code", "message"}}`.
+    Failed(Value),
 }
 
 #[cfg(test)]
@@ -314,6 +533,80 @@ mod tests {
         assert_eq!(p.payload.as_str(), r#"{"id":7}"#);
         assert_eq!(p.targets.list().len(), 3);
         assert_eq!(p.targets.fallback(), Fallback::Broadcast);
+    }
+
+    #[test]
+    fn a_body_is_read_once_and_data_kept_as_sent_but_on_one_line() {
+        let body = br#"  {"ev\u0065nt": "a:b", "data": {"s": "two  words \" {x} ",
+            "n": [1.50, 12345678901234567890123, -0, 1e2],
+            "t": "tab\there"}, "users": [7, "x"], "channels": null, "event": "last:wins"} "#;
+        let p = parse_body(body).unwrap();
+        assert_eq!(p.name.as_str(), "last:wins");
+        assert_eq!(
+            p.payload.as_str(),
+            r#"{"s":"two  words \" {x} ","n":[1.50,12345678901234567890123,-0,1e2],"t":"tab\there"}"#
+        );
+        assert_eq!(p.targets.list().len(), 2);
+        // Already compact: the text itself, not a copy.
+        assert!(matches!(compact_json(r#"{"a":"b c"}"#), Cow::Borrowed(_)));
+        // An escaped backslash ends before the quote that ends the string.
+        assert_eq!(
+            compact_json("[ 1 ,\n\t\"\\\\\" , \" ]\" ]"),
+            r#"[1,"\\"," ]"]"#
+        );
+    }
+
+    #[test]
+    fn a_body_gets_the_errors_a_decoded_one_got() {
+        for (body, code, needle) in [
+            (&b"[1]"[..], "invalid_json", "must be a JSON object"),
+            (b"{\"data\": 1", "invalid_json", "EOF while parsing"),
+            (b"{\"data\": 1} x", "invalid_json", "trailing characters"),
+            (
+                b"{\"data\": 1, \"nope\": 2, \"zap\": 3}",
+                "invalid_field",
+                "nope",
+            ),
+            (
+                b"{\"data\": 1, \"users\": [\"a\"], \"event\": null}",
+                "invalid_field",
+                "event",
+            ),
+            (
+                b"{\"text\": 5, \"users\": [\"a\"]}",
+                "invalid_field",
+                "text",
+            ),
+            (b"{\"data\": 1, \"users\": \"a\"}", "invalid_field", "users"),
+            (
+                b"{\"data\": 1, \"users\": [true]}",
+                "invalid_field",
+                "users",
+            ),
+            (
+                b"{\"data\": 1, \"broadcast\": null}",
+                "invalid_field",
+                "broadcast",
+            ),
+            (
+                b"{\"data\": 1, \"broadcast\": true, \"fallback\": 1}",
+                "invalid_field",
+                "fallback",
+            ),
+        ] {
+            let e = parse_body(body).unwrap_err();
+            let text = format!("{e:?}");
+            assert!(
+                text.contains(needle),
+                "{}: {text}",
+                String::from_utf8_lossy(body)
+            );
+            assert_eq!(e.code, code, "{}", String::from_utf8_lossy(body));
+        }
+        let ok =
+            parse_body(b"{\"data\": null, \"broadcast\": true, \"idempotencyKey\": null}").unwrap();
+        assert_eq!(ok.payload.as_str(), "null");
+        assert!(ok.idempotency.is_none());
     }
 
     #[test]
