@@ -34,6 +34,7 @@
 //! token that grants no `subscribe` action, `error="insufficient_scope"`), `429` (connect or
 //! resume rate, per-address limit), `503` (the hub is full or shutting down).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use axum::body::Body;
@@ -46,8 +47,8 @@ use super::auth::{self, Generation, TokenSource};
 use super::selector::SelectorSpec;
 use super::update::Update;
 use super::{
-    all_channel, api_error, bearer, has_control, hub_error, plain, topic_channel, MAX_ID_LEN,
-    MAX_SELECTORS, MAX_TOPIC_LEN, MERCURE,
+    all_channel, api_error, bearer, form_decode, has_control, hub_error, plain, topic_channel,
+    MAX_ID_LEN, MAX_SELECTORS, MAX_TOPIC_LEN, MERCURE,
 };
 use crate::http::auth::TokenCookie;
 use crate::http::AppState;
@@ -83,7 +84,21 @@ fn parse_query(query: Option<&str>) -> Result<Query, QueryError> {
     // The parameters only one generation has.
     let (mut v0, mut v1): (Option<String>, Option<String>) = (None, None);
     let mut token_in_query = false;
-    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+    let pairs = query
+        .unwrap_or("")
+        .as_bytes()
+        .split(|b| *b == b'&')
+        .filter(|p| !p.is_empty());
+    for pair in pairs {
+        let (key, value) = match pair.iter().position(|b| *b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &b""[..]),
+        };
+        // Strictly: a selector that is not UTF-8 is refused, not mended into another topic.
+        let key = form_decode(key).map_err(|e| Invalid(format!("a query parameter's name {e}")))?;
+        let value =
+            form_decode(value).map_err(|e| Invalid(format!("the {key:?} parameter {e}")))?;
+        let (key, value) = (Cow::<str>::Owned(key), Cow::<str>::Owned(value));
         let spec = match &*key {
             "topic" => Some(SelectorSpec::template(value.as_ref())),
             "match" | "matchExact" => Some(SelectorSpec::exact(value.as_ref())),
@@ -504,6 +519,14 @@ mod tests {
         assert!(invalid("match=a&matchtemplate=b"), "the reserved prefix");
         assert!(invalid("MATCH_x=a&topic=b"), "the reserved prefix");
         assert!(invalid("match=a%C2%85b"), "C1 controls");
+        assert!(invalid("match=%FF"), "not UTF-8");
+        assert!(invalid("topic=%C3%28"), "not UTF-8");
+        assert!(invalid("topic=a%ZZ"), "not a percent-encoding");
+        assert!(
+            invalid("topic=a&lastEventID=100%"),
+            "not a percent-encoding"
+        );
+        assert!(invalid("topic=a&x%FF=1"), "a name that is not UTF-8");
         // Not a character boundary at byte 5: no panic, and not the reserved prefix.
         assert!(parse_query(Some("mat%C3%A9=x&match=a")).is_ok());
         assert!(parse_query(Some("%C3%A9%C3%A9%C3%A9=x&match=a")).is_ok());
