@@ -1708,3 +1708,48 @@ async fn subscriptions_across_two_nodes_on_redis() {
         );
     }
 }
+
+// ---- Hostile input, and what the audit of issue 14 found untested ----
+
+/// A publisher's id may be any IRI: EventSource sends it back in `Last-Event-ID` as UTF-8.
+#[tokio::test]
+async fn a_non_ascii_publisher_id_resumes_through_the_header() {
+    let p = hub(&["--mercure-anonymous"]).await;
+    let first = "https://example.com/livres/été/1";
+    publish(&p, &[("topic", "urn:i"), ("data", "one"), ("id", first)]).await;
+    publish(
+        &p,
+        &[
+            ("topic", "urn:i"),
+            ("data", "two"),
+            ("id", "https://example.com/livres/2"),
+        ],
+    )
+    .await;
+    let value = reqwest::header::HeaderValue::from_bytes(first.as_bytes()).unwrap();
+    let r = send(
+        http_client()
+            .get(url(&p, &[("topic", "urn:i"), ("topic", END)]))
+            .header("last-event-id", value),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["last-event-id"].as_bytes(), first.as_bytes());
+    let mut resumed = Sub {
+        headers: r.headers().clone(),
+        events: Box::pin(
+            r.bytes_stream()
+                .eventsource()
+                .map(|r| r.map_err(|e| e.to_string())),
+        ),
+    };
+    end(&p).await;
+    assert_eq!(resumed.until_end().await, ["two"]);
+    // Not UTF-8: the protocol's 400.
+    let r = send(http_client().get(url(&p, &[("topic", "urn:i")])).header(
+        "last-event-id",
+        reqwest::header::HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+    ))
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}

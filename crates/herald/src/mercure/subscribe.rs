@@ -279,14 +279,11 @@ pub(crate) async fn subscribe(
     }
     // Where to start.
     let requested = match headers.get("last-event-id") {
-        Some(v) => match v.to_str() {
+        // UTF-8, not only ASCII: EventSource sends back the `id:` it last got, and a
+        // publisher's id may be an IRI (`https://example.com/livres/été`).
+        Some(v) => match std::str::from_utf8(v.as_bytes()) {
             Ok(v) => Some(v.to_owned()),
-            Err(_) => {
-                return plain(
-                    StatusCode::BAD_REQUEST,
-                    "Last-Event-ID must be visible ASCII",
-                )
-            }
+            Err(_) => return plain(StatusCode::BAD_REQUEST, "Last-Event-ID must be UTF-8"),
         },
         // 1.0's `last_event_id` or 0.x's `lastEventID` (the parser keeps them apart).
         None => query
