@@ -1711,6 +1711,85 @@ async fn subscriptions_across_two_nodes_on_redis() {
 
 // ---- Hostile input, and what the audit of issue 14 found untested ----
 
+/// Status and `Content-Type` of an answer, and its body.
+async fn answer(r: reqwest::Response) -> (StatusCode, String, String) {
+    let status = r.status();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, ct, r.text().await.unwrap())
+}
+
+/// Malformed encodings, methods the protocol does not have and patterns too costly to compile
+/// get the protocol's answers (`text/plain`), and the hub keeps serving.
+#[tokio::test]
+async fn hostile_input_is_refused_in_the_protocol_s_terms() {
+    let p = hub(&["--mercure-anonymous"]).await;
+    let mut sub = subscribe(&p, &[("topic", "urn:h")], &[]).await;
+    // Publishing: a % that is not a percent-encoding, bytes that are not UTF-8.
+    for body in [
+        "topic=urn:h&data=100%",
+        "topic=urn:h&data=%ZZ",
+        "topic=urn:h&data=%4",
+        "topic=urn:h&id=%C3%28",
+        "topic=%FF",
+    ] {
+        let (status, ct, text) = post(&p, Some(&publisher()), body.to_owned()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {text}");
+        assert!(ct.starts_with("text/plain"), "{body}: {ct}");
+    }
+    // Subscribing: selectors are refused, not mended into other topics.
+    for query in [
+        "topic=%FF",
+        "topic=urn%3Ah%C3%28",
+        "match=%FF",
+        "topic=urn:h%ZZ",
+        "topic=urn:h&lastEventID=100%",
+    ] {
+        let r = send(http_client().get(p.url(&format!("/.well-known/mercure?{query}")))).await;
+        let (status, ct, text) = answer(r).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {text}");
+        assert!(ct.starts_with("text/plain"), "{query}: {ct}");
+    }
+    // Methods the protocol does not have: its 405, with Allow.
+    for method in [
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+        reqwest::Method::PATCH,
+    ] {
+        let r = send(http_client().request(method.clone(), p.url("/.well-known/mercure"))).await;
+        assert_eq!(r.headers()["allow"], "GET, HEAD, POST", "{method}");
+        let (status, ct, _) = answer(r).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert!(ct.starts_with("text/plain"), "{method}: {ct}");
+    }
+    // A URL Pattern of more wildcards than compile in reasonable time is refused at once;
+    // one at the bound compiles quickly.
+    let costly = "*".repeat(65);
+    let started = std::time::Instant::now();
+    let (status, ct, _) =
+        answer(try_subscribe(&p, &[("match_urlpattern", &costly)], &[]).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    let bound = "*".repeat(64);
+    let r = try_subscribe(&p, &[("match_urlpattern", &bound)], &[]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // A token expiring in the year 3000 is a token like another.
+    let far = jwt(json!({"exp": 32_503_680_000u64, "mercure": {"publish": ["*"]}}));
+    let (status, _, body) =
+        post(&p, Some(&far), form(&[("topic", "urn:h"), ("data", "far")])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The hub kept serving: the subscriber got exactly that update.
+    assert_eq!(sub.next().await.data, "far");
+}
+
 /// A publisher's id may be any IRI: EventSource sends it back in `Last-Event-ID` as UTF-8.
 #[tokio::test]
 async fn a_non_ascii_publisher_id_resumes_through_the_header() {
@@ -1752,4 +1831,114 @@ async fn a_non_ascii_publisher_id_resumes_through_the_header() {
     ))
     .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+/// 1.0 subscribers' subscription events and the 1.0 paths of the subscriptions API
+/// (`/subscriptions/{matchType}/{match}[/{subscriber}]`), read with a 1.0 access token from the
+/// `__Secure-mercure_access_token` cookie; any other path or method gets the protocol's answer.
+#[tokio::test]
+async fn v1_subscription_events_and_the_1_0_paths() {
+    let p = hub(&["--mercure-anonymous", "--mercure-subscriptions"]).await;
+    let watcher_token = access_token(
+        &reached(&p),
+        json!([grant(
+            &["subscribe"],
+            json!([
+                {"match_urlpattern": "/.well-known/mercure/subscriptions/*"},
+                {"match": "/.well-known/mercure/subscriptions"},
+                {"match": END}
+            ])
+        )]),
+    );
+    let bearer = format!("Bearer {watcher_token}");
+    let mut watcher = subscribe(
+        &p,
+        &[
+            (
+                "match_urlpattern",
+                "/.well-known/mercure/subscriptions/Exact/:match/:subscriber",
+            ),
+            ("match", END),
+        ],
+        &[("authorization", &bearer)],
+    )
+    .await;
+    let reader = subscribe(&p, &[("match", "urn:v1:a b")], &[]).await;
+    let mut seen = std::collections::HashSet::new();
+    let joined = next_for(&mut watcher, &mut seen, |v| v["match"] == "urn:v1:a b").await;
+    assert_eq!(
+        (
+            joined["type"].as_str(),
+            joined["matchType"].as_str(),
+            joined["active"].as_bool()
+        ),
+        (Some("Subscription"), Some("Exact"), Some(true))
+    );
+    assert!(
+        joined.get("topic").is_none(),
+        "1.0 documents carry match, not topic"
+    );
+    let subscriber = joined["subscriber"].as_str().unwrap().to_owned();
+    let id = joined["id"].as_str().unwrap().to_owned();
+    assert!(
+        id.starts_with("/.well-known/mercure/subscriptions/Exact/urn%3Av1%3Aa%20b/urn%3Auuid%3A"),
+        "{id}"
+    );
+    let cookie = format!("__Secure-mercure_access_token={watcher_token}");
+    let get = |path: String| {
+        let req = http_client().get(p.url(&path)).header("cookie", &cookie);
+        async move { answer(send(req).await).await }
+    };
+    let (status, ct, body) = get(id.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ct, "application/ld+json");
+    let one: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            one["id"].as_str(),
+            one["subscriber"].as_str(),
+            one["match"].as_str()
+        ),
+        (
+            Some(id.as_str()),
+            Some(subscriber.as_str()),
+            Some("urn:v1:a b")
+        )
+    );
+    let (status, _, body) =
+        get("/.well-known/mercure/subscriptions/Exact/urn%3Av1%3Aa%20b".into()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let list: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list["subscriptions"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(list["subscriptions"][0]["subscriber"], subscriber.as_str());
+    // Any other path below the API, any other method: the protocol's answers.
+    let (status, ct, _) = get("/.well-known/mercure/subscriptions/Exact/a/b/c".into()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    let r = send(
+        http_client()
+            .post(p.url("/.well-known/mercure/subscriptions"))
+            .header("cookie", &cookie),
+    )
+    .await;
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+    let (status, ct, _) = answer(r).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    // It leaves.
+    drop(reader);
+    let left = next_for(&mut watcher, &mut seen, |v| {
+        v["subscriber"] == subscriber.as_str()
+    })
+    .await;
+    assert_eq!(left["active"], false);
+    // Nothing arrived twice up to a trailing marker.
+    end(&p).await;
+    loop {
+        let e = watcher.next().await;
+        if e.data == "end" {
+            break;
+        }
+        assert!(seen.insert(e.id.clone()), "event {} arrived twice", e.id);
+    }
 }

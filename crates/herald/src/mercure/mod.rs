@@ -43,7 +43,7 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
 use parking_lot::Mutex;
@@ -197,26 +197,44 @@ pub(crate) fn all_channel() -> ChannelName {
 pub(crate) fn endpoint(state: &AppState) -> MethodRouter<AppState> {
     let body_limit = DefaultBodyLimit::max(state.config.max_body_size);
     let body_timeout = RequestBodyTimeoutLayer::new(state.config.body_read_timeout);
-    get(subscribe::subscribe).merge(
-        axum::routing::post(publish::publish)
-            .layer::<_, Infallible>(body_limit)
-            .layer::<_, Infallible>(body_timeout),
-    )
+    get(subscribe::subscribe)
+        .merge(
+            axum::routing::post(publish::publish)
+                .layer::<_, Infallible>(body_limit)
+                .layer::<_, Infallible>(body_timeout),
+        )
+        .fallback(|method: Method| async move {
+            method_not_allowed(&method, "GET, HEAD, POST", "GET subscribes, POST publishes")
+        })
+}
+
+/// The protocol's `405`, in `text/plain` like its other answers, with `Allow`.
+fn method_not_allowed(method: &Method, allow: &'static str, what: &str) -> Response {
+    let mut response = plain(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed here: {what}"),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
 /// The paths of the subscriptions API (`--mercure-subscriptions`): 0.x `/{topic}` and
-/// `/{topic}/{subscriber}`, 1.0 `/{matchType}/{match}` and `/{matchType}/{match}/{subscriber}`
-/// (the handler tells the two-segment forms apart).
-pub(crate) const SUBSCRIPTIONS_PATHS: [&str; 4] = [
+/// `/{topic}/{subscriber}`, 1.0 `/{matchType}/{match}` and `/{matchType}/{match}/{subscriber}`.
+/// Everything below `/subscriptions` is the handler's, which reads the path itself (and tells
+/// the two-segment forms apart), so that any other path gets the protocol's `404` too.
+pub(crate) const SUBSCRIPTIONS_PATHS: [&str; 3] = [
     "/.well-known/mercure/subscriptions",
-    "/.well-known/mercure/subscriptions/{a}",
-    "/.well-known/mercure/subscriptions/{a}/{b}",
-    "/.well-known/mercure/subscriptions/{a}/{b}/{c}",
+    "/.well-known/mercure/subscriptions/",
+    "/.well-known/mercure/subscriptions/{*path}",
 ];
 
 /// The subscriptions API: `GET` lists active subscriptions.
 pub(crate) fn subscriptions_endpoint() -> MethodRouter<AppState> {
-    get(subscriptions::list)
+    get(subscriptions::list).fallback(|method: Method| async move {
+        method_not_allowed(&method, "GET, HEAD", "GET lists the subscriptions")
+    })
 }
 
 /// A protocol answer: `status` and a `text/plain` sentence.
