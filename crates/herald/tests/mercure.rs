@@ -1833,6 +1833,132 @@ async fn a_non_ascii_publisher_id_resumes_through_the_header() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
+/// An id whose update the history no longer holds: what is retained, from `earliest`.
+#[tokio::test]
+async fn a_forgotten_id_resumes_from_the_earliest_retained() {
+    let p = hub(&["--mercure-anonymous", "--history-size", "2"]).await;
+    for n in 1..=4 {
+        let (data, id) = (format!("u{n}"), format!("f{n}"));
+        publish(&p, &[("topic", "urn:f"), ("data", &data), ("id", &id)]).await;
+    }
+    let q = [("topic", "urn:f"), ("topic", END)];
+    let mut forgotten = subscribe(&p, &q, &[("last-event-id", "f1")]).await;
+    assert_eq!(forgotten.headers["last-event-id"], "earliest");
+    let mut kept = subscribe(&p, &q, &[("last-event-id", "f3")]).await;
+    assert_eq!(kept.headers["last-event-id"], "f3");
+    end(&p).await;
+    // (Only two are retained: u3 and u4; `end` pushes u3 out of the history, not the stream.)
+    assert_eq!(forgotten.until_end().await, ["u3", "u4"]);
+    assert_eq!(kept.until_end().await, ["u4"]);
+}
+
+/// Herald's per-address limits apply to Mercure subscribers, answered in the protocol's terms.
+#[tokio::test]
+async fn subscribers_are_rate_limited_per_address() {
+    let p = hub(&[
+        "--mercure-anonymous",
+        "--connect-rate-per-ip",
+        "1/s:3",
+        "--resume-rate-per-ip",
+        "1/s:1",
+    ])
+    .await;
+    let q = [("topic", "urn:l")];
+    let _resumed = subscribe(&p, &q, &[("last-event-id", "earliest")]).await;
+    let (status, ct, body) =
+        answer(try_subscribe(&p, &q, &[("last-event-id", "earliest")]).await).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    let _plain = subscribe(&p, &q, &[]).await;
+    let r = try_subscribe(&p, &q, &[]).await;
+    assert!(r.headers().contains_key("retry-after"));
+    let (status, ct, body) = answer(r).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(ct.starts_with("text/plain"), "{ct}");
+}
+
+/// `--publish-origins` (Mercure's `publish_origins`): pages on listed origins may publish, with
+/// the cookie too; others may not, whatever their token.
+#[tokio::test]
+async fn publish_origins_apply_to_mercure_publishers() {
+    let p = hub(&[
+        "--mercure-anonymous",
+        "--publish-origins",
+        "https://app.example.com",
+    ])
+    .await;
+    let mut sub = subscribe(&p, &[("topic", "urn:o")], &[]).await;
+    let cookie = format!("mercureAuthorization={}", publisher());
+    let from = |origin: &str, auth: (&str, String)| {
+        http_client()
+            .post(p.url("/.well-known/mercure"))
+            .header("origin", origin)
+            .header(auth.0, auth.1)
+            .header("content-type", "application/x-www-form-urlencoded")
+    };
+    let r = send(
+        from("https://app.example.com", ("cookie", cookie.clone())).body("topic=urn:o&data=listed"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let bearer = format!("Bearer {}", publisher());
+    for (origin, auth) in [
+        ("https://evil.example", ("cookie", cookie.clone())),
+        ("https://evil.example", ("authorization", bearer.clone())),
+    ] {
+        let (status, ct, body) =
+            answer(send(from(origin, auth).body("topic=urn:o&data=no")).await).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{origin}: {body}");
+        assert!(ct.starts_with("text/plain"), "{ct}");
+    }
+    assert_eq!(sub.next().await.data, "listed");
+    end(&p).await;
+}
+
+/// RS256 keys given as PEM text under Mercure's own environment names, the algorithm too.
+#[tokio::test]
+async fn rs256_keys_under_mercure_s_environment_names() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let public = std::fs::read_to_string(fixtures.join("rsa_public.pem")).unwrap();
+    let private = std::fs::read_to_string(fixtures.join("rsa_private.pem")).unwrap();
+    let p = HeraldProcess::start(
+        &["--mercure"],
+        &[
+            ("MERCURE_PUBLISHER_JWT_KEY", SECRET),
+            ("MERCURE_SUBSCRIBER_JWT_KEY", public.as_str()),
+            ("MERCURE_SUBSCRIBER_JWT_ALG", "RS256"),
+        ],
+    )
+    .await;
+    let rs256 = encode(
+        &Header::new(Algorithm::RS256),
+        &json!({"mercure": {"subscribe": ["urn:rs"]}}),
+        &EncodingKey::from_rsa_pem(private.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let mut sub = subscribe(
+        &p,
+        &[("topic", "urn:rs")],
+        &[("authorization", &format!("Bearer {rs256}"))],
+    )
+    .await;
+    publish(
+        &p,
+        &[("topic", "urn:rs"), ("data", "private"), ("private", "on")],
+    )
+    .await;
+    assert_eq!(sub.next().await.data, "private");
+    // An HS256 token with the publisher's secret is not a subscriber's token here.
+    let hs = jwt(json!({"mercure": {"subscribe": ["urn:rs"]}}));
+    let r = try_subscribe(
+        &p,
+        &[("topic", "urn:rs")],
+        &[("authorization", &format!("Bearer {hs}"))],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
 /// 1.0 subscribers' subscription events and the 1.0 paths of the subscriptions API
 /// (`/subscriptions/{matchType}/{match}[/{subscriber}]`), read with a 1.0 access token from the
 /// `__Secure-mercure_access_token` cookie; any other path or method gets the protocol's answer.
