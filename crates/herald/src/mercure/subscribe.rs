@@ -21,14 +21,13 @@
 //! `auth.rs`). A cookie counts only from a page the CORS settings let send it: the hub's own
 //! origin, or one of `--cors-origins` with `--cors-credentials`; another listed origin's cookie
 //! is ignored, an unlisted origin gets `403`. Without a token, only with
-//! `--mercure-anonymous`. Reconnection: `earliest` asks for everything retained. When the hub
-//! cannot send everything after the id asked for (an unknown or too old id, more than the
-//! replay cap), the stream starts live and the response header names the newest update before
-//! it (`earliest` when there is none), as the protocol asks.
+//! `--mercure-anonymous`. Reconnection: `earliest` asks for everything retained (see above for
+//! what is sent when not everything after the id asked for can be).
 //!
 //! Refusals, in `text/plain`: `400` (no selector, too many or too long selectors, a URL
-//! Pattern that does not compile, an unknown `match…` parameter, both generations' parameters,
-//! `?authorization=` on a 1.0 request, a bad id), `401` (a bad token, with
+//! Pattern that does not compile or has too many parts, an unknown `match…` parameter, both
+//! generations' parameters, `?authorization=` on a 1.0 request, a bad id, a parameter that is
+//! not a valid percent-encoding of UTF-8), `401` (a bad token, with
 //! `WWW-Authenticate: Bearer error="invalid_token"`; no token without `--mercure-anonymous`,
 //! with `WWW-Authenticate: Bearer`), `403` (a cookie from an unlisted origin; a 1.0 access
 //! token that grants no `subscribe` action, `error="insufficient_scope"`), `429` (connect or
