@@ -2068,3 +2068,55 @@ async fn v1_subscription_events_and_the_1_0_paths() {
         assert!(seen.insert(e.id.clone()), "event {} arrived twice", e.id);
     }
 }
+
+/// CORS for subscribers (`--cors-origins`, `--cors-credentials`): a listed page may read the
+/// stream and the headers that say where it starts (both generations' names), may send its
+/// token in a header (the preflight), and an unlisted one gets no CORS grant.
+#[tokio::test]
+async fn cors_for_subscribers_and_publishers() {
+    let p = hub(&[
+        "--mercure-anonymous",
+        "--cors-origins",
+        "https://app.example.com",
+        "--cors-credentials",
+    ])
+    .await;
+    let q = [("topic", "urn:c"), ("lastEventID", "earliest")];
+    let listed = try_subscribe(&p, &q, &[("origin", "https://app.example.com")]).await;
+    assert_eq!(listed.status(), StatusCode::OK);
+    let h = listed.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://app.example.com");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    let exposed = h["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for name in ["last-event-id", "mercure-last-event-id"] {
+        assert!(exposed.split(',').any(|n| n.trim() == name), "{exposed}");
+    }
+    let unlisted = try_subscribe(&p, &q, &[("origin", "https://evil.example")]).await;
+    assert!(unlisted
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    let preflight = send(
+        http_client()
+            .request(reqwest::Method::OPTIONS, p.url("/.well-known/mercure"))
+            .header("origin", "https://app.example.com")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            ),
+    )
+    .await;
+    assert_eq!(preflight.status(), StatusCode::OK);
+    let allowed = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("last-event-id"),
+        "{allowed}"
+    );
+}
