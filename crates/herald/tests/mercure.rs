@@ -1204,6 +1204,19 @@ async fn v1_access_tokens_and_their_refusals() {
         ct.starts_with("text/plain") && id.starts_with("urn:uuid:"),
         "{ct} {id}"
     );
+    // A 1.0 update has exactly one topic (0.x publishers keep their alternates).
+    let r = post_raw(
+        &p,
+        &publisher,
+        form(&[
+            ("topic", "https://example.com/books/1"),
+            ("topic", "https://example.com/books/2"),
+        ]),
+    )
+    .await;
+    let (status, ct, body) = answer(r).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(ct.starts_with("text/plain"), "{ct}");
     // A topic the details do not cover: 403 insufficient_scope.
     let r = post_raw(&p, &publisher, form(&[("topic", "urn:x")])).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);

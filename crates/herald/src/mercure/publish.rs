@@ -11,7 +11,8 @@
 //! `413` (a body over `max_body_size`), `429` (`--publish-rate-per-key`, counted per token
 //! `sub`), `503` (shutting down, overloaded, the engine is unavailable).
 //!
-//! Both generations publish the same form; the token's form picks how it is read (`auth.rs`):
+//! Both generations publish the same form, but a 1.0 update has exactly one `topic` (`400`
+//! for more); the token's form picks how it is read (`auth.rs`):
 //! a 0.x token's `mercure.publish` selectors or a 1.0 token's `publish` authorization details
 //! must allow every topic of the update, and a 1.0 token may not publish in the hub's own
 //! namespace (a topic whose path is `/.well-known/mercure` or below). The token comes from
@@ -205,6 +206,14 @@ pub(crate) async fn publish(State(state): State<AppState>, request: Request) -> 
         Ok(form) => form,
         Err(why) => return plain(StatusCode::BAD_REQUEST, why),
     };
+    // 1.0 updates have exactly one topic (the draft: a request with more is a 400); 0.x
+    // publishers keep their alternates.
+    if claims.generation == Generation::V1 && form.topics.len() > 1 {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "a Mercure 1.0 update has exactly one \"topic\" field (alternate topics are 0.x)",
+        );
+    }
     // 1.0 reserves the hub's namespace to the hub (its subscription events): a publisher with
     // a 1.0 token cannot forge them. 0.x hubs had no such rule, so 0.x tokens keep theirs.
     if claims.generation == Generation::V1 {
