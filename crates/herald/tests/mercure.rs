@@ -1928,15 +1928,17 @@ async fn publish_origins_apply_to_mercure_publishers() {
     end(&p).await;
 }
 
-/// RS256 keys given as PEM text under Mercure's own environment names, the algorithm too.
+/// RS256 keys given as PEM text under Mercure's own environment names, the algorithm too (and
+/// Mercure turned on by `HERALD_MERCURE`).
 #[tokio::test]
 async fn rs256_keys_under_mercure_s_environment_names() {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let public = std::fs::read_to_string(fixtures.join("rsa_public.pem")).unwrap();
     let private = std::fs::read_to_string(fixtures.join("rsa_private.pem")).unwrap();
     let p = HeraldProcess::start(
-        &["--mercure"],
+        &[],
         &[
+            ("HERALD_MERCURE", "true"),
             ("MERCURE_PUBLISHER_JWT_KEY", SECRET),
             ("MERCURE_SUBSCRIBER_JWT_KEY", public.as_str()),
             ("MERCURE_SUBSCRIBER_JWT_ALG", "RS256"),
