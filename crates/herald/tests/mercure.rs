@@ -1794,13 +1794,44 @@ async fn hostile_input_is_refused_in_the_protocol_s_terms() {
         "{:?}",
         started.elapsed()
     );
-    // A token expiring in the year 3000 is a token like another.
+    // A Last-Event-ID of 10 KB, in the header or the query.
+    let long = "a".repeat(10_000);
+    let (status, ct, _) =
+        answer(try_subscribe(&p, &[("topic", "urn:h")], &[("last-event-id", &long)]).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    let (status, _, _) =
+        answer(try_subscribe(&p, &[("topic", "urn:h"), ("lastEventID", &long)], &[]).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Tokens expiring in the year 3000 are tokens like others, for subscribers too.
+    let far_sub = jwt(json!({"exp": 32_503_680_000u64, "mercure": {"subscribe": ["urn:h"]}}));
+    let mut far_subscriber = subscribe(
+        &p,
+        &[("topic", "urn:h")],
+        &[("authorization", &format!("Bearer {far_sub}"))],
+    )
+    .await;
     let far = jwt(json!({"exp": 32_503_680_000u64, "mercure": {"publish": ["*"]}}));
-    let (status, _, body) =
-        post(&p, Some(&far), form(&[("topic", "urn:h"), ("data", "far")])).await;
+    let (status, _, body) = post(
+        &p,
+        Some(&far),
+        form(&[("topic", "urn:h"), ("data", "far"), ("private", "on")]),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    // The hub kept serving: the subscriber got exactly that update.
-    assert_eq!(sub.next().await.data, "far");
+    assert_eq!(far_subscriber.next().await.data, "far");
+    // A publisher may take an id of the hub's own form; it is the update's id.
+    let taken = "urn:uuid:00000000-0000-4000-8000-000000000000";
+    let (status, _, body) = post(
+        &p,
+        Some(&publisher()),
+        form(&[("topic", "urn:h"), ("data", "taken"), ("id", taken)]),
+    )
+    .await;
+    assert_eq!((status, body.trim_end()), (StatusCode::OK, taken));
+    // The hub kept serving: the anonymous subscriber got the public update, not the private one.
+    let e = sub.next().await;
+    assert_eq!((e.id.as_str(), e.data.as_str()), (taken, "taken"));
 }
 
 /// A publisher's id may be any IRI: EventSource sends it back in `Last-Event-ID` as UTF-8.
