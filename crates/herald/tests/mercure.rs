@@ -2166,3 +2166,26 @@ async fn cors_for_subscribers_and_publishers() {
         "{allowed}"
     );
 }
+
+/// Topics of 2,048 characters of any kind (four-byte ones: 8,192 bytes, the limit), exact and
+/// through a template, once the request head may hold them percent-encoded (24 KiB).
+#[tokio::test]
+async fn topics_of_2048_four_byte_characters() {
+    let p = hub(&["--mercure-anonymous", "--max-header-size", "64KiB"]).await;
+    let topic = "🦀".repeat(2048);
+    assert_eq!(topic.len(), 8192);
+    let mut exact = subscribe(&p, &[("topic", &topic), ("topic", END)], &[]).await;
+    let template = format!("{}{{x}}", "🦀".repeat(2040));
+    let mut templated = subscribe(&p, &[("topic", &template), ("topic", END)], &[]).await;
+    publish(&p, &[("topic", &topic), ("data", "crabs")]).await;
+    let (status, _, _) = post(
+        &p,
+        Some(&publisher()),
+        form(&[("topic", &format!("{topic}🦀"))]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "one character more");
+    end(&p).await;
+    assert_eq!(exact.until_end().await, ["crabs"]);
+    assert_eq!(templated.until_end().await, ["crabs"]);
+}
