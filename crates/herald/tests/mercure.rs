@@ -1204,6 +1204,19 @@ async fn v1_access_tokens_and_their_refusals() {
         ct.starts_with("text/plain") && id.starts_with("urn:uuid:"),
         "{ct} {id}"
     );
+    // A 1.0 update has exactly one topic (0.x publishers keep their alternates).
+    let r = post_raw(
+        &p,
+        &publisher,
+        form(&[
+            ("topic", "https://example.com/books/1"),
+            ("topic", "https://example.com/books/2"),
+        ]),
+    )
+    .await;
+    let (status, ct, body) = answer(r).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(ct.starts_with("text/plain"), "{ct}");
     // A topic the details do not cover: 403 insufficient_scope.
     let r = post_raw(&p, &publisher, form(&[("topic", "urn:x")])).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
@@ -1707,4 +1720,472 @@ async fn subscriptions_across_two_nodes_on_redis() {
             e.id
         );
     }
+}
+
+// ---- Hostile input, and what the audit of issue 14 found untested ----
+
+/// Status and `Content-Type` of an answer, and its body.
+async fn answer(r: reqwest::Response) -> (StatusCode, String, String) {
+    let status = r.status();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, ct, r.text().await.unwrap())
+}
+
+/// Malformed encodings, methods the protocol does not have and patterns too costly to compile
+/// get the protocol's answers (`text/plain`), and the hub keeps serving.
+#[tokio::test]
+async fn hostile_input_is_refused_in_the_protocol_s_terms() {
+    let p = hub(&["--mercure-anonymous"]).await;
+    let mut sub = subscribe(&p, &[("topic", "urn:h")], &[]).await;
+    // Publishing: a % that is not a percent-encoding, bytes that are not UTF-8.
+    for body in [
+        "topic=urn:h&data=100%",
+        "topic=urn:h&data=%ZZ",
+        "topic=urn:h&data=%4",
+        "topic=urn:h&id=%C3%28",
+        "topic=%FF",
+    ] {
+        let (status, ct, text) = post(&p, Some(&publisher()), body.to_owned()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {text}");
+        assert!(ct.starts_with("text/plain"), "{body}: {ct}");
+    }
+    // Subscribing: selectors are refused, not mended into other topics.
+    for query in [
+        "topic=%FF",
+        "topic=urn%3Ah%C3%28",
+        "match=%FF",
+        "topic=urn:h%ZZ",
+        "topic=urn:h&lastEventID=100%",
+    ] {
+        let r = send(http_client().get(p.url(&format!("/.well-known/mercure?{query}")))).await;
+        let (status, ct, text) = answer(r).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {text}");
+        assert!(ct.starts_with("text/plain"), "{query}: {ct}");
+    }
+    // Methods the protocol does not have: its 405, with Allow.
+    for method in [
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+        reqwest::Method::PATCH,
+    ] {
+        let r = send(http_client().request(method.clone(), p.url("/.well-known/mercure"))).await;
+        assert_eq!(r.headers()["allow"], "GET, HEAD, POST", "{method}");
+        let (status, ct, _) = answer(r).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert!(ct.starts_with("text/plain"), "{method}: {ct}");
+    }
+    // A URL Pattern of more wildcards than compile in reasonable time is refused at once;
+    // one at the bound compiles quickly.
+    let costly = "*".repeat(65);
+    let started = std::time::Instant::now();
+    let (status, ct, _) =
+        answer(try_subscribe(&p, &[("match_urlpattern", &costly)], &[]).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    let bound = "*".repeat(64);
+    let r = try_subscribe(&p, &[("match_urlpattern", &bound)], &[]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // A Last-Event-ID of 10 KB, in the header or the query.
+    let long = "a".repeat(10_000);
+    let (status, ct, _) =
+        answer(try_subscribe(&p, &[("topic", "urn:h")], &[("last-event-id", &long)]).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    let (status, _, _) =
+        answer(try_subscribe(&p, &[("topic", "urn:h"), ("lastEventID", &long)], &[]).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Tokens expiring in the year 3000 are tokens like others, for subscribers too.
+    let far_sub = jwt(json!({"exp": 32_503_680_000u64, "mercure": {"subscribe": ["urn:h"]}}));
+    let mut far_subscriber = subscribe(
+        &p,
+        &[("topic", "urn:h")],
+        &[("authorization", &format!("Bearer {far_sub}"))],
+    )
+    .await;
+    let far = jwt(json!({"exp": 32_503_680_000u64, "mercure": {"publish": ["*"]}}));
+    let (status, _, body) = post(
+        &p,
+        Some(&far),
+        form(&[("topic", "urn:h"), ("data", "far"), ("private", "on")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(far_subscriber.next().await.data, "far");
+    // A publisher may take an id of the hub's own form; it is the update's id.
+    let taken = "urn:uuid:00000000-0000-4000-8000-000000000000";
+    let (status, _, body) = post(
+        &p,
+        Some(&publisher()),
+        form(&[("topic", "urn:h"), ("data", "taken"), ("id", taken)]),
+    )
+    .await;
+    assert_eq!((status, body.trim_end()), (StatusCode::OK, taken));
+    // The hub kept serving: the anonymous subscriber got the public update, not the private one.
+    let e = sub.next().await;
+    assert_eq!((e.id.as_str(), e.data.as_str()), (taken, "taken"));
+}
+
+/// A publisher's id may be any IRI: EventSource sends it back in `Last-Event-ID` as UTF-8.
+#[tokio::test]
+async fn a_non_ascii_publisher_id_resumes_through_the_header() {
+    let p = hub(&["--mercure-anonymous"]).await;
+    let first = "https://example.com/livres/été/1";
+    publish(&p, &[("topic", "urn:i"), ("data", "one"), ("id", first)]).await;
+    publish(
+        &p,
+        &[
+            ("topic", "urn:i"),
+            ("data", "two"),
+            ("id", "https://example.com/livres/2"),
+        ],
+    )
+    .await;
+    let value = reqwest::header::HeaderValue::from_bytes(first.as_bytes()).unwrap();
+    let r = send(
+        http_client()
+            .get(url(&p, &[("topic", "urn:i"), ("topic", END)]))
+            .header("last-event-id", value),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["last-event-id"].as_bytes(), first.as_bytes());
+    let mut resumed = Sub {
+        headers: r.headers().clone(),
+        events: Box::pin(
+            r.bytes_stream()
+                .eventsource()
+                .map(|r| r.map_err(|e| e.to_string())),
+        ),
+    };
+    end(&p).await;
+    assert_eq!(resumed.until_end().await, ["two"]);
+    // Not UTF-8: the protocol's 400.
+    let r = send(http_client().get(url(&p, &[("topic", "urn:i")])).header(
+        "last-event-id",
+        reqwest::header::HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+    ))
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+/// An id whose update the history no longer holds: what is retained, from `earliest`.
+#[tokio::test]
+async fn a_forgotten_id_resumes_from_the_earliest_retained() {
+    let p = hub(&["--mercure-anonymous", "--history-size", "2"]).await;
+    for n in 1..=4 {
+        let (data, id) = (format!("u{n}"), format!("f{n}"));
+        publish(&p, &[("topic", "urn:f"), ("data", &data), ("id", &id)]).await;
+    }
+    let q = [("topic", "urn:f"), ("topic", END)];
+    let mut forgotten = subscribe(&p, &q, &[("last-event-id", "f1")]).await;
+    assert_eq!(forgotten.headers["last-event-id"], "earliest");
+    let mut kept = subscribe(&p, &q, &[("last-event-id", "f3")]).await;
+    assert_eq!(kept.headers["last-event-id"], "f3");
+    end(&p).await;
+    // (Only two are retained: u3 and u4; `end` pushes u3 out of the history, not the stream.)
+    assert_eq!(forgotten.until_end().await, ["u3", "u4"]);
+    assert_eq!(kept.until_end().await, ["u4"]);
+}
+
+/// Herald's per-address limits apply to Mercure subscribers, answered in the protocol's terms.
+#[tokio::test]
+async fn subscribers_are_rate_limited_per_address() {
+    let p = hub(&[
+        "--mercure-anonymous",
+        "--connect-rate-per-ip",
+        "1/s:3",
+        "--resume-rate-per-ip",
+        "1/s:1",
+    ])
+    .await;
+    let q = [("topic", "urn:l")];
+    let _resumed = subscribe(&p, &q, &[("last-event-id", "earliest")]).await;
+    let (status, ct, body) =
+        answer(try_subscribe(&p, &q, &[("last-event-id", "earliest")]).await).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    let _plain = subscribe(&p, &q, &[]).await;
+    let r = try_subscribe(&p, &q, &[]).await;
+    assert!(r.headers().contains_key("retry-after"));
+    let (status, ct, body) = answer(r).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(ct.starts_with("text/plain"), "{ct}");
+}
+
+/// `--publish-origins` (Mercure's `publish_origins`): pages on listed origins may publish, with
+/// the cookie too; others may not, whatever their token.
+#[tokio::test]
+async fn publish_origins_apply_to_mercure_publishers() {
+    let p = hub(&[
+        "--mercure-anonymous",
+        "--publish-origins",
+        "https://app.example.com",
+    ])
+    .await;
+    let mut sub = subscribe(&p, &[("topic", "urn:o")], &[]).await;
+    let cookie = format!("mercureAuthorization={}", publisher());
+    let from = |origin: &str, auth: (&str, String)| {
+        http_client()
+            .post(p.url("/.well-known/mercure"))
+            .header("origin", origin)
+            .header(auth.0, auth.1)
+            .header("content-type", "application/x-www-form-urlencoded")
+    };
+    let r = send(
+        from("https://app.example.com", ("cookie", cookie.clone())).body("topic=urn:o&data=listed"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let bearer = format!("Bearer {}", publisher());
+    for (origin, auth) in [
+        ("https://evil.example", ("cookie", cookie.clone())),
+        ("https://evil.example", ("authorization", bearer.clone())),
+    ] {
+        let (status, ct, body) =
+            answer(send(from(origin, auth).body("topic=urn:o&data=no")).await).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{origin}: {body}");
+        assert!(ct.starts_with("text/plain"), "{ct}");
+    }
+    assert_eq!(sub.next().await.data, "listed");
+    end(&p).await;
+}
+
+/// RS256 keys given as PEM text under Mercure's own environment names, the algorithm too (and
+/// Mercure turned on by `HERALD_MERCURE`).
+#[tokio::test]
+async fn rs256_keys_under_mercure_s_environment_names() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let public = std::fs::read_to_string(fixtures.join("rsa_public.pem")).unwrap();
+    let private = std::fs::read_to_string(fixtures.join("rsa_private.pem")).unwrap();
+    let p = HeraldProcess::start(
+        &[],
+        &[
+            ("HERALD_MERCURE", "true"),
+            ("MERCURE_PUBLISHER_JWT_KEY", SECRET),
+            ("MERCURE_SUBSCRIBER_JWT_KEY", public.as_str()),
+            ("MERCURE_SUBSCRIBER_JWT_ALG", "RS256"),
+        ],
+    )
+    .await;
+    let rs256 = encode(
+        &Header::new(Algorithm::RS256),
+        &json!({"mercure": {"subscribe": ["urn:rs"]}}),
+        &EncodingKey::from_rsa_pem(private.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let mut sub = subscribe(
+        &p,
+        &[("topic", "urn:rs")],
+        &[("authorization", &format!("Bearer {rs256}"))],
+    )
+    .await;
+    publish(
+        &p,
+        &[("topic", "urn:rs"), ("data", "private"), ("private", "on")],
+    )
+    .await;
+    assert_eq!(sub.next().await.data, "private");
+    // An HS256 token with the publisher's secret is not a subscriber's token here.
+    let hs = jwt(json!({"mercure": {"subscribe": ["urn:rs"]}}));
+    let r = try_subscribe(
+        &p,
+        &[("topic", "urn:rs")],
+        &[("authorization", &format!("Bearer {hs}"))],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// 1.0 subscribers' subscription events and the 1.0 paths of the subscriptions API
+/// (`/subscriptions/{matchType}/{match}[/{subscriber}]`), read with a 1.0 access token from the
+/// `__Secure-mercure_access_token` cookie; any other path or method gets the protocol's answer.
+#[tokio::test]
+async fn v1_subscription_events_and_the_1_0_paths() {
+    let p = hub(&["--mercure-anonymous", "--mercure-subscriptions"]).await;
+    let watcher_token = access_token(
+        &reached(&p),
+        json!([grant(
+            &["subscribe"],
+            json!([
+                {"match_urlpattern": "/.well-known/mercure/subscriptions/*"},
+                {"match": "/.well-known/mercure/subscriptions"},
+                {"match": END}
+            ])
+        )]),
+    );
+    let bearer = format!("Bearer {watcher_token}");
+    let mut watcher = subscribe(
+        &p,
+        &[
+            (
+                "match_urlpattern",
+                "/.well-known/mercure/subscriptions/Exact/:match/:subscriber",
+            ),
+            ("match", END),
+        ],
+        &[("authorization", &bearer)],
+    )
+    .await;
+    let reader = subscribe(&p, &[("match", "urn:v1:a b")], &[]).await;
+    let mut seen = std::collections::HashSet::new();
+    let joined = next_for(&mut watcher, &mut seen, |v| v["match"] == "urn:v1:a b").await;
+    assert_eq!(
+        (
+            joined["type"].as_str(),
+            joined["matchType"].as_str(),
+            joined["active"].as_bool()
+        ),
+        (Some("Subscription"), Some("Exact"), Some(true))
+    );
+    assert!(
+        joined.get("topic").is_none(),
+        "1.0 documents carry match, not topic"
+    );
+    let subscriber = joined["subscriber"].as_str().unwrap().to_owned();
+    let id = joined["id"].as_str().unwrap().to_owned();
+    assert!(
+        id.starts_with("/.well-known/mercure/subscriptions/Exact/urn%3Av1%3Aa%20b/urn%3Auuid%3A"),
+        "{id}"
+    );
+    let cookie = format!("__Secure-mercure_access_token={watcher_token}");
+    let get = |path: String| {
+        let req = http_client().get(p.url(&path)).header("cookie", &cookie);
+        async move { answer(send(req).await).await }
+    };
+    let (status, ct, body) = get(id.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ct, "application/ld+json");
+    let one: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            one["id"].as_str(),
+            one["subscriber"].as_str(),
+            one["match"].as_str()
+        ),
+        (
+            Some(id.as_str()),
+            Some(subscriber.as_str()),
+            Some("urn:v1:a b")
+        )
+    );
+    let (status, _, body) =
+        get("/.well-known/mercure/subscriptions/Exact/urn%3Av1%3Aa%20b".into()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let list: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list["subscriptions"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(list["subscriptions"][0]["subscriber"], subscriber.as_str());
+    // Any other path below the API, any other method: the protocol's answers.
+    let (status, ct, _) = get("/.well-known/mercure/subscriptions/Exact/a/b/c".into()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    let r = send(
+        http_client()
+            .post(p.url("/.well-known/mercure/subscriptions"))
+            .header("cookie", &cookie),
+    )
+    .await;
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+    let (status, ct, _) = answer(r).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    // It leaves.
+    drop(reader);
+    let left = next_for(&mut watcher, &mut seen, |v| {
+        v["subscriber"] == subscriber.as_str()
+    })
+    .await;
+    assert_eq!(left["active"], false);
+    // Nothing arrived twice up to a trailing marker.
+    end(&p).await;
+    loop {
+        let e = watcher.next().await;
+        if e.data == "end" {
+            break;
+        }
+        assert!(seen.insert(e.id.clone()), "event {} arrived twice", e.id);
+    }
+}
+
+/// CORS for subscribers (`--cors-origins`, `--cors-credentials`): a listed page may read the
+/// stream and the headers that say where it starts (both generations' names), may send its
+/// token in a header (the preflight), and an unlisted one gets no CORS grant.
+#[tokio::test]
+async fn cors_for_subscribers_and_publishers() {
+    let p = hub(&[
+        "--mercure-anonymous",
+        "--cors-origins",
+        "https://app.example.com",
+        "--cors-credentials",
+    ])
+    .await;
+    let q = [("topic", "urn:c"), ("lastEventID", "earliest")];
+    let listed = try_subscribe(&p, &q, &[("origin", "https://app.example.com")]).await;
+    assert_eq!(listed.status(), StatusCode::OK);
+    let h = listed.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://app.example.com");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    let exposed = h["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for name in ["last-event-id", "mercure-last-event-id"] {
+        assert!(exposed.split(',').any(|n| n.trim() == name), "{exposed}");
+    }
+    let unlisted = try_subscribe(&p, &q, &[("origin", "https://evil.example")]).await;
+    assert!(unlisted
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    let preflight = send(
+        http_client()
+            .request(reqwest::Method::OPTIONS, p.url("/.well-known/mercure"))
+            .header("origin", "https://app.example.com")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            ),
+    )
+    .await;
+    assert_eq!(preflight.status(), StatusCode::OK);
+    let allowed = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("last-event-id"),
+        "{allowed}"
+    );
+}
+
+/// Topics of 2,048 characters of any kind (four-byte ones: 8,192 bytes, the limit), exact and
+/// through a template, once the request head may hold them percent-encoded (24 KiB).
+#[tokio::test]
+async fn topics_of_2048_four_byte_characters() {
+    let p = hub(&["--mercure-anonymous", "--max-header-size", "64KiB"]).await;
+    let topic = "🦀".repeat(2048);
+    assert_eq!(topic.len(), 8192);
+    let mut exact = subscribe(&p, &[("topic", &topic), ("topic", END)], &[]).await;
+    let template = format!("{}{{x}}", "🦀".repeat(2040));
+    let mut templated = subscribe(&p, &[("topic", &template), ("topic", END)], &[]).await;
+    publish(&p, &[("topic", &topic), ("data", "crabs")]).await;
+    let (status, _, _) = post(
+        &p,
+        Some(&publisher()),
+        form(&[("topic", &format!("{topic}🦀"))]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "one character more");
+    end(&p).await;
+    assert_eq!(exact.until_end().await, ["crabs"]);
+    assert_eq!(templated.until_end().await, ["crabs"]);
 }

@@ -424,6 +424,7 @@ pub(crate) enum TokenSource {
 ///
 /// # Errors
 /// An `Authorization` header that is not `Bearer <token>`.
+#[cfg(test)]
 pub(crate) fn token<'a>(
     headers: &'a HeaderMap,
     query: Option<&'a str>,

@@ -3,10 +3,12 @@
 //!
 //! Kept by the node that published the update, right after its broker gave it an id, and
 //! bounded (the oldest ids are forgotten first). An id not found here (published on another
-//! node of a Redis cluster, before a restart, or forgotten) is looked for in the history
-//! itself, among what the subscriber would have received, within the replay cap
-//! ([`LenientStart::AfterMatching`](crate::transport::LenientStart::AfterMatching)); when it is
-//! not there either, the stream starts live and `Last-Event-ID` says where.
+//! node of a Redis cluster, before a restart, or forgotten) is asked of the engine (Redis keeps
+//! each publisher's id for the whole cluster: [`Hub::find_key`](crate::Hub::find_key)), then
+//! looked for in the history itself, among what the subscriber would have received, within
+//! the replay cap ([`LenientStart::AfterMatching`](crate::transport::LenientStart::AfterMatching));
+//! when it is not there either, the subscriber gets what is retained (within the cap) and
+//! `Last-Event-ID` says where that starts.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

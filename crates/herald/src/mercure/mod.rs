@@ -43,7 +43,7 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
 use parking_lot::Mutex;
@@ -197,26 +197,44 @@ pub(crate) fn all_channel() -> ChannelName {
 pub(crate) fn endpoint(state: &AppState) -> MethodRouter<AppState> {
     let body_limit = DefaultBodyLimit::max(state.config.max_body_size);
     let body_timeout = RequestBodyTimeoutLayer::new(state.config.body_read_timeout);
-    get(subscribe::subscribe).merge(
-        axum::routing::post(publish::publish)
-            .layer::<_, Infallible>(body_limit)
-            .layer::<_, Infallible>(body_timeout),
-    )
+    get(subscribe::subscribe)
+        .merge(
+            axum::routing::post(publish::publish)
+                .layer::<_, Infallible>(body_limit)
+                .layer::<_, Infallible>(body_timeout),
+        )
+        .fallback(|method: Method| async move {
+            method_not_allowed(&method, "GET, HEAD, POST", "GET subscribes, POST publishes")
+        })
+}
+
+/// The protocol's `405`, in `text/plain` like its other answers, with `Allow`.
+fn method_not_allowed(method: &Method, allow: &'static str, what: &str) -> Response {
+    let mut response = plain(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed here: {what}"),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
 /// The paths of the subscriptions API (`--mercure-subscriptions`): 0.x `/{topic}` and
-/// `/{topic}/{subscriber}`, 1.0 `/{matchType}/{match}` and `/{matchType}/{match}/{subscriber}`
-/// (the handler tells the two-segment forms apart).
-pub(crate) const SUBSCRIPTIONS_PATHS: [&str; 4] = [
+/// `/{topic}/{subscriber}`, 1.0 `/{matchType}/{match}` and `/{matchType}/{match}/{subscriber}`.
+/// Everything below `/subscriptions` is the handler's, which reads the path itself (and tells
+/// the two-segment forms apart), so that any other path gets the protocol's `404` too.
+pub(crate) const SUBSCRIPTIONS_PATHS: [&str; 3] = [
     "/.well-known/mercure/subscriptions",
-    "/.well-known/mercure/subscriptions/{a}",
-    "/.well-known/mercure/subscriptions/{a}/{b}",
-    "/.well-known/mercure/subscriptions/{a}/{b}/{c}",
+    "/.well-known/mercure/subscriptions/",
+    "/.well-known/mercure/subscriptions/{*path}",
 ];
 
 /// The subscriptions API: `GET` lists active subscriptions.
 pub(crate) fn subscriptions_endpoint() -> MethodRouter<AppState> {
-    get(subscriptions::list)
+    get(subscriptions::list).fallback(|method: Method| async move {
+        method_not_allowed(&method, "GET, HEAD", "GET lists the subscriptions")
+    })
 }
 
 /// A protocol answer: `status` and a `text/plain` sentence.
@@ -293,6 +311,37 @@ pub(crate) fn api_error(e: crate::http::ApiError) -> Response {
     response
 }
 
+/// Decodes one `application/x-www-form-urlencoded` component (a field of a publish, a
+/// parameter of a subscription's query): `+` is a space, `%XX` a byte. Unlike a lenient decoder,
+/// a `%` not followed by two hex digits and bytes that are not UTF-8 once decoded are refused
+/// (`400`, as the Mercure hub answers them; the draft wants field names and values, and topic
+/// matchers, to be UTF-8), so that what a subscriber gets is exactly what was sent.
+///
+/// # Errors
+/// The end of a sentence for the `400` answer.
+pub(crate) fn form_decode(part: &[u8]) -> Result<String, &'static str> {
+    let mut out = Vec::with_capacity(part.len());
+    let mut i = 0;
+    while i < part.len() {
+        match part[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = |at: usize| part.get(at).and_then(|b| (*b as char).to_digit(16));
+                match (hex(i + 1), hex(i + 2)) {
+                    // Two hex digits make a byte.
+                    (Some(high), Some(low)) => out.push((high * 16 + low) as u8),
+                    _ => return Err("has a % not followed by two hex digits"),
+                }
+                i += 3;
+                continue;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| "is not UTF-8 once decoded")
+}
+
 /// Whether `s` holds a control character (C0, DEL or C1): none may be in a topic, an id, a
 /// `type`, or a selector.
 pub(crate) fn has_control(s: &str) -> bool {
@@ -302,6 +351,30 @@ pub(crate) fn has_control(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn form_components_are_decoded_strictly() {
+        assert_eq!(
+            form_decode(b"a+b%0A%25%C3%A9%2b").as_deref(),
+            Ok("a b\n%é+")
+        );
+        assert_eq!(form_decode(b"").as_deref(), Ok(""));
+        for bad in [
+            &b"%"[..],
+            b"%4",
+            b"%ZZ",
+            b"100%",
+            b"%FF",
+            b"%C3%28",
+            b"\xff",
+        ] {
+            assert!(
+                form_decode(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 
     #[test]
     fn topics_map_to_internal_channels() {

@@ -11,7 +11,8 @@
 //! `413` (a body over `max_body_size`), `429` (`--publish-rate-per-key`, counted per token
 //! `sub`), `503` (shutting down, overloaded, the engine is unavailable).
 //!
-//! Both generations publish the same form; the token's form picks how it is read (`auth.rs`):
+//! Both generations publish the same form, but a 1.0 update has exactly one `topic` (`400`
+//! for more); the token's form picks how it is read (`auth.rs`):
 //! a 0.x token's `mercure.publish` selectors or a 1.0 token's `publish` authorization details
 //! must allow every topic of the update, and a 1.0 token may not publish in the hub's own
 //! namespace (a topic whose path is `/.well-known/mercure` or below). The token comes from
@@ -27,7 +28,7 @@ use rand::RngCore;
 use super::auth::{self, Generation, TokenSource};
 use super::update::Update;
 use super::{
-    all_channel, bearer, has_control, hub_error, plain, topic_channel, MAX_ID_LEN,
+    all_channel, bearer, form_decode, has_control, hub_error, plain, topic_channel, MAX_ID_LEN,
     MAX_TOPICS_PER_UPDATE, MAX_TOPIC_LEN, MAX_TYPE_LEN,
 };
 use crate::broker::Publication;
@@ -45,36 +46,6 @@ pub(crate) struct Form {
     pub(crate) retry: Option<u64>,
 }
 
-/// Decodes one `application/x-www-form-urlencoded` component: `+` is a space, `%XX` a byte;
-/// the result must be UTF-8. Unlike a lossy decoder, invalid UTF-8 is refused, so the data a
-/// subscriber gets is exactly the data sent.
-fn decode(part: &[u8]) -> Option<String> {
-    let mut out = Vec::with_capacity(part.len());
-    let mut i = 0;
-    while i < part.len() {
-        match part[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = part
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
 /// Parses and checks the form; the first value of a field counts (but every `topic`).
 ///
 /// # Errors
@@ -87,8 +58,8 @@ pub(crate) fn parse_form(body: &[u8]) -> Result<Form, String> {
             Some(at) => (&pair[..at], &pair[at + 1..]),
             None => (pair, &b""[..]),
         };
-        let key = decode(key).ok_or("a field name is not UTF-8")?;
-        let value = || decode(value).ok_or(format!("{key:?} is not UTF-8 once decoded"));
+        let key = form_decode(key).map_err(|e| format!("a field name {e}"))?;
+        let value = || form_decode(value).map_err(|e| format!("{key:?} {e}"));
         match key.as_str() {
             "topic" => form.topics.push(value()?),
             "data" if form.data.is_none() => form.data = Some(value()?),
@@ -235,6 +206,14 @@ pub(crate) async fn publish(State(state): State<AppState>, request: Request) -> 
         Ok(form) => form,
         Err(why) => return plain(StatusCode::BAD_REQUEST, why),
     };
+    // 1.0 updates have exactly one topic (the draft: a request with more is a 400); 0.x
+    // publishers keep their alternates.
+    if claims.generation == Generation::V1 && form.topics.len() > 1 {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "a Mercure 1.0 update has exactly one \"topic\" field (alternate topics are 0.x)",
+        );
+    }
     // 1.0 reserves the hub's namespace to the hub (its subscription events): a publisher with
     // a 1.0 token cannot forge them. 0.x hubs had no such rule, so 0.x tokens keep theirs.
     if claims.generation == Generation::V1 {
@@ -337,6 +316,11 @@ mod tests {
             b"topic=t&retry=1.5",
             b"topic=t&retry=99999999999999999999999",
             b"topic=t&data=%FF",
+            b"topic=t&data=%ZZ",
+            b"topic=t&data=100%",
+            b"topic=t&data=%4",
+            b"topic=t&id=%C3%28",
+            b"topic=t&data=\xff",
         ] {
             assert!(parse_form(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }

@@ -63,6 +63,11 @@ const MAX_BOUNDED_PREFIX: usize = 256;
 /// shorter than topics.
 pub(crate) const MAX_PATTERN_LEN: usize = 2048;
 
+/// Most groups, named groups and wildcards (`(`, `:name`, `*`) in one URL Pattern. Compiling
+/// a pattern costs about the square of their number (2,000 wildcards take seconds), far more
+/// than its length: real patterns have a handful.
+pub(crate) const MAX_PATTERN_PARTS: usize = 64;
+
 /// Most URL Patterns in one subscription's query, and in one token: each costs a compilation
 /// (off the async threads, see `MercureState::compile`).
 pub(crate) const MAX_URL_PATTERNS: usize = 32;
@@ -169,6 +174,12 @@ impl Selector {
         if text.len() > MAX_PATTERN_LEN {
             return Err(format!("a URL Pattern is at most {MAX_PATTERN_LEN} bytes"));
         }
+        if pattern_parts(text) > MAX_PATTERN_PARTS {
+            return Err(format!(
+                "a URL Pattern has at most {MAX_PATTERN_PARTS} groups, named groups and \
+                 wildcards"
+            ));
+        }
         let bad = |e: urlpattern::Error| format!("{text:?} is not a valid URL Pattern: {e}");
         let init =
             UrlPatternInit::parse_constructor_string::<regex::Regex>(text, Some(base.clone()))
@@ -221,6 +232,22 @@ impl Selector {
             _ => None,
         }
     }
+}
+
+/// An upper bound of the groups, named groups and wildcards of a URL Pattern: every `(`, every
+/// `*`, and every `:` that starts a name (not the scheme's `:` nor a port's); escaped ones and
+/// those inside a group's regular expression count too, which only overestimates.
+fn pattern_parts(text: &str) -> usize {
+    let b = text.as_bytes();
+    (0..b.len())
+        .filter(|&i| match b[i] {
+            b'(' | b'*' => true,
+            b':' => b
+                .get(i + 1)
+                .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'_' | b'$') || *c >= 0x80),
+            _ => false,
+        })
+        .count()
 }
 
 /// Unreserved characters, percent-encodings and non-ASCII characters.
@@ -418,10 +445,39 @@ mod tests {
             "https://example.com/:x(a)/:y(\\1)",
             "https://example.com/{",
             &format!("https://example.com/{}", "a".repeat(MAX_PATTERN_LEN)),
+            // More parts than compile in reasonable time.
+            &"*".repeat(MAX_PATTERN_PARTS + 1),
+            &"/:a*".repeat(MAX_PATTERN_PARTS + 1),
+            &format!(
+                "https://example.com{}",
+                "/(x)".repeat(MAX_PATTERN_PARTS + 1)
+            ),
         ] {
             assert!(
                 Selector::compile(&SelectorSpec::url_pattern(bad), &base).is_err(),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn url_pattern_parts_are_bounded_and_compile_fast() {
+        assert_eq!(pattern_parts("https://example.com:8443/books/:id"), 1);
+        assert_eq!(pattern_parts("https://:tenant.example.com/*/:x(\\d+)"), 4);
+        let base = Url::parse("https://hub.example.com/").unwrap();
+        // The most expensive shapes at the bound: consecutive wildcards, modified named groups.
+        for worst in [
+            "*".repeat(MAX_PATTERN_PARTS),
+            (0..MAX_PATTERN_PARTS / 2)
+                .map(|i| format!("/:a{i}*"))
+                .collect(),
+        ] {
+            let started = std::time::Instant::now();
+            Selector::compile(&SelectorSpec::url_pattern(&worst), &base).unwrap();
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(1),
+                "{worst}: {:?}",
+                started.elapsed()
             );
         }
     }

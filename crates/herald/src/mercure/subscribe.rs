@@ -21,19 +21,19 @@
 //! `auth.rs`). A cookie counts only from a page the CORS settings let send it: the hub's own
 //! origin, or one of `--cors-origins` with `--cors-credentials`; another listed origin's cookie
 //! is ignored, an unlisted origin gets `403`. Without a token, only with
-//! `--mercure-anonymous`. Reconnection: `earliest` asks for everything retained. When the hub
-//! cannot send everything after the id asked for (an unknown or too old id, more than the
-//! replay cap), the stream starts live and the response header names the newest update before
-//! it (`earliest` when there is none), as the protocol asks.
+//! `--mercure-anonymous`. Reconnection: `earliest` asks for everything retained (see above for
+//! what is sent when not everything after the id asked for can be).
 //!
 //! Refusals, in `text/plain`: `400` (no selector, too many or too long selectors, a URL
-//! Pattern that does not compile, an unknown `match…` parameter, both generations' parameters,
-//! `?authorization=` on a 1.0 request, a bad id), `401` (a bad token, with
+//! Pattern that does not compile or has too many parts, an unknown `match…` parameter, both
+//! generations' parameters, `?authorization=` on a 1.0 request, a bad id, a parameter that is
+//! not a valid percent-encoding of UTF-8), `401` (a bad token, with
 //! `WWW-Authenticate: Bearer error="invalid_token"`; no token without `--mercure-anonymous`,
 //! with `WWW-Authenticate: Bearer`), `403` (a cookie from an unlisted origin; a 1.0 access
 //! token that grants no `subscribe` action, `error="insufficient_scope"`), `429` (connect or
 //! resume rate, per-address limit), `503` (the hub is full or shutting down).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use axum::body::Body;
@@ -46,8 +46,8 @@ use super::auth::{self, Generation, TokenSource};
 use super::selector::SelectorSpec;
 use super::update::Update;
 use super::{
-    all_channel, api_error, bearer, has_control, hub_error, plain, topic_channel, MAX_ID_LEN,
-    MAX_SELECTORS, MAX_TOPIC_LEN, MERCURE,
+    all_channel, api_error, bearer, form_decode, has_control, hub_error, plain, topic_channel,
+    MAX_ID_LEN, MAX_SELECTORS, MAX_TOPIC_LEN, MERCURE,
 };
 use crate::http::auth::TokenCookie;
 use crate::http::AppState;
@@ -83,7 +83,21 @@ fn parse_query(query: Option<&str>) -> Result<Query, QueryError> {
     // The parameters only one generation has.
     let (mut v0, mut v1): (Option<String>, Option<String>) = (None, None);
     let mut token_in_query = false;
-    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+    let pairs = query
+        .unwrap_or("")
+        .as_bytes()
+        .split(|b| *b == b'&')
+        .filter(|p| !p.is_empty());
+    for pair in pairs {
+        let (key, value) = match pair.iter().position(|b| *b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &b""[..]),
+        };
+        // Strictly: a selector that is not UTF-8 is refused, not mended into another topic.
+        let key = form_decode(key).map_err(|e| Invalid(format!("a query parameter's name {e}")))?;
+        let value =
+            form_decode(value).map_err(|e| Invalid(format!("the {key:?} parameter {e}")))?;
+        let (key, value) = (Cow::<str>::Owned(key), Cow::<str>::Owned(value));
         let spec = match &*key {
             "topic" => Some(SelectorSpec::template(value.as_ref())),
             "match" | "matchExact" => Some(SelectorSpec::exact(value.as_ref())),
@@ -264,14 +278,11 @@ pub(crate) async fn subscribe(
     }
     // Where to start.
     let requested = match headers.get("last-event-id") {
-        Some(v) => match v.to_str() {
+        // UTF-8, not only ASCII: EventSource sends back the `id:` it last got, and a
+        // publisher's id may be an IRI (`https://example.com/livres/été`).
+        Some(v) => match std::str::from_utf8(v.as_bytes()) {
             Ok(v) => Some(v.to_owned()),
-            Err(_) => {
-                return plain(
-                    StatusCode::BAD_REQUEST,
-                    "Last-Event-ID must be visible ASCII",
-                )
-            }
+            Err(_) => return plain(StatusCode::BAD_REQUEST, "Last-Event-ID must be UTF-8"),
         },
         // 1.0's `last_event_id` or 0.x's `lastEventID` (the parser keeps them apart).
         None => query
@@ -504,6 +515,14 @@ mod tests {
         assert!(invalid("match=a&matchtemplate=b"), "the reserved prefix");
         assert!(invalid("MATCH_x=a&topic=b"), "the reserved prefix");
         assert!(invalid("match=a%C2%85b"), "C1 controls");
+        assert!(invalid("match=%FF"), "not UTF-8");
+        assert!(invalid("topic=%C3%28"), "not UTF-8");
+        assert!(invalid("topic=a%ZZ"), "not a percent-encoding");
+        assert!(
+            invalid("topic=a&lastEventID=100%"),
+            "not a percent-encoding"
+        );
+        assert!(invalid("topic=a&x%FF=1"), "a name that is not UTF-8");
         // Not a character boundary at byte 5: no panic, and not the reserved prefix.
         assert!(parse_query(Some("mat%C3%A9=x&match=a")).is_ok());
         assert!(parse_query(Some("%C3%A9%C3%A9%C3%A9=x&match=a")).is_ok());

@@ -389,18 +389,21 @@ fn wanted(path: &str) -> Option<Wanted> {
     })
 }
 
-/// The protocol's refusal of the request, unless its token may read the requested URL.
-fn refusal(
+/// The protocol's refusal of the request, unless its token may read the requested URL. The
+/// token comes from `Authorization: Bearer`, `?authorization=`, or either generation's cookie
+/// (`__Secure-mercure_access_token`, then `mercureAuthorization`).
+async fn refusal(
     config: &crate::config::HttpConfig,
-    mercure: &MercureState,
-    request: &Request,
+    mercure: &Arc<MercureState>,
+    request: &axum::http::Request<()>,
 ) -> Option<Response> {
     let query = request.uri().query().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "authorization")
             .map(|(_, v)| v.into_owned())
     });
-    let claims = match auth::token(request.headers(), query.as_deref()) {
+    let cookies = [auth::COOKIE_V1, auth::COOKIE];
+    let claims = match auth::token_in(request.headers(), query.as_deref(), &cookies) {
         Err(why) => return Some(plain(StatusCode::UNAUTHORIZED, why)),
         Ok(None) => {
             return Some(plain(
@@ -423,11 +426,12 @@ fn refusal(
     };
     // The requested URL in relative form, as the subscription events' topics are written.
     let requested = request.uri().path();
-    let allowed = claims.subscribe.unwrap_or_default();
-    if !allowed
-        .iter()
-        .any(|s| mercure.selectors.selector(s).matches(requested))
-    {
+    // Compiled off the async threads, as a subscription's are (a token may carry patterns).
+    let allowed = match mercure.compile(&claims.subscribe.unwrap_or_default()).await {
+        Ok(allowed) => allowed,
+        Err(why) => return Some(plain(StatusCode::UNAUTHORIZED, why)),
+    };
+    if !allowed.iter().any(|s| s.matches(requested)) {
         return Some(plain(
             StatusCode::FORBIDDEN,
             "the token's mercure.subscribe claim does not match this URL",
@@ -442,7 +446,9 @@ pub(crate) async fn list(State(state): State<AppState>, request: Request) -> Res
     let Some(mercure) = state.mercure.clone() else {
         return plain(StatusCode::NOT_FOUND, "Mercure is not enabled on this hub");
     };
-    if let Some(refusal) = refusal(&state.config, &mercure, &request) {
+    // The head only (a `GET` has no body to read), which the checks may hold across awaits.
+    let request = axum::http::Request::from_parts(request.into_parts().0, ());
+    if let Some(refusal) = refusal(&state.config, &mercure, &request).await {
         return refusal;
     }
     let requested = request.uri().path().to_owned();
