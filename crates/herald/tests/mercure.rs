@@ -2189,3 +2189,72 @@ async fn topics_of_2048_four_byte_characters() {
     assert_eq!(exact.until_end().await, ["crabs"]);
     assert_eq!(templated.until_end().await, ["crabs"]);
 }
+
+/// Sends `request` as raw bytes and reads the whole answer (bounded).
+async fn raw_exchange(p: &HeraldProcess, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(p.addr))
+        .await
+        .expect("connect in time")
+        .unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// What is refused before routing (a head too large, a head that is not HTTP, a foreign Host on
+/// an open hub) is answered in the protocol's form on the hub's paths, in Herald's elsewhere.
+#[tokio::test]
+async fn refusals_before_routing_are_text_on_the_hub_paths() {
+    // No publisher key: an open hub, which answers only to loopback names.
+    let p = hub(&["--mercure-anonymous"]).await;
+    let big = "a".repeat(20 * 1024);
+    for (path, mercure) in [
+        ("/.well-known/mercure?topic=urn:x", true),
+        ("/.well-known/mercure/subscriptions", true),
+        ("/api/sse?userId=u", false),
+    ] {
+        let too_large = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nX-Pad: {big}\r\n\r\n");
+        let malformed = format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nno colon here\r\n\r\n"
+        );
+        let foreign =
+            format!("GET {path} HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n");
+        for (request, status) in [(too_large, "431"), (malformed, "400"), (foreign, "403")] {
+            let answer = raw_exchange(&p, request.as_bytes()).await;
+            let head = answer
+                .split("\r\n\r\n")
+                .next()
+                .unwrap()
+                .to_ascii_lowercase();
+            assert!(
+                head.starts_with(&format!("http/1.1 {status}")),
+                "{path}: {answer:.300}"
+            );
+            let text = head.contains("content-type: text/plain");
+            let json = head.contains("content-type: application/json");
+            assert_eq!(
+                (text, json),
+                (mercure, !mercure),
+                "{path} {status}: {answer:.300}"
+            );
+        }
+    }
+    // Not the hub: a path that only starts like it.
+    let answer = raw_exchange(
+        &p,
+        b"GET /.well-known/mercurex HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{answer:.300}"
+    );
+    end(&p).await;
+}

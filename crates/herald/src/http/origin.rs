@@ -358,7 +358,15 @@ where
         use axum::response::IntoResponse;
         match check_host(&self.config, &request) {
             Ok(()) => futures_util::future::Either::Right(self.inner.call(request)),
-            Err(e) => futures_util::future::Either::Left(std::future::ready(Ok(e.into_response()))),
+            Err(e) => {
+                // The Mercure hub answers in its protocol's form (`text/plain`), not Herald's JSON.
+                let response = if crate::mercure::is_hub_path(request.uri().path()) {
+                    crate::mercure::plain(e.status, e.message)
+                } else {
+                    e.into_response()
+                };
+                futures_util::future::Either::Left(std::future::ready(Ok(response)))
+            }
         }
     }
 }

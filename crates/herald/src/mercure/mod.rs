@@ -56,6 +56,13 @@ use crate::target::ChannelName;
 /// The hub's URL path.
 pub const HUB_PATH: &str = "/.well-known/mercure";
 
+/// Whether `path` is the hub's or below it (its subscriptions API): where answers, errors too,
+/// are Mercure's `text/plain` ones.
+pub(crate) fn is_hub_path(path: &str) -> bool {
+    path.strip_prefix(HUB_PATH)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// Longest topic (and topic selector), in bytes.
 pub const MAX_TOPIC_LEN: usize = 8192;
 

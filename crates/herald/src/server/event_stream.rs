@@ -52,7 +52,8 @@ pub(crate) enum FirstRequest {
     /// A head Herald refuses before routing it (too large, or not HTTP at all): answered here
     /// with the JSON error body and security headers every other answer has, then closed.
     /// (hyper would answer with an empty body.)
-    Refused(RefusedHead),
+    /// (`true` when the head names the Mercure hub's paths: answered in its protocol's form.)
+    Refused(RefusedHead, bool),
 }
 
 /// Why a first request head was refused.
@@ -65,8 +66,9 @@ pub(crate) enum RefusedHead {
 }
 
 impl RefusedHead {
-    /// The whole HTTP/1.1 response.
-    pub(crate) fn response(self) -> Vec<u8> {
+    /// The whole HTTP/1.1 response: Mercure's `text/plain` when `mercure` (a head for the
+    /// Mercure hub's paths), Herald's JSON error body otherwise.
+    pub(crate) fn response(self, mercure: bool) -> Vec<u8> {
         let (status, code, message) = match self {
             RefusedHead::TooLarge => (
                 "431 Request Header Fields Too Large",
@@ -79,15 +81,31 @@ impl RefusedHead {
                 "the request is not a valid HTTP/1.1 request",
             ),
         };
-        let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
+        let (content_type, body) = if mercure {
+            ("text/plain; charset=utf-8", format!("{message}\n"))
+        } else {
+            let body = serde_json::json!({ "error": { "code": code, "message": message } });
+            ("application/json", body.to_string())
+        };
         format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+            "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
              x-content-type-options: nosniff\r\nreferrer-policy: no-referrer\r\n\
              x-frame-options: DENY\r\nconnection: close\r\n\r\n{body}",
             body.len()
         )
         .into_bytes()
     }
+}
+
+/// Whether a request line (of a head that may be cut short or malformed) names the Mercure hub
+/// or a path below it.
+fn head_is_for_mercure(head: &[u8]) -> bool {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or(head);
+    let Some(target) = line.split(|&b| b == b' ').nth(1) else {
+        return false;
+    };
+    let path = target.split(|&b| b == b'?').next().unwrap_or(target);
+    std::str::from_utf8(path).is_ok_and(crate::mercure::is_hub_path)
 }
 
 /// The start of the HTTP/2 connection preface: such a connection goes to hyper.
@@ -159,7 +177,7 @@ pub(crate) async fn read_first_request(
             None => FirstRequest::Other(buf.freeze()),
         },
         Ok(Ok(Ok(false))) => FirstRequest::Other(buf.freeze()),
-        Ok(Ok(Err(refused))) => FirstRequest::Refused(refused),
+        Ok(Ok(Err(refused))) => FirstRequest::Refused(refused, head_is_for_mercure(&buf)),
         // The client closed before a whole head: hyper answers as it would have.
         Ok(Err(_)) if !buf.is_empty() => FirstRequest::Other(buf.freeze()),
         // Nothing, or the deadline passed before a whole head: close. (Handing a partial head

@@ -303,7 +303,9 @@ pub async fn serve_router(
                         }
                         // Boxed: every connection task is sized for its largest state, and
                         // this rare path must not make idle event streams bigger.
-                        FirstRequest::Refused(why) => Box::pin(refuse_head(stream, why)).await,
+                        FirstRequest::Refused(why, mercure) => {
+                            Box::pin(refuse_head(stream, why.response(mercure))).await
+                        }
                         FirstRequest::Gone => {}
                     }
                 });
@@ -623,10 +625,10 @@ fn log_connection_end(result: Result<(), Box<dyn std::error::Error + Send + Sync
 
 /// Answers a first request head Herald refuses before routing it, then closes the connection
 /// without resetting it before the client could read the answer.
-async fn refuse_head(mut stream: tokio::net::TcpStream, why: event_stream::RefusedHead) {
+async fn refuse_head(mut stream: tokio::net::TcpStream, response: Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // Bounded: a client that does not read its answer is dropped.
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&why.response())).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&response)).await;
     let _ = stream.shutdown().await;
     // Read what the client still sends (briefly, boundedly) before closing.
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
