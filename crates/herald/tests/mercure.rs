@@ -79,14 +79,7 @@ async fn post(
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
-    let r = send(req).await;
-    let status = r.status();
-    let ct = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, ct, r.text().await.unwrap())
+    answer(send(req).await).await
 }
 
 /// Publishes and returns the update's id.

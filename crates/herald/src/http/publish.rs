@@ -112,12 +112,21 @@ fn first_byte(json: &[u8]) -> Option<u8> {
         .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
 }
 
+/// Deepest nesting of arrays and objects in `data`: what a decoder of the whole body refused
+/// beyond (serde_json's limit), and what subscribers' JSON parsers (Python's recursion limit,
+/// say) can still read.
+const MAX_DATA_DEPTH: usize = 128;
+
 /// `json` (valid JSON) without the whitespace outside its strings: what goes on the wire must
 /// be one line, and is compact as a re-encoding would be (numbers and escapes stay as sent).
-fn compact_json(json: &str) -> Cow<'_, str> {
+///
+/// # Errors
+/// When arrays and objects are nested deeper than [`MAX_DATA_DEPTH`].
+fn compact_json(json: &str) -> Result<Cow<'_, str>, InvalidInput> {
     let bytes = json.as_bytes();
     let mut in_string = false;
     let mut escaped = false;
+    let mut depth = 0usize;
     // Allocated at the first byte to drop: text that is already compact is returned as it is.
     let mut out: Option<Vec<u8>> = None;
     for (i, &b) in bytes.iter().enumerate() {
@@ -130,10 +139,21 @@ fn compact_json(json: &str) -> Cow<'_, str> {
                 in_string = false;
             }
             false
-        } else if b == b'"' {
-            in_string = true;
-            false
         } else {
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > MAX_DATA_DEPTH {
+                        return Err(InvalidInput::new(
+                            "data",
+                            format!("nested more than {MAX_DATA_DEPTH} levels deep"),
+                        ));
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
             matches!(b, b' ' | b'\t' | b'\n' | b'\r')
         };
         match (&mut out, drop) {
@@ -146,13 +166,13 @@ fn compact_json(json: &str) -> Cow<'_, str> {
             _ => {}
         }
     }
-    match out {
+    Ok(match out {
         None => Cow::Borrowed(json),
         // Only ASCII whitespace was removed, outside strings: still UTF-8.
         Some(kept) => {
             Cow::Owned(String::from_utf8(kept).expect("JSON minus ASCII whitespace is UTF-8"))
         }
-    }
+    })
 }
 
 /// A publish object's fields as raw JSON borrowed from the body; decoded by
@@ -279,7 +299,7 @@ impl RawFields<'_> {
             },
         };
         let payload = match (self.data, self.text) {
-            (Some(data), None) => Payload::json_text(compact_json(data.get())),
+            (Some(data), None) => Payload::json_text(compact_json(data.get())?),
             (None, Some(text)) => match raw_string(text) {
                 Some(text) => Payload::text(text),
                 None => {
@@ -548,10 +568,13 @@ mod tests {
         );
         assert_eq!(p.targets.list().len(), 2);
         // Already compact: the text itself, not a copy.
-        assert!(matches!(compact_json(r#"{"a":"b c"}"#), Cow::Borrowed(_)));
+        assert!(matches!(
+            compact_json(r#"{"a":"b c"}"#),
+            Ok(Cow::Borrowed(_))
+        ));
         // An escaped backslash ends before the quote that ends the string.
         assert_eq!(
-            compact_json("[ 1 ,\n\t\"\\\\\" , \" ]\" ]"),
+            compact_json("[ 1 ,\n\t\"\\\\\" , \" ]\" ]").unwrap(),
             r#"[1,"\\"," ]"]"#
         );
     }
@@ -603,6 +626,16 @@ mod tests {
             );
             assert_eq!(e.code, code, "{}", String::from_utf8_lossy(body));
         }
+        // Nesting: as deep as a decoder of the whole body took, no deeper (brackets inside
+        // strings do not count).
+        let nested = |depth: usize| {
+            let open = "[".repeat(depth - 1);
+            let close = "]".repeat(depth - 1);
+            format!(r#"{{"broadcast": true, "data": {open}{{"s": "[[{{"}}{close}}}"#)
+        };
+        assert!(parse_body(nested(MAX_DATA_DEPTH).as_bytes()).is_ok());
+        let e = parse_body(nested(MAX_DATA_DEPTH + 1).as_bytes()).unwrap_err();
+        assert!(e.message.contains("nested more than 128"), "{}", e.message);
         let ok =
             parse_body(b"{\"data\": null, \"broadcast\": true, \"idempotencyKey\": null}").unwrap();
         assert_eq!(ok.payload.as_str(), "null");
